@@ -1,0 +1,37 @@
+# The two set-up commands: `make run` and `make test`. Both create the environment themselves.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+HOST ?= 127.0.0.1
+PORT ?= 8765
+PYTEST_ARGS ?=
+
+.PHONY: uv env run test lint typecheck bench emulator
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
+
+env: uv
+	$(UV) sync --frozen --quiet
+
+run: env
+	$(UV) run --frozen python -m gcal_emulator --host $(HOST) --port $(PORT)
+
+emulator: run
+
+test: env
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen ruff format --check src tests bench
+	$(UV) run --frozen mypy
+	$(UV) run --frozen pytest -n 2 $(PYTEST_ARGS)
+
+lint: env
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen ruff format --check src tests bench
+	$(UV) run --frozen ruff format --check src tests bench
+
+typecheck: env
+	$(UV) run --frozen mypy
+
+bench: env
+	$(UV) run --frozen python bench/emulator.py

@@ -1,0 +1,1 @@
+"""calsync.domain (see docs/architecture.md)."""

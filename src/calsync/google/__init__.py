@@ -1,0 +1,1 @@
+"""calsync.google (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""calsync.jobs (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""calsync.sync (see docs/architecture.md)."""

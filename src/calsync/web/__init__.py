@@ -1,0 +1,1 @@
+"""calsync.web (see docs/architecture.md)."""

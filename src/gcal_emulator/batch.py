@@ -1,0 +1,5 @@
+"""batch (being written)."""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []

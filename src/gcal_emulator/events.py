@@ -1,0 +1,5 @@
+"""events (being written)."""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []

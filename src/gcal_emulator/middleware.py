@@ -1,0 +1,5 @@
+"""middleware (being written)."""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []

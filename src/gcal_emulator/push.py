@@ -1,0 +1,5 @@
+"""push (being written)."""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []

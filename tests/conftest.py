@@ -1,0 +1,51 @@
+"""Shared fixtures: a real emulator over HTTP for every test that needs Google."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gcal_emulator.server import EmulatorServer
+
+
+class Emulator:
+    """A running emulator plus a synchronous client for its control API."""
+
+    def __init__(self, server: EmulatorServer) -> None:
+        self.server = server
+        self.url = server.url
+        self.world = server.world
+        self.http = httpx.Client(base_url=server.url, timeout=10)
+
+    def control(self, method: str, path: str, json: object | None = None) -> httpx.Response:
+        resp = self.http.request(method, f"/emulator/v1{path}", json=json)
+        assert resp.status_code < 400, f"{method} {path}: {resp.status_code} {resp.text}"
+        return resp
+
+    def account(self, email: str, name: str | None = None) -> str:
+        """Create a Google account and return its primary calendar id."""
+        body: dict[str, str] = {"email": email}
+        if name:
+            body["name"] = name
+        return str(self.control("POST", "/accounts", body).json()["primary_calendar_id"])
+
+    def token(self, email: str, scopes: list[str] | None = None) -> str:
+        body = {"scopes": scopes} if scopes else {}
+        return str(self.control("POST", f"/accounts/{email}/tokens", body).json()["access_token"])
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer) -> Iterator[Emulator]:
+    """A clean emulator for one test (state reset before it)."""
+    emu = Emulator(emulator_server)
+    emu.control("POST", "/reset")
+    yield emu
+    emu.http.close()
