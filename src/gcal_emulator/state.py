@@ -230,6 +230,10 @@ class Config:
     issuer: str = "https://accounts.google.com"
     # how many instances of an unbounded series a singleEvents list expands (Google caps too)
     max_instances: int = 730
+    # push channels: longest lifetime granted (seconds) and how failed deliveries are retried
+    push_max_ttl_seconds: int = 2_592_000
+    push_retry_base_seconds: float = 1.0
+    push_max_attempts: int = 5
 
 
 class World:
