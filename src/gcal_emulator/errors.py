@@ -95,6 +95,16 @@ def forbidden(message: str = "Forbidden") -> GoogleError:
     return GoogleError(403, "forbidden", message)
 
 
+def required_access_level() -> GoogleError:
+    return GoogleError(
+        403, "requiredAccessLevel", "You need to have writer access to this calendar."
+    )
+
+
+def parse_error() -> GoogleError:
+    return GoogleError(400, "parseError", "Parse Error")
+
+
 def forbidden_for_non_organizer() -> GoogleError:
     return GoogleError(
         403,
@@ -161,6 +171,8 @@ REASON_DEFAULTS: dict[str, tuple[str, str]] = {
     "authError": ("global", "Invalid Credentials"),
     "insufficientPermissions": ("global", "Insufficient Permission"),
     "forbidden": ("global", "Forbidden"),
+    "requiredAccessLevel": ("global", "You need to have writer access to this calendar."),
+    "parseError": ("global", "Parse Error"),
     "forbiddenForNonOrganizer": (
         "global",
         "Shared properties can only be changed by the organizer of the event.",
