@@ -57,6 +57,11 @@ class CalendarListEntry:
     summary_override: str | None = None
     deleted: bool = False
     seq: int = 0
+    # custom colours (colorRgbFormat=true) and the person's reminders; None = Google's defaults
+    background_color: str | None = None
+    foreground_color: str | None = None
+    default_reminders: list[dict[str, Any]] | None = None
+    notification_settings: dict[str, Any] | None = None
 
 
 @dataclass
