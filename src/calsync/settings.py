@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,9 @@ class Settings(BaseSettings):
     # comma-separated Fernet keys, newest first; older ones still decrypt (rotation)
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
+    # sandbox: no real Google, a generated key file is fine; production: CALSYNC_SECRET_KEY is
+    # required; auto: sandbox exactly when no Google OAuth client is configured
+    mode: Literal["auto", "sandbox", "production"] = "auto"
 
     # Google endpoints (real Google by default)
     google_api_base: str = GOOGLE_API_BASE
@@ -71,6 +75,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'calsync.db').resolve()}"
+
+    @property
+    def sandbox(self) -> bool:
+        if self.mode == "auto":
+            return not self.oauth_configured
+        return self.mode == "sandbox"
 
     @property
     def oauth_configured(self) -> bool:
