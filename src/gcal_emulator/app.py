@@ -18,9 +18,9 @@ from .state import Config, World
 
 def _route_modules() -> list[Any]:
     # imported lazily so each module can import `state`/`errors` without cycles
-    from . import batch, calendars, events, middleware, oauth, push
+    from . import batch, calendars, events, middleware, oauth, push, service_accounts
 
-    return [oauth, calendars, push, events, batch, control, middleware]
+    return [oauth, service_accounts, calendars, push, events, batch, control, middleware]
 
 
 async def _google_error(request: Request, exc: Exception) -> Response:
