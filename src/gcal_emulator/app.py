@@ -18,9 +18,10 @@ from .state import Config, World
 
 def _route_modules() -> list[Any]:
     # imported lazily so each module can import `state`/`errors` without cycles
-    from . import batch, calendars, events, middleware, oauth, push, service_accounts
+    from . import batch, calendars, events, middleware, oauth, persist, push, service_accounts
 
-    return [oauth, service_accounts, calendars, push, events, batch, control, middleware]
+    # persist first: the saved world is loaded before any other module starts, saved after all stop
+    return [persist, oauth, service_accounts, calendars, push, events, batch, control, middleware]
 
 
 async def _google_error(request: Request, exc: Exception) -> Response:

@@ -125,6 +125,7 @@ def parse_part(raw: bytes) -> Part:
     if len(words) < 2:
         raise _parse_error(f"a part has no request line: {request_line[:100]!r}")
     rest = b"" if line_end < 0 else inner[line_end + 1 :]
+    lines: list[str]
     if rest.startswith((b"\r\n", b"\n")):
         lines, body = [], rest.lstrip(b"\r\n")
     else:
