@@ -136,7 +136,8 @@ def _id_token(
     world: World, email: str, aud: str, azp: str, scopes: frozenset[str], nonce: str | None = None
 ) -> str:
     key, kid = _id_token_key()
-    now = int(world.clock.now())
+    # clients check iat/exp against their own clock, so ID tokens ignore the emulator's offset
+    now = int(time.time())
     claims: dict[str, Any] = {
         "iss": world.config.issuer,
         "azp": azp,
@@ -735,7 +736,7 @@ async def tokeninfo(request: Request) -> Response:
         if tok is None:
             id_token = params.get("id_token", "")
             if id_token:
-                return _id_tokeninfo(world, id_token)
+                return _id_tokeninfo(id_token)
             return _json({"error": "invalid_token", "error_description": "Invalid Value"}, 400)
         expires_in = int(tok.expires_at - world.clock.now())
         body: dict[str, Any] = {"azp": tok.client_id, "aud": tok.client_id}
@@ -751,7 +752,7 @@ async def tokeninfo(request: Request) -> Response:
         return _json(body)
 
 
-def _id_tokeninfo(world: World, raw: str) -> Response:
+def _id_tokeninfo(raw: str) -> Response:
     key, _ = _id_token_key()
     try:
         claims = jwt.decode(
@@ -762,7 +763,7 @@ def _id_tokeninfo(world: World, raw: str) -> Response:
         )
     except jwt.PyJWTError:
         return _json({"error": "invalid_token", "error_description": "Invalid Value"}, 400)
-    if int(claims.get("exp", 0)) <= world.clock.now():
+    if int(claims.get("exp", 0)) <= time.time():
         return _json({"error": "invalid_token", "error_description": "Invalid Value"}, 400)
     # tokeninfo answers every claim as a string
     return _json({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in claims.items()})

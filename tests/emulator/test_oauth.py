@@ -355,6 +355,9 @@ def test_tokeninfo_and_userinfo(setup: Emulator) -> None:
     assert info["email"] == ADA and info["email_verified"] == "true"
     assert CALENDAR in info["scope"].split() and info["access_type"] == "offline"
     assert 3500 < int(info["expires_in"]) <= 3600 and int(info["exp"]) > 0
+    about = emu.http.get("/tokeninfo", params={"id_token": body["id_token"]}).json()
+    assert about["aud"] == CLIENT_ID and about["email"] == ADA
+    assert about["email_verified"] == "true"
     bad = emu.http.get("/oauth2/v3/tokeninfo", params={"access_token": "ya29.nope"})
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_token"
 
