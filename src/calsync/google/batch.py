@@ -1,0 +1,195 @@
+"""Batch requests: many Calendar calls in one multipart/mixed HTTP request (/batch/calendar/v3).
+
+The request is written by hand (it is a handful of CRLF-separated lines, see `encode`) and the
+response is split with the stdlib `email` parser, which understands multipart/mixed; each part
+carries one embedded HTTP response (`parse_http_response`). Parts are matched back to calls by
+Content-ID (`<response-ID>` answers `<ID>`), so their order on the wire does not matter.
+
+Per-part failures become exceptions in the result list. Parts failing with something retryable
+are sent again in a smaller batch after a backoff (same `RetryPolicy` budget); parts answering
+401 cause one token refresh and are resent. Failures of the batch request itself are raised.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import uuid
+from collections.abc import Sequence
+from email.message import Message
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import errors
+from .calls import ApiCall
+
+if TYPE_CHECKING:
+    from .calendar import CalendarClient
+
+MAX_BATCH = 1000  # Google's limit of calls per batch request
+CRLF = "\r\n"
+
+
+def encode(
+    batch_calls: Sequence[ApiCall[Any]], content_ids: Sequence[str], path_prefix: str, boundary: str
+) -> bytes:
+    """The multipart/mixed body: one `application/http` part per call."""
+    out: list[str] = []
+    for call, cid in zip(batch_calls, content_ids, strict=True):
+        target = path_prefix + call.path
+        if call.params:
+            target += "?" + str(httpx.QueryParams(call.params))
+        lines = [
+            f"--{boundary}",
+            "Content-Type: application/http",
+            "Content-Transfer-Encoding: binary",
+            f"Content-ID: <{cid}>",
+            "",
+            f"{call.method} {target} HTTP/1.1",
+        ]
+        body = ""
+        if call.body is not None:
+            body = json.dumps(call.body, separators=(",", ":"), ensure_ascii=False)
+            lines.append("Content-Type: application/json; charset=UTF-8")
+        lines.extend(f"{k}: {v}" for k, v in call.headers.items())
+        lines += ["", body]
+        out.append(CRLF.join(lines))
+    out.append(f"--{boundary}--{CRLF}")
+    return CRLF.join(out).encode("utf-8")
+
+
+def parse_http_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-cased) and body of one embedded `HTTP/1.1 200 OK ...` response."""
+    raw = raw.lstrip(b"\r\n")
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        head, found, body = raw.partition(sep)
+        if found:
+            break
+    else:
+        head, body = raw, b""
+    lines = head.replace(b"\r\n", b"\n").split(b"\n")
+    parts = lines[0].decode("latin-1").split(" ", 2)  # HTTP/1.1 404 Not Found
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise errors.BackendError(detail=f"unreadable batch part: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.decode("latin-1").partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers, body
+
+
+def decode(content_type: str, content: bytes) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    """Content-ID (without `<response-`/`>`) → embedded response, for every part."""
+    envelope = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    msg = email.message_from_bytes(envelope + content, policy=email.policy.HTTP)
+    if not msg.is_multipart():
+        raise errors.BackendError(detail="batch response is not multipart/mixed")
+    out: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    payload = msg.get_payload()
+    assert isinstance(payload, list)
+    for index, part in enumerate(payload):
+        assert isinstance(part, Message)
+        cid = str(part.get("Content-ID", "")).strip().strip("<>")
+        if cid.startswith("response-"):
+            cid = cid[len("response-") :]
+        raw = part.get_payload(decode=True)
+        if not isinstance(raw, bytes):
+            raw = str(part.get_payload()).encode("utf-8")
+        out[cid or f"#{index}"] = parse_http_response(raw)
+    return out
+
+
+def _result(call: ApiCall[Any], status: int, headers: dict[str, str], body: bytes) -> Any:
+    if status >= 400:
+        return errors.from_response(status, headers, body)
+    return call.parse(json.loads(body) if body.strip() else None)
+
+
+async def _send_chunk(
+    client: CalendarClient, batch_calls: Sequence[ApiCall[Any]]
+) -> tuple[list[Any], str]:
+    """One batch request with the client's retry policy; per-call results and the token used."""
+    batch_id = uuid.uuid4().hex
+    cids = [f"{batch_id}+{i}" for i in range(len(batch_calls))]
+    boundary = f"batch_{batch_id}"
+    body = encode(batch_calls, cids, urlsplit(client.api_root).path, boundary)
+    used: list[str] = []
+
+    def make(token: str) -> httpx.Request:
+        used.append(token)
+        return client.http.build_request(
+            "POST",
+            client.batch_url,
+            content=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": f"multipart/mixed; boundary={boundary}",
+            },
+        )
+
+    async def once() -> list[Any]:
+        resp = await client.send_authorized(make, cost=len(batch_calls))
+        if resp.status_code >= 400:
+            raise errors.from_response(resp.status_code, resp.headers, resp.content)
+        parts = decode(resp.headers.get("content-type", ""), resp.content)
+        results: list[Any] = []
+        for i, (call, cid) in enumerate(zip(batch_calls, cids, strict=True)):
+            part = parts.get(cid) or parts.get(f"#{i}")
+            if part is None:
+                results.append(errors.BackendError(detail="Google left this call out of the batch"))
+                continue
+            try:
+                results.append(_result(call, *part))
+            except ValueError as exc:  # an answer that does not fit the model
+                results.append(errors.BackendError(detail=f"unreadable answer: {exc}"))
+        return results
+
+    results = await client.retry.call(once)
+    return results, used[-1]
+
+
+async def _run_chunk(
+    client: CalendarClient, batch_calls: Sequence[ApiCall[Any]], results: list[Any], offset: int
+) -> None:
+    policy = client.retry
+    started = policy.clock()
+    pending = list(range(len(batch_calls)))
+    attempt = 1
+    refreshed = False
+    while pending:
+        answers, token = await _send_chunk(client, [batch_calls[i] for i in pending])
+        retry: list[int] = []
+        expired: list[int] = []
+        wait = 0.0
+        for i, answer in zip(pending, answers, strict=True):
+            results[offset + i] = answer
+            if isinstance(answer, errors.TokenExpired) and not refreshed:
+                expired.append(i)
+            elif isinstance(answer, errors.GoogleError) and answer.retryable:
+                retry.append(i)
+                wait = max(wait, policy.backoff(attempt, answer))
+        if retry:
+            if policy.gives_up(attempt, started, wait):
+                retry = []  # out of attempts or time: those parts keep their errors
+            else:
+                await policy.sleep(wait)
+                attempt += 1
+        if expired:
+            refreshed = True  # at most one refresh per chunk, like a single call
+            await client.auth.refresh(rejected=token)
+        pending = sorted(retry + expired)
+
+
+async def run_batch(
+    client: CalendarClient, batch_calls: Sequence[ApiCall[Any]], *, chunk_size: int = 50
+) -> list[Any]:
+    """Results in the order of `batch_calls`: the parsed answer, or a `GoogleError` per call."""
+    size = max(1, min(MAX_BATCH, chunk_size))
+    results: list[Any] = [None] * len(batch_calls)
+    for start in range(0, len(batch_calls), size):
+        await _run_chunk(client, batch_calls[start : start + size], results, start)
+    return results
