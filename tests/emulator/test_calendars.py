@@ -9,11 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Emulator
-
-try:  # another engineer's discovery-schema checker; used once it exists
-    from tests.emulator.schema import assert_matches_schema as _schema_check
-except ImportError:  # pragma: no cover - until tests/emulator/schema.py lands
-    _schema_check = None
+from tests.emulator.schema import assert_matches_schema
 
 ADA = "ada@example.com"
 BOB = "bob@example.com"
@@ -23,8 +19,7 @@ READONLY = "https://www.googleapis.com/auth/calendar.readonly"
 
 
 def check(obj: dict[str, Any], schema: str) -> None:
-    if _schema_check is not None:
-        _schema_check(obj, schema)
+    assert_matches_schema(obj, schema)
 
 
 class Api:
