@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
@@ -94,15 +94,19 @@ class CalendarClient:
         *,
         settings: Settings | None = None,
         http: httpx.AsyncClient | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | Literal["settings"] | None = "settings",
         retry: RetryPolicy | None = None,
         batch_size: int | None = None,
     ) -> None:
+        """`rate_limiter`: share one `RateLimiter` per process; the default builds one from
+        settings (CALSYNC_GOOGLE_REQUESTS_PER_MINUTE, 0 = off), None switches limiting off."""
         self.settings = settings or get_settings()
         self.auth = auth
         self._owns_http = http is None
         self.http = http or make_http_client(self.settings)
-        self.rate_limiter = rate_limiter
+        self.rate_limiter = (
+            RateLimiter.from_settings(self.settings) if rate_limiter == "settings" else rate_limiter
+        )
         self.retry = retry or RetryPolicy.from_settings(self.settings)
         self.api_root = self.settings.calendar_api_root
         self.batch_url = self.settings.batch_url

@@ -53,6 +53,7 @@ def settings(emulator: Emulator) -> Settings:
         google_client_secret=SecretStr(CLIENT_SECRET),
         public_url=PUBLIC_URL,
         google_timeout_seconds=5.0,
+        google_requests_per_minute=0,  # tests that exercise the bucket bring a fake-clock one
     )
 
 

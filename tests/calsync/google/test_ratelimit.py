@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+from calsync.google import calls
+from calsync.google.auth import StaticToken
+from calsync.google.calendar import CalendarClient
 from calsync.google.ratelimit import RateLimiter, TokenBucket
+from calsync.google.retry import NO_RETRY
 from calsync.settings import Settings
+from tests.conftest import Emulator
 
-from .conftest import FakeTime
+from .conftest import ControlTokens, FakeTime
 
 
 def _max_in_window(times: list[float], window: float) -> int:
@@ -89,3 +94,27 @@ def pytest_approx(value: float) -> object:
     import pytest
 
     return pytest.approx(value, abs=1e-6)
+
+
+async def test_client_spends_one_token_per_request_and_per_batch_part(
+    emulator: Emulator, settings: Settings, fake_time: FakeTime, alice: str
+) -> None:
+    limiter = RateLimiter(600, clock=fake_time.clock, sleep=fake_time.sleep)
+    async with CalendarClient(
+        ControlTokens(emulator, "alice@example.com"),
+        settings=settings,
+        rate_limiter=limiter,
+        retry=NO_RETRY,
+    ) as client:
+        for _ in range(30):
+            await client.get_calendar(alice)
+        assert sum(fake_time.sleeps) == pytest_approx(2.0)  # 10 free, 20 more at 10/s
+        await client.batch([calls.calendars_get(alice) for _ in range(50)])
+        assert sum(fake_time.sleeps) == pytest_approx(7.0)
+
+
+def test_client_limiter_comes_from_settings(emulator: Emulator) -> None:
+    on = CalendarClient(StaticToken("t"), settings=Settings(google_requests_per_minute=120))
+    assert on.rate_limiter is not None and on.rate_limiter.rate_per_minute == 120
+    off = CalendarClient(StaticToken("t"), settings=Settings(google_requests_per_minute=0))
+    assert off.rate_limiter is None
