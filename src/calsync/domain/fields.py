@@ -1,0 +1,144 @@
+"""The fields a sync maps between a CRM activity and a Google event, normalised and hashed.
+
+Change detection compares content, not timestamps: each side's current fields are normalised
+the same way, and a side has changed iff its hash differs from the hash stored at the last sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+VISIBILITY_DEFAULT = "default"
+TRANSPARENCY_DEFAULT = "opaque"
+
+# Fields that only make sense together are merged as one unit: moving an event changes start and
+# end together, and a recurrence's EXDATEs name occurrences by their start. Taking start from one
+# side and end from the other could produce an entry that ends before it starts.
+UNITS: dict[str, tuple[str, ...]] = {
+    "summary": ("summary",),
+    "description": ("description",),
+    "location": ("location",),
+    "visibility": ("visibility",),
+    "transparency": ("transparency",),
+    "schedule": ("start", "end", "all_day", "time_zone", "recurrence"),
+}
+
+
+@dataclass(frozen=True)
+class SyncFields:
+    """The mapped fields in canonical form.
+
+    `start`/`end` are ISO dates for all-day entries (Google's exclusive end date) and UTC instants
+    (`YYYY-MM-DDTHH:MM:SSZ`) for timed ones; `time_zone` is the IANA zone the wall clock is kept
+    in; `recurrence` holds RRULE/EXDATE/RDATE lines, sorted.
+    """
+
+    summary: str
+    description: str
+    location: str
+    start: str
+    end: str
+    all_day: bool
+    time_zone: str
+    visibility: str = VISIBILITY_DEFAULT
+    transparency: str = TRANSPARENCY_DEFAULT
+    recurrence: tuple[str, ...] = ()
+
+    def unit(self, name: str) -> tuple[Any, ...]:
+        return tuple(getattr(self, f) for f in UNITS[name])
+
+    def with_unit(self, name: str, value: tuple[Any, ...]) -> SyncFields:
+        return replace(self, **dict(zip(UNITS[name], value, strict=True)))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["recurrence"] = list(self.recurrence)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SyncFields:
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["recurrence"] = tuple(values.get("recurrence") or ())
+        return cls(**values)
+
+
+def text(value: str | None) -> str:
+    """Line endings and trailing white space differ between clients; the words do not."""
+    if not value:
+        return ""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip()
+
+
+def instant(value: date | datetime) -> str:
+    """Canonical form of a start or end: an ISO date, or a UTC instant to the second."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timed values must be timezone-aware")
+        return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.isoformat()
+
+
+def recurrence_lines(lines: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """RRULE/EXDATE/RDATE lines in a stable order, upper-cased property names, no blanks."""
+    out: list[str] = []
+    for raw in lines or ():
+        line = raw.strip()
+        if not line:
+            continue
+        name, sep, rest = line.partition(":")
+        if not sep:
+            out.append(line.upper())
+            continue
+        head = name.upper()
+        if head.startswith(("EXDATE", "RDATE")):
+            rest = ",".join(sorted(v.strip().upper() for v in rest.split(",") if v.strip()))
+        else:
+            rest = ";".join(sorted(p.strip().upper() for p in rest.split(";") if p.strip()))
+        out.append(f"{head}:{rest}")
+    return tuple(sorted(out))
+
+
+def make(
+    *,
+    summary: str | None,
+    description: str | None,
+    location: str | None,
+    start: date | datetime,
+    end: date | datetime,
+    time_zone: str,
+    visibility: str | None = None,
+    transparency: str | None = None,
+    recurrence: tuple[str, ...] | list[str] | None = None,
+) -> SyncFields:
+    """Normalise raw values from either side into `SyncFields`."""
+    all_day = not isinstance(start, datetime)
+    if all_day == isinstance(end, datetime):
+        raise ValueError("start and end must both be dates or both be date-times")
+    return SyncFields(
+        summary=text(summary),
+        description=text(description),
+        location=text(location),
+        start=instant(start),
+        end=instant(end),
+        all_day=all_day,
+        time_zone=time_zone,
+        visibility=visibility or VISIBILITY_DEFAULT,
+        transparency=transparency or TRANSPARENCY_DEFAULT,
+        recurrence=recurrence_lines(recurrence),
+    )
+
+
+def content_hash(values: SyncFields) -> str:
+    """A stable digest of the canonical fields (what a link stores per side)."""
+    payload = json.dumps(values.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def changed_units(before: SyncFields, after: SyncFields) -> frozenset[str]:
+    return frozenset(name for name in UNITS if before.unit(name) != after.unit(name))

@@ -1,0 +1,289 @@
+"""The pure sync rules: normalisation, hashes, the three-way merge, matching, ids, decisions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from calsync.domain import fields as f
+from calsync.domain.decide import Action, State, decide
+from calsync.domain.ids import activity_id_from_event_id, google_event_id, is_valid_client_id
+from calsync.domain.matching import match
+from calsync.domain.merge import Policy, Side, merge
+
+OSLO = ZoneInfo("Europe/Oslo")
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=OSLO)
+EARLY = datetime(2026, 1, 1, tzinfo=UTC)
+LATE = EARLY + timedelta(hours=1)
+
+
+def entry(
+    summary: str = "Demo", start: datetime = T0, minutes: int = 60, **kw: object
+) -> f.SyncFields:
+    return f.make(
+        summary=summary,
+        description=kw.get("description"),  # type: ignore[arg-type]
+        location=kw.get("location"),  # type: ignore[arg-type]
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        time_zone="Europe/Oslo",
+        recurrence=kw.get("recurrence"),  # type: ignore[arg-type]
+    )
+
+
+# -- normalisation and hashes ------------------------------------------------------------------
+
+
+def test_equal_content_hashes_equal_whatever_the_representation() -> None:
+    a = f.make(
+        summary="Demo ",
+        description="line 1\r\nline 2  ",
+        location=None,
+        start=T0,
+        end=T0 + timedelta(hours=1),
+        time_zone="Europe/Oslo",
+        visibility=None,
+        transparency="opaque",
+        recurrence=["RRULE:BYDAY=MO;FREQ=WEEKLY"],
+    )
+    b = f.make(
+        summary="Demo",
+        description="line 1\nline 2",
+        location="",
+        start=T0.astimezone(UTC),
+        end=(T0 + timedelta(hours=1)).astimezone(UTC),
+        time_zone="Europe/Oslo",
+        visibility="default",
+        transparency=None,
+        recurrence=["rrule:FREQ=WEEKLY;BYDAY=MO"],
+    )
+    assert a == b
+    assert f.content_hash(a) == f.content_hash(b)
+
+
+def test_any_mapped_change_changes_the_hash() -> None:
+    base = entry()
+    for other in (
+        entry("Other"),
+        entry(start=T0 + timedelta(minutes=30)),
+        entry(minutes=90),
+        entry(location="Oslo"),
+        entry(description="x"),
+        entry(recurrence=["RRULE:FREQ=DAILY"]),
+    ):
+        assert f.content_hash(other) != f.content_hash(base)
+
+
+def test_all_day_entries_stay_dates() -> None:
+    v = f.make(
+        summary="Holiday",
+        description=None,
+        location=None,
+        start=date(2026, 5, 17),
+        end=date(2026, 5, 18),
+        time_zone="Pacific/Kiritimati",
+    )
+    assert (v.start, v.end, v.all_day) == ("2026-05-17", "2026-05-18", True)
+
+
+def test_mixed_or_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="both"):
+        f.make(
+            summary="x",
+            description=None,
+            location=None,
+            start=date(2026, 1, 1),
+            end=T0,
+            time_zone="UTC",
+        )
+    with pytest.raises(ValueError, match="aware"):
+        f.make(
+            summary="x",
+            description=None,
+            location=None,
+            start=datetime(2026, 1, 1),
+            end=datetime(2026, 1, 2),
+            time_zone="UTC",
+        )
+
+
+def test_json_round_trip() -> None:
+    v = entry(recurrence=["RRULE:FREQ=WEEKLY", "EXDATE;TZID=Europe/Oslo:20260309T090000"])
+    assert f.SyncFields.from_json(v.to_json()) == v
+
+
+# -- three-way merge ---------------------------------------------------------------------------
+
+
+def test_title_in_crm_and_time_in_google_both_survive() -> None:
+    base = entry()
+    crm = entry("Renamed")
+    google = entry(start=T0 + timedelta(hours=2))
+    m = merge(base, crm, google, policy=Policy.LATEST_WINS, crm_updated=EARLY, google_updated=LATE)
+    assert m.values.summary == "Renamed"
+    assert m.values.start == google.start and m.values.end == google.end
+    assert m.to_google == {"summary"} and m.to_crm == {"schedule"}
+    assert m.conflicts == ()
+
+
+@pytest.mark.parametrize(
+    ("policy", "crm_updated", "google_updated", "expected"),
+    [
+        (Policy.LATEST_WINS, LATE, EARLY, Side.CRM),
+        (Policy.LATEST_WINS, EARLY, LATE, Side.GOOGLE),
+        (Policy.LATEST_WINS, EARLY, EARLY, Side.GOOGLE),
+        (Policy.CRM_WINS, EARLY, LATE, Side.CRM),
+        (Policy.GOOGLE_WINS, LATE, EARLY, Side.GOOGLE),
+    ],
+)
+def test_both_sides_changed_follows_policy_and_is_recorded(
+    policy: Policy, crm_updated: datetime, google_updated: datetime, expected: Side
+) -> None:
+    base, crm, google = entry(), entry("CRM title"), entry("Google title")
+    m = merge(
+        base, crm, google, policy=policy, crm_updated=crm_updated, google_updated=google_updated
+    )
+    assert len(m.conflicts) == 1
+    c = m.conflicts[0]
+    assert (c.unit, c.winner, c.base, c.crm, c.google) == (
+        "summary",
+        expected,
+        ("Demo",),
+        ("CRM title",),
+        ("Google title",),
+    )
+    assert m.values.summary == ("CRM title" if expected is Side.CRM else "Google title")
+
+
+def test_same_change_on_both_sides_is_no_conflict() -> None:
+    m = merge(
+        entry(),
+        entry("Same"),
+        entry("Same"),
+        policy=Policy.LATEST_WINS,
+        crm_updated=EARLY,
+        google_updated=LATE,
+    )
+    assert (m.to_google, m.to_crm, m.conflicts) == (frozenset(), frozenset(), ())
+
+
+def test_first_link_without_base_reports_no_conflict() -> None:
+    m = merge(
+        None,
+        entry(description="crm notes"),
+        entry(description="google notes"),
+        policy=Policy.CRM_WINS,
+        crm_updated=EARLY,
+        google_updated=LATE,
+    )
+    assert m.conflicts == () and m.to_google == {"description"}
+
+
+units = st.sampled_from(sorted(f.UNITS))
+summaries = st.sampled_from(["A", "B", "C"])
+shifts = st.integers(min_value=0, max_value=3)
+
+
+@st.composite
+def versions(draw: st.DrawFn) -> f.SyncFields:
+    return entry(
+        draw(summaries),
+        start=T0 + timedelta(hours=draw(shifts)),
+        location=draw(st.sampled_from(["", "Oslo", "Bergen"])),
+    )
+
+
+@given(
+    base=versions(),
+    crm=versions(),
+    google=versions(),
+    policy=st.sampled_from(list(Policy)),
+    crm_later=st.booleans(),
+)
+def test_merge_properties(
+    base: f.SyncFields, crm: f.SyncFields, google: f.SyncFields, policy: Policy, crm_later: bool
+) -> None:
+    m = merge(
+        base,
+        crm,
+        google,
+        policy=policy,
+        crm_updated=LATE if crm_later else EARLY,
+        google_updated=EARLY if crm_later else LATE,
+    )
+    for name in f.UNITS:
+        b, c, g, r = base.unit(name), crm.unit(name), google.unit(name), m.values.unit(name)
+        assert r in (c, g)  # never invents a value
+        if c == b:
+            assert r == g  # an untouched unit takes the other side's edit
+        if g == b:
+            assert r == c
+        # whatever a side lacks of the result is exactly what gets written to it
+        assert (name in m.to_google) == (r != g)
+        assert (name in m.to_crm) == (r != c)
+    conflicted = {c.unit for c in m.conflicts}
+    assert conflicted == {
+        n for n in f.UNITS if len({base.unit(n), crm.unit(n), google.unit(n)}) == 3
+    }
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+
+def test_matching_links_equal_entries_once_and_reports_ambiguity() -> None:
+    google = [
+        ("g1", entry("Demo ")),
+        ("g2", entry("Lunch")),
+        ("g3", entry("Lunch")),
+        ("g4", entry("Only in Google")),
+    ]
+    crm = [("c1", entry("demo")), ("c2", entry("Lunch")), ("c3", entry("Only in CRM"))]
+    result = match(google, crm)
+    assert result.pairs == (("g1", "c1"),)
+    assert len(result.ambiguous) == 1
+    assert result.ambiguous[0].google == ("g2", "g3") and result.ambiguous[0].crm == ("c2",)
+
+
+def test_matching_compares_time_and_recurrence() -> None:
+    result = match(
+        [("g", entry(recurrence=["RRULE:FREQ=WEEKLY"]))],
+        [("c", entry()), ("d", entry(start=T0 + timedelta(minutes=1)))],
+    )
+    assert result.pairs == () and result.ambiguous == ()
+
+
+# -- ids ---------------------------------------------------------------------------------------
+
+
+@given(st.uuids())
+def test_google_ids_are_valid_and_reversible(value: uuid.UUID) -> None:
+    event_id = google_event_id(value)
+    assert is_valid_client_id(event_id) and len(event_id) == 26
+    assert activity_id_from_event_id(event_id) == value
+    assert google_event_id(value) == event_id  # deterministic
+
+
+def test_foreign_ids_are_not_ours() -> None:
+    assert activity_id_from_event_id("4q2hb0hbmmkdl1ofd9n4ngaqjq_20260302T080000Z") is None
+    assert activity_id_from_event_id("xyz") is None
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+
+def test_every_state_pair_has_one_action() -> None:
+    for crm in State:
+        for google in State:
+            assert isinstance(decide(crm, google), Action)
+
+
+def test_an_edit_is_never_lost_to_a_deletion() -> None:
+    assert decide(State.DELETED, State.CHANGED) is Action.RESTORE_CRM
+    assert decide(State.CHANGED, State.DELETED) is Action.RESTORE_GOOGLE
+    assert decide(State.UNCHANGED, State.DELETED) is Action.DELETE_CRM
+    assert decide(State.DELETED, State.UNCHANGED) is Action.DELETE_GOOGLE
