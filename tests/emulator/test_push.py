@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
 
 from gcal_emulator.state import SCOPE_CALENDAR_READONLY
 from tests.conftest import Emulator
@@ -323,3 +325,32 @@ def test_4xx_is_final_and_unreachable_gives_up(emulator: Emulator, receiver: Rec
     assert all(d["status"] is None and d["error"] for d in attempts)
     four = [d for d in _deliveries(emulator, 5) if d["channel_id"] == "four"]
     assert [(d["attempt"], d["status"]) for d in four] == [(1, 404)]
+
+
+def test_google_client_watch_then_insert_notifies(emulator: Emulator, receiver: Receiver) -> None:
+    """The whole path with Google's client: events.watch, events.insert, an `exists` arrives."""
+    emulator.account(ADA)
+    service = build(
+        "calendar",
+        "v3",
+        credentials=Credentials(emulator.token(ADA)),
+        static_discovery=True,
+        client_options={"api_endpoint": f"{emulator.url}/calendar/v3/"},
+    )
+    body = {"id": "gapi", "type": "web_hook", "address": receiver.url, "token": "t0k"}
+    channel = service.events().watch(calendarId="primary", body=body).execute()
+    assert channel["id"] == "gapi" and channel["token"] == "t0k"
+    receiver.wait_for(1)
+    event = {
+        "summary": "Pushed",
+        "start": {"dateTime": "2030-01-01T10:00:00Z"},
+        "end": {"dateTime": "2030-01-01T11:00:00Z"},
+    }
+    service.events().insert(calendarId="primary", body=event).execute()
+    notes = receiver.wait_for(2)
+    assert notes[1]["headers"]["X-Goog-Resource-State"] == "exists"
+    assert notes[1]["headers"]["X-Goog-Resource-ID"] == channel["resourceId"]
+    service.channels().stop(body={"id": "gapi", "resourceId": channel["resourceId"]}).execute()
+    service.events().insert(calendarId="primary", body=event).execute()
+    time.sleep(0.3)
+    assert len(receiver.received) == 2
