@@ -56,13 +56,18 @@ async def timed(fn: Callable[[], Awaitable[tuple[int, int]]]) -> tuple[int, int,
     return requests, items, time.perf_counter() - t0
 
 
-async def run(url: str, n_events: int, page_size: int, rounds: int) -> list[Row]:
-    control = httpx.Client(base_url=url + "/emulator/v1", timeout=30)
-    control.post("/reset").raise_for_status()
-    cal = control.post("/accounts", json={"email": "bench@example.com"}).json()[
-        "primary_calendar_id"
-    ]
-    token = control.post("/accounts/bench@example.com/tokens", json={}).json()["access_token"]
+def prepare(url: str) -> tuple[str, str]:
+    """A clean emulator with one account: (primary calendar id, access token)."""
+    with httpx.Client(base_url=url + "/emulator/v1", timeout=30) as control:
+        control.post("/reset").raise_for_status()
+        cal = control.post("/accounts", json={"email": "bench@example.com"}).json()
+        tok = control.post("/accounts/bench@example.com/tokens", json={}).json()
+    return str(cal["primary_calendar_id"]), str(tok["access_token"])
+
+
+async def run(
+    url: str, cal: str, token: str, n_events: int, page_size: int, rounds: int
+) -> list[Row]:
     settings = Settings(google_emulator_url=url, google_requests_per_minute=0)
     rows: list[Row] = []
     async with CalendarClient(StaticToken(token, "bench@example.com"), settings=settings) as c:
@@ -113,7 +118,6 @@ async def run(url: str, n_events: int, page_size: int, rounds: int) -> list[Row]
 
         req, items, secs = await timed(incremental)
         rows.append(Row("events.list incremental (empty)", req, items, secs))
-    control.close()
     return rows
 
 
@@ -124,7 +128,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with EmulatorServer() as server:
-        rows = asyncio.run(run(server.url, args.events, args.page_size, args.rounds))
+        cal, token = prepare(server.url)
+        rows = asyncio.run(run(server.url, cal, token, args.events, args.page_size, args.rounds))
     print(
         f"{'scenario':<34} {'HTTP req':>8} {'items':>8} {'seconds':>8} {'req/s':>10} {'items/s':>10}"
     )
