@@ -1,0 +1,306 @@
+"""Activities: create, read, list by time range (optionally expanded), update, soft delete.
+
+Every write takes the tenant's change-feed lock first (changes.next_seq) and records a change
+in the same transaction; the caller commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.domain import recurrence as rec
+from calsync.domain.activity import ActivityValues, Attendee
+
+from . import changes
+from .base import utcnow
+from .errors import AlreadyExists, Deleted, VersionMismatch
+from .models import Activity, ActivityAttendee
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Restricts reads to what one user may see: its own activities and those it attends."""
+
+    user_id: uuid.UUID
+    email: str
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One entry of an expanded listing: a stored activity, or an occurrence of a master."""
+
+    activity: Activity
+    occurrence: rec.Occurrence | None = None
+
+
+def series(activity: Activity) -> rec.Series:
+    return rec.Series(
+        activity.all_day,
+        ZoneInfo(activity.time_zone),
+        activity.start_local,
+        activity.end_local,
+        tuple(activity.recurrence or ()),
+    )
+
+
+def _apply(activity: Activity, values: ActivityValues) -> None:
+    t = values.timing
+    activity.subject = values.subject
+    activity.description = values.description
+    activity.location = values.location
+    activity.all_day = t.all_day
+    activity.time_zone = t.time_zone
+    activity.start_local, activity.end_local = t.start_local, t.end_local
+    activity.start_utc, activity.end_utc = t.start_utc, t.end_utc
+    activity.range_start_utc = values.range_start_utc
+    activity.range_end_utc = values.range_end_utc
+    activity.visibility = values.visibility
+    activity.transparency = values.transparency
+    activity.status = values.status
+    activity.recurrence = list(values.recurrence) if values.recurrence else None
+    activity.original_start_local = values.original_start_local
+    _set_attendees(activity, values.attendees)
+
+
+def _set_attendees(activity: Activity, attendees: Sequence[Attendee]) -> None:
+    """Update rows in place by e-mail (delete + insert of one key in a flush would collide)."""
+    existing = {row.email: row for row in activity.attendees}
+    keep = []
+    for position, item in enumerate(attendees):
+        row = existing.pop(item.email, None) or ActivityAttendee(
+            email=item.email, tenant_id=activity.tenant_id
+        )
+        row.display_name = item.display_name
+        row.response_status = item.response_status
+        row.optional = item.optional
+        row.position = position
+        keep.append(row)
+    activity.attendees = keep
+
+
+async def create(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    type_key: str,
+    owner_id: uuid.UUID,
+    values: ActivityValues,
+    recurring_parent_id: uuid.UUID | None = None,
+    organizer_email: str | None = None,
+    origin: str = "api",
+) -> Activity:
+    seq = await changes.next_seq(session, tenant_id)
+    activity = Activity(
+        tenant_id=tenant_id,
+        type_key=type_key,
+        owner_id=owner_id,
+        recurring_parent_id=recurring_parent_id,
+        organizer_email=organizer_email,
+        version=1,
+        attendees=[],
+    )
+    _apply(activity, values)
+    session.add(activity)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # the live-exception-per-occurrence index
+        raise AlreadyExists("this occurrence already has an exception") from exc
+    changes.record(session, seq, activity, "created", origin)
+    await session.flush()
+    return activity
+
+
+async def get(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    activity_id: uuid.UUID,
+    viewer: Viewer | None = None,
+) -> Activity | None:
+    """One activity (tombstones included) if it belongs to the tenant and the viewer sees it."""
+    query = _visible(
+        select(Activity).where(Activity.id == activity_id, Activity.tenant_id == tenant_id),
+        tenant_id,
+        viewer,
+    )
+    return await session.scalar(query)
+
+
+def _visible(
+    query: Select[Activity], tenant_id: uuid.UUID, viewer: Viewer | None
+) -> Select[Activity]:
+    if viewer is None:
+        return query
+    attends = select(ActivityAttendee.activity_id).where(
+        ActivityAttendee.tenant_id == tenant_id, ActivityAttendee.email == viewer.email
+    )
+    return query.where(or_(Activity.owner_id == viewer.user_id, Activity.id.in_(attends)))
+
+
+async def list_(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    viewer: Viewer | None = None,
+    owner_id: uuid.UUID | None = None,
+    type_key: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    include_deleted: bool = False,
+    limit: int = 500,
+    offset: int = 0,
+) -> Sequence[Activity]:
+    """Stored rows (singles, masters, exceptions) overlapping [start, end), oldest first."""
+    query = _filtered(tenant_id, viewer, owner_id, type_key, start, end, include_deleted)
+    query = query.order_by(Activity.range_start_utc, Activity.id).limit(limit).offset(offset)
+    return (await session.scalars(query)).all()
+
+
+def _filtered(
+    tenant_id: uuid.UUID,
+    viewer: Viewer | None,
+    owner_id: uuid.UUID | None,
+    type_key: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    include_deleted: bool,
+) -> Select[Activity]:
+    query = _visible(select(Activity).where(Activity.tenant_id == tenant_id), tenant_id, viewer)
+    if owner_id is not None:
+        query = query.where(Activity.owner_id == owner_id)
+    if type_key is not None:
+        query = query.where(Activity.type_key == type_key)
+    if end is not None:
+        query = query.where(Activity.range_start_utc < end)
+    if start is not None:
+        query = query.where(or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > start))
+    if not include_deleted:
+        query = query.where(Activity.deleted_at.is_(None))
+    return query
+
+
+async def list_expanded(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    start: datetime,
+    end: datetime,
+    viewer: Viewer | None = None,
+    owner_id: uuid.UUID | None = None,
+    type_key: str | None = None,
+    limit: int = 5_000,
+) -> list[Instance]:
+    """What happens in [start, end): singles, generated occurrences and exceptions, by start."""
+    rows = (
+        await session.scalars(
+            _filtered(tenant_id, viewer, owner_id, type_key, start, end, include_deleted=False)
+        )
+    ).all()
+    masters = [row for row in rows if row.recurrence and row.recurring_parent_id is None]
+    overridden: dict[uuid.UUID, set[datetime]] = {m.id: set() for m in masters}
+    if masters:
+        exceptions = await session.execute(
+            select(Activity.recurring_parent_id, Activity.original_start_local).where(
+                Activity.recurring_parent_id.in_([m.id for m in masters]),
+                Activity.deleted_at.is_(None),
+            )
+        )
+        for parent_id, original in exceptions.all():
+            if parent_id is not None and original is not None:
+                overridden[parent_id].add(original)
+    out: list[Instance] = []
+    for row in rows:
+        if row in masters:
+            for occurrence in rec.expand(
+                series(row), start, end, skip=overridden[row.id], limit=limit
+            ):
+                out.append(Instance(row, occurrence))
+        elif row.status == "cancelled" and row.recurring_parent_id is not None:
+            continue  # a cancelled occurrence: it only hides the generated one
+        elif row.start_utc < end and row.end_utc > start:
+            out.append(Instance(row))
+        if len(out) > limit:
+            raise rec.TooManyOccurrences(f"more than {limit} entries in the requested range")
+    out.sort(
+        key=lambda i: (
+            i.occurrence.start_utc if i.occurrence else i.activity.start_utc,
+            str(i.activity.id),
+        )
+    )
+    return out
+
+
+async def exceptions_of(session: AsyncSession, master: Activity) -> Sequence[Activity]:
+    result = await session.scalars(
+        select(Activity).where(
+            Activity.recurring_parent_id == master.id, Activity.deleted_at.is_(None)
+        )
+    )
+    return result.all()
+
+
+async def _lock_and_reload(
+    session: AsyncSession, activity: Activity, expected_version: int | None
+) -> int:
+    seq = await changes.next_seq(session, activity.tenant_id)
+    await session.refresh(activity)
+    if activity.deleted_at is not None:
+        raise Deleted(f"activity {activity.id} is deleted")
+    if expected_version is not None and activity.version != expected_version:
+        raise VersionMismatch(activity.version)
+    return seq
+
+
+async def update(
+    session: AsyncSession,
+    activity: Activity,
+    values: ActivityValues,
+    *,
+    type_key: str | None = None,
+    owner_id: uuid.UUID | None = None,
+    expected_version: int | None = None,
+    origin: str = "api",
+) -> Activity:
+    """Replace the activity's fields with `values` (bumps the version, records a change)."""
+    seq = await _lock_and_reload(session, activity, expected_version)
+    _apply(activity, values)
+    if type_key is not None:
+        activity.type_key = type_key
+    if owner_id is not None:
+        activity.owner_id = owner_id
+    activity.version += 1
+    activity.updated_at = utcnow()
+    await session.flush()
+    changes.record(session, seq, activity, "updated", origin)
+    await session.flush()
+    return activity
+
+
+async def delete(
+    session: AsyncSession,
+    activity: Activity,
+    *,
+    expected_version: int | None = None,
+    origin: str = "api",
+) -> None:
+    """Tombstone the activity (and a master's exceptions); each gets a `deleted` change."""
+    seq = await _lock_and_reload(session, activity, expected_version)
+    targets = [activity]
+    if activity.recurrence and activity.recurring_parent_id is None:
+        targets += list(await exceptions_of(session, activity))
+    now = utcnow()
+    for index, target in enumerate(targets):
+        if index:
+            seq = await changes.next_seq(session, activity.tenant_id)
+        target.deleted_at = now
+        target.version += 1
+        target.updated_at = now
+        changes.record(session, seq, target, "deleted", origin)
+    await session.flush()

@@ -1,0 +1,69 @@
+"""The change feed: a per-tenant sequence that is monotonic in commit order.
+
+Every writing transaction first bumps `tenant.change_seq` with an UPDATE. The row lock that
+UPDATE takes is held until commit, so the tenant's writers queue up on it: whoever gets number
+N commits (or rolls back, releasing N) before anyone gets N+1. A reader that has seen N can
+therefore never miss a later commit with a smaller number, and there are no gaps.
+(On SQLite the database-wide write lock gives the same order.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Activity, ActivityAttendee, Change, Tenant
+
+
+async def next_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    """Take the tenant's write lock and the next sequence number (call first in a write)."""
+    result = await session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(change_seq=Tenant.change_seq + 1, updated_at=Tenant.updated_at)
+        .returning(Tenant.change_seq)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.scalar_one())
+
+
+def record(session: AsyncSession, seq: int, activity: Activity, kind: str, origin: str) -> Change:
+    change = Change(
+        tenant_id=activity.tenant_id,
+        seq=seq,
+        activity_id=activity.id,
+        owner_id=activity.owner_id,
+        kind=kind,
+        version=activity.version,
+        origin=origin,
+    )
+    session.add(change)
+    return change
+
+
+async def after(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    seq: int,
+    limit: int,
+    *,
+    user_id: uuid.UUID | None = None,
+    user_email: str | None = None,
+) -> Sequence[Change]:
+    """Changes after `seq` in order; for a user, only activities it owns or attends."""
+    query = select(Change).where(Change.tenant_id == tenant_id, Change.seq > seq)
+    if user_id is not None:
+        attends = select(ActivityAttendee.activity_id).where(
+            ActivityAttendee.tenant_id == tenant_id, ActivityAttendee.email == (user_email or "")
+        )
+        query = query.where(or_(Change.owner_id == user_id, and_(Change.activity_id.in_(attends))))
+    result = await session.scalars(query.order_by(Change.seq).limit(limit))
+    return result.all()
+
+
+async def last_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    value = await session.scalar(select(Tenant.change_seq).where(Tenant.id == tenant_id))
+    return int(value or 0)

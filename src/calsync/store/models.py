@@ -1,0 +1,403 @@
+"""The whole data model (DESIGN.md "Data model"); Alembic migrations mirror these tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, new_id, utcnow
+from .crypto import EncryptedBytes, EncryptedText
+
+EMAIL = 320  # RFC 5321 path limit
+NOT_DELETED = text("deleted_at IS NULL")
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(default=utcnow)
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def _tenant_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+
+
+class Tenant(Base):
+    """A company: its calendar settings, service account and the change-feed counter."""
+
+    __tablename__ = "tenant"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    calendar_module_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    auth_mode: Mapped[str] = mapped_column(String(32), default="oauth")
+    service_account_email: Mapped[str | None] = mapped_column(String(EMAIL))
+    service_account_key: Mapped[bytes | None] = mapped_column(EncryptedBytes())
+    service_account_key_format: Mapped[str | None] = mapped_column(String(8))
+    service_account_key_password: Mapped[str | None] = mapped_column(EncryptedText())
+    exported_type_keys: Mapped[list[str]] = mapped_column(JSON)
+    default_import_type_key: Mapped[str] = mapped_column(String(64), default="meeting")
+    personal_import_type_key: Mapped[str] = mapped_column(String(64), default="personal")
+    poll_interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    lookback_days: Mapped[int] = mapped_column(Integer, default=30)
+    conflict_policy: Mapped[str] = mapped_column(String(16), default="latest_wins")
+    # Last change sequence handed out; bumped with UPDATE in every writing transaction, whose
+    # row lock makes sequence order equal commit order (see store/changes.py).
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class User(Base):
+    """A CRM user; e-mail is unique among the tenant's live users."""
+
+    __tablename__ = "user"
+    __table_args__ = (
+        Index(
+            "uq_user_tenant_id_email_live",
+            "tenant_id",
+            "email",
+            unique=True,
+            sqlite_where=NOT_DELETED,
+            postgresql_where=NOT_DELETED,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    email: Mapped[str] = mapped_column(String(EMAIL))
+    name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+
+class ApiKey(Base):
+    """A bearer key, stored only as its SHA-256 (see store/apikeys.py for why that suffices)."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class ActivityType(Base):
+    """A tenant's activity type, addressed by its key (built in: meeting, call, task, ...)."""
+
+    __tablename__ = "activity_type"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    built_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Activity(Base):
+    """A CRM calendar entry: a single entry, a recurring master, or one exception of a master.
+
+    Times are kept as wall clock in `time_zone` (what the user meant, DST-proof) plus UTC
+    copies for range queries; range_* cover a whole series (range_end_utc NULL = no end).
+    """
+
+    __tablename__ = "activity"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "type_key"],
+            ["activity_type.tenant_id", "activity_type.key"],
+            name="fk_activity_tenant_id_type_key_activity_type",
+        ),
+        Index("ix_activity_tenant_id_range_start_utc", "tenant_id", "range_start_utc"),
+        Index(
+            "ix_activity_tenant_id_owner_id_range_start_utc",
+            "tenant_id",
+            "owner_id",
+            "range_start_utc",
+        ),
+        Index(
+            "uq_activity_recurring_parent_id_original_start_local_live",
+            "recurring_parent_id",
+            "original_start_local",
+            unique=True,
+            sqlite_where=NOT_DELETED,
+            postgresql_where=NOT_DELETED,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    type_key: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(1024), default="")
+    description: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(String(1024))
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    time_zone: Mapped[str] = mapped_column(String(64))
+    start_local: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    end_local: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    start_utc: Mapped[datetime] = mapped_column()
+    end_utc: Mapped[datetime] = mapped_column()
+    range_start_utc: Mapped[datetime] = mapped_column()
+    range_end_utc: Mapped[datetime | None] = mapped_column()
+    visibility: Mapped[str] = mapped_column(String(16), default="default")
+    transparency: Mapped[str] = mapped_column(String(16), default="opaque")
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    recurrence: Mapped[list[str] | None] = mapped_column(JSON)
+    recurring_parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True
+    )
+    original_start_local: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
+    organizer_email: Mapped[str | None] = mapped_column(String(EMAIL))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+    attendees: Mapped[list[ActivityAttendee]] = relationship(
+        order_by="ActivityAttendee.position",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        passive_deletes=True,
+    )
+
+
+class ActivityAttendee(Base):
+    """One guest of an activity; a table so "activities I attend" is an indexed lookup."""
+
+    __tablename__ = "activity_attendee"
+    __table_args__ = (Index("ix_activity_attendee_tenant_id_email", "tenant_id", "email"),)
+
+    activity_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[str] = mapped_column(String(EMAIL), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    response_status: Mapped[str] = mapped_column(String(16), default="needsAction")
+    optional: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Change(Base):
+    """One create/update/delete of an activity: the change feed and the sync engine's push queue."""
+
+    __tablename__ = "change"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    activity_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[uuid.UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(16))  # created / updated / deleted
+    version: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(16), default="api")  # api / sync / cli
+    created_at: Mapped[datetime] = _created()
+
+
+class GoogleConnection(Base):
+    """One user's link to a Google account, with encrypted tokens and a health status."""
+
+    __tablename__ = "google_connection"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), unique=True
+    )
+    google_email: Mapped[str | None] = mapped_column(String(EMAIL))
+    google_subject: Mapped[str | None] = mapped_column(String(255))
+    auth_mode: Mapped[str] = mapped_column(String(32), default="oauth")
+    refresh_token: Mapped[str | None] = mapped_column(EncryptedText())
+    access_token: Mapped[str | None] = mapped_column(EncryptedText())
+    access_token_expires_at: Mapped[datetime | None] = mapped_column()
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # connected / needs_reauth / revoked / error / disconnected
+    status: Mapped[str] = mapped_column(String(16), default="connected")
+    sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    private_events: Mapped[str] = mapped_column(String(16), default="import")  # import/busy/skip
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column()
+    connected_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class CalendarBinding(Base):
+    """One Google calendar of one connection: role, direction, sync token and push channel."""
+
+    __tablename__ = "calendar_binding"
+    __table_args__ = (UniqueConstraint("connection_id", "google_calendar_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("google_connection.id", ondelete="CASCADE")
+    )
+    google_calendar_id: Mapped[str] = mapped_column(String(1024))
+    summary: Mapped[str | None] = mapped_column(String(1024))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    access_role: Mapped[str | None] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16), default="import")  # import / export / both
+    direction: Mapped[str] = mapped_column(String(16), default="two_way")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    sync_token: Mapped[str | None] = mapped_column(Text)
+    # initial / incremental / paused / disabled
+    stage: Mapped[str] = mapped_column(String(16), default="initial")
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    channel_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    channel_resource_id: Mapped[str | None] = mapped_column(String(255))
+    channel_token: Mapped[str | None] = mapped_column(EncryptedText())
+    channel_expires_at: Mapped[datetime | None] = mapped_column()
+    last_sync_at: Mapped[datetime | None] = mapped_column()
+    last_success_at: Mapped[datetime | None] = mapped_column()
+    next_sync_at: Mapped[datetime | None] = mapped_column(index=True)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    locked_by: Mapped[str | None] = mapped_column(String(128))
+    locked_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class EventLink(Base):
+    """Activity <-> Google event in one binding, with the last-synced snapshot and hashes."""
+
+    __tablename__ = "event_link"
+    __table_args__ = (
+        UniqueConstraint("binding_id", "google_event_id"),
+        Index("ix_event_link_binding_id_state", "binding_id", "state"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    binding_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("calendar_binding.id", ondelete="CASCADE")
+    )
+    activity_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True
+    )
+    google_event_id: Mapped[str] = mapped_column(String(1024))
+    google_recurring_event_id: Mapped[str | None] = mapped_column(String(1024))
+    ical_uid: Mapped[str | None] = mapped_column(String(1024), index=True)
+    google_etag: Mapped[str | None] = mapped_column(String(255))
+    google_updated: Mapped[datetime | None] = mapped_column()
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending/linked/parked
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    crm_hash: Mapped[str | None] = mapped_column(String(64))
+    google_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class SyncRun(Base):
+    """One sync of one binding: why it ran, how long, what it did, how it ended."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index("ix_sync_run_binding_id_started_at", "binding_id", "started_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    binding_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("calendar_binding.id", ondelete="CASCADE")
+    )
+    trigger: Mapped[str] = mapped_column(String(16))  # webhook/poll/manual/change/initial
+    full_sync: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    pulled: Mapped[int] = mapped_column(Integer, default=0)
+    pushed: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    conflicts: Mapped[int] = mapped_column(Integer, default=0)
+    issues: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class SyncIssue(Base):
+    """An event that could not be synced, with the reason and what to do about it."""
+
+    __tablename__ = "sync_issue"
+    __table_args__ = (Index("ix_sync_issue_binding_id_resolved_at", "binding_id", "resolved_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    binding_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("calendar_binding.id", ondelete="CASCADE")
+    )
+    run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sync_run.id", ondelete="SET NULL"))
+    activity_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="SET NULL")
+    )
+    google_event_id: Mapped[str | None] = mapped_column(String(1024))
+    code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    remedy: Mapped[str | None] = mapped_column(Text)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column()
+
+
+class Conflict(Base):
+    """A field changed on both sides: the base and both values, and which one won."""
+
+    __tablename__ = "conflict"
+    __table_args__ = (Index("ix_conflict_binding_id_decided_at", "binding_id", "decided_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    binding_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("calendar_binding.id", ondelete="CASCADE")
+    )
+    run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sync_run.id", ondelete="SET NULL"))
+    activity_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("activity.id", ondelete="CASCADE"), index=True
+    )
+    event_link_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("event_link.id", ondelete="SET NULL")
+    )
+    google_event_id: Mapped[str | None] = mapped_column(String(1024))
+    field: Mapped[str] = mapped_column(String(64))
+    base_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    crm_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    google_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    decision: Mapped[str] = mapped_column(String(16))  # crm / google
+    policy: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,105 @@
+"""CRM users of a tenant; deleting one leaves a tombstone so its activities keep an owner."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .base import utcnow
+from .errors import AlreadyExists
+from .models import ApiKey, User
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def create(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    email: str,
+    *,
+    name: str | None = None,
+    role: str = "user",
+) -> User:
+    email = normalise_email(email)
+    if await by_email(session, tenant_id, email) is not None:
+        raise AlreadyExists(f"a user with e-mail {email} exists")
+    user = User(tenant_id=tenant_id, email=email, name=name, role=role)
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists(f"a user with e-mail {email} exists") from exc
+    return user
+
+
+async def get(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+    """A live user of this tenant (another tenant's id is simply not found)."""
+    return await session.scalar(
+        select(User).where(
+            User.id == user_id, User.tenant_id == tenant_id, User.deleted_at.is_(None)
+        )
+    )
+
+
+async def by_email(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> User | None:
+    return await session.scalar(
+        select(User).where(
+            User.tenant_id == tenant_id,
+            User.email == normalise_email(email),
+            User.deleted_at.is_(None),
+        )
+    )
+
+
+async def list_(session: AsyncSession, tenant_id: uuid.UUID) -> Sequence[User]:
+    result = await session.scalars(
+        select(User)
+        .where(User.tenant_id == tenant_id, User.deleted_at.is_(None))
+        .order_by(User.email)
+    )
+    return result.all()
+
+
+async def update_(
+    session: AsyncSession,
+    user: User,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    role: str | None = None,
+    clear_name: bool = False,
+) -> User:
+    if email is not None:
+        email = normalise_email(email)
+        other = await by_email(session, user.tenant_id, email)
+        if other is not None and other.id != user.id:
+            raise AlreadyExists(f"a user with e-mail {email} exists")
+        user.email = email
+    if name is not None or clear_name:
+        user.name = name
+    if role is not None:
+        user.role = role
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists("a user with this e-mail exists") from exc
+    return user
+
+
+async def delete(session: AsyncSession, user: User) -> None:
+    """Tombstone the user and revoke its API keys; its activities stay."""
+    now = utcnow()
+    user.deleted_at = now
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
