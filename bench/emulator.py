@@ -8,7 +8,8 @@ clients for --seconds and prints requests/second with p50/p99 latency:
   insert      single events.insert calls
 
 This is a whole-run benchmark, not a test: numbers depend on the machine and on sharing its
-CPUs between the clients and the server.
+CPUs between the clients and the server. "server p50" is the time the emulator itself spent per
+request (its request log), without the network and the client's JSON parsing.
 """
 
 from __future__ import annotations
@@ -39,16 +40,21 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    server_ms: list[float] = field(default_factory=list)  # from the emulator's request log
 
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
     def percentile(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+        return _percentile([x * 1000 for x in self.latencies], p)
+
+
+def _percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def _free_port() -> int:
@@ -173,6 +179,10 @@ def inserts() -> Call:
 async def run(url: str, token: str, name: str, call: Call, clients: int, seconds: float) -> Result:
     """`clients` connections, each warmed up by one unmeasured call, then timed together."""
     result = Result(name, clients)
+    async with httpx.AsyncClient(base_url=url) as control:
+        log_start = (await control.get("/emulator/v1/requests?after=999999999999")).json()[
+            "last_seq"
+        ]
     auth = {"Authorization": f"Bearer {token}"}
     pool = [httpx.AsyncClient(base_url=url, headers=auth, timeout=120) for _ in range(clients)]
     try:
@@ -192,18 +202,22 @@ async def run(url: str, token: str, name: str, call: Call, clients: int, seconds
         result.seconds = time.perf_counter() - t0
     finally:
         await asyncio.gather(*(client.aclose() for client in pool))
+    async with httpx.AsyncClient(base_url=url, timeout=120) as control:
+        log = (await control.get(f"/emulator/v1/requests?after={log_start}")).json()["items"]
+    result.server_ms = [r["duration_ms"] for r in log if r["path"].endswith("/events")]
     return result
 
 
 def print_table(results: list[Result]) -> None:
     head = f"{'scenario':<12} {'clients':>7} {'requests':>9} {'req/s':>9} {'p50 ms':>8} "
-    head += f"{'p99 ms':>8} {'errors':>6}"
+    head += f"{'p99 ms':>8} {'server p50':>10} {'errors':>6}"
     print(head)
     print("-" * len(head))
     for r in results:
         print(
             f"{r.scenario:<12} {r.clients:>7} {len(r.latencies):>9} {r.rate:>9.1f} "
-            f"{r.percentile(50):>8.1f} {r.percentile(99):>8.1f} {r.errors:>6}"
+            f"{r.percentile(50):>8.1f} {r.percentile(99):>8.1f} "
+            f"{_percentile(r.server_ms, 50):>10.1f} {r.errors:>6}"
         )
 
 
