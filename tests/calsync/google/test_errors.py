@@ -153,3 +153,18 @@ def test_oauth_error_classes(
 ) -> None:
     err = errors.from_oauth_error(error, "x", status=400, service_account=service_account)
     assert type(err) is cls and err.reason == error
+
+
+async def test_googles_per_user_quota_is_rate_limited(
+    emulator: Emulator, settings: Settings, alice: str
+) -> None:
+    emulator.control("POST", "/quotas", {"enabled": True, "per_user_per_minute": 3})
+    async with CalendarClient(
+        ControlTokens(emulator, "alice@example.com"), settings=settings, retry=NO_RETRY
+    ) as client:
+        for _ in range(3):
+            await client.get_calendar(alice)
+        with pytest.raises(errors.RateLimited) as exc:
+            await client.get_calendar(alice)
+    assert exc.value.reason == "userRateLimitExceeded" and exc.value.status == 403
+    assert exc.value.retryable
