@@ -373,10 +373,6 @@ def _redirect(req: AuthRequest, values: dict[str, str]) -> RedirectResponse:
     return RedirectResponse(req.redirect_uri + sep + urlencode(query), status_code=302)
 
 
-# nonces of outstanding codes: the ID token of the exchange must carry the request's nonce
-_code_nonces: dict[str, str] = {}
-
-
 def _issue_code(world: World, req: AuthRequest, account: Account, shown_consent: bool) -> Response:
     grant = _active_grant(world, account.email, req.client.client_id)
     if grant is None:
@@ -405,9 +401,8 @@ def _issue_code(world: World, req: AuthRequest, account: Account, shown_consent:
         grant_id=grant.id,
         expires_at=world.clock.now() + CODE_TTL,
     )
+    code.nonce = req.nonce or None  # the ID token of the exchange must carry it
     world.auth_codes[code.code] = code
-    if req.nonce:
-        _code_nonces[code.code] = req.nonce
     values = {"code": code.code, "scope": " ".join(_ordered(scopes)), "authuser": "0"}
     if shown_consent:
         values["prompt"] = "consent"
@@ -540,7 +535,7 @@ def _authorization_code(request: Request, world: World, params: dict[str, str]) 
     code = world.auth_codes.get(raw_code)
     if code is None or code.client_id != client.client_id:
         raise errors.invalid_grant("Malformed auth code.")
-    nonce = _code_nonces.pop(code.code, None)
+    nonce = code.nonce
     if code.used or code.expires_at <= world.clock.now():
         raise errors.invalid_grant("Bad Request")
     code.used = True  # one attempt per code, successful or not

@@ -107,6 +107,7 @@ class AuthCode:
     grant_id: str
     expires_at: float
     used: bool = False
+    nonce: str | None = None  # OpenID Connect: echoed in the ID token of the exchange
 
 
 @dataclass

@@ -386,3 +386,26 @@ def test_revoking_an_access_token_revokes_the_grant(setup: Emulator) -> None:
     # after a revoke the next offline consent gets a refresh token again (a first grant)
     again = exchange(emu, code_of(consent(emu, auth_url(emu, access_type="offline")))).json()
     assert "refresh_token" in again
+
+
+def test_id_token_carries_the_nonce_and_reset_forgets_codes(setup: Emulator) -> None:
+    url = auth_url(setup, scope=f"openid {EMAIL}", nonce="n-0S6_WzA2Mj")
+    code = code_of(consent(setup, url))
+    token = exchange(setup, code).json()
+    claims = google_id_token.verify_token(
+        token["id_token"],
+        google.auth.transport.requests.Request(),
+        audience=CLIENT_ID,
+        certs_url=f"{setup.url}/oauth2/v3/certs",
+    )
+    assert claims["nonce"] == "n-0S6_WzA2Mj"
+    # a code issued before a reset is unknown afterwards, nonce and all
+    second = code_of(consent(setup, url))
+    setup.control("POST", "/reset")
+    setup.control(
+        "POST",
+        "/oauth-clients",
+        {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [REDIRECT]},
+    )
+    assert exchange(setup, second).json()["error"] == "invalid_grant"
+    assert setup.world.auth_codes == {}
