@@ -299,7 +299,8 @@ def test_5xx_receiver_is_retried_with_backoff(emulator: Emulator, receiver: Rece
     assert [(d["attempt"], d["status"]) for d in deliveries] == [(1, 503), (2, 500), (3, 200)]
     assert deliveries[0]["error"] and deliveries[2]["error"] is None
     gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(deliveries)]
-    assert gaps[1] > gaps[0] * 1.5  # exponential: 0.05 s, then 0.1 s
+    # exponential: at least 0.05 s, then at least 0.1 s (upper bounds depend on machine load)
+    assert gaps[0] >= 0.05 * 0.95 and gaps[1] >= 0.1 * 0.95
 
 
 @pytest.mark.usefixtures("fast_retries")
