@@ -242,6 +242,15 @@ class _Params:
             raise errors.bad_request()
         return dt.astimezone(UTC)
 
+    def get_zone(self) -> ZoneInfo | None:
+        raw = self.get_str("timeZone")
+        if raw is None:
+            return None
+        zone = _valid_zone(raw)
+        if zone is None:
+            raise errors.invalid(f"Invalid time zone: {raw}", "timeZone")
+        return zone
+
     def send_updates(self) -> str:
         raw = self.get_str("sendUpdates")
         if raw is None:
@@ -346,6 +355,46 @@ def _respond(
         body = _select(body, _parse_fields(spec))
     headers = {"ETag": etag} if etag else None
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+# what a reader sees of a private or confidential event: when, not what
+_READER_FIELDS = (
+    "kind",
+    "etag",
+    "id",
+    "status",
+    "htmlLink",
+    "created",
+    "updated",
+    "start",
+    "end",
+    "endTimeUnspecified",
+    "recurrence",
+    "recurringEventId",
+    "originalStartTime",
+    "transparency",
+    "visibility",
+    "iCalUID",
+    "sequence",
+    "eventType",
+)
+
+
+def _view(data: dict[str, Any], role: str, zone: ZoneInfo | None) -> dict[str, Any]:
+    """An event as this reader sees it: private details hidden from readers, times written in
+    the zone the `timeZone` parameter asked for."""
+    out = data
+    if role == "reader" and data.get("visibility") in ("private", "confidential"):
+        out = {k: data[k] for k in _READER_FIELDS if k in data}
+    if zone is not None:
+        out = dict(out)
+        for key in ("start", "end", "originalStartTime"):
+            t = out.get(key)
+            if isinstance(t, dict) and "dateTime" in t:
+                dt = _parse_dt(t["dateTime"])
+                if dt is not None and dt.tzinfo is not None:
+                    out[key] = {**t, "dateTime": _fmt(dt.astimezone(zone))}
+    return out
 
 
 # -- access -----------------------------------------------------------------------------------
@@ -799,8 +848,7 @@ def _save(world: World, cal_id: str, data: dict[str, Any], prev: StoredEvent | N
                 exc_data = copy.deepcopy(exc.data)
                 exc_data["status"] = "cancelled"
                 _commit(world, cal_id, exc_data, exc)
-        return ev
-    if any(old.get(k) != data.get(k) for k in TIMING) and not was_cancelled:
+    if any(old.get(k) != data.get(k) for k in TIMING):
         old_ids = _single_ids(world, old)
         new_ids = _single_ids(world, data)
         gone: dict[str, Any] = dict(data.get("_gone", {}))
@@ -1360,7 +1408,8 @@ async def list_events(request: Request) -> Response:
         else:
             # only the last page carries the sync token: the snapshot taken at the first page
             body["nextSyncToken"] = _encode({"v": 1, "c": ctx.cal.id, "s": snapshot})
-        body["items"] = page
+        zone = p.get_zone()
+        body["items"] = [_view(i, ctx.role, zone) for i in page]
     return _respond(request, body)
 
 
@@ -1430,7 +1479,8 @@ async def list_instances(request: Request) -> Response:
         body = _envelope(ctx, snapshot)
         if next_page is not None:
             body["nextPageToken"] = next_page
-        body["items"] = page
+        zone = p.get_zone()
+        body["items"] = [_view(i, ctx.role, zone) for i in page]
     return _respond(request, body)
 
 
@@ -1439,12 +1489,13 @@ async def list_instances(request: Request) -> Response:
 
 async def get_event(request: Request) -> Response:
     ctx = _ctx(request, write=False)
-    _Params(request)
+    p = _Params(request)
+    zone = p.get_zone()
     with ctx.world.lock:
         target = _find(ctx.world, ctx.cal.id, request.path_params["eventId"])
         if target is None:
             raise errors.not_found()
-        data = target.data
+        data = _view(target.data, ctx.role, zone)
         etag = data["etag"]
         wanted = request.headers.get("if-none-match")
         if wanted is not None and etag in [w.strip() for w in wanted.split(",")]:

@@ -519,3 +519,27 @@ def test_instances_can_be_read_changed_and_cancelled(ada: Api) -> None:
         params={"originalStart": "2024-05-09T09:00:00+02:00"},
     )["items"]
     assert [i["id"] for i in one] == [f"{master['id']}_20240509T070000Z"]
+
+
+def test_readers_see_only_when_private_events_happen(emulator: Emulator, ada: Api) -> None:
+    emulator.account("rita@example.com")
+    emulator.control(
+        "POST", "/calendars/ada@example.com/acl", {"email": "rita@example.com", "role": "reader"}
+    )
+    secret = ada.insert("primary", timed("Doctor", visibility="private", location="Clinic"))
+    public = ada.insert("primary", timed("Standup"))
+    seen = {e["id"]: e for e in Api(emulator, "rita@example.com").list("ada@example.com")["items"]}
+    assert "summary" not in seen[secret["id"]] and "location" not in seen[secret["id"]]
+    assert seen[secret["id"]]["start"] == secret["start"]
+    assert seen[public["id"]]["summary"] == "Standup"
+    assert ada.get("primary", secret["id"])["summary"] == "Doctor"
+
+
+def test_time_zone_parameter_rewrites_times(ada: Api) -> None:
+    ev = ada.insert("primary", timed())
+    got = ada.ok("GET", f"/calendars/primary/events/{ev['id']}", params={"timeZone": "Asia/Tokyo"})
+    assert got["start"]["dateTime"] == "2024-05-06T16:00:00+09:00"
+    listed = ada.list("primary", timeZone="America/New_York")["items"][0]
+    assert listed["start"]["dateTime"] == "2024-05-06T03:00:00-04:00"
+    resp = ada.req("GET", "/calendars/primary/events", params={"timeZone": "Nowhere/Land"})
+    assert resp.status_code == 400
