@@ -116,7 +116,11 @@ _PRIVATE_PREFIX = "_"
 
 
 def _public(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if not k.startswith(_PRIVATE_PREFIX)}
+    """The event without bookkeeping keys; the same dict when it has none (callers copy before
+    they change anything)."""
+    if "_gone" in data or "_orphan" in data:
+        return {k: v for k, v in data.items() if not k.startswith(_PRIVATE_PREFIX)}
+    return data
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -1063,7 +1067,12 @@ def _changed(world: World, touched: Iterable[str]) -> None:
 @dataclass
 class _Item:
     key: tuple[float, float, str]
-    body: dict[str, Any]
+    data: dict[str, Any]
+    minimal: bool = False
+
+    def body(self) -> dict[str, Any]:
+        """Built only for the page being answered: lists of 2500 stay cheap."""
+        return _minimal(self.data) if self.minimal else _public(self.data)
 
 
 def _minimal(data: dict[str, Any]) -> dict[str, Any]:
@@ -1090,6 +1099,18 @@ class _Query:
     event_types: set[str] | None
     since: int | None
 
+    @property
+    def filtered(self) -> bool:
+        return bool(
+            self.event_types is not None
+            or self.ical_uid is not None
+            or self.private_props
+            or self.shared_props
+            or self.terms
+            or self.time_min is not None
+            or self.time_max is not None
+        )
+
 
 def _props(values: list[str], name: str) -> list[tuple[str, str]]:
     out = []
@@ -1101,8 +1122,10 @@ def _props(values: list[str], name: str) -> list[tuple[str, str]]:
     return out
 
 
-def _matches(q: _Query, data: dict[str, Any], tz: ZoneInfo, world: World | None = None) -> bool:
+def _matches(q: _Query, data: dict[str, Any], tz: ZoneInfo) -> bool:
     """Filters that apply to live (non-cancelled) entries of a full list."""
+    if not q.filtered:
+        return True
     if q.event_types is not None and data.get("eventType", "default") not in q.event_types:
         return False
     if q.ical_uid is not None and data.get("iCalUID") != q.ical_uid:
@@ -1143,13 +1166,15 @@ def _updated_ok(q: _Query, updated_ts: float) -> bool:
 def _sort_key(
     q: _Query, data: dict[str, Any], tz: ZoneInfo, created: int, updated_ts: float
 ) -> tuple[float, float, str]:
+    if q.order_by == "updated":
+        return (updated_ts, 0.0, data["id"])
+    if q.order_by is None and not q.single:
+        return (float(created), 0.0, data["id"])
     t = data.get("start") or data.get("originalStartTime")
     start_ts = _instant(_start_value(t), tz).timestamp() if t else 0.0
     if q.order_by == "startTime":
         return (start_ts, 0.0, data["id"])
-    if q.order_by == "updated":
-        return (updated_ts, 0.0, data["id"])
-    return (float(created), start_ts if q.single else 0.0, data["id"])
+    return (float(created), start_ts, data["id"])
 
 
 def _collect(world: World, cal: Calendar, q: _Query) -> list[_Item]:
@@ -1157,13 +1182,9 @@ def _collect(world: World, cal: Calendar, q: _Query) -> list[_Item]:
     store = world.events.get(cal.id, {})
     items: list[_Item] = []
 
-    def body_of(data: dict[str, Any]) -> dict[str, Any]:
-        if data.get("status") == "cancelled" and not q.show_deleted:
-            return _minimal(data)
-        return _public(data)
-
     def add(data: dict[str, Any], created: int, updated_ts: float) -> None:
-        items.append(_Item(_sort_key(q, data, tz, created, updated_ts), body_of(data)))
+        minimal = data.get("status") == "cancelled" and not q.show_deleted
+        items.append(_Item(_sort_key(q, data, tz, created, updated_ts), data, minimal))
 
     for ev in list(store.values()):
         d = ev.data
@@ -1304,7 +1325,7 @@ def _page(
     next_token = None
     if len(items) > max_results:
         next_token = _encode({**token_state, "k": list(page[-1].key)})
-    return [i.body for i in page], next_token
+    return [i.body() for i in page], next_token
 
 
 def _sync_seq(world: World, cal: Calendar, token: str) -> int:
