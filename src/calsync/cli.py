@@ -1,18 +1,215 @@
-"""The `calsync` command."""
+"""The `calsync` command: run the server, migrate the database, administer tenants and keys."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import typer
 
 from . import __version__
+from .settings import Settings, get_settings
+from .store import apikeys, crypto, tenants, users
+from .store import migrate as migrations
+from .store import secrets as stored_secrets
+from .store.db import Database
+from .store.errors import AlreadyExists
+
+T = TypeVar("T")
 
 app = typer.Typer(help="calsync: two-way Google Calendar sync for CRMs.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Manage tenants (companies).", no_args_is_help=True)
+user_app = typer.Typer(help="Manage the users of a tenant.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+def _database(settings: Settings) -> Database:
+    from .web.app import database_for
+
+    return database_for(settings, pooled=False)
+
+
+def _with_db(work: Callable[[Database], Awaitable[T]], *, secrets: bool = False) -> T:
+    """Run `work` against the configured database (installing the keyring when it needs one)."""
+    settings = get_settings()
+    if secrets:
+        _install_keyring(settings)
+
+    async def run() -> T:
+        db = _database(settings)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _install_keyring(settings: Settings) -> crypto.Keyring:
+    from .web.app import keyring_for
+
+    try:
+        keyring = keyring_for(settings)
+    except crypto.SecretKeyError as exc:
+        raise _fail(str(exc)) from exc
+    crypto.install(keyring)
+    return keyring
 
 
 @app.command()
 def version() -> None:
     """Print calsync's version."""
     typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    migrate: Annotated[
+        bool, typer.Option(help="Run `calsync migrate` first (upgrade to the newest schema).")
+    ] = True,
+) -> None:
+    """Run the web server (REST API, pages, webhooks).
+
+    Configured by CALSYNC_DATABASE_URL (default: a SQLite file in CALSYNC_DATA_DIR) and
+    CALSYNC_SECRET_KEY (required unless in sandbox mode).
+    """
+    import uvicorn
+
+    from .web.app import create_app
+
+    settings = get_settings()
+    _install_keyring(settings)
+    if migrate:
+        _with_db(migrations.upgrade)
+    uvicorn.run(create_app(settings), host=host, port=port)
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision for upgrades.")] = "head",
+    down: Annotated[
+        str | None,
+        typer.Option(help="Downgrade to this revision instead (`base` removes every table)."),
+    ] = None,
+) -> None:
+    """Create or upgrade the database schema (Alembic); the only way the schema is made."""
+
+    async def work(db: Database) -> str | None:
+        if down is not None:
+            await migrations.downgrade(db, down)
+        else:
+            await migrations.upgrade(db, revision)
+        return await migrations.current_revision(db)
+
+    current = _with_db(work)
+    typer.echo(f"database at revision {current or 'base (empty)'}")
+
+
+@app.command("generate-key")
+def generate_key() -> None:
+    """Print a new secret key for CALSYNC_SECRET_KEY."""
+    typer.echo(crypto.generate_key())
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Re-encrypt every stored secret with the newest key in CALSYNC_SECRET_KEY.
+
+    Put the new key first (`CALSYNC_SECRET_KEY=new,old`), run this, then drop the old key.
+    """
+    keyring = _install_keyring(get_settings())
+
+    async def work(db: Database) -> int:
+        async with db.session() as s:
+            count = await stored_secrets.rotate(s, keyring)
+            await s.commit()
+        return count
+
+    typer.echo(f"re-encrypted {_with_db(work)} stored secrets with the newest key")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="The company's name (unique).")],
+) -> None:
+    """Create a tenant with the built-in activity types; prints its id."""
+
+    async def work(db: Database) -> str:
+        async with db.session() as s:
+            tenant = await tenants.create(s, name)
+            await s.commit()
+            return str(tenant.id)
+
+    try:
+        typer.echo(_with_db(work))
+    except AlreadyExists as exc:
+        raise _fail(str(exc)) from exc
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Argument(help="The user's e-mail (the same as their Google one).")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name or id.")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+) -> None:
+    """Create a user in a tenant; prints its id."""
+
+    async def work(db: Database) -> str:
+        async with db.session() as s:
+            found = await tenants.find(s, tenant)
+            if found is None:
+                raise _fail(f"no tenant {tenant!r}")
+            user = await users.create(
+                s, found.id, email, name=name, role="admin" if admin else "user"
+            )
+            await s.commit()
+            return str(user.id)
+
+    try:
+        typer.echo(_with_db(work))
+    except AlreadyExists as exc:
+        raise _fail(str(exc)) from exc
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name or id.")],
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="E-mail of the user the key acts for; omit for an admin key."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
+) -> None:
+    """Create an API key and print it. It is shown only this once; calsync keeps a hash."""
+
+    async def work(db: Database) -> str:
+        async with db.session() as s:
+            found = await tenants.find(s, tenant)
+            if found is None:
+                raise _fail(f"no tenant {tenant!r}")
+            user_id = None
+            if user is not None:
+                member = await users.by_email(s, found.id, user)
+                if member is None:
+                    raise _fail(f"no user {user!r} in tenant {found.name!r}")
+                user_id = member.id
+            _, plain = await apikeys.create(s, found.id, user_id=user_id, name=name)
+            await s.commit()
+            return plain
+
+    typer.echo(_with_db(work))
 
 
 def main() -> None:

@@ -1,0 +1,12 @@
+"""REST API v1: one router per resource, mounted under /api/v1."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..errors import ERROR_RESPONSES
+from . import activities, activity_types, changes, tenant, users
+
+router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+for module in (tenant, users, activity_types, activities, changes):
+    router.include_router(module.router)

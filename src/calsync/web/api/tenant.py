@@ -1,0 +1,106 @@
+"""GET/PATCH /api/v1/tenant/settings: the company's calendar settings (admin keys)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from calsync.domain.activity import PROJECT_TASK
+from calsync.store import tenants
+from calsync.store.errors import AlreadyExists
+from calsync.store.models import Tenant
+
+from ..deps import Admin, Session
+from ..errors import ApiError, FieldProblem
+from ..schemas import TenantSettings, TenantSettingsPatch
+
+router = APIRouter(tags=["tenant"])
+
+
+def settings_out(tenant: Tenant) -> TenantSettings:
+    return TenantSettings(
+        id=tenant.id,
+        name=tenant.name,
+        calendar_module_enabled=tenant.calendar_module_enabled,
+        auth_mode=tenant.auth_mode,  # type: ignore[arg-type]
+        service_account_email=tenant.service_account_email,
+        service_account_configured=tenant.service_account_key is not None,
+        exported_activity_types=list(tenant.exported_type_keys),
+        default_import_type=tenant.default_import_type_key,
+        personal_import_type=tenant.personal_import_type_key,
+        poll_interval_seconds=tenant.poll_interval_seconds,
+        lookback_days=tenant.lookback_days,
+        conflict_policy=tenant.conflict_policy,  # type: ignore[arg-type]
+        created_at=tenant.created_at,
+        updated_at=tenant.updated_at,
+    )
+
+
+@router.get("/tenant/settings", response_model=TenantSettings)
+async def get_settings(caller: Admin, s: Session) -> TenantSettings:
+    """The tenant's calendar settings."""
+    tenant = await tenants.get(s, caller.tenant_id)
+    assert tenant is not None
+    return settings_out(tenant)
+
+
+@router.patch("/tenant/settings", response_model=TenantSettings)
+async def patch_settings(body: TenantSettingsPatch, caller: Admin, s: Session) -> TenantSettings:
+    """Change some settings; only the fields sent change."""
+    tenant = await tenants.get(s, caller.tenant_id)
+    assert tenant is not None
+    sent = body.model_dump(exclude_unset=True)
+    known = {t.key for t in await tenants.activity_types(s, tenant.id)}
+    problems: list[FieldProblem] = []
+    changes: dict[str, Any] = {}
+    for name, value in sent.items():
+        if value is None:
+            problems.append(FieldProblem(field=name, code="null", message="must not be null"))
+            continue
+        if name == "exported_activity_types":
+            for key in value:
+                if key not in known:
+                    problems.append(
+                        FieldProblem(
+                            field=name, code="unknown_type", message=f"no activity type {key!r}"
+                        )
+                    )
+                elif key == PROJECT_TASK:
+                    problems.append(
+                        FieldProblem(
+                            field=name,
+                            code="not_exportable",
+                            message="project tasks never sync to Google",
+                        )
+                    )
+            changes["exported_type_keys"] = sorted(set(value))
+        elif name in ("default_import_type", "personal_import_type"):
+            if value not in known:
+                problems.append(
+                    FieldProblem(
+                        field=name, code="unknown_type", message=f"no activity type {value!r}"
+                    )
+                )
+            if value == PROJECT_TASK:
+                problems.append(
+                    FieldProblem(
+                        field=name,
+                        code="not_importable",
+                        message="Google entries never become project tasks",
+                    )
+                )
+            changes[f"{name}_key"] = value
+        else:
+            changes[name] = value
+    if problems:
+        raise ApiError(
+            422, "validation_failed", "invalid settings", "fix the listed fields", problems
+        )
+    try:
+        await tenants.update(s, tenant, changes)
+        await s.commit()
+    except AlreadyExists as exc:
+        raise ApiError(409, "name_taken", str(exc), "choose another name") from exc
+    await s.refresh(tenant)
+    return settings_out(tenant)

@@ -1,0 +1,99 @@
+"""/api/v1/users: the tenant's CRM users (admins manage them; a user key sees itself)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from calsync.store import users
+from calsync.store.errors import AlreadyExists
+from calsync.store.models import User
+
+from ..deps import Admin, Caller, Session
+from ..errors import ApiError, not_found
+from ..schemas import UserIn, UserList, UserOut, UserPatch
+
+router = APIRouter(tags=["users"])
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role,  # type: ignore[arg-type]
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+    )
+
+
+def _taken(exc: AlreadyExists) -> ApiError:
+    return ApiError(409, "email_taken", str(exc), "e-mail addresses are unique within a company")
+
+
+@router.get("/users", response_model=UserList)
+async def list_users(caller: Caller, s: Session) -> UserList:
+    """All live users (admin), or just the caller (user key)."""
+    if not caller.is_admin and caller.user is not None:
+        return UserList(users=[user_out(caller.user)])
+    return UserList(users=[user_out(u) for u in await users.list_(s, caller.tenant_id)])
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+async def create_user(body: UserIn, caller: Admin, s: Session, response: Response) -> UserOut:
+    """Add a user; the e-mail must be unique in the company (and equal their Google e-mail)."""
+    try:
+        user = await users.create(s, caller.tenant_id, body.email, name=body.name, role=body.role)
+        await s.commit()
+    except AlreadyExists as exc:
+        raise _taken(exc) from exc
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
+    return user_out(user)
+
+
+async def _visible_user(caller: Caller, s: Session, user_id: uuid.UUID) -> User:
+    if not caller.is_admin and (caller.user is None or caller.user.id != user_id):
+        raise not_found("user")
+    user = await users.get(s, caller.tenant_id, user_id)
+    if user is None:
+        raise not_found("user")
+    return user
+
+
+@router.get("/users/{user_id}", response_model=UserOut)
+async def get_user(user_id: uuid.UUID, caller: Caller, s: Session) -> UserOut:
+    """One user; a user key sees only itself."""
+    return user_out(await _visible_user(caller, s, user_id))
+
+
+@router.patch("/users/{user_id}", response_model=UserOut)
+async def patch_user(user_id: uuid.UUID, body: UserPatch, caller: Admin, s: Session) -> UserOut:
+    """Change e-mail, name or role."""
+    user = await _visible_user(caller, s, user_id)
+    sent = body.model_fields_set
+    if ("email" in sent and body.email is None) or ("role" in sent and body.role is None):
+        raise ApiError(422, "validation_failed", "email and role cannot be null", "send a value")
+    try:
+        await users.update_(
+            s,
+            user,
+            email=body.email,
+            name=body.name,
+            role=body.role,
+            clear_name="name" in sent and body.name is None,
+        )
+        await s.commit()
+    except AlreadyExists as exc:
+        raise _taken(exc) from exc
+    await s.refresh(user)
+    return user_out(user)
+
+
+@router.delete("/users/{user_id}", status_code=204)
+async def delete_user(user_id: uuid.UUID, caller: Admin, s: Session) -> Response:
+    """Remove a user: its keys stop working, its activities stay (as a tombstoned owner's)."""
+    user = await _visible_user(caller, s, user_id)
+    await users.delete(s, user)
+    await s.commit()
+    return Response(status_code=204)

@@ -1,0 +1,91 @@
+"""The FastAPI application: `create_app(settings)` wires store, crypto, routers and errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from calsync import __version__
+from calsync.settings import Settings, get_settings
+from calsync.store import crypto
+from calsync.store.db import Database
+
+from . import errors
+from .api import router as api_router
+
+DESCRIPTION = """Two-way Google Calendar sync for CRMs.
+
+Authenticate with `Authorization: Bearer <API key>`. Errors are always
+`{"error": {"code", "message", "remedy"}}`. See docs/api.md for a walkthrough."""
+
+
+def keyring_for(settings: Settings) -> crypto.Keyring:
+    """The configured keys; a sandbox key file; or SecretKeyError saying what to set."""
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return crypto.load_keyring(secret, sandbox=settings.sandbox, data_dir=settings.data_dir)
+
+
+def database_for(settings: Settings, *, pooled: bool = True) -> Database:
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database(settings.effective_database_url, pooled=pooled)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    keyring: crypto.Keyring | None = None,
+) -> FastAPI:
+    """The app; pass `database`/`keyring` to share them (tests), else built from settings."""
+    settings = settings or get_settings()
+    crypto.install(keyring or keyring_for(settings))
+    owned = database is None
+    db = database or database_for(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await db.dispose()
+
+    app = FastAPI(
+        title="calsync",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    errors.install(app)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"model": errors.ErrorBody, "description": "Database unreachable"}},
+    )
+    async def readyz() -> JSONResponse:
+        """The database answers."""
+        try:
+            await db.ping()
+        except Exception:
+            return errors.error_response(
+                503,
+                "database_unavailable",
+                "the database does not answer",
+                "check CALSYNC_DATABASE_URL and that the database is running",
+            )
+        return JSONResponse({"status": "ok"})
+
+    app.include_router(api_router)
+    return app

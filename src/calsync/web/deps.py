@@ -1,0 +1,92 @@
+"""Request dependencies: the database session and who is calling (bearer API key)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.store import apikeys
+from calsync.store.activities import Viewer
+from calsync.store.db import Database
+from calsync.store.models import Tenant, User
+
+from .errors import ApiError
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer csk_...`")
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request; handlers commit what they change, the rest is rolled back."""
+    async with database(request).sessions() as s:
+        yield s
+
+
+Session = Annotated[AsyncSession, Depends(session)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a tenant admin (tenant key, or key of an admin user) or one user."""
+
+    tenant: Tenant
+    user: User | None
+    is_admin: bool
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.tenant.id
+
+    @property
+    def viewer(self) -> Viewer | None:
+        """None for admins (they see the tenant); else the user's own view."""
+        if self.is_admin or self.user is None:
+            return None
+        return Viewer(self.user.id, self.user.email)
+
+
+async def principal(
+    s: Session, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(
+            401,
+            "unauthorized",
+            "an API key is required",
+            "send `Authorization: Bearer <key>`; create a key with `calsync apikey create`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    owner = await apikeys.authenticate(s, credentials.credentials)
+    if owner is None:
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "the API key is unknown or revoked",
+            "check the key, or create a new one with `calsync apikey create`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Principal(owner.tenant, owner.user, owner.is_admin)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+async def admin(caller: Caller) -> Principal:
+    if not caller.is_admin:
+        raise ApiError(
+            403, "admin_required", "this needs an admin key", "use a tenant (admin) API key"
+        )
+    return caller
+
+
+Admin = Annotated[Principal, Depends(admin)]

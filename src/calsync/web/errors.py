@@ -1,0 +1,155 @@
+"""Every error leaves the API as JSON `{"error": {"code", "message", "remedy"?}}`, never a trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+
+class FieldProblem(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    remedy: str | None = None
+    fields: list[FieldProblem] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """Raised by handlers; becomes an error response with this status, code and remedy."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        remedy: str | None = None,
+        fields: list[FieldProblem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.remedy, self.fields, self.headers = remedy, fields, headers
+
+
+def not_found(what: str = "resource") -> ApiError:
+    return ApiError(
+        404, "not_found", f"no such {what}", "check the id; ids of other tenants are never visible"
+    )
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    remedy: str | None = None,
+    fields: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    detail = ErrorDetail(code=code, message=message, remedy=remedy, fields=fields)
+    return JSONResponse(
+        {"error": detail.model_dump(exclude_none=True)}, status_code=status, headers=headers
+    )
+
+
+# documented on every API route so clients (and schemathesis) know the error shape
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Malformed request"),
+        (401, "Missing or unknown API key"),
+        (403, "The key may not do this"),
+        (404, "Not found (or another tenant's)"),
+        (409, "Conflicts with existing data"),
+        (410, "Deleted (tombstone)"),
+        (412, "If-Match does not match the current version"),
+        (422, "Invalid field values"),
+    )
+}
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+# pydantic names union members and wrapped validators in error locations; they are no field
+_TYPE_PARTS = {"datetime", "date", "str", "int", "bool", "float", "uuid", "list", "dict", "none"}
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [
+        str(p)
+        for p in loc
+        if p not in ("body", "query", "path", "header")
+        and not (isinstance(p, str) and (p in _TYPE_PARTS or "[" in p))
+    ]
+    return ".".join(parts) or "request"
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        FieldProblem(
+            field=_location(tuple(e.get("loc", ()))),
+            code=str(e.get("type", "invalid")),
+            message=str(e.get("msg", "invalid")),
+        )
+        for e in exc.errors()
+    ]
+    summary = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
+    return error_response(
+        422, "validation_failed", f"invalid request: {summary}", "fix the listed fields", fields
+    )
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.remedy, exc.fields, exc.headers)
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error" if exc.status_code >= 500 else "bad_request")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", path=request.url.path, error=type(exc).__name__)
+    return error_response(
+        500,
+        "internal_error",
+        "calsync hit an unexpected error",
+        "retry; if it persists, send the server log around this time to support",
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
