@@ -52,7 +52,7 @@ async def test_up_from_empty_matches_models_and_down_again(
                 MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata
             )
         )
-    assert diff == []
+    assert diff == [], diff
     await downgrade(db, "base")
     assert await tables() == set()
     assert await current_revision(db) is None

@@ -1,0 +1,111 @@
+"""The `calsync` command against a SQLite file: migrate, tenant/user/key admin, rotation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from calsync.cli import app
+from calsync.settings import Settings, get_settings
+from calsync.store import crypto
+from calsync.store.migrate import head_revision
+from calsync.web.app import create_app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("CALSYNC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CALSYNC_MODE", "sandbox")
+    monkeypatch.delenv("CALSYNC_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CALSYNC_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    yield tmp_path / "data"
+    get_settings.cache_clear()
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def test_admin_flow(env: Path) -> None:
+    assert run("migrate") == f"database at revision {head_revision()}"
+    tenant_id = run("tenant", "create", "Acme")
+    assert runner.invoke(app, ["tenant", "create", "Acme"]).exit_code == 1
+    user_id = run("user", "create", "--tenant", "Acme", "Ann@Acme.test", "--name", "Ann")
+    run("user", "create", "--tenant", tenant_id, "boss@acme.test", "--admin")
+    user_key = run("apikey", "create", "--tenant", "Acme", "--user", "ann@acme.test")
+    admin_key = run("apikey", "create", "--tenant", "Acme", "--name", "crm")
+    assert user_key.startswith("csk_") and admin_key.startswith("csk_") and user_key != admin_key
+    failed = runner.invoke(app, ["apikey", "create", "--tenant", "Nope"])
+    assert failed.exit_code == 1 and "no tenant" in failed.output
+    failed = runner.invoke(
+        app, ["apikey", "create", "--tenant", "Acme", "--user", "nobody@acme.test"]
+    )
+    assert failed.exit_code == 1
+
+    async def use_keys() -> None:
+        application = create_app(Settings(data_dir=env, mode="sandbox"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://t"
+        ) as c:
+            me = await c.get("/api/v1/users", headers={"Authorization": f"Bearer {user_key}"})
+            assert [u["id"] for u in me.json()["users"]] == [user_id]
+            settings = await c.get(
+                "/api/v1/tenant/settings", headers={"Authorization": f"Bearer {admin_key}"}
+            )
+            assert settings.json()["name"] == "Acme"
+
+    asyncio.run(use_keys())
+    assert (env / crypto.SANDBOX_KEY_FILE).exists()
+    assert run("migrate", "--down", "base") == "database at revision base (empty)"
+
+
+def test_rotate_key(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = crypto.generate_key(), crypto.generate_key()
+    monkeypatch.setenv("CALSYNC_SECRET_KEY", old)
+    get_settings.cache_clear()
+    run("migrate")
+    run("tenant", "create", "Acme")
+    assert "re-encrypted 0" in run("rotate-key")
+    monkeypatch.setenv("CALSYNC_SECRET_KEY", f"{new},{old}")
+    get_settings.cache_clear()
+    assert run("rotate-key").startswith("re-encrypted")
+
+
+def test_production_without_key_refuses(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALSYNC_MODE", "production")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["rotate-key"])
+    assert result.exit_code == 1 and "CALSYNC_SECRET_KEY" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["serve"],
+        ["migrate"],
+        ["tenant", "create"],
+        ["user", "create"],
+        ["apikey", "create"],
+        ["rotate-key"],
+        ["generate-key"],
+    ],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+    assert len(result.output.splitlines()) > 3
+
+
+def test_generate_key_is_a_fernet_key() -> None:
+    crypto.Keyring([run("generate-key")])
