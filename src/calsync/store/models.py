@@ -287,6 +287,8 @@ class CalendarBinding(Base):
     last_success_at: Mapped[datetime | None] = mapped_column()
     next_sync_at: Mapped[datetime | None] = mapped_column(index=True)
     failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    # last change-feed seq whose changes the engine has pushed (migration 0002)
+    push_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     locked_by: Mapped[str | None] = mapped_column(String(128))
     locked_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()

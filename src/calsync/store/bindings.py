@@ -1,0 +1,186 @@
+"""Calendar bindings: which Google calendar of a connection syncs how, and who is syncing it.
+
+The lock is a compare-and-set UPDATE on `locked_by`/`locked_until`: it succeeds for one worker
+only, on both databases, and a crashed worker's lock simply runs out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .base import utcnow
+from .models import CalendarBinding
+
+INITIAL, INCREMENTAL, PAUSED, DISABLED = "initial", "incremental", "paused", "disabled"
+IMPORT, EXPORT, BOTH = "import", "export", "both"
+TWO_WAY, GOOGLE_TO_CRM, CRM_TO_GOOGLE = "two_way", "google_to_crm", "crm_to_google"
+
+
+async def create(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    google_calendar_id: str,
+    *,
+    role: str = BOTH,
+    direction: str = TWO_WAY,
+    summary: str | None = None,
+    time_zone: str | None = None,
+    access_role: str | None = None,
+) -> CalendarBinding:
+    binding = CalendarBinding(
+        tenant_id=tenant_id,
+        connection_id=connection_id,
+        google_calendar_id=google_calendar_id,
+        role=role,
+        direction=direction,
+        summary=summary,
+        time_zone=time_zone,
+        access_role=access_role,
+        enabled=True,
+        stage=INITIAL,
+        failure_count=0,
+        push_seq=0,
+    )
+    session.add(binding)
+    await session.flush()
+    return binding
+
+
+async def get(session: AsyncSession, binding_id: uuid.UUID) -> CalendarBinding | None:
+    return await session.get(CalendarBinding, binding_id)
+
+
+async def for_connection(
+    session: AsyncSession, connection_id: uuid.UUID
+) -> Sequence[CalendarBinding]:
+    result = await session.scalars(
+        select(CalendarBinding).where(CalendarBinding.connection_id == connection_id)
+    )
+    return result.all()
+
+
+async def try_lock(
+    session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta
+) -> bool:
+    """Take the binding for `owner` unless someone else holds an unexpired lock."""
+    now = utcnow()
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(
+            CalendarBinding.id == binding_id,
+            or_(
+                CalendarBinding.locked_by.is_(None),
+                CalendarBinding.locked_until.is_(None),
+                CalendarBinding.locked_until < now,
+                CalendarBinding.locked_by == owner,
+            ),
+        )
+        .values(locked_by=owner, locked_until=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def extend_lock(
+    session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta
+) -> bool:
+    """Keep a long sync's lock alive; False if it expired and someone else took it."""
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.locked_by == owner)
+        .values(locked_until=utcnow() + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def release(session: AsyncSession, binding_id: uuid.UUID, owner: str) -> None:
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.locked_by == owner)
+        .values(locked_by=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def save_sync_token(
+    session: AsyncSession, binding_id: uuid.UUID, token: str | None, time_zone: str | None
+) -> None:
+    values: dict[str, object] = {"sync_token": token, "stage": INCREMENTAL}
+    if time_zone:
+        values["time_zone"] = time_zone
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def drop_sync_token(session: AsyncSession, binding_id: uuid.UUID) -> None:
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(sync_token=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def set_push_seq(session: AsyncSession, binding_id: uuid.UUID, seq: int) -> None:
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(push_seq=seq)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def set_stage(
+    session: AsyncSession, binding_id: uuid.UUID, stage: str, reason: str | None
+) -> None:
+    """Pause or disable a binding with the message users see (or clear it)."""
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(stage=stage, paused_reason=reason, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def resume(session: AsyncSession, binding_id: uuid.UUID) -> None:
+    """Lift a pause: the next sync runs (the caller decides whether deletions may apply)."""
+    binding = await get(session, binding_id)
+    if binding is None:
+        return
+    stage = INCREMENTAL if binding.sync_token else INITIAL
+    await set_stage(session, binding_id, stage, None)
+
+
+async def finished(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    *,
+    ok: bool,
+    at: datetime,
+    retry_in: timedelta | None = None,
+) -> None:
+    """Record a sync's end: success resets the failure count, failure counts up and backs off."""
+    values: dict[str, object] = {"last_sync_at": at}
+    if ok:
+        values.update(last_success_at=at, failure_count=0, next_sync_at=None)
+    else:
+        values["failure_count"] = CalendarBinding.failure_count + 1
+        if retry_in is not None:
+            values["next_sync_at"] = at + retry_in
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,135 @@
+"""Google connections: a user's link to a Google account, its encrypted tokens and health."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .base import utcnow
+from .models import CalendarBinding, EventLink, GoogleConnection
+
+CONNECTED = "connected"
+NEEDS_REAUTH = "needs_reauth"
+ERROR = "error"
+
+
+async def get(session: AsyncSession, connection_id: uuid.UUID) -> GoogleConnection | None:
+    return await session.get(GoogleConnection, connection_id)
+
+
+async def for_user(session: AsyncSession, user_id: uuid.UUID) -> GoogleConnection | None:
+    return await session.scalar(select(GoogleConnection).where(GoogleConnection.user_id == user_id))
+
+
+async def create(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    google_email: str,
+    auth_mode: str = "oauth",
+    refresh_token: str | None = None,
+    access_token: str | None = None,
+    access_token_expires_at: datetime | None = None,
+    scopes: Sequence[str] = (),
+) -> GoogleConnection:
+    conn = GoogleConnection(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        google_email=google_email.strip().lower(),
+        auth_mode=auth_mode,
+        refresh_token=refresh_token,
+        access_token=access_token,
+        access_token_expires_at=access_token_expires_at,
+        scopes=list(scopes),
+        status=CONNECTED,
+        connected_at=utcnow(),
+    )
+    session.add(conn)
+    await session.flush()
+    return conn
+
+
+async def store_access_token(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    access_token: str,
+    expires_at: float | None,
+    refresh_token: str | None = None,
+) -> None:
+    """Persist a refreshed access token (encrypted by the column type)."""
+    values: dict[str, object] = {
+        "access_token": access_token,
+        "access_token_expires_at": (
+            datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None
+        ),
+        "updated_at": utcnow(),
+    }
+    if refresh_token:
+        values["refresh_token"] = refresh_token
+    await session.execute(
+        update(GoogleConnection).where(GoogleConnection.id == connection_id).values(**values)
+    )
+
+
+async def mark_error(
+    session: AsyncSession, connection_id: uuid.UUID, *, status: str, code: str, message: str
+) -> None:
+    """Record why the connection cannot sync (needs_reauth: the user must reconnect)."""
+    await session.execute(
+        update(GoogleConnection)
+        .where(GoogleConnection.id == connection_id)
+        .values(
+            status=status,
+            last_error_code=code,
+            last_error_message=message,
+            last_error_at=utcnow(),
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def reconnect(
+    session: AsyncSession,
+    connection: GoogleConnection,
+    *,
+    google_email: str,
+    refresh_token: str | None,
+    access_token: str | None,
+    access_token_expires_at: datetime | None,
+    scopes: Sequence[str] = (),
+) -> bool:
+    """Store new credentials; returns True when the Google account changed, in which case the
+    connection's bindings and links were reset (a clean first sync, DESIGN rule 10). The same
+    account keeps links and sync state, so nothing is duplicated."""
+    email = google_email.strip().lower()
+    changed = connection.google_email is not None and connection.google_email != email
+    if changed:
+        await reset_bindings(session, connection.id)
+    connection.google_email = email
+    connection.refresh_token = refresh_token or connection.refresh_token
+    connection.access_token = access_token
+    connection.access_token_expires_at = access_token_expires_at
+    if scopes:
+        connection.scopes = list(scopes)
+    connection.status = CONNECTED
+    connection.last_error_code = None
+    connection.last_error_message = None
+    connection.connected_at = utcnow()
+    await session.flush()
+    return changed
+
+
+async def reset_bindings(session: AsyncSession, connection_id: uuid.UUID) -> None:
+    """Remove the connection's bindings with their links, runs and issues: they name the old
+    account's calendars. The user chooses calendars again and the first sync matches existing
+    entries instead of duplicating them; CRM activities are untouched."""
+    ids = select(CalendarBinding.id).where(CalendarBinding.connection_id == connection_id)
+    await session.execute(delete(EventLink).where(EventLink.binding_id.in_(ids)))
+    await session.execute(
+        delete(CalendarBinding).where(CalendarBinding.connection_id == connection_id)
+    )

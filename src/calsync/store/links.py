@@ -1,0 +1,221 @@
+"""Event links (activity ↔ Google event per binding) and the activity queries the engine needs.
+
+A link is `pending` from just before calsync inserts the event until Google confirmed it,
+`linked` after, `parked` when it waits for a person (an ambiguous match, an event Google refuses).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import changes
+from .base import utcnow
+from .models import Activity, CalendarBinding, EventLink
+
+PENDING, LINKED, PARKED = "pending", "linked", "parked"
+
+
+async def by_event(
+    session: AsyncSession, binding_id: uuid.UUID, google_event_id: str
+) -> EventLink | None:
+    return await session.scalar(
+        select(EventLink).where(
+            EventLink.binding_id == binding_id, EventLink.google_event_id == google_event_id
+        )
+    )
+
+
+async def by_events(
+    session: AsyncSession, binding_id: uuid.UUID, google_event_ids: Collection[str]
+) -> dict[str, EventLink]:
+    out: dict[str, EventLink] = {}
+    ids = list(google_event_ids)
+    for i in range(0, len(ids), 500):
+        rows = await session.scalars(
+            select(EventLink).where(
+                EventLink.binding_id == binding_id,
+                EventLink.google_event_id.in_(ids[i : i + 500]),
+            )
+        )
+        out.update({row.google_event_id: row for row in rows})
+    return out
+
+
+async def by_activity(
+    session: AsyncSession, binding_id: uuid.UUID, activity_id: uuid.UUID
+) -> EventLink | None:
+    return await session.scalar(
+        select(EventLink).where(
+            EventLink.binding_id == binding_id, EventLink.activity_id == activity_id
+        )
+    )
+
+
+async def by_activities(
+    session: AsyncSession, binding_id: uuid.UUID, activity_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, EventLink]:
+    out: dict[uuid.UUID, EventLink] = {}
+    ids = list(activity_ids)
+    for i in range(0, len(ids), 500):
+        rows = await session.scalars(
+            select(EventLink).where(
+                EventLink.binding_id == binding_id, EventLink.activity_id.in_(ids[i : i + 500])
+            )
+        )
+        out.update({row.activity_id: row for row in rows if row.activity_id is not None})
+    return out
+
+
+async def linked_in_other_bindings(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    activity_ids: Collection[uuid.UUID],
+) -> set[uuid.UUID]:
+    """Activities already represented in another calendar of the same connection."""
+    if not activity_ids:
+        return set()
+    others = select(CalendarBinding.id).where(
+        CalendarBinding.connection_id == connection_id, CalendarBinding.id != binding_id
+    )
+    out: set[uuid.UUID] = set()
+    ids = list(activity_ids)
+    for i in range(0, len(ids), 500):
+        rows = await session.scalars(
+            select(EventLink.activity_id).where(
+                EventLink.binding_id.in_(others), EventLink.activity_id.in_(ids[i : i + 500])
+            )
+        )
+        out.update(r for r in rows if r is not None)
+    return out
+
+
+def new(
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    activity_id: uuid.UUID | None,
+    google_event_id: str,
+    *,
+    state: str,
+    snapshot: dict[str, Any] | None = None,
+    crm_hash: str | None = None,
+    google_hash: str | None = None,
+    google_etag: str | None = None,
+    google_updated: datetime | None = None,
+    ical_uid: str | None = None,
+) -> EventLink:
+    return EventLink(
+        tenant_id=tenant_id,
+        binding_id=binding_id,
+        activity_id=activity_id,
+        google_event_id=google_event_id,
+        state=state,
+        snapshot=snapshot,
+        crm_hash=crm_hash,
+        google_hash=google_hash,
+        google_etag=google_etag,
+        google_updated=google_updated,
+        ical_uid=ical_uid,
+    )
+
+
+async def remove(session: AsyncSession, link: EventLink) -> None:
+    await session.delete(link)
+
+
+async def count_live(session: AsyncSession, binding_id: uuid.UUID) -> int:
+    """Linked activities of the binding that are not deleted (the mass-delete guard's base)."""
+    value = await session.scalar(
+        select(func.count())
+        .select_from(EventLink)
+        .join(Activity, Activity.id == EventLink.activity_id)
+        .where(
+            EventLink.binding_id == binding_id,
+            EventLink.state == LINKED,
+            Activity.deleted_at.is_(None),
+        )
+    )
+    return int(value or 0)
+
+
+async def unlinked_activities(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    *,
+    since: datetime,
+    type_keys: Collection[str] | None = None,
+) -> Sequence[Activity]:
+    """The owner's live top-level activities from `since` on without a link in this binding."""
+    linked = select(EventLink.activity_id).where(
+        EventLink.binding_id == binding_id,
+        EventLink.activity_id.is_not(None),
+        # an activity parked before it ever reached Google may still be matched
+        or_(EventLink.state != PARKED, EventLink.google_etag.is_not(None)),
+    )
+    query = select(Activity).where(
+        Activity.tenant_id == tenant_id,
+        Activity.owner_id == owner_id,
+        Activity.deleted_at.is_(None),
+        Activity.recurring_parent_id.is_(None),
+        or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > since),
+        Activity.id.not_in(linked),
+    )
+    if type_keys is not None:
+        query = query.where(Activity.type_key.in_(list(type_keys)))
+    result = await session.scalars(query.order_by(Activity.range_start_utc, Activity.id))
+    return result.all()
+
+
+async def activities(
+    session: AsyncSession, tenant_id: uuid.UUID, activity_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Activity]:
+    out: dict[uuid.UUID, Activity] = {}
+    ids = list(activity_ids)
+    for i in range(0, len(ids), 500):
+        rows = await session.scalars(
+            select(Activity).where(
+                Activity.tenant_id == tenant_id, Activity.id.in_(ids[i : i + 500])
+            )
+        )
+        out.update({row.id: row for row in rows})
+    return out
+
+
+async def restore_activity(session: AsyncSession, activity: Activity, origin: str = "sync") -> None:
+    """Undo a tombstone (an edit in Google beats a delete in the CRM); records a change."""
+    seq = await changes.next_seq(session, activity.tenant_id)
+    await session.refresh(activity)
+    activity.deleted_at = None
+    activity.version += 1
+    activity.updated_at = utcnow()
+    await session.flush()
+    changes.record(session, seq, activity, "updated", origin)
+    await session.flush()
+
+
+async def dirty(session: AsyncSession, binding_id: uuid.UUID) -> list[uuid.UUID]:
+    """Activities whose Google side is owed a write: unconfirmed inserts, merges and restores
+    the push has not finished (crm_hash cleared)."""
+    rows = await session.scalars(
+        select(EventLink.activity_id).where(
+            EventLink.binding_id == binding_id,
+            EventLink.activity_id.is_not(None),
+            or_(
+                EventLink.state == PENDING,
+                (EventLink.state == LINKED) & EventLink.crm_hash.is_(None),
+            ),
+        )
+    )
+    return [r for r in rows if r is not None]
+
+
+async def delete_for_binding(session: AsyncSession, binding_id: uuid.UUID) -> None:
+    await session.execute(delete(EventLink).where(EventLink.binding_id == binding_id))

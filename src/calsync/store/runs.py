@@ -1,0 +1,198 @@
+"""Sync runs, sync issues and conflicts: what the engine did, what it could not, what it decided."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .base import utcnow
+from .models import Conflict, SyncIssue, SyncRun
+
+
+async def start(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    *,
+    trigger: str,
+    full_sync: bool,
+) -> SyncRun:
+    run = SyncRun(
+        tenant_id=tenant_id,
+        binding_id=binding_id,
+        trigger=trigger,
+        full_sync=full_sync,
+        started_at=utcnow(),
+        outcome="running",
+    )
+    session.add(run)
+    await session.flush()
+    return run
+
+
+async def finish(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    *,
+    outcome: str,
+    counts: dict[str, int],
+    full_sync: bool,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> None:
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(
+            outcome=outcome,
+            finished_at=utcnow(),
+            full_sync=full_sync,
+            error_code=error_code,
+            error_message=error_message,
+            **counts,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def get(session: AsyncSession, run_id: uuid.UUID) -> SyncRun | None:
+    return await session.get(SyncRun, run_id)
+
+
+async def for_binding(
+    session: AsyncSession, binding_id: uuid.UUID, limit: int = 50
+) -> Sequence[SyncRun]:
+    result = await session.scalars(
+        select(SyncRun)
+        .where(SyncRun.binding_id == binding_id)
+        .order_by(SyncRun.started_at.desc())
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def report_issue(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    *,
+    code: str,
+    message: str,
+    remedy: str | None,
+    activity_id: uuid.UUID | None = None,
+    google_event_id: str | None = None,
+) -> SyncIssue:
+    """Open an issue, or count one more occurrence of the same open issue."""
+    existing = await session.scalar(
+        select(SyncIssue).where(
+            SyncIssue.binding_id == binding_id,
+            SyncIssue.resolved_at.is_(None),
+            SyncIssue.code == code,
+            SyncIssue.activity_id.is_(None)
+            if activity_id is None
+            else SyncIssue.activity_id == activity_id,
+            SyncIssue.google_event_id.is_(None)
+            if google_event_id is None
+            else SyncIssue.google_event_id == google_event_id,
+        )
+    )
+    now = utcnow()
+    if existing is not None:
+        existing.occurrences += 1
+        existing.last_seen_at = now
+        existing.message = message
+        existing.run_id = run_id
+        return existing
+    issue = SyncIssue(
+        tenant_id=tenant_id,
+        binding_id=binding_id,
+        run_id=run_id,
+        activity_id=activity_id,
+        google_event_id=google_event_id,
+        code=code,
+        message=message,
+        remedy=remedy,
+        occurrences=1,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+    session.add(issue)
+    return issue
+
+
+async def resolve_issues(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    *,
+    activity_id: uuid.UUID | None = None,
+    google_event_id: str | None = None,
+) -> None:
+    """Close the open issues of an entry that synced fine after all."""
+    query = update(SyncIssue).where(
+        SyncIssue.binding_id == binding_id, SyncIssue.resolved_at.is_(None)
+    )
+    if activity_id is not None:
+        query = query.where(SyncIssue.activity_id == activity_id)
+    elif google_event_id is not None:
+        query = query.where(SyncIssue.google_event_id == google_event_id)
+    else:
+        return
+    await session.execute(
+        query.values(resolved_at=utcnow()).execution_options(synchronize_session=False)
+    )
+
+
+async def open_issues(session: AsyncSession, binding_id: uuid.UUID) -> Sequence[SyncIssue]:
+    result = await session.scalars(
+        select(SyncIssue)
+        .where(SyncIssue.binding_id == binding_id, SyncIssue.resolved_at.is_(None))
+        .order_by(SyncIssue.first_seen_at)
+    )
+    return result.all()
+
+
+def record_conflict(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    *,
+    field: str,
+    base: Any,
+    crm: Any,
+    google: Any,
+    decision: str,
+    policy: str,
+    activity_id: uuid.UUID | None,
+    link_id: uuid.UUID | None,
+    google_event_id: str | None,
+) -> Conflict:
+    conflict = Conflict(
+        tenant_id=tenant_id,
+        binding_id=binding_id,
+        run_id=run_id,
+        activity_id=activity_id,
+        event_link_id=link_id,
+        google_event_id=google_event_id,
+        field=field,
+        base_value=base,
+        crm_value=crm,
+        google_value=google,
+        decision=decision,
+        policy=policy,
+        decided_at=utcnow(),
+    )
+    session.add(conflict)
+    return conflict
+
+
+async def conflicts_for_binding(session: AsyncSession, binding_id: uuid.UUID) -> Sequence[Conflict]:
+    result = await session.scalars(
+        select(Conflict).where(Conflict.binding_id == binding_id).order_by(Conflict.decided_at)
+    )
+    return result.all()

@@ -1,0 +1,247 @@
+"""`sync_binding`: one call syncs one calendar binding — lock, pull, push, record the run.
+
+The lock is a row-level compare-and-set with an expiry (store.bindings.try_lock), so two workers
+never sync one binding at once and a crashed worker's binding is free again after `lock_ttl`.
+Every event is applied in its own transaction; the sync token and the push cursor move only
+after the work they cover is stored, so a crash loses nothing and the next run finishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from calsync.domain.merge import Policy
+from calsync.google import errors
+from calsync.store import bindings, connections, runs, tenants
+from calsync.store.base import utcnow
+from calsync.store.db import Database
+
+from .context import Ctx, Hooks
+from .errors import Failure, Outcome, backoff_delay, run_failure
+from .pull import MassDelete, pull
+from .push import push
+from .tokens import GoogleAccess
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCK_TTL = timedelta(minutes=15)
+COUNTS = ("pulled", "pushed", "created", "updated", "deleted", "conflicts", "issues")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RunResult:
+    """What one sync did: the stored run's id, its outcome and counts, and the error if any."""
+
+    outcome: Outcome
+    run_id: uuid.UUID | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    error: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.OK, Outcome.PARTIAL)
+
+
+async def sync_binding(
+    db: Database,
+    binding_id: uuid.UUID,
+    google: GoogleAccess,
+    *,
+    trigger: str = "manual",
+    full: bool = False,
+    allow_mass_delete: bool = False,
+    owner: str | None = None,
+    lock_ttl: timedelta = DEFAULT_LOCK_TTL,
+    hooks: Hooks | None = None,
+    now: datetime | None = None,
+) -> RunResult:
+    """Sync one binding now. Returns SKIPPED without touching anything when another worker
+    holds it, it is paused or disabled, or its connection waits for the user."""
+    owner = owner or worker_id()
+    async with db.session() as s:
+        locked = await bindings.try_lock(s, binding_id, owner, lock_ttl)
+        await s.commit()
+    if not locked:
+        return RunResult(Outcome.SKIPPED, error=_busy())
+    try:
+        return await _locked(
+            db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now
+        )
+    finally:
+        async with db.session() as s:
+            await bindings.release(s, binding_id, owner)
+            await s.commit()
+
+
+def _busy() -> Failure:
+    return Failure(
+        Outcome.SKIPPED,
+        "calsync.sync_in_progress",
+        "Another sync of this calendar is running.",
+        "Nothing to do: the running sync picks up every change.",
+    )
+
+
+async def _locked(
+    db: Database,
+    binding_id: uuid.UUID,
+    google: GoogleAccess,
+    trigger: str,
+    full: bool,
+    allow_mass_delete: bool,
+    owner: str,
+    hooks: Hooks | None,
+    now: datetime | None,
+) -> RunResult:
+    async with db.session() as s:
+        binding = await bindings.get(s, binding_id)
+        if binding is None:
+            raise LookupError(f"no binding {binding_id}")
+        connection = await connections.get(s, binding.connection_id)
+        tenant = await tenants.get(s, binding.tenant_id)
+        assert connection is not None and tenant is not None
+        skip = _skip_reason(binding.enabled, binding.stage, connection.status, connection)
+        if skip is not None:
+            return RunResult(Outcome.SKIPPED, error=skip)
+        run = await runs.start(
+            s,
+            tenant.id,
+            binding.id,
+            trigger=trigger,
+            full_sync=full or binding.sync_token is None,
+        )
+        await s.commit()
+    ctx: Ctx | None = None
+    failure: Failure | None = None
+    outcome = Outcome.OK
+    try:
+        tokens = google.tokens(db, tenant, connection)
+        client = google.client(tokens)
+        ctx = Ctx(
+            db=db,
+            client=client,
+            tenant=tenant,
+            tenant_id=tenant.id,
+            user_id=connection.user_id,
+            connection_id=connection.id,
+            binding_id=binding.id,
+            calendar_id=binding.google_calendar_id,
+            role=binding.role,
+            direction=binding.direction,
+            time_zone=binding.time_zone,
+            sync_token=None if full else binding.sync_token,
+            push_seq=binding.push_seq,
+            run_id=run.id,
+            now=now or utcnow(),
+            lookback=timedelta(days=tenant.lookback_days or 30),
+            policy=Policy(tenant.conflict_policy or "latest_wins"),
+            hooks=hooks or Hooks(),
+            lock_owner=owner,
+            allow_mass_delete=allow_mass_delete,
+            full=full or binding.sync_token is None,
+        )
+        try:
+            if ctx.pulls:
+                await pull(ctx)
+            if ctx.pushes:
+                await push(ctx)
+        finally:
+            await client.aclose()
+        if ctx.counts["issues"] or ctx.counts["deferred"]:
+            outcome = Outcome.PARTIAL
+    except MassDelete as exc:
+        outcome = Outcome.PAUSED
+        failure = Failure(
+            Outcome.PAUSED,
+            "calsync.mass_delete_guard",
+            str(exc),
+            "Resume the binding with deletions confirmed, or restore the Google events.",
+        )
+    except errors.GoogleError as exc:
+        failure = run_failure(exc)
+        outcome = failure.outcome
+        log.warning("sync failed", extra={"binding": str(binding_id), "code": exc.code})
+    counts = dict(ctx.counts) if ctx is not None else {}
+    await _record(db, binding_id, connection.id, run.id, outcome, failure, counts, ctx)
+    return RunResult(outcome, run.id, counts, failure)
+
+
+def _skip_reason(enabled: bool, stage: str, status: str, connection: object) -> Failure | None:
+    if not enabled:
+        return Failure(
+            Outcome.SKIPPED,
+            "calsync.binding_disabled",
+            "Sync is switched off for this calendar.",
+            "Switch it on in Settings → Google Calendar.",
+        )
+    if stage in (bindings.PAUSED, bindings.DISABLED):
+        return Failure(
+            Outcome.SKIPPED,
+            f"calsync.binding_{stage}",
+            f"Sync of this calendar is {stage}.",
+            "See the calendar's message in Settings → Google Calendar.",
+        )
+    if status != connections.CONNECTED:
+        return Failure(
+            Outcome.SKIPPED,
+            "calsync.not_connected",
+            "Google Calendar must be connected again before calsync can sync.",
+            "Reconnect Google Calendar in Settings → Google Calendar; CRM changes wait.",
+        )
+    return None
+
+
+async def _record(
+    db: Database,
+    binding_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    run_id: uuid.UUID,
+    outcome: Outcome,
+    failure: Failure | None,
+    counts: dict[str, int],
+    ctx: Ctx | None,
+) -> None:
+    at = utcnow()
+    async with db.session() as s:
+        stored = {k: int(counts.get(k, 0)) for k in COUNTS}
+        await runs.finish(
+            s,
+            run_id,
+            outcome=outcome.value,
+            counts=stored,
+            full_sync=bool(ctx and ctx.full),
+            error_code=failure.code if failure else None,
+            error_message=failure.message if failure else None,
+        )
+        if outcome is Outcome.NEEDS_REAUTH and failure is not None:
+            await connections.mark_error(
+                s,
+                connection_id,
+                status=connections.NEEDS_REAUTH,
+                code=failure.code,
+                message=failure.message,
+            )
+        if outcome is Outcome.DISABLED and failure is not None:
+            await bindings.set_stage(
+                s, binding_id, bindings.DISABLED, f"{failure.message} {failure.remedy}"
+            )
+        binding = await bindings.get(s, binding_id)
+        failures = binding.failure_count if binding is not None else 0
+        ok = outcome in (Outcome.OK, Outcome.PARTIAL)
+        await bindings.finished(
+            s,
+            binding_id,
+            ok=ok,
+            at=at,
+            retry_in=None if ok else backoff_delay(failures),
+        )
+        await s.commit()

@@ -1,0 +1,282 @@
+"""Pull: read Google's changes (every page first), guard against mass deletion, apply each
+event in its own transaction, match or import what is new, and only then store the sync token.
+
+A crash anywhere leaves the old token in place, so the next run lists the same changes again;
+applying them twice is harmless because each event is compared by content and etag.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from calsync.domain.activity import ActivityInvalid, validate
+from calsync.domain.fields import SyncFields, content_hash
+from calsync.domain.ids import google_event_id
+from calsync.domain.matching import match
+from calsync.google import errors
+from calsync.google.models import Event
+from calsync.store import activities, bindings, links, runs
+
+from . import filters, mapping
+from .context import Ctx
+from .reconcile import Result, first_link, reconcile
+
+log = logging.getLogger(__name__)
+
+MAX_RESULTS = 2500  # Google's largest page
+GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
+
+AMBIGUOUS = "calsync.ambiguous_match"
+UNSUPPORTED = "calsync.event_unsupported"
+
+
+class MassDelete(Exception):
+    """The pull would delete too much; the binding was paused instead."""
+
+
+async def list_all(ctx: Ctx) -> tuple[list[Event], str | None, str | None]:
+    """Every page of the incremental (or full) listing; the sync token comes with the last."""
+    if ctx.sync_token and not ctx.full:
+        pages = ctx.client.list_events(
+            ctx.calendar_id, sync_token=ctx.sync_token, show_deleted=True, max_results=MAX_RESULTS
+        )
+    else:
+        pages = ctx.client.list_events(
+            ctx.calendar_id,
+            time_min=ctx.window_start,
+            show_deleted=True,
+            single_events=False,
+            max_results=MAX_RESULTS,
+        )
+    events: list[Event] = []
+    zone: str | None = None
+    async for page in pages:
+        events.extend(page.items)
+        zone = zone or page.time_zone
+    return events, pages.next_sync_token, zone
+
+
+async def pull(ctx: Ctx) -> None:
+    """Raises MassDelete when the guard paused the binding (nothing applied)."""
+    try:
+        events, token, zone = await list_all(ctx)
+    except errors.SyncTokenExpired:
+        # Google wants a full sync: list the window again and relink; links are kept
+        async with ctx.db.session() as s:
+            await bindings.drop_sync_token(s, ctx.binding_id)
+            await s.commit()
+        ctx.full = True
+        ctx.counts["full_resyncs"] += 1
+        events, token, zone = await list_all(ctx)
+    if ctx.time_zone is None:
+        ctx.time_zone = zone
+    await guard(ctx, events)
+    unlinked: list[Event] = []
+    for event in events:
+        if event.id is None:
+            continue
+        result = await apply(ctx, event)
+        if result is Result.UNLINKED:
+            unlinked.append(event)
+    ctx.counts["pulled"] += len(events)
+    await import_new(ctx, unlinked)
+    await ctx.hooks.fire("after_pull", ctx)
+    async with ctx.db.session() as s:
+        await bindings.save_sync_token(s, ctx.binding_id, token, zone)
+        await s.commit()
+    ctx.sync_token = token
+
+
+async def guard(ctx: Ctx, events: list[Event]) -> None:
+    """Pause instead of removing more than half of the binding's linked activities (and more
+    than GUARD_MIN): an emptied calendar is far more often an accident than an intention."""
+    cancelled = [e.id for e in events if e.cancelled and e.id]
+    if len(cancelled) <= GUARD_MIN or ctx.allow_mass_delete:
+        return
+    async with ctx.db.session() as s:
+        found = await links.by_events(s, ctx.binding_id, cancelled)
+        ids = [lk.activity_id for lk in found.values() if lk.activity_id and lk.state == "linked"]
+        acts = await links.activities(s, ctx.tenant_id, ids)
+        removing = sum(1 for a in acts.values() if a.deleted_at is None)
+        total = await links.count_live(s, ctx.binding_id)
+        if removing <= GUARD_MIN or removing * 2 <= total:
+            return
+        reason = (
+            f"Sync paused: Google reported {removing} of the {total} synced appointments of "
+            "this calendar as deleted. Nothing was deleted in the CRM. If you really emptied "
+            "the calendar, resume the sync and confirm the deletions; otherwise restore the "
+            "events in Google Calendar (Bin) or check other tools syncing this calendar."
+        )
+        await bindings.set_stage(s, ctx.binding_id, bindings.PAUSED, reason)
+        await runs.report_issue(
+            s,
+            ctx.tenant_id,
+            ctx.binding_id,
+            ctx.run_id,
+            code="calsync.mass_delete_guard",
+            message=reason,
+            remedy="Resume the binding with deletions confirmed, or restore the Google events.",
+        )
+        await s.commit()
+    ctx.counts["guarded"] = removing
+    raise MassDelete(reason)
+
+
+async def apply(ctx: Ctx, event: Event) -> Result:
+    """One event in one transaction; an event the CRM cannot hold is parked as an issue."""
+    assert event.id is not None
+    if not event.cancelled and not filters.importable(event):
+        ctx.counts["ignored"] += 1
+        return Result.SKIPPED
+    try:
+        async with ctx.db.session() as s:
+            link = await links.by_event(s, ctx.binding_id, event.id)
+            result = await reconcile(ctx, s, event, link)
+            await s.commit()
+            return result
+    except (ActivityInvalid, mapping.Unmappable) as exc:
+        await park_event(ctx, event, str(exc))
+        return Result.SKIPPED
+
+
+async def park_event(ctx: Ctx, event: Event, why: str) -> None:
+    async with ctx.db.session() as s:
+        await runs.report_issue(
+            s,
+            ctx.tenant_id,
+            ctx.binding_id,
+            ctx.run_id,
+            code=UNSUPPORTED,
+            message=f"The Google event {event.summary or event.id!r} cannot be stored: {why}",
+            remedy="Shorten or correct the event in Google Calendar; it syncs after the change.",
+            google_event_id=event.id,
+        )
+        await s.commit()
+    ctx.counts["issues"] += 1
+
+
+async def import_new(ctx: Ctx, events: list[Event]) -> None:
+    """Link new events to equal unlinked activities (once, never guessing), import the rest."""
+    if not events:
+        return
+    fields: dict[str, SyncFields] = {}
+    for event in events:
+        assert event.id is not None
+        try:
+            fields[event.id] = mapping.event_fields(event, ctx.time_zone)
+        except mapping.Unmappable as exc:
+            await park_event(ctx, event, str(exc))
+    by_id = {e.id: e for e in events if e.id in fields}
+    async with ctx.db.session() as s:
+        candidates = await links.unlinked_activities(
+            s, ctx.tenant_id, ctx.user_id, ctx.binding_id, since=ctx.window_start
+        )
+        elsewhere = await links.linked_in_other_bindings(
+            s, ctx.connection_id, ctx.binding_id, [a.id for a in candidates]
+        )
+        crm = [(a.id, mapping.activity_fields(a)) for a in candidates if a.id not in elsewhere]
+    found = match(list(fields.items()), crm)
+    taken: set[str] = set()
+    for gid, aid in found.pairs:
+        taken.add(gid)
+        await _link_pair(ctx, by_id[gid], aid, fields[gid])
+    for amb in found.ambiguous:
+        taken.update(amb.google)
+        await _park_ambiguous(ctx, amb.google, amb.crm, fields[amb.google[0]])
+    for gid, values in fields.items():
+        if gid not in taken:
+            await _import(ctx, by_id[gid], values)
+
+
+async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields) -> None:
+    assert event.id is not None
+    try:
+        async with ctx.db.session() as s:
+            activity = await activities.get(s, ctx.tenant_id, activity_id)  # type: ignore[arg-type]
+            if activity is None:
+                return
+            link = await links.by_activity(s, ctx.binding_id, activity.id)
+            if link is None:
+                link = links.new(
+                    ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED
+                )
+                s.add(link)
+            link.google_event_id = event.id
+            await first_link(ctx, s, link, activity, event, g)
+            await runs.resolve_issues(s, ctx.binding_id, activity_id=activity.id)
+            await s.commit()
+        ctx.counts["linked"] += 1
+    except ActivityInvalid as exc:
+        await park_event(ctx, event, str(exc))
+
+
+async def _park_ambiguous(
+    ctx: Ctx, event_ids: tuple[str, ...], activity_ids: tuple[object, ...], g: SyncFields
+) -> None:
+    """Several entries look the same: report them and keep the CRM ones out of Google until a
+    person makes them differ, instead of guessing which belongs to which."""
+    async with ctx.db.session() as s:
+        for aid in activity_ids:
+            activity = await activities.get(s, ctx.tenant_id, aid)  # type: ignore[arg-type]
+            if activity is None:
+                continue
+            if await links.by_activity(s, ctx.binding_id, activity.id) is None:
+                c = mapping.activity_fields(activity)
+                s.add(
+                    links.new(
+                        ctx.tenant_id,
+                        ctx.binding_id,
+                        activity.id,
+                        google_event_id(activity.id),
+                        state=links.PARKED,
+                        crm_hash=content_hash(c),
+                    )
+                )
+        await runs.report_issue(
+            s,
+            ctx.tenant_id,
+            ctx.binding_id,
+            ctx.run_id,
+            code=AMBIGUOUS,
+            message=(
+                f"{len(event_ids)} Google event(s) and {len(activity_ids)} CRM activities look "
+                f"the same ({g.summary!r} at {g.start}); calsync did not guess which belong "
+                f"together. Google events: {', '.join(event_ids)}."
+            ),
+            remedy=(
+                "Delete the duplicates or change one of them (title or time) so each entry is "
+                "unique; calsync links or copies them on the next sync."
+            ),
+            google_event_id=event_ids[0],
+        )
+        await s.commit()
+    ctx.counts["issues"] += 1
+
+
+async def _import(ctx: Ctx, event: Event, g: SyncFields) -> None:
+    """A new Google event becomes an activity of the tenant's default import type."""
+    assert event.id is not None
+    try:
+        values = validate(mapping.draft(g, None, ctx.time_zone))
+    except ActivityInvalid as exc:
+        await park_event(ctx, event, str(exc))
+        return
+    async with ctx.db.session() as s:
+        activity = await activities.create(
+            s,
+            ctx.tenant_id,
+            type_key=ctx.tenant.default_import_type_key,
+            owner_id=ctx.user_id,
+            values=values,
+            organizer_email=event.organizer.email if event.organizer else None,
+            origin="sync",
+        )
+        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED)
+        link.snapshot = g.to_json()
+        link.google_hash = content_hash(g)
+        link.crm_hash = content_hash(mapping.activity_fields(activity))
+        link.google_etag, link.google_updated = event.etag, event.updated
+        link.ical_uid = event.i_cal_uid
+        s.add(link)
+        await s.commit()
+    ctx.counts["created"] += 1

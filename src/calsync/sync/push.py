@@ -1,0 +1,294 @@
+"""Push: write the CRM's changes to Google — inserts, patches of changed fields only, deletes —
+in batch requests, without reading anything first.
+
+Which activities: the change feed after the binding's cursor (the owner's changes not made by
+the sync itself), links the pull left owing a write, and on a first sync every exportable
+activity in the window. A new event gets its deterministic id and a `pending` link committed
+before the insert, so a crash after Google created it ends in a 409 and adoption, not a
+duplicate. Patches carry If-Match; a 412 re-reads that one event, merges, and patches again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from calsync.domain.fields import SyncFields, changed_units, content_hash
+from calsync.domain.ids import google_event_id
+from calsync.google import calls, errors
+from calsync.google.calls import ApiCall
+from calsync.google.models import Event
+from calsync.store import changes, links, runs
+from calsync.store.models import Activity, EventLink
+
+from . import filters, mapping
+from .context import Ctx
+from .errors import parks
+from .reconcile import CANCELLED, reconcile
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third is left to later
+FEED_PAGE = 1000
+
+
+@dataclass
+class Op:
+    kind: str  # insert / patch / delete
+    activity_id: uuid.UUID
+    event_id: str
+    call: ApiCall[Any]
+    values: SyncFields | None
+
+
+async def push(ctx: Ctx) -> None:
+    seqs, last = await _feed(ctx)
+    todo: set[uuid.UUID] = set(seqs) | ctx.to_push
+    async with ctx.db.session() as s:
+        todo.update(await links.dirty(s, ctx.binding_id))
+        if ctx.push_seq == 0 and ctx.exports:
+            fresh = await links.unlinked_activities(
+                s, ctx.tenant_id, ctx.user_id, ctx.binding_id, since=ctx.window_start
+            )
+            todo.update(a.id for a in fresh if filters.exportable(ctx.tenant, a))
+    deferred: set[uuid.UUID] = set()
+    rounds = 0
+    while todo and rounds < MAX_ROUNDS:
+        rounds += 1
+        ops = await plan(ctx, todo)
+        if not ops:
+            break
+        results = await ctx.client.batch([op.call for op in ops])
+        await ctx.hooks.fire("after_google_write", ctx, ops, results)
+        todo = set()
+        for op, result in zip(ops, results, strict=True):
+            outcome = await settle(ctx, op, result)
+            if outcome == "again":
+                todo.add(op.activity_id)
+            elif outcome == "deferred":
+                deferred.add(op.activity_id)
+    deferred |= todo  # still owed after the last round: keep them for the next run
+    cursor = last
+    for aid in deferred:
+        if aid in seqs:
+            cursor = min(cursor, seqs[aid] - 1)
+    ctx.counts["deferred"] += len(deferred)
+    if cursor != ctx.push_seq:
+        from calsync.store import bindings
+
+        async with ctx.db.session() as s:
+            await bindings.set_push_seq(s, ctx.binding_id, max(cursor, ctx.push_seq))
+            await s.commit()
+        ctx.push_seq = max(cursor, ctx.push_seq)
+
+
+async def _feed(ctx: Ctx) -> tuple[dict[uuid.UUID, int], int]:
+    """The owner's activities changed after the cursor (first seq of each) and the last seq."""
+    seqs: dict[uuid.UUID, int] = {}
+    async with ctx.db.session() as s:
+        last = await changes.last_seq(s, ctx.tenant_id)
+        after = ctx.push_seq
+        while after < last:
+            page = await changes.after(s, ctx.tenant_id, after, FEED_PAGE)
+            if not page:
+                break
+            for change in page:
+                if change.seq > last:
+                    break
+                if change.owner_id == ctx.user_id and change.origin != "sync":
+                    seqs.setdefault(change.activity_id, change.seq)
+            after = page[-1].seq
+    return seqs, last
+
+
+def _insert(ctx: Ctx, activity: Activity, values: SyncFields, event_id: str) -> Op:
+    body = mapping.insert_body(activity, values, event_id, ctx.tenant_id)
+    return Op(
+        "insert",
+        activity.id,
+        event_id,
+        calls.events_insert(ctx.calendar_id, body, send_updates="none"),
+        values,
+    )
+
+
+def _patch(
+    ctx: Ctx, link: EventLink, values: SyncFields, units: frozenset[str] | None, restore: bool
+) -> Op:
+    before = SyncFields.from_json(link.snapshot) if link.snapshot else None
+    body = mapping.event_body(values, units, before=before)
+    if restore:
+        body["status"] = "confirmed"
+    assert link.activity_id is not None
+    return Op(
+        "patch",
+        link.activity_id,
+        link.google_event_id,
+        calls.events_patch(
+            ctx.calendar_id,
+            link.google_event_id,
+            body,
+            if_match=link.google_etag,
+            send_updates="none",
+        ),
+        values,
+    )
+
+
+async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
+    """Decide each activity's write; pending links are committed here, before any insert."""
+    ops: list[Op] = []
+    async with ctx.db.session() as s:
+        acts = await links.activities(s, ctx.tenant_id, ids)
+        lks = await links.by_activities(s, ctx.binding_id, ids)
+        elsewhere = await links.linked_in_other_bindings(
+            s, ctx.connection_id, ctx.binding_id, [i for i in ids if i not in lks]
+        )
+        for aid in sorted(ids):
+            activity = acts.get(aid)
+            if activity is None or activity.owner_id != ctx.user_id:
+                continue
+            link = lks.get(aid)
+            if activity.deleted_at is not None:
+                if link is None:
+                    continue
+                if link.google_etag is None and link.state == links.PARKED:
+                    await links.remove(s, link)  # never reached Google
+                    continue
+                ops.append(
+                    Op(
+                        "delete",
+                        aid,
+                        link.google_event_id,
+                        calls.events_delete(
+                            ctx.calendar_id,
+                            link.google_event_id,
+                            if_match=link.google_etag,
+                            send_updates="none",
+                        ),
+                        None,
+                    )
+                )
+                continue
+            c = mapping.activity_fields(activity)
+            c_hash = content_hash(c)
+            if link is None:
+                if (
+                    not ctx.exports
+                    or not filters.exportable(ctx.tenant, activity)
+                    or aid in elsewhere
+                    or (
+                        activity.range_end_utc is not None
+                        and activity.range_end_utc <= ctx.window_start
+                    )
+                ):
+                    continue
+                event_id = google_event_id(aid)
+                s.add(
+                    links.new(
+                        ctx.tenant_id,
+                        ctx.binding_id,
+                        aid,
+                        event_id,
+                        state=links.PENDING,
+                        snapshot=c.to_json(),
+                        crm_hash=c_hash,
+                        google_hash=c_hash,
+                    )
+                )
+                ops.append(_insert(ctx, activity, c, event_id))
+                continue
+            if link.state == links.PARKED:
+                if c_hash == link.crm_hash:
+                    continue  # waits for a change or a person
+                if link.google_etag is None:
+                    if not ctx.exports or not filters.exportable(ctx.tenant, activity):
+                        continue
+                    link.state = links.PENDING
+            if link.state == links.PENDING:
+                link.snapshot = c.to_json()
+                link.crm_hash = link.google_hash = c_hash
+                link.google_event_id = google_event_id(aid)
+                ops.append(_insert(ctx, activity, c, link.google_event_id))
+                continue
+            if link.google_hash == CANCELLED:
+                ops.append(_patch(ctx, link, c, None, restore=True))
+                continue
+            if c_hash == link.crm_hash:
+                continue
+            base = SyncFields.from_json(link.snapshot) if link.snapshot else None
+            units = changed_units(base, c) if base is not None else None
+            if units is not None and not units:
+                link.crm_hash = c_hash
+                continue
+            ops.append(_patch(ctx, link, c, units, restore=False))
+        await s.commit()
+    return ops
+
+
+async def settle(ctx: Ctx, op: Op, result: Any) -> str:
+    """Store one write's answer in its own transaction; returns done/again/deferred/parked."""
+    if isinstance(result, errors.GoogleError) and result.needs_reauth:
+        raise result
+    async with ctx.db.session() as s:
+        link = await links.by_activity(s, ctx.binding_id, op.activity_id)
+        if link is None:
+            return "done"
+        if op.kind == "delete":
+            if result is None or isinstance(result, errors.NotFound | errors.Deleted):
+                await links.remove(s, link)
+                await s.commit()
+                ctx.counts["pushed"] += 1
+                return "done"
+        elif isinstance(result, Event):
+            g = mapping.event_fields(result, ctx.time_zone)
+            link.state = links.LINKED
+            link.google_event_id = result.id or op.event_id
+            link.snapshot = g.to_json()
+            link.google_hash = content_hash(g)
+            link.crm_hash = content_hash(op.values) if op.values is not None else None
+            link.google_etag, link.google_updated = result.etag, result.updated
+            link.ical_uid = result.i_cal_uid
+            await runs.resolve_issues(s, ctx.binding_id, activity_id=op.activity_id)
+            await s.commit()
+            ctx.counts["pushed"] += 1
+            return "done"
+        if isinstance(result, errors.Duplicate | errors.PreconditionFailed | errors.Deleted):
+            # 409: our earlier insert landed (adopt it); 412/410: Google moved on — re-read it
+            try:
+                event = await ctx.client.get_event(ctx.calendar_id, link.google_event_id)
+            except errors.GoogleError as exc:
+                if exc.needs_reauth:
+                    raise
+                return "deferred"
+            if isinstance(result, errors.Duplicate):
+                ctx.counts["adopted"] += 1
+            else:
+                ctx.counts["refetched"] += 1
+            await reconcile(ctx, s, event, link)
+            await s.commit()
+            return "again"
+        if isinstance(result, errors.GoogleError) and (
+            parks(result) or isinstance(result, errors.NotFound)
+        ):
+            if op.values is not None:
+                link.crm_hash = content_hash(op.values)
+            link.state = links.PARKED
+            await runs.report_issue(
+                s,
+                ctx.tenant_id,
+                ctx.binding_id,
+                ctx.run_id,
+                code=result.code,
+                message=result.message,
+                remedy=result.remedy,
+                activity_id=op.activity_id,
+                google_event_id=op.event_id,
+            )
+            await s.commit()
+            ctx.counts["issues"] += 1
+            return "parked"
+    log.info("push deferred", extra={"activity": str(op.activity_id), "error": str(result)})
+    return "deferred"

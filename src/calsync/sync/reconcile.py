@@ -1,0 +1,237 @@
+"""One Google event against its activity: decide (domain.decide), merge (domain.merge), apply.
+
+Called by the pull for every listed event and by the push after a 409 or 412 re-read, always
+inside the caller's transaction for that one event. CRM writes happen here; Google writes are
+left to the push, which finds them through `ctx.to_push`.
+
+A link's `snapshot` is the base of the next three-way merge: the fields both sides last agreed
+on — or, after a merge whose result Google has not received yet, Google's current fields, so the
+push writes exactly the units the CRM side won. `crm_hash`/`google_hash` are each side's hash at
+that moment; a side has changed iff its current hash differs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.domain.activity import validate
+from calsync.domain.decide import Action, State, decide
+from calsync.domain.fields import SyncFields, content_hash
+from calsync.domain.ids import activity_id_from_event_id
+from calsync.domain.merge import Merged, Policy, merge
+from calsync.google.models import Event
+from calsync.store import activities, links, runs
+from calsync.store.models import Activity, EventLink
+
+from . import mapping
+from .context import Ctx
+
+#: `google_hash` of a link whose event Google deleted while the CRM edited the activity
+CANCELLED = "cancelled"
+
+
+class Result(StrEnum):
+    DONE = "done"
+    UNCHANGED = "unchanged"
+    UNLINKED = "unlinked"  # a live event nobody links to: matching or import decides
+    SKIPPED = "skipped"
+
+
+def crm_state(activity: Activity, link: EventLink) -> State:
+    if activity.deleted_at is not None:
+        return State.DELETED
+    if content_hash(mapping.activity_fields(activity)) != link.crm_hash:
+        return State.CHANGED
+    return State.UNCHANGED
+
+
+async def relink(ctx: Ctx, s: AsyncSession, event: Event) -> EventLink | None:
+    """Rebuild a lost link from the activity id in the event (tag, or our deterministic id)."""
+    assert event.id is not None
+    candidate = mapping.tagged_activity_id(event, ctx.tenant_id) or activity_id_from_event_id(
+        event.id
+    )
+    if candidate is None:
+        return None
+    activity = await activities.get(s, ctx.tenant_id, candidate)
+    if activity is None or activity.owner_id != ctx.user_id:
+        return None
+    if await links.by_activity(s, ctx.binding_id, activity.id) is not None:
+        return None  # linked to another event already: never two events for one activity
+    link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED)
+    s.add(link)
+    ctx.counts["linked"] += 1
+    if event.cancelled:
+        return link
+    g = mapping.event_fields(event, ctx.time_zone)
+    if activity.deleted_at is not None:
+        # deleted in the CRM while the link was lost: the delete is the newer fact
+        _agree(link, event, g, crm=None)
+        return link
+    await first_link(ctx, s, link, activity, event, g)
+    return link
+
+
+async def first_link(
+    ctx: Ctx, s: AsyncSession, link: EventLink, activity: Activity, event: Event, g: SyncFields
+) -> None:
+    """Link two entries that were never synced: differing units follow the policy, unrecorded."""
+    c = mapping.activity_fields(activity)
+    merged = merge(
+        None,
+        c,
+        g,
+        policy=_policy(ctx),
+        crm_updated=activity.updated_at,
+        google_updated=_updated(event, activity),
+    )
+    await _apply_merged(ctx, s, link, activity, event, g, merged)
+
+
+def _policy(ctx: Ctx) -> Policy:
+    if not ctx.pushes:
+        return Policy.GOOGLE_WINS
+    if not ctx.applies_to_crm:
+        return Policy.CRM_WINS
+    return ctx.policy
+
+
+def _updated(event: Event, activity: Activity) -> datetime:
+    return event.updated or activity.updated_at
+
+
+def _agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None) -> None:
+    """Google's fields become the base; the CRM side is in sync iff `crm` is given."""
+    link.snapshot = g.to_json()
+    link.google_hash = content_hash(g)
+    link.crm_hash = content_hash(crm) if crm is not None else None
+    link.google_etag = event.etag
+    link.google_updated = event.updated
+    link.ical_uid = event.i_cal_uid
+    link.state = links.LINKED
+
+
+async def write_crm(ctx: Ctx, s: AsyncSession, activity: Activity, values: SyncFields) -> None:
+    """Store `values` on the activity (raises ActivityInvalid when the CRM cannot hold them)."""
+    checked = validate(mapping.draft(values, activity, ctx.time_zone))
+    await activities.update(s, activity, checked, origin="sync")
+    ctx.counts["updated"] += 1
+
+
+async def _apply_merged(
+    ctx: Ctx,
+    s: AsyncSession,
+    link: EventLink,
+    activity: Activity,
+    event: Event,
+    g: SyncFields,
+    merged: Merged,
+) -> None:
+    if merged.to_crm and ctx.applies_to_crm:
+        await write_crm(ctx, s, activity, merged.values)
+    for conflict in merged.conflicts:
+        runs.record_conflict(
+            s,
+            ctx.tenant_id,
+            ctx.binding_id,
+            ctx.run_id,
+            field=conflict.unit,
+            base=list(conflict.base) if conflict.base is not None else None,
+            crm=list(conflict.crm),
+            google=list(conflict.google),
+            decision=conflict.winner.value,
+            policy=_policy(ctx).value,
+            activity_id=activity.id,
+            link_id=link.id,
+            google_event_id=event.id,
+        )
+        ctx.counts["conflicts"] += 1
+    if merged.to_google and ctx.pushes:
+        _agree(link, event, g, crm=None)  # the push writes the units the CRM won
+        ctx.to_push.add(activity.id)
+    else:
+        _agree(link, event, g, crm=mapping.activity_fields(activity))
+
+
+async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | None) -> Result:
+    """Bring one event and its activity together (see the module docstring)."""
+    assert event.id is not None
+    if link is None:
+        link = await relink(ctx, s, event)
+        if link is None:
+            return Result.SKIPPED if event.cancelled else Result.UNLINKED
+        if link.state == links.LINKED and link.google_etag == event.etag:
+            return Result.DONE
+    if link.activity_id is None:
+        return Result.SKIPPED  # parked: waits for a person
+    activity = await activities.get(s, ctx.tenant_id, link.activity_id)
+    if activity is None:
+        await links.remove(s, link)
+        return Result.SKIPPED if event.cancelled else Result.UNLINKED
+    if event.cancelled:
+        return await _cancelled(ctx, s, link, activity, event)
+    if link.state != links.PENDING and link.google_etag == event.etag:
+        return Result.UNCHANGED  # our own write coming back, or nothing new
+    g = mapping.event_fields(event, ctx.time_zone)
+    g_hash = content_hash(g)
+    if link.snapshot is None:
+        await first_link(ctx, s, link, activity, event, g)
+        return Result.DONE
+    base = SyncFields.from_json(link.snapshot)
+    google_changed = g_hash != link.google_hash and g != base
+    crm = crm_state(activity, link)
+    if not google_changed:
+        link.google_etag, link.google_updated = event.etag, event.updated
+        link.ical_uid = event.i_cal_uid
+        if link.state == links.PENDING:
+            link.state = links.LINKED
+            link.google_hash = g_hash
+        return Result.UNCHANGED
+    action = decide(crm, State.CHANGED)
+    if not ctx.applies_to_crm:
+        # crm_to_google: Google's edits are overwritten by the CRM's fields
+        _agree(link, event, g, crm=None)
+        ctx.to_push.add(activity.id)
+        return Result.DONE
+    if action is Action.RESTORE_CRM:
+        await links.restore_activity(s, activity)
+        ctx.counts["restored"] += 1
+        action = Action.PULL
+    if action is Action.PULL or not ctx.pushes:
+        if mapping.activity_fields(activity) != g:
+            await write_crm(ctx, s, activity, g)
+        _agree(link, event, g, crm=mapping.activity_fields(activity))
+        return Result.DONE
+    merged = merge(
+        base,
+        mapping.activity_fields(activity),
+        g,
+        policy=_policy(ctx),
+        crm_updated=activity.updated_at,
+        google_updated=_updated(event, activity),
+    )
+    await _apply_merged(ctx, s, link, activity, event, g, merged)
+    return Result.DONE
+
+
+async def _cancelled(
+    ctx: Ctx, s: AsyncSession, link: EventLink, activity: Activity, event: Event
+) -> Result:
+    action = decide(crm_state(activity, link), State.DELETED)
+    if action is Action.RESTORE_GOOGLE and ctx.pushes:
+        # edited in the CRM after Google deleted it: the edit wins, the event comes back
+        link.google_etag, link.google_updated = event.etag, event.updated
+        link.google_hash, link.crm_hash = CANCELLED, None
+        ctx.restore.add(activity.id)
+        ctx.to_push.add(activity.id)
+        return Result.DONE
+    if action is Action.FORGET or not ctx.applies_to_crm:
+        await links.remove(s, link)
+        return Result.DONE
+    await activities.delete(s, activity, origin="sync")
+    await links.remove(s, link)
+    ctx.counts["deleted"] += 1
+    return Result.DONE

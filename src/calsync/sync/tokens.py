@@ -1,0 +1,117 @@
+"""Bearer tokens for a stored Google connection: OAuth refresh or a service account.
+
+A refreshed access token is written back to the connection (encrypted) in its own transaction,
+so the next run does not refresh again. A refresh that Google refuses for good (`invalid_grant`)
+surfaces as `GrantRevoked`; the engine turns that into `needs_reauth` on the connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import httpx
+
+from calsync.google import errors
+from calsync.google.auth import CachedTokenProvider, TokenProvider
+from calsync.google.calendar import CalendarClient
+from calsync.google.models import OAuthToken
+from calsync.google.oauth import GoogleOAuth
+from calsync.google.ratelimit import RateLimiter
+from calsync.google.retry import RetryPolicy
+from calsync.google.service_account import ServiceAccountKey, ServiceAccountTokens
+from calsync.settings import Settings
+from calsync.store import connections
+from calsync.store.db import Database
+from calsync.store.models import GoogleConnection, Tenant
+
+
+class NotConnected(errors.GoogleError):
+    code = "calsync.not_connected"
+    default_message = "Google Calendar is not connected for this user."
+    remedy = "Connect Google Calendar in Settings → Google Calendar."
+    needs_reauth = True
+
+
+def _persist(db: Database, connection_id: uuid.UUID) -> Callable[[OAuthToken], Awaitable[None]]:
+    async def on_token(token: OAuthToken) -> None:
+        async with db.session() as s:
+            await connections.store_access_token(
+                s, connection_id, token.access_token, token.expires_at, token.refresh_token
+            )
+            await s.commit()
+
+    return on_token
+
+
+def stored_token(connection: GoogleConnection) -> OAuthToken | None:
+    if not connection.access_token:
+        return None
+    expires = connection.access_token_expires_at
+    return OAuthToken(
+        access_token=connection.access_token,
+        expires_at=expires.timestamp() if expires is not None else None,
+    )
+
+
+@dataclass
+class GoogleAccess:
+    """What the engine needs to talk to Google: settings, and shared clients (one per process)."""
+
+    settings: Settings
+    oauth: GoogleOAuth | None = None
+    http: httpx.AsyncClient | None = None
+    retry: RetryPolicy | None = None
+    rate_limiter: RateLimiter | Literal["settings"] | None = "settings"
+    _service_accounts: dict[uuid.UUID, ServiceAccountTokens] = field(default_factory=dict)
+
+    def tokens(self, db: Database, tenant: Tenant, connection: GoogleConnection) -> TokenProvider:
+        if connection.auth_mode == "service_account":
+            return self._service_account(tenant).for_user(connection.google_email or "")
+        if not connection.refresh_token:
+            raise NotConnected()
+        if self.oauth is None:
+            self.oauth = GoogleOAuth(self.settings, retry=self.retry)
+        provider: CachedTokenProvider = self.oauth.credentials(
+            connection.refresh_token,
+            account=connection.google_email or str(connection.id),
+            token=stored_token(connection),
+            on_token=_persist(db, connection.id),
+        )
+        return provider
+
+    def _service_account(self, tenant: Tenant) -> ServiceAccountTokens:
+        cached = self._service_accounts.get(tenant.id)
+        if cached is not None:
+            return cached
+        raw = tenant.service_account_key
+        if raw is None:
+            raise errors.ServiceAccountKeyError("No service-account key has been uploaded.")
+        if (tenant.service_account_key_format or "json") == "p12":
+            key = ServiceAccountKey.from_p12(
+                raw,
+                client_email=tenant.service_account_email or "",
+                password=tenant.service_account_key_password or "notasecret",
+            )
+        else:
+            key = ServiceAccountKey.from_json(raw)
+        tokens = ServiceAccountTokens(key, settings=self.settings, http=self.http, retry=self.retry)
+        self._service_accounts[tenant.id] = tokens
+        return tokens
+
+    def client(self, tokens: TokenProvider) -> CalendarClient:
+        return CalendarClient(
+            tokens,
+            settings=self.settings,
+            http=self.http,
+            retry=self.retry,
+            rate_limiter=self.rate_limiter,
+        )
+
+    async def aclose(self) -> None:
+        if self.oauth is not None:
+            await self.oauth.aclose()
+        for tokens in self._service_accounts.values():
+            await tokens.aclose()
