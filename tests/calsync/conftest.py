@@ -25,24 +25,39 @@ from calsync.web.app import create_app
 PG_ENV = "CALSYNC_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get(PG_ENV) else [])
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+# the pid keeps concurrent test runs on one PostgreSQL server (developers, CI) apart
+RUN = f"{WORKER}_{os.getpid()}"
+_created: list[str] = []
+
+
+def _admin_conninfo() -> str:
+    admin = make_url(os.environ[PG_ENV])
+    return admin.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def postgres_database(name: str) -> str:
     """A fresh, empty PostgreSQL database for this worker; returns its asyncpg URL."""
-    admin = make_url(os.environ[PG_ENV])
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return admin.set(drivername="postgresql+asyncpg", database=name).render_as_string(
-        hide_password=False
-    )
+    _created.append(name)
+    url = make_url(os.environ[PG_ENV]).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(hide_password=False)
 
 
 def fresh_url(backend: str, tmp_path_factory: pytest.TempPathFactory, label: str) -> str:
     if backend == "postgres":
-        return postgres_database(f"calsync_test_{WORKER}_{label}")
+        return postgres_database(f"calsync_test_{RUN}_{label}")
     return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp(label) / 'calsync.db'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    if _created:
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+            for name in _created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

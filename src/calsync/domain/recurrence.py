@@ -188,7 +188,9 @@ def expand(
         hi = hi.astimezone(series.zone).replace(tzinfo=None)
     skipped = set(skip)
     out: list[Occurrence] = []
-    for generated in rules.between(lo, hi, inc=True):
+    for generated in rules.xafter(lo, inc=True):  # lazily: stops at `hi` or the limit
+        if generated > hi:
+            break
         start_local = generated.replace(tzinfo=None)
         if start_local in skipped:
             continue
