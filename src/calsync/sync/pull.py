@@ -8,10 +8,11 @@ applying them twice is harmless because each event is compared by content and et
 from __future__ import annotations
 
 import logging
+import uuid
 
 from calsync.domain.activity import ActivityInvalid, validate
 from calsync.domain.fields import SyncFields, content_hash
-from calsync.domain.ids import google_event_id
+from calsync.domain.ids import activity_id_from_event_id, google_event_id
 from calsync.domain.matching import match
 from calsync.google import errors
 from calsync.google.models import Event
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
+IMPORT_CHUNK = 100  # new events stored per transaction
 
 AMBIGUOUS = "calsync.ambiguous_match"
 UNSUPPORTED = "calsync.event_unsupported"
@@ -72,8 +74,14 @@ async def pull(ctx: Ctx) -> None:
         ctx.time_zone = zone
     await guard(ctx, events)
     unlinked: list[Event] = []
+    known = await _known(ctx, events)
     for event in events:
         if event.id is None:
+            continue
+        if event.id not in known:
+            # no link and nothing to relink: only matching or import can use it
+            if not event.cancelled and filters.importable(event):
+                unlinked.append(event)
             continue
         result = await apply(ctx, event)
         if result is Result.UNLINKED:
@@ -85,6 +93,27 @@ async def pull(ctx: Ctx) -> None:
         await bindings.save_sync_token(s, ctx.binding_id, token, zone)
         await s.commit()
     ctx.sync_token = token
+
+
+async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
+    """Event ids that have a link, or name (tag or deterministic id) an activity of the owner:
+    these go through reconcile one by one; the rest are new (found in bulk, not per event)."""
+    ids = [e.id for e in events if e.id]
+    named: dict[str, uuid.UUID] = {}
+    for event in events:
+        if event.id is None:
+            continue
+        aid = mapping.tagged_activity_id(event, ctx.tenant_id) or activity_id_from_event_id(
+            event.id
+        )
+        if aid is not None:
+            named[event.id] = aid
+    async with ctx.db.session() as s:
+        known = set(await links.by_events(s, ctx.binding_id, ids))
+        found = await links.activities(s, ctx.tenant_id, set(named.values()))
+    owned = {aid for aid, a in found.items() if a.owner_id == ctx.user_id}
+    known.update(eid for eid, aid in named.items() if aid in owned)
+    return known
 
 
 async def guard(ctx: Ctx, events: list[Event]) -> None:
@@ -183,9 +212,9 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
     for amb in found.ambiguous:
         taken.update(amb.google)
         await _park_ambiguous(ctx, amb.google, amb.crm, fields[amb.google[0]])
-    for gid, values in fields.items():
-        if gid not in taken:
-            await _import(ctx, by_id[gid], values)
+    fresh = [(by_id[gid], values) for gid, values in fields.items() if gid not in taken]
+    for i in range(0, len(fresh), IMPORT_CHUNK):
+        await _import(ctx, fresh[i : i + IMPORT_CHUNK])
 
 
 async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields) -> None:
@@ -253,30 +282,40 @@ async def _park_ambiguous(
     ctx.counts["issues"] += 1
 
 
-async def _import(ctx: Ctx, event: Event, g: SyncFields) -> None:
-    """A new Google event becomes an activity of the tenant's default import type."""
-    assert event.id is not None
-    try:
-        values = validate(mapping.draft(g, None, ctx.time_zone))
-    except ActivityInvalid as exc:
-        await park_event(ctx, event, str(exc))
+async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
+    """New Google events become activities of the tenant's default import type.
+
+    New events are stored a chunk per transaction: atomic like one event per transaction (a
+    crash stores none of the chunk and the unchanged sync token lists them again), without a
+    commit per event on an initial import of thousands."""
+    checked = []
+    for event, g in chunk:
+        try:
+            checked.append((event, g, validate(mapping.draft(g, None, ctx.time_zone))))
+        except ActivityInvalid as exc:
+            await park_event(ctx, event, str(exc))
+    if not checked:
         return
     async with ctx.db.session() as s:
-        activity = await activities.create(
-            s,
-            ctx.tenant_id,
-            type_key=ctx.tenant.default_import_type_key,
-            owner_id=ctx.user_id,
-            values=values,
-            organizer_email=event.organizer.email if event.organizer else None,
-            origin="sync",
-        )
-        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED)
-        link.snapshot = g.to_json()
-        link.google_hash = content_hash(g)
-        link.crm_hash = content_hash(mapping.activity_fields(activity))
-        link.google_etag, link.google_updated = event.etag, event.updated
-        link.ical_uid = event.i_cal_uid
-        s.add(link)
+        for event, g, values in checked:
+            assert event.id is not None
+            activity = await activities.create(
+                s,
+                ctx.tenant_id,
+                type_key=ctx.tenant.default_import_type_key,
+                owner_id=ctx.user_id,
+                values=values,
+                organizer_email=event.organizer.email if event.organizer else None,
+                origin="sync",
+            )
+            link = links.new(
+                ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED
+            )
+            link.snapshot = g.to_json()
+            link.google_hash = content_hash(g)
+            link.crm_hash = content_hash(mapping.activity_fields(activity))
+            link.google_etag, link.google_updated = event.etag, event.updated
+            link.ical_uid = event.i_cal_uid
+            s.add(link)
         await s.commit()
-    ctx.counts["created"] += 1
+    ctx.counts["created"] += len(checked)
