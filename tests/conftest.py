@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from starlette.types import ASGIApp
 
 from gcal_emulator.server import EmulatorServer
+from tests.emulator.response_check import ResponseChecker
 
 
 class Emulator:
@@ -36,16 +38,30 @@ class Emulator:
         return str(self.control("POST", f"/accounts/{email}/tokens", body).json()["access_token"])
 
 
+_checkers: list[ResponseChecker] = []
+
+
+def _checked(app: ASGIApp) -> ASGIApp:
+    checker = ResponseChecker(app)
+    _checkers.append(checker)
+    return checker
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
+    with EmulatorServer(wrap=_checked) as server:
         yield server
 
 
 @pytest.fixture
 def emulator(emulator_server: EmulatorServer) -> Iterator[Emulator]:
-    """A clean emulator for one test (state reset before it)."""
+    """A clean emulator for one test (state reset before it). Every Calendar API response it
+    serves during the test is checked against Google's discovery document."""
     emu = Emulator(emulator_server)
     emu.control("POST", "/reset")
+    for checker in _checkers:
+        checker.problems.clear()
     yield emu
     emu.http.close()
+    problems = [p for checker in _checkers for p in checker.problems]
+    assert not problems, "emulator answered outside the discovery schema:\n" + "\n".join(problems)

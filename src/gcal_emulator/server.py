@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from .app import create_app
 from .state import Config, World
@@ -23,9 +25,12 @@ class EmulatorServer:
         *,
         config: Config | None = None,
         world: World | None = None,
+        wrap: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
+        """`wrap` puts ASGI middleware around the app, e.g. to inspect every response."""
         self.world = world or World(config or Config(allow_http_webhooks=True))
         self.app = create_app(self.world)
+        served: ASGIApp = wrap(self.app) if wrap else self.app
         self.host = host
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -35,7 +40,7 @@ class EmulatorServer:
         self._sock.bind((host, port))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        cfg = uvicorn.Config(self.app, log_level="warning", lifespan="on", loop="asyncio")
+        cfg = uvicorn.Config(served, log_level="warning", lifespan="on", loop="asyncio")
         self._server = uvicorn.Server(cfg)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
