@@ -27,6 +27,7 @@ TABLES = {
     "sync_run",
     "sync_issue",
     "conflict",
+    "oauth_state",
 }
 
 

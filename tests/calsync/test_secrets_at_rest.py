@@ -140,4 +140,5 @@ def test_every_secret_column_is_encrypted() -> None:
         "google_connection.refresh_token",
         "google_connection.access_token",
         "calendar_binding.channel_token",
+        "oauth_state.code_verifier",
     }

@@ -403,3 +403,18 @@ class Conflict(Base):
     decision: Mapped[str] = mapped_column(String(16))  # crm / google
     policy: Mapped[str] = mapped_column(String(16))
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OAuthState(Base):
+    """A pending Google sign-in: its `state` (kept only as a hash), who started it, the PKCE
+    verifier (encrypted); single-use and short-lived, so any web process can finish the flow."""
+
+    __tablename__ = "oauth_state"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_key: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(EncryptedText())
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    login_hint: Mapped[str | None] = mapped_column(String(EMAIL))
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)

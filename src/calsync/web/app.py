@@ -14,7 +14,9 @@ from calsync.store import crypto
 from calsync.store.db import Database
 
 from . import errors
+from . import oauth as oauth_callback
 from .api import router as api_router
+from .google_services import GoogleServices
 
 DESCRIPTION = """Two-way Google Calendar sync for CRMs.
 
@@ -45,10 +47,12 @@ def create_app(
     crypto.install(keyring or keyring_for(settings))
     owned = database is None
     db = database or database_for(settings)
+    google = GoogleServices.create(settings, db)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await google.aclose()
         if owned:
             await db.dispose()
 
@@ -62,6 +66,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.google = google
     errors.install(app)
 
     @app.get("/healthz", tags=["operations"])
@@ -88,4 +93,5 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     app.include_router(api_router)
+    app.include_router(oauth_callback.router)
     return app

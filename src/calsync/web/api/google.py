@@ -1,0 +1,637 @@
+"""/api/v1/users/{user_id}/google: a user's Google Calendar connection.
+
+Connect (OAuth link), status with the live calendar list, settings (calendars by id, direction,
+private events, on/off), sync now, runs, issues, disconnect. A user key acts on its own user
+only; an admin key on any user of its tenant — except that in service-account mode nobody but
+the user switches sync on for them (seeds 002/003).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.google import errors
+from calsync.google.calendar import CalendarClient
+from calsync.google.models import CalendarListEntry
+from calsync.store import bindings, connections, google_settings, runs, users
+from calsync.store.db import Database
+from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
+from calsync.sync.engine import COUNTS, RunResult, sync_binding
+from calsync.sync.errors import Outcome
+
+from .. import connection
+from ..deps import Caller, Session, database
+from ..errors import ApiError, FieldProblem, not_found
+from ..google_schemas import (
+    ConnectionOut,
+    ConnectOut,
+    DisconnectOut,
+    IssueEvent,
+    IssueList,
+    IssueOut,
+    Problem,
+    RunCounts,
+    RunList,
+    RunOut,
+    SettingsPatch,
+    SyncIn,
+    SyncOut,
+)
+from ..google_services import GoogleServices
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["google"])
+
+# worst first: the outcome a multi-calendar sync reports
+SEVERITY = [
+    Outcome.NEEDS_REAUTH,
+    Outcome.FAILED,
+    Outcome.DISABLED,
+    Outcome.PAUSED,
+    Outcome.BACKOFF,
+    Outcome.PARTIAL,
+    Outcome.SKIPPED,
+    Outcome.OK,
+]
+UPSTREAM: dict[int | str, dict[str, Any]] = {
+    502: {"model": Problem, "description": "Google did not answer as expected"}
+}
+
+
+def google_services(request: Request) -> GoogleServices:
+    services: GoogleServices = request.app.state.google
+    return services
+
+
+Services = Annotated[GoogleServices, Depends(google_services)]
+Db = Annotated[Database, Depends(database)]
+
+
+async def _target(caller: Caller, s: AsyncSession, user_id: uuid.UUID) -> tuple[Tenant, User]:
+    """The tenant and the user acted on; ends the read so Google calls hold no transaction."""
+    if not caller.is_admin and (caller.user is None or caller.user.id != user_id):
+        raise not_found("user")
+    user = await users.get(s, caller.tenant_id, user_id)
+    if user is None:
+        raise not_found("user")
+    tenant = caller.tenant
+    await s.commit()
+    return tenant, user
+
+
+def _is_self(caller: Caller, user: User) -> bool:
+    return caller.user is not None and caller.user.id == user.id
+
+
+def _module_on(tenant: Tenant) -> None:
+    if not tenant.calendar_module_enabled:
+        raise ApiError(
+            403,
+            "calendar_module_disabled",
+            "The Calendar module is switched off for this company.",
+            "An admin switches it on: PATCH /api/v1/tenant/settings "
+            '{"calendar_module_enabled": true}.',
+        )
+
+
+def _google_error(exc: errors.GoogleError, status: int = 409) -> ApiError:
+    return ApiError(status, exc.code, exc.message, exc.remedy)
+
+
+def _not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> ApiError:
+    if conn is not None and conn.status == connections.NEEDS_REAUTH:
+        remedy = connection.remedy_for(conn.last_error_code) or errors.GrantRevoked.remedy
+        return ApiError(
+            409,
+            "needs_reauth",
+            conn.last_error_message or "Google no longer accepts calsync's access.",
+            remedy,
+        )
+    if tenant.auth_mode == "service_account":
+        remedy = (
+            f"{user.email} switches sync on for themselves: PATCH "
+            f'/api/v1/users/{user.id}/google/settings {{"enabled": true}} with their own key.'
+        )
+    else:
+        remedy = (
+            f"Connect first: POST /api/v1/users/{user.id}/google/connect and open the "
+            "authorization_url in the user's browser."
+        )
+    return ApiError(409, "not_connected", "Google Calendar is not connected for this user.", remedy)
+
+
+# -- connect ----------------------------------------------------------------------------------
+
+
+@router.post("/users/{user_id}/google/connect", response_model=ConnectOut)
+async def connect(user_id: uuid.UUID, caller: Caller, s: Session, services: Services) -> ConnectOut:
+    """A Google consent link for the user (single-use, bound to this user, valid 10 minutes)."""
+    tenant, user = await _target(caller, s, user_id)
+    _module_on(tenant)
+    if services.oauth is None:
+        raise _google_error(errors.OAuthNotConfigured())
+    if tenant.auth_mode == "service_account":
+        raise ApiError(
+            409,
+            "service_account_mode",
+            "This company connects Google Calendar with a service account, not per user.",
+            f"No Google sign-in is needed: {user.email} switches sync on with PATCH "
+            f'/api/v1/users/{user.id}/google/settings {{"enabled": true}}.',
+        )
+    url = await services.oauth.authorization_url(
+        connection.user_key(tenant.id, user.id), login_hint=user.email
+    )
+    return ConnectOut(
+        authorization_url=url,
+        redirect_uri=services.oauth.redirect_uri,
+        expires_in=int(services.oauth.state_ttl),
+    )
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+@router.get("/users/{user_id}/google", response_model=ConnectionOut)
+async def get_connection(
+    user_id: uuid.UUID, caller: Caller, s: Session, services: Services, db: Db
+) -> ConnectionOut:
+    """Status, the live calendar list (stored choices if Google fails), last run and error."""
+    tenant, user = await _target(caller, s, user_id)
+    return await connection.status(db, services, tenant, user)
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def _check_calendars(
+    live: Sequence[CalendarListEntry], import_ids: list[str], export_id: str | None, user: User
+) -> None:
+    known = {c.id: c for c in live}
+    names = {(c.summary_override or c.summary or "").strip().lower(): c.id for c in live}
+    listing = f"GET /api/v1/users/{user.id}/google lists the calendars with their ids"
+    problems: list[FieldProblem] = []
+
+    def unknown(field: str, cid: str) -> None:
+        hint = ""
+        if cid.strip().lower() in names:
+            hint = f"; {cid!r} is a calendar's name, its id is {names[cid.strip().lower()]!r}"
+        problems.append(
+            FieldProblem(
+                field=field,
+                code="unknown_calendar",
+                message=f"no calendar with the id {cid!r} in the Google account{hint}",
+            )
+        )
+
+    for cid in import_ids:
+        if cid not in known:
+            unknown("import_calendar_ids", cid)
+    if export_id is not None and export_id not in known:
+        unknown("export_calendar_id", export_id)
+    if problems:
+        raise ApiError(
+            422,
+            "unknown_calendar",
+            "; ".join(p.message for p in problems),
+            f"Choose calendars by their id, never by name: {listing}.",
+            problems,
+        )
+    if export_id is not None and not known[export_id].writable:
+        entry = known[export_id]
+        raise ApiError(
+            422,
+            "export_calendar_not_writable",
+            f"calsync cannot write CRM entries to {entry.summary or export_id!r}: the Google "
+            f"account's access is {entry.access_role or 'none'}.",
+            "Choose a calendar the user owns or may change (access_role owner or writer); a "
+            "separate calendar for CRM entries is recommended.",
+            [
+                FieldProblem(
+                    field="export_calendar_id",
+                    code="not_writable",
+                    message=f"access_role is {entry.access_role}, needs owner or writer",
+                )
+            ],
+        )
+
+
+async def _apply_calendars(
+    s: AsyncSession,
+    tenant: Tenant,
+    conn: GoogleConnection,
+    existing: Sequence[CalendarBinding],
+    live: Sequence[CalendarListEntry],
+    import_ids: list[str],
+    export_id: str | None,
+    direction: str,
+) -> None:
+    """Create, change or remove bindings; a binding that stays keeps its links."""
+    desired: dict[str, str] = dict.fromkeys(import_ids, bindings.IMPORT)
+    if export_id is not None:
+        desired[export_id] = bindings.BOTH if export_id in desired else bindings.EXPORT
+    known = {c.id: c for c in live}
+    for binding in existing:
+        role = desired.pop(binding.google_calendar_id, None)
+        if role is None:
+            await google_settings.remove_binding(s, binding.id)
+            continue
+        entry = known.get(binding.google_calendar_id)
+        await google_settings.configure_binding(
+            s,
+            binding,
+            role=role,
+            direction=direction,
+            enabled=conn.sync_enabled,
+            summary=entry.summary if entry else None,
+            access_role=entry.access_role if entry else None,
+            time_zone=entry.time_zone if entry else None,
+        )
+    for cid, role in desired.items():
+        entry = known[cid]
+        binding = await bindings.create(
+            s,
+            tenant.id,
+            conn.id,
+            cid,
+            role=role,
+            direction=direction,
+            summary=entry.summary,
+            time_zone=entry.time_zone,
+            access_role=entry.access_role,
+        )
+        if not conn.sync_enabled:
+            await google_settings.configure_binding(
+                s, binding, role=role, direction=direction, enabled=False
+            )
+
+
+async def _enable_service_account(
+    s: AsyncSession,
+    services: GoogleServices,
+    tenant: Tenant,
+    user: User,
+    conn: GoogleConnection | None,
+) -> GoogleConnection:
+    """Switch sync on through the company's service account, acting as the CRM e-mail."""
+    try:
+        tokens = services.service_account(tenant)
+    except errors.GoogleError as exc:
+        raise ApiError(
+            409,
+            exc.code,
+            f"The company's service account cannot be used: {exc.message}",
+            "An admin uploads the service account's key: PUT /api/v1/tenant/google/service-account.",
+        ) from exc
+    email = user.email.strip().lower()
+    try:
+        await tokens.check(email)
+        client = CalendarClient(
+            tokens.for_user(email),
+            settings=services.settings,
+            retry=services.retry,
+            rate_limiter=services.access.rate_limiter,
+        )
+        try:
+            live = await client.calendars()
+        finally:
+            await client.aclose()
+    except errors.GoogleError as exc:
+        raise _google_error(exc) from exc
+    finally:
+        await tokens.aclose()
+    if conn is None:
+        conn = await connections.create(
+            s, tenant.id, user.id, google_email=email, auth_mode="service_account"
+        )
+    else:
+        if conn.google_email is not None and conn.google_email != email:
+            await connections.reset_bindings(s, conn.id)
+        await google_settings.switch_to_service_account(s, conn, email)
+    await google_settings.set_enabled(s, conn, True)
+    if not await bindings.for_connection(s, conn.id):
+        await connection.add_default_binding(s, tenant.id, conn, live)
+    return conn
+
+
+@router.patch(
+    "/users/{user_id}/google/settings", response_model=ConnectionOut, responses={**UPSTREAM}
+)
+async def patch_settings(
+    user_id: uuid.UUID,
+    body: SettingsPatch,
+    caller: Caller,
+    s: Session,
+    services: Services,
+    db: Db,
+) -> ConnectionOut:
+    """Change what syncs; calendars by id, the export calendar must be writable."""
+    tenant, user = await _target(caller, s, user_id)
+    _module_on(tenant)
+    sent = body.model_fields_set
+    conn = await connections.for_user(s, user.id)
+    await s.commit()
+    connected = conn is not None and conn.status == connections.CONNECTED
+    service_account = tenant.auth_mode == "service_account"
+    switching_on = body.enabled is True and (conn is None or not connected or not conn.sync_enabled)
+    if service_account and switching_on and not _is_self(caller, user):
+        raise ApiError(
+            403,
+            "enable_for_self_only",
+            f"Only {user.email} can switch Google Calendar sync on for themselves; nobody can "
+            "switch it on for someone else.",
+            "Ask the user to switch sync on in their own settings (with their own API key).",
+        )
+    if (
+        service_account
+        and body.enabled is True
+        and (conn is None or not connected or conn.auth_mode != "service_account")
+    ):
+        conn = await _enable_service_account(s, services, tenant, user, conn)
+        await s.commit()
+        connected = True
+    if conn is None:
+        raise _not_connected(conn, tenant, user)
+    existing = list(await bindings.for_connection(s, conn.id))
+    calendars_sent = bool(sent & {"import_calendar_ids", "export_calendar_id"})
+    direction = body.direction or (existing[0].direction if existing else bindings.TWO_WAY)
+    if body.direction is not None and "direction" in sent:
+        direction = body.direction
+    live: list[CalendarListEntry] = []
+    if calendars_sent:
+        if not connected:
+            raise _not_connected(conn, tenant, user)
+        await s.commit()
+        try:
+            live = await connection.fetch_calendars(db, services, tenant, conn)
+        except errors.GoogleError as exc:
+            raise _google_error(exc, 409 if exc.needs_reauth else 502) from exc
+    import_ids = (
+        list(dict.fromkeys(body.import_calendar_ids))
+        if body.import_calendar_ids is not None
+        else [b.google_calendar_id for b in existing if connection.imports(b)]
+    )
+    export_id = (
+        body.export_calendar_id
+        if "export_calendar_id" in sent
+        else next((b.google_calendar_id for b in existing if connection.exports(b)), None)
+    )
+    if calendars_sent:
+        _check_calendars(
+            live,
+            import_ids,
+            body.export_calendar_id if "export_calendar_id" in sent else None,
+            user,
+        )
+        known = {c.id for c in live}
+        if export_id is not None and export_id not in known and "export_calendar_id" not in sent:
+            export_id = None  # the old export calendar is gone; the user chose imports only
+        import_ids = [cid for cid in import_ids if cid in known]
+        await _apply_calendars(s, tenant, conn, existing, live, import_ids, export_id, direction)
+    elif "direction" in sent and body.direction is not None:
+        for binding in existing:
+            await google_settings.configure_binding(
+                s, binding, role=binding.role, direction=direction, enabled=binding.enabled
+            )
+    if body.private_events is not None:
+        conn.private_events = body.private_events
+    if body.enabled is not None:
+        await google_settings.set_enabled(s, conn, body.enabled)
+    await s.commit()
+    return await connection.status(db, services, tenant, user)
+
+
+# -- sync now ---------------------------------------------------------------------------------
+
+
+def _sum(results: Sequence[RunResult]) -> RunCounts:
+    total: dict[str, int] = dict.fromkeys((*COUNTS, "linked"), 0)
+    for result in results:
+        for key in total:
+            total[key] += int(result.counts.get(key, 0))
+    return RunCounts(**{k: v for k, v in total.items() if k in RunCounts.model_fields})
+
+
+def _worst(results: Sequence[RunResult]) -> RunResult | None:
+    if not results:
+        return None
+    return min(results, key=lambda r: SEVERITY.index(r.outcome))
+
+
+async def _run_all(
+    db: Database, services: GoogleServices, binding_ids: Sequence[uuid.UUID], full: bool
+) -> list[RunResult]:
+    results: list[RunResult] = []
+    for binding_id in binding_ids:
+        results.append(
+            await sync_binding(db, binding_id, services.access, trigger="manual", full=full)
+        )
+    return results
+
+
+def _result_out(result: RunResult, binding: CalendarBinding, stored: Any) -> RunOut:
+    if stored is not None:
+        out = connection.run_out(stored, binding.google_calendar_id)
+        out.counts.linked = int(result.counts.get("linked", 0))
+        if result.error is not None:
+            out.error = Problem(
+                code=result.error.code, message=result.error.message, remedy=result.error.remedy
+            )
+        return out
+    error = result.error
+    return RunOut(
+        id=result.run_id,
+        binding_id=binding.id,
+        calendar_id=binding.google_calendar_id,
+        trigger="manual",
+        full_sync=False,
+        outcome=result.outcome.value,
+        started_at=None,
+        finished_at=None,
+        counts=RunCounts(),
+        error=Problem(code=error.code, message=error.message, remedy=error.remedy)
+        if error
+        else None,
+    )
+
+
+@router.post(
+    "/users/{user_id}/google/sync",
+    response_model=SyncOut,
+    responses={202: {"model": SyncOut, "description": "Queued (without wait)"}},
+)
+async def sync_now(
+    user_id: uuid.UUID,
+    caller: Caller,
+    s: Session,
+    services: Services,
+    db: Db,
+    response: Response,
+    body: Annotated[SyncIn | None, Body()] = None,
+) -> SyncOut:
+    """Sync now ("Sync now" button); with `wait` the answer comes when it is done."""
+    body = body or SyncIn()
+    tenant, user = await _target(caller, s, user_id)
+    _module_on(tenant)
+    conn = await connections.for_user(s, user.id)
+    if conn is None or conn.status != connections.CONNECTED:
+        raise _not_connected(conn, tenant, user)
+    targets = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
+    await s.commit()
+    if not targets:
+        raise ApiError(
+            409,
+            "nothing_to_sync",
+            "No calendar is switched on for sync.",
+            f"Choose calendars and switch sync on: PATCH /api/v1/users/{user.id}/google/settings.",
+        )
+    ids = [b.id for b in targets]
+    calendars = [b.google_calendar_id for b in targets]
+    if not body.wait:
+        services.spawn(_run_all(db, services, ids, body.full))
+        response.status_code = 202
+        return SyncOut(
+            status="queued",
+            full=body.full,
+            outcome=None,
+            counts=None,
+            runs=[],
+            calendars=calendars,
+        )
+    results = await _run_all(db, services, ids, body.full)
+    outs: list[RunOut] = []
+    async with db.session() as rs:
+        for binding, result in zip(targets, results, strict=True):
+            stored = await runs.get(rs, result.run_id) if result.run_id else None
+            outs.append(_result_out(result, binding, stored))
+    worst = _worst(results)
+    error = None
+    if worst is not None and worst.error is not None and not worst.ok:
+        error = Problem(
+            code=worst.error.code, message=worst.error.message, remedy=worst.error.remedy
+        )
+    return SyncOut(
+        status="finished",
+        full=body.full,
+        outcome=worst.outcome.value if worst else None,
+        counts=_sum(results),
+        runs=outs,
+        calendars=calendars,
+        error=error,
+    )
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+@router.get("/users/{user_id}/google/runs", response_model=RunList)
+async def list_runs(
+    user_id: uuid.UUID,
+    caller: Caller,
+    s: Session,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RunList:
+    """The user's sync runs, newest first, with counts and errors."""
+    _, user = await _target(caller, s, user_id)
+    conn = await connections.for_user(s, user.id)
+    if conn is None:
+        return RunList(runs=[])
+    calendar_of = {b.id: b.google_calendar_id for b in await bindings.for_connection(s, conn.id)}
+    rows = await google_settings.recent_runs(s, list(calendar_of), limit=limit)
+    return RunList(runs=[connection.run_out(r, calendar_of.get(r.binding_id, "")) for r in rows])
+
+
+@router.get("/users/{user_id}/google/issues", response_model=IssueList)
+async def list_issues(user_id: uuid.UUID, caller: Caller, s: Session) -> IssueList:
+    """Entries that could not be synced, with what to do about each."""
+    _, user = await _target(caller, s, user_id)
+    conn = await connections.for_user(s, user.id)
+    if conn is None:
+        return IssueList(issues=[])
+    calendar_of = {b.id: b.google_calendar_id for b in await bindings.for_connection(s, conn.id)}
+    rows = await google_settings.open_issues(s, list(calendar_of))
+    return IssueList(
+        issues=[
+            IssueOut(
+                id=i.id,
+                code=i.code,
+                message=i.message,
+                remedy=i.remedy or connection.remedy_for(i.code),
+                event=IssueEvent(
+                    calendar_id=calendar_of.get(i.binding_id, ""),
+                    google_event_id=i.google_event_id,
+                    activity_id=i.activity_id,
+                ),
+                occurrences=i.occurrences,
+                first_seen_at=i.first_seen_at,
+                last_seen_at=i.last_seen_at,
+            )
+            for i in rows
+        ]
+    )
+
+
+# -- disconnect -------------------------------------------------------------------------------
+
+
+@router.delete("/users/{user_id}/google", response_model=DisconnectOut)
+async def disconnect(
+    user_id: uuid.UUID, caller: Caller, s: Session, services: Services, db: Db
+) -> DisconnectOut:
+    """Revoke at Google, stop push channels, forget the tokens; CRM activities and the links
+    stay, so connecting the same Google account again duplicates nothing."""
+    tenant, user = await _target(caller, s, user_id)
+    conn = await connections.for_user(s, user.id)
+    if conn is None or conn.status == google_settings.REVOKED:
+        return DisconnectOut(
+            status="not_connected", revoked_at_google=False, channels_stopped=0, warnings=[]
+        )
+    channels = [
+        b
+        for b in await bindings.for_connection(s, conn.id)
+        if b.channel_id and b.channel_resource_id
+    ]
+    await s.commit()
+    warnings: list[Problem] = []
+    stopped = 0
+    if channels:
+        try:
+            client = services.access.client(services.access.tokens(db, tenant, conn))
+            try:
+                for binding in channels:
+                    try:
+                        await client.stop_channel(
+                            binding.channel_id or "", binding.channel_resource_id or ""
+                        )
+                        stopped += 1
+                    except errors.NotFound:
+                        pass  # expired or stopped already
+            finally:
+                await client.aclose()
+        except errors.GoogleError as exc:
+            log.warning("stopping push channels failed: %s", exc)
+            warnings.append(connection.problem(exc))
+    revoked = False
+    token = conn.refresh_token or conn.access_token
+    if conn.auth_mode == "oauth" and token and services.oauth is not None:
+        try:
+            await services.oauth.revoke(token)
+            revoked = True
+        except errors.GoogleError as exc:
+            log.warning("revoking at Google failed: %s", exc)
+            warnings.append(connection.problem(exc))
+    for binding in channels:
+        await google_settings.clear_channel(s, binding.id)
+    await google_settings.disconnect(s, conn)
+    await s.commit()
+    return DisconnectOut(
+        status="not_connected",
+        revoked_at_google=revoked,
+        channels_stopped=stopped,
+        warnings=warnings,
+    )

@@ -1,0 +1,349 @@
+"""A user's Google connection as the API shows and changes it: finishing a sign-in, the default
+calendar, the live calendar list, the status with its last error and what to do about it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.google import errors
+from calsync.google.calendar import CalendarClient
+from calsync.google.models import CalendarListEntry
+from calsync.google.oauth import Authorization
+from calsync.store import bindings, connections, google_settings, tenants, users
+from calsync.store.db import Database
+from calsync.store.models import CalendarBinding, GoogleConnection, SyncRun, Tenant, User
+from calsync.sync import tokens as sync_tokens
+
+from .google_schemas import CalendarOut, ConnectionOut, Problem, RunCounts, RunOut
+from .google_services import GoogleServices
+
+log = logging.getLogger(__name__)
+
+SETTINGS = errors.SETTINGS_PAGE
+# engine outcomes whose run did what it could (an error then is only informative)
+GOOD_OUTCOMES = ("ok", "partial", "skipped", "running")
+# codes the engine stores on runs without a GoogleError class behind them
+_CALSYNC_REMEDIES = {
+    "calsync.mass_delete_guard": (
+        "Check the Google calendar: if the entries were deleted on purpose, run a sync that "
+        "confirms the deletions; otherwise restore them in Google and sync again."
+    ),
+    "calsync.sync_in_progress": "Nothing to do: the running sync picks up every change.",
+    "calsync.binding_disabled": f"Switch sync on in {SETTINGS}.",
+    "calsync.binding_paused": f"See the calendar's message in {SETTINGS}.",
+    "calsync.binding_disabled_stage": f"Choose another calendar in {SETTINGS}.",
+}
+
+
+def user_key(tenant_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    return f"{tenant_id}:{user_id}"
+
+
+def parse_user_key(key: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    tenant, _, user = key.partition(":")
+    try:
+        return uuid.UUID(tenant), uuid.UUID(user)
+    except ValueError:
+        return None
+
+
+def _error_classes() -> dict[str, type[errors.GoogleError]]:
+    found: dict[str, type[errors.GoogleError]] = {}
+    todo: list[type[errors.GoogleError]] = [errors.GoogleError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def remedy_for(code: str | None) -> str | None:
+    """The remedy that goes with a stored error code (runs and connections keep only the code)."""
+    if not code:
+        return None
+    if code in _CALSYNC_REMEDIES:
+        return _CALSYNC_REMEDIES[code]
+    cls = _error_classes().get(code)
+    return cls.remedy if cls is not None else None
+
+
+def problem(exc: errors.GoogleError) -> Problem:
+    return Problem(code=exc.code, message=exc.message, remedy=exc.remedy)
+
+
+def stored_problem(code: str | None, message: str | None) -> Problem | None:
+    if not code and not message:
+        return None
+    return Problem(code=code or "error", message=message or "", remedy=remedy_for(code))
+
+
+def _expiry(expires_at: float | None) -> datetime | None:
+    return datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None
+
+
+# -- talking to Google for a connection ---------------------------------------------------------
+
+
+async def fetch_calendars(
+    db: Database, services: GoogleServices, tenant: Tenant, connection: GoogleConnection
+) -> list[CalendarListEntry]:
+    """The account's calendar list, live (raises `errors.GoogleError`)."""
+    client = services.access.client(services.access.tokens(db, tenant, connection))
+    try:
+        return [c for c in await client.calendars() if not c.deleted]
+    finally:
+        await client.aclose()
+
+
+def primary_of(calendars: Sequence[CalendarListEntry]) -> CalendarListEntry | None:
+    return next((c for c in calendars if c.primary), None)
+
+
+async def add_default_binding(
+    s: AsyncSession,
+    tenant_id: uuid.UUID,
+    connection: GoogleConnection,
+    calendars: Sequence[CalendarListEntry],
+) -> CalendarBinding:
+    """The primary calendar, both ways: what a user expects before choosing anything."""
+    primary = primary_of(calendars)
+    binding = await bindings.create(
+        s,
+        tenant_id,
+        connection.id,
+        primary.id if primary else (connection.google_email or "primary"),
+        role=bindings.BOTH,
+        direction=bindings.TWO_WAY,
+        summary=primary.summary if primary else connection.google_email,
+        time_zone=primary.time_zone if primary else None,
+        access_role=primary.access_role if primary else "owner",
+    )
+    if not connection.sync_enabled:
+        await google_settings.configure_binding(
+            s, binding, role=binding.role, direction=binding.direction, enabled=False
+        )
+    return binding
+
+
+@dataclass(frozen=True)
+class Connected:
+    user: User
+    connection_id: uuid.UUID
+    google_email: str
+    account_changed: bool
+
+
+async def finish_oauth(db: Database, services: GoogleServices, auth: Authorization) -> Connected:
+    """Store a completed sign-in: create the connection, or reconnect (a different Google
+    account resets the calendars and links; the same one keeps them, so nothing duplicates)."""
+    ids = parse_user_key(auth.user_key)
+    if ids is None:
+        raise errors.InvalidState()
+    tenant_id, user_id = ids
+    oauth = services.require_oauth()
+    calendars: list[CalendarListEntry] = []
+    client = CalendarClient(
+        oauth.credentials(auth.refresh_token or "", account=auth.email, token=auth.token),
+        settings=services.settings,
+        retry=services.retry,
+        rate_limiter=services.access.rate_limiter,
+    )
+    try:
+        calendars = await client.calendars()
+    except errors.GoogleError as exc:  # the primary calendar's id is the e-mail anyway
+        log.warning("calendar list after connect failed: %s", exc)
+    finally:
+        await client.aclose()
+    async with db.session() as s:
+        tenant = await tenants.get(s, tenant_id)
+        user = await users.get(s, tenant_id, user_id)
+        if tenant is None or user is None:
+            raise errors.InvalidState("The CRM user who started this sign-in no longer exists.")
+        conn = await connections.for_user(s, user.id)
+        token = auth.token
+        changed = False
+        if conn is None:
+            conn = await connections.create(
+                s,
+                tenant.id,
+                user.id,
+                google_email=auth.email,
+                refresh_token=token.refresh_token,
+                access_token=token.access_token,
+                access_token_expires_at=_expiry(token.expires_at),
+                scopes=sorted(token.scopes),
+            )
+        else:
+            changed = await connections.reconnect(
+                s,
+                conn,
+                google_email=auth.email,
+                refresh_token=token.refresh_token,
+                access_token=token.access_token,
+                access_token_expires_at=_expiry(token.expires_at),
+                scopes=sorted(token.scopes),
+            )
+            conn.auth_mode = "oauth"
+        if not await bindings.for_connection(s, conn.id):
+            await add_default_binding(s, tenant.id, conn, calendars)
+        await s.commit()
+        return Connected(user, conn.id, auth.email, changed)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+def run_out(run: SyncRun, calendar_id: str) -> RunOut:
+    error = None
+    if run.error_code or run.error_message:
+        error = stored_problem(run.error_code, run.error_message)
+    return RunOut(
+        id=run.id,
+        binding_id=run.binding_id,
+        calendar_id=calendar_id,
+        trigger=run.trigger,
+        full_sync=run.full_sync,
+        outcome=run.outcome,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        counts=RunCounts(
+            pulled=run.pulled,
+            pushed=run.pushed,
+            created=run.created,
+            updated=run.updated,
+            deleted=run.deleted,
+            conflicts=run.conflicts,
+            issues=run.issues,
+        ),
+        error=error,
+    )
+
+
+def imports(binding: CalendarBinding) -> bool:
+    return binding.role in (bindings.IMPORT, bindings.BOTH)
+
+
+def exports(binding: CalendarBinding) -> bool:
+    return binding.role in (bindings.EXPORT, bindings.BOTH)
+
+
+def _calendar_from_binding(binding: CalendarBinding) -> CalendarOut:
+    return CalendarOut(
+        id=binding.google_calendar_id,
+        summary=binding.summary,
+        access_role=binding.access_role,
+        primary=False,
+        writable=binding.access_role in ("owner", "writer"),
+        import_=imports(binding),
+        export=exports(binding),
+    )
+
+
+def merge_calendars(
+    live: Sequence[CalendarListEntry] | None, stored: Sequence[CalendarBinding]
+) -> list[CalendarOut]:
+    """The live list marked with what syncs; stored calendars Google no longer lists, too."""
+    by_id = {b.google_calendar_id: b for b in stored}
+    if live is None:
+        return [_calendar_from_binding(b) for b in stored]
+    out: list[CalendarOut] = []
+    for entry in live:
+        binding = by_id.pop(entry.id, None)
+        out.append(
+            CalendarOut(
+                id=entry.id,
+                summary=entry.summary_override or entry.summary,
+                access_role=entry.access_role,
+                primary=bool(entry.primary),
+                writable=entry.writable,
+                import_=binding is not None and imports(binding),
+                export=binding is not None and exports(binding),
+            )
+        )
+    out.extend(_calendar_from_binding(b) for b in by_id.values())
+    return out
+
+
+def _binding_problem(stored: Sequence[CalendarBinding]) -> Problem | None:
+    for b in stored:
+        if b.stage in (bindings.PAUSED, bindings.DISABLED):
+            return Problem(
+                code=f"calsync.binding_{b.stage}",
+                message=f"{b.summary or b.google_calendar_id}: {b.paused_reason or b.stage}",
+                remedy=remedy_for(f"calsync.binding_{b.stage}"),
+            )
+    return None
+
+
+async def status(
+    db: Database, services: GoogleServices, tenant: Tenant, user: User, *, live: bool = True
+) -> ConnectionOut:
+    """GET .../google: never fails because Google does (the error goes into last_error)."""
+    async with db.session() as s:
+        conn = await connections.for_user(s, user.id)
+        stored = list(await bindings.for_connection(s, conn.id)) if conn else []
+        last = await google_settings.recent_runs(s, [b.id for b in stored], limit=1)
+    calendar_of = {b.id: b.google_calendar_id for b in stored}
+    last_run = run_out(last[0], calendar_of.get(last[0].binding_id, "")) if last else None
+    state = "not_connected"
+    last_error: Problem | None = None
+    calendars_live: list[CalendarListEntry] | None = None
+    if conn is not None and conn.status == connections.CONNECTED:
+        state = "connected"
+        if live:
+            try:
+                calendars_live = await fetch_calendars(db, services, tenant, conn)
+            except errors.GoogleError as exc:
+                last_error = problem(exc)
+                if exc.needs_reauth and not isinstance(exc, sync_tokens.NotConnected):
+                    state = "needs_reauth"
+                    async with db.session() as s:
+                        await connections.mark_error(
+                            s,
+                            conn.id,
+                            status=connections.NEEDS_REAUTH,
+                            code=exc.code,
+                            message=exc.message,
+                        )
+                        await s.commit()
+    elif conn is not None and conn.status == connections.NEEDS_REAUTH:
+        state = "needs_reauth"
+        last_error = stored_problem(conn.last_error_code, conn.last_error_message) or Problem(
+            code=errors.GrantRevoked.code,
+            message=errors.GrantRevoked.default_message,
+            remedy=errors.GrantRevoked.remedy,
+        )
+    elif conn is not None and conn.status == connections.ERROR:
+        state = "error"
+        last_error = stored_problem(conn.last_error_code, conn.last_error_message)
+    if last_error is None and state == "connected":
+        if last_run is not None and last_run.outcome not in GOOD_OUTCOMES:
+            last_error = last_run.error
+        last_error = last_error or _binding_problem(stored)
+    if conn is None or state == "not_connected":
+        auth_mode = tenant.auth_mode
+    else:
+        auth_mode = conn.auth_mode
+    syncs = [b.last_sync_at for b in stored if b.last_sync_at is not None]
+    import_ids = [b.google_calendar_id for b in stored if imports(b)]
+    export_id = next((b.google_calendar_id for b in stored if exports(b)), None)
+    return ConnectionOut(
+        status=state,  # type: ignore[arg-type]
+        google_email=conn.google_email if conn is not None and state != "not_connected" else None,
+        auth_mode=auth_mode,  # type: ignore[arg-type]
+        enabled=bool(conn.sync_enabled) if conn is not None else False,
+        direction=stored[0].direction if stored else bindings.TWO_WAY,  # type: ignore[arg-type]
+        private_events=(conn.private_events if conn is not None else "import"),  # type: ignore[arg-type]
+        calendars=merge_calendars(calendars_live, stored),
+        import_calendar_ids=import_ids,
+        export_calendar_id=export_id,
+        last_sync_at=max(syncs) if syncs else None,
+        last_run=last_run,
+        last_error=last_error,
+    )

@@ -1,0 +1,164 @@
+"""Request and response bodies of the Google connection API (users' connections, service account)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from .schemas import Strict
+
+ConnectionStatus = Literal["not_connected", "connected", "needs_reauth", "error"]
+Direction = Literal["two_way", "google_to_crm", "crm_to_google"]
+PrivateEvents = Literal["import", "busy", "skip"]
+CalendarId = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class Problem(BaseModel):
+    """What went wrong, in words a user can act on."""
+
+    code: str
+    message: str
+    remedy: str | None = None
+
+
+class ConnectOut(BaseModel):
+    authorization_url: str = Field(description="Send the user's browser here (Google's consent)")
+    redirect_uri: str = Field(description="Where Google sends the browser back (callback)")
+    expires_in: int = Field(description="Seconds the link stays valid; it works only once")
+
+
+class CalendarOut(BaseModel):
+    id: str = Field(description="Google's calendar id: use it in settings, never the name")
+    summary: str | None
+    access_role: str | None = Field(description="owner, writer, reader or freeBusyReader")
+    primary: bool
+    writable: bool = Field(description="Can be the export calendar (owner or writer)")
+    import_: bool = Field(serialization_alias="import", description="Flows into the CRM")
+    export: bool = Field(description="Receives the CRM's new entries")
+
+
+class RunCounts(BaseModel):
+    pulled: int = 0
+    pushed: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    linked: int = 0
+    conflicts: int = 0
+    issues: int = 0
+
+
+class RunOut(BaseModel):
+    id: uuid.UUID | None
+    binding_id: uuid.UUID
+    calendar_id: str
+    trigger: str
+    full_sync: bool
+    outcome: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: RunCounts
+    error: Problem | None = None
+
+
+class ConnectionOut(BaseModel):
+    status: ConnectionStatus
+    google_email: str | None
+    auth_mode: Literal["oauth", "service_account"]
+    enabled: bool
+    direction: Direction
+    private_events: PrivateEvents
+    calendars: list[CalendarOut]
+    import_calendar_ids: list[str]
+    export_calendar_id: str | None
+    last_sync_at: datetime | None
+    last_run: RunOut | None
+    last_error: Problem | None
+
+
+class SettingsPatch(Strict):
+    """Only the fields sent change. Calendars are Google calendar ids (GET .../google)."""
+
+    enabled: bool | None = None
+    import_calendar_ids: list[CalendarId] | None = Field(default=None, max_length=50)
+    export_calendar_id: CalendarId | None = Field(
+        default=None, description="null: CRM entries go to no calendar"
+    )
+    direction: Direction | None = None
+    private_events: PrivateEvents | None = None
+
+
+class SyncIn(Strict):
+    full: bool = Field(default=False, description="Relist the whole window instead of changes")
+    wait: bool = Field(default=False, description="Answer when the sync has finished")
+
+
+class SyncOut(BaseModel):
+    status: Literal["finished", "queued"]
+    full: bool
+    outcome: str | None = Field(description="ok, partial, needs_reauth, ... (finished only)")
+    counts: RunCounts | None
+    runs: list[RunOut]
+    calendars: list[str] = Field(description="The calendars synced (or queued)")
+    error: Problem | None = None
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]
+
+
+class IssueEvent(BaseModel):
+    calendar_id: str
+    google_event_id: str | None
+    activity_id: uuid.UUID | None
+
+
+class IssueOut(BaseModel):
+    id: uuid.UUID
+    code: str
+    message: str
+    remedy: str | None
+    event: IssueEvent
+    occurrences: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+class IssueList(BaseModel):
+    issues: list[IssueOut]
+
+
+class DisconnectOut(BaseModel):
+    status: Literal["not_connected"]
+    revoked_at_google: bool
+    channels_stopped: int
+    warnings: list[Problem]
+
+
+# service account
+
+
+class ServiceAccountOut(BaseModel):
+    auth_mode: Literal["oauth", "service_account"]
+    service_account_email: str
+    client_id: str | None = Field(
+        description="Authorise this id for domain-wide delegation in the Google Admin console"
+    )
+    key_format: Literal["json", "p12"]
+    scopes: list[str]
+
+
+class ServiceAccountTestIn(Strict):
+    email: Annotated[str, Field(max_length=320)] | None = Field(
+        default=None, description="The Workspace user to act as; default: the caller"
+    )
+
+
+class ServiceAccountTestOut(BaseModel):
+    ok: bool
+    email: str
+    service_account_email: str
+    calendars: int = Field(description="Calendars in the user's list, as seen by calsync")

@@ -1,0 +1,141 @@
+"""The app's Google objects, made once per app from settings: the OAuth client (with pending
+sign-ins kept in the database), the engine's `GoogleAccess`, and background syncs in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from calsync.google import errors
+from calsync.google.oauth import STATE_TTL_SECONDS, GoogleOAuth, PendingAuthorization
+from calsync.google.retry import RetryPolicy
+from calsync.google.service_account import ServiceAccountKey, ServiceAccountTokens
+from calsync.settings import Settings
+from calsync.store import oauth_states
+from calsync.store.db import Database
+from calsync.store.models import Tenant
+from calsync.sync.tokens import GoogleAccess
+
+log = logging.getLogger(__name__)
+DRAIN_SECONDS = 30.0
+
+
+class DbStateStore:
+    """`StateStore` in the database: the callback may land on any web process, and a state
+    is taken once — a second use, another process's use or an expired one finds nothing."""
+
+    def __init__(self, db: Database, ttl: float) -> None:
+        self.db = db
+        self.ttl = ttl
+
+    async def put(self, pending: PendingAuthorization) -> None:
+        created = datetime.fromtimestamp(pending.created_at, UTC)
+        async with self.db.session() as s:
+            await oauth_states.put(
+                s,
+                pending.state,
+                user_key=pending.user_key,
+                code_verifier=pending.code_verifier,
+                redirect_uri=pending.redirect_uri,
+                login_hint=pending.login_hint,
+                created_at=created,
+                expires_at=created + timedelta(seconds=self.ttl),
+            )
+            await s.commit()
+
+    async def take(self, state: str) -> PendingAuthorization | None:
+        async with self.db.session() as s:
+            found = await oauth_states.take(s, state)
+            await s.commit()
+        if found is None:
+            return None
+        return PendingAuthorization(
+            state=state,
+            user_key=found.user_key,
+            code_verifier=found.code_verifier,
+            redirect_uri=found.redirect_uri,
+            created_at=found.created_at.timestamp(),
+            login_hint=found.login_hint,
+        )
+
+
+def load_service_account_key(tenant: Tenant) -> ServiceAccountKey:
+    """The tenant's uploaded key; `ServiceAccountKeyError` when there is none or it is broken."""
+    raw = tenant.service_account_key
+    if raw is None:
+        raise errors.ServiceAccountKeyError("No service-account key has been uploaded yet.")
+    if (tenant.service_account_key_format or "json") == "p12":
+        return ServiceAccountKey.from_p12(
+            raw,
+            client_email=tenant.service_account_email or "",
+            password=tenant.service_account_key_password,
+        )
+    return ServiceAccountKey.from_json(raw)
+
+
+@dataclass
+class GoogleServices:
+    settings: Settings
+    access: GoogleAccess
+    oauth: GoogleOAuth | None
+    retry: RetryPolicy | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @classmethod
+    def create(
+        cls, settings: Settings, db: Database, *, retry: RetryPolicy | None = None
+    ) -> GoogleServices:
+        oauth: GoogleOAuth | None = None
+        if settings.oauth_configured:
+            store = DbStateStore(db, STATE_TTL_SECONDS)
+            oauth = GoogleOAuth(settings, state_store=store, retry=retry)
+        access = GoogleAccess(settings, oauth=oauth, retry=retry)
+        return cls(settings, access, oauth, retry)
+
+    def require_oauth(self) -> GoogleOAuth:
+        if self.oauth is None:
+            raise errors.OAuthNotConfigured()
+        return self.oauth
+
+    def service_account(self, tenant: Tenant) -> ServiceAccountTokens:
+        """A fresh token source for the tenant's current key (the Test button, enabling)."""
+        return ServiceAccountTokens(
+            load_service_account_key(tenant), settings=self.settings, retry=self.retry
+        )
+
+    def key_replaced(self, tenant_id: uuid.UUID) -> None:
+        """Drop the engine's cached token source built from the tenant's previous key."""
+        # GoogleAccess caches one ServiceAccountTokens per tenant and offers no eviction yet
+        stale = self.access._service_accounts.pop(tenant_id, None)
+        if stale is not None:
+            self.spawn(stale.aclose())
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run in the background (until a job runner exists); kept referenced until done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for background work (shutdown, tests), at most DRAIN_SECONDS."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self.tasks), timeout=max(0.0, deadline - time.monotonic()))
+
+    async def aclose(self) -> None:
+        await self.drain()
+        for task in list(self.tasks):
+            task.cancel()
+        await self.access.aclose()
