@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from starlette.requests import Request
 
 from . import errors
@@ -55,3 +58,17 @@ def authenticate(request: Request, allowed: frozenset[str]) -> AccessToken:
     if limited:
         raise errors.rate_limit_exceeded()
     return tok
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """A request's JSON object body ({} when empty), or Google's 400 parseError."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise errors.parse_error() from exc
+    if not isinstance(data, dict):
+        raise errors.parse_error()
+    return data

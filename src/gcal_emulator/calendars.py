@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import errors
-from .auth import CALENDARS_READ, CALENDARS_WRITE, authenticate, world_of
+from .auth import CALENDARS_READ, CALENDARS_WRITE, authenticate, json_body, world_of
 from .errors import GoogleError
 from .state import SCOPE_CALENDAR, Calendar, CalendarListEntry, World
 
@@ -101,19 +101,6 @@ def cannot_delete_primary() -> GoogleError:
 def _json_response(body: dict[str, Any], status: int = 200) -> JSONResponse:
     headers = {"ETag": body["etag"]} if "etag" in body else {}
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise errors.parse_error() from exc
-    if not isinstance(data, dict):
-        raise errors.parse_error()
-    return data
 
 
 def _flag(request: Request, name: str) -> bool | None:
@@ -398,7 +385,7 @@ async def calendar_list_entry(request: Request) -> Response:
     world = world_of(request)
     method = request.method
     tok = authenticate(request, LIST_READ if method == "GET" else LIST_WRITE)
-    data = await _body(request) if method in ("PUT", "PATCH") else {}
+    data = await json_body(request) if method in ("PUT", "PATCH") else {}
     rgb = _flag(request, "colorRgbFormat") is True
     email = tok.email
     with world.lock:
@@ -421,7 +408,7 @@ async def calendar_list_entry(request: Request) -> Response:
 async def calendar_list_insert(request: Request) -> Response:
     tok = authenticate(request, LIST_WRITE)
     world = world_of(request)
-    data = await _body(request)
+    data = await json_body(request)
     rgb = _flag(request, "colorRgbFormat") is True
     email = tok.email
     with world.lock:
@@ -482,7 +469,7 @@ def _apply_calendar_fields(cal: Calendar, data: dict[str, Any], *, replace: bool
 async def calendars_insert(request: Request) -> Response:
     tok = authenticate(request, CAL_WRITE)
     world = world_of(request)
-    data = await _body(request)
+    data = await json_body(request)
     summary = data.get("summary")
     if not summary:
         raise errors.required("Missing title.")
@@ -504,7 +491,7 @@ async def calendar(request: Request) -> Response:
     world = world_of(request)
     method = request.method
     tok = authenticate(request, CAL_READ if method == "GET" else CAL_WRITE)
-    data = await _body(request) if method in ("PUT", "PATCH") else {}
+    data = await json_body(request) if method in ("PUT", "PATCH") else {}
     email = tok.email
     with world.lock:
         cal_id = _resolve(world, email, request.path_params["calendarId"])
@@ -578,7 +565,7 @@ def _role(value: Any) -> str:
 async def acl_collection(request: Request) -> Response:
     write = request.method == "POST"
     caller = authenticate(request, ACL_WRITE if write else ACL_READ).email
-    data = await _body(request) if write else {}
+    data = await json_body(request) if write else {}
     world = world_of(request)
     with world.lock:
         cal = _acl_calendar(world, caller, request, write)
@@ -607,7 +594,7 @@ async def acl_rule(request: Request) -> Response:
     method = request.method
     write = method != "GET"
     caller = authenticate(request, ACL_WRITE if write else ACL_READ).email
-    data = await _body(request) if method in ("PUT", "PATCH") else {}
+    data = await json_body(request) if method in ("PUT", "PATCH") else {}
     world = world_of(request)
     with world.lock:
         cal = _acl_calendar(world, caller, request, write)

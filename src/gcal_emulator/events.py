@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import errors, recurrence
-from .auth import EVENTS_READ, EVENTS_WRITE, authenticate, world_of
+from .auth import EVENTS_READ, EVENTS_WRITE, authenticate, json_body, world_of
 from .clock import rfc3339
 from .state import AccessToken, Calendar, StoredEvent, World
 
@@ -262,19 +262,6 @@ class _Params:
         if raw not in ("all", "externalOnly", "none"):
             raise errors.invalid(f"Invalid value for: sendUpdates ({raw})", "sendUpdates")
         return raw
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise errors.parse_error() from exc
-    if not isinstance(data, dict):
-        raise errors.parse_error()
-    return data
 
 
 def _check_if_match(request: Request, etag: str) -> None:
@@ -1597,7 +1584,7 @@ async def insert_event(request: Request) -> Response:
     ctx = _ctx(request, write=True)
     p = _Params(request)
     send_updates = p.send_updates()
-    body = await _body(request)
+    body = await json_body(request)
     with ctx.world.lock:
         world, cal = ctx.world, ctx.cal
         if body.get("iCalUID") is not None and any(
@@ -1619,7 +1606,7 @@ async def import_event(request: Request) -> Response:
     """Add a private copy of an existing event (identified by iCalUID); again updates it."""
     ctx = _ctx(request, write=True)
     _Params(request)
-    body = await _body(request)
+    body = await json_body(request)
     with ctx.world.lock:
         world, cal = ctx.world, ctx.cal
         ical_uid = body.get("iCalUID")
@@ -1713,7 +1700,7 @@ async def _modify(request: Request, *, replace: bool) -> Response:
     ctx = _ctx(request, write=True)
     p = _Params(request)
     send_updates = p.send_updates()
-    body = await _body(request)
+    body = await json_body(request)
     with ctx.world.lock:
         world, cal = ctx.world, ctx.cal
         event_id = request.path_params["eventId"]
