@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from . import __version__
+from .cli_sync import register as register_sync
 from .settings import Settings, get_settings
 from .store import apikeys, crypto, tenants, users
 from .store import migrate as migrations
@@ -210,6 +211,9 @@ def apikey_create(
             return plain
 
     typer.echo(_with_db(work))
+
+
+register_sync(app)  # `calsync sync --tenant T --user EMAIL [--full]` (cli_sync.py)
 
 
 def main() -> None:
