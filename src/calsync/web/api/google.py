@@ -360,8 +360,6 @@ async def patch_settings(
     existing = list(await bindings.for_connection(s, conn.id))
     calendars_sent = bool(sent & {"import_calendar_ids", "export_calendar_id"})
     direction = body.direction or (existing[0].direction if existing else bindings.TWO_WAY)
-    if body.direction is not None and "direction" in sent:
-        direction = body.direction
     live: list[CalendarListEntry] = []
     if calendars_sent:
         if not connected:
@@ -382,16 +380,8 @@ async def patch_settings(
         else next((b.google_calendar_id for b in existing if connection.exports(b)), None)
     )
     if calendars_sent:
-        _check_calendars(
-            live,
-            import_ids,
-            body.export_calendar_id if "export_calendar_id" in sent else None,
-            user,
-        )
-        known = {c.id for c in live}
-        if export_id is not None and export_id not in known and "export_calendar_id" not in sent:
-            export_id = None  # the old export calendar is gone; the user chose imports only
-        import_ids = [cid for cid in import_ids if cid in known]
+        sent_export = body.export_calendar_id if "export_calendar_id" in sent else None
+        _check_calendars(live, list(body.import_calendar_ids or []), sent_export, user)
         await _apply_calendars(s, tenant, conn, existing, live, import_ids, export_id, direction)
     elif "direction" in sent and body.direction is not None:
         for binding in existing:
