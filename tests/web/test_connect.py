@@ -146,3 +146,16 @@ async def test_oauth_not_configured(emulator: Emulator, db: Database, keyring: o
         assert "CALSYNC_GOOGLE_CLIENT_SECRET" in error["remedy"]
         page = await client.get(f"{CALLBACK}?state=x&code=y")
         assert page.status_code == 409 and "CALSYNC_GOOGLE_CLIENT_ID" in page.text
+
+
+async def test_status_survives_google_failing(api: Api) -> None:
+    api.emu.account(ALICE)
+    user_id, key = await api.user(ALICE)
+    await api.connect(user_id, ALICE, key)
+    api.emu.control("POST", "/faults", {"path_regex": "/calendarList", "status": 503})
+    status = await api.status(user_id, key)
+    assert status["status"] == "connected"
+    assert [c["id"] for c in status["calendars"]] == [ALICE]  # the stored choice
+    assert status["calendars"][0]["import"] is True
+    assert status["last_error"]["code"] == "google.backend_error"
+    assert status["last_error"]["remedy"]
