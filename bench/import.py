@@ -1,0 +1,230 @@
+"""First import of a 10,000-event calendar: calsync's engine against gcal_sync, same emulator.
+
+    uv run python bench/import.py [--events 10000] [--rounds 3]
+
+The parent starts one emulator and seeds one calendar. Each round runs calsync's
+`sync_binding` (a first sync into a fresh SQLite database) and gcal_sync 8.x's
+`CalendarEventSyncManager.run()` (a full sync into its in-memory store), alternating, each in
+its own subprocess so peak memory (max RSS) is that tool's alone. Google requests are counted
+in the emulator's request log. Prints a table with medians and the calsync/gcal_sync ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ACCOUNT = "bench@example.com"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# -- children ---------------------------------------------------------------------------------------
+
+
+async def run_calsync(url: str, token: str, workdir: str) -> dict[str, Any]:
+    from pydantic import SecretStr
+
+    from calsync.google.retry import RetryPolicy
+    from calsync.settings import Settings
+    from calsync.store import bindings, connections, crypto, tenants, users
+    from calsync.store.db import Database
+    from calsync.store.migrate import upgrade
+    from calsync.sync.engine import sync_binding
+    from calsync.sync.tokens import GoogleAccess
+
+    crypto.install(crypto.Keyring([crypto.generate_key()]))
+    db = Database(f"sqlite+aiosqlite:///{workdir}/calsync-{uuid.uuid4().hex}.db")
+    await upgrade(db)
+    async with db.session() as s:
+        tenant = await tenants.create(s, "bench")
+        user = await users.create(s, tenant.id, ACCOUNT)
+        conn = await connections.create(
+            s,
+            tenant.id,
+            user.id,
+            google_email=ACCOUNT,
+            refresh_token="unused",
+            access_token=token,
+            access_token_expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+        binding = await bindings.create(s, tenant.id, conn.id, ACCOUNT, role="both")
+        await s.commit()
+    settings = Settings(
+        google_emulator_url=url,
+        google_client_id="bench.apps.googleusercontent.com",
+        google_client_secret=SecretStr("bench"),
+        google_requests_per_minute=0,
+        google_timeout_seconds=60,
+    )
+    google = GoogleAccess(settings, retry=RetryPolicy(max_attempts=3), rate_limiter=None)
+    started = time.perf_counter()
+    result = await sync_binding(db, binding.id, google, trigger="initial")
+    seconds = time.perf_counter() - started
+    await google.aclose()
+    await db.dispose()
+    assert result.ok, result
+    return {"seconds": seconds, "items": result.counts.get("created", 0), "rss_mb": peak_rss_mb()}
+
+
+async def run_gcal_sync(url: str, token: str) -> dict[str, Any]:
+    import aiohttp
+    from gcal_sync.api import GoogleCalendarService
+    from gcal_sync.auth import AbstractAuth
+    from gcal_sync.store import InMemoryCalendarStore
+    from gcal_sync.sync import CalendarEventSyncManager
+
+    class Auth(AbstractAuth):
+        async def async_get_access_token(self) -> str:
+            return token
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        api = GoogleCalendarService(Auth(session, f"{url}/calendar/v3"))
+        store = InMemoryCalendarStore()
+        await CalendarEventSyncManager(api, calendar_id=ACCOUNT, store=store).run()
+        data = await store.async_load() or {}
+    seconds = time.perf_counter() - started
+    items = len(data.get("event_sync", {}).get(ACCOUNT, {}).get("items", {}))
+    return {"seconds": seconds, "items": items, "rss_mb": peak_rss_mb()}
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.child == "calsync":
+        out = asyncio.run(run_calsync(args.url, args.token, args.workdir))
+    else:
+        out = asyncio.run(run_gcal_sync(args.url, args.token))
+    print(json.dumps(out))
+
+
+# -- parent ---------------------------------------------------------------------------------------
+
+
+async def seed(url: str, token: str, n: int) -> None:
+    from calsync.google import calls
+    from calsync.google.auth import StaticToken
+    from calsync.google.calendar import CalendarClient
+    from calsync.settings import Settings
+
+    settings = Settings(google_emulator_url=url, google_requests_per_minute=0)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=20)
+    async with CalendarClient(StaticToken(token, ACCOUNT), settings=settings) as client:
+        inserts = [
+            calls.events_insert(
+                ACCOUNT,
+                {
+                    "summary": f"Appointment {i}",
+                    "description": "Agenda: numbers, plans and next steps.",
+                    "location": "Room 4",
+                    "start": {
+                        "dateTime": (start + timedelta(hours=i)).isoformat(),
+                        "timeZone": "Europe/Oslo",
+                    },
+                    "end": {
+                        "dateTime": (start + timedelta(hours=i, minutes=45)).isoformat(),
+                        "timeZone": "Europe/Oslo",
+                    },
+                },
+            )
+            for i in range(n)
+        ]
+        results = await client.batch(inserts, chunk_size=1000)
+        failed = [r for r in results if isinstance(r, Exception)]
+        assert not failed, failed[:3]
+
+
+def last_seq(http: httpx.Client) -> int:
+    return int(http.get("/emulator/v1/requests?after=999999999").json()["last_seq"])
+
+
+def requests_since(http: httpx.Client, mark: int) -> int:
+    items = http.get(f"/emulator/v1/requests?after={mark}").json()["items"]
+    return sum(1 for item in items if not str(item["path"]).startswith("/emulator"))
+
+
+def parent(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from gcal_emulator.server import EmulatorServer
+
+    with EmulatorServer() as server, tempfile.TemporaryDirectory() as workdir:
+        http = httpx.Client(base_url=server.url, timeout=60)
+        http.post("/emulator/v1/accounts", json={"email": ACCOUNT}).raise_for_status()
+        http.post("/emulator/v1/quotas", json={"enabled": False})
+        token = http.post(
+            f"/emulator/v1/accounts/{ACCOUNT}/tokens", json={"expires_in": 36000}
+        ).json()["access_token"]
+        asyncio.run(seed(server.url, token, args.events))
+        rows: dict[str, list[dict[str, Any]]] = {"calsync": [], "gcal_sync": []}
+        for _ in range(args.rounds):
+            for name in ("calsync", "gcal_sync"):
+                mark = last_seq(http)
+                cmd = [sys.executable, __file__, "--child", name, "--url", server.url]
+                cmd += ["--token", token, "--workdir", workdir]
+                started = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+                wall = time.perf_counter() - started
+                if proc.returncode != 0:
+                    raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+                out = json.loads(proc.stdout.strip().splitlines()[-1])
+                out["requests"] = requests_since(http, mark)
+                out["process_seconds"] = wall
+                rows[name].append(out)
+                print(
+                    f"  {name:<10} {out['seconds']:7.2f} s  {out['requests']:4d} requests "
+                    f"{out['rss_mb']:7.1f} MB  {out['items']} events",
+                    flush=True,
+                )
+    med = {
+        name: {k: statistics.median(r[k] for r in runs) for k in ("seconds", "requests", "rss_mb")}
+        for name, runs in rows.items()
+    }
+    print()
+    print(f"First import of {args.events} events, {args.rounds} alternating rounds (medians)")
+    print(f"{'':<22}{'calsync':>12}{'gcal_sync':>12}{'ratio':>9}")
+    for key, label, fmt in (
+        ("seconds", "wall time (s)", "{:12.2f}"),
+        ("requests", "Google requests", "{:12.0f}"),
+        ("rss_mb", "peak memory (MB RSS)", "{:12.1f}"),
+    ):
+        a, b = med["calsync"][key], med["gcal_sync"][key]
+        ratio = a / b if b else float("nan")
+        print(f"{label:<22}" + fmt.format(a) + fmt.format(b) + f"{ratio:9.2f}")
+    print(
+        "calsync stores every event as a CRM activity with its link in SQLite (one "
+        "transaction per 100 new events); gcal_sync keeps the events in memory."
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--child", choices=("calsync", "gcal_sync"))
+    p.add_argument("--url")
+    p.add_argument("--token")
+    p.add_argument("--workdir")
+    args = p.parse_args()
+    if args.child:
+        child(args)
+    else:
+        parent(args)
+
+
+if __name__ == "__main__":
+    main()
