@@ -44,6 +44,26 @@ class Settings(BaseSettings):
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None
 
+    # jobs (calsync.jobs): which runner, how many syncs at once, and when syncs run
+    jobs: Literal["inprocess", "procrastinate"] = "inprocess"
+    jobs_concurrency: int = 4
+    # a binding held by a worker that died is free again after this long
+    lock_timeout_seconds: float = 900.0
+    # SIGTERM: in-flight syncs get this long to finish before they are handed back
+    shutdown_grace_seconds: float = 30.0
+    # a binding whose push channel works is polled this rarely; others at the tenant's interval
+    healthy_poll_interval_seconds: int = 6 * 3600
+    poll_jitter: float = 0.1  # due up to this fraction of the interval early, per binding
+    poll_tick_seconds: float = 10.0
+    stuck_tick_seconds: float = 30.0
+    # a request for a binding another process is syncing is tried again after this long
+    busy_retry_seconds: float = 5.0
+    # CRM edits within this window go to Google as one batch
+    change_debounce_seconds: float = 1.0
+    # procrastinate workers: heartbeat, and when a silent worker's jobs count as stalled
+    worker_heartbeat_seconds: float = 10.0
+    worker_stalled_seconds: float = 30.0
+
     # Google client behaviour
     google_timeout_seconds: float = 30.0
     google_requests_per_minute: int = 600  # per Google account, under Google's 600/min/user

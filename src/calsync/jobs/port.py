@@ -9,9 +9,13 @@ a time and coalesce requests that arrive while one is queued or running.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
+
+#: a periodic job: a coroutine function without arguments (channel renewal, polling)
+Periodic = Callable[[], Awaitable[object]]
 
 
 class Reason(StrEnum):
@@ -45,6 +49,11 @@ class JobQueue(Protocol):
 
     async def stop(self) -> None:
         """Stop taking jobs; let in-flight syncs finish (or hand them back) before returning."""
+        ...
+
+    def register_periodic(self, name: str, interval: float, work: Periodic) -> None:
+        """Run `work` every `interval` seconds while started (once per cluster on
+        procrastinate). Register before `start`."""
         ...
 
     def healthy(self) -> bool:

@@ -1,0 +1,109 @@
+"""One sync as both runners run it: the engine call with its lock kept alive, and the release of
+locks left behind by workers that died.
+
+The engine's lock (store.bindings.try_lock) expires after `lock_ttl`; a live worker renews it
+every third of that, so only a dead worker's binding ever becomes free while "in progress".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from calsync.store import bindings, schedule
+from calsync.store.base import utcnow
+from calsync.store.db import Database
+from calsync.sync.engine import RunResult, sync_binding, worker_id
+from calsync.sync.errors import Outcome
+from calsync.sync.tokens import GoogleAccess
+
+from .port import Reason
+
+log = logging.getLogger(__name__)
+
+BUSY = "calsync.sync_in_progress"
+
+
+@dataclass
+class Executor:
+    """Runs the engine for a runner: same lock TTL, owner prefix and clock for every sync."""
+
+    db: Database
+    google: GoogleAccess
+    lock_ttl: timedelta = timedelta(minutes=15)
+    clock: Callable[[], datetime] = utcnow
+    owner_prefix: str = field(default_factory=worker_id)
+
+    async def run(self, binding_id: uuid.UUID, reason: Reason, full: bool) -> RunResult:
+        """Sync one binding now; cancelled (shutdown past the grace period) → the lock is
+        released by the engine and the open run is closed as abandoned."""
+        owner = f"{self.owner_prefix}:{uuid.uuid4().hex[:6]}"
+        started = self.clock()
+        keeper = asyncio.create_task(self._keep_lock(binding_id, owner))
+        try:
+            return await sync_binding(
+                self.db,
+                binding_id,
+                self.google,
+                trigger=reason.value,
+                full=full,
+                owner=owner,
+                lock_ttl=self.lock_ttl,
+            )
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._abandon(binding_id, started))
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_lock(self, binding_id: uuid.UUID, owner: str) -> None:
+        every = max(0.05, self.lock_ttl.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                async with self.db.session() as s:
+                    await bindings.extend_lock(s, binding_id, owner, self.lock_ttl)
+                    await s.commit()
+            except Exception:  # a failed renewal is retried; the TTL leaves room for two
+                log.warning("could not renew a binding lock", exc_info=True)
+
+    async def _abandon(self, binding_id: uuid.UUID, since: datetime) -> None:
+        async with self.db.session() as s:
+            now = self.clock()
+            await schedule.abandon_runs(s, binding_id, now, since=since)
+            await schedule.hand_back(s, [binding_id], now)
+            await s.commit()
+
+    async def release_stuck(self) -> list[uuid.UUID]:
+        """Free bindings whose lock holder stopped renewing (it died); returns them so the
+        runner syncs them again."""
+        now = self.clock()
+        async with self.db.session() as s:
+            held = await schedule.expired_locks(s, now)
+            await s.commit()
+        freed: list[uuid.UUID] = []
+        for item in held:
+            raw_id, owner = item.split("|", 1)
+            binding_id = uuid.UUID(raw_id)
+            async with self.db.session() as s:
+                if await schedule.release_expired(s, binding_id, owner, now):
+                    freed.append(binding_id)
+                await s.commit()
+        if freed:
+            log.warning("released bindings left in progress by a dead worker: %d", len(freed))
+        return freed
+
+
+def busy(result: RunResult) -> bool:
+    """Skipped because another process holds the binding (not paused or disconnected)."""
+    return (
+        result.outcome is Outcome.SKIPPED and result.error is not None and result.error.code == BUSY
+    )

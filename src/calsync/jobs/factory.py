@@ -1,0 +1,55 @@
+"""`make_job_queue`: the runner the settings ask for (CALSYNC_JOBS=inprocess|procrastinate)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from calsync.settings import Settings
+from calsync.store.db import Database
+from calsync.sync.tokens import GoogleAccess
+
+from .inprocess import InProcessRunner
+from .polling import PollPolicy
+from .port import JobQueue
+from .procrastinate_runner import ProcrastinateQueue, conninfo
+
+
+def poll_policy(settings: Settings) -> PollPolicy:
+    return PollPolicy(
+        healthy_interval=timedelta(seconds=settings.healthy_poll_interval_seconds),
+        jitter=settings.poll_jitter,
+        claim_hold=max(timedelta(seconds=settings.lock_timeout_seconds), timedelta(seconds=60)),
+    )
+
+
+def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
+    """The configured runner; procrastinate refuses anything but PostgreSQL (NeedsPostgres)."""
+    lock_ttl = timedelta(seconds=settings.lock_timeout_seconds)
+    if settings.jobs == "procrastinate":
+        url = settings.effective_database_url
+        conninfo(url)  # fails early and clearly on SQLite
+        return ProcrastinateQueue(
+            url,
+            db,
+            google,
+            concurrency=settings.jobs_concurrency,
+            lock_ttl=lock_ttl,
+            grace=settings.shutdown_grace_seconds,
+            busy_retry=settings.busy_retry_seconds,
+            poll_policy=poll_policy(settings),
+            poll_every=settings.poll_tick_seconds,
+            stuck_every=settings.stuck_tick_seconds,
+            heartbeat=settings.worker_heartbeat_seconds,
+            stalled_after=settings.worker_stalled_seconds,
+        )
+    return InProcessRunner(
+        db,
+        google,
+        concurrency=settings.jobs_concurrency,
+        lock_ttl=lock_ttl,
+        grace=settings.shutdown_grace_seconds,
+        busy_retry=settings.busy_retry_seconds,
+        poll_policy=poll_policy(settings),
+        poll_every=settings.poll_tick_seconds,
+        stuck_every=settings.stuck_tick_seconds,
+    )

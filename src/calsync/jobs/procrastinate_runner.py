@@ -1,0 +1,295 @@
+"""The scale-out runner: jobs in PostgreSQL through procrastinate, run by `calsync worker`s.
+
+- one task, `calsync.sync_binding`, deferred with `lock=<binding id>` (procrastinate never runs
+  two jobs with one lock at once) and a `queueing_lock` per binding and lane, so a burst of
+  notifications coalesces into the one job waiting (`AlreadyEnqueued` is the coalescing, not an
+  error) and a request arriving while the job runs waits as exactly one follow-up;
+- lanes: MANUAL has its own lane at a higher priority (it jumps the queue even when an ordinary
+  job is waiting), delayed requests have their own at a lower one (a job waiting for its time
+  never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
+- periodic tasks (once per cluster per tick): polling, release of stalled jobs and of binding
+  locks a dead worker left, and anything registered (channel renewal);
+- failures: a run that raises is deferred again with exponential delay (our own retry, so a
+  retry never collides with the follow-up's queueing lock); a run the engine backs off is
+  picked up by polling at the binding's `next_sync_at`;
+- the web processes only defer (`start()` opens the connector); `run_worker()` runs jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from procrastinate import App, PsycopgConnector
+from procrastinate import exceptions as pexc
+from procrastinate.jobs import Status
+from sqlalchemy.engine import make_url
+
+from calsync.store.base import utcnow
+from calsync.store.db import Database
+from calsync.sync.errors import Outcome
+from calsync.sync.tokens import GoogleAccess
+
+from . import polling
+from .execute import Executor, busy
+from .port import Periodic, Reason
+
+log = logging.getLogger(__name__)
+
+SYNC_TASK = "calsync.sync_binding"
+QUEUE = "calsync"
+PRIORITY = {"manual": 10, "now": 0, "later": -10}
+MAX_RETRY_SECONDS = 300.0
+
+
+class NeedsPostgres(RuntimeError):
+    """procrastinate keeps its jobs in PostgreSQL; the message says what to set."""
+
+
+def conninfo(database_url: str) -> str:
+    """A libpq URL for psycopg from calsync's SQLAlchemy URL."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise NeedsPostgres(
+            "CALSYNC_JOBS=procrastinate needs PostgreSQL: set CALSYNC_DATABASE_URL to a "
+            "postgresql:// URL, or use CALSYNC_JOBS=inprocess (the default) with SQLite."
+        )
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def cron_for(seconds: float) -> str:
+    """A cron line (procrastinate's croniter takes a sixth field for seconds) for roughly
+    every `seconds`: sub-minute steps divide a minute, longer ones a whole minute/hour/day."""
+    s = max(1, round(seconds))
+    if s < 60:
+        step = next(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d >= s)
+        return f"* * * * * */{step}"
+    m = max(1, round(s / 60))
+    if m < 60:
+        step = next(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d >= m)
+        return f"*/{step} * * * *"
+    h = max(1, round(m / 60))
+    if h < 24:
+        step = next(d for d in (1, 2, 3, 4, 6, 8, 12) if d >= h)
+        return f"0 */{step} * * *"
+    return "0 0 * * *"
+
+
+async def apply_schema(database_url: str) -> bool:
+    """Create procrastinate's tables unless they exist (its own schema SQL, through its own
+    SchemaManager). True if it was applied now."""
+    app = App(connector=PsycopgConnector(conninfo=conninfo(database_url)))
+    async with app.open_async():
+        row = await app.connector.execute_query_one_async(
+            "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
+        )
+        if row["present"]:
+            return False
+        await app.schema_manager.apply_schema_async()
+    return True
+
+
+class ProcrastinateQueue:
+    """`JobQueue` over procrastinate."""
+
+    def __init__(
+        self,
+        database_url: str,
+        db: Database,
+        google: GoogleAccess,
+        *,
+        concurrency: int = 4,
+        lock_ttl: timedelta = timedelta(minutes=15),
+        grace: float = 30.0,
+        busy_retry: float = 5.0,
+        poll_policy: polling.PollPolicy | None = None,
+        poll_every: float | None = 10.0,
+        stuck_every: float | None = 30.0,
+        heartbeat: float = 10.0,
+        stalled_after: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.concurrency = max(1, concurrency)
+        self.grace = grace
+        self.busy_retry = busy_retry
+        self.heartbeat = heartbeat
+        self.stalled_after = stalled_after
+        self.clock = clock
+        self.poll_policy = poll_policy or polling.PollPolicy(
+            claim_hold=max(lock_ttl, timedelta(seconds=60))
+        )
+        self.executor = Executor(db, google, lock_ttl=lock_ttl, clock=clock)
+        self.app = App(connector=PsycopgConnector(conninfo=conninfo(database_url)))
+        self._opened = False
+        self._worker: asyncio.Task[None] | None = None
+        self._depth = 0
+        self._depth_task: asyncio.Task[None] | None = None
+        self._sync = self.app.task(name=SYNC_TASK, queue=QUEUE, pass_context=False)(self._sync_job)
+        if poll_every:
+            self.register_periodic("poll", poll_every, self.poll_once)
+        if stuck_every:
+            self.register_periodic("release_stuck", stuck_every, self.release_stuck)
+
+    # -- the port -----------------------------------------------------------------------------
+
+    async def enqueue_sync(
+        self, binding_id: uuid.UUID, reason: Reason, *, full: bool = False, delay: float = 0.0
+    ) -> None:
+        await self._open()
+        if reason is Reason.MANUAL:
+            lane = "manual"
+        elif delay > 0:
+            lane = "later"
+        else:
+            lane = "now"
+        key = f"{binding_id}:{lane}" + (":full" if full else "")
+        options: dict[str, Any] = {
+            "lock": str(binding_id),
+            "queueing_lock": key,
+            "priority": PRIORITY[lane],
+        }
+        if delay > 0:
+            options["schedule_at"] = utcnow() + timedelta(seconds=delay)
+        try:
+            await self._sync.configure(**options).defer_async(
+                binding_id=str(binding_id), reason=reason.value, full=full, attempt=0
+            )
+        except pexc.AlreadyEnqueued:
+            pass  # coalesced into the job already waiting for this binding
+
+    def register_periodic(self, name: str, interval: float, work: Periodic) -> None:
+        task_name = f"calsync.periodic.{name}"
+
+        async def run(timestamp: int) -> None:
+            await work()
+
+        task = self.app.task(name=task_name, queue=QUEUE, pass_context=False)(run)
+        self.app.periodic(cron=cron_for(interval), periodic_id=name)(task)
+
+    async def start(self) -> None:
+        """Open the connection pool (web processes: defer jobs, run none)."""
+        await self._open()
+        if self._depth_task is None:
+            self._depth_task = asyncio.create_task(self._watch_depth())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()  # procrastinate stops gracefully: waits `grace`, then aborts
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        if self._depth_task is not None:
+            self._depth_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._depth_task
+            self._depth_task = None
+        if self._opened:
+            await self.app.close_async()
+            self._opened = False
+
+    def healthy(self) -> bool:
+        if not self._opened:
+            return False
+        return self._worker is None or not self._worker.done()
+
+    def queue_depth(self) -> int:
+        return self._depth
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    async def start_worker(self) -> None:
+        """Run jobs in the background of this event loop (`calsync worker`, tests)."""
+        await self.start()
+        if self._worker is None:
+            self._worker = asyncio.create_task(self.run_worker(), name="calsync-worker")
+
+    async def run_worker(self) -> None:
+        await self._open()
+        await self.app.run_worker_async(
+            queues=[QUEUE],
+            concurrency=self.concurrency,
+            wait=True,
+            install_signal_handlers=False,
+            shutdown_graceful_timeout=self.grace,
+            update_heartbeat_interval=self.heartbeat,
+            stalled_worker_timeout=self.stalled_after,
+            fetch_job_polling_interval=1.0,
+            delete_jobs="successful",
+        )
+
+    async def poll_once(self) -> None:
+        for binding_id in await polling.due_bindings(self.db, self.poll_policy, self.clock()):
+            await self.enqueue_sync(binding_id, Reason.POLL)
+
+    async def release_stuck(self) -> None:
+        """Jobs of workers that stopped heartbeating are failed and deferred again; binding
+        locks that ran out are released and their bindings synced."""
+        stalled = await self.app.job_manager.get_stalled_jobs(
+            task_name=SYNC_TASK, seconds_since_heartbeat=self.stalled_after
+        )
+        for job in stalled:
+            with contextlib.suppress(Exception):
+                await self.app.job_manager.finish_job(
+                    job=job, status=Status.FAILED, delete_job=False
+                )
+            raw = job.task_kwargs.get("binding_id")
+            if isinstance(raw, str):
+                await self.enqueue_sync(uuid.UUID(raw), Reason.RETRY)
+        for binding_id in await self.executor.release_stuck():
+            await self.enqueue_sync(binding_id, Reason.RETRY)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        if not self._opened:
+            await self.app.open_async()
+            self._opened = True
+
+    async def _watch_depth(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                row = await self.app.connector.execute_query_one_async(
+                    "SELECT count(*) AS n FROM procrastinate_jobs "
+                    "WHERE status = 'todo' AND task_name = %(task)s",
+                    task=SYNC_TASK,
+                )
+                self._depth = int(row["n"])
+            await asyncio.sleep(5.0)
+
+    async def _sync_job(self, binding_id: str, reason: str, full: bool, attempt: int = 0) -> str:
+        target = uuid.UUID(binding_id)
+        why = Reason(reason)
+        try:
+            result = await self.executor.run(target, why, full)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            delay = min(MAX_RETRY_SECONDS, 2.0 ** (attempt + 1))
+            log.exception("sync of binding %s failed; retrying in %.0f s", binding_id, delay)
+            await self._again(target, Reason.RETRY, full, delay, attempt + 1)
+            return "error"
+        if busy(result) and why is not Reason.POLL:
+            await self._again(target, why, full, self.busy_retry, attempt)
+        return result.outcome.value if result.outcome is not Outcome.OK else "ok"
+
+    async def _again(
+        self, binding_id: uuid.UUID, reason: Reason, full: bool, delay: float, attempt: int
+    ) -> None:
+        key = f"{binding_id}:later" + (":full" if full else "")
+        try:
+            await self._sync.configure(
+                lock=str(binding_id),
+                queueing_lock=key,
+                priority=PRIORITY["later"],
+                schedule_at=utcnow() + timedelta(seconds=delay),
+            ).defer_async(
+                binding_id=str(binding_id), reason=reason.value, full=full, attempt=attempt
+            )
+        except pexc.AlreadyEnqueued:
+            pass

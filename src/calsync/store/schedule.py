@@ -1,0 +1,199 @@
+"""Queries the job runners need: bindings due for polling, claims, stuck locks, export targets.
+
+Kept apart from store/bindings.py (the engine's repository): these rows are read and written by
+schedulers, never by a sync.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .bindings import BOTH, DISABLED, EXPORT, PAUSED
+from .connections import CONNECTED
+from .models import CalendarBinding, GoogleConnection, SyncRun, Tenant
+
+ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class PollCandidate:
+    """What polling needs to know about one binding to decide whether it is due."""
+
+    binding_id: uuid.UUID
+    next_sync_at: datetime | None
+    last_sync_at: datetime | None
+    failure_count: int
+    channel_id: str | None
+    channel_expires_at: datetime | None
+    tenant_poll_interval: int
+
+
+def _live() -> list[ColumnElement[bool]]:
+    return [
+        CalendarBinding.enabled.is_(True),
+        CalendarBinding.stage.not_in((PAUSED, DISABLED)),
+        GoogleConnection.status == CONNECTED,
+        Tenant.calendar_module_enabled.is_(True),
+    ]
+
+
+async def poll_candidates(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    floor: timedelta,
+    healthy_floor: timedelta,
+    limit: int = 1000,
+) -> Sequence[PollCandidate]:
+    """Bindings that may be due: a past `next_sync_at`, never synced, or synced longer ago than
+    the shortest interval that could apply (`floor`, `healthy_floor` with a working channel).
+    The caller decides exactly (intervals per tenant, jitter)."""
+    unhealthy = or_(
+        CalendarBinding.channel_id.is_(None),
+        CalendarBinding.channel_expires_at.is_(None),
+        CalendarBinding.channel_expires_at <= now,
+    )
+    stale = or_(
+        CalendarBinding.last_sync_at.is_(None),
+        and_(unhealthy, CalendarBinding.last_sync_at <= now - floor),
+        CalendarBinding.last_sync_at <= now - healthy_floor,
+    )
+    rows = await session.execute(
+        select(
+            CalendarBinding.id,
+            CalendarBinding.next_sync_at,
+            CalendarBinding.last_sync_at,
+            CalendarBinding.failure_count,
+            CalendarBinding.channel_id,
+            CalendarBinding.channel_expires_at,
+            Tenant.poll_interval_seconds,
+        )
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
+        .where(
+            *_live(),
+            or_(
+                CalendarBinding.next_sync_at <= now,
+                and_(CalendarBinding.next_sync_at.is_(None), stale),
+            ),
+        )
+        .order_by(CalendarBinding.last_sync_at.asc().nulls_first())
+        .limit(limit)
+    )
+    return [
+        PollCandidate(r[0], r[1], r[2], int(r[3] or 0), r[4], r[5], int(r[6] or 300))
+        for r in rows.all()
+    ]
+
+
+async def claim(
+    session: AsyncSession, binding_id: uuid.UUID, seen: datetime | None, until: datetime
+) -> bool:
+    """Take a due binding for one poller (compare-and-set on `next_sync_at`), so several
+    processes polling one database enqueue it once; the run itself resets `next_sync_at`."""
+    condition = (
+        CalendarBinding.next_sync_at.is_(None)
+        if seen is None
+        else CalendarBinding.next_sync_at == seen
+    )
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, condition)
+        .values(next_sync_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def expired_locks(session: AsyncSession, now: datetime, limit: int = 500) -> Sequence[str]:
+    """`id|owner` of bindings whose holder stopped renewing its lock (a dead worker)."""
+    rows = await session.execute(
+        select(CalendarBinding.id, CalendarBinding.locked_by)
+        .where(CalendarBinding.locked_by.is_not(None), CalendarBinding.locked_until < now)
+        .limit(limit)
+    )
+    return [f"{r[0]}|{r[1]}" for r in rows.all()]
+
+
+async def release_expired(
+    session: AsyncSession, binding_id: uuid.UUID, owner: str, now: datetime
+) -> bool:
+    """Free a binding whose lock ran out (still held by the same dead owner) and close the
+    runs it left open as abandoned. True if this call released it."""
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(
+            CalendarBinding.id == binding_id,
+            CalendarBinding.locked_by == owner,
+            CalendarBinding.locked_until < now,
+        )
+        .values(locked_by=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    await abandon_runs(session, binding_id, now)
+    return True
+
+
+async def abandon_runs(
+    session: AsyncSession, binding_id: uuid.UUID, now: datetime, since: datetime | None = None
+) -> None:
+    """Close a binding's runs still marked running (their worker died or was stopped)."""
+    conditions = [SyncRun.binding_id == binding_id, SyncRun.outcome == "running"]
+    if since is not None:
+        conditions.append(SyncRun.started_at >= since)
+    await session.execute(
+        update(SyncRun)
+        .where(*conditions)
+        .values(
+            outcome=ABANDONED,
+            finished_at=now,
+            error_code="calsync.run_abandoned",
+            error_message="The worker running this sync stopped; another run finished it.",
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def hand_back(session: AsyncSession, binding_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    """Make bindings due now for whichever process polls next (a stopping runner's queue)."""
+    if not binding_ids:
+        return
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id.in_(list(binding_ids)), CalendarBinding.next_sync_at.is_(None))
+        .values(next_sync_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def export_bindings(
+    session: AsyncSession, tenant_id: uuid.UUID, owner_id: uuid.UUID
+) -> Sequence[uuid.UUID]:
+    """The bindings a CRM change of this owner is pushed to (the export calendar)."""
+    rows = await session.scalars(
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .where(
+            CalendarBinding.tenant_id == tenant_id,
+            GoogleConnection.user_id == owner_id,
+            CalendarBinding.role.in_((EXPORT, BOTH)),
+            CalendarBinding.enabled.is_(True),
+            CalendarBinding.stage.not_in((PAUSED, DISABLED)),
+            GoogleConnection.status == CONNECTED,
+        )
+    )
+    return list(rows.all())
+
+
+async def lock_holder(session: AsyncSession, binding_id: uuid.UUID) -> str | None:
+    return await session.scalar(
+        select(CalendarBinding.locked_by).where(CalendarBinding.id == binding_id)
+    )

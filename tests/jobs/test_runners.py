@@ -1,0 +1,132 @@
+"""The same behaviour from both runners (in-process; procrastinate on PostgreSQL), driven in
+this event loop against the real emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from calsync.jobs.port import JobQueue, Reason
+from calsync.store.base import utcnow
+from calsync.store.db import Database
+from tests.sync.conftest import Harness
+
+from .conftest import add_bindings, assert_never_concurrent, runs_of, start_running, wait_until
+
+
+async def test_is_a_job_queue(make_runner: Any) -> None:
+    runner = await make_runner()
+    assert isinstance(runner, JobQueue)
+    assert not runner.healthy()
+    await start_running(runner)
+    assert runner.healthy()
+
+
+async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_runner: Any) -> None:
+    """100 webhook notifications for one binding → at most 2 syncs, never two at once."""
+    h.emu.control("POST", "/latency", {"ms": 100})  # a sync outlasts the burst
+    runner = await make_runner()
+    await start_running(runner)
+    for i in range(100):
+        await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)
+        if i % 10 == 0:
+            await asyncio.sleep(0.005)  # let the first one start: the rest arrive meanwhile
+
+    async def settled() -> bool:
+        runs = await runs_of(db, [h.binding_id])
+        return bool(runs) and all(r.finished_at is not None for r in runs)
+
+    await wait_until(settled)
+    await asyncio.sleep(1.5)  # a follow-up, if any, has had time to start and finish
+    await wait_until(settled)
+    runs = await runs_of(db, [h.binding_id])
+    assert 1 <= len(runs) <= 2, [(r.trigger, r.outcome) for r in runs]
+    assert all(r.trigger == "webhook" and r.outcome == "ok" for r in runs)
+    assert_never_concurrent(runs)
+
+
+async def test_sync_now_jumps_the_queue(h: Harness, db: Database, make_runner: Any) -> None:
+    others = await add_bindings(h, 5, event=False)
+    runner = await make_runner(concurrency=1)
+    for binding_id in others:
+        await runner.enqueue_sync(binding_id, Reason.WEBHOOK)
+    await runner.enqueue_sync(h.binding_id, Reason.MANUAL)
+    await start_running(runner)
+    everything = [*others, h.binding_id]
+
+    async def all_done() -> bool:
+        runs = await runs_of(db, everything)
+        return len(runs) == 6 and all(r.finished_at is not None for r in runs)
+
+    await wait_until(all_done)
+    runs = await runs_of(db, everything)
+    assert runs[0].binding_id == h.binding_id and runs[0].trigger == "manual"
+    assert_never_concurrent(runs)
+
+
+async def test_full_request_upgrades_the_queued_one(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    runner = await make_runner()
+    await runner.enqueue_sync(h.binding_id, Reason.POLL)
+    await runner.enqueue_sync(h.binding_id, Reason.INITIAL, full=True)
+    await start_running(runner)
+
+    async def done() -> bool:
+        runs = await runs_of(db, [h.binding_id])
+        return any(r.full_sync and r.finished_at is not None for r in runs)
+
+    await wait_until(done)
+
+
+async def test_polling_tick_enqueues_due_bindings(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    """The poll tick, with an injected clock, syncs bindings that are due and only those."""
+    fresh = await add_bindings(h, 2, event=False)
+    now = utcnow()
+    runner = await make_runner(clock=lambda: now)
+    await start_running(runner)
+    await runner.poll_once()  # never synced: all three are due
+
+    async def synced(ids: list[Any], n: int) -> bool:
+        runs = await runs_of(db, ids)
+        return len([r for r in runs if r.outcome == "ok"]) >= n
+
+    everything = [h.binding_id, *fresh]
+    await wait_until(lambda: synced(everything, 3))
+    await runner.poll_once()  # just synced: nothing is due
+    await asyncio.sleep(0.5)
+    assert len(await runs_of(db, everything)) == 3
+    now = utcnow() + timedelta(seconds=301)  # past the tenant's 5 minutes
+    await runner.poll_once()
+    await wait_until(lambda: synced(everything, 6))
+    assert {r.trigger for r in (await runs_of(db, everything))} == {"poll"}
+
+
+async def test_stop_lets_the_sync_in_flight_finish(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    for i in range(5):
+        await h.activity(f"Meeting {i}", h_at(i))
+    h.emu.control("POST", "/latency", {"ms": 150})
+    runner = await make_runner()
+    await start_running(runner)
+    await runner.enqueue_sync(h.binding_id, Reason.MANUAL)
+
+    async def running() -> bool:
+        return any(r.outcome == "running" for r in await runs_of(db, [h.binding_id]))
+
+    await wait_until(running, every=0.02)
+    await runner.stop()
+    h.emu.control("POST", "/latency", {"ms": 0})
+    runs = await runs_of(db, [h.binding_id])
+    assert [r.outcome for r in runs] == ["ok"], [r.outcome for r in runs]
+    assert len(await h.events()) == 5
+
+
+def h_at(i: int) -> Any:
+    from tests.sync.conftest import at
+
+    return at(3, 8 + i)
