@@ -71,6 +71,16 @@ class Settings(BaseSettings):
     google_max_retry_seconds: float = 120.0
     google_batch_size: int = 50
 
+    # push notifications (calsync.channels): lifetime asked of Google for each channel, and
+    # where Google posts them (default: public_url + /webhooks/google; must be https for Google)
+    push_channel_ttl_seconds: int = 604_800
+    webhook_url: str | None = None
+    # operations: structured logs (calsync.logging)
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    # sandbox: port of the in-process emulator (0 = any free port)
+    sandbox_emulator_port: int = 0
+
     @model_validator(mode="after")
     def _emulator_endpoints(self) -> Settings:
         if self.google_emulator_url:

@@ -9,11 +9,13 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from calsync import __version__
+from calsync.google.calendar import make_http_client
 from calsync.settings import Settings, get_settings
 from calsync.store import crypto
 from calsync.store.db import Database
 
-from . import errors
+from . import errors, webhooks
+from . import metrics as metrics_endpoint
 from . import oauth as oauth_callback
 from .api import router as api_router
 from .google_services import GoogleServices
@@ -48,11 +50,24 @@ def create_app(
     owned = database is None
     db = database or database_for(settings)
     google = GoogleServices.create(settings, db)
+    metrics = metrics_endpoint.Metrics()
+    # one pooled client for every Calendar call of this process, counted for /metrics
+    google.access.http = make_http_client(settings, event_hooks={"response": [metrics.google_hook]})
+    shared_http = google.access.http
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sandbox = getattr(app.state, "sandbox", None)
+        if sandbox is not None:
+            await sandbox.prepare(app)
         yield
-        await google.aclose()
+        services: GoogleServices = app.state.google
+        await services.aclose()
+        if services is not google:
+            await google.aclose()
+        await shared_http.aclose()
+        if sandbox is not None:
+            sandbox.stop()
         if owned:
             await db.dispose()
 
@@ -67,6 +82,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.google = google
+    app.state.metrics = metrics
     errors.install(app)
 
     @app.get("/healthz", tags=["operations"])
@@ -77,10 +93,10 @@ def create_app(
     @app.get(
         "/readyz",
         tags=["operations"],
-        responses={503: {"model": errors.ErrorBody, "description": "Database unreachable"}},
+        responses={503: {"model": errors.ErrorBody, "description": "Not ready"}},
     )
     async def readyz() -> JSONResponse:
-        """The database answers."""
+        """The database answers and the job runner is running."""
         try:
             await db.ping()
         except Exception:
@@ -90,8 +106,19 @@ def create_app(
                 "the database does not answer",
                 "check CALSYNC_DATABASE_URL and that the database is running",
             )
+        jobs = getattr(app.state, "jobs", None)
+        if jobs is not None and not jobs.healthy():
+            return errors.error_response(
+                503,
+                "job_runner_unavailable",
+                "the job runner is not running",
+                "check the logs for the runner's error; with procrastinate, that PostgreSQL "
+                "answers and `calsync worker` processes are running",
+            )
         return JSONResponse({"status": "ok"})
 
     app.include_router(api_router)
     app.include_router(oauth_callback.router)
+    app.include_router(webhooks.router)
+    app.include_router(metrics_endpoint.router)
     return app

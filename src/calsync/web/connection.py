@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.channels import Channels
+from calsync.channels import state_of as channel_state
 from calsync.google import errors
 from calsync.google.calendar import CalendarClient
 from calsync.google.models import CalendarListEntry
@@ -20,7 +22,14 @@ from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, SyncRun, Tenant, User
 from calsync.sync import tokens as sync_tokens
 
-from .google_schemas import CalendarOut, ConnectionOut, Problem, RunCounts, RunOut
+from .google_schemas import (
+    CalendarOut,
+    ConnectionOut,
+    Problem,
+    PushChannelOut,
+    RunCounts,
+    RunOut,
+)
 from .google_services import GoogleServices
 
 log = logging.getLogger(__name__)
@@ -193,7 +202,10 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
         if not await bindings.for_connection(s, conn.id):
             await add_default_binding(s, tenant.id, conn, calendars)
         await s.commit()
-        return Connected(user, conn.id, auth.email, changed)
+        done = Connected(user, conn.id, auth.email, changed)
+    # push channels for the import calendars (re-registered on reconnect)
+    await Channels(db, services.access, services.settings).reconcile_connection(done.connection_id)
+    return done
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -346,4 +358,15 @@ async def status(
         last_sync_at=max(syncs) if syncs else None,
         last_run=last_run,
         last_error=last_error,
+        push_channels=[
+            PushChannelOut(
+                calendar_id=b.google_calendar_id,
+                state=channel_state(  # type: ignore[arg-type]
+                    b.channel_expires_at if b.channel_id else None, services.settings
+                ),
+                expires_at=b.channel_expires_at if b.channel_id else None,
+            )
+            for b in stored
+            if imports(b)
+        ],
     )

@@ -64,6 +64,15 @@ class RunOut(BaseModel):
     error: Problem | None = None
 
 
+class PushChannelOut(BaseModel):
+    """A Google push channel of an import calendar: active, expiring (renewal due) or none
+    (polling only until it is registered again)."""
+
+    calendar_id: str
+    state: Literal["active", "expiring", "none"]
+    expires_at: datetime | None
+
+
 class ConnectionOut(BaseModel):
     status: ConnectionStatus
     google_email: str | None
@@ -77,6 +86,7 @@ class ConnectionOut(BaseModel):
     last_sync_at: datetime | None
     last_run: RunOut | None
     last_error: Problem | None
+    push_channels: list[PushChannelOut] = []
 
 
 class SettingsPatch(Strict):

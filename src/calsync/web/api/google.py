@@ -16,10 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.channels import Channels
 from calsync.google import errors
 from calsync.google.calendar import CalendarClient
 from calsync.google.models import CalendarListEntry
 from calsync.store import bindings, connections, google_settings, runs, users
+from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
 from calsync.sync.engine import COUNTS, RunResult, sync_binding
@@ -358,6 +360,7 @@ async def patch_settings(
     if conn is None:
         raise _not_connected(conn, tenant, user)
     existing = list(await bindings.for_connection(s, conn.id))
+    watched = [c for b in existing if (c := await stored_channels.of_binding(s, b.id))]
     calendars_sent = bool(sent & {"import_calendar_ids", "export_calendar_id"})
     direction = body.direction or (existing[0].direction if existing else bindings.TWO_WAY)
     live: list[CalendarListEntry] = []
@@ -392,7 +395,13 @@ async def patch_settings(
         conn.private_events = body.private_events
     if body.enabled is not None:
         await google_settings.set_enabled(s, conn, body.enabled)
+    remaining = {b.id for b in await bindings.for_connection(s, conn.id)}
     await s.commit()
+    # push channels follow the choice: import calendars watched, removed ones stopped
+    removed = [c for c in watched if c.binding_id not in remaining]
+    await Channels(db, services.access, services.settings).reconcile_connection(
+        conn.id, removed=removed
+    )
     return await connection.status(db, services, tenant, user)
 
 

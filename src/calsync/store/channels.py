@@ -1,0 +1,175 @@
+"""Push channels of calendar bindings: lookup by channel id, compare-and-set replacement,
+and which bindings need a channel (new) or a renewal (expiring). SQL only; see calsync.channels."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .base import utcnow
+from .models import CalendarBinding, GoogleConnection
+
+IMPORT_ROLES = ("import", "both")
+SYNCING_STAGES = ("initial", "incremental")
+
+
+@dataclass(frozen=True)
+class StoredChannel:
+    """A channel as calsync knows it (enough to verify a notification and to stop it)."""
+
+    binding_id: uuid.UUID
+    connection_id: uuid.UUID
+    tenant_id: uuid.UUID
+    channel_id: str
+    resource_id: str | None
+    token: str | None
+    expires_at: datetime | None
+
+
+def _stored(b: CalendarBinding) -> StoredChannel:
+    return StoredChannel(
+        binding_id=b.id,
+        connection_id=b.connection_id,
+        tenant_id=b.tenant_id,
+        channel_id=b.channel_id or "",
+        resource_id=b.channel_resource_id,
+        token=b.channel_token,
+        expires_at=b.channel_expires_at,
+    )
+
+
+async def by_channel_id(session: AsyncSession, channel_id: str) -> StoredChannel | None:
+    binding = await session.scalar(
+        select(CalendarBinding).where(CalendarBinding.channel_id == channel_id)
+    )
+    return _stored(binding) if binding is not None else None
+
+
+async def of_binding(session: AsyncSession, binding_id: uuid.UUID) -> StoredChannel | None:
+    binding = await session.get(CalendarBinding, binding_id)
+    if binding is None or not binding.channel_id:
+        return None
+    return _stored(binding)
+
+
+async def replace(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    *,
+    expected: str | None,
+    channel_id: str | None,
+    resource_id: str | None = None,
+    token: str | None = None,
+    expires_at: datetime | None = None,
+) -> bool:
+    """Point the binding at a new channel (or none) only if it still has `expected`: two
+    renewals racing each other keep one channel, and the loser stops its own."""
+    condition = (
+        CalendarBinding.channel_id.is_(None)
+        if expected is None
+        else CalendarBinding.channel_id == expected
+    )
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, condition)
+        .values(
+            channel_id=channel_id,
+            channel_resource_id=resource_id,
+            channel_token=token,
+            channel_expires_at=expires_at,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _wants_channel() -> list[object]:
+    return [
+        CalendarBinding.role.in_(IMPORT_ROLES),
+        CalendarBinding.enabled.is_(True),
+        CalendarBinding.stage.in_(SYNCING_STAGES),
+        CalendarBinding.direction != "crm_to_google",
+        GoogleConnection.status == "connected",
+    ]
+
+
+async def due(
+    session: AsyncSession, *, renew_before: datetime, limit: int = 500
+) -> Sequence[uuid.UUID]:
+    """Bindings that should be watched and have no channel, or one expiring before
+    `renew_before` — oldest expiry first."""
+    result = await session.scalars(
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .where(
+            *_wants_channel(),  # type: ignore[arg-type]
+            or_(
+                CalendarBinding.channel_id.is_(None),
+                CalendarBinding.channel_expires_at.is_(None),
+                CalendarBinding.channel_expires_at < renew_before,
+            ),
+        )
+        .order_by(CalendarBinding.channel_expires_at.asc().nulls_first())
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def should_watch(session: AsyncSession, binding_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .where(CalendarBinding.id == binding_id, *_wants_channel())  # type: ignore[arg-type]
+    )
+    return found is not None
+
+
+async def unwanted(session: AsyncSession, connection_id: uuid.UUID) -> Sequence[StoredChannel]:
+    """The connection's channels on bindings that should not be watched any more."""
+    rows = await session.scalars(
+        select(CalendarBinding).where(
+            CalendarBinding.connection_id == connection_id,
+            CalendarBinding.channel_id.is_not(None),
+        )
+    )
+    out: list[StoredChannel] = []
+    for binding in rows.all():
+        if not await should_watch(session, binding.id):
+            out.append(_stored(binding))
+    return out
+
+
+async def bindings_by_state(session: AsyncSession, now: datetime) -> dict[str, int]:
+    """For /metrics: bindings counted by stage, and those switched off."""
+    counts: dict[str, int] = {}
+    rows = await session.execute(
+        select(CalendarBinding.stage, CalendarBinding.enabled, func.count()).group_by(
+            CalendarBinding.stage, CalendarBinding.enabled
+        )
+    )
+    for stage, enabled, n in rows.all():
+        key = stage if enabled else "off"
+        counts[key] = counts.get(key, 0) + int(n)
+    return counts
+
+
+async def channels_by_state(session: AsyncSession, now: datetime, soon: datetime) -> dict[str, int]:
+    """For /metrics: channels active, expiring (renewal due) and expired."""
+    rows = await session.execute(
+        select(CalendarBinding.channel_expires_at).where(CalendarBinding.channel_id.is_not(None))
+    )
+    counts = {"active": 0, "expiring": 0, "expired": 0}
+    for (expires,) in rows.all():
+        if expires is None or expires <= now:
+            counts["expired"] += 1
+        elif expires < soon:
+            counts["expiring"] += 1
+        else:
+            counts["active"] += 1
+    return counts

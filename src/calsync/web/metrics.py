@@ -1,0 +1,192 @@
+"""Prometheus `/metrics`: one registry per app (so tests can build many apps).
+
+Process-local series are counted as they happen (Google requests through the shared httpx
+client's response hook, webhooks received). Series that must be right across N web processes
+and N workers — syncs by outcome, bindings by state, webhook-to-applied latency — are read from
+the database when scraped, so any web process reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from calsync.channels import renew_margin
+from calsync.settings import Settings
+from calsync.store import channels as stored_channels
+from calsync.store.base import utcnow
+from calsync.store.db import Database
+from calsync.store.models import CalendarBinding, SyncRun
+
+router = APIRouter(tags=["operations"])
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+PENDING_LIMIT = 100_000  # webhooks waiting for their sync, remembered per binding
+PENDING_TTL = timedelta(hours=1)
+DAY_MINUTES = 24 * 60
+
+
+class _Snapshot(Collector):
+    """Series read from the database at scrape time (see `Metrics.refresh`)."""
+
+    def __init__(self) -> None:
+        self.syncs: dict[str, int] = {}
+        self.bindings: dict[str, int] = {}
+        self.channels: dict[str, int] = {}
+        self.queue_depth: int | None = None
+        self.requests_per_binding_day: float | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        syncs = CounterMetricFamily(
+            "calsync_syncs", "Sync runs recorded, by outcome (all processes).", labels=["outcome"]
+        )
+        for outcome, n in sorted(self.syncs.items()):
+            syncs.add_metric([outcome], n)
+        yield syncs
+        bindings = GaugeMetricFamily(
+            "calsync_bindings", "Calendar bindings by state (off = switched off).", labels=["state"]
+        )
+        for state, n in sorted(self.bindings.items()):
+            bindings.add_metric([state], n)
+        yield bindings
+        channels = GaugeMetricFamily(
+            "calsync_push_channels", "Google push channels by state.", labels=["state"]
+        )
+        for state, n in sorted(self.channels.items()):
+            channels.add_metric([state], n)
+        yield channels
+        if self.queue_depth is not None:
+            yield GaugeMetricFamily(
+                "calsync_queue_depth", "Sync jobs waiting in the queue.", value=self.queue_depth
+            )
+        if self.requests_per_binding_day is not None:
+            yield GaugeMetricFamily(
+                "calsync_google_requests_per_binding_per_day",
+                "Google requests of this process in the last 24 h per enabled binding.",
+                value=self.requests_per_binding_day,
+            )
+
+
+class Metrics:
+    """The app's metrics; `google_hook` goes on the shared Google httpx client."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.google_requests = Counter(
+            "calsync_google_requests",
+            "Requests to Google's APIs from this process, by HTTP status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "calsync_webhooks",
+            "Push notifications received, by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "calsync_webhook_to_applied_seconds",
+            "From a Google push notification to the end of the sync that applied it.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.snapshot = _Snapshot()
+        self.registry.register(self.snapshot)
+        # binding -> first notification not yet applied (wall clock, as sync_run is stamped)
+        self.pending: OrderedDict[uuid.UUID, datetime] = OrderedDict()
+        self._minutes: dict[int, int] = {}
+
+    async def google_hook(self, response: httpx.Response) -> None:
+        """httpx response hook: count every Google answer by status."""
+        self.google_requests.labels(status=str(response.status_code)).inc()
+        minute = int(time.time() // 60)
+        self._minutes[minute] = self._minutes.get(minute, 0) + 1
+        if len(self._minutes) > DAY_MINUTES + 10:
+            for old in [m for m in self._minutes if m <= minute - DAY_MINUTES]:
+                del self._minutes[old]
+
+    def requests_last_day(self) -> int:
+        floor = int(time.time() // 60) - DAY_MINUTES
+        return sum(n for m, n in self._minutes.items() if m > floor)
+
+    def webhook_received(self, binding_id: uuid.UUID, at: datetime | None = None) -> None:
+        self.webhooks.labels(result="accepted").inc()
+        if binding_id not in self.pending:
+            self.pending[binding_id] = at or utcnow()
+            while len(self.pending) > PENDING_LIMIT:
+                self.pending.popitem(last=False)
+
+    async def refresh(self, db: Database, settings: Settings, jobs: Any) -> None:
+        """Read the database-backed series (called by GET /metrics before rendering)."""
+        now = utcnow()
+        async with db.session() as s:
+            rows = await s.execute(select(SyncRun.outcome, func.count()).group_by(SyncRun.outcome))
+            self.snapshot.syncs = {str(o): int(n) for o, n in rows.all()}
+            self.snapshot.bindings = await stored_channels.bindings_by_state(s, now)
+            self.snapshot.channels = await stored_channels.channels_by_state(
+                s, now, now + renew_margin(settings)
+            )
+            enabled = await s.scalar(
+                select(func.count())
+                .select_from(CalendarBinding)
+                .where(CalendarBinding.enabled.is_(True))
+            )
+            await self._applied(s, now)
+            await s.commit()
+        self.snapshot.requests_per_binding_day = (
+            self.requests_last_day() / enabled if enabled else None
+        )
+        depth = getattr(jobs, "queue_depth", None)
+        self.snapshot.queue_depth = int(depth()) if callable(depth) else None
+
+    async def _applied(self, s: Any, now: datetime) -> None:
+        """Observe latencies of notifications whose sync has finished since."""
+        if not self.pending:
+            return
+        for binding_id, at in list(self.pending.items()):
+            if now - at > PENDING_TTL:
+                del self.pending[binding_id]
+        ids = list(self.pending)
+        since = min(self.pending.values(), default=now)
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            rows = await s.execute(
+                select(SyncRun.binding_id, SyncRun.started_at, SyncRun.finished_at).where(
+                    SyncRun.binding_id.in_(chunk),
+                    SyncRun.finished_at.is_not(None),
+                    SyncRun.started_at >= since,
+                )
+            )
+            done: dict[uuid.UUID, datetime] = {}
+            for binding_id, started, finished in rows.all():
+                received = self.pending.get(binding_id)
+                if received is None or started < received:
+                    continue
+                if binding_id not in done or finished < done[binding_id]:
+                    done[binding_id] = finished
+            for binding_id, finished in done.items():
+                received = self.pending.pop(binding_id)
+                self.webhook_latency.observe(max(0.0, (finished - received).total_seconds()))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    state = request.app.state
+    m: Metrics = state.metrics
+    await m.refresh(state.db, state.settings, getattr(state, "jobs", None))
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

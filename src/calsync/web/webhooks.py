@@ -1,0 +1,123 @@
+"""POST /webhooks/google: Google's push notifications for calendar bindings.
+
+The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`). Channel id,
+resource id and token are compared in constant time. A wrong token or resource id is refused
+(403) and logged without the token; a notification for an unknown or replaced channel is
+answered 200 (Google would retry anything else) and that channel is stopped in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import uuid
+from collections import OrderedDict
+
+from fastapi import APIRouter, Request, Response
+
+from calsync.channels import WEBHOOK_PATH, Channels, binding_of_channel
+from calsync.jobs.port import JobQueue, Reason
+from calsync.store import channels as stored
+
+from .google_services import GoogleServices
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+STALE_GRACE_SECONDS = 5.0  # before stopping an unknown channel of one of our bindings
+STOPPED_MEMORY = 10_000  # channel ids already stopped (or being stopped) by this process
+_stopping: OrderedDict[str, None] = OrderedDict()
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    return hmac.compare_digest((a or "").encode(), (b or "").encode())
+
+
+def _stop_later(request: Request, binding_id: uuid.UUID, channel_id: str, resource_id: str) -> None:
+    if channel_id in _stopping:
+        return
+    _stopping[channel_id] = None
+    while len(_stopping) > STOPPED_MEMORY:
+        _stopping.popitem(last=False)
+    state = request.app.state
+    services: GoogleServices = state.google
+    service = Channels(state.db, services.access, state.settings)
+
+    async def stop() -> None:
+        # a channel just made may notify before its watch call stored it: look again first
+        await asyncio.sleep(STALE_GRACE_SECONDS)
+        async with state.db.session() as s:
+            current = await stored.by_channel_id(s, channel_id)
+            await s.commit()
+        if current is None:
+            await service.stop_at_google(binding_id, channel_id, resource_id)
+        else:
+            _stopping.pop(channel_id, None)
+
+    services.spawn(stop())
+
+
+@router.post(WEBHOOK_PATH, include_in_schema=False)
+async def google_push(request: Request) -> Response:
+    """Google's notification: headers only, empty body."""
+    headers = request.headers
+    channel_id = headers.get("x-goog-channel-id", "")
+    resource_id = headers.get("x-goog-resource-id", "")
+    state_name = headers.get("x-goog-resource-state", "")
+    metrics: Metrics | None = getattr(request.app.state, "metrics", None)
+    if not channel_id or not resource_id:
+        if metrics:
+            metrics.webhooks.labels(result="malformed").inc()
+        return Response(status_code=400)
+    async with request.app.state.db.session() as s:
+        channel = await stored.by_channel_id(s, channel_id)
+        owner = None
+        if channel is None and (owner_id := binding_of_channel(channel_id)) is not None:
+            owner = await stored.of_binding(s, owner_id)
+        await s.commit()
+    if channel is None or not _same(channel.channel_id, channel_id):
+        # replaced, removed or never ours: stop it if it is provably a channel on our binding's
+        # calendar (same resource), so a forger cannot make us spend Google requests
+        if (
+            owner is not None
+            and state_name != "sync"
+            and owner.resource_id
+            and _same(owner.resource_id, resource_id)
+        ):
+            _stop_later(request, owner.binding_id, channel_id, resource_id)
+            result = "stale"
+        else:
+            result = "unknown"
+        log.info("push notification for an unknown channel", extra={"channel": channel_id})
+        if metrics:
+            metrics.webhooks.labels(result=result).inc()
+        return Response(status_code=200)
+    token_ok = _same(channel.token, headers.get("x-goog-channel-token"))
+    resource_ok = _same(channel.resource_id, resource_id)
+    if not (token_ok and resource_ok):
+        log.warning(
+            "push notification refused",
+            extra={
+                "channel": channel_id,
+                "binding": str(channel.binding_id),
+                "reason": "token" if not token_ok else "resource_id",
+                "client": request.client.host if request.client else None,
+            },
+        )
+        if metrics:
+            metrics.webhooks.labels(result="forbidden").inc()
+        return Response(status_code=403)
+    if state_name == "sync":
+        if metrics:
+            metrics.webhooks.labels(result="sync").inc()
+        return Response(status_code=200)
+    jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
+    if jobs is None:
+        log.error("push notification dropped: no job runner", extra={"channel": channel_id})
+        return Response(status_code=503)
+    if metrics:
+        metrics.webhook_received(channel.binding_id)
+    await jobs.enqueue_sync(channel.binding_id, Reason.WEBHOOK)
+    return Response(status_code=200)
