@@ -14,10 +14,15 @@ uv:
 env: uv
 	$(UV) sync --frozen --quiet
 
+# calsync in sandbox mode (no Google credentials): the emulator alongside, a demo company, and
+# the URL, logins and an admin API key printed; data in ./data (delete it to start over)
 run: env
-	$(UV) run --frozen python -m gcal_emulator --host $(HOST) --port $(PORT)
+	$(UV) run --frozen calsync migrate
+	$(UV) run --frozen calsync serve --host $(HOST) --port $(PORT) --no-migrate
 
-emulator: run
+# the Google emulator alone
+emulator: env
+	$(UV) run --frozen python -m gcal_emulator --host $(HOST) --port $(PORT)
 
 test: env
 	$(UV) run --frozen ruff check src tests bench

@@ -29,6 +29,7 @@ WEBHOOK_PATH = "/webhooks/google"
 RENEW_MARGIN = timedelta(days=1)  # renew when less than a day ...
 RENEW_FRACTION = 0.2  # ... or a fifth of the channel's life is left
 ACTIVE, EXPIRING, NONE = "active", "expiring", "none"
+CHANNEL_RENEWAL_SECONDS = 3600.0  # how often the periodic renewal task runs
 # a binding whose watch failed is retried by the periodic task after this long, not every tick
 WATCH_RETRY = timedelta(minutes=30)
 _retry_after: dict[uuid.UUID, datetime] = {}

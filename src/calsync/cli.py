@@ -87,13 +87,23 @@ def serve(
     """
     import uvicorn
 
+    from .obs import setup as setup_logging
     from .web.app import create_app
 
     settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
     _install_keyring(settings)
     if migrate:
         _with_db(migrations.upgrade)
-    uvicorn.run(create_app(settings), host=host, port=port)
+    sandbox = None
+    if settings.sandbox and not settings.google_emulator_url:
+        from .sandbox import Sandbox  # the emulator alongside, a demo company, printed logins
+
+        sandbox = Sandbox.start(settings, host=host, port=port)
+        settings = sandbox.settings
+    app = create_app(settings)
+    app.state.sandbox = sandbox
+    uvicorn.run(app, host=host, port=port, log_config=None)
 
 
 @app.command()

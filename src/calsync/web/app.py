@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from calsync import __version__
+from calsync.channels import CHANNEL_RENEWAL_SECONDS, renew_due_channels
 from calsync.google.calendar import make_http_client
+from calsync.jobs.factory import make_job_queue
 from calsync.settings import Settings, get_settings
 from calsync.store import crypto
 from calsync.store.db import Database
@@ -57,10 +59,22 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        jobs = getattr(app.state, "jobs", None)
+        owned_jobs = jobs is None
+        if jobs is None:  # the configured runner (tests may set their own before startup)
+            jobs = app.state.jobs = make_job_queue(settings, db, app.state.google.access)
+            jobs.register_periodic(
+                "renew_channels",
+                CHANNEL_RENEWAL_SECONDS,
+                lambda: renew_due_channels(db, app.state.google.access, settings),
+            )
+            await jobs.start()
         sandbox = getattr(app.state, "sandbox", None)
         if sandbox is not None:
             await sandbox.prepare(app)
         yield
+        if owned_jobs:
+            await jobs.stop()
         services: GoogleServices = app.state.google
         await services.aclose()
         if services is not google:
