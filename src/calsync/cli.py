@@ -223,6 +223,56 @@ def apikey_create(
     typer.echo(_with_db(work))
 
 
+@user_app.command("set-password")
+def user_set_password(
+    email: Annotated[str, typer.Argument(help="The user's e-mail.")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name or id.")],
+    password: Annotated[
+        str | None,
+        typer.Option(help="The new password (asked for, hidden, when omitted)."),
+    ] = None,
+) -> None:
+    """Set the password the user logs in to calsync's pages with (stored as a scrypt hash)."""
+    from .web.pages.passwords import MIN_LENGTH, hash_password
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_LENGTH:
+        raise _fail(f"the password needs at least {MIN_LENGTH} characters")
+    hashed = hash_password(password)
+
+    async def work(db: Database) -> None:
+        async with db.session() as s:
+            found = await tenants.find(s, tenant)
+            if found is None:
+                raise _fail(f"no tenant {tenant!r}")
+            member = await users.by_email(s, found.id, email)
+            if member is None:
+                raise _fail(f"no user {email!r} in tenant {found.name!r}")
+            member.password_hash = hashed
+            await s.commit()
+
+    _with_db(work)
+    typer.echo(f"password set for {email}")
+
+
+@app.command()
+def doctor(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name or id.")],
+    user: Annotated[str, typer.Option("--user", help="The CRM user's e-mail.")],
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Skip the checks that talk to Google or the URL.")
+    ] = False,
+) -> None:
+    """Run the troubleshooting checklist for one user; exits 1 when a check fails."""
+    from .doctor import run_cli as run_doctor
+
+    settings = get_settings()
+    _install_keyring(settings)
+    code = asyncio.run(run_doctor(settings, _database(settings), tenant, user, live=not offline))
+    raise typer.Exit(code=code)
+
+
 register_sync(app)  # `calsync sync --tenant T --user EMAIL [--full]` (cli_sync.py)
 
 

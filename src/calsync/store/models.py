@@ -87,6 +87,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(EMAIL))
     name: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), default="user")
+    # scrypt hash for logging in to the pages (migration 0004_user_password); None: no login
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     deleted_at: Mapped[datetime | None] = mapped_column()

@@ -19,6 +19,7 @@ from calsync.store.db import Database
 from . import errors, webhooks
 from . import metrics as metrics_endpoint
 from . import oauth as oauth_callback
+from . import pages
 from .api import router as api_router
 from .google_services import GoogleServices
 
@@ -133,6 +134,7 @@ def create_app(
 
     app.include_router(api_router)
     app.include_router(oauth_callback.router)
+    pages.install(app, settings)  # HTML pages, sessions, static files (web/pages)
     app.include_router(webhooks.router)
     app.include_router(metrics_endpoint.router)
     return app

@@ -1,0 +1,38 @@
+"""The HTML pages users see (server-rendered; they work without JavaScript)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from calsync.settings import Settings
+
+from . import admin, calendar, diagnostics, google, login
+from .common import SESSION_COOKIE, SESSION_MAX_AGE, LoginRequired, PageError, session_secret
+from .common import login_required as _login_required
+from .common import page_error as _page_error
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+router = APIRouter(include_in_schema=False)
+for module in (login, google, admin, diagnostics, calendar):
+    router.include_router(module.router)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Sessions (signed cookie), the static files, the pages and their error pages."""
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=settings.public_url.lower().startswith("https://"),
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(PageError, _page_error)
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.include_router(router)

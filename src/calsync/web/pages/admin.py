@@ -1,0 +1,263 @@
+"""Admin → Integrations: the Calendar module, OAuth status, the service-account key with Test,
+the company's sync filters, and every user's connection at a glance."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from calsync.domain.activity import PROJECT_TASK
+from calsync.store import tenants, users
+from calsync.store.models import CalendarBinding, GoogleConnection, SyncIssue
+
+from .. import i18n
+from ..api import service_account as sa_api
+from ..api import tenant as tenant_api
+from ..errors import ApiError
+from ..google_schemas import ServiceAccountTestIn, ServiceAccountTestOut
+from ..schemas import TenantSettingsPatch
+from .common import (
+    checked_form,
+    db_of,
+    flash,
+    redirect,
+    render,
+    services_of,
+    settings_of,
+    viewer,
+)
+
+router = APIRouter()
+PAGE = "/admin/integrations"
+N_ = i18n.N_
+POLICIES = {
+    "latest_wins": N_("The latest change wins"),
+    "crm_wins": N_("The CRM wins"),
+    "google_wins": N_("Google wins"),
+}
+
+
+async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
+    """Each user: connection status, Google e-mail, last sync, open issues."""
+    async with db_of(request).session() as s:
+        people = list(await users.list_(s, tenant_id))
+        conns = {
+            c.user_id: c
+            for c in (
+                await s.scalars(
+                    select(GoogleConnection).where(GoogleConnection.tenant_id == tenant_id)
+                )
+            ).all()
+        }
+        last_sync: dict[Any, datetime | None] = {}
+        for conn_id, when in (
+            await s.execute(
+                select(CalendarBinding.connection_id, func.max(CalendarBinding.last_sync_at))
+                .where(CalendarBinding.tenant_id == tenant_id)
+                .group_by(CalendarBinding.connection_id)
+            )
+        ).all():
+            last_sync[conn_id] = when
+        open_issues: dict[Any, int] = {}
+        for conn_id, count in (
+            await s.execute(
+                select(CalendarBinding.connection_id, func.count(SyncIssue.id))
+                .join(SyncIssue, SyncIssue.binding_id == CalendarBinding.id)
+                .where(CalendarBinding.tenant_id == tenant_id, SyncIssue.resolved_at.is_(None))
+                .group_by(CalendarBinding.connection_id)
+            )
+        ).all():
+            open_issues[conn_id] = int(count)
+        await s.commit()
+    rows = []
+    for person in people:
+        conn = conns.get(person.id)
+        state = "not_connected"
+        if conn is not None and conn.status in ("connected", "needs_reauth", "error"):
+            state = conn.status
+        rows.append(
+            {
+                "user": person,
+                "state": state,
+                "google_email": conn.google_email
+                if conn is not None and state != "not_connected"
+                else None,
+                "error": conn.last_error_message if conn is not None else None,
+                "last_sync": last_sync.get(conn.id) if conn is not None else None,
+                "issues": open_issues.get(conn.id, 0) if conn is not None else 0,
+                "enabled": bool(conn.sync_enabled) if conn is not None else False,
+            }
+        )
+    return rows
+
+
+@router.get(PAGE, include_in_schema=False)
+async def integrations(request: Request) -> Response:
+    who = await viewer(request, admin=True)
+    settings = settings_of(request)
+    async with db_of(request).session() as s:
+        types = list(await tenants.activity_types(s, who.tenant.id))
+        await s.commit()
+    test = request.session.pop("sa_test", None)
+    return render(
+        request,
+        "admin.html",
+        {
+            "tenant": who.tenant,
+            "types": types,
+            "project_task": PROJECT_TASK,
+            "policies": POLICIES,
+            "oauth_configured": settings.oauth_configured,
+            "redirect_uri": settings.public_url.rstrip("/") + "/oauth/google/callback",
+            "people": await _overview(request, who.tenant.id),
+            "test": test,
+        },
+        who=who,
+    )
+
+
+async def _patch(request: Request, values: dict[str, Any]) -> bool:
+    who = await viewer(request, admin=True)
+    try:
+        body = TenantSettingsPatch(**values)
+        async with db_of(request).sessions() as s:
+            await tenant_api.patch_settings(body, who.principal, s)
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
+        flash(
+            request,
+            "error",
+            N_("Some of the values are not valid: %(fields)s"),
+            params={"fields": fields},
+        )
+        return False
+    except ApiError as exc:
+        detail = "; ".join(f.message for f in exc.fields or []) or exc.message
+        flash(
+            request,
+            "error",
+            N_("Some of the values are not valid: %(fields)s"),
+            params={"fields": detail},
+        )
+        return False
+    return True
+
+
+@router.post(PAGE + "/module", include_in_schema=False)
+async def module(request: Request) -> Response:
+    await viewer(request, admin=True)
+    form = await checked_form(request)
+    enabled = form.get("calendar_module_enabled") == "on"
+    if await _patch(request, {"calendar_module_enabled": enabled}):
+        flash(
+            request,
+            "ok",
+            N_("The Calendar module is switched on.")
+            if enabled
+            else N_("The Calendar module is switched off for this company."),
+        )
+    return redirect(PAGE)
+
+
+@router.post(PAGE + "/settings", include_in_schema=False)
+async def company_settings(request: Request) -> Response:
+    await viewer(request, admin=True)
+    form = await checked_form(request)
+
+    def number(name: str) -> int | None:
+        raw = str(form.get(name) or "").strip()
+        try:
+            return int(raw)
+        except ValueError:
+            return -1  # rejected by validation with the field named
+
+    values: dict[str, Any] = {
+        "exported_activity_types": [str(v) for v in form.getlist("exported")],
+        "default_import_type": str(form.get("default_import_type") or ""),
+        "personal_import_type": str(form.get("personal_import_type") or ""),
+        "conflict_policy": str(form.get("conflict_policy") or ""),
+    }
+    minutes = number("poll_interval_minutes")
+    if minutes is not None:
+        values["poll_interval_seconds"] = minutes * 60 if minutes > 0 else minutes
+    values["lookback_days"] = number("lookback_days")
+    if form.get("auth_mode") in ("oauth", "service_account"):
+        values["auth_mode"] = str(form.get("auth_mode"))
+    if await _patch(request, values):
+        flash(request, "ok", N_("The company settings are saved."))
+    return redirect(PAGE)
+
+
+@router.post(PAGE + "/service-account", include_in_schema=False)
+async def upload_key(request: Request) -> Response:
+    who = await viewer(request, admin=True)
+    form = await checked_form(request)
+    upload = form.get("key")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        flash(request, "error", N_("Choose the key file (.json or .p12) first."))
+        return redirect(PAGE + "#service-account")
+    password = str(form.get("password") or "") or None
+    client_email = str(form.get("client_email") or "").strip() or None
+    try:
+        async with db_of(request).sessions() as s:
+            out = await sa_api.upload_key(
+                who.principal,
+                s,
+                services_of(request),
+                file=upload,
+                password=password,
+                client_email=client_email,
+                key_format=None,
+            )
+    except ApiError as exc:
+        flash(request, "error", exc.message, exc.remedy)
+        return redirect(PAGE + "#service-account")
+    flash(
+        request,
+        "ok",
+        N_(
+            "The key of %(email)s is saved. Authorise client ID %(client)s for domain-wide "
+            "delegation, then press Test."
+        ),
+        params={"email": out.service_account_email, "client": out.client_id or "-"},
+    )
+    return redirect(PAGE + "#service-account")
+
+
+@router.post(PAGE + "/service-account/test", include_in_schema=False)
+async def test_key(request: Request) -> Response:
+    who = await viewer(request, admin=True)
+    form = await checked_form(request)
+    email = str(form.get("email") or "").strip() or who.user.email
+    try:
+        async with db_of(request).sessions() as s:
+            out = await sa_api.test_key(
+                who.principal, s, services_of(request), ServiceAccountTestIn(email=email)
+            )
+    except ApiError as exc:
+        request.session["sa_test"] = {
+            "ok": False,
+            "email": email,
+            "message": exc.message,
+            "remedy": exc.remedy,
+        }
+        return redirect(PAGE + "#test")
+    if isinstance(out, ServiceAccountTestOut):
+        request.session["sa_test"] = {"ok": True, "email": out.email, "calendars": out.calendars}
+    elif isinstance(out, JSONResponse):
+        body = json.loads(bytes(out.body))
+        error = body.get("error", {})
+        request.session["sa_test"] = {
+            "ok": False,
+            "email": email,
+            "code": error.get("code"),
+            "message": error.get("message"),
+            "remedy": error.get("remedy"),
+        }
+    return redirect(PAGE + "#test")

@@ -1,0 +1,289 @@
+"""What every page shares: templates with gettext, the logged-in user from the session, CSRF
+tokens checked on every POST, flash messages and the page error."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+
+from calsync import __version__
+from calsync.settings import Settings
+from calsync.store import crypto, tenants, users
+from calsync.store.db import Database
+from calsync.store.models import Tenant, User
+
+from .. import i18n
+from ..deps import Principal
+from ..google_services import GoogleServices
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+SESSION_COOKIE = "calsync_session"
+SESSION_MAX_AGE = 12 * 3600
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "xml"], default=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        lambda message: i18n.current().gettext(message),
+        lambda singular, plural, n: i18n.current().translations.ngettext(singular, plural, n),
+        newstyle=True,
+    )
+    env.filters["when"] = i18n.format_when
+    env.filters["clock"] = i18n.format_clock
+    env.filters["day"] = i18n.format_day
+    return env
+
+
+ENV = _environment()
+
+
+def session_secret(settings: Settings) -> str:
+    """Signs session cookies: derived from CALSYNC_SECRET_KEY (or the sandbox key file), never
+    the key itself; without either, a per-process secret (sessions end on restart)."""
+    material: str | None = None
+    if settings.secret_key is not None and settings.secret_key.get_secret_value().strip():
+        material = settings.secret_key.get_secret_value().split(",")[0].strip()
+    else:
+        key_file = settings.data_dir / crypto.SANDBOX_KEY_FILE
+        if settings.sandbox and key_file.exists():
+            material = key_file.read_text().strip()
+    if not material:
+        return secrets.token_hex(32)
+    return hmac.new(material.encode(), b"calsync web session v1", hashlib.sha256).hexdigest()
+
+
+class PageError(Exception):
+    """Rendered as a page: a title, what happened and what fixes it (message ids)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        message: str,
+        remedy: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message, self.remedy = status, title, message, remedy
+        self.params = params or {}
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in CRM user, and the same user as an API caller for the shared handlers."""
+
+    tenant: Tenant
+    user: User
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.role == "admin"
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.tenant, self.user, self.is_admin)
+
+
+def db_of(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def services_of(request: Request) -> GoogleServices:
+    services: GoogleServices = request.app.state.google
+    return services
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def language_of(request: Request) -> str:
+    code = i18n.negotiate(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language"))
+    i18n.activate(code)
+    return code
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def checked_form(request: Request) -> FormData:
+    """The POSTed form, after its CSRF token matched the session's (403 otherwise)."""
+    language_of(request)
+    form = await request.form()
+    sent = form.get("csrf")
+    expected = request.session.get("csrf")
+    if (
+        not isinstance(sent, str)
+        or not isinstance(expected, str)
+        or not hmac.compare_digest(sent.encode(), expected.encode())
+    ):
+        raise PageError(
+            403,
+            i18n.N_("The form has expired"),
+            i18n.N_("This form was not sent from calsync's own page, or your session ended."),
+            i18n.N_("Go back, reload the page and send the form again."),
+        )
+    return form
+
+
+def _ids(uid: Any, tid: Any) -> tuple[uuid.UUID, uuid.UUID] | None:
+    if not isinstance(uid, str) or not isinstance(tid, str):
+        return None
+    try:
+        return uuid.UUID(uid), uuid.UUID(tid)
+    except ValueError:
+        return None
+
+
+async def viewer(request: Request, *, admin: bool = False) -> Viewer:
+    """The logged-in user (LoginRequired otherwise); admin pages need the admin role."""
+    language_of(request)
+    uid, tid = request.session.get("uid"), request.session.get("tid")
+    found: Viewer | None = None
+    ids = _ids(uid, tid)
+    if ids is not None:
+        user_id, tenant_id = ids
+        async with db_of(request).session() as s:
+            tenant = await tenants.get(s, tenant_id)
+            user = await users.get(s, tenant_id, user_id)
+            await s.commit()
+        if tenant is not None and user is not None:
+            found = Viewer(tenant, user)
+    if found is None:
+        request.session.pop("uid", None)
+        request.session.pop("tid", None)
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(path)
+    if admin and not found.is_admin:
+        raise PageError(
+            403,
+            i18n.N_("Admins only"),
+            i18n.N_("This page is for the company's admins."),
+            i18n.N_("Ask an admin of your company for help."),
+        )
+    return found
+
+
+def module_on(who: Viewer) -> None:
+    """The Google pages answer with a clear error while the Calendar module is off."""
+    if not who.tenant.calendar_module_enabled:
+        raise PageError(
+            403,
+            i18n.N_("The Calendar module is off"),
+            i18n.N_("The Calendar module is switched off for this company."),
+            i18n.N_("Enable the Calendar module: an admin switches it on in Admin → Integrations."),
+        )
+
+
+def flash(
+    request: Request,
+    kind: str,
+    message: str,
+    remedy: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
+    """A message for the next page (message ids, translated when shown)."""
+    items = list(request.session.get("flash", []))
+    items.append({"kind": kind, "message": message, "remedy": remedy, "params": params or {}})
+    request.session["flash"] = items[-5:]
+
+
+def safe_next(path: str | None, default: str = "/settings/google") -> str:
+    """Only local paths: a login link must not send anyone elsewhere."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return default
+    return path
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    who: Viewer | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    code = language_of(request)
+    flashes = request.session.pop("flash", []) if "session" in request.scope else []
+    base = {
+        "request": request,
+        "who": who,
+        "csrf": csrf_token(request),
+        "lang": code,
+        "languages": i18n.LANGUAGES,
+        "flashes": flashes,
+        "version": __version__,
+        "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        "tr": tr,
+    }
+    body = ENV.get_template(template).render({**base, **(context or {})})
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Language": code,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",
+    }
+    return HTMLResponse(body, status_code=status, headers=headers)
+
+
+def tr(message: str | None, params: dict[str, Any] | None = None) -> str:
+    """A message id (or a stored English text) in the current language; unknown texts stay."""
+    if not message:
+        return ""
+    text = i18n.current().gettext(message)
+    if params:
+        try:
+            return text % params
+        except (KeyError, TypeError, ValueError):
+            return message % params
+    return text
+
+
+async def page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    return render(
+        request,
+        "error.html",
+        {"error": exc},
+        status=exc.status,
+    )
+
+
+async def login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    return redirect("/login?next=" + quote(exc.next_path, safe="/"))

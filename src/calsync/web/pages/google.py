@@ -1,0 +1,295 @@
+"""Settings → Google Calendar: the user's status card, Connect / Reconnect / Disconnect, calendar
+choices, direction, on/off, private entries, Sync now with live progress, runs and issues.
+
+The page acts through the same handlers as the REST API (called in-process, as this user), so
+its rules — who may switch on, which calendars are valid — are the API's, not a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from calsync.google import errors
+from calsync.store import bindings, connections
+from calsync.store.models import SyncRun
+
+from .. import connection, i18n
+from ..api import google as api
+from ..errors import ApiError
+from ..google_schemas import SettingsPatch, SyncIn, SyncOut
+from .common import (
+    PageError,
+    Viewer,
+    checked_form,
+    db_of,
+    flash,
+    module_on,
+    redirect,
+    render,
+    services_of,
+    tr,
+    viewer,
+)
+
+router = APIRouter()
+PAGE = "/settings/google"
+N_ = i18n.N_
+
+# page texts for the API's error codes (the API's own remedies name API paths)
+PAGE_ERRORS: dict[str, tuple[str, str | None]] = {
+    "calendar_module_disabled": (
+        N_("The Calendar module is switched off for this company."),
+        N_("Enable the Calendar module: an admin switches it on in Admin → Integrations."),
+    ),
+    "not_connected": (
+        N_("Google Calendar is not connected."),
+        N_("Press Connect Google and allow access on Google's page."),
+    ),
+    "needs_reauth": (
+        N_("Google no longer accepts calsync's access."),
+        N_("Press Reconnect and allow access on Google's page; nothing in the CRM is lost."),
+    ),
+    "service_account_mode": (
+        N_("Your company connects Google Calendar with a service account."),
+        N_("No Google sign-in is needed: switch sync on below."),
+    ),
+    "unknown_calendar": (
+        N_("One of the chosen calendars is not in your Google account any more."),
+        N_("Reload the page and choose again."),
+    ),
+    "export_calendar_not_writable": (
+        N_("calsync cannot write CRM entries to the chosen calendar."),
+        N_(
+            "Choose a calendar you own or may change; a separate calendar for CRM entries is recommended."
+        ),
+    ),
+    "nothing_to_sync": (
+        N_("No calendar is switched on for sync."),
+        N_("Choose calendars and switch sync on, then press Save."),
+    ),
+    "enable_for_self_only": (
+        N_("Only the user can switch Google Calendar sync on for themselves."),
+        N_("Ask the user to switch sync on in their own settings."),
+    ),
+    "validation_failed": (
+        N_("Some of the values are not valid."),
+        N_("Check the form and send it again."),
+    ),
+}
+
+
+def problem_of(exc: ApiError) -> tuple[str, str | None]:
+    return PAGE_ERRORS.get(exc.code, (exc.message, exc.remedy))
+
+
+@dataclass
+class PageSync:
+    """A Sync now started from the page: its task, so the page can show progress and result."""
+
+    task: asyncio.Task[SyncOut]
+    started: float = field(default_factory=time.monotonic)
+    calendars: list[str] = field(default_factory=list)
+
+
+def _syncs(request: Request) -> dict[uuid.UUID, PageSync]:
+    state = request.app.state
+    if not hasattr(state, "page_syncs"):
+        state.page_syncs = {}
+    syncs: dict[uuid.UUID, PageSync] = state.page_syncs
+    return syncs
+
+
+def _sync_state(request: Request, who: Viewer) -> dict[str, Any]:
+    """idle / running (with seconds) / finished (with outcome, counts and the error)."""
+    item = _syncs(request).get(who.user.id)
+    if item is None:
+        return {"state": "idle"}
+    elapsed = int(time.monotonic() - item.started)
+    if not item.task.done():
+        return {"state": "running", "elapsed": elapsed, "calendars": item.calendars}
+    out: dict[str, Any] = {"state": "finished", "elapsed": elapsed}
+    if item.task.cancelled():
+        out.update(outcome="failed", error={"message": N_("The sync was cancelled.")})
+        return out
+    exc = item.task.exception()
+    if isinstance(exc, ApiError):
+        message, remedy = problem_of(exc)
+        out.update(outcome="failed", error={"message": message, "remedy": remedy, "code": exc.code})
+    elif exc is not None:
+        out.update(outcome="failed", error={"message": N_("The sync failed unexpectedly.")})
+    else:
+        result = item.task.result()
+        out["outcome"] = result.outcome or "ok"
+        out["counts"] = result.counts.model_dump() if result.counts else {}
+        if result.error is not None:
+            out["error"] = result.error.model_dump()
+    return out
+
+
+async def _running_runs(request: Request, who: Viewer) -> list[SyncRun]:
+    from sqlalchemy import select
+
+    async with db_of(request).session() as s:
+        conn = await connections.for_user(s, who.user.id)
+        if conn is None:
+            return []
+        ids = [b.id for b in await bindings.for_connection(s, conn.id)]
+        if not ids:
+            return []
+        rows = (
+            await s.scalars(
+                select(SyncRun).where(SyncRun.binding_id.in_(ids), SyncRun.outcome == "running")
+            )
+        ).all()
+        await s.commit()
+    return list(rows)
+
+
+@router.get(PAGE, include_in_schema=False)
+async def settings_page(request: Request) -> Response:
+    who = await viewer(request)
+    module_on(who)
+    db, services = db_of(request), services_of(request)
+    status = await connection.status(db, services, who.tenant, who.user)
+    async with db.sessions() as s:
+        runs = (await api.list_runs(who.user.id, who.principal, s, limit=10)).runs
+    async with db.sessions() as s:
+        issues = (await api.list_issues(who.user.id, who.principal, s)).issues
+    sync = _sync_state(request, who)
+    return render(
+        request,
+        "google_settings.html",
+        {
+            "status": status,
+            "runs": runs,
+            "issues": issues,
+            "sync": sync,
+            "service_account": who.tenant.auth_mode == "service_account",
+            "oauth_configured": services.oauth is not None,
+        },
+        who=who,
+    )
+
+
+@router.post(PAGE, include_in_schema=False)
+async def save_settings(request: Request) -> Response:
+    who = await viewer(request)
+    form = await checked_form(request)
+    module_on(who)
+    service_account = who.tenant.auth_mode == "service_account"
+    values: dict[str, Any] = {"enabled": form.get("enabled") == "on"}
+    if form.get("calendars") == "shown":
+        values["import_calendar_ids"] = [str(v) for v in form.getlist("import")]
+        export = str(form.get("export") or "")
+        values["export_calendar_id"] = export or None
+    if not service_account:
+        if form.get("direction"):
+            values["direction"] = str(form.get("direction"))
+        if form.get("private_events"):
+            values["private_events"] = str(form.get("private_events"))
+    try:
+        body = SettingsPatch(**values)
+    except ValidationError:
+        flash(request, "error", *PAGE_ERRORS["validation_failed"])
+        return redirect(PAGE)
+    db = db_of(request)
+    try:
+        async with db.sessions() as s:
+            await api.patch_settings(who.user.id, body, who.principal, s, services_of(request), db)
+    except ApiError as exc:
+        flash(request, "error", *problem_of(exc))
+        return redirect(PAGE)
+    except errors.GoogleError as exc:
+        flash(request, "error", exc.message, exc.remedy)
+        return redirect(PAGE)
+    flash(request, "ok", N_("Your settings are saved."))
+    return redirect(PAGE)
+
+
+@router.post(PAGE + "/connect", include_in_schema=False)
+async def connect(request: Request) -> Response:
+    """Connect and Reconnect: off to Google's consent page."""
+    who = await viewer(request)
+    await checked_form(request)
+    module_on(who)
+    services = services_of(request)
+    if services.oauth is None:
+        exc = errors.OAuthNotConfigured()
+        raise PageError(409, N_("OAuth not configured"), exc.message, exc.remedy)
+    try:
+        async with db_of(request).sessions() as s:
+            out = await api.connect(who.user.id, who.principal, s, services)
+    except ApiError as exc:
+        flash(request, "error", *problem_of(exc))
+        return redirect(PAGE)
+    return redirect(out.authorization_url)
+
+
+@router.post(PAGE + "/disconnect", include_in_schema=False)
+async def disconnect(request: Request) -> Response:
+    who = await viewer(request)
+    await checked_form(request)
+    db = db_of(request)
+    async with db.sessions() as s:
+        out = await api.disconnect(who.user.id, who.principal, s, services_of(request), db)
+    flash(
+        request,
+        "ok",
+        N_("Google Calendar is disconnected. Your CRM entries stay; connect again at any time."),
+    )
+    for warning in out.warnings:
+        flash(request, "warn", warning.message, warning.remedy)
+    return redirect(PAGE)
+
+
+@router.post(PAGE + "/sync", include_in_schema=False)
+async def sync_now(request: Request) -> Response:
+    """Start Sync now in the background; the page shows its progress and then its result."""
+    who = await viewer(request)
+    await checked_form(request)
+    module_on(who)
+    syncs = _syncs(request)
+    current = syncs.get(who.user.id)
+    if current is not None and not current.task.done():
+        return redirect(PAGE + "#sync")
+    db, services = db_of(request), services_of(request)
+    principal = who.principal
+
+    async def work() -> SyncOut:
+        async with db.sessions() as s:
+            return await api.sync_now(
+                who.user.id, principal, s, services, db, Response(), SyncIn(wait=True)
+            )
+
+    task = services.spawn(work())
+    syncs[who.user.id] = PageSync(task)
+    # let a quick sync finish before the page is drawn (no flicker for small calendars)
+    await asyncio.wait({task}, timeout=0.5)
+    return redirect(PAGE + "#sync")
+
+
+@router.get(PAGE + "/sync/status", include_in_schema=False)
+async def sync_status(request: Request) -> Response:
+    """For the page's small script: progress while running, the result when finished."""
+    who = await viewer(request)
+    state = _sync_state(request, who)
+    if state["state"] == "running":
+        state["running"] = [
+            {"binding_id": str(r.binding_id), "pulled": r.pulled, "pushed": r.pushed}
+            for r in await _running_runs(request, who)
+        ]
+    if "error" in state:
+        error = dict(state["error"])
+        error["message"] = tr(error.get("message"))
+        if error.get("remedy"):
+            error["remedy"] = tr(error["remedy"])
+        state["error"] = error
+    return JSONResponse(state, headers={"Cache-Control": "no-store"})
