@@ -10,6 +10,8 @@ import typer
 
 from . import __version__
 from .cli_sync import register as register_sync
+from .jobs.worker import migrate_jobs
+from .jobs.worker import register as register_worker
 from .settings import Settings, get_settings
 from .store import apikeys, crypto, tenants, users
 from .store import migrate as migrations
@@ -26,6 +28,7 @@ apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
+register_worker(app)  # `calsync worker` (jobs/worker.py)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -121,6 +124,7 @@ def migrate(
             await migrations.downgrade(db, down)
         else:
             await migrations.upgrade(db, revision)
+            await migrate_jobs(db)  # procrastinate's tables, on PostgreSQL
         return await migrations.current_revision(db)
 
     current = _with_db(work)

@@ -25,18 +25,18 @@ from sqlalchemy.engine import make_url
 
 from calsync.jobs.inprocess import InProcessRunner
 from calsync.jobs.polling import PollPolicy
-from calsync.jobs.procrastinate_runner import ProcrastinateQueue, apply_schema, conninfo
+from calsync.jobs.procrastinate_runner import ProcrastinateQueue, apply_schema
 from calsync.settings import Settings
 from calsync.store import bindings, crypto
 from calsync.store.db import Database
+from calsync.store.migrate import upgrade
 from calsync.store.models import SyncRun
+from tests.calsync.conftest import BACKENDS, fresh_url
 from tests.calsync.google.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.conftest import Emulator
 from tests.sync.conftest import (  # noqa: F401  (fixtures reused)
     Harness,
     at,
-    db,
-    db_url,
     keyring,
     oauth_flow,
     sync_settings,
@@ -47,11 +47,46 @@ RUNNERS = ["inprocess"] + (["procrastinate"] if PG else [])
 LOCK_TTL = timedelta(seconds=2)
 
 
-@pytest.fixture(params=RUNNERS)
-def kind(request: pytest.FixtureRequest, db_url: str) -> str:  # noqa: F811
-    if request.param == "procrastinate" and not db_url.startswith("postgresql"):
-        pytest.skip("procrastinate runs on PostgreSQL only")
-    return str(request.param)
+COMBOS = [(b, k) for b in BACKENDS for k in RUNNERS if k == "inprocess" or b == "postgres"]
+
+
+@pytest.fixture(params=COMBOS, ids=[f"{b}-{k}" for b, k in COMBOS])
+def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
+    backend, kind = request.param
+    return str(backend), str(kind)
+
+
+@pytest.fixture
+def kind(combo: tuple[str, str]) -> str:
+    return combo[1]
+
+
+@pytest.fixture
+async def db_url(
+    combo: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A fresh, migrated database per test: worker processes and pollers see every binding
+    in their database, so no test may see another's."""
+    backend = combo[0]
+    url = fresh_url(backend, tmp_path_factory, f"jobs_{uuid.uuid4().hex[:10]}")
+    database = Database(url, pooled=False)
+    await upgrade(database)
+    await database.dispose()
+    yield url
+    if backend == "postgres":
+        name = make_url(url).database
+        admin = make_url(os.environ["CALSYNC_TEST_POSTGRES_URL"])
+        admin_info = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin_info, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def db(db_url: str, keyring: crypto.Keyring) -> AsyncIterator[Database]:  # noqa: F811
+    crypto.install(keyring)
+    database = Database(db_url)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture
@@ -63,7 +98,7 @@ def secret() -> str:
 @pytest.fixture
 async def h(
     emulator: Emulator,
-    db: Database,  # noqa: F811
+    db: Database,
     sync_settings: Settings,  # noqa: F811
     oauth_flow: Any,  # noqa: F811
     secret: str,
@@ -100,7 +135,7 @@ async def add_bindings(h: Harness, n: int, *, event: bool = True) -> list[uuid.U
     return ids
 
 
-async def runs_of(db: Database, binding_ids: list[uuid.UUID]) -> list[SyncRun]:  # noqa: F811
+async def runs_of(db: Database, binding_ids: list[uuid.UUID]) -> list[SyncRun]:
     async with db.session() as s:
         rows = await s.scalars(
             select(SyncRun).where(SyncRun.binding_id.in_(binding_ids)).order_by(SyncRun.started_at)
@@ -129,26 +164,17 @@ async def wait_until(
         await asyncio.sleep(every)
 
 
-def clear_procrastinate(db_url: str) -> None:  # noqa: F811
-    with psycopg.connect(conninfo(db_url), autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs, "
-            "procrastinate_workers CASCADE"
-        )
-
-
 @pytest.fixture
 async def make_runner(
     kind: str,
-    db: Database,  # noqa: F811
-    db_url: str,  # noqa: F811
+    db: Database,
+    db_url: str,
     h: Harness,
 ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     """Build (not start) a runner of the test's kind with short timeouts and no ticks."""
     made: list[Any] = []
     if kind == "procrastinate":
         await apply_schema(db_url)
-        clear_procrastinate(db_url)
 
     async def build(**options: Any) -> Any:
         common: dict[str, Any] = {
@@ -187,7 +213,7 @@ async def start_running(runner: Any) -> None:
 # -- worker subprocesses ---------------------------------------------------------------------
 
 
-def worker_env(h: Harness, db_url: str, secret: str, kind: str, **extra: Any) -> dict[str, str]:  # noqa: F811
+def worker_env(h: Harness, db_url: str, secret: str, kind: str, **extra: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
     env.update(
         {
@@ -247,7 +273,3 @@ def workers() -> Iterator[Workers]:
     w = Workers()
     yield w
     w.cleanup()
-
-
-def pg_name(db_url: str) -> str:  # noqa: F811
-    return str(make_url(db_url).database)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from calsync import __version__
 from calsync.channels import CHANNEL_RENEWAL_SECONDS, renew_due_channels
 from calsync.google.calendar import make_http_client
+from calsync.jobs.debounce import ChangeDebouncer
 from calsync.jobs.factory import make_job_queue
 from calsync.settings import Settings, get_settings
 from calsync.store import crypto
@@ -70,10 +71,16 @@ def create_app(
                 lambda: renew_due_channels(db, app.state.google.access, settings),
             )
             await jobs.start()
+        # CRM edits → debounced pushes (web/api/activities.py calls touch after each commit)
+        changes = app.state.changes = ChangeDebouncer(
+            db, jobs, delay=settings.change_debounce_seconds
+        )
+        changes.start()
         sandbox = getattr(app.state, "sandbox", None)
         if sandbox is not None:
             await sandbox.prepare(app)
         yield
+        await changes.stop()
         if owned_jobs:
             await jobs.stop()
         services: GoogleServices = app.state.google

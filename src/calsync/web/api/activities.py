@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from calsync.domain import activity as rules
 from calsync.domain import recurrence as rec
@@ -80,6 +80,14 @@ def activity_out(row: Activity, occurrence: rec.Occurrence | None = None) -> Act
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
     )
+
+
+def _changed(request: Request, tenant_id: uuid.UUID, *owners: uuid.UUID) -> None:
+    """A committed write: queue a (debounced) push to each owner's export calendar."""
+    changes = getattr(request.app.state, "changes", None)
+    if changes is not None:
+        for owner in owners:
+            changes.touch(tenant_id, owner)
 
 
 def _etag(row: Activity) -> dict[str, str]:
@@ -293,7 +301,7 @@ async def list_activities(
 
 @router.post("/activities", response_model=ActivityOut, status_code=201)
 async def create_activity(
-    body: ActivityIn, caller: Caller, s: Session, response: Response
+    body: ActivityIn, caller: Caller, s: Session, response: Response, request: Request
 ) -> ActivityOut:
     """Create an activity, a recurring master (recurrence), or an exception of a master
     (recurring_parent_id + original_start; status=cancelled removes that occurrence)."""
@@ -381,6 +389,7 @@ async def create_activity(
             "this occurrence already has an exception",
             "PATCH the existing exception",
         ) from exc
+    _changed(request, caller.tenant_id, row.owner_id)
     response.headers["Location"] = f"/api/v1/activities/{row.id}"
     response.headers.update(_etag(row))
     return activity_out(row)
@@ -403,6 +412,7 @@ async def patch_activity(
     caller: Caller,
     s: Session,
     response: Response,
+    request: Request,
     if_match: str | None = IF_MATCH,
 ) -> ActivityOut:
     """Change the fields sent. With If-Match, only if the activity is still at that version."""
@@ -473,6 +483,7 @@ async def patch_activity(
             )
         owner_id = await _check_owner(caller, s, body.owner_id)
     values = _validate(fields, parent_series)
+    previous_owner = row.owner_id
     try:
         await activities.update(
             s,
@@ -492,13 +503,18 @@ async def patch_activity(
         ) from exc
     except Deleted as exc:
         raise _gone(row) from exc
+    _changed(request, caller.tenant_id, *{previous_owner, row.owner_id})
     response.headers.update(_etag(row))
     return activity_out(row)
 
 
 @router.delete("/activities/{activity_id}", status_code=204)
 async def delete_activity(
-    activity_id: str, caller: Caller, s: Session, if_match: str | None = IF_MATCH
+    activity_id: str,
+    caller: Caller,
+    s: Session,
+    request: Request,
+    if_match: str | None = IF_MATCH,
 ) -> Response:
     """Soft delete: the activity becomes a tombstone and a `deleted` change is recorded;
     deleting a series deletes its exceptions. Deleting a tombstone again is a no-op."""
@@ -509,6 +525,7 @@ async def delete_activity(
     try:
         await activities.delete(s, row, expected_version=_if_match(if_match))
         await s.commit()
+        _changed(request, caller.tenant_id, row.owner_id)
     except VersionMismatch as exc:
         raise ApiError(
             412,

@@ -20,6 +20,7 @@ from calsync.channels import Channels
 from calsync.google import errors
 from calsync.google.calendar import CalendarClient
 from calsync.google.models import CalendarListEntry
+from calsync.jobs.port import JobQueue, Reason
 from calsync.store import bindings, connections, google_settings, runs, users
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
@@ -69,6 +70,12 @@ UPSTREAM: dict[int | str, dict[str, Any]] = {
 def google_services(request: Request) -> GoogleServices:
     services: GoogleServices = request.app.state.google
     return services
+
+
+def job_queue(request: Request) -> JobQueue | None:
+    """The app's runner once its lifespan started it (None in apps embedded without one)."""
+    jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
+    return jobs
 
 
 Services = Annotated[GoogleServices, Depends(google_services)]
@@ -472,6 +479,7 @@ async def sync_now(
     db: Db,
     response: Response,
     body: Annotated[SyncIn | None, Body()] = None,
+    jobs: Annotated[JobQueue | None, Depends(job_queue)] = None,
 ) -> SyncOut:
     """Sync now ("Sync now" button); with `wait` the answer comes when it is done."""
     body = body or SyncIn()
@@ -492,7 +500,11 @@ async def sync_now(
     ids = [b.id for b in targets]
     calendars = [b.google_calendar_id for b in targets]
     if not body.wait:
-        services.spawn(_run_all(db, services, ids, body.full))
+        if jobs is not None:  # MANUAL jumps the runner's queue
+            for binding_id in ids:
+                await jobs.enqueue_sync(binding_id, Reason.MANUAL, full=body.full)
+        else:  # an app whose lifespan has not run (embedded in tests): run it here
+            services.spawn(_run_all(db, services, ids, body.full))
         response.status_code = 202
         return SyncOut(
             status="queued",
