@@ -20,10 +20,20 @@ from .models import Activity, ActivityAttendee, Change, Tenant
 
 async def next_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
     """Take the tenant's write lock and the next sequence number (call first in a write)."""
+    return await reserve(session, tenant_id, 1)
+
+
+async def reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> int:
+    """Take the tenant's write lock and `count` consecutive numbers; returns the last of them.
+
+    One UPDATE for a whole batch keeps the feed's order-and-no-gaps guarantee: the range is the
+    transaction's until it commits, or released as a whole if it rolls back."""
+    if count < 1:
+        raise ValueError("reserve at least one sequence number")
     result = await session.execute(
         update(Tenant)
         .where(Tenant.id == tenant_id)
-        .values(change_seq=Tenant.change_seq + 1, updated_at=Tenant.updated_at)
+        .values(change_seq=Tenant.change_seq + count, updated_at=Tenant.updated_at)
         .returning(Tenant.change_seq)
         .execution_options(synchronize_session=False)
     )

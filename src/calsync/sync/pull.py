@@ -297,17 +297,22 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
     if not checked:
         return
     async with ctx.db.session() as s:
-        for event, g, values in checked:
+        created = await activities.create_many(
+            s,
+            ctx.tenant_id,
+            [
+                activities.NewActivity(
+                    type_key=ctx.tenant.default_import_type_key,
+                    owner_id=ctx.user_id,
+                    values=values,
+                    organizer_email=event.organizer.email if event.organizer else None,
+                )
+                for event, _, values in checked
+            ],
+            origin="sync",
+        )
+        for (event, g, _), activity in zip(checked, created, strict=True):
             assert event.id is not None
-            activity = await activities.create(
-                s,
-                ctx.tenant_id,
-                type_key=ctx.tenant.default_import_type_key,
-                owner_id=ctx.user_id,
-                values=values,
-                organizer_email=event.organizer.email if event.organizer else None,
-                origin="sync",
-            )
             link = links.new(
                 ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED
             )
