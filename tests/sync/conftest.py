@@ -91,12 +91,24 @@ class Harness:
         self.connection_id = uuid.uuid4()
         self.binding_id = uuid.uuid4()
 
-    async def setup(self, *, direction: str = "two_way", policy: str = "latest_wins") -> None:
-        self.emu.account(self.email, "Alice Example")
+    async def setup(
+        self,
+        *,
+        direction: str = "two_way",
+        policy: str = "latest_wins",
+        tenant_id: uuid.UUID | None = None,
+    ) -> None:
+        """Connect the user; with `tenant_id` as another user of that tenant."""
+        self.emu.account(self.email, self.email.split("@")[0].title())
         auth = await connect(self.oauth, self.email)
         async with self.db.session() as s:
-            tenant = await tenants.create(s, f"tenant-{uuid.uuid4()}")
-            tenant.conflict_policy = policy
+            if tenant_id is None:
+                tenant = await tenants.create(s, f"tenant-{uuid.uuid4()}")
+                tenant.conflict_policy = policy
+            else:
+                found = await tenants.get(s, tenant_id)
+                assert found is not None
+                tenant = found
             user = await users.create(s, tenant.id, self.email)
             conn = await connections.create(
                 s,

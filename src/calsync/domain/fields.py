@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -25,6 +25,8 @@ UNITS: dict[str, tuple[str, ...]] = {
     "visibility": ("visibility",),
     "transparency": ("transparency",),
     "schedule": ("start", "end", "all_day", "time_zone", "recurrence"),
+    # only an exception of a series can be cancelled and stay (a cancelled occurrence)
+    "status": ("cancelled",),
 }
 
 
@@ -47,6 +49,7 @@ class SyncFields:
     visibility: str = VISIBILITY_DEFAULT
     transparency: str = TRANSPARENCY_DEFAULT
     recurrence: tuple[str, ...] = ()
+    cancelled: bool = False
 
     def unit(self, name: str) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in UNITS[name])
@@ -55,8 +58,12 @@ class SyncFields:
         return replace(self, **dict(zip(UNITS[name], value, strict=True)))
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {
+            name: getattr(self, name) for name in self.__dataclass_fields__
+        }  # flat: no deep copy
         data["recurrence"] = list(self.recurrence)
+        if not self.cancelled:
+            del data["cancelled"]  # hashes of entries that cannot be cancelled stay as they were
         return data
 
     @classmethod
@@ -115,6 +122,7 @@ def make(
     visibility: str | None = None,
     transparency: str | None = None,
     recurrence: tuple[str, ...] | list[str] | None = None,
+    cancelled: bool = False,
 ) -> SyncFields:
     """Normalise raw values from either side into `SyncFields`."""
     all_day = not isinstance(start, datetime)
@@ -131,6 +139,7 @@ def make(
         visibility=visibility or VISIBILITY_DEFAULT,
         transparency=transparency or TRANSPARENCY_DEFAULT,
         recurrence=recurrence_lines(recurrence),
+        cancelled=cancelled,
     )
 
 

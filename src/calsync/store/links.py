@@ -219,3 +219,46 @@ async def dirty(session: AsyncSession, binding_id: uuid.UUID) -> list[uuid.UUID]
 
 async def delete_for_binding(session: AsyncSession, binding_id: uuid.UUID) -> None:
     await session.execute(delete(EventLink).where(EventLink.binding_id == binding_id))
+
+
+async def shared_activity(
+    session: AsyncSession, tenant_id: uuid.UUID, binding_id: uuid.UUID, ical_uid: str
+) -> Activity | None:
+    """The live top-level activity another binding of the tenant links to a meeting's iCalUID
+    (the same meeting in another CRM user's calendar)."""
+    return await session.scalar(
+        select(Activity)
+        .join(EventLink, EventLink.activity_id == Activity.id)
+        .where(
+            EventLink.tenant_id == tenant_id,
+            EventLink.binding_id != binding_id,
+            EventLink.ical_uid == ical_uid,
+            Activity.deleted_at.is_(None),
+            Activity.recurring_parent_id.is_(None),
+        )
+        .order_by(EventLink.created_at)
+        .limit(1)
+    )
+
+
+async def exception_at(
+    session: AsyncSession, master_id: uuid.UUID, original_start_local: datetime
+) -> Activity | None:
+    """The live exception of a series for the occurrence that started at this wall clock."""
+    return await session.scalar(
+        select(Activity).where(
+            Activity.recurring_parent_id == master_id,
+            Activity.original_start_local == original_start_local,
+            Activity.deleted_at.is_(None),
+        )
+    )
+
+
+async def exceptions(session: AsyncSession, master_id: uuid.UUID) -> list[uuid.UUID]:
+    """Ids of a series' live exceptions."""
+    rows = await session.scalars(
+        select(Activity.id).where(
+            Activity.recurring_parent_id == master_id, Activity.deleted_at.is_(None)
+        )
+    )
+    return list(rows)

@@ -291,6 +291,9 @@ class CalendarBinding(Base):
     failure_count: Mapped[int] = mapped_column(Integer, default=0)
     # last change-feed seq whose changes the engine has pushed (migration 0002)
     push_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: the connection's private-events policy the stored links were made under; a change
+    #: makes the next sync list the window again and re-apply it
+    private_events_applied: Mapped[str | None] = mapped_column(String(16))
     locked_by: Mapped[str | None] = mapped_column(String(128))
     locked_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
@@ -317,6 +320,9 @@ class EventLink(Base):
     google_event_id: Mapped[str] = mapped_column(String(1024))
     google_recurring_event_id: Mapped[str | None] = mapped_column(String(1024))
     ical_uid: Mapped[str | None] = mapped_column(String(1024), index=True)
+    #: why the CRM side may not write this event (not_organizer / event_type / busy /
+    #: recurrence); None = two-way
+    read_only: Mapped[str | None] = mapped_column(String(32))
     google_etag: Mapped[str | None] = mapped_column(String(255))
     google_updated: Mapped[datetime | None] = mapped_column()
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending/linked/parked

@@ -58,6 +58,14 @@ class Ctx:
     to_push: set[uuid.UUID] = field(default_factory=set)
     #: activities whose Google event was deleted while the CRM edited them: undelete in Google
     restore: set[uuid.UUID] = field(default_factory=set)
+    #: the connection's private-events policy (import / busy / skip) and Google account
+    private_events: str = "import"
+    google_email: str | None = None
+    #: the policy changed since the links were made: re-apply it to every listed event
+    reapply: bool = False
+    #: activities the push can only write after another write lands (a new master's
+    #: exceptions): planned again in the next round
+    later: set[uuid.UUID] = field(default_factory=set)
 
     @property
     def window_start(self) -> datetime:

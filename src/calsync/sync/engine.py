@@ -148,7 +148,16 @@ async def _locked(
             lock_owner=owner,
             allow_mass_delete=allow_mass_delete,
             full=full or binding.sync_token is None,
+            private_events=connection.private_events or "import",
+            google_email=connection.google_email,
         )
+        if (
+            binding.private_events_applied is not None
+            and binding.private_events_applied != ctx.private_events
+        ):
+            # the user changed the private-events policy: list everything and re-apply it
+            ctx.full = ctx.reapply = True
+            ctx.sync_token = None
         try:
             if ctx.pulls:
                 await pull(ctx)

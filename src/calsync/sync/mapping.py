@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from calsync.domain.activity import RESPONSE_STATUSES as RESPONSES
 from calsync.domain.activity import ActivityDraft, Attendee
 from calsync.domain.fields import UNITS, SyncFields, make
 from calsync.google.models import Event
@@ -64,7 +65,8 @@ def event_fields(event: Event, calendar_zone: str | None) -> SyncFields:
         time_zone=zone,
         visibility=event.visibility,
         transparency=event.transparency,
-        recurrence=event.recurrence,
+        recurrence=None if event.recurring_event_id else event.recurrence,
+        cancelled=event.cancelled and event.recurring_event_id is not None,
     )
 
 
@@ -90,6 +92,7 @@ def activity_fields(activity: Activity) -> SyncFields:
         visibility=activity.visibility,
         transparency=activity.transparency,
         recurrence=activity.recurrence,
+        cancelled=activity.status == "cancelled" and activity.recurring_parent_id is not None,
     )
 
 
@@ -124,6 +127,8 @@ def event_body(
             body["recurrence"] = list(values.recurrence)
         elif before is not None and before.recurrence:
             body["recurrence"] = None  # patch: null clears
+    if "status" in chosen:
+        body["status"] = "cancelled" if values.cancelled else "confirmed"
     return body
 
 
@@ -164,9 +169,16 @@ def tagged_activity_id(event: Event, tenant_id: uuid.UUID) -> uuid.UUID | None:
 
 
 def draft(
-    values: SyncFields, activity: Activity | None, fallback_zone: str | None
+    values: SyncFields,
+    activity: Activity | None,
+    fallback_zone: str | None,
+    *,
+    attendees: tuple[Attendee, ...] | None = None,
+    original_start: date | datetime | None = None,
+    status: str | None = None,
 ) -> ActivityDraft:
-    """Activity fields for `values`; what Google does not carry comes from `activity`."""
+    """Activity fields for `values`; what Google does not carry comes from `activity` (or the
+    keyword arguments: Google's attendee list, an exception's original start and status)."""
     if values.all_day:
         zone = activity.time_zone if activity is not None else _zone_or_utc(fallback_zone)
         start: date | datetime = date.fromisoformat(values.start)
@@ -175,14 +187,27 @@ def draft(
         zone = values.time_zone
         start = datetime.strptime(values.start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         end = datetime.strptime(values.end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    attendees: tuple[Attendee, ...] = ()
-    status = "confirmed"
+    current: tuple[Attendee, ...] = ()
+    current_status = "confirmed"
     if activity is not None:
-        attendees = tuple(
+        current = tuple(
             Attendee(a.email, a.display_name, a.response_status, a.optional)
             for a in activity.attendees
         )
-        status = activity.status
+        current_status = activity.status
+        if original_start is None and activity.original_start_local is not None:
+            original_start = (
+                activity.original_start_local.date()
+                if activity.all_day
+                else activity.original_start_local
+            )
+    if attendees is None:
+        attendees = current
+    if status is None:
+        if original_start is not None:  # an exception: cancelled or not, as the fields say
+            status = "cancelled" if values.cancelled else "confirmed"
+        else:
+            status = current_status
     return ActivityDraft(
         start=start,
         end=end,
@@ -196,7 +221,42 @@ def draft(
         status=status,
         attendees=attendees,
         recurrence=list(values.recurrence) or None,
+        original_start=original_start,
     )
+
+
+def event_attendees(event: Event) -> tuple[Attendee, ...] | None:
+    """Google's guest list with responses (rooms and resources left out); None if not given."""
+    if event.attendees is None:
+        return None
+    out: dict[str, Attendee] = {}
+    for a in event.attendees:
+        if a.resource or not a.email:
+            continue
+        email = a.email.strip().lower()
+        status = a.response_status if a.response_status in RESPONSES else "needsAction"
+        out[email] = Attendee(email, a.display_name, status or "needsAction", bool(a.optional))
+    return tuple(out.values())
+
+
+def original_start(event: Event, zone: str) -> date | datetime | None:
+    """Where Google says an exception's occurrence originally was (aware, or a date)."""
+    o = event.original_start_time
+    if o is None:
+        return None
+    if o.date is not None:
+        return o.date
+    if o.date_time is not None:
+        return _aware(o.date_time, _zone_or_utc(o.time_zone or zone))
+    return None
+
+
+def instance_id(master_event_id: str, all_day: bool, original_local: datetime, zone: str) -> str:
+    """Google's id of one occurrence of a series: `<master>_<UTC start>` (a date if all-day)."""
+    if all_day:
+        return f"{master_event_id}_{original_local.strftime('%Y%m%d')}"
+    utc = original_local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    return f"{master_event_id}_{utc.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def with_units(target: SyncFields, source: SyncFields, units: Iterable[str]) -> SyncFields:

@@ -18,7 +18,7 @@ from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import activities, bindings, links, runs
 
-from . import filters, mapping
+from . import filters, importing, mapping
 from .context import Ctx
 from .reconcile import Result, first_link, reconcile
 
@@ -75,22 +75,36 @@ async def pull(ctx: Ctx) -> None:
     await guard(ctx, events)
     unlinked: list[Event] = []
     known = await _known(ctx, events)
-    for event in events:
+    # occurrences after everything else: their masters are linked or imported by then
+    series = [e for e in events if e.recurring_event_id is None]
+    occurrences = [e for e in events if e.recurring_event_id is not None]
+    for event in series:
         if event.id is None:
             continue
         if event.id not in known:
             # no link and nothing to relink: only matching or import can use it
-            if not event.cancelled and filters.importable(event):
+            if not event.cancelled and filters.importable(event, ctx.private_events):
                 unlinked.append(event)
             continue
         result = await apply(ctx, event)
         if result is Result.UNLINKED:
             unlinked.append(event)
-    ctx.counts["pulled"] += len(events)
     await import_new(ctx, unlinked)
+    new_occurrences: list[Event] = []
+    for event in occurrences:
+        if event.id is None or not filters.importable(event, ctx.private_events):
+            continue
+        if event.id in known and await apply(ctx, event) is not Result.UNLINKED:
+            continue
+        new_occurrences.append(event)
+    await importing.import_occurrences(ctx, new_occurrences)
+    ctx.counts["pulled"] += len(events)
     await ctx.hooks.fire("after_pull", ctx)
     async with ctx.db.session() as s:
         await bindings.save_sync_token(s, ctx.binding_id, token, zone)
+        binding = await bindings.get(s, ctx.binding_id)
+        if binding is not None:
+            binding.private_events_applied = ctx.private_events
         await s.commit()
     ctx.sync_token = token
 
@@ -154,7 +168,8 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
 async def apply(ctx: Ctx, event: Event) -> Result:
     """One event in one transaction; an event the CRM cannot hold is parked as an issue."""
     assert event.id is not None
-    if not event.cancelled and not filters.importable(event):
+    if not event.cancelled and not filters.importable(event, ctx.private_events):
+        await importing.forget(ctx, event)  # e.g. private entries after a switch to `skip`
         ctx.counts["ignored"] += 1
         return Result.SKIPPED
     try:
@@ -192,7 +207,7 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
     for event in events:
         assert event.id is not None
         try:
-            fields[event.id] = mapping.event_fields(event, ctx.time_zone)
+            fields[event.id] = filters.google_fields(ctx, event)
         except mapping.Unmappable as exc:
             await park_event(ctx, event, str(exc))
     by_id = {e.id: e for e in events if e.id in fields}
@@ -212,7 +227,17 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
     for amb in found.ambiguous:
         taken.update(amb.google)
         await _park_ambiguous(ctx, amb.google, amb.crm, fields[amb.google[0]])
-    fresh = [(by_id[gid], values) for gid, values in fields.items() if gid not in taken]
+    fresh = []
+    for gid, values in fields.items():
+        if gid in taken:
+            continue
+        if importing.special(ctx, by_id[gid]):
+            try:
+                await importing.import_one(ctx, by_id[gid], values)
+            except ActivityInvalid as exc:
+                await park_event(ctx, by_id[gid], str(exc))
+        else:
+            fresh.append((by_id[gid], values))
     for i in range(0, len(fresh), IMPORT_CHUNK):
         await _import(ctx, fresh[i : i + IMPORT_CHUNK])
 
@@ -231,6 +256,7 @@ async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields)
                 )
                 s.add(link)
             link.google_event_id = event.id
+            link.read_only = filters.read_only(ctx, event)
             await first_link(ctx, s, link, activity, event, g)
             await runs.resolve_issues(s, ctx.binding_id, activity_id=activity.id)
             await s.commit()

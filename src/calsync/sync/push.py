@@ -15,18 +15,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
 from calsync.google import calls, errors
 from calsync.google.calls import ApiCall
 from calsync.google.models import Event
-from calsync.store import changes, links, runs
+from calsync.store import activities, changes, links, runs
 from calsync.store.models import Activity, EventLink
 
 from . import filters, mapping
 from .context import Ctx
 from .errors import parks
-from .reconcile import CANCELLED, reconcile
+from .reconcile import CANCELLED, reconcile, write_crm
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,16 @@ async def push(ctx: Ctx) -> None:
     todo: set[uuid.UUID] = set(seqs) | ctx.to_push
     async with ctx.db.session() as s:
         todo.update(await links.dirty(s, ctx.binding_id))
-        if ctx.push_seq == 0 and ctx.exports:
+        if ctx.exports:
+            # every exportable activity without a link: new on a first sync, and those of a
+            # type the admin exports since (the change feed never named them for Google)
             fresh = await links.unlinked_activities(
-                s, ctx.tenant_id, ctx.user_id, ctx.binding_id, since=ctx.window_start
+                s,
+                ctx.tenant_id,
+                ctx.user_id,
+                ctx.binding_id,
+                since=ctx.window_start,
+                type_keys=filters.exported_types(ctx.tenant),
             )
             todo.update(a.id for a in fresh if filters.exportable(ctx.tenant, a))
     deferred: set[uuid.UUID] = set()
@@ -69,6 +78,8 @@ async def push(ctx: Ctx) -> None:
                 todo.add(op.activity_id)
             elif outcome == "deferred":
                 deferred.add(op.activity_id)
+        todo |= ctx.later  # a new series' exceptions, now that the series exists
+        ctx.later.clear()
     deferred |= todo  # still owed after the last round: keep them for the next run
     cursor = last
     for aid in deferred:
@@ -137,6 +148,63 @@ def _patch(
     )
 
 
+async def _read_only(ctx: Ctx, s: AsyncSession, activity: Activity, link: EventLink) -> None:
+    """The CRM may not write this event (another organiser's meeting, focus time, a busy
+    block, a series it cannot represent): a CRM edit is undone instead of failing with 403 on
+    every run, a CRM delete only forgets the link."""
+    if activity.deleted_at is not None:
+        await links.remove(s, link)
+        return
+    c = mapping.activity_fields(activity)
+    if link.snapshot is None or content_hash(c) == link.crm_hash:
+        return
+    google = SyncFields.from_json(link.snapshot)
+    if google != c:
+        await write_crm(ctx, s, activity, google)
+        ctx.counts["reverted"] += 1
+    link.crm_hash = content_hash(mapping.activity_fields(activity))
+
+
+async def _occurrence(
+    ctx: Ctx, s: AsyncSession, activity: Activity, link: EventLink | None
+) -> Op | None:
+    """An exception of a series: Google already has the occurrence (under `<master>_<original
+    start>`), so it is patched into place, never inserted; a deleted exception (the occurrence
+    back to normal) only forgets its link."""
+    if activity.deleted_at is not None:
+        if link is not None:
+            await links.remove(s, link)
+        return None
+    assert activity.recurring_parent_id is not None and activity.original_start_local is not None
+    master_link = await links.by_activity(s, ctx.binding_id, activity.recurring_parent_id)
+    if master_link is None or master_link.read_only:
+        return None
+    if master_link.state != links.LINKED or master_link.google_etag is None:
+        ctx.later.add(activity.id)  # the series is being written: the occurrence follows
+        return None
+    master = await activities.get(s, ctx.tenant_id, activity.recurring_parent_id)
+    if master is None or master.deleted_at is not None:
+        return None
+    c = mapping.activity_fields(activity)
+    c_hash = content_hash(c)
+    event_id = mapping.instance_id(
+        master_link.google_event_id, master.all_day, activity.original_start_local, master.time_zone
+    )
+    if link is None:
+        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event_id, state=links.PENDING)
+        s.add(link)
+    link.snapshot, link.crm_hash, link.google_hash = c.to_json(), c_hash, c_hash
+    link.google_event_id = event_id
+    link.google_recurring_event_id = master_link.google_event_id
+    return Op(
+        "patch",
+        activity.id,
+        event_id,
+        calls.events_patch(ctx.calendar_id, event_id, mapping.event_body(c), send_updates="none"),
+        c,
+    )
+
+
 async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
     """Decide each activity's write; pending links are committed here, before any insert."""
     ops: list[Op] = []
@@ -151,6 +219,16 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             if activity is None or activity.owner_id != ctx.user_id:
                 continue
             link = lks.get(aid)
+            if link is not None and link.read_only:
+                await _read_only(ctx, s, activity, link)
+                continue
+            if activity.recurring_parent_id is not None and (
+                link is None or link.state == links.PENDING or activity.deleted_at is not None
+            ):
+                op = await _occurrence(ctx, s, activity, link)
+                if op is not None:
+                    ops.append(op)
+                continue
             if activity.deleted_at is not None:
                 if link is None:
                     continue
@@ -251,6 +329,8 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
             link.crm_hash = content_hash(op.values) if op.values is not None else None
             link.google_etag, link.google_updated = result.etag, result.updated
             link.ical_uid = result.i_cal_uid
+            if op.kind == "insert" and op.values is not None and op.values.recurrence:
+                ctx.later.update(await links.exceptions(s, op.activity_id))
             await runs.resolve_issues(s, ctx.binding_id, activity_id=op.activity_id)
             await s.commit()
             ctx.counts["pushed"] += 1

@@ -12,12 +12,13 @@ that moment; a side has changed iff its current hash differs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.domain.activity import validate
+from calsync.domain.activity import Attendee, validate
 from calsync.domain.decide import Action, State, decide
 from calsync.domain.fields import SyncFields, content_hash
 from calsync.domain.ids import activity_id_from_event_id
@@ -26,7 +27,7 @@ from calsync.google.models import Event
 from calsync.store import activities, links, runs
 from calsync.store.models import Activity, EventLink
 
-from . import mapping
+from . import filters, mapping
 from .context import Ctx
 
 #: `google_hash` of a link whose event Google deleted while the CRM edited the activity
@@ -51,6 +52,8 @@ def crm_state(activity: Activity, link: EventLink) -> State:
 async def relink(ctx: Ctx, s: AsyncSession, event: Event) -> EventLink | None:
     """Rebuild a lost link from the activity id in the event (tag, or our deterministic id)."""
     assert event.id is not None
+    if event.recurring_event_id is not None:
+        return None  # an occurrence carries its master's tag: linked by the pull's exceptions
     candidate = mapping.tagged_activity_id(event, ctx.tenant_id) or activity_id_from_event_id(
         event.id
     )
@@ -66,7 +69,8 @@ async def relink(ctx: Ctx, s: AsyncSession, event: Event) -> EventLink | None:
     ctx.counts["linked"] += 1
     if event.cancelled:
         return link
-    g = mapping.event_fields(event, ctx.time_zone)
+    g = filters.google_fields(ctx, event)
+    link.read_only = filters.read_only(ctx, event)
     if activity.deleted_at is not None:
         # deleted in the CRM while the link was lost: the delete is the newer fact
         _agree(link, event, g, crm=None)
@@ -84,15 +88,15 @@ async def first_link(
         None,
         c,
         g,
-        policy=_policy(ctx),
+        policy=_policy(ctx, link),
         crm_updated=activity.updated_at,
         google_updated=_updated(event, activity),
     )
     await _apply_merged(ctx, s, link, activity, event, g, merged)
 
 
-def _policy(ctx: Ctx) -> Policy:
-    if not ctx.pushes:
+def _policy(ctx: Ctx, link: EventLink | None = None) -> Policy:
+    if not ctx.pushes or (link is not None and link.read_only):
         return Policy.GOOGLE_WINS
     if not ctx.applies_to_crm:
         return Policy.CRM_WINS
@@ -114,11 +118,37 @@ def _agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None)
     link.state = links.LINKED
 
 
-async def write_crm(ctx: Ctx, s: AsyncSession, activity: Activity, values: SyncFields) -> None:
-    """Store `values` on the activity (raises ActivityInvalid when the CRM cannot hold them)."""
-    checked = validate(mapping.draft(values, activity, ctx.time_zone))
+async def write_crm(
+    ctx: Ctx,
+    s: AsyncSession,
+    activity: Activity,
+    values: SyncFields,
+    *,
+    attendees: tuple[Attendee, ...] | None = None,
+) -> None:
+    """Store `values` on the activity (raises ActivityInvalid when the CRM cannot hold them);
+    an exception is checked against its master's series."""
+    parent = None
+    if activity.recurring_parent_id is not None:
+        master = await activities.get(s, ctx.tenant_id, activity.recurring_parent_id)
+        if master is not None:
+            parent = activities.series(master)
+    checked = validate(mapping.draft(values, activity, ctx.time_zone, attendees=attendees), parent)
     await activities.update(s, activity, checked, origin="sync")
     ctx.counts["updated"] += 1
+
+
+async def responses(ctx: Ctx, s: AsyncSession, activity: Activity, event: Event) -> None:
+    """Show Google's guests and their answers (accepted, declined ...) on the activity; a
+    decline is an answer, not a deletion."""
+    wanted = mapping.event_attendees(event)
+    if wanted is None or not ctx.applies_to_crm or activity.deleted_at is not None:
+        return
+    have = tuple(
+        Attendee(a.email, a.display_name, a.response_status, a.optional) for a in activity.attendees
+    )
+    if wanted != have:
+        await write_crm(ctx, s, activity, mapping.activity_fields(activity), attendees=wanted)
 
 
 async def _apply_merged(
@@ -143,13 +173,13 @@ async def _apply_merged(
             crm=list(conflict.crm),
             google=list(conflict.google),
             decision=conflict.winner.value,
-            policy=_policy(ctx).value,
+            policy=_policy(ctx, link).value,
             activity_id=activity.id,
             link_id=link.id,
             google_event_id=event.id,
         )
         ctx.counts["conflicts"] += 1
-    if merged.to_google and ctx.pushes:
+    if merged.to_google and ctx.pushes and not link.read_only:
         _agree(link, event, g, crm=None)  # the push writes the units the CRM won
         ctx.to_push.add(activity.id)
     else:
@@ -171,11 +201,26 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
     if activity is None:
         await links.remove(s, link)
         return Result.SKIPPED if event.cancelled else Result.UNLINKED
-    if event.cancelled:
+    occurrence = activity.recurring_parent_id is not None
+    if event.cancelled and (not occurrence or activity.deleted_at is not None):
         return await _cancelled(ctx, s, link, activity, event)
-    if link.state != links.PENDING and link.google_etag == event.etag:
+    if link.state != links.PENDING and link.google_etag == event.etag and not ctx.reapply:
         return Result.UNCHANGED  # our own write coming back, or nothing new
-    g = mapping.event_fields(event, ctx.time_zone)
+    if activity.owner_id != ctx.user_id:
+        # an attendee's copy of a meeting another CRM user owns: that user's binding writes
+        # the fields; this copy only brings its guests' answers
+        link.read_only = filters.NOT_ORGANIZER
+        await responses(ctx, s, activity, event)
+        link.google_etag, link.google_updated = event.etag, event.updated
+        link.ical_uid = event.i_cal_uid
+        link.state = links.LINKED
+        return Result.DONE
+    if event.cancelled and link.snapshot is not None and event.start is None:
+        g = replace(SyncFields.from_json(link.snapshot), cancelled=True)
+    else:
+        g = filters.google_fields(ctx, event)
+    link.read_only = filters.read_only(ctx, event)
+    await responses(ctx, s, activity, event)
     g_hash = content_hash(g)
     if link.snapshot is None:
         await first_link(ctx, s, link, activity, event, g)
@@ -200,7 +245,7 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         await links.restore_activity(s, activity)
         ctx.counts["restored"] += 1
         action = Action.PULL
-    if action is Action.PULL or not ctx.pushes:
+    if action is Action.PULL or not ctx.pushes or link.read_only:
         if mapping.activity_fields(activity) != g:
             await write_crm(ctx, s, activity, g)
         _agree(link, event, g, crm=mapping.activity_fields(activity))
@@ -209,7 +254,7 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         base,
         mapping.activity_fields(activity),
         g,
-        policy=_policy(ctx),
+        policy=_policy(ctx, link),
         crm_updated=activity.updated_at,
         google_updated=_updated(event, activity),
     )
@@ -220,8 +265,13 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
 async def _cancelled(
     ctx: Ctx, s: AsyncSession, link: EventLink, activity: Activity, event: Event
 ) -> Result:
+    if activity.owner_id != ctx.user_id:
+        # an attendee's copy went away (uninvited, or the organiser deleted it): the
+        # organiser's binding decides about the activity
+        await links.remove(s, link)
+        return Result.DONE
     action = decide(crm_state(activity, link), State.DELETED)
-    if action is Action.RESTORE_GOOGLE and ctx.pushes:
+    if action is Action.RESTORE_GOOGLE and ctx.pushes and not link.read_only:
         # edited in the CRM after Google deleted it: the edit wins, the event comes back
         link.google_etag, link.google_updated = event.etag, event.updated
         link.google_hash, link.crm_hash = CANCELLED, None

@@ -1,0 +1,242 @@
+"""New Google events that need more than the plain import: private entries, entries the CRM
+may only read, meetings other CRM users see too (one activity per iCalUID), and the moved or
+cancelled occurrences of series (exceptions, linked to their master by original start)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.domain.activity import ActivityDraft, ActivityInvalid, validate
+from calsync.domain.fields import SyncFields, content_hash
+from calsync.google.models import Event
+from calsync.store import activities, links, runs, users
+from calsync.store.errors import AlreadyExists
+from calsync.store.models import Activity, EventLink
+
+from . import filters, mapping
+from .context import Ctx
+from .reconcile import first_link, responses
+
+UNREPRESENTABLE = "calsync.recurrence_unsupported"
+
+
+def special(ctx: Ctx, event: Event) -> bool:
+    """Whether a new event needs this module (everything else takes the plain bulk import)."""
+    return bool(
+        filters.is_private(event)
+        or event.attendees
+        or event.recurring_event_id
+        or filters.read_only(ctx, event)
+    )
+
+
+def _agreed(link: EventLink, event: Event, g: SyncFields, activity: Activity) -> None:
+    link.snapshot = g.to_json()
+    link.google_hash = content_hash(g)
+    link.crm_hash = content_hash(mapping.activity_fields(activity))
+    link.google_etag, link.google_updated = event.etag, event.updated
+    link.ical_uid = event.i_cal_uid
+    link.state = links.LINKED
+
+
+async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
+    """A new (non-occurrence) event: join the activity of the same meeting if another CRM
+    user's calendar brought it already, else create one — owned by the organiser when the
+    organiser is a CRM user of the tenant, so the organiser's binding is the one that writes."""
+    assert event.id is not None
+    ro = filters.read_only(ctx, event)
+    async with ctx.db.session() as s:
+        if event.i_cal_uid:
+            shared = await links.shared_activity(s, ctx.tenant_id, ctx.binding_id, event.i_cal_uid)
+            if shared is not None:
+                link = links.new(ctx.tenant_id, ctx.binding_id, shared.id, event.id, state="linked")
+                s.add(link)
+                if shared.owner_id == ctx.user_id:
+                    link.read_only = ro
+                    await first_link(ctx, s, link, shared, event, g)
+                else:
+                    link.read_only = filters.NOT_ORGANIZER
+                    _agreed(link, event, g, shared)
+                await responses(ctx, s, shared, event)
+                await s.commit()
+                ctx.counts["linked"] += 1
+                return
+        owner = ctx.user_id
+        organizer = (event.organizer.email or "") if event.organizer else ""
+        if ro == filters.NOT_ORGANIZER and organizer:
+            user = await users.by_email(s, ctx.tenant_id, organizer)
+            if user is not None:
+                owner = user.id
+        values = validate(
+            mapping.draft(g, None, ctx.time_zone, attendees=mapping.event_attendees(event))
+        )
+        activity = await activities.create(
+            s,
+            ctx.tenant_id,
+            type_key=filters.import_type(ctx, event),
+            owner_id=owner,
+            values=values,
+            organizer_email=organizer or None,
+            origin="sync",
+        )
+        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
+        link.read_only = ro if owner == ctx.user_id else filters.NOT_ORGANIZER
+        _agreed(link, event, g, activity)
+        s.add(link)
+        if ro == filters.RECURRENCE:
+            await _report_unrepresentable(ctx, s, event, activity)
+        await s.commit()
+    ctx.counts["created"] += 1
+
+
+async def _report_unrepresentable(
+    ctx: Ctx, s: AsyncSession, event: Event, activity: Activity
+) -> None:
+    await runs.report_issue(
+        s,
+        ctx.tenant_id,
+        ctx.binding_id,
+        ctx.run_id,
+        code=UNREPRESENTABLE,
+        message=(
+            f"The Google series {event.summary or event.id!r} repeats in a way the CRM cannot "
+            f"represent ({'; '.join(event.recurrence or ())}); it shows as its first "
+            "occurrence and is read-only in the CRM."
+        ),
+        remedy="Change the series in Google Calendar (e.g. a daily, weekly, monthly or yearly "
+        "rule), or keep editing it there.",
+        activity_id=activity.id,
+        google_event_id=event.id,
+    )
+    ctx.counts["issues"] += 1
+
+
+async def forget(ctx: Ctx, event: Event) -> None:
+    """An event that no longer takes part (the private-events policy became `skip`): its
+    activity goes from the CRM; the event stays in Google untouched."""
+    assert event.id is not None
+    async with ctx.db.session() as s:
+        link = await links.by_event(s, ctx.binding_id, event.id)
+        if link is None:
+            return
+        activity = (
+            await activities.get(s, ctx.tenant_id, link.activity_id) if link.activity_id else None
+        )
+        if (
+            activity is not None
+            and activity.deleted_at is None
+            and activity.owner_id == ctx.user_id
+            and ctx.applies_to_crm
+        ):
+            await activities.delete(s, activity, origin="sync")
+            ctx.counts["deleted"] += 1
+        await links.remove(s, link)
+        await s.commit()
+
+
+def _local(value: date | datetime, master: Activity) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(ZoneInfo(master.time_zone)).replace(tzinfo=None)
+    return datetime.combine(value, time())
+
+
+async def import_occurrences(ctx: Ctx, events: list[Event]) -> None:
+    """Moved, edited or cancelled occurrences whose master is linked here become (or link to)
+    the master's exceptions; those of a master calsync does not hold are left alone."""
+    for event in events:
+        assert event.id is not None and event.recurring_event_id is not None
+        try:
+            await _occurrence(ctx, event)
+        except (ActivityInvalid, AlreadyExists, mapping.Unmappable) as exc:
+            from .pull import park_event
+
+            await park_event(ctx, event, str(exc))
+
+
+async def _occurrence(ctx: Ctx, event: Event) -> None:
+    assert event.id is not None and event.recurring_event_id is not None
+    async with ctx.db.session() as s:
+        master_link = await links.by_event(s, ctx.binding_id, event.recurring_event_id)
+        if master_link is None or master_link.activity_id is None:
+            return
+        if master_link.read_only == filters.RECURRENCE:
+            return  # the CRM holds only the first occurrence of that series
+        master = await activities.get(s, ctx.tenant_id, master_link.activity_id)
+        if master is None or master.deleted_at is not None or not master.recurrence:
+            return
+        original = mapping.original_start(event, master.time_zone)
+        if original is None:
+            return
+        original_local = _local(original, master)
+        existing = await links.exception_at(s, master.id, original_local)
+        if existing is not None:
+            if await links.by_activity(s, ctx.binding_id, existing.id) is not None:
+                return
+            link = links.new(ctx.tenant_id, ctx.binding_id, existing.id, event.id, state="linked")
+            link.read_only = master_link.read_only
+            s.add(link)
+            if existing.owner_id == ctx.user_id and not event.cancelled:
+                await first_link(ctx, s, link, existing, event, filters.google_fields(ctx, event))
+            else:
+                _agreed(link, event, mapping.activity_fields(existing), existing)
+            await s.commit()
+            ctx.counts["linked"] += 1
+            return
+        if event.cancelled and master.owner_id != ctx.user_id:
+            return
+        parent = activities.series(master)
+        if event.cancelled or event.start is None:
+            # a cancelled occurrence: the generated one's times, hidden by the status
+            duration = master.end_local - master.start_local
+            start: date | datetime = original_local
+            end: date | datetime = original_local + duration
+            if master.all_day:
+                start, end = original_local.date(), (original_local + duration).date()
+            draft = ActivityDraft(
+                start=start,
+                end=end,
+                subject=master.subject,
+                all_day=master.all_day,
+                time_zone=master.time_zone,
+                visibility=master.visibility,
+                transparency=master.transparency,
+                status="cancelled",
+                original_start=start if master.all_day else original_local,
+            )
+        else:
+            g = filters.google_fields(ctx, event)
+            draft = mapping.draft(
+                g,
+                None,
+                master.time_zone,
+                attendees=mapping.event_attendees(event),
+                original_start=original_local.date() if master.all_day else original_local,
+            )
+            if g.all_day:
+                draft = _with_zone(draft, master.time_zone)
+        values = validate(draft, parent)
+        activity = await activities.create(
+            s,
+            ctx.tenant_id,
+            type_key=master.type_key,
+            owner_id=master.owner_id,
+            values=values,
+            recurring_parent_id=master.id,
+            organizer_email=master.organizer_email,
+            origin="sync",
+        )
+        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
+        link.read_only = master_link.read_only
+        fields = mapping.activity_fields(activity)
+        _agreed(link, event, fields, activity)
+        s.add(link)
+        await s.commit()
+    ctx.counts["created"] += 1
+
+
+def _with_zone(draft: ActivityDraft, zone: str) -> ActivityDraft:
+    return replace(draft, time_zone=zone)

@@ -1,0 +1,372 @@
+"""Recurring series, their exceptions and all-day entries (DESIGN.md rules 5 and 7), against the
+emulator: wall clock kept across DST, one occurrence moved or cancelled on either side touches
+only that occurrence, "this and following" splits, far-off time zones keep their dates."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from calsync.domain.activity import ActivityDraft, validate
+from calsync.domain.ids import google_event_id
+from calsync.google.models import Event
+from calsync.store import activities, runs
+from calsync.store.models import Activity
+
+from .conftest import ZONE, Harness, at
+
+OSLO = ZoneInfo(ZONE)
+
+
+async def series(
+    h: Harness,
+    subject: str,
+    start: datetime | date,
+    end: datetime | date,
+    rule: str,
+    *,
+    zone: str = ZONE,
+) -> uuid.UUID:
+    values = validate(
+        ActivityDraft(start=start, end=end, subject=subject, time_zone=zone, recurrence=[rule])
+    )
+    async with h.db.session() as s:
+        row = await activities.create(
+            s, h.tenant_id, type_key="meeting", owner_id=h.user_id, values=values
+        )
+        await s.commit()
+    return row.id
+
+
+async def exception(
+    h: Harness,
+    master_id: uuid.UUID,
+    original: datetime,
+    *,
+    start: datetime | None = None,
+    status: str = "confirmed",
+) -> uuid.UUID:
+    async with h.db.session() as s:
+        master = await activities.get(s, h.tenant_id, master_id)
+        assert master is not None
+        duration = master.end_local - master.start_local
+        begin = start or original
+        values = validate(
+            ActivityDraft(
+                start=begin,
+                end=begin + duration,
+                subject=master.subject,
+                time_zone=master.time_zone,
+                status=status,
+                original_start=original,
+            ),
+            activities.series(master),
+        )
+        row = await activities.create(
+            s,
+            h.tenant_id,
+            type_key=master.type_key,
+            owner_id=h.user_id,
+            values=values,
+            recurring_parent_id=master.id,
+        )
+        await s.commit()
+    return row.id
+
+
+async def instances(h: Harness, *, deleted: bool = False) -> list[Event]:
+    out: list[Event] = []
+    pages = h.person.list_events(
+        h.calendar_id,
+        single_events=True,
+        show_deleted=deleted,
+        time_min=datetime.now(UTC) - timedelta(days=400),
+    )
+    async for page in pages:
+        out.extend(page.items)
+    return out
+
+
+def local(event: Event) -> datetime:
+    assert event.start is not None and event.start.date_time is not None
+    return event.start.date_time.astimezone(OSLO).replace(tzinfo=None)
+
+
+def suffix(original_local: datetime) -> str:
+    return original_local.replace(tzinfo=OSLO).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+async def exceptions_of(h: Harness, master_id: uuid.UUID) -> list[Activity]:
+    async with h.db.session() as s:
+        master = await activities.get(s, h.tenant_id, master_id)
+        assert master is not None
+        return list(await activities.exceptions_of(s, master))
+
+
+def next_march() -> date:
+    today = date.today()
+    return date(today.year + (1 if today.month >= 3 else 0), 3, 1)
+
+
+async def test_crm_series_in_oslo_keeps_its_local_time_after_the_dst_change(h: Harness) -> None:
+    first = next_march() + timedelta(days=(7 - next_march().weekday()) % 7)  # first Monday
+    start = datetime.combine(first, datetime.min.time()).replace(hour=9)
+    sid = await series(h, "Standup", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=8")
+    assert (await h.sync()).ok
+    events = await instances(h)
+    assert len(events) == 8
+    assert {local(e).time() for e in events} == {start.time()}  # 09:00 in Oslo, all of them
+    offsets = {e.start.date_time.utcoffset() for e in events if e.start and e.start.date_time}
+    assert len({local(e).replace(tzinfo=OSLO).utcoffset() for e in events}) == 2  # CET and CEST
+    assert offsets  # Google wrote the zone; the wall clock did not move
+    link = await h.link(sid)
+    assert link is not None and link.google_event_id == google_event_id(sid)
+
+
+async def test_occurrence_moved_in_google_moves_only_that_crm_occurrence(h: Harness) -> None:
+    start = at(3, 10)
+    sid = await series(h, "Weekly", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=5")
+    assert (await h.sync()).ok
+    second = start + timedelta(days=7)
+    moved = second + timedelta(hours=3)
+    await h.gpatch(
+        f"{google_event_id(sid)}_{suffix(second)}",
+        {
+            "start": {"dateTime": moved.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (moved + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+        },
+    )
+    result = await h.sync()
+    assert result.ok, result
+    excs = await exceptions_of(h, sid)
+    assert len(excs) == 1
+    assert excs[0].original_start_local == second and excs[0].start_local == moved
+    master = await h.get(sid)
+    assert master.start_local == start and master.recurrence == ["RRULE:FREQ=WEEKLY;COUNT=5"]
+    # nothing echoes back, and a second sync changes nothing
+    again = await h.sync()
+    assert again.ok and again.counts.get("pushed", 0) == 0 and again.counts.get("updated", 0) == 0
+    starts = sorted(local(e) for e in await instances(h))
+    assert starts == sorted([start + timedelta(days=7 * i) for i in (0, 2, 3, 4)] + [moved])
+
+
+async def test_occurrence_cancelled_in_crm_cancels_only_that_google_instance(h: Harness) -> None:
+    start = at(2, 8)
+    sid = await series(h, "Daily", start, start + timedelta(minutes=30), "RRULE:FREQ=DAILY;COUNT=4")
+    third = start + timedelta(days=2)
+    await exception(h, sid, third, status="cancelled")  # before the first sync: follows its series
+    fourth = start + timedelta(days=3)
+    result = await h.sync()
+    assert result.ok, result
+    assert sorted(local(e) for e in await instances(h)) == [
+        start,
+        start + timedelta(days=1),
+        fourth,
+    ]
+    # cancel one more after the series is in Google, and move the first in the CRM
+    await exception(h, sid, fourth, status="cancelled")
+    await exception(h, sid, start, start=start + timedelta(hours=1))
+    result = await h.sync()
+    assert result.ok, result
+    assert sorted(local(e) for e in await instances(h)) == [
+        start + timedelta(hours=1),
+        start + timedelta(days=1),
+    ]
+    assert (await h.sync()).counts.get("pushed", 0) == 0
+
+
+async def test_google_series_with_moved_and_cancelled_occurrences_is_imported(h: Harness) -> None:
+    start = at(1, 12)
+    master = await h.person.insert_event(
+        h.calendar_id,
+        {
+            "summary": "Lunch club",
+            "start": {"dateTime": start.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (start + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+            "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=4"],
+        },
+    )
+    assert master.id is not None
+    second, third = start + timedelta(days=7), start + timedelta(days=14)
+    await h.gdelete(f"{master.id}_{suffix(second)}")
+    await h.gpatch(f"{master.id}_{suffix(third)}", {"summary": "Lunch club (moved)"})
+    result = await h.sync()
+    assert result.ok, result
+    rows = await h.live_activities()
+    masters = [r for r in rows if r.recurrence]
+    assert len(masters) == 1 and masters[0].subject == "Lunch club"
+    excs = {e.original_start_local: e for e in await exceptions_of(h, masters[0].id)}
+    assert set(excs) == {second, third}
+    assert excs[second].status == "cancelled"
+    assert excs[third].subject == "Lunch club (moved)" and excs[third].status == "confirmed"
+    again = await h.sync()
+    assert again.ok and again.counts.get("pushed", 0) == 0
+
+
+async def test_this_and_following_split_in_google_becomes_two_crm_series(h: Harness) -> None:
+    start = at(1, 9)
+    sid = await series(h, "Review", start, start + timedelta(hours=1), "RRULE:FREQ=DAILY;COUNT=10")
+    assert (await h.sync()).ok
+    gid = google_event_id(sid)
+    split = start + timedelta(days=5)
+    until = (split - timedelta(seconds=1)).replace(tzinfo=OSLO).astimezone(UTC)
+    # what Google Calendar does for "this and following events": UNTIL on the old series...
+    await h.gpatch(gid, {"recurrence": [f"RRULE:FREQ=DAILY;UNTIL={until:%Y%m%dT%H%M%SZ}"]})
+    # ...and a new series from the split on (here at another time)
+    later = split + timedelta(hours=2)
+    await h.person.insert_event(
+        h.calendar_id,
+        {
+            "summary": "Review",
+            "start": {"dateTime": later.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (later + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+            "recurrence": ["RRULE:FREQ=DAILY;COUNT=5"],
+        },
+    )
+    result = await h.sync()
+    assert result.ok, result
+    rows = [r for r in await h.live_activities() if r.recurrence]
+    assert len(rows) == 2
+    old = await h.get(sid)
+    assert old.recurrence is not None and any("UNTIL=" in line for line in old.recurrence)
+    async with h.db.session() as s:
+        listed = await activities.list_expanded(
+            s,
+            h.tenant_id,
+            start=start.replace(tzinfo=OSLO) - timedelta(hours=1),
+            end=start.replace(tzinfo=OSLO) + timedelta(days=12),
+            owner_id=h.user_id,
+        )
+    starts = [i.occurrence.start_local for i in listed if i.occurrence]
+    assert starts == [start + timedelta(days=d) for d in range(5)] + [
+        later + timedelta(days=d) for d in range(5)
+    ]
+    assert (await h.sync()).counts.get("pushed", 0) == 0
+
+
+async def test_all_day_entries_keep_their_dates_at_utc_minus_10_and_plus_14(h: Harness) -> None:
+    day = date.today() + timedelta(days=6)
+    ids = {}
+    for zone in ("Pacific/Honolulu", "Pacific/Kiritimati"):
+        values = validate(
+            ActivityDraft(start=day, end=day + timedelta(days=1), subject=zone, time_zone=zone)
+        )
+        async with h.db.session() as s:
+            row = await activities.create(
+                s, h.tenant_id, type_key="meeting", owner_id=h.user_id, values=values
+            )
+            await s.commit()
+        ids[zone] = row.id
+    for n, zone in enumerate(("Pacific/Honolulu", "Pacific/Kiritimati")):
+        await h.person.insert_event(
+            h.calendar_id,
+            {
+                "summary": f"google {zone}",
+                "start": {"date": (day + timedelta(days=n)).isoformat()},
+                "end": {"date": (day + timedelta(days=n + 2)).isoformat()},
+            },
+        )
+    result = await h.sync()
+    assert result.ok, result
+    by_summary = {e.summary: e for e in await h.events()}
+    for zone in ids:
+        event = by_summary[zone]
+        assert event.start is not None and event.start.date == day
+        assert event.end is not None and event.end.date == day + timedelta(days=1)
+    rows = {r.subject: r for r in await h.live_activities()}
+    for n, zone in enumerate(("Pacific/Honolulu", "Pacific/Kiritimati")):
+        row = rows[f"google {zone}"]
+        assert row.all_day and row.start_local.date() == day + timedelta(days=n)
+        assert row.end_local.date() == day + timedelta(days=n + 2)
+    # an all-day edit in Google comes back as the same dates, nothing shifts a day
+    await h.gpatch(by_summary["Pacific/Kiritimati"].id or "", {"summary": "renamed"})
+    assert (await h.sync()).ok
+    row = await h.get(ids["Pacific/Kiritimati"])
+    assert row.subject == "renamed" and row.start_local.date() == day
+    assert row.time_zone == "Pacific/Kiritimati"
+
+
+async def test_all_day_series_and_its_exception_round_trip(h: Harness) -> None:
+    day = date.today() + timedelta(days=2)
+    sid = await series(h, "Holiday", day, day + timedelta(days=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    assert (await h.sync()).ok
+    second = day + timedelta(days=7)
+    await h.gpatch(f"{google_event_id(sid)}_{second:%Y%m%d}", {"summary": "Holiday (long)"})
+    assert (await h.sync()).ok
+    excs = await exceptions_of(h, sid)
+    assert len(excs) == 1 and excs[0].subject == "Holiday (long)" and excs[0].all_day
+    assert excs[0].original_start_local == datetime.combine(second, datetime.min.time())
+
+
+async def test_window_includes_older_series_with_future_occurrences(h: Harness) -> None:
+    old = at(-90, 9)
+    crm = await series(h, "Old CRM series", old, old + timedelta(hours=1), "RRULE:FREQ=WEEKLY")
+    ended = await series(
+        h, "Ended", old, old + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=2"
+    )  # over long before the window: stays in the CRM only
+    await h.person.insert_event(
+        h.calendar_id,
+        {
+            "summary": "Old Google series",
+            "start": {"dateTime": old.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (old + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+            "recurrence": ["RRULE:FREQ=DAILY"],
+        },
+    )
+    assert (await h.sync()).ok
+    assert await h.link(crm) is not None and await h.link(ended) is None
+    subjects = {r.subject for r in await h.live_activities()}
+    assert "Old Google series" in subjects
+
+
+async def test_initial_matching_compares_recurrence(h: Harness) -> None:
+    start = at(4, 14)
+    same = await series(h, "Sync", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    other = await series(h, "Plan", start, start + timedelta(hours=1), "RRULE:FREQ=DAILY;COUNT=3")
+    for summary, rule in (("Sync", "RRULE:FREQ=WEEKLY;COUNT=3"), ("Plan", "RRULE:FREQ=WEEKLY")):
+        await h.person.insert_event(
+            h.calendar_id,
+            {
+                "summary": summary,
+                "start": {"dateTime": start.isoformat(), "timeZone": ZONE},
+                "end": {"dateTime": (start + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+                "recurrence": [rule],
+            },
+        )
+    result = await h.sync()
+    assert result.ok, result
+    assert result.counts["linked"] == 1  # "Sync" matched; "Plan" repeats differently
+    link = await h.link(same)
+    assert link is not None and link.google_event_id != google_event_id(same)
+    assert (await h.link(other)) is not None  # exported as its own series
+    assert len([r for r in await h.live_activities() if r.subject == "Plan"]) == 2
+    assert len(await h.events()) == 3
+
+
+async def test_exotic_rule_is_imported_read_only_and_reported(h: Harness) -> None:
+    start = at(2, 9)
+    event = await h.person.insert_event(
+        h.calendar_id,
+        {
+            "summary": "Every hour",
+            "start": {"dateTime": start.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (start + timedelta(minutes=10)).isoformat(), "timeZone": ZONE},
+            "recurrence": ["RRULE:FREQ=HOURLY;COUNT=5"],
+        },
+    )
+    await h.ginsert("Plain", at(2, 15))
+    result = await h.sync()
+    assert result.counts["created"] == 2, result
+    rows = {r.subject: r for r in await h.live_activities()}
+    assert rows["Every hour"].recurrence is None and rows["Every hour"].start_local == start
+    async with h.db.session() as s:
+        issues = await runs.open_issues(s, h.binding_id)
+    assert [i.code for i in issues] == ["calsync.recurrence_unsupported"]
+    # read-only: a CRM edit is undone, never written to Google (no 4xx loops)
+    await h.edit(rows["Every hour"].id, subject="Changed in CRM")
+    mark = h.mark()
+    assert (await h.sync()).ok
+    assert not [r for r in h.requests_since(mark) if r["method"] in ("PATCH", "POST", "PUT")]
+    assert (await h.get(rows["Every hour"].id)).subject == "Every hour"
+    assert event.id and (await h.person.get_event(h.calendar_id, event.id)).summary == "Every hour"
