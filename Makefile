@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8765
 PYTEST_ARGS ?=
 
-.PHONY: uv env run test lint typecheck bench emulator
+.PHONY: uv env run test lint typecheck bench emulator chromium
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
@@ -24,7 +24,11 @@ run: env
 emulator: env
 	$(UV) run --frozen python -m gcal_emulator --host $(HOST) --port $(PORT)
 
-test: env
+# the browser tests drive Debian's Chromium (never Playwright's own download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+
+test: env chromium
 	$(UV) run --frozen ruff check src tests bench
 	$(UV) run --frozen ruff format --check src tests bench
 	$(UV) run --frozen mypy
