@@ -316,7 +316,8 @@ class _Doctor:
             return
         try:
             tokens = self.access.tokens(self.db, self.tenant, conn)
-            await tokens.refresh()
+            # a real refresh: the cached token counts as rejected, so Google is asked
+            await tokens.refresh(rejected=await tokens.access_token())
         except NotConnected:
             self.add(
                 Check(

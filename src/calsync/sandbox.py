@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, tenants, users
 from calsync.sync.engine import sync_binding
+from calsync.web.pages.passwords import hash_password
 from gcal_emulator.app import create_app as create_emulator
 from gcal_emulator.state import Config, World
 
@@ -40,6 +41,7 @@ ADMIN = ("admin@demo.example", "Dana Admin")
 USERS = [("ada@demo.example", "Ada Lovelace"), ("bo@demo.example", "Bo Carlsen")]
 CLIENT_ID = "calsync-sandbox.apps.googleusercontent.com"
 ZONE = "Europe/Oslo"
+DEMO_PASSWORD = "calsync-demo"  # the sandbox's demo users log in to the pages with it
 
 
 class EmulatorThread:
@@ -147,6 +149,8 @@ class Sandbox:
             for email, _ in [ADMIN, *USERS]:
                 user = await users.by_email(s, tenant.id, email)
                 if user is not None:
+                    if user.password_hash is None:  # demo logins for the pages
+                        user.password_hash = hash_password(DEMO_PASSWORD)
                     self.logins.append((email, str(user.id)))
             await s.commit()
         print(self.banner(), flush=True)
@@ -163,6 +167,7 @@ class Sandbox:
             "  Users (Google accounts in the emulator, already connected):",
         ]
         lines += [f"    {email:<22} user id {uid}" for email, uid in self.logins]
+        lines += [f"  Pages:            {s.public_url}/login   (password {DEMO_PASSWORD})"]
         lines += [
             "  Try:",
             f'    curl -H "Authorization: Bearer {self.admin_key}" {s.public_url}/api/v1/activities',

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from starlette.datastructures import UploadFile as FormFile
 
 from calsync.domain.activity import PROJECT_TASK
 from calsync.store import tenants, users
@@ -126,8 +127,8 @@ async def _patch(request: Request, values: dict[str, Any]) -> bool:
     who = await viewer(request, admin=True)
     try:
         body = TenantSettingsPatch(**values)
-        async with db_of(request).sessions() as s:
-            await tenant_api.patch_settings(body, who.principal, s)
+        async with who.acting(db_of(request)) as (s, caller):
+            await tenant_api.patch_settings(body, caller, s)
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
         flash(
@@ -199,18 +200,18 @@ async def upload_key(request: Request) -> Response:
     who = await viewer(request, admin=True)
     form = await checked_form(request)
     upload = form.get("key")
-    if not isinstance(upload, UploadFile) or not upload.filename:
+    if not isinstance(upload, FormFile) or not upload.filename:
         flash(request, "error", N_("Choose the key file (.json or .p12) first."))
         return redirect(PAGE + "#service-account")
     password = str(form.get("password") or "") or None
     client_email = str(form.get("client_email") or "").strip() or None
     try:
-        async with db_of(request).sessions() as s:
+        async with who.acting(db_of(request)) as (s, caller):
             out = await sa_api.upload_key(
-                who.principal,
+                caller,
                 s,
                 services_of(request),
-                file=upload,
+                file=cast(UploadFile, upload),
                 password=password,
                 client_email=client_email,
                 key_format=None,
@@ -236,9 +237,9 @@ async def test_key(request: Request) -> Response:
     form = await checked_form(request)
     email = str(form.get("email") or "").strip() or who.user.email
     try:
-        async with db_of(request).sessions() as s:
+        async with who.acting(db_of(request)) as (s, caller):
             out = await sa_api.test_key(
-                who.principal, s, services_of(request), ServiceAccountTestIn(email=email)
+                caller, s, services_of(request), ServiceAccountTestIn(email=email)
             )
     except ApiError as exc:
         request.session["sa_test"] = {

@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from calsync import __version__
@@ -102,9 +105,16 @@ class Viewer:
     def is_admin(self) -> bool:
         return self.user.role == "admin"
 
-    @property
-    def principal(self) -> Principal:
-        return Principal(self.tenant, self.user, self.is_admin)
+    @asynccontextmanager
+    async def acting(self, db: Database) -> AsyncIterator[tuple[AsyncSession, Principal]]:
+        """A session and this user as an API caller whose tenant and user live in that session
+        (the shared handlers change `caller.tenant` in place, as the API's own session does)."""
+        async with db.sessions() as s:
+            tenant = await tenants.get(s, self.tenant.id)
+            user = await users.get(s, self.tenant.id, self.user.id)
+            if tenant is None or user is None:
+                raise LoginRequired("/")
+            yield s, Principal(tenant, user, self.is_admin)
 
 
 def db_of(request: Request) -> Database:

@@ -159,10 +159,10 @@ async def settings_page(request: Request) -> Response:
     module_on(who)
     db, services = db_of(request), services_of(request)
     status = await connection.status(db, services, who.tenant, who.user)
-    async with db.sessions() as s:
-        runs = (await api.list_runs(who.user.id, who.principal, s, limit=10)).runs
-    async with db.sessions() as s:
-        issues = (await api.list_issues(who.user.id, who.principal, s)).issues
+    async with who.acting(db) as (s, caller):
+        runs = (await api.list_runs(who.user.id, caller, s, limit=10)).runs
+    async with who.acting(db) as (s, caller):
+        issues = (await api.list_issues(who.user.id, caller, s)).issues
     sync = _sync_state(request, who)
     return render(
         request,
@@ -202,8 +202,8 @@ async def save_settings(request: Request) -> Response:
         return redirect(PAGE)
     db = db_of(request)
     try:
-        async with db.sessions() as s:
-            await api.patch_settings(who.user.id, body, who.principal, s, services_of(request), db)
+        async with who.acting(db) as (s, caller):
+            await api.patch_settings(who.user.id, body, caller, s, services_of(request), db)
     except ApiError as exc:
         flash(request, "error", *problem_of(exc))
         return redirect(PAGE)
@@ -225,8 +225,8 @@ async def connect(request: Request) -> Response:
         exc = errors.OAuthNotConfigured()
         raise PageError(409, N_("OAuth not configured"), exc.message, exc.remedy)
     try:
-        async with db_of(request).sessions() as s:
-            out = await api.connect(who.user.id, who.principal, s, services)
+        async with who.acting(db_of(request)) as (s, caller):
+            out = await api.connect(who.user.id, caller, s, services)
     except ApiError as exc:
         flash(request, "error", *problem_of(exc))
         return redirect(PAGE)
@@ -238,8 +238,8 @@ async def disconnect(request: Request) -> Response:
     who = await viewer(request)
     await checked_form(request)
     db = db_of(request)
-    async with db.sessions() as s:
-        out = await api.disconnect(who.user.id, who.principal, s, services_of(request), db)
+    async with who.acting(db) as (s, caller):
+        out = await api.disconnect(who.user.id, caller, s, services_of(request), db)
     flash(
         request,
         "ok",
@@ -261,12 +261,11 @@ async def sync_now(request: Request) -> Response:
     if current is not None and not current.task.done():
         return redirect(PAGE + "#sync")
     db, services = db_of(request), services_of(request)
-    principal = who.principal
 
     async def work() -> SyncOut:
-        async with db.sessions() as s:
+        async with who.acting(db) as (s, caller):
             return await api.sync_now(
-                who.user.id, principal, s, services, db, Response(), SyncIn(wait=True)
+                who.user.id, caller, s, services, db, Response(), SyncIn(wait=True)
             )
 
     task = services.spawn(work())
