@@ -17,10 +17,9 @@ from calsync.settings import Settings, get_settings
 from calsync.store import crypto
 from calsync.store.db import Database
 
-from . import errors, webhooks
+from . import errors, pages, webhooks
 from . import metrics as metrics_endpoint
 from . import oauth as oauth_callback
-from . import pages
 from .api import router as api_router
 from .google_services import GoogleServices
 
@@ -141,7 +140,7 @@ def create_app(
 
     app.include_router(api_router)
     app.include_router(oauth_callback.router)
-    pages.install(app, settings)  # HTML pages, sessions, static files (web/pages)
     app.include_router(webhooks.router)
     app.include_router(metrics_endpoint.router)
+    pages.install(app, settings)  # HTML pages, sessions, static files (web/pages)
     return app
