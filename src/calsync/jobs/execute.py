@@ -36,17 +36,17 @@ class Executor:
     db: Database
     google: GoogleAccess
     lock_ttl: timedelta = timedelta(minutes=15)
-    clock: Callable[[], datetime] = utcnow
+    clock: Callable[[], datetime] = utcnow  # polling's clock; locks and runs use real time
     owner_prefix: str = field(default_factory=worker_id)
 
     async def run(self, binding_id: uuid.UUID, reason: Reason, full: bool) -> RunResult:
         """Sync one binding now; cancelled (shutdown past the grace period) → the lock is
         released by the engine and the open run is closed as abandoned."""
         owner = f"{self.owner_prefix}:{uuid.uuid4().hex[:6]}"
-        started = self.clock()
+        started = utcnow()
         keeper = asyncio.create_task(self._keep_lock(binding_id, owner))
         try:
-            return await sync_binding(
+            result = await sync_binding(
                 self.db,
                 binding_id,
                 self.google,
@@ -55,6 +55,13 @@ class Executor:
                 owner=owner,
                 lock_ttl=self.lock_ttl,
             )
+            if result.run_id is not None:
+                # this run held the lock, so a run of the binding still "running" from before
+                # it belonged to a worker that died (the engine takes over expired locks)
+                async with self.db.session() as s:
+                    await schedule.abandon_runs(s, binding_id, utcnow(), before=started)
+                    await s.commit()
+            return result
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._abandon(binding_id, started))
@@ -77,7 +84,7 @@ class Executor:
 
     async def _abandon(self, binding_id: uuid.UUID, since: datetime) -> None:
         async with self.db.session() as s:
-            now = self.clock()
+            now = utcnow()
             await schedule.abandon_runs(s, binding_id, now, since=since)
             await schedule.hand_back(s, [binding_id], now)
             await s.commit()
@@ -85,7 +92,7 @@ class Executor:
     async def release_stuck(self) -> list[uuid.UUID]:
         """Free bindings whose lock holder stopped renewing (it died); returns them so the
         runner syncs them again."""
-        now = self.clock()
+        now = utcnow()
         async with self.db.session() as s:
             held = await schedule.expired_locks(s, now)
             await s.commit()

@@ -143,12 +143,18 @@ async def release_expired(
 
 
 async def abandon_runs(
-    session: AsyncSession, binding_id: uuid.UUID, now: datetime, since: datetime | None = None
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    now: datetime,
+    since: datetime | None = None,
+    before: datetime | None = None,
 ) -> None:
     """Close a binding's runs still marked running (their worker died or was stopped)."""
     conditions = [SyncRun.binding_id == binding_id, SyncRun.outcome == "running"]
     if since is not None:
         conditions.append(SyncRun.started_at >= since)
+    if before is not None:
+        conditions.append(SyncRun.started_at < before)
     await session.execute(
         update(SyncRun)
         .where(*conditions)
