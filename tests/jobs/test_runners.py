@@ -65,6 +65,29 @@ async def test_sync_now_jumps_the_queue(h: Harness, db: Database, make_runner: A
     assert_never_concurrent(runs)
 
 
+async def test_a_webhook_goes_ahead_of_queued_polls(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    """A person waiting for their change must not wait behind safety-net polls (a first poll
+    pass can queue every binding of the process at once)."""
+    polled = await add_bindings(h, 5, event=False)
+    runner = await make_runner(concurrency=1)
+    for binding_id in polled:
+        await runner.enqueue_sync(binding_id, Reason.POLL)
+    await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)
+    await start_running(runner)
+    everything = [*polled, h.binding_id]
+
+    async def all_done() -> bool:
+        runs = await runs_of(db, everything)
+        return len(runs) == 6 and all(r.finished_at is not None for r in runs)
+
+    await wait_until(all_done)
+    runs = await runs_of(db, everything)
+    assert runs[0].binding_id == h.binding_id and runs[0].trigger == "webhook"
+    assert_never_concurrent(runs)
+
+
 async def test_full_request_upgrades_the_queued_one(
     h: Harness, db: Database, make_runner: Any
 ) -> None:

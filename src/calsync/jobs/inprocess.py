@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS = 300.0
 
+# Who runs first when syncs queue up: a person who pressed Sync now, then changes someone is
+# waiting to see (webhooks, CRM edits, retries), and the safety-net polls last, so a first poll
+# pass that queues every binding never delays a webhook.
+RANK = {Reason.MANUAL: 0, Reason.POLL: 2}
+
 
 @dataclass
 class _Pending:
@@ -47,7 +52,7 @@ class _Pending:
     full: bool
     due: float  # monotonic
     version: int = 0
-    manual: bool = False
+    rank: int = 1
     failures: int = 0
 
 
@@ -102,7 +107,7 @@ class InProcessRunner:
         self._pending: dict[uuid.UUID, _Pending] = {}
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._waiting: list[tuple[float, int, uuid.UUID, int]] = []  # delayed: (due, seq, id, v)
-        self._ready: list[tuple[int, int, uuid.UUID, int]] = []  # (0 manual / 1 other, seq, id, v)
+        self._ready: list[tuple[int, int, uuid.UUID, int]] = []  # (rank, seq, id, version)
         self._seq = itertools.count()
         self._versions = itertools.count(1)
         self._wake = asyncio.Event()
@@ -129,20 +134,20 @@ class InProcessRunner:
         if self._stopping:
             return
         due = time.monotonic() + max(0.0, delay)
-        manual = reason is Reason.MANUAL
+        rank = RANK.get(reason, 1)
         pending = self._pending.get(binding_id)
         if pending is not None:
             self.stats.coalesced += 1
-            changed = (manual and not pending.manual) or due < pending.due
+            changed = rank < pending.rank or due < pending.due
             pending.full = pending.full or full
             pending.failures = max(pending.failures, failures)
-            if manual:
-                pending.manual, pending.reason = True, Reason.MANUAL
+            if rank < pending.rank:  # e.g. a webhook for a binding queued for a poll
+                pending.rank, pending.reason = rank, reason
             pending.due = min(pending.due, due)
             if not changed:
                 return
         else:
-            pending = _Pending(reason, full, due, manual=manual, failures=failures)
+            pending = _Pending(reason, full, due, rank=rank, failures=failures)
             self._pending[binding_id] = pending
         pending.version = next(self._versions)
         self._schedule(binding_id, pending)
@@ -253,7 +258,7 @@ class InProcessRunner:
             _, _, binding_id, version = heapq.heappop(self._waiting)
             pending = self._pending.get(binding_id)
             if pending is not None and pending.version == version:
-                rank = 0 if pending.manual else 1
+                rank = pending.rank
                 heapq.heappush(self._ready, (rank, next(self._seq), binding_id, version))
         return self._waiting[0][0] - now if self._waiting else None
 
