@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from calsync.jobs import polling
+from calsync.jobs.inprocess import InProcessRunner
 from calsync.jobs.polling import PollPolicy
 from calsync.store.base import utcnow
 from calsync.store.db import Database
@@ -78,3 +79,16 @@ async def test_due_bindings_with_an_injected_clock(h: Harness, db: Database) -> 
     assert await polling.due_bindings(db, POLICY, NOW + timedelta(seconds=62)) == []
     later = NOW + timedelta(hours=6, seconds=1)
     assert watched in set(await polling.due_bindings(db, POLICY, later))
+
+
+async def test_every_configured_runner_renews_push_channels(db: Database) -> None:
+    """The web process and `calsync worker` build runners with the same factory, so channel
+    renewal runs wherever periodic work runs (with procrastinate: in the workers)."""
+    from calsync.jobs.factory import make_job_queue
+    from calsync.settings import Settings
+    from calsync.sync.tokens import GoogleAccess
+
+    settings = Settings(database_url=db.url)
+    queue = make_job_queue(settings, db, GoogleAccess(settings))
+    assert isinstance(queue, InProcessRunner)
+    assert "renew_channels" in queue.periodic_names()

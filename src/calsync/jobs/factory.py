@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from calsync.channels import CHANNEL_RENEWAL_SECONDS, renew_due_channels
 from calsync.settings import Settings
 from calsync.store.db import Database
 from calsync.sync.tokens import GoogleAccess
@@ -23,7 +24,19 @@ def poll_policy(settings: Settings) -> PollPolicy:
 
 
 def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
-    """The configured runner; procrastinate refuses anything but PostgreSQL (NeedsPostgres)."""
+    """The configured runner with its maintenance ticks (push-channel renewal) registered, so a
+    web process and a `calsync worker` run the same periodic work; procrastinate refuses
+    anything but PostgreSQL (NeedsPostgres)."""
+    queue = _runner(settings, db, google)
+    queue.register_periodic(
+        "renew_channels",
+        CHANNEL_RENEWAL_SECONDS,
+        lambda: renew_due_channels(db, google, settings),
+    )
+    return queue
+
+
+def _runner(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
     lock_ttl = timedelta(seconds=settings.lock_timeout_seconds)
     if settings.jobs == "procrastinate":
         url = settings.effective_database_url

@@ -160,8 +160,12 @@ class InProcessRunner:
                 self._waiting, (pending.due, next(self._seq), binding_id, pending.version)
             )
         else:
-            rank = 0 if pending.manual else 1
+            rank = pending.rank
             heapq.heappush(self._ready, (rank, next(self._seq), binding_id, pending.version))
+
+    def periodic_names(self) -> list[str]:
+        """The periodic work registered (tests, diagnostics)."""
+        return sorted(self._ticks)
 
     def register_periodic(self, name: str, interval: float, work: Periodic) -> None:
         tick = _Tick(name, interval, work)

@@ -9,7 +9,6 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from calsync import __version__
-from calsync.channels import CHANNEL_RENEWAL_SECONDS, renew_due_channels
 from calsync.google.calendar import make_http_client
 from calsync.jobs.debounce import ChangeDebouncer
 from calsync.jobs.factory import make_job_queue
@@ -64,11 +63,6 @@ def create_app(
         owned_jobs = jobs is None
         if jobs is None:  # the configured runner (tests may set their own before startup)
             jobs = app.state.jobs = make_job_queue(settings, db, app.state.google.access)
-            jobs.register_periodic(
-                "renew_channels",
-                CHANNEL_RENEWAL_SECONDS,
-                lambda: renew_due_channels(db, app.state.google.access, settings),
-            )
             await jobs.start()
         # CRM edits → debounced pushes (web/api/activities.py calls touch after each commit)
         changes = app.state.changes = ChangeDebouncer(
