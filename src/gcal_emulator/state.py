@@ -253,6 +253,7 @@ class World:
         self.reset()
 
     def reset(self) -> None:
+        self.clock.offset = 0.0  # a new world starts at the real time
         self.seq = 0
         self.accounts: dict[str, Account] = {}
         self.calendars: dict[str, Calendar] = {}

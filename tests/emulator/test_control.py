@@ -26,3 +26,11 @@ def test_clock_only_moves_forward(emulator: Emulator) -> None:
     assert after - before >= 3600
     resp = emulator.http.post("/emulator/v1/clock", json={"advance_seconds": -1})
     assert resp.status_code == 400
+
+
+def test_reset_starts_a_new_world_with_the_real_time(emulator: Emulator) -> None:
+    """A clock moved forward by one test must not leak into the next: Google's `updated`
+    would lie in the future and every "latest wins" decision would favour Google."""
+    emulator.control("POST", "/clock", {"advance_seconds": 7 * 86400})
+    emulator.control("POST", "/reset")
+    assert emulator.control("GET", "/clock").json()["offset_seconds"] == 0
