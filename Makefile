@@ -26,7 +26,7 @@ emulator: env
 
 # the browser tests drive Debian's Chromium (never Playwright's own download)
 chromium:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 test: env chromium
 	$(UV) run --frozen ruff check src tests bench
@@ -37,10 +37,13 @@ test: env chromium
 lint: env
 	$(UV) run --frozen ruff check src tests bench
 	$(UV) run --frozen ruff format --check src tests bench
-	$(UV) run --frozen ruff format --check src tests bench
 
 typecheck: env
 	$(UV) run --frozen mypy
 
+# whole-run benchmarks, printed side by side (see bench/*.py for options)
 bench: env
 	$(UV) run --frozen python bench/emulator.py
+	$(UV) run --frozen python bench/google_client.py
+	$(UV) run --frozen python bench/import.py --rounds 2
+	$(UV) run --frozen python bench/latency.py
