@@ -31,7 +31,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's own peak RSS. Not ru_maxrss: Linux carries it across execve, so a child
+    started by the parent (which holds the seeded emulator) would report the parent's peak.
+    VmHWM belongs to the memory map exec created."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 # -- children ---------------------------------------------------------------------------------------
