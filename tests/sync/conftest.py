@@ -171,18 +171,34 @@ class Harness:
         async with self.db.session() as s:
             row = await activities.get(s, self.tenant_id, activity_id)
             assert row is not None
+            parent = None
+            original: date | datetime | None = None
+            if row.recurring_parent_id is not None:
+                master = await activities.get(s, self.tenant_id, row.recurring_parent_id)
+                assert master is not None and row.original_start_local is not None
+                parent = activities.series(master)
+                original = row.original_start_local
+                if row.all_day:
+                    original = original.date()
+            start, end = row.start_local, row.end_local
             draft = ActivityDraft(
-                start=changes.pop("start", row.start_local),
-                end=changes.pop("end", row.end_local),
+                start=changes.pop("start", start.date() if row.all_day else start),
+                end=changes.pop("end", end.date() if row.all_day else end),
                 subject=changes.pop("subject", row.subject),
                 description=changes.pop("description", row.description),
                 location=changes.pop("location", row.location),
                 time_zone=row.time_zone,
                 all_day=row.all_day,
-                attendees=tuple(Attendee(a.email) for a in row.attendees),
+                status=changes.pop("status", row.status),
+                attendees=tuple(
+                    Attendee(a.email, a.display_name, a.response_status, a.optional)
+                    for a in row.attendees
+                ),
+                recurrence=row.recurrence,
+                original_start=original,
             )
             assert not changes, changes
-            await activities.update(s, row, validate(draft))
+            await activities.update(s, row, validate(draft, parent))
             await s.commit()
 
     async def delete(self, activity_id: uuid.UUID) -> None:

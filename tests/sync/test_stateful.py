@@ -1,4 +1,6 @@
-"""Random interleavings of CRM edits, Google edits (as the person), syncs and injected faults.
+"""Random interleavings of CRM edits, Google edits (as the person), syncs and injected faults,
+over single, all-day and recurring entries — with occurrences moved in Google and cancelled in
+the CRM (exceptions).
 
 After the faults stop and a final sync, every activity and Google event are paired one to one
 with equal mapped fields, and for every entry neither side deleted, each field holds the value
@@ -14,7 +16,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -24,12 +26,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from sqlalchemy import select
 
+from calsync.domain.activity import ActivityDraft, validate
 from calsync.domain.fields import make
+from calsync.google import errors as google_errors
+from calsync.google.models import Event
 from calsync.google.oauth import GoogleOAuth, MemoryStateStore
-from calsync.store import crypto
+from calsync.store import activities, crypto
 from calsync.store.db import Database
+from calsync.store.links import exception_at as links_exception_at
 from calsync.store.migrate import upgrade
-from calsync.store.models import Conflict, EventLink
+from calsync.store.models import Activity, Conflict, EventLink
 from calsync.sync import mapping
 from calsync.sync.context import Ctx, Hooks
 from calsync.sync.tokens import GoogleAccess
@@ -51,17 +57,32 @@ FAULTS = ("none", "none", "none", "503", "503x9", "429", "timeout", "412")
 Key = tuple[str, str]  # (side, id)
 
 
-def schedule(start: datetime) -> tuple[Any, ...]:
+SERIES = "RRULE:FREQ=WEEKLY;COUNT=3"
+
+
+def schedule(start: datetime, *, all_day: bool = False, series: bool = False) -> tuple[Any, ...]:
     aware = start.replace(tzinfo=ZoneInfo(ZONE))
     values = make(
         summary="",
         description="",
         location="",
-        start=aware,
-        end=aware + timedelta(hours=1),
-        time_zone=ZONE,
+        start=aware.date() if all_day else aware,
+        end=(aware.date() + timedelta(days=1)) if all_day else aware + timedelta(hours=1),
+        time_zone="" if all_day else ZONE,
+        recurrence=[SERIES] if series else None,
     )
     return values.unit("schedule")
+
+
+def plain(activity: Activity) -> bool:
+    """A single timed entry: the only kind whose time the machine moves (a series' time and
+    all-day dates have their own scenario tests)."""
+    return not activity.all_day and not activity.recurrence and not activity.recurring_parent_id
+
+
+def plain_event(event: Event) -> bool:
+    timed = event.start is not None and event.start.date_time is not None
+    return timed and not event.recurrence and not event.recurring_event_id
 
 
 class SyncMachine(RuleBasedStateMachine):
@@ -76,6 +97,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.writes: dict[Key, dict[str, tuple[int, tuple[Any, ...]]]] = {}
         self.deleted: set[Key] = set()
         self.partner: dict[Key, Key] = {}
+        self.parent: dict[Key, Key] = {}  # an exception's master
         self.order: list[Key] = []  # every entry in the order the test first saw it
         self.h: Harness | None = None
 
@@ -108,6 +130,8 @@ class SyncMachine(RuleBasedStateMachine):
         self.crm_create("alpha", 1, 9)
         self.crm_create("beta", 2, 10)
         self.google_create("gamma", 1, 12)
+        self.crm_create_series("delta", 1, 14)
+        self.google_create_special("alpha", 2, 15, all_day=False)
         self.run(h.sync())
         self.run(self._remember_pairs())
 
@@ -165,10 +189,163 @@ class SyncMachine(RuleBasedStateMachine):
         self._write(key, "location", ("",))
         self._write(key, "schedule", schedule(at(day, hour)))
 
+    @rule(word=st.sampled_from(WORDS), day=st.integers(1, 3), hour=st.integers(8, 16))
+    def crm_create_series(self, word: str, day: int, hour: int) -> None:
+        assert self.h is not None
+        self.serial += 1
+        title = f"C{self.serial} {word}"
+        start = at(day, hour)
+        values = validate(
+            ActivityDraft(
+                start=start,
+                end=start + timedelta(hours=1),
+                subject=title,
+                time_zone=ZONE,
+                recurrence=[SERIES],
+            )
+        )
+        self.run(self._create(values))
+        key = ("crm", str(self._created))
+        self._write(key, "summary", (title,))
+        self._write(key, "location", ("",))
+        self._write(key, "schedule", schedule(start, series=True))
+
+    @rule(word=st.sampled_from(WORDS), day=st.integers(1, 3))
+    def crm_create_all_day(self, word: str, day: int) -> None:
+        assert self.h is not None
+        self.serial += 1
+        title = f"C{self.serial} {word}"
+        first = at(day, 0).date()
+        values = validate(
+            ActivityDraft(start=first, end=first + timedelta(days=1), subject=title, time_zone=ZONE)
+        )
+        self.run(self._create(values))
+        key = ("crm", str(self._created))
+        self._write(key, "summary", (title,))
+        self._write(key, "location", ("",))
+        self._write(key, "schedule", schedule(at(day, 0), all_day=True))
+
+    async def _create(self, values: Any, parent: uuid.UUID | None = None) -> None:
+        assert self.h is not None
+        async with self.h.db.session() as s:
+            row = await activities.create(
+                s,
+                self.h.tenant_id,
+                type_key="meeting",
+                owner_id=self.h.user_id,
+                values=values,
+                recurring_parent_id=parent,
+            )
+            await s.commit()
+        self._created = row.id
+
+    @rule(
+        word=st.sampled_from(WORDS),
+        day=st.integers(1, 3),
+        hour=st.integers(8, 16),
+        all_day=st.booleans(),
+    )
+    def google_create_special(self, word: str, day: int, hour: int, all_day: bool) -> None:
+        """A weekly series (timed) or an all-day entry made in Google."""
+        assert self.h is not None
+        self.serial += 1
+        title = f"G{self.serial} {word}"
+        start = at(day, hour)
+        body: dict[str, Any] = {"summary": title}
+        if all_day:
+            body["start"] = {"date": start.date().isoformat()}
+            body["end"] = {"date": (start.date() + timedelta(days=1)).isoformat()}
+        else:
+            body["start"] = {"dateTime": start.isoformat(), "timeZone": ZONE}
+            end = start + timedelta(hours=1)
+            body["end"] = {"dateTime": end.isoformat(), "timeZone": ZONE}
+            body["recurrence"] = [SERIES]
+        event = self.run(self.h.person.insert_event(self.h.calendar_id, body))
+        key = ("google", event.id or "")
+        self._write(key, "summary", (title,))
+        self._write(key, "location", ("",))
+        self._write(key, "schedule", schedule(start, all_day=all_day, series=not all_day))
+
+    def _paired_masters(self, side: str) -> set[str]:
+        assert self.h is not None
+        live = {str(a.id): a for a in self.run(self.h.live_activities())}
+        out = set()
+        for k, v in self.partner.items():
+            crm = k if k[0] == "crm" else v
+            activity = live.get(crm[1])
+            if activity is not None and activity.recurrence and k[0] == side:
+                out.add(k[1])
+        return out
+
+    @rule(data=st.data())
+    def google_change_occurrence(self, data: st.DataObject) -> None:
+        """The person renames (or deletes) the second occurrence of a synced series."""
+        assert self.h is not None
+        chosen = self._pick(data, "google", self._paired_masters("google"))
+        if chosen is None:
+            return
+        master = self.run(self.h.person.get_event(self.h.calendar_id, chosen))
+        if master.cancelled or master.start is None or master.start.date_time is None:
+            return
+        second = master.start.date_time + timedelta(days=7)
+        instance = f"{chosen}_{second.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        key = ("google", instance)
+        self.parent[key] = ("google", chosen)
+        if key not in self.order:
+            self.order.append(key)
+        if data.draw(st.booleans()):
+            try:
+                self.run(self.h.gdelete(instance))
+            except google_errors.Deleted:
+                return  # cancelled already
+            self.deleted.add(key)
+            return
+        self.serial += 1
+        title = f"G{self.serial} {data.draw(st.sampled_from(WORDS))}"
+        self.run(self.h.gpatch(instance, {"summary": title}))
+        self._write(key, "summary", (title,))
+
+    @rule(data=st.data())
+    def crm_cancel_occurrence(self, data: st.DataObject) -> None:
+        """The CRM cancels the last occurrence of a synced series."""
+        assert self.h is not None
+        chosen = self._pick(data, "crm", self._paired_masters("crm"))
+        if chosen is None:
+            return
+        self.run(self._cancel_last(uuid.UUID(chosen)))
+
+    async def _cancel_last(self, master_id: uuid.UUID) -> None:
+        assert self.h is not None
+        async with self.h.db.session() as s:
+            master = await activities.get(s, self.h.tenant_id, master_id)
+            assert master is not None
+            last = master.start_local + timedelta(days=14)
+            if await links_exception_at(s, master.id, last):
+                return
+            values = validate(
+                ActivityDraft(
+                    start=last,
+                    end=last + (master.end_local - master.start_local),
+                    subject=master.subject,
+                    time_zone=master.time_zone,
+                    status="cancelled",
+                    original_start=last,
+                ),
+                activities.series(master),
+            )
+        await self._create(values, parent=master_id)
+        key = ("crm", str(self._created))
+        self.parent[key] = ("crm", str(master_id))
+        self.order.append(key)
+        self.deleted.add(key)
+
     @rule(data=st.data(), unit=st.sampled_from(UNITS))
     def crm_edit(self, data: st.DataObject, unit: str) -> None:
         assert self.h is not None
-        chosen = self._pick(data, "crm", {str(a.id) for a in self.run(self.h.live_activities())})
+        live = self.run(self.h.live_activities())
+        chosen = self._pick(
+            data, "crm", {str(a.id) for a in live if unit != "schedule" or plain(a)}
+        )
         if chosen is None:
             return
         self.run(self._crm_edit(data, chosen, unit))
@@ -197,7 +374,10 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(data=st.data(), unit=st.sampled_from(UNITS))
     def google_edit(self, data: st.DataObject, unit: str) -> None:
         assert self.h is not None
-        chosen = self._pick(data, "google", {e.id or "" for e in self.run(self.h.events())})
+        events = self.run(self.h.events())
+        chosen = self._pick(
+            data, "google", {e.id or "" for e in events if unit != "schedule" or plain_event(e)}
+        )
         if chosen is None:
             return
         self.run(self._google_edit(data, chosen, unit))
@@ -234,7 +414,7 @@ class SyncMachine(RuleBasedStateMachine):
     def both_edit(self, data: st.DataObject, crm_unit: str, google_unit: str) -> None:
         """One synced entry edited on both sides before the next sync (merges, conflicts)."""
         assert self.h is not None
-        live = {str(a.id) for a in self.run(self.h.live_activities())}
+        live = {str(a.id) for a in self.run(self.h.live_activities()) if plain(a)}
         events = {e.id or "" for e in self.run(self.h.events())}
         paired = {
             k[1]
@@ -250,7 +430,8 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def crm_delete(self, data: st.DataObject) -> None:
         assert self.h is not None
-        chosen = self._pick(data, "crm", {str(a.id) for a in self.run(self.h.live_activities())})
+        live = self.run(self.h.live_activities())
+        chosen = self._pick(data, "crm", {str(a.id) for a in live if not a.recurring_parent_id})
         if chosen is None:
             return
         self.run(self.h.delete(uuid.UUID(chosen)))
@@ -259,7 +440,10 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def google_delete(self, data: st.DataObject) -> None:
         assert self.h is not None
-        chosen = self._pick(data, "google", {e.id or "" for e in self.run(self.h.events())})
+        events = self.run(self.h.events())
+        chosen = self._pick(
+            data, "google", {e.id or "" for e in events if not e.recurring_event_id}
+        )
         if chosen is None:
             return
         self.run(self.h.gdelete(chosen))
@@ -331,7 +515,13 @@ class SyncMachine(RuleBasedStateMachine):
                 break
         await self._remember_pairs()
         acts = {str(a.id): a for a in await h.live_activities()}
-        events = {e.id or "": e for e in await h.events()}
+        listed = await h.events(deleted=True)
+        masters = {e.id for e in listed if not e.cancelled and e.recurrence}
+        events = {
+            e.id or "": e
+            for e in listed
+            if not e.cancelled or (e.recurring_event_id and e.recurring_event_id in masters)
+        }
         async with h.db.session() as s:
             rows = (
                 await s.scalars(select(EventLink).where(EventLink.binding_id == h.binding_id))
@@ -368,7 +558,11 @@ class SyncMachine(RuleBasedStateMachine):
             if key in alive:
                 continue
             partner = self.partner.get(key)
-            assert key in self.deleted or partner in self.deleted, key
+            # an occurrence also goes with its series (deleted on either side)
+            near = {key, partner}
+            near |= {self.parent.get(k) for k in list(near) if k is not None}
+            near |= {self.partner.get(k) for k in list(near) if k is not None}
+            assert near & self.deleted, key
 
 
 @pytest.fixture

@@ -189,8 +189,9 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
         if event.cancelled and master.owner_id != ctx.user_id:
             return
         parent = activities.series(master)
-        if event.cancelled or event.start is None:
-            # a cancelled occurrence: the generated one's times, hidden by the status
+        if event.start is None or event.end is None:
+            # a cancelled occurrence Google describes by its id alone: the generated one's
+            # times, hidden by the status
             duration = master.end_local - master.start_local
             start: date | datetime = original_local
             end: date | datetime = original_local + duration

@@ -192,7 +192,9 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
     if link is None:
         link = await relink(ctx, s, event)
         if link is None:
-            return Result.SKIPPED if event.cancelled else Result.UNLINKED
+            # a cancelled occurrence still needs its exception; other cancelled events do not
+            gone = event.cancelled and event.recurring_event_id is None
+            return Result.SKIPPED if gone else Result.UNLINKED
         if link.state == links.LINKED and link.google_etag == event.etag:
             return Result.DONE
     if link.activity_id is None:
@@ -281,7 +283,10 @@ async def _cancelled(
     if action is Action.FORGET or not ctx.applies_to_crm:
         await links.remove(s, link)
         return Result.DONE
-    await activities.delete(s, activity, origin="sync")
+    occurrences = await links.exceptions(s, activity.id) if activity.recurrence else []
+    await activities.delete(s, activity, origin="sync")  # a series takes its exceptions along
     await links.remove(s, link)
+    for other in (await links.by_activities(s, ctx.binding_id, occurrences)).values():
+        await links.remove(s, other)
     ctx.counts["deleted"] += 1
     return Result.DONE
