@@ -370,3 +370,24 @@ async def test_exotic_rule_is_imported_read_only_and_reported(h: Harness) -> Non
     assert not [r for r in h.requests_since(mark) if r["method"] in ("PATCH", "POST", "PUT")]
     assert (await h.get(rows["Every hour"].id)).subject == "Every hour"
     assert event.id and (await h.person.get_event(h.calendar_id, event.id)).summary == "Every hour"
+
+
+async def test_series_edit_in_crm_keeps_the_google_exceptions(h: Harness) -> None:
+    start = at(2, 11)
+    sid = await series(h, "Sales", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    assert (await h.sync()).ok
+    second = start + timedelta(days=7)
+    await h.gpatch(f"{google_event_id(sid)}_{suffix(second)}", {"summary": "Sales (customer)"})
+    assert (await h.sync()).ok
+    await h.edit(sid, subject="Sales weekly", location="Room 4")
+    result = await h.sync()
+    assert result.ok and result.counts["pushed"] == 1, result
+    by_start = {local(e): e for e in await instances(h)}
+    assert [by_start[start + timedelta(days=7 * i)].summary for i in range(3)] == [
+        "Sales weekly",
+        "Sales (customer)",
+        "Sales weekly",
+    ]
+    (exc,) = await exceptions_of(h, sid)
+    assert exc.subject == "Sales (customer)"
+    assert (await h.sync()).counts.get("pushed", 0) == 0
