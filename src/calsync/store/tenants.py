@@ -10,12 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.domain.activity import BUILT_IN_TYPES, PERSONAL, PROJECT_TASK
+from calsync.domain.activity import BUILT_IN_TYPES, PERSONAL
 
 from .errors import AlreadyExists
 from .models import ActivityType, Tenant
 
-DEFAULT_EXPORTED_TYPES = [key for key in BUILT_IN_TYPES if key != PROJECT_TASK]
+# issue 6 and seed 002: the admin chooses what reaches Google; meetings and calls by default
+DEFAULT_EXPORTED_TYPES = ["meeting", "call"]
 
 
 async def create(session: AsyncSession, name: str) -> Tenant:
