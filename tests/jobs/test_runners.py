@@ -7,6 +7,8 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store.base import utcnow
 from calsync.store.db import Database
@@ -46,12 +48,24 @@ async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_r
     assert_never_concurrent(runs)
 
 
-async def test_sync_now_jumps_the_queue(h: Harness, db: Database, make_runner: Any) -> None:
+@pytest.mark.parametrize(
+    ("queued", "first"),
+    [
+        # Sync now goes ahead of everything
+        (Reason.WEBHOOK, Reason.MANUAL),
+        # a person waiting for their change must not wait behind safety-net polls (a first poll
+        # pass can queue every binding of the process at once)
+        (Reason.POLL, Reason.WEBHOOK),
+    ],
+)
+async def test_who_jumps_the_queue(
+    h: Harness, db: Database, make_runner: Any, queued: Reason, first: Reason
+) -> None:
     others = await add_bindings(h, 5, event=False)
     runner = await make_runner(concurrency=1)
     for binding_id in others:
-        await runner.enqueue_sync(binding_id, Reason.WEBHOOK)
-    await runner.enqueue_sync(h.binding_id, Reason.MANUAL)
+        await runner.enqueue_sync(binding_id, queued)
+    await runner.enqueue_sync(h.binding_id, first)
     await start_running(runner)
     everything = [*others, h.binding_id]
 
@@ -61,30 +75,7 @@ async def test_sync_now_jumps_the_queue(h: Harness, db: Database, make_runner: A
 
     await wait_until(all_done)
     runs = await runs_of(db, everything)
-    assert runs[0].binding_id == h.binding_id and runs[0].trigger == "manual"
-    assert_never_concurrent(runs)
-
-
-async def test_a_webhook_goes_ahead_of_queued_polls(
-    h: Harness, db: Database, make_runner: Any
-) -> None:
-    """A person waiting for their change must not wait behind safety-net polls (a first poll
-    pass can queue every binding of the process at once)."""
-    polled = await add_bindings(h, 5, event=False)
-    runner = await make_runner(concurrency=1)
-    for binding_id in polled:
-        await runner.enqueue_sync(binding_id, Reason.POLL)
-    await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)
-    await start_running(runner)
-    everything = [*polled, h.binding_id]
-
-    async def all_done() -> bool:
-        runs = await runs_of(db, everything)
-        return len(runs) == 6 and all(r.finished_at is not None for r in runs)
-
-    await wait_until(all_done)
-    runs = await runs_of(db, everything)
-    assert runs[0].binding_id == h.binding_id and runs[0].trigger == "webhook"
+    assert runs[0].binding_id == h.binding_id and runs[0].trigger == first.value
     assert_never_concurrent(runs)
 
 
