@@ -156,10 +156,3 @@ async def world(db: Database, client: httpx.AsyncClient) -> World:
 async def other_world(db: Database, client: httpx.AsyncClient) -> World:
     """A second tenant, to prove nothing crosses over."""
     return await make_world(db, client)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    if not os.environ.get(PG_ENV):
-        pytest.skip(f"{PG_ENV} is not set")
-    yield os.environ[PG_ENV]

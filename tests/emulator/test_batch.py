@@ -12,7 +12,6 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
-from gcal_emulator import events as events_module
 from tests.conftest import Emulator
 
 ADA = "ada@example.com"
@@ -184,7 +183,6 @@ def test_more_than_1000_parts_is_refused(emulator: Emulator) -> None:
     assert not_multipart.json()["error"]["code"] == 400
 
 
-@pytest.mark.skipif(not events_module.routes, reason="events resource not served yet")
 def test_batch_insert_of_100_events(emulator: Emulator) -> None:
     """The issue's acceptance case: 100 inserts in one batch, then one 404 part."""
     emulator.account(ADA)

@@ -52,7 +52,8 @@ CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar"
 ZONE = "Europe/Oslo"
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - the test set-up installs it
-    pytest.skip(f"no Chromium at {CHROMIUM} (make test installs it)", allow_module_level=True)
+    # a failure, not a skip: a missing browser must not pass CI silently
+    pytest.fail(f"no Chromium at {CHROMIUM}: run `make test`, which installs it", pytrace=False)
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
