@@ -200,16 +200,7 @@ def events_patch(
     send_updates: SendUpdates | None = "none",
 ) -> ApiCall[Event]:
     """Patch only the fields set in `changes`; with `if_match` Google answers 412 if it moved on."""
-    params: Params = {}
-    _put(params, "sendUpdates", send_updates)
-    return ApiCall(
-        "PATCH",
-        f"/calendars/{_seg(calendar_id)}/events/{_seg(event_id)}",
-        _parser(Event),
-        params,
-        _body(changes),
-        _if_match(if_match),
-    )
+    return _event_write("PATCH", calendar_id, event_id, changes, if_match, send_updates)
 
 
 def events_update(
@@ -220,14 +211,26 @@ def events_update(
     if_match: str | None = None,
     send_updates: SendUpdates | None = "none",
 ) -> ApiCall[Event]:
+    """Replace the whole event (fields left out are cleared, as Google does for PUT)."""
+    return _event_write("PUT", calendar_id, event_id, event, if_match, send_updates)
+
+
+def _event_write(
+    method: str,
+    calendar_id: str,
+    event_id: str,
+    body: Event | Mapping[str, Any],
+    if_match: str | None,
+    send_updates: SendUpdates | None,
+) -> ApiCall[Event]:
     params: Params = {}
     _put(params, "sendUpdates", send_updates)
     return ApiCall(
-        "PUT",
+        method,
         f"/calendars/{_seg(calendar_id)}/events/{_seg(event_id)}",
         _parser(Event),
         params,
-        _body(event),
+        _body(body),
         _if_match(if_match),
     )
 
