@@ -577,24 +577,13 @@ def _build(body: dict[str, Any], cal: Calendar, *, instance: bool = False) -> di
     """The client-settable part of an event, validated and normalised as Google stores it."""
     tz = _zone(cal.time_zone)
     out: dict[str, Any] = {}
-    for key in _STRINGS:
-        value = body.get(key)
-        if value is not None:
-            if not isinstance(value, str):
-                raise errors.invalid(f"Invalid value for: {key}")
-            out[key] = value
-    for key in _BOOLS:
-        value = body.get(key)
-        if value is not None:
-            if not isinstance(value, bool):
-                raise errors.invalid(f"Invalid value for: {key}")
-            out[key] = value
-    for key in _OBJECTS:
-        value = body.get(key)
-        if value is not None:
-            if not isinstance(value, dict):
-                raise errors.invalid(f"Invalid value for: {key}")
-            out[key] = copy.deepcopy(value)
+    for keys, kind in ((_STRINGS, str), (_BOOLS, bool), (_OBJECTS, dict)):
+        for key in keys:
+            value = body.get(key)
+            if value is not None:
+                if not isinstance(value, kind):
+                    raise errors.invalid(f"Invalid value for: {key}")
+                out[key] = copy.deepcopy(value) if kind is dict else value
     if body.get("attachments") is not None:
         if not isinstance(body["attachments"], list):
             raise errors.invalid("Invalid value for: attachments")
