@@ -55,6 +55,7 @@ async def test_secrets_are_encrypted_and_rotation_keeps_them_readable(
     refresh = f"1//refresh-{marker}"
     access = f"ya29.access-{marker}"
     channel = f"channel-{marker}"
+    list_channel = f"list-channel-{marker}"
     p12 = b"\x30\x82P12-" + marker.encode() + os.urandom(32)
     password = f"notasecret-{marker}"
     async with db.session() as s:
@@ -68,6 +69,7 @@ async def test_secrets_are_encrypted_and_rotation_keeps_them_readable(
             user_id=user.id,
             refresh_token=refresh,
             access_token=access,
+            list_channel_token=list_channel,
             scopes=[],
         )
         s.add(conn)
@@ -88,6 +90,7 @@ async def test_secrets_are_encrypted_and_rotation_keeps_them_readable(
         refresh.encode(),
         access.encode(),
         channel.encode(),
+        list_channel.encode(),
         marker.encode(),
         p12,
         password.encode(),
@@ -140,5 +143,6 @@ def test_every_secret_column_is_encrypted() -> None:
         "google_connection.refresh_token",
         "google_connection.access_token",
         "calendar_binding.channel_token",
+        "google_connection.list_channel_token",
         "oauth_state.code_verifier",
     }

@@ -255,6 +255,11 @@ class GoogleConnection(Base):
     last_error_message: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column()
     connected_at: Mapped[datetime | None] = mapped_column()
+    # calendarList push channel: notices calendars added, removed or no longer accessible
+    list_channel_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    list_channel_resource_id: Mapped[str | None] = mapped_column(String(255))
+    list_channel_token: Mapped[str | None] = mapped_column(EncryptedText())
+    list_channel_expires_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -356,6 +361,7 @@ class SyncRun(Base):
     deleted: Mapped[int] = mapped_column(Integer, default=0)
     conflicts: Mapped[int] = mapped_column(Integer, default=0)
     issues: Mapped[int] = mapped_column(Integer, default=0)
+    google_requests: Mapped[int] = mapped_column(Integer, default=0)  # HTTP requests to Google
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
 
