@@ -548,12 +548,15 @@ def _set_rule(world: World, cal: Calendar, caller: str, email: str, role: str) -
             entry.deleted = True
             _touch(world, email, entry)
         return
+    previous = cal.acl.get(email)
     cal.acl[email] = role
     if email in world.accounts:
         before = world.calendar_list.get(email, {}).get(cal.id)
         world.list_calendar_for(email, cal.id)
         if before is None or before.deleted:
             world.changed("calendarList", email)
+        elif previous != role:  # the entry's accessRole changed: a list change, as in Google
+            _touch(world, email, before)
 
 
 def _role(value: Any) -> str:

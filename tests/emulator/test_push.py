@@ -355,3 +355,42 @@ def test_google_client_watch_then_insert_notifies(emulator: Emulator, receiver: 
     service.events().insert(calendarId="primary", body=event).execute()
     time.sleep(0.3)
     assert len(receiver.received) == 2
+
+
+@pytest.mark.parametrize("change", ["delete calendar", "remove from acl", "downgrade role"])
+def test_calendar_list_watch_notifies_when_access_changes(
+    emulator: Emulator, receiver: Receiver, change: str
+) -> None:
+    """Google tells a calendarList channel when a calendar leaves the list or its accessRole
+    changes, and the change shows in the list's incremental sync."""
+    bo = "bo@example.com"
+    emulator.account(ADA)
+    emulator.account(bo)
+    owner = {"Authorization": f"Bearer {emulator.token(bo)}"}
+    created = emulator.http.post("/calendar/v3/calendars", json={"summary": "Team"}, headers=owner)
+    cal = created.json()["id"]
+    acl = f"/calendar/v3/calendars/{cal}/acl"
+    rule = {"role": "writer", "scope": {"type": "user", "value": ADA}}
+    assert emulator.http.post(acl, json=rule, headers=owner).status_code == 200
+    ada = {"Authorization": f"Bearer {emulator.token(ADA)}"}
+    listed = emulator.http.get("/calendar/v3/users/me/calendarList", headers=ada).json()
+    assert {c["id"]: c["accessRole"] for c in listed["items"]}[cal] == "writer"
+    path = "/calendar/v3/users/me/calendarList/watch"
+    assert _watch(emulator, ada["Authorization"][7:], receiver.url, path=path).status_code == 200
+    receiver.wait_for(1)
+    if change == "delete calendar":
+        resp = emulator.http.delete(f"/calendar/v3/calendars/{cal}", headers=owner)
+    elif change == "remove from acl":
+        resp = emulator.http.delete(f"{acl}/user:{ADA}", headers=owner)
+    else:
+        resp = emulator.http.patch(f"{acl}/user:{ADA}", json={"role": "reader"}, headers=owner)
+    assert resp.status_code in (200, 204), resp.text
+    notes = receiver.wait_for(2)
+    assert notes[1]["headers"]["X-Goog-Resource-State"] == "exists"
+    since = {"syncToken": listed["nextSyncToken"]}
+    changed = emulator.http.get("/calendar/v3/users/me/calendarList", params=since, headers=ada)
+    (entry,) = [c for c in changed.json()["items"] if c["id"] == cal]
+    if change == "downgrade role":
+        assert entry["accessRole"] == "reader"
+    else:
+        assert entry["deleted"] is True
