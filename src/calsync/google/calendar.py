@@ -4,12 +4,16 @@ Every call goes: token bucket → bearer token → HTTP → (401: refresh once, 
 or the exception `errors.from_response` picks; retryable failures go round `RetryPolicy`.
 Many clients may share one pooled `httpx.AsyncClient` (`make_http_client`) and one
 `RateLimiter`; a client made without them owns its own and closes it in `aclose()`.
+`count_requests()` counts the HTTP requests sent to Google in its context (a sync run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
@@ -47,8 +51,43 @@ def make_http_client(settings: Settings | None = None, **kwargs: Any) -> httpx.A
     return httpx.AsyncClient(timeout=timeout, limits=limits, **kwargs)
 
 
+@dataclass
+class RequestCount:
+    """HTTP requests sent to Google: every attempt, a token request and a whole batch one each."""
+
+    n: int = 0
+
+
+# mutable, so tasks started inside the context (which copy it) add to the same count
+_counting: ContextVar[RequestCount | None] = ContextVar("calsync_google_requests", default=None)
+
+
+@contextmanager
+def count_requests() -> Iterator[RequestCount]:
+    """Count the requests sent to Google inside this block (and the tasks it starts)."""
+    count = RequestCount()
+    token = _counting.set(count)
+    try:
+        yield count
+    finally:
+        _counting.reset(token)
+
+
+def request_sent() -> None:
+    """One more HTTP request to Google in the current count, if any."""
+    count = _counting.get()
+    if count is not None:
+        count.n += 1
+
+
+async def count_request_hook(request: httpx.Request) -> None:
+    """httpx request hook for clients that do not send through `send` (authlib's OAuth)."""
+    request_sent()
+
+
 async def send(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
     """Send, turning timeouts and connection failures into `errors.NetworkError`."""
+    request_sent()
     try:
         return await http.send(request)
     except httpx.TransportError as exc:

@@ -43,7 +43,9 @@ async def finish(
     full_sync: bool,
     error_code: str | None = None,
     error_message: str | None = None,
+    google_requests: int = 0,
 ) -> None:
+    """Close a run; `google_requests`: the HTTP requests it sent to Google (for /metrics)."""
     await session.execute(
         update(SyncRun)
         .where(SyncRun.id == run_id)
@@ -53,6 +55,7 @@ async def finish(
             full_sync=full_sync,
             error_code=error_code,
             error_message=error_message,
+            google_requests=google_requests,
             **counts,
         )
         .execution_options(synchronize_session=False)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from calsync.domain.merge import Policy
 from calsync.google import errors
+from calsync.google.calendar import RequestCount, count_requests
 from calsync.store import bindings, connections, runs, tenants
 from calsync.store.base import utcnow
 from calsync.store.db import Database
@@ -73,9 +74,11 @@ async def sync_binding(
     if not locked:
         return RunResult(Outcome.SKIPPED, error=_busy())
     try:
-        return await _locked(
-            db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now
-        )
+        # every HTTP request to Google this run sends, stored with the run (/metrics)
+        with count_requests() as sent:
+            return await _locked(
+                db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now, sent
+            )
     finally:
         async with db.session() as s:
             await bindings.release(s, binding_id, owner)
@@ -101,6 +104,7 @@ async def _locked(
     owner: str,
     hooks: Hooks | None,
     now: datetime | None,
+    sent: RequestCount,
 ) -> RunResult:
     async with db.session() as s:
         binding = await bindings.get(s, binding_id)
@@ -180,7 +184,7 @@ async def _locked(
         outcome = failure.outcome
         log.warning("sync failed", extra={"binding": str(binding_id), "code": exc.code})
     counts = dict(ctx.counts) if ctx is not None else {}
-    await _record(db, binding_id, connection.id, run.id, outcome, failure, counts, ctx)
+    await _record(db, binding_id, connection.id, run.id, outcome, failure, counts, ctx, sent.n)
     return RunResult(outcome, run.id, counts, failure)
 
 
@@ -218,6 +222,7 @@ async def _record(
     failure: Failure | None,
     counts: dict[str, int],
     ctx: Ctx | None,
+    google_requests: int,
 ) -> None:
     at = utcnow()
     async with db.session() as s:
@@ -230,6 +235,7 @@ async def _record(
             full_sync=bool(ctx and ctx.full),
             error_code=failure.code if failure else None,
             error_message=failure.message if failure else None,
+            google_requests=google_requests,
         )
         if outcome is Outcome.NEEDS_REAUTH and failure is not None:
             await connections.mark_error(

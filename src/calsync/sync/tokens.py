@@ -3,6 +3,7 @@
 A refreshed access token is written back to the connection (encrypted) in its own transaction,
 so the next run does not refresh again. A refresh that Google refuses for good (`invalid_grant`)
 surfaces as `GrantRevoked`; the engine turns that into `needs_reauth` on the connection.
+Token requests count towards the run's Google requests like Calendar calls do.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 
 from calsync.google import errors
 from calsync.google.auth import CachedTokenProvider, TokenProvider
-from calsync.google.calendar import CalendarClient
+from calsync.google.calendar import CalendarClient, count_request_hook
 from calsync.google.models import OAuthToken
 from calsync.google.oauth import GoogleOAuth
 from calsync.google.ratelimit import RateLimiter
@@ -44,6 +45,17 @@ def _persist(db: Database, connection_id: uuid.UUID) -> Callable[[OAuthToken], A
             await s.commit()
 
     return on_token
+
+
+def count_oauth_requests(oauth: GoogleOAuth) -> None:
+    """Count OAuth token requests in the current run's count (`calendar.count_requests`).
+
+    GoogleOAuth sends through authlib's own httpx client rather than `calendar.send`, so the
+    counting hook goes on that client (once; it is shared by every connection of the process).
+    """
+    hooks = oauth._client.event_hooks["request"]
+    if count_request_hook not in hooks:
+        hooks.append(count_request_hook)
 
 
 def stored_token(connection: GoogleConnection) -> OAuthToken | None:
@@ -74,6 +86,7 @@ class GoogleAccess:
             raise NotConnected()
         if self.oauth is None:
             self.oauth = GoogleOAuth(self.settings, retry=self.retry)
+        count_oauth_requests(self.oauth)
         provider: CachedTokenProvider = self.oauth.credentials(
             connection.refresh_token,
             account=connection.google_email or str(connection.id),

@@ -2,13 +2,14 @@
 
 Process-local series are counted as they happen (Google requests through the shared httpx
 client's response hook, webhooks received). Series that must be right across N web processes
-and N workers — syncs by outcome, bindings by state, webhook-to-applied latency — are read from
-the database when scraped, so any web process reports the same numbers.
+and N workers — syncs by outcome, bindings by state, Google requests of the last day's sync
+runs (each run stores its own count), webhook-to-applied latency — are read from the database
+when scraped, so every process reports the same numbers. `calsync worker --metrics-port`
+serves the same `Metrics` (jobs/worker.py).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from calsync.channels import renew_margin
+from calsync.jobs.port import Reason
 from calsync.settings import Settings
 from calsync.store import channels as stored_channels
 from calsync.store.base import utcnow
@@ -35,7 +37,12 @@ router = APIRouter(tags=["operations"])
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 PENDING_LIMIT = 100_000  # webhooks waiting for their sync, remembered per binding
 PENDING_TTL = timedelta(hours=1)
-DAY_MINUTES = 24 * 60
+DAY = timedelta(days=1)
+REQUESTS_HELP = (
+    " Counts every HTTP request a sync run sent (retries, token refreshes, and a batch request"
+    " as one), from the runs recorded by all processes; push-channel renewals and API calls"
+    " outside sync runs are only in calsync_google_requests_total."
+)
 
 
 class _Snapshot(Collector):
@@ -47,6 +54,7 @@ class _Snapshot(Collector):
         self.channels: dict[str, int] = {}
         self.queue_depth: int | None = None
         self.requests_per_binding_day: float | None = None
+        self.requests_last_day: dict[str, int] = {}
 
     def collect(self) -> Iterator[Metric]:
         syncs = CounterMetricFamily(
@@ -74,9 +82,19 @@ class _Snapshot(Collector):
         if self.requests_per_binding_day is not None:
             yield GaugeMetricFamily(
                 "calsync_google_requests_per_binding_per_day",
-                "Google requests of this process in the last 24 h per enabled binding.",
+                "Google requests of sync runs started in the last 24 h per enabled binding."
+                + REQUESTS_HELP,
                 value=self.requests_per_binding_day,
             )
+        last_day = GaugeMetricFamily(
+            "calsync_google_requests_last_day",
+            "Google requests of sync runs started in the last 24 h, by what triggered the run."
+            + REQUESTS_HELP,
+            labels=["trigger"],
+        )
+        for trigger, n in sorted(self.requests_last_day.items()):
+            last_day.add_metric([trigger], n)
+        yield last_day
 
 
 class Metrics:
@@ -106,20 +124,10 @@ class Metrics:
         self.registry.register(self.snapshot)
         # binding -> first notification not yet applied (wall clock, as sync_run is stamped)
         self.pending: OrderedDict[uuid.UUID, datetime] = OrderedDict()
-        self._minutes: dict[int, int] = {}
 
     async def google_hook(self, response: httpx.Response) -> None:
         """httpx response hook: count every Google answer by status."""
         self.google_requests.labels(status=str(response.status_code)).inc()
-        minute = int(time.time() // 60)
-        self._minutes[minute] = self._minutes.get(minute, 0) + 1
-        if len(self._minutes) > DAY_MINUTES + 10:
-            for old in [m for m in self._minutes if m <= minute - DAY_MINUTES]:
-                del self._minutes[old]
-
-    def requests_last_day(self) -> int:
-        floor = int(time.time() // 60) - DAY_MINUTES
-        return sum(n for m, n in self._minutes.items() if m > floor)
 
     def webhook_received(self, binding_id: uuid.UUID, at: datetime | None = None) -> None:
         self.webhooks.labels(result="accepted").inc()
@@ -143,11 +151,18 @@ class Metrics:
                 .select_from(CalendarBinding)
                 .where(CalendarBinding.enabled.is_(True))
             )
+            rows = await s.execute(
+                select(SyncRun.trigger, func.coalesce(func.sum(SyncRun.google_requests), 0))
+                .where(SyncRun.started_at >= now - DAY)
+                .group_by(SyncRun.trigger)
+            )
+            last_day = dict.fromkeys((r.value for r in Reason), 0)
+            last_day.update({str(t): int(n) for t, n in rows.all()})
             await self._applied(s, now)
             await s.commit()
-        self.snapshot.requests_per_binding_day = (
-            self.requests_last_day() / enabled if enabled else None
-        )
+        self.snapshot.requests_last_day = last_day
+        total = sum(last_day.values())
+        self.snapshot.requests_per_binding_day = total / enabled if enabled else None
         depth = getattr(jobs, "queue_depth", None)
         self.snapshot.queue_depth = int(depth()) if callable(depth) else None
 
