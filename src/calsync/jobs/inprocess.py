@@ -6,7 +6,10 @@
   after `busy_retry_seconds`);
 - coalescing: a request for a queued binding merges into it (`full` upgrades it, the earlier
   due time wins); one arriving while the binding runs becomes exactly one follow-up run;
-- MANUAL ("Sync now") goes ahead of every other ready request;
+- MANUAL ("Sync now") goes ahead of every other ready request, and safety-net polls never
+  take the last free slots (`reserved` of them stay for webhooks, CRM changes and Sync now),
+  so a poll pass that queues every binding (a restart, an outage) cannot make a change wait
+  for a poll to finish;
 - periodic ticks: polling of due bindings, release of bindings a dead worker left locked, and
   whatever else is registered (channel renewal);
 - `stop()`: in-flight syncs get `grace` seconds to finish, then are cancelled and handed back;
@@ -44,6 +47,12 @@ MAX_RETRY_SECONDS = 300.0
 # waiting to see (webhooks, CRM edits, retries), and the safety-net polls last, so a first poll
 # pass that queues every binding never delays a webhook.
 RANK = {Reason.MANUAL: 0, Reason.POLL: 2}
+
+
+def reserved_slots(concurrency: int) -> int:
+    """Slots polls may not take: a quarter of them, at least one, none with a single slot
+    (then polls would never run)."""
+    return 0 if concurrency < 2 else max(1, concurrency // 4)
 
 
 @dataclass
@@ -96,6 +105,7 @@ class InProcessRunner:
     ) -> None:
         self.db = db
         self.concurrency = max(1, concurrency)
+        self.reserved = reserved_slots(self.concurrency)
         self.grace = grace
         self.busy_retry = busy_retry
         self.poll_policy = poll_policy or polling.PollPolicy(
@@ -106,6 +116,7 @@ class InProcessRunner:
         self.stats = Stats()
         self._pending: dict[uuid.UUID, _Pending] = {}
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._polling: set[uuid.UUID] = set()  # running bindings whose run is a poll
         self._waiting: list[tuple[float, int, uuid.UUID, int]] = []  # delayed: (due, seq, id, v)
         self._ready: list[tuple[int, int, uuid.UUID, int]] = []  # (rank, seq, id, version)
         self._seq = itertools.count()
@@ -269,15 +280,19 @@ class InProcessRunner:
     def _next_ready(self) -> tuple[uuid.UUID, _Pending] | None:
         parked: list[tuple[int, int, uuid.UUID, int]] = []
         found: tuple[uuid.UUID, _Pending] | None = None
+        poll_slots = self.concurrency - self.reserved - len(self._polling)
         while self._ready:
             entry = heapq.heappop(self._ready)
-            _, _, binding_id, version = entry
+            rank, _, binding_id, version = entry
             pending = self._pending.get(binding_id)
             if pending is None or pending.version != version:
                 continue  # superseded
             if binding_id in self._running:
                 parked.append(entry)  # the follow-up waits for the run in flight
                 continue
+            if rank == RANK[Reason.POLL] and poll_slots <= 0:
+                parked.append(entry)  # the heap is ordered: only polls are left
+                break
             found = (binding_id, pending)
             break
         for entry in parked:
@@ -293,6 +308,8 @@ class InProcessRunner:
                     break
                 binding_id, pending = item
                 del self._pending[binding_id]
+                if pending.rank == RANK[Reason.POLL]:
+                    self._polling.add(binding_id)
                 self._running[binding_id] = asyncio.create_task(
                     self._run(binding_id, pending), name=f"calsync-sync-{binding_id}"
                 )
@@ -320,6 +337,7 @@ class InProcessRunner:
         finally:
             self.stats.finished += 1
             self._running.pop(binding_id, None)
+            self._polling.discard(binding_id)
             self._wake.set()
 
     def _after(self, binding_id: uuid.UUID, pending: _Pending, result: RunResult) -> None:
