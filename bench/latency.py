@@ -6,9 +6,16 @@ M changes (default 200) one after another, each an events.insert on a random bin
 and times until GET /api/v1/activities?owner=... lists it. Nothing asks for a sync: the path is
 emulator → push notification → /webhooks/google → job runner → engine → database → API.
 
-Runners: `embedded` (the in-process runner inside the web process) and `procrastinate`
-(PostgreSQL: the web process only enqueues, 2 `calsync worker` subprocesses sync), the latter
-when --postgres-url (or CALSYNC_TEST_POSTGRES_URL) is given. Prints a table with p50/p99.
+Every part runs as its own process, as in a deployment: the emulator (`python -m
+gcal_emulator`, standing in for Google), calsync (`calsync serve`) and, for procrastinate, two
+`calsync worker`s; this process only prepares the database and measures. (Running the emulator
+and calsync in this process as threads made them share one interpreter lock and measured that
+contention, not calsync.) The measurement starts once no sync is running or queued.
+
+Runners: `embedded` (the in-process runner inside the web process, SQLite) and `procrastinate`
+(PostgreSQL: the web process only enqueues, 2 `calsync worker` processes sync), the latter when
+--postgres-url (or CALSYNC_TEST_POSTGRES_URL) is given. Prints p50/p90/p99/max and the sync runs
+made during the measurement by trigger (polls there would mean the safety net got in the way).
 
   uv run python bench/latency.py [--bindings 1000] [--changes 200] [--runner embedded|procrastinate|both]
 """
@@ -21,7 +28,6 @@ import logging
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,28 +36,27 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
-import uvicorn
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from calsync.channels import Channels
+from calsync.google.calendar import make_http_client
 from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
-from calsync.store.models import CalendarBinding
+from calsync.store.models import CalendarBinding, SyncRun
 from calsync.sync.engine import sync_binding
-from calsync.web.app import create_app
-from gcal_emulator.server import EmulatorServer
-from gcal_emulator.state import Config
+from calsync.sync.tokens import GoogleAccess
 
 CLIENT_ID = "bench.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-bench"
+EMULATOR_FLAGS = ("--allow-http-webhooks", "--log-level", "warning")
+POLL_API_SECONDS = 0.01  # how often the measuring client asks the CRM API
 
 
 @dataclass
@@ -62,12 +67,10 @@ class Setup:
     owners: list[tuple[uuid.UUID, str, str]]  # user id, email, emulator access token
 
 
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -86,19 +89,19 @@ def postgres_db(admin_url: str) -> str:
 
 
 async def prepare(
-    emu: EmulatorServer, database_url: str, webhook: str, n: int, jobs: str, key: str
+    emu_url: str, database_url: str, webhook: str, n: int, jobs: str, key: str, concurrency: int
 ) -> tuple[Setup, list[uuid.UUID]]:
     settings = Settings(
         database_url=database_url,
         secret_key=SecretStr(key),
         mode="production",
         public_url=webhook.rsplit("/webhooks", 1)[0],
-        google_emulator_url=emu.url,
+        google_emulator_url=emu_url,
         google_client_id=CLIENT_ID,
         google_client_secret=SecretStr(CLIENT_SECRET),
         google_requests_per_minute=0,
         jobs=jobs,  # type: ignore[arg-type]
-        jobs_concurrency=16,
+        jobs_concurrency=concurrency,
     )
     db = Database(database_url)
     await upgrade(db)
@@ -106,7 +109,7 @@ async def prepare(
         from calsync.jobs.worker import migrate_jobs
 
         await migrate_jobs(db)
-    http = httpx.AsyncClient(base_url=emu.url, timeout=30)
+    http = httpx.AsyncClient(base_url=emu_url, timeout=30)
     await http.post(
         "/emulator/v1/oauth-clients",
         json={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": []},
@@ -147,16 +150,28 @@ async def prepare(
     return Setup(db, settings, admin_key, owners), binding_ids
 
 
-async def first_syncs_and_channels(setup: Setup, binding_ids: list[uuid.UUID], app: Any) -> None:
-    access = app.state.google.access
-    service = Channels(setup.db, access, setup.settings)
+async def first_syncs(setup: Setup, binding_ids: list[uuid.UUID]) -> GoogleAccess:
+    """Every binding's first sync, from this process, before calsync starts: the measured
+    process then starts as a deployment that has been running for a while."""
+    access = GoogleAccess(setup.settings, http=make_http_client(setup.settings))
     sem = asyncio.Semaphore(16)
 
     async def one(binding_id: uuid.UUID) -> None:
         async with sem:
             await sync_binding(setup.db, binding_id, access, trigger="initial")
-            # False when the app's own renewal tick watched this binding first: fine, one
-            # channel either way (checked below)
+
+    await asyncio.gather(*(one(b) for b in binding_ids))
+    return access
+
+
+async def watch_all(setup: Setup, access: GoogleAccess, binding_ids: list[uuid.UUID]) -> None:
+    """A push channel per binding, pointed at the running calsync (which gets their `sync`
+    messages). calsync's own renewal tick may have watched some first: one channel either way."""
+    service = Channels(setup.db, access, setup.settings)
+    sem = asyncio.Semaphore(16)
+
+    async def one(binding_id: uuid.UUID) -> None:
+        async with sem:
             await service.watch(binding_id)
 
     await asyncio.gather(*(one(b) for b in binding_ids))
@@ -167,6 +182,32 @@ async def first_syncs_and_channels(setup: Setup, binding_ids: list[uuid.UUID], a
             .where(CalendarBinding.id.in_(binding_ids), CalendarBinding.channel_id.is_(None))
         )
     assert unwatched == 0, f"{unwatched} bindings have no push channel"
+
+
+async def settle(setup: Setup, runner: str, limit: float = 300.0) -> None:
+    """Wait until no sync is running or queued, twice in a row one second apart, so the
+    measurement starts from a quiet system rather than the tail of the set-up."""
+    quiet = 0
+    deadline = time.monotonic() + limit
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError("calsync never settled")
+        async with setup.db.session() as s:
+            busy = await s.scalar(
+                select(func.count()).select_from(SyncRun).where(SyncRun.outcome == "running")
+            )
+            if runner == "procrastinate":
+                busy = (busy or 0) + (
+                    await s.scalar(
+                        text(
+                            "SELECT count(*) FROM procrastinate_jobs"
+                            " WHERE status IN ('todo', 'doing')"
+                        )
+                    )
+                    or 0
+                )
+        quiet = quiet + 1 if not busy else 0
+        await asyncio.sleep(1)
 
 
 async def measure(base: str, setup: Setup, emu_url: str, changes: int) -> list[float]:
@@ -197,12 +238,36 @@ async def measure(base: str, setup: Setup, emu_url: str, changes: int) -> list[f
                     break
                 if time.perf_counter() - t0 > 30:
                     raise RuntimeError(f"{subject} never arrived")
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(POLL_API_SECONDS)
             out.append(time.perf_counter() - t0)
     return out
 
 
-async def run(runner: str, n: int, changes: int, pg_url: str | None) -> list[float]:
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    async with httpx.AsyncClient(timeout=2) as http:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args} exited: see {log}")
+            try:
+                await http.get(url)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} never answered")
+
+
+@dataclass
+class Result:
+    latencies: list[float]
+    runs: dict[str, int]  # sync runs during the measurement, by trigger
+
+
+async def run(runner: str, n: int, changes: int, pg_url: str | None, concurrency: int) -> Result:
     key = crypto.generate_key()
     crypto.install(crypto.Keyring([key]))
     tmp = Path(tempfile.mkdtemp(prefix="calsync-bench-"))
@@ -213,53 +278,70 @@ async def run(runner: str, n: int, changes: int, pg_url: str | None) -> list[flo
     else:
         database_url = f"sqlite+aiosqlite:///{tmp / 'calsync.db'}"
         jobs = "inprocess"
-    sock = free_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    workers: list[subprocess.Popen[bytes]] = []
-    with EmulatorServer(config=Config(allow_http_webhooks=True)) as emu:
+    emu_port, port = free_port(), free_port()
+    emu_url, base = f"http://127.0.0.1:{emu_port}", f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    procs: list[subprocess.Popen[bytes]] = []
+    log = tmp / "processes.log"
+    try:
+        emu = spawn(
+            [sys.executable, "-m", "gcal_emulator", "--port", str(emu_port), *EMULATOR_FLAGS],
+            dict(os.environ),
+            log,
+        )
+        procs.append(emu)
+        await wait_up(f"{emu_url}/.well-known/openid-configuration", emu, log)
         setup, binding_ids = await prepare(
-            emu, database_url, f"{base}/webhooks/google", n, jobs, key
+            emu_url, database_url, f"{base}/webhooks/google", n, jobs, key, concurrency
         )
-        app = create_app(setup.settings, database=setup.db, keyring=crypto.Keyring([key]))
-        server = uvicorn.Server(
-            uvicorn.Config(app, lifespan="on", log_level="warning", log_config=None)
+        t = time.perf_counter()
+        access = await first_syncs(setup, binding_ids)
+        env = {
+            **os.environ,
+            "CALSYNC_DATABASE_URL": database_url,
+            "CALSYNC_SECRET_KEY": key,
+            "CALSYNC_MODE": "production",
+            "CALSYNC_PUBLIC_URL": base,
+            "CALSYNC_JOBS": jobs,
+            "CALSYNC_JOBS_CONCURRENCY": str(concurrency),
+            "CALSYNC_GOOGLE_EMULATOR_URL": emu_url,
+            "CALSYNC_GOOGLE_CLIENT_ID": CLIENT_ID,
+            "CALSYNC_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
+            "CALSYNC_GOOGLE_REQUESTS_PER_MINUTE": "0",
+            "CALSYNC_LOG_LEVEL": "WARNING",
+        }
+        web = spawn(
+            [str(bin_dir / "calsync"), "serve", "--port", str(port), "--no-migrate"], env, log
         )
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        try:
-            t = time.perf_counter()
-            await first_syncs_and_channels(setup, binding_ids, app)
-            print(f"  {runner}: {n} bindings synced and watched in {time.perf_counter() - t:.1f} s")
-            if runner == "procrastinate":
-                env = {
-                    **os.environ,
-                    "CALSYNC_DATABASE_URL": database_url,
-                    "CALSYNC_SECRET_KEY": key,
-                    "CALSYNC_MODE": "production",
-                    "CALSYNC_JOBS": "procrastinate",
-                    "CALSYNC_GOOGLE_EMULATOR_URL": emu.url,
-                    "CALSYNC_GOOGLE_CLIENT_ID": CLIENT_ID,
-                    "CALSYNC_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
-                    "CALSYNC_GOOGLE_REQUESTS_PER_MINUTE": "0",
-                    "CALSYNC_LOG_LEVEL": "WARNING",
-                }
-                exe = str(Path(sys.executable).parent / "calsync")
-                workers = [
-                    subprocess.Popen([exe, "worker"], env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
-                    for _ in range(2)
-                ]
-                await asyncio.sleep(3)
-            await asyncio.sleep(1)  # let the channels' `sync` messages pass
-            return await measure(base, setup, emu.url, changes)
-        finally:
-            for w in workers:
-                w.terminate()
-            for w in workers:
-                w.wait(timeout=30)
-            server.should_exit = True
-            await task
-            await setup.db.dispose()
+        procs.append(web)
+        if runner == "procrastinate":
+            procs += [spawn([str(bin_dir / "calsync"), "worker"], env, log) for _ in range(2)]
+        await wait_up(f"{base}/healthz", web, log)
+        await watch_all(setup, access, binding_ids)
+        await access.aclose()
+        await settle(setup, runner)
+        print(
+            f"  {runner}: {n} bindings synced, watched and settled in {time.perf_counter() - t:.1f} s"
+        )
+        since = datetime.now(UTC)
+        latencies = await measure(base, setup, emu_url, changes)
+        async with setup.db.session() as s:
+            rows = await s.execute(
+                select(SyncRun.trigger, func.count())
+                .where(SyncRun.started_at >= since)
+                .group_by(SyncRun.trigger)
+            )
+            runs = {str(trigger): int(count) for trigger, count in rows.all()}
+        await setup.db.dispose()
+        return Result(latencies, runs)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def main() -> None:
@@ -267,6 +349,7 @@ def main() -> None:
     parser.add_argument("--bindings", type=int, default=1000)
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--runner", choices=["embedded", "procrastinate", "both"], default="both")
+    parser.add_argument("--concurrency", type=int, default=4, help="CALSYNC_JOBS_CONCURRENCY")
     parser.add_argument("--postgres-url", default=os.environ.get("CALSYNC_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
@@ -276,18 +359,23 @@ def main() -> None:
         runners.remove("procrastinate")
     rows = []
     for runner in runners:
-        lat = asyncio.run(run(runner, args.bindings, args.changes, args.postgres_url))
-        rows.append((runner, lat))
+        result = asyncio.run(
+            run(runner, args.bindings, args.changes, args.postgres_url, args.concurrency)
+        )
+        rows.append((runner, result))
     print()
     print(
-        f"change in Google → visible via the CRM API ({args.bindings} bindings, {args.changes} changes)"
+        f"change in Google → visible via the CRM API ({args.bindings} bindings, {args.changes}"
+        f" changes, concurrency {args.concurrency})"
     )
-    print(f"{'runner':<26}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'max ms':>10}")
-    for runner, lat in rows:
+    print(f"{'runner':<26}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'max ms':>8}  runs by trigger")
+    for runner, result in rows:
+        lat = result.latencies
         label = runner if runner == "embedded" else "procrastinate, 2 workers"
+        runs = ", ".join(f"{k} {v}" for k, v in sorted(result.runs.items()))
         print(
-            f"{label:<26}{pct(lat, 50) * 1000:>10.0f}{pct(lat, 99) * 1000:>10.0f}"
-            f"{statistics.mean(lat) * 1000:>10.0f}{max(lat) * 1000:>10.0f}"
+            f"{label:<26}{pct(lat, 50) * 1000:>8.0f}{pct(lat, 90) * 1000:>8.0f}"
+            f"{pct(lat, 99) * 1000:>8.0f}{max(lat) * 1000:>8.0f}  {runs}"
         )
 
 
