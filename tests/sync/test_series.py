@@ -391,3 +391,191 @@ async def test_series_edit_in_crm_keeps_the_google_exceptions(h: Harness) -> Non
     (exc,) = await exceptions_of(h, sid)
     assert exc.subject == "Sales (customer)"
     assert (await h.sync()).counts.get("pushed", 0) == 0
+
+
+async def crm_view(h: Harness, around: datetime) -> list[tuple[datetime, str]]:
+    """What the CRM's calendar shows near `around` (occurrences expanded): (start, subject)."""
+    async with h.db.session() as s:
+        listed = await activities.list_expanded(
+            s,
+            h.tenant_id,
+            start=around.replace(tzinfo=OSLO) - timedelta(days=2),
+            end=around.replace(tzinfo=OSLO) + timedelta(days=40),
+            owner_id=h.user_id,
+        )
+    return sorted(
+        (i.occurrence.start_local if i.occurrence else i.activity.start_local, i.activity.subject)
+        for i in listed
+    )
+
+
+async def google_view(h: Harness) -> list[tuple[datetime, str]]:
+    """What Google Calendar shows (instances expanded, cancelled ones left out)."""
+    return sorted((local(e), e.summary or "") for e in await instances(h))
+
+
+async def test_series_moved_in_google_takes_its_exceptions_along(h: Harness) -> None:
+    """Google drops a series' exceptions when its start moves; calsync drops the CRM's too,
+    except what the user said besides a time (a title, a cancellation): that goes to the same
+    occurrence of the moved series, on both sides."""
+    start = at(3, 10)
+    sid = await series(h, "Weekly", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=4")
+    assert (await h.sync()).ok
+    gid = google_event_id(sid)
+    week = [start + timedelta(days=7 * i) for i in range(4)]
+    await h.gpatch(f"{gid}_{suffix(week[1])}", {"summary": "Weekly (customer)"})
+    later = week[2] + timedelta(hours=2)
+    await h.gpatch(
+        f"{gid}_{suffix(week[2])}",
+        {
+            "start": {"dateTime": later.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (later + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+        },
+    )
+    await h.gdelete(f"{gid}_{suffix(week[3])}")
+    assert (await h.sync()).ok
+    assert len(await exceptions_of(h, sid)) == 3
+    # the whole series moves to 11:00 in Google
+    moved = start + timedelta(hours=1)
+    await h.gpatch(
+        gid,
+        {
+            "start": {"dateTime": moved.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (moved + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+        },
+    )
+    result = await h.sync()
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    new = [moved + timedelta(days=7 * i) for i in range(4)]
+    expected = [(new[0], "Weekly"), (new[1], "Weekly (customer)"), (new[2], "Weekly")]
+    assert await google_view(h) == expected
+    assert await crm_view(h, start) == expected
+    excs = {e.original_start_local: e for e in await exceptions_of(h, sid)}
+    assert set(excs) == {new[1], new[3]}  # no exception left at a 10:00 original start
+    assert excs[new[1]].subject == "Weekly (customer)" and excs[new[1]].start_local == new[1]
+    assert excs[new[3]].status == "cancelled"
+    again = await h.sync()
+    assert again.ok and again.counts.get("pushed", 0) == 0 and not again.counts.get("updated")
+    assert await google_view(h) == expected and h.emails() == []
+
+
+async def test_series_moved_in_crm_takes_its_exceptions_along(h: Harness) -> None:
+    start = at(3, 10)
+    sid = await series(h, "Weekly", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=4")
+    week = [start + timedelta(days=7 * i) for i in range(4)]
+    renamed = await exception(h, sid, week[1])
+    await h.edit(renamed, subject="Weekly (customer)", description="bring the contract")
+    await exception(h, sid, week[2], start=week[2] + timedelta(hours=2))
+    await exception(h, sid, week[3], status="cancelled")
+    assert (await h.sync()).ok
+    # Google has one Google-made exception too: a renamed first occurrence
+    await h.gpatch(f"{google_event_id(sid)}_{suffix(week[0])}", {"summary": "Kick-off"})
+    assert (await h.sync()).ok
+    # the whole series moves a day later and to 11:00 in the CRM
+    moved = start + timedelta(days=1, hours=1)
+    await h.edit(sid, start=moved, end=moved + timedelta(hours=1))
+    result = await h.sync()
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    new = [moved + timedelta(days=7 * i) for i in range(4)]
+    expected = [(new[0], "Kick-off"), (new[1], "Weekly (customer)"), (new[2], "Weekly")]
+    assert await crm_view(h, start) == expected
+    assert await google_view(h) == expected
+    by_start = {local(e): e for e in await instances(h)}
+    assert by_start[new[1]].description == "bring the contract"
+    excs = {e.original_start_local: e for e in await exceptions_of(h, sid)}
+    assert set(excs) == {new[0], new[1], new[3]}
+    assert (await h.get(renamed)).original_start_local == new[1]  # the same activity moved
+    again = await h.sync()
+    assert again.ok and again.counts.get("pushed", 0) == 0 and not again.counts.get("updated")
+    assert await google_view(h) == expected and h.emails() == []
+
+
+async def test_this_and_following_split_in_crm_becomes_two_google_series(h: Harness) -> None:
+    start = at(1, 9)
+    sid = await series(h, "Review", start, start + timedelta(hours=1), "RRULE:FREQ=DAILY;COUNT=10")
+    before = await exception(h, sid, start + timedelta(days=2))
+    await h.edit(before, subject="Review (board)")
+    after = await exception(h, sid, start + timedelta(days=7))
+    await h.edit(after, subject="Review (old part)")
+    assert (await h.sync()).ok
+    # what a CRM client does for "this and following": the old series ends before the split...
+    split = start + timedelta(days=5)
+    until = (split - timedelta(seconds=1)).replace(tzinfo=OSLO).astimezone(UTC)
+    rule = f"RRULE:FREQ=DAILY;UNTIL={until:%Y%m%dT%H%M%SZ}"
+    async with h.db.session() as s:
+        old = await activities.get(s, h.tenant_id, sid)
+        assert old is not None
+        values = validate(
+            ActivityDraft(
+                start=old.start_local,
+                end=old.end_local,
+                subject=old.subject,
+                time_zone=old.time_zone,
+                recurrence=[rule],
+            )
+        )
+        await activities.update(s, old, values)
+        await s.commit()
+    # ...and a new series starts at the split (here two hours later)
+    later = split + timedelta(hours=2)
+    new_id = await series(
+        h, "Review", later, later + timedelta(hours=1), "RRULE:FREQ=DAILY;COUNT=5"
+    )
+    result = await h.sync()
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    masters = {e.id: e for e in await h.events() if e.recurrence}
+    assert set(masters) == {google_event_id(sid), google_event_id(new_id)}
+    assert masters[google_event_id(sid)].recurrence == [rule]
+    expected = [(start + timedelta(days=d), "Review") for d in range(5) if d != 2]
+    expected += [(start + timedelta(days=2), "Review (board)")]
+    expected += [(later + timedelta(days=d), "Review") for d in range(5)]
+    assert await google_view(h) == sorted(expected)
+    assert await crm_view(h, start) == sorted(expected)
+    # the exception after the split went with the old series' end (as in Google), none is
+    # left at an occurrence the old series no longer has
+    assert [e.id for e in await exceptions_of(h, sid)] == [before]
+    assert (await h.get(after)).deleted_at is not None
+    again = await h.sync()
+    assert again.ok and again.counts.get("pushed", 0) == 0 and not again.counts.get("updated")
+    assert again.counts.get("created", 0) == 0
+
+
+async def test_exception_deleted_in_crm_cancels_only_that_google_instance(h: Harness) -> None:
+    start = at(2, 13)
+    sid = await series(
+        h, "Coaching", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3"
+    )
+    assert (await h.sync()).ok
+    second = start + timedelta(days=7)
+    instance = f"{google_event_id(sid)}_{suffix(second)}"
+    moved = second + timedelta(hours=3)
+    await h.gpatch(
+        instance,
+        {
+            "summary": "Coaching (moved)",
+            "start": {"dateTime": moved.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (moved + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+        },
+    )
+    assert (await h.sync()).ok
+    (exc,) = await exceptions_of(h, sid)
+    assert exc.start_local == moved
+    await h.delete(exc.id)  # the user deletes that (moved) occurrence in the CRM
+    mark = h.mark()
+    result = await h.sync()
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    writes = [r for r in h.requests_since(mark) if r["method"] in ("PATCH", "PUT", "DELETE")]
+    assert [w["path"].rsplit("/", 1)[1] for w in writes] == [instance]
+    assert all("sendUpdates=none" in w["query"] for w in writes)
+    cancelled = await h.person.get_event(h.calendar_id, instance)
+    assert cancelled.status == "cancelled"
+    expected = [(start, "Coaching"), (start + timedelta(days=14), "Coaching")]
+    assert await google_view(h) == expected  # the series keeps its other occurrences
+    assert await crm_view(h, start) == expected  # and the CRM does not get it back
+    for _ in range(2):
+        again = await h.sync()
+        assert again.ok and again.counts.get("pushed", 0) == 0, again
+        assert not again.counts.get("created") and not again.counts.get("updated")
+    assert await crm_view(h, start) == expected
+    assert (await h.get(exc.id)).deleted_at is not None  # the user's delete stays a delete
+    assert h.emails() == []

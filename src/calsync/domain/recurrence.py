@@ -236,3 +236,19 @@ def instance_suffix(all_day: bool, start_utc: datetime, start_local: datetime) -
     if all_day:
         return start_local.strftime("%Y%m%d")
     return start_utc.strftime("%Y%m%dT%H%M%SZ")
+
+
+def follow(old: Series, new: Series, original_local: datetime) -> datetime | None:
+    """Where the occurrence an exception replaces is after its series changed: the same start
+    while the new series still generates it; else moved as far as the series' first start
+    moved (a series moved from 10:00 to 11:00 takes its 10:00 occurrences to 11:00); None when
+    the new series has no such occurrence (an UNTIL or a new rule cut it off)."""
+    try:
+        if is_occurrence(new, original_local):
+            return original_local
+        shifted = original_local + (new.start_local - old.start_local)
+        if shifted != original_local and is_occurrence(new, shifted):
+            return shifted
+    except RecurrenceError:
+        return None
+    return None

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain import recurrence as rec
-from calsync.domain.activity import ActivityValues, Attendee
+from calsync.domain.activity import ActivityDraft, ActivityValues, Attendee, validate
 
 from . import changes
 from .base import new_id, utcnow
@@ -303,6 +303,8 @@ async def update(
 ) -> Activity:
     """Replace the activity's fields with `values` (bumps the version, records a change)."""
     seq = await _lock_and_reload(session, activity, expected_version)
+    master = bool(activity.recurrence) and activity.recurring_parent_id is None
+    before, content = (series(activity), _content(activity)) if master else (None, ())
     _apply(activity, values)
     if type_key is not None:
         activity.type_key = type_key
@@ -313,7 +315,88 @@ async def update(
     await session.flush()
     changes.record(session, seq, activity, "updated", origin)
     await session.flush()
+    if before is not None:
+        await _follow_series(session, activity, before, content, origin)
     return activity
+
+
+def _content(activity: Activity) -> tuple[object, ...]:
+    """What an exception can say besides its time (compared with its series')."""
+    return (
+        activity.subject,
+        activity.description,
+        activity.location,
+        activity.visibility,
+        activity.transparency,
+    )
+
+
+def _timing_key(s: rec.Series) -> tuple[object, ...]:
+    return (s.all_day, s.zone.key, s.start_local, s.recurrence)
+
+
+async def _follow_series(
+    session: AsyncSession,
+    master: Activity,
+    before: rec.Series,
+    content: tuple[object, ...],
+    origin: str,
+) -> None:
+    """A series whose occurrences moved (new start, rule, zone) takes its exceptions along,
+    so none is left at an original start the series no longer generates: an exception still
+    generated stays; one that says more than its time (cancelled, its own title, notes,
+    location ...) moves to the same occurrence of the moved series and takes the series' new
+    time; the rest (only a time of their own, or an occurrence the series lost) are deleted."""
+    after = series(master)
+    if _timing_key(after) == _timing_key(before):
+        return
+    staying: set[datetime] = set()
+    moving: list[tuple[Activity, datetime]] = []
+    dropping: list[Activity] = []
+    for exc in await exceptions_of(session, master):
+        original = exc.original_start_local
+        slot = rec.follow(before, after, original) if master.recurrence and original else None
+        if slot is not None and slot == original:
+            staying.add(slot)
+        elif slot is not None and (exc.status == "cancelled" or _content(exc) != content):
+            moving.append((exc, slot))
+        else:
+            dropping.append(exc)
+    targets: set[datetime] = set()
+    keep: list[tuple[Activity, datetime]] = []
+    for exc, slot in moving:
+        if slot in staying or slot in targets:
+            dropping.append(exc)  # that occurrence has an exception already
+        else:
+            targets.add(slot)
+            keep.append((exc, slot))
+    for exc in dropping:
+        await delete(session, exc, origin=origin)
+    # free each target before it is taken: a one-week move puts week 2's exception on week 3
+    later_first = after.start_local >= before.start_local
+    keep.sort(key=lambda item: item[0].original_start_local or item[1], reverse=later_first)
+    for exc, slot in keep:
+        await update(session, exc, validate(_moved(exc, after, slot), after), origin=origin)
+
+
+def _moved(exc: Activity, after: rec.Series, slot: datetime) -> ActivityDraft:
+    end = slot + after.duration
+    return ActivityDraft(
+        start=slot.date() if after.all_day else slot,
+        end=end.date() if after.all_day else end,
+        subject=exc.subject,
+        description=exc.description,
+        location=exc.location,
+        all_day=after.all_day,
+        time_zone=after.zone.key,
+        visibility=exc.visibility,
+        transparency=exc.transparency,
+        status=exc.status,
+        attendees=tuple(
+            Attendee(a.email, a.display_name, a.response_status, a.optional) for a in exc.attendees
+        ),
+        original_start=slot.date() if after.all_day else slot,
+    )
 
 
 async def delete(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.activity import ActivityDraft, ActivityInvalid, validate
 from calsync.domain.fields import SyncFields, content_hash
+from calsync.domain.recurrence import is_occurrence
 from calsync.google.models import Event
 from calsync.store import activities, links, runs, users
 from calsync.store.errors import AlreadyExists
@@ -172,6 +173,8 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
         if original is None:
             return
         original_local = _local(original, master)
+        if event.cancelled and not is_occurrence(activities.series(master), original_local):
+            return  # an instance Google dropped when its series moved: nothing left to cancel
         existing = await links.exception_at(s, master.id, original_local)
         if existing is not None:
             if await links.by_activity(s, ctx.binding_id, existing.id) is not None:

@@ -17,8 +17,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain.activity import validate
 from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
+from calsync.domain.recurrence import is_occurrence
 from calsync.google import calls, errors
 from calsync.google.calls import ApiCall
 from calsync.google.models import Event
@@ -28,7 +30,7 @@ from calsync.store.models import Activity, EventLink
 from . import filters, mapping
 from .context import Ctx
 from .errors import parks
-from .reconcile import CANCELLED, reconcile, write_crm
+from .reconcile import CANCELLED, expected_instance, reconcile, write_crm
 
 log = logging.getLogger(__name__)
 
@@ -169,21 +171,23 @@ async def _occurrence(
     ctx: Ctx, s: AsyncSession, activity: Activity, link: EventLink | None
 ) -> Op | None:
     """An exception of a series: Google already has the occurrence (under `<master>_<original
-    start>`), so it is patched into place, never inserted; a deleted exception (the occurrence
-    back to normal) only forgets its link."""
-    if activity.deleted_at is not None:
-        if link is not None:
-            await links.remove(s, link)
-        return None
+    start>`), so it is patched into place, never inserted — also when its series moved and
+    took it to another occurrence (the link still names the old instance)."""
     assert activity.recurring_parent_id is not None and activity.original_start_local is not None
     master_link = await links.by_activity(s, ctx.binding_id, activity.recurring_parent_id)
     if master_link is None or master_link.read_only:
         return None
-    if master_link.state != links.LINKED or master_link.google_etag is None:
-        ctx.later.add(activity.id)  # the series is being written: the occurrence follows
-        return None
     master = await activities.get(s, ctx.tenant_id, activity.recurring_parent_id)
     if master is None or master.deleted_at is not None:
+        return None
+    if (
+        master_link.state != links.LINKED
+        or master_link.google_etag is None
+        or master_link.crm_hash != content_hash(mapping.activity_fields(master))
+    ):
+        # the series is being written (new, moved, edited): the occurrence follows, so its
+        # instance exists where the CRM's series says
+        ctx.later.add(activity.id)
         return None
     c = mapping.activity_fields(activity)
     c_hash = content_hash(c)
@@ -195,6 +199,7 @@ async def _occurrence(
         s.add(link)
     link.snapshot, link.crm_hash, link.google_hash = c.to_json(), c_hash, c_hash
     link.google_event_id = event_id
+    link.state = links.PENDING  # owed until Google confirms (a retarget too)
     link.google_recurring_event_id = master_link.google_event_id
     return Op(
         "patch",
@@ -203,6 +208,59 @@ async def _occurrence(
         calls.events_patch(ctx.calendar_id, event_id, mapping.event_body(c), send_updates="none"),
         c,
     )
+
+
+async def _cancelled_occurrence(
+    ctx: Ctx, s: AsyncSession, deleted: Activity, link: EventLink
+) -> EventLink | None:
+    """An exception deleted in the CRM cancels its occurrence (DESIGN rule 7: a cancelled
+    occurrence cancels only that occurrence on the other side). A cancelled exception takes the
+    deleted one's place and its link, so the CRM's series hides the occurrence as Google does
+    and the cancelled instance Google lists is this exception, not news. Returns the link to
+    write, or None when nothing is left to cancel: the series is gone or moved on, another
+    exception holds the occurrence, or the instance never reached Google."""
+    assert deleted.recurring_parent_id is not None
+    master = await activities.get(s, ctx.tenant_id, deleted.recurring_parent_id)
+    master_link = await links.by_activity(s, ctx.binding_id, deleted.recurring_parent_id)
+    original = deleted.original_start_local
+    if (
+        master is None
+        or master.deleted_at is not None
+        or master_link is None
+        or master_link.read_only
+        or original is None
+        or link.state != links.LINKED
+        or link.google_etag is None
+        or link.google_event_id != await expected_instance(ctx, s, deleted)
+        or not is_occurrence(activities.series(master), original)
+        or await links.exception_at(s, master.id, original) is not None
+    ):
+        await links.remove(s, link)
+        return None
+    parent = activities.series(master)
+    draft = mapping.draft(
+        mapping.activity_fields(deleted), deleted, ctx.time_zone, status="cancelled"
+    )
+    cancelled = await activities.create(
+        s,
+        ctx.tenant_id,
+        type_key=deleted.type_key,
+        owner_id=deleted.owner_id,
+        values=validate(draft, parent),
+        recurring_parent_id=master.id,
+        organizer_email=deleted.organizer_email,
+        origin="sync",
+    )
+    link.activity_id = cancelled.id
+    ctx.counts["cancelled"] += 1
+    return link
+
+
+async def _get(ctx: Ctx, s: AsyncSession, activity_id: uuid.UUID | None) -> Activity:
+    assert activity_id is not None
+    found = await activities.get(s, ctx.tenant_id, activity_id)
+    assert found is not None
+    return found
 
 
 async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
@@ -222,8 +280,16 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             if link is not None and link.read_only:
                 await _read_only(ctx, s, activity, link)
                 continue
-            if activity.recurring_parent_id is not None and (
-                link is None or link.state == links.PENDING or activity.deleted_at is not None
+            if activity.recurring_parent_id is not None and activity.deleted_at is not None:
+                if link is not None:
+                    link = await _cancelled_occurrence(ctx, s, activity, link)
+                if link is None:
+                    continue
+                activity = await _get(ctx, s, link.activity_id)  # the cancelled exception
+            elif activity.recurring_parent_id is not None and (
+                link is None
+                or link.state == links.PENDING
+                or link.google_event_id != await expected_instance(ctx, s, activity)
             ):
                 op = await _occurrence(ctx, s, activity, link)
                 if op is not None:

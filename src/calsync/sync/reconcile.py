@@ -23,8 +23,9 @@ from calsync.domain.decide import Action, State, decide
 from calsync.domain.fields import SyncFields, content_hash
 from calsync.domain.ids import activity_id_from_event_id
 from calsync.domain.merge import Merged, Policy, merge
+from calsync.domain.recurrence import is_occurrence
 from calsync.google.models import Event
-from calsync.store import activities, links, runs
+from calsync.store import activities, links, runs, series
 from calsync.store.models import Activity, EventLink
 
 from . import filters, mapping
@@ -134,8 +135,43 @@ async def write_crm(
         if master is not None:
             parent = activities.series(master)
     checked = validate(mapping.draft(values, activity, ctx.time_zone, attendees=attendees), parent)
+    before = activities.series(activity) if activity.recurrence and parent is None else None
     await activities.update(s, activity, checked, origin="sync")
     ctx.counts["updated"] += 1
+    if before is not None and activities.series(activity) != before:
+        await exceptions_followed(ctx, s, activity)
+
+
+async def exceptions_followed(ctx: Ctx, s: AsyncSession, master: Activity) -> None:
+    """The series moved and the store moved or deleted its exceptions with it: a deleted
+    one's link is done (Google dropped that instance itself), a moved one's link still names
+    the old instance, so the push writes it to the new one (`crm_hash` cleared keeps it owed
+    across runs)."""
+    shape = activities.series(master)
+    for link, activity in await series.exception_links(s, ctx.binding_id, master.id):
+        if activity.deleted_at is not None:
+            original = activity.original_start_local
+            if original is None or not is_occurrence(shape, original):
+                await links.remove(s, link)
+        elif link.google_event_id != await expected_instance(ctx, s, activity):
+            link.crm_hash = None
+            ctx.to_push.add(activity.id)
+
+
+async def expected_instance(ctx: Ctx, s: AsyncSession, exception: Activity) -> str | None:
+    """The Google instance id an exception belongs to now (None if its series has no link)."""
+    if exception.recurring_parent_id is None or exception.original_start_local is None:
+        return None
+    master_link = await links.by_activity(s, ctx.binding_id, exception.recurring_parent_id)
+    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
+    if master_link is None or master is None:
+        return None
+    return mapping.instance_id(
+        master_link.google_event_id,
+        master.all_day,
+        exception.original_start_local,
+        master.time_zone,
+    )
 
 
 async def responses(ctx: Ctx, s: AsyncSession, activity: Activity, event: Event) -> None:
@@ -204,6 +240,11 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         await links.remove(s, link)
         return Result.SKIPPED if event.cancelled else Result.UNLINKED
     occurrence = activity.recurring_parent_id is not None
+    expected = await expected_instance(ctx, s, activity) if occurrence else None
+    if expected is not None and event.id != expected:
+        # the series moved and took this exception to another occurrence: the push writes it
+        # there; the old instance (which Google dropped) is no news
+        return Result.SKIPPED
     if event.cancelled and (not occurrence or activity.deleted_at is not None):
         return await _cancelled(ctx, s, link, activity, event)
     if link.state != links.PENDING and link.google_etag == event.etag and not ctx.reapply:
