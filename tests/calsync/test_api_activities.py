@@ -88,6 +88,7 @@ async def test_create_returns_everything_and_location(world: World, owner: str) 
         "original_start": None,
         "organizer_email": None,
         "occurrence": False,
+        "read_only": None,
         "version": 1,
         "created_at": None,
         "updated_at": None,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
 from .base import utcnow
-from .models import Activity, CalendarBinding, EventLink
+from .models import Activity, CalendarBinding, EventLink, GoogleConnection
 
 PENDING, LINKED, PARKED = "pending", "linked", "parked"
 
@@ -262,3 +262,32 @@ async def exceptions(session: AsyncSession, master_id: uuid.UUID) -> list[uuid.U
         )
     )
     return list(rows)
+
+
+async def read_only_reasons(
+    session: AsyncSession, items: Collection[Activity]
+) -> dict[uuid.UUID, set[str]]:
+    """Why the sync would undo a CRM write of each activity: the read-only reasons of its links,
+    and of its series' links for an exception, in a calendar of its owner's connection (an
+    attendee's read-only copy of a meeting its organiser syncs does not count)."""
+    wanted: dict[uuid.UUID, list[Activity]] = {}
+    for item in items:
+        wanted.setdefault(item.id, []).append(item)
+        if item.recurring_parent_id is not None:
+            wanted.setdefault(item.recurring_parent_id, []).append(item)
+    out: dict[uuid.UUID, set[str]] = {}
+    ids = list(wanted)
+    for i in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(EventLink.activity_id, EventLink.read_only, GoogleConnection.user_id)
+            .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
+            .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+            .where(EventLink.activity_id.in_(ids[i : i + 500]), EventLink.read_only.is_not(None))
+        )
+        for activity_id, reason, user_id in rows:
+            if activity_id is None or reason is None:
+                continue
+            for item in wanted.get(activity_id, ()):
+                if item.owner_id == user_id:
+                    out.setdefault(item.id, set()).add(reason)
+    return out

@@ -208,6 +208,18 @@ class ActivityPatch(Strict):
     recurrence: Recurrence | None = None
 
 
+class ReadOnlyOut(BaseModel):
+    """Why the CRM may not change an activity: Google manages it, and a sync would undo an edit."""
+
+    reason: Literal["not_organizer", "event_type", "busy", "recurrence"] = Field(
+        description="not_organizer: another organiser's meeting; event_type: focus time or out "
+        "of office; busy: a private Google event shown as Busy; recurrence: a Google series "
+        "calsync cannot represent"
+    )
+    message: str
+    remedy: str
+
+
 class ActivityOut(BaseModel):
     id: str = Field(description="UUID; an expanded occurrence has `<master id>_<UTC start>`")
     type: str
@@ -228,6 +240,10 @@ class ActivityOut(BaseModel):
     original_start: str | None
     organizer_email: str | None
     occurrence: bool = Field(description="True for an occurrence generated from a series")
+    read_only: ReadOnlyOut | None = Field(
+        default=None,
+        description="Set when Google manages this entry: PATCH and DELETE answer 409 read_only",
+    )
     version: int
     created_at: datetime
     updated_at: datetime

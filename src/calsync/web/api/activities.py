@@ -11,14 +11,23 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from calsync.domain import activity as rules
 from calsync.domain import recurrence as rec
-from calsync.store import activities, tenants, users
+from calsync.store import activities, links, tenants, users
 from calsync.store.activities import Instance
 from calsync.store.errors import AlreadyExists, Deleted, VersionMismatch
 from calsync.store.models import Activity
+from calsync.sync import filters
 
 from ..deps import Caller, Principal, Session
 from ..errors import ApiError, FieldProblem, not_found
-from ..schemas import ActivityIn, ActivityList, ActivityOut, ActivityPatch, AttendeeIn, AttendeeOut
+from ..schemas import (
+    ActivityIn,
+    ActivityList,
+    ActivityOut,
+    ActivityPatch,
+    AttendeeIn,
+    AttendeeOut,
+    ReadOnlyOut,
+)
 
 router = APIRouter(tags=["activities"])
 
@@ -27,6 +36,60 @@ IF_MATCH = Header(
     alias="If-Match",
     description="The version you edited (from GET's ETag); 412 when it is no longer current",
 )
+
+
+# read-only entries (Google manages them; the sync would undo a CRM write)
+
+#: each reason in the user's terms, with what to do instead; first the one a person would
+#: act on when an entry has several
+READ_ONLY: dict[str, tuple[str, str]] = {
+    filters.EVENT_TYPE: (
+        "Focus time and out-of-office entries are managed in Google Calendar",
+        "change or delete it in Google Calendar; the CRM follows at the next sync",
+    ),
+    filters.BUSY_BLOCK: (
+        "This private Google event is shown as Busy; its details stay in Google",
+        "change it in Google Calendar, or set the owner's private events to `import` "
+        "(PATCH /api/v1/users/{id}/google/settings) to edit it in the CRM",
+    ),
+    filters.NOT_ORGANIZER: (
+        "This is another organiser's meeting in Google: only the organiser can change it",
+        "ask the organiser to change it in Google Calendar",
+    ),
+    filters.RECURRENCE: (
+        "Google describes this series in a way calsync cannot edit",
+        "change the series in Google Calendar (e.g. to a daily, weekly, monthly or yearly "
+        "rule), or keep editing it there",
+    ),
+}
+
+
+def _read_only_out(reasons: set[str] | None) -> ReadOnlyOut | None:
+    for reason, (message, remedy) in READ_ONLY.items():
+        if reasons and reason in reasons:
+            return ReadOnlyOut.model_validate(
+                {"reason": reason, "message": message, "remedy": remedy}
+            )
+    return None
+
+
+async def _read_only(s: Session, rows: list[Activity]) -> dict[uuid.UUID, ReadOnlyOut]:
+    """The read-only state of each row that has one (one query for a whole page)."""
+    reasons = await links.read_only_reasons(s, rows)
+    out: dict[uuid.UUID, ReadOnlyOut] = {}
+    for activity_id, found in reasons.items():
+        state = _read_only_out(found)
+        if state is not None:
+            out[activity_id] = state
+    return out
+
+
+async def _writable(s: Session, row: Activity) -> None:
+    """409 read_only when Google manages the activity (or its series): the owner may not change
+    it through calsync, and neither may an admin, since the next sync would undo the write."""
+    state = (await _read_only(s, [row])).get(row.id)
+    if state is not None:
+        raise ApiError(409, "read_only", f"{state.message}.", state.remedy)
 
 
 # rendering
@@ -38,7 +101,11 @@ def _when(local: datetime, all_day: bool, zone: str) -> str:
     return local.replace(tzinfo=ZoneInfo(zone)).isoformat()
 
 
-def activity_out(row: Activity, occurrence: rec.Occurrence | None = None) -> ActivityOut:
+def activity_out(
+    row: Activity,
+    occurrence: rec.Occurrence | None = None,
+    read_only: ReadOnlyOut | None = None,
+) -> ActivityOut:
     start, end = row.start_local, row.end_local
     ident = str(row.id)
     recurring_parent_id = row.recurring_parent_id
@@ -75,6 +142,7 @@ def activity_out(row: Activity, occurrence: rec.Occurrence | None = None) -> Act
         original_start=_when(original, row.all_day, row.time_zone) if original else None,
         organizer_email=row.organizer_email,
         occurrence=occurrence is not None,
+        read_only=read_only,
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -283,7 +351,12 @@ async def list_activities(
         except rec.TooManyOccurrences as exc:
             raise ApiError(422, "range_too_large", str(exc), "ask for a shorter range") from exc
         page = items[offset : offset + limit]
-        return ActivityList(activities=[activity_out(i.activity, i.occurrence) for i in page])
+        states = await _read_only(s, [i.activity for i in page])
+        return ActivityList(
+            activities=[
+                activity_out(i.activity, i.occurrence, states.get(i.activity.id)) for i in page
+            ]
+        )
     rows = await activities.list_(
         s,
         caller.tenant_id,
@@ -296,7 +369,8 @@ async def list_activities(
         limit=limit,
         offset=offset,
     )
-    return ActivityList(activities=[activity_out(r) for r in rows])
+    states = await _read_only(s, list(rows))
+    return ActivityList(activities=[activity_out(r, read_only=states.get(r.id)) for r in rows])
 
 
 @router.post("/activities", response_model=ActivityOut, status_code=201)
@@ -325,6 +399,7 @@ async def create_activity(
                 "use the master's id",
             )
         _may_edit(caller, parent)
+        await _writable(s, parent)
         owner_id, type_key = parent.owner_id, body.type if "type" in sent else parent.type_key
         parent_series = activities.series(parent)
         fields = _stored_fields(parent)
@@ -402,7 +477,7 @@ async def get_activity(
     """One activity; a deleted one is returned as a tombstone (deleted_at set)."""
     row = await _load(caller, s, activity_id)
     response.headers.update(_etag(row))
-    return activity_out(row)
+    return activity_out(row, read_only=(await _read_only(s, [row])).get(row.id))
 
 
 @router.patch("/activities/{activity_id}", response_model=ActivityOut)
@@ -420,6 +495,7 @@ async def patch_activity(
     if row.deleted_at is not None:
         raise _gone(row)
     _may_edit(caller, row)
+    await _writable(s, row)
     sent = body.model_fields_set
     for name in (
         "subject",
@@ -522,6 +598,7 @@ async def delete_activity(
     _may_edit(caller, row)
     if row.deleted_at is not None:
         return Response(status_code=204)
+    await _writable(s, row)
     try:
         await activities.delete(s, row, expected_version=_if_match(if_match))
         await s.commit()
