@@ -18,7 +18,7 @@ async def test_connect_watches_the_import_calendar(served: Served) -> None:
     binding = await served.binding(binding_id)
     assert binding.channel_id and binding.channel_id.startswith(binding_id.hex)
     assert binding.channel_token and binding.channel_resource_id
-    live = [c for c in served.channels() if not c["stopped"]]
+    live = [c for c in served.channels() if not c["stopped"] and c["kind"] == "events"]
     assert [c["id"] for c in live] == [binding.channel_id]
     assert live[0]["address"] == served.url + "/webhooks/google"
     assert live[0]["token"] == binding.channel_token
@@ -30,9 +30,9 @@ async def test_connect_watches_the_import_calendar(served: Served) -> None:
             "expires_at": status["push_channels"][0]["expires_at"],
         }
     ]
-    # the `sync` message arrived and was answered 200 without a sync
-    await served.wait_for(lambda: any(d["resource_state"] == "sync" for d in served.deliveries()))
-    assert [d["status"] for d in served.deliveries()] == [200]
+    # the `sync` messages (events and calendarList) arrived, answered 200 without a sync
+    await served.wait_for(lambda: len(served.deliveries()) == 2)
+    assert [(d["resource_state"], d["status"]) for d in served.deliveries()] == [("sync", 200)] * 2
     assert served.jobs.requests == []
 
 

@@ -1,5 +1,6 @@
-"""Push channels of calendar bindings: lookup by channel id, compare-and-set replacement,
-and which bindings need a channel (new) or a renewal (expiring). SQL only; see calsync.channels."""
+"""Push channels of calendar bindings and the calendarList channel of each connection: lookup by
+channel id, compare-and-set replacement, and which need a channel (new) or a renewal (expiring).
+SQL only; see calsync.channels."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
@@ -173,3 +174,132 @@ async def channels_by_state(session: AsyncSession, now: datetime, soon: datetime
         else:
             counts["active"] += 1
     return counts
+
+
+# -- the calendarList channel of a connection ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredListChannel:
+    """A connection's calendarList channel (enough to verify a notification and to stop it)."""
+
+    connection_id: uuid.UUID
+    tenant_id: uuid.UUID
+    channel_id: str
+    resource_id: str | None
+    token: str | None
+    expires_at: datetime | None
+
+
+def _stored_list(c: GoogleConnection) -> StoredListChannel:
+    return StoredListChannel(
+        connection_id=c.id,
+        tenant_id=c.tenant_id,
+        channel_id=c.list_channel_id or "",
+        resource_id=c.list_channel_resource_id,
+        token=c.list_channel_token,
+        expires_at=c.list_channel_expires_at,
+    )
+
+
+async def list_by_channel_id(session: AsyncSession, channel_id: str) -> StoredListChannel | None:
+    conn = await session.scalar(
+        select(GoogleConnection).where(GoogleConnection.list_channel_id == channel_id)
+    )
+    return _stored_list(conn) if conn is not None else None
+
+
+async def list_of_connection(
+    session: AsyncSession, connection_id: uuid.UUID
+) -> StoredListChannel | None:
+    conn = await session.get(GoogleConnection, connection_id)
+    if conn is None or not conn.list_channel_id:
+        return None
+    return _stored_list(conn)
+
+
+async def replace_list(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    *,
+    expected: str | None,
+    channel_id: str | None,
+    resource_id: str | None = None,
+    token: str | None = None,
+    expires_at: datetime | None = None,
+) -> bool:
+    """Point the connection at a new calendarList channel (or none) only if it still has
+    `expected`, as `replace` does for bindings."""
+    condition = (
+        GoogleConnection.list_channel_id.is_(None)
+        if expected is None
+        else GoogleConnection.list_channel_id == expected
+    )
+    result = await session.execute(
+        update(GoogleConnection)
+        .where(GoogleConnection.id == connection_id, condition)
+        .values(
+            list_channel_id=channel_id,
+            list_channel_resource_id=resource_id,
+            list_channel_token=token,
+            list_channel_expires_at=expires_at,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _wants_list_channel() -> list[object]:
+    """Connected, with at least one binding switched on (whatever its stage: a binding disabled
+    because its calendar vanished is resumed when the list shows the calendar again)."""
+    return [
+        GoogleConnection.status == "connected",
+        exists().where(
+            CalendarBinding.connection_id == GoogleConnection.id,
+            CalendarBinding.enabled.is_(True),
+        ),
+    ]
+
+
+async def list_wanted(session: AsyncSession, connection_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(GoogleConnection.id).where(
+            GoogleConnection.id == connection_id,
+            *_wants_list_channel(),  # type: ignore[arg-type]
+        )
+    )
+    return found is not None
+
+
+async def lists_due(
+    session: AsyncSession, *, renew_before: datetime, limit: int = 500
+) -> Sequence[uuid.UUID]:
+    """Connections that want a calendarList channel and have none, or one expiring before
+    `renew_before` — oldest expiry first."""
+    result = await session.scalars(
+        select(GoogleConnection.id)
+        .where(
+            *_wants_list_channel(),  # type: ignore[arg-type]
+            or_(
+                GoogleConnection.list_channel_id.is_(None),
+                GoogleConnection.list_channel_expires_at.is_(None),
+                GoogleConnection.list_channel_expires_at < renew_before,
+            ),
+        )
+        .order_by(GoogleConnection.list_channel_expires_at.asc().nulls_first())
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def lists_unwanted(session: AsyncSession, *, limit: int = 500) -> Sequence[uuid.UUID]:
+    """Connections holding a calendarList channel they should not have any more (disconnected,
+    waiting for reauthorisation, or no binding left)."""
+    wanted = select(GoogleConnection.id).where(*_wants_list_channel())  # type: ignore[arg-type]
+    result = await session.scalars(
+        select(GoogleConnection.id)
+        .where(GoogleConnection.list_channel_id.is_not(None), GoogleConnection.id.not_in(wanted))
+        .limit(limit)
+    )
+    return result.all()

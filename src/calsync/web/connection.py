@@ -25,6 +25,7 @@ from calsync.sync import tokens as sync_tokens
 from .google_schemas import (
     CalendarOut,
     ConnectionOut,
+    ListChannelOut,
     Problem,
     PushChannelOut,
     RunCounts,
@@ -203,8 +204,11 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
             await add_default_binding(s, tenant.id, conn, calendars)
         await s.commit()
         done = Connected(user, conn.id, auth.email, changed)
-    # push channels for the import calendars (re-registered on reconnect)
-    await Channels(db, services.access, services.settings).reconcile_connection(done.connection_id)
+    # push channels for the import calendars and a fresh calendarList channel (re-registered
+    # on reconnect: the account may have changed)
+    await Channels(db, services.access, services.settings).reconcile_connection(
+        done.connection_id, renew_list=True
+    )
     return done
 
 
@@ -285,10 +289,14 @@ def merge_calendars(
 def _binding_problem(stored: Sequence[CalendarBinding]) -> Problem | None:
     for b in stored:
         if b.stage in (bindings.PAUSED, bindings.DISABLED):
+            # a disabled stage (calendar gone, write access lost) is not the user's off switch
+            code = "calsync.binding_paused"
+            if b.stage == bindings.DISABLED:
+                code = "calsync.binding_disabled_stage"
             return Problem(
-                code=f"calsync.binding_{b.stage}",
+                code=code,
                 message=f"{b.summary or b.google_calendar_id}: {b.paused_reason or b.stage}",
-                remedy=remedy_for(f"calsync.binding_{b.stage}"),
+                remedy=remedy_for(code),
             )
     return None
 
@@ -369,4 +377,13 @@ async def status(
             for b in stored
             if imports(b)
         ],
+        list_channel=_list_channel(conn if state != "not_connected" else None, services),
+    )
+
+
+def _list_channel(conn: GoogleConnection | None, services: GoogleServices) -> ListChannelOut:
+    expires = conn.list_channel_expires_at if conn is not None and conn.list_channel_id else None
+    return ListChannelOut(
+        state=channel_state(expires, services.settings),  # type: ignore[arg-type]
+        expires_at=expires,
     )

@@ -73,6 +73,14 @@ class PushChannelOut(BaseModel):
     expires_at: datetime | None
 
 
+class ListChannelOut(BaseModel):
+    """The connection's Google calendarList push channel, which notices calendars deleted or
+    unshared: active, expiring (renewal due) or none (noticed at the next sync instead)."""
+
+    state: Literal["active", "expiring", "none"]
+    expires_at: datetime | None
+
+
 class ConnectionOut(BaseModel):
     status: ConnectionStatus
     google_email: str | None
@@ -87,6 +95,7 @@ class ConnectionOut(BaseModel):
     last_run: RunOut | None
     last_error: Problem | None
     push_channels: list[PushChannelOut] = []
+    list_channel: ListChannelOut = ListChannelOut(state="none", expires_at=None)
 
 
 class SettingsPatch(Strict):

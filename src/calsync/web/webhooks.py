@@ -1,9 +1,12 @@
-"""POST /webhooks/google: Google's push notifications for calendar bindings.
+"""POST /webhooks/google: Google's push notifications for calendar bindings and connections'
+calendar lists.
 
-The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`). Channel id,
-resource id and token are compared in constant time. A wrong token or resource id is refused
-(403) and logged without the token; a notification for an unknown or replaced channel is
-answered 200 (Google would retry anything else) and that channel is stopped in the background.
+The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`), or for a
+calendarList channel (id `list-...`) a check of the connection's calendars run in the background
+of this process (coalesced per connection). Channel id, resource id and token are compared in
+constant time. A wrong token or resource id is refused (403) and logged without the token; a
+notification for an unknown or replaced channel is answered 200 (Google would retry anything
+else) and that channel is stopped in the background.
 """
 
 from __future__ import annotations
@@ -13,10 +16,17 @@ import hmac
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
 
-from calsync.channels import WEBHOOK_PATH, Channels, binding_of_channel
+from calsync.channels import (
+    WEBHOOK_PATH,
+    Channels,
+    binding_of_channel,
+    connection_of_list_channel,
+    is_list_channel,
+)
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store import channels as stored
 
@@ -29,13 +39,17 @@ router = APIRouter(tags=["webhooks"])
 STALE_GRACE_SECONDS = 5.0  # before stopping an unknown channel of one of our bindings
 STOPPED_MEMORY = 10_000  # channel ids already stopped (or being stopped) by this process
 _stopping: OrderedDict[str, None] = OrderedDict()
+# connections whose calendar list is being checked by this process -> another check wanted
+_checking: dict[uuid.UUID, bool] = {}
 
 
 def _same(a: str | None, b: str | None) -> bool:
     return hmac.compare_digest((a or "").encode(), (b or "").encode())
 
 
-def _stop_later(request: Request, binding_id: uuid.UUID, channel_id: str, resource_id: str) -> None:
+def _stop_later(
+    request: Request, channel_id: str, stop: Callable[[Channels], Awaitable[bool]]
+) -> None:
     if channel_id in _stopping:
         return
     _stopping[channel_id] = None
@@ -45,18 +59,105 @@ def _stop_later(request: Request, binding_id: uuid.UUID, channel_id: str, resour
     services: GoogleServices = state.google
     service = Channels(state.db, services.access, state.settings)
 
-    async def stop() -> None:
+    async def later() -> None:
         # a channel just made may notify before its watch call stored it: look again first
         await asyncio.sleep(STALE_GRACE_SECONDS)
         async with state.db.session() as s:
-            current = await stored.by_channel_id(s, channel_id)
+            current = await stored.by_channel_id(s, channel_id) or await stored.list_by_channel_id(
+                s, channel_id
+            )
             await s.commit()
         if current is None:
-            await service.stop_at_google(binding_id, channel_id, resource_id)
+            await stop(service)
         else:
             _stopping.pop(channel_id, None)
 
-    services.spawn(stop())
+    services.spawn(later())
+
+
+def _check_later(request: Request, connection_id: uuid.UUID) -> None:
+    """Check the connection's calendar list in the background; notifications arriving while a
+    check runs make one more check after it, not one each."""
+    if connection_id in _checking:
+        _checking[connection_id] = True
+        return
+    _checking[connection_id] = False
+    state = request.app.state
+    services: GoogleServices = state.google
+    service = Channels(state.db, services.access, state.settings)
+
+    async def check() -> None:
+        try:
+            while True:
+                _checking[connection_id] = False
+                done = await service.check_calendars(connection_id)
+                jobs: JobQueue | None = getattr(state, "jobs", None)
+                for binding_id in done.resumed:  # back in the list: catch up now
+                    if jobs is not None:
+                        await jobs.enqueue_sync(binding_id, Reason.WEBHOOK)
+                if not _checking.get(connection_id):
+                    break
+        except Exception:
+            log.exception("calendar list check failed", extra={"connection": str(connection_id)})
+        finally:
+            _checking.pop(connection_id, None)
+
+    services.spawn(check())
+
+
+async def _list_push(
+    request: Request, channel_id: str, resource_id: str, state_name: str, metrics: Metrics | None
+) -> Response:
+    """A calendarList channel's notification: verified like a binding's, then checked later."""
+    async with request.app.state.db.session() as s:
+        channel = await stored.list_by_channel_id(s, channel_id)
+        owner = None
+        if channel is None and (owner_id := connection_of_list_channel(channel_id)) is not None:
+            owner = await stored.list_of_connection(s, owner_id)
+        await s.commit()
+    if channel is None or not _same(channel.channel_id, channel_id):
+        if (
+            owner is not None
+            and state_name != "sync"
+            and owner.resource_id
+            and _same(owner.resource_id, resource_id)
+        ):
+            connection_id = owner.connection_id
+
+            async def stop(service: Channels) -> bool:
+                return await service.stop_list_at_google(connection_id, channel_id, resource_id)
+
+            _stop_later(request, channel_id, stop)
+            result = "stale"
+        else:
+            result = "unknown"
+        log.info("push notification for an unknown channel", extra={"channel": channel_id})
+        if metrics:
+            metrics.webhooks.labels(result=result).inc()
+        return Response(status_code=200)
+    token_ok = _same(channel.token, request.headers.get("x-goog-channel-token"))
+    resource_ok = _same(channel.resource_id, resource_id)
+    if not (token_ok and resource_ok):
+        log.warning(
+            "push notification refused",
+            extra={
+                "channel": channel_id,
+                "connection": str(channel.connection_id),
+                "reason": "token" if not token_ok else "resource_id",
+                "client": request.client.host if request.client else None,
+            },
+        )
+        if metrics:
+            metrics.webhooks.labels(result="forbidden").inc()
+        return Response(status_code=403)
+    if state_name == "sync":
+        if metrics:
+            metrics.webhooks.labels(result="sync").inc()
+        return Response(status_code=200)
+    _check_later(request, channel.connection_id)
+    if metrics:
+        metrics.webhooks.labels(result="calendar_list").inc()
+    return Response(status_code=200)
 
 
 @router.post(WEBHOOK_PATH, include_in_schema=False)
@@ -71,6 +172,8 @@ async def google_push(request: Request) -> Response:
         if metrics:
             metrics.webhooks.labels(result="malformed").inc()
         return Response(status_code=400)
+    if is_list_channel(channel_id):
+        return await _list_push(request, channel_id, resource_id, state_name, metrics)
     async with request.app.state.db.session() as s:
         channel = await stored.by_channel_id(s, channel_id)
         owner = None
@@ -86,7 +189,12 @@ async def google_push(request: Request) -> Response:
             and owner.resource_id
             and _same(owner.resource_id, resource_id)
         ):
-            _stop_later(request, owner.binding_id, channel_id, resource_id)
+            binding_id = owner.binding_id
+
+            async def stop(service: Channels) -> bool:
+                return await service.stop_at_google(binding_id, channel_id, resource_id)
+
+            _stop_later(request, channel_id, stop)
             result = "stale"
         else:
             result = "unknown"

@@ -627,6 +627,9 @@ async def disconnect(
         except errors.GoogleError as exc:
             log.warning("stopping push channels failed: %s", exc)
             warnings.append(connection.problem(exc))
+    # the calendarList channel too, while the tokens still work
+    list_stopped = await Channels(db, services.access, services.settings).unwatch_list(conn.id)
+    stopped += bool(list_stopped)
     revoked = False
     token = conn.refresh_token or conn.access_token
     if conn.auth_mode == "oauth" and token and services.oauth is not None:
