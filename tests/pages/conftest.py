@@ -103,8 +103,8 @@ class Pages:
         )
         assert resp.status_code == 303, resp.text
         callback = await self.api.consent(resp.headers["location"], account)
-        done = await browser.get(callback)
-        assert done.status_code == 200, done.text
+        done = await browser.get(callback)  # logged in: back to the settings page
+        assert done.status_code == 303 and done.headers["location"] == "/settings/google"
 
     async def aclose(self) -> None:
         for client in self._clients:

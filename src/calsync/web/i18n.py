@@ -195,6 +195,7 @@ def extract() -> Catalog:
         ("web/templates/**.html", "jinja2"),
         ("web/pages/**.py", "python"),
         ("web/i18n.py", "python"),
+        ("web/oauth.py", "python"),
         ("doctor.py", "python"),
     ]
     options = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}

@@ -1,35 +1,40 @@
 """GET /oauth/google/callback: where Google sends the user's browser after the consent page.
 
 The browser carries no API key; the single-use `state` (kept in the database, bound to the CRM
-user who asked for the link) says whose connection this is. The answer is a small page saying
-what happened and what to do next (JSON when the client asks for it).
+user who asked for the link) says whose connection this is. A browser logged in to the pages as
+that user goes back to Settings → Google Calendar with the result as a notice; any other browser
+gets a page in its language saying what happened, what to do and where to go on (JSON when the
+client asks for it).
 """
 
 from __future__ import annotations
 
-import html
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from calsync.google import errors
 from calsync.google.oauth import CALLBACK_PATH
 
-from . import connection
+from . import connection, i18n
 from .errors import error_response
 from .google_services import GoogleServices
+from .pages.common import flash, language_of, redirect, render
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["google"])
+N_ = i18n.N_
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}}
-.remedy{{background:#f4f4f4;padding:.75rem 1rem;border-radius:.5rem}}</style></head>
-<body><h1>{title}</h1><p>{message}</p>{remedy}</body></html>
-"""
+SETTINGS_PAGE = "/settings/google"
+CONNECTED = N_("Google Calendar is now connected to %(email)s.")
+ACCOUNT_CHANGED = N_(
+    "This is a different Google account than before: calsync starts a fresh first sync and "
+    "matches existing entries instead of duplicating them."
+)
+# what calsync.google.oauth says when the person cancels on Google's page
+CANCELLED = N_("You cancelled on Google's page, so Google Calendar was not connected.")
 
 
 def _wants_json(request: Request) -> bool:
@@ -37,16 +42,39 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _page(title: str, message: str, remedy: str | None, status: int) -> HTMLResponse:
-    extra = f'<p class="remedy">{html.escape(remedy)}</p>' if remedy else ""
-    body = _PAGE.format(title=html.escape(title), message=html.escape(message), remedy=extra)
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+def _logged_in(request: Request) -> tuple[str, str] | None:
+    """The pages' login (user id, tenant id) this browser carries, if any."""
+    if "session" not in request.scope:
+        return None
+    uid, tid = request.session.get("uid"), request.session.get("tid")
+    if isinstance(uid, str) and isinstance(tid, str) and uid and tid:
+        return uid, tid
+    return None
+
+
+def _problem(exc: errors.GoogleError) -> tuple[str, str]:
+    """The failure as catalogue messages: a message the catalogue does not know (a detail
+    Google sent) is shown as its kind's general message in other languages than English."""
+    message = exc.message
+    lang = i18n.current()
+    if lang.code != i18n.DEFAULT and lang.gettext(message) == message:
+        message = exc.default_message
+    return message, exc.remedy
+
+
+def _page(request: Request, context: dict[str, Any], status: int) -> Response:
+    return render(request, "oauth_callback.html", context, status=status)
 
 
 def _failure(request: Request, exc: errors.GoogleError, status: int = 400) -> Response:
     if _wants_json(request):
         return error_response(status, exc.code, exc.message, exc.remedy)
-    return _page("Google Calendar was not connected", exc.message, exc.remedy, status)
+    language_of(request)
+    message, remedy = _problem(exc)
+    if _logged_in(request) is not None:
+        flash(request, "error", message, remedy)
+        return redirect(SETTINGS_PAGE)
+    return _page(request, {"ok": False, "message": message, "remedy": remedy}, status)
 
 
 @router.get(CALLBACK_PATH, include_in_schema=False)
@@ -76,15 +104,20 @@ async def google_callback(
                 "account_changed": done.account_changed,
             }
         )
-    note = (
-        " This is a different Google account than before: calsync starts a fresh first sync "
-        "and matches existing entries instead of duplicating them."
-        if done.account_changed
-        else ""
-    )
+    params = {"email": done.google_email or ""}
+    if _logged_in(request) == (str(done.user.id), str(done.user.tenant_id)):
+        flash(request, "ok", CONNECTED, params=params)
+        if done.account_changed:
+            flash(request, "warn", ACCOUNT_CHANGED)
+        return redirect(SETTINGS_PAGE)
+    # another browser (or someone else's login): say who was connected, and where to go on
     return _page(
-        "Google Calendar connected",
-        f"Connected as {done.google_email} — you can close this window.{note}",
-        None,
+        request,
+        {
+            "ok": True,
+            "message": N_("Connected as %(email)s"),
+            "params": params,
+            "note": ACCOUNT_CHANGED if done.account_changed else None,
+        },
         200,
     )
