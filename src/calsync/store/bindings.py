@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
@@ -112,7 +112,12 @@ async def release(session: AsyncSession, binding_id: uuid.UUID, owner: str) -> N
 async def save_sync_token(
     session: AsyncSession, binding_id: uuid.UUID, token: str | None, time_zone: str | None
 ) -> None:
-    values: dict[str, object] = {"sync_token": token, "stage": INCREMENTAL}
+    """Remember the token a finished list gave; a first sync becomes incremental. A stage set
+    while the run was going (disabled by the calendarList check, paused) is left alone."""
+    values: dict[str, object] = {
+        "sync_token": token,
+        "stage": case((CalendarBinding.stage == INITIAL, INCREMENTAL), else_=CalendarBinding.stage),
+    }
     if time_zone:
         values["time_zone"] = time_zone
     await session.execute(
