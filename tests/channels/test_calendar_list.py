@@ -217,7 +217,8 @@ async def test_list_channel_renewed_before_expiry(served: Served) -> None:
         served.services.settings,
         now=utcnow() + timedelta(days=1),
     )
-    assert (done.lists_watched, done.lists_failed) == (0, 0)
+    # the database is shared with other tests: judge this connection, not the totals
+    assert (await _connection(served, user_id)).list_channel_id == old.list_channel_id
     served.emu.control("POST", "/clock", {"advance_seconds": 5 * DAY})
     done = await renew_due_channels(
         served.world.db,
@@ -225,7 +226,7 @@ async def test_list_channel_renewed_before_expiry(served: Served) -> None:
         served.services.settings,
         now=utcnow() + timedelta(days=6),
     )
-    assert done.lists_watched == 1
+    assert done.lists_watched >= 1
     new = await _connection(served, user_id)
     assert new.list_channel_id != old.list_channel_id
     assert new.list_channel_token != old.list_channel_token
@@ -252,7 +253,8 @@ async def test_missing_list_channel_is_made_by_the_tick_and_failure_breaks_nothi
         done = await renew_due_channels(
             served.world.db, served.services.access, served.services.settings
         )
-        assert (done.lists_watched, done.lists_failed) == (0, 1)
+        assert done.lists_failed >= 1  # this one (the shared database may hold others)
+        assert (await served.status(user_id))["list_channel"]["state"] == "none"
     finally:
         config.allow_http_webhooks = True
     # a failed watch waits for its retry time; once due, the tick makes the channel
@@ -260,7 +262,7 @@ async def test_missing_list_channel_is_made_by_the_tick_and_failure_breaks_nothi
     done = await renew_due_channels(
         served.world.db, served.services.access, served.services.settings, now=later
     )
-    assert done.lists_watched == 1
+    assert done.lists_watched >= 1
     assert (await served.status(user_id))["list_channel"]["state"] == "active"
     assert len(_live_list_channels(served)) == 1
 
@@ -295,6 +297,6 @@ async def test_no_binding_left_or_needs_reauth_stops_the_list_channel(served: Se
     done = await renew_due_channels(
         served.world.db, served.services.access, served.services.settings
     )
-    assert done.lists_stopped == 1
+    assert done.lists_stopped >= 1
     assert (await _connection(served, user_id)).list_channel_id is None
     assert (await served.status(user_id))["list_channel"]["state"] == "none"
