@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # procrastinate workers: heartbeat, and when a silent worker's jobs count as stalled
     worker_heartbeat_seconds: float = 10.0
     worker_stalled_seconds: float = 30.0
+    # `calsync worker`: serve /metrics and /healthz on this port (None = off, 0 = any free port)
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
 
     # Google client behaviour
     google_timeout_seconds: float = 30.0
