@@ -7,14 +7,16 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 
 import httpx
+import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from calsync.cli import app
 from calsync.jobs.procrastinate_runner import apply_schema
-from calsync.jobs.worker import serve_jobs
+from calsync.jobs.worker import MetricsPortError, serve_jobs
 from calsync.settings import Settings
 from calsync.store.db import Database
 from tests.calsync.google.conftest import CLIENT_ID, CLIENT_SECRET
@@ -126,3 +128,18 @@ async def test_worker_logs_its_metrics_url_as_json_and_stops_on_sigterm(
         assert "calsync_google_requests_per_binding_per_day" in (await client.get("/metrics")).text
     assert workers.terminate(proc) == 0
     await drain
+
+
+async def test_metrics_port_in_use_is_a_clear_error(
+    h: Harness, db: Database, db_url: str, kind: str
+) -> None:
+    """A second worker on the same port: a message naming the port and the remedy, before any
+    job is taken — not a traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = worker_settings(h, db_url, kind).model_copy(update={"worker_metrics_port": port})
+        with pytest.raises(MetricsPortError) as caught:
+            await serve_jobs(settings, asyncio.Event())
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message and "--metrics-port" in message
+    assert "Traceback" not in message

@@ -39,6 +39,17 @@ from .procrastinate_runner import NeedsPostgres, ProcrastinateQueue, apply_schem
 log = logging.getLogger(__name__)
 
 
+class MetricsPortError(RuntimeError):
+    """The worker's metrics address cannot be listened on (in use, unknown host, no rights)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(
+            f"The worker cannot serve /metrics on {host}:{port}: {cause.strerror or cause}. "
+            "Choose a free port with --metrics-port (or CALSYNC_WORKER_METRICS_PORT; 0 picks "
+            "any free one), one per worker on the same machine."
+        )
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -79,10 +90,13 @@ class MetricsEndpoint:
             return JSONResponse({"status": "job runner stopped"}, status_code=503)
 
         # bound now, so a port in use fails the worker before it takes any job
-        family, *_, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        self.socket = socket.create_server(address[:2], family=family)
+        try:
+            family, *_, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            self.socket = socket.create_server(address[:2], family=family)
+        except OSError as exc:
+            raise MetricsPortError(host, port, exc) from exc
         config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -218,6 +232,6 @@ def register(app: typer.Typer) -> None:
 
         try:
             asyncio.run(main())
-        except NeedsPostgres as exc:
+        except (NeedsPostgres, MetricsPortError) as exc:
             typer.secho(str(exc), err=True, fg=typer.colors.RED)
             raise typer.Exit(code=1) from exc
