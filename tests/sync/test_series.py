@@ -579,3 +579,36 @@ async def test_exception_deleted_in_crm_cancels_only_that_google_instance(h: Har
     assert await crm_view(h, start) == expected
     assert (await h.get(exc.id)).deleted_at is not None  # the user's delete stays a delete
     assert h.emails() == []
+
+
+async def test_cancelled_exception_deleted_in_crm_stays_cancelled(h: Harness) -> None:
+    """Deleting the exception that cancels an occurrence is no way to bring it back (that is
+    an edit of its status): the occurrence stays cancelled on both sides, nothing is left
+    linked to the deleted exception."""
+    start = at(2, 15)
+    sid = await series(h, "Gym", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    last = start + timedelta(days=14)
+    cancelled = await exception(h, sid, last, status="cancelled")
+    assert (await h.sync()).ok
+    await h.delete(cancelled)
+    for _ in range(2):
+        result = await h.sync()
+        assert result.ok and result.counts.get("issues", 0) == 0, result
+    expected = [(start, "Gym"), (start + timedelta(days=7), "Gym")]
+    assert await google_view(h) == expected
+    assert await crm_view(h, start) == expected
+    assert await h.link(cancelled) is None
+    (replacement,) = await exceptions_of(h, sid)
+    assert replacement.status == "cancelled" and replacement.original_start_local == last
+    link = await h.link(replacement.id)
+    assert link is not None and link.google_event_id == f"{google_event_id(sid)}_{suffix(last)}"
+    # deleted and cancelled again before the next sync: the new exception takes the link over
+    await h.delete(replacement.id)
+    again = await exception(h, sid, last, status="cancelled")
+    result = await h.sync()
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    link = await h.link(again)
+    assert link is not None and link.google_event_id == f"{google_event_id(sid)}_{suffix(last)}"
+    assert await h.link(replacement.id) is None
+    assert [e.id for e in await exceptions_of(h, sid)] == [again]
+    assert await google_view(h) == expected and await crm_view(h, start) == expected

@@ -85,6 +85,19 @@ def plain_event(event: Event) -> bool:
     return timed and not event.recurrence and not event.recurring_event_id
 
 
+def generated(master: Event, occurrence: Event) -> bool:
+    """Whether the series still has the occurrence (a cancelled instance at a start the moved
+    series no longer generates is only Google's record of the dropped exception)."""
+    original = occurrence.original_start_time
+    if master.start is None or master.start.date_time is None or original is None:
+        return True
+    if original.date_time is None:
+        return True
+    first = master.start.date_time.astimezone(ZoneInfo(ZONE)).replace(tzinfo=None)
+    at_ = original.date_time.astimezone(ZoneInfo(ZONE)).replace(tzinfo=None)
+    return at_ in {first + timedelta(days=7 * i) for i in range(3)}  # SERIES
+
+
 class SyncMachine(RuleBasedStateMachine):
     loop: asyncio.AbstractEventLoop
     emulator: Emulator
@@ -339,6 +352,65 @@ class SyncMachine(RuleBasedStateMachine):
         self.order.append(key)
         self.deleted.add(key)
 
+    @rule(data=st.data(), side=st.sampled_from(("crm", "google")))
+    def move_series(self, data: st.DataObject, side: str) -> None:
+        """The whole series moves (later the same day or a day later) on one side, with
+        whatever exceptions it has: they follow the series or go (docs/sync.md)."""
+        assert self.h is not None
+        chosen = self._pick(data, side, self._paired_masters(side))
+        if chosen is None:
+            return
+        self.run(self._move_series(data, side, chosen))
+
+    async def _move_series(self, data: st.DataObject, side: str, chosen: str) -> None:
+        assert self.h is not None
+        key = (side, chosen)
+        if side == "crm":
+            current = await self.h.get(uuid.UUID(chosen))
+            before = mapping.activity_fields(current).unit("schedule")
+            start = current.start_local
+        else:
+            event = await self.h.person.get_event(self.h.calendar_id, chosen)
+            if event.cancelled or event.start is None or event.start.date_time is None:
+                return
+            before = mapping.event_fields(event, ZONE).unit("schedule")
+            start = event.start.date_time.astimezone(ZoneInfo(ZONE)).replace(tzinfo=None)
+        self.serial += 1
+        hours = data.draw(st.integers(1, 3))
+        moved = start + timedelta(days=int(data.draw(st.booleans())), hours=hours)
+        moved = moved.replace(minute=self.serial % 60)
+        end = moved + timedelta(hours=1)
+        if side == "crm":
+            await self.h.edit(uuid.UUID(chosen), start=moved, end=end)
+        else:
+            await self.h.gpatch(
+                chosen,
+                {
+                    "start": {"dateTime": moved.isoformat(), "timeZone": ZONE},
+                    "end": {"dateTime": end.isoformat(), "timeZone": ZONE},
+                },
+            )
+        self._write(key, "schedule", schedule(moved, series=True), before)
+        # its exceptions follow to other instance ids or go: neither side's keys survive
+        series = {key, self.partner.get(key)}
+        for exc, parent in list(self.parent.items()):
+            if parent in series:
+                self.deleted.update(k for k in (exc, self.partner.get(exc)) if k is not None)
+
+    @rule(data=st.data())
+    def crm_delete_exception(self, data: st.DataObject) -> None:
+        """The CRM deletes a (moved, renamed or cancelled) occurrence of a series."""
+        assert self.h is not None
+        live = self.run(self.h.live_activities())
+        exceptions = {str(a.id) for a in live if a.recurring_parent_id}
+        chosen = self._pick(data, "crm", exceptions)
+        if chosen is None:
+            return
+        self.run(self.h.delete(uuid.UUID(chosen)))
+        key = ("crm", chosen)
+        # a cancelled exception takes its place: both old keys are done
+        self.deleted.update(k for k in (key, self.partner.get(key)) if k is not None)
+
     @rule(data=st.data(), unit=st.sampled_from(UNITS))
     def crm_edit(self, data: st.DataObject, unit: str) -> None:
         assert self.h is not None
@@ -516,11 +588,12 @@ class SyncMachine(RuleBasedStateMachine):
         await self._remember_pairs()
         acts = {str(a.id): a for a in await h.live_activities()}
         listed = await h.events(deleted=True)
-        masters = {e.id for e in listed if not e.cancelled and e.recurrence}
+        masters = {e.id: e for e in listed if not e.cancelled and e.recurrence}
         events = {
             e.id or "": e
             for e in listed
-            if not e.cancelled or (e.recurring_event_id and e.recurring_event_id in masters)
+            if not e.cancelled
+            or (e.recurring_event_id in masters and generated(masters[e.recurring_event_id], e))
         }
         async with h.db.session() as s:
             rows = (

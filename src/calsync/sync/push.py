@@ -195,8 +195,14 @@ async def _occurrence(
         master_link.google_event_id, master.all_day, activity.original_start_local, master.time_zone
     )
     if link is None:
-        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event_id, state=links.PENDING)
-        s.add(link)
+        # a link to this instance may outlive a deleted exception of the same occurrence
+        link = await links.by_event(s, ctx.binding_id, event_id)
+        if link is None:
+            link = links.new(
+                ctx.tenant_id, ctx.binding_id, activity.id, event_id, state=links.PENDING
+            )
+            s.add(link)
+        link.activity_id = activity.id
     link.snapshot, link.crm_hash, link.google_hash = c.to_json(), c_hash, c_hash
     link.google_event_id = event_id
     link.state = links.PENDING  # owed until Google confirms (a retarget too)
@@ -277,6 +283,8 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             if activity is None or activity.owner_id != ctx.user_id:
                 continue
             link = lks.get(aid)
+            if link is not None and link.activity_id != aid:
+                link = None  # taken over above by a new exception of the same occurrence
             if link is not None and link.read_only:
                 await _read_only(ctx, s, activity, link)
                 continue

@@ -245,6 +245,11 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         # the series moved and took this exception to another occurrence: the push writes it
         # there; the old instance (which Google dropped) is no news
         return Result.SKIPPED
+    if occurrence and activity.deleted_at is not None and event.cancelled and ctx.pushes:
+        # deleted in the CRM, cancelled in Google: the push puts a cancelled exception in its
+        # place (or forgets the link when the series is gone), so both sides hide it
+        ctx.to_push.add(activity.id)
+        return Result.SKIPPED
     if event.cancelled and (not occurrence or activity.deleted_at is not None):
         return await _cancelled(ctx, s, link, activity, event)
     if link.state != links.PENDING and link.google_etag == event.etag and not ctx.reapply:
