@@ -287,3 +287,26 @@ def test_an_edit_is_never_lost_to_a_deletion() -> None:
     assert decide(State.CHANGED, State.DELETED) is Action.RESTORE_GOOGLE
     assert decide(State.UNCHANGED, State.DELETED) is Action.DELETE_CRM
     assert decide(State.DELETED, State.UNCHANGED) is Action.DELETE_GOOGLE
+
+
+def test_exceptions_follow_a_moved_series_to_the_same_occurrence() -> None:
+    from calsync.domain.recurrence import Series, follow
+
+    monday = datetime(2026, 3, 23, 10, 0)  # the week before the DST change in Oslo
+
+    def weekly(start: datetime, rule: str = "RRULE:FREQ=WEEKLY;COUNT=4") -> Series:
+        return Series(False, OSLO, start, start + timedelta(hours=1), (rule,))
+
+    old = weekly(monday)
+    second = monday + timedelta(days=7)  # after the change to summer time
+    # only the end moved: every occurrence stays where it was
+    longer = Series(False, OSLO, monday, monday + timedelta(hours=2), old.recurrence)
+    assert follow(old, longer, second) == second
+    # Monday 10:00 → Tuesday 11:00: the same occurrence, on the wall clock across DST
+    assert follow(old, weekly(monday + timedelta(days=1, hours=1)), second) == datetime(
+        2026, 3, 31, 11, 0
+    )
+    # an UNTIL before it ("this and following" split): the occurrence is gone
+    cut = weekly(monday, "RRULE:FREQ=WEEKLY;UNTIL=20260325T000000Z")
+    assert follow(old, cut, second) is None
+    assert follow(old, cut, monday) == monday
