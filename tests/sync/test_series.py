@@ -612,3 +612,23 @@ async def test_cancelled_exception_deleted_in_crm_stays_cancelled(h: Harness) ->
     assert await h.link(replacement.id) is None
     assert [e.id for e in await exceptions_of(h, sid)] == [again]
     assert await google_view(h) == expected and await crm_view(h, start) == expected
+
+
+async def test_google_exception_follows_a_series_the_crm_moved_meanwhile(h: Harness) -> None:
+    start = at(3, 10)
+    sid = await series(h, "Weekly", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    assert (await h.sync()).ok
+    gid = google_event_id(sid)
+    second, third = start + timedelta(days=7), start + timedelta(days=14)
+    moved = start + timedelta(hours=2)
+    await h.edit(sid, start=moved, end=moved + timedelta(hours=1))  # not synced yet...
+    await h.gpatch(f"{gid}_{suffix(second)}", {"summary": "Weekly (customer)"})  # ...meanwhile
+    await h.gdelete(f"{gid}_{suffix(third)}")
+    result = await h.sync()
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    new = [moved + timedelta(days=7 * i) for i in range(3)]
+    expected = [(new[0], "Weekly"), (new[1], "Weekly (customer)")]
+    assert await google_view(h) == expected
+    assert await crm_view(h, start) == expected
+    again = await h.sync()
+    assert again.ok and again.counts.get("pushed", 0) == 0 and not again.counts.get("updated")

@@ -111,6 +111,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.deleted: set[Key] = set()
         self.partner: dict[Key, Key] = {}
         self.parent: dict[Key, Key] = {}  # an exception's master
+        self.moving: set[Key] = set()  # series moved since the last fault-free sync
         self.order: list[Key] = []  # every entry in the order the test first saw it
         self.h: Harness | None = None
 
@@ -304,6 +305,9 @@ class SyncMachine(RuleBasedStateMachine):
         instance = f"{chosen}_{second.astimezone(UTC):%Y%m%dT%H%M%SZ}"
         key = ("google", instance)
         self.parent[key] = ("google", chosen)
+        if ("google", chosen) in self.moving:
+            # the CRM moved the series meanwhile: this exception follows it to another instance
+            self.deleted.add(key)
         if key not in self.order:
             self.order.append(key)
         if data.draw(st.booleans()):
@@ -391,6 +395,7 @@ class SyncMachine(RuleBasedStateMachine):
                 },
             )
         self._write(key, "schedule", schedule(moved, series=True), before)
+        self.moving.update(k for k in (key, self.partner.get(key)) if k is not None)
         # its exceptions follow to other instance ids or go: neither side's keys survive
         series = {key, self.partner.get(key)}
         for exc, parent in list(self.parent.items()):
@@ -557,8 +562,10 @@ class SyncMachine(RuleBasedStateMachine):
                     await self._google_edit(data, chosen, "location")
 
             hooks.after_pull = concurrent
-        self.run(h.sync(hooks=hooks))
+        result = self.run(h.sync(hooks=hooks))
         self.emulator.control("DELETE", "/faults")
+        if fault == "none" and result.ok:
+            self.moving.clear()
         self.run(self._remember_pairs())
 
     async def _remember_pairs(self) -> None:

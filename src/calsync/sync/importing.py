@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.domain.activity import ActivityDraft, ActivityInvalid, validate
+from calsync.domain.activity import ActivityDraft, ActivityInvalid, series_of, validate
 from calsync.domain.fields import SyncFields, content_hash
-from calsync.domain.recurrence import is_occurrence
+from calsync.domain.recurrence import follow, is_occurrence
 from calsync.google.models import Event
 from calsync.store import activities, links, runs, users
 from calsync.store.errors import AlreadyExists
@@ -173,8 +173,11 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
         if original is None:
             return
         original_local = _local(original, master)
-        if event.cancelled and not is_occurrence(activities.series(master), original_local):
-            return  # an instance Google dropped when its series moved: nothing left to cancel
+        if not is_occurrence(activities.series(master), original_local):
+            # the CRM moved the series (or Google dropped this instance when it moved it)
+            await _carry(ctx, s, event, master, master_link, original_local)
+            await s.commit()
+            return
         existing = await links.exception_at(s, master.id, original_local)
         if existing is not None:
             if await links.by_activity(s, ctx.binding_id, existing.id) is not None:
@@ -244,3 +247,77 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
 
 def _with_zone(draft: ActivityDraft, zone: str) -> ActivityDraft:
     return replace(draft, time_zone=zone)
+
+
+async def _carry(
+    ctx: Ctx,
+    s: AsyncSession,
+    event: Event,
+    master: Activity,
+    master_link: EventLink,
+    original_local: datetime,
+) -> None:
+    """A Google exception of an occurrence the CRM's series no longer has, because the CRM
+    moved the series meanwhile: like the CRM's own exceptions (store.activities), it goes to
+    the same occurrence of the moved series when it says more than a time (cancelled, its own
+    title ...) and is dropped otherwise; the push writes it to its new instance. An instance
+    Google itself dropped (its series moved there too) is no news."""
+    if master_link.snapshot is None or master.owner_id != ctx.user_id:
+        return
+    known = SyncFields.from_json(master_link.snapshot)
+    try:
+        before = series_of(validate(mapping.draft(known, master, ctx.time_zone)))
+    except ActivityInvalid:
+        return
+    after = activities.series(master)
+    slot = follow(before, after, original_local)
+    if slot is None or slot == original_local:
+        return
+    if await links.exception_at(s, master.id, slot) is not None:
+        return
+    if event.cancelled or event.start is None:
+        g = replace(mapping.activity_fields(master), recurrence=(), cancelled=True)
+    else:
+        g = filters.google_fields(ctx, event)
+        if (g.summary, g.description, g.location, g.visibility, g.transparency) == (
+            known.summary,
+            known.description,
+            known.location,
+            known.visibility,
+            known.transparency,
+        ):
+            return  # only a time of its own: the series' move decides the time
+    end = slot + after.duration
+    draft = ActivityDraft(
+        start=slot.date() if after.all_day else slot,
+        end=end.date() if after.all_day else end,
+        subject=g.summary,
+        description=g.description or None,
+        location=g.location or None,
+        all_day=after.all_day,
+        time_zone=after.zone.key,
+        visibility=g.visibility,
+        transparency=g.transparency,
+        status="cancelled" if g.cancelled else "confirmed",
+        original_start=slot.date() if after.all_day else slot,
+    )
+    activity = await activities.create(
+        s,
+        ctx.tenant_id,
+        type_key=master.type_key,
+        owner_id=master.owner_id,
+        values=validate(draft, after),
+        recurring_parent_id=master.id,
+        organizer_email=master.organizer_email,
+        origin="sync",
+    )
+    instance = mapping.instance_id(
+        master_link.google_event_id, after.all_day, slot, master.time_zone
+    )
+    # pending: the push writes it to the moved series' instance, in this run or a later one
+    link = await links.by_event(s, ctx.binding_id, instance)  # a deleted exception's, maybe
+    if link is None:
+        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, instance, state=links.PENDING)
+        s.add(link)
+    link.activity_id, link.state, link.crm_hash = activity.id, links.PENDING, None
+    ctx.counts["created"] += 1
