@@ -536,3 +536,90 @@ async def test_expand_needs_a_range_and_a_sane_one(world: World, owner: str) -> 
         params={"from": "2025-01-01T00:00:00Z", "to": "2045-01-01T00:00:00Z", "expand": "true"},
     )
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "range_too_large"
+
+
+async def test_deleting_an_exception_cancels_its_occurrence(world: World, owner: str) -> None:
+    """As deleting an instance does in Google: the occurrence is gone at once, it does not
+    come back at the series' time (with or without a Google connection)."""
+    master = await new(
+        world,
+        owner_id=owner,
+        subject="Standup",
+        start="2025-01-06T09:00:00",
+        end="2025-01-06T09:15:00",
+        recurrence=["RRULE:FREQ=DAILY;COUNT=3"],
+    )
+    moved = await world.call(
+        "POST",
+        A,
+        json={
+            "recurring_parent_id": master["id"],
+            "original_start": "2025-01-07T09:00:00",
+            "start": "2025-01-07T13:00:00",
+            "end": "2025-01-07T13:15:00",
+            "subject": "Standup (late)",
+        },
+    )
+    assert moved.status_code == 201, moved.text
+    gone = await world.call("DELETE", f"{A}/{moved.json()['id']}")
+    assert gone.status_code == 204, gone.text
+    week = {"from": "2025-01-01T00:00:00Z", "to": "2025-02-01T00:00:00Z"}
+    items = (await world.call("GET", A, params={**week, "expand": "true"})).json()["activities"]
+    assert [i["start"] for i in items] == [
+        "2025-01-06T09:00:00+01:00",
+        "2025-01-08T09:00:00+01:00",
+    ]
+    # a cancelled exception holds the occurrence, at the series' time
+    rows = (await world.call("GET", A, params=week)).json()["activities"]
+    (cancelled,) = [r for r in rows if r["recurring_parent_id"] == master["id"]]
+    assert cancelled["status"] == "cancelled" and cancelled["subject"] == "Standup (late)"
+    assert cancelled["original_start"] == cancelled["start"] == "2025-01-07T09:00:00+01:00"
+    assert (await world.call("GET", f"{A}/{moved.json()['id']}")).json()["deleted_at"]
+
+    # deleting the cancellation changes nothing: the occurrence stays cancelled (PATCH its
+    # status to confirmed to bring it back)
+    again = await world.call("DELETE", f"{A}/{cancelled['id']}")
+    assert again.status_code == 204
+    still = (await world.call("GET", f"{A}/{cancelled['id']}")).json()
+    assert still["deleted_at"] is None and still["status"] == "cancelled"
+    back = await world.call("PATCH", f"{A}/{cancelled['id']}", json={"status": "confirmed"})
+    assert back.status_code == 200, back.text
+    items = (await world.call("GET", A, params={**week, "expand": "true"})).json()["activities"]
+    assert len(items) == 3
+
+
+async def test_an_exception_the_series_no_longer_has_leaves_no_cancellation(
+    world: World, owner: str
+) -> None:
+    master = await new(
+        world,
+        owner_id=owner,
+        subject="Standup",
+        start="2025-01-06T09:00:00",
+        end="2025-01-06T09:15:00",
+        recurrence=["RRULE:FREQ=DAILY;COUNT=3"],
+    )
+    moved = await world.call(
+        "POST",
+        A,
+        json={
+            "recurring_parent_id": master["id"],
+            "original_start": "2025-01-08T09:00:00",
+            "subject": "Last one",
+        },
+    )
+    assert moved.status_code == 201, moved.text
+    shorter = await world.call(
+        "PATCH", f"{A}/{master['id']}", json={"recurrence": ["RRULE:FREQ=DAILY;COUNT=2"]}
+    )
+    assert shorter.status_code == 200, shorter.text
+    # the series lost that occurrence: its exception went with it, and no cancellation remains
+    live = await world.call("GET", f"{A}/{moved.json()['id']}")
+    assert live.json()["deleted_at"] is not None
+    assert (await world.call("DELETE", f"{A}/{moved.json()['id']}")).status_code == 204
+    rows = (
+        await world.call(
+            "GET", A, params={"from": "2025-01-01T00:00:00Z", "to": "2025-02-01T00:00:00Z"}
+        )
+    ).json()["activities"]
+    assert [r for r in rows if r["recurring_parent_id"] == master["id"]] == []

@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from calsync.domain.activity import ActivityDraft, validate
 from calsync.domain.ids import google_event_id
 from calsync.google.models import Event
@@ -540,7 +542,12 @@ async def test_this_and_following_split_in_crm_becomes_two_google_series(h: Harn
     assert again.counts.get("created", 0) == 0
 
 
-async def test_exception_deleted_in_crm_cancels_only_that_google_instance(h: Harness) -> None:
+@pytest.mark.parametrize("via", ["store", "api"])
+async def test_exception_deleted_in_crm_cancels_only_that_google_instance(
+    h: Harness, via: str
+) -> None:
+    """`store`: a bare tombstone (the push puts a cancelled exception in its place); `api`:
+    the REST API's delete, which puts it there at once (activities.delete_exception)."""
     start = at(2, 13)
     sid = await series(
         h, "Coaching", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3"
@@ -560,7 +567,19 @@ async def test_exception_deleted_in_crm_cancels_only_that_google_instance(h: Har
     assert (await h.sync()).ok
     (exc,) = await exceptions_of(h, sid)
     assert exc.start_local == moved
-    await h.delete(exc.id)  # the user deletes that (moved) occurrence in the CRM
+    # the user deletes that (moved) occurrence in the CRM
+    if via == "store":
+        await h.delete(exc.id)
+    else:
+        async with h.db.session() as s:
+            row = await activities.get(s, h.tenant_id, exc.id)
+            assert row is not None
+            assert await activities.delete_exception(s, row) is not None
+            await s.commit()
+        assert await crm_view(h, start) == [
+            (start, "Coaching"),
+            (start + timedelta(days=14), "Coaching"),
+        ]
     mark = h.mark()
     result = await h.sync()
     assert result.ok and result.counts.get("issues", 0) == 0, result

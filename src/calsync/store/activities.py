@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,8 @@ from . import changes
 from .base import new_id, utcnow
 from .errors import AlreadyExists, Deleted, VersionMismatch
 from .models import Activity, ActivityAttendee
+
+CANCELLED = "cancelled"  # an exception with this status removes its occurrence
 
 
 @dataclass(frozen=True)
@@ -420,3 +422,53 @@ async def delete(
         target.updated_at = now
         changes.record(session, seq, target, "deleted", origin)
     await session.flush()
+
+
+async def delete_exception(
+    session: AsyncSession,
+    exception: Activity,
+    *,
+    expected_version: int | None = None,
+    origin: str = "api",
+) -> Activity | None:
+    """Delete one occurrence's exception as deleting an instance works in Google: the
+    occurrence is cancelled, not put back at the series' time. A cancelled exception (the
+    exception's content, at the series' time for that occurrence) takes its place in the same
+    transaction, so listings never show the occurrence again, with or without a Google
+    connection; the sync then cancels the instance in Google. Deleting a cancellation changes
+    nothing (PATCH its status to confirmed to bring the occurrence back). Returns the exception
+    that now holds the occurrence, or None when the series no longer has it."""
+    assert exception.recurring_parent_id is not None
+    if exception.status == CANCELLED:
+        await session.refresh(exception)
+        if expected_version is not None and exception.version != expected_version:
+            raise VersionMismatch(exception.version)
+        return exception
+    await delete(session, exception, expected_version=expected_version, origin=origin)
+    master = await session.get(Activity, exception.recurring_parent_id)
+    original = exception.original_start_local
+    if master is None or master.deleted_at is not None or not master.recurrence or not original:
+        return None
+    after = series(master)
+    if not rec.is_occurrence(after, original):
+        return None
+    taken = await session.scalar(
+        select(Activity.id).where(
+            Activity.recurring_parent_id == master.id,
+            Activity.original_start_local == original,
+            Activity.deleted_at.is_(None),
+        )
+    )
+    if taken is not None:
+        return None
+    draft = replace(_moved(exception, after, original), status=CANCELLED)
+    return await create(
+        session,
+        exception.tenant_id,
+        type_key=exception.type_key,
+        owner_id=exception.owner_id,
+        values=validate(draft, after),
+        recurring_parent_id=master.id,
+        organizer_email=exception.organizer_email,
+        origin=origin,
+    )

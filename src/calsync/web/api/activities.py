@@ -593,14 +593,21 @@ async def delete_activity(
     if_match: str | None = IF_MATCH,
 ) -> Response:
     """Soft delete: the activity becomes a tombstone and a `deleted` change is recorded;
-    deleting a series deletes its exceptions. Deleting a tombstone again is a no-op."""
+    deleting a series deletes its exceptions. Deleting an exception cancels its occurrence (a
+    cancelled exception takes its place, as deleting an instance does in Google); deleting a
+    cancelled exception or a tombstone again is a no-op."""
     row = await _load(caller, s, activity_id)
     _may_edit(caller, row)
     if row.deleted_at is not None:
         return Response(status_code=204)
     await _writable(s, row)
     try:
-        await activities.delete(s, row, expected_version=_if_match(if_match))
+        if row.recurring_parent_id is not None:
+            # as in Google: deleting an occurrence cancels it (it does not reappear at the
+            # series' time); deleting a cancellation changes nothing
+            await activities.delete_exception(s, row, expected_version=_if_match(if_match))
+        else:
+            await activities.delete(s, row, expected_version=_if_match(if_match))
         await s.commit()
         _changed(request, caller.tenant_id, row.owner_id)
     except VersionMismatch as exc:
