@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
@@ -160,19 +160,35 @@ async def bindings_by_state(session: AsyncSession, now: datetime) -> dict[str, i
     return counts
 
 
-async def channels_by_state(session: AsyncSession, now: datetime, soon: datetime) -> dict[str, int]:
-    """For /metrics: channels active, expiring (renewal due) and expired."""
-    rows = await session.execute(
-        select(CalendarBinding.channel_expires_at).where(CalendarBinding.channel_id.is_not(None))
-    )
-    counts = {"active": 0, "expiring": 0, "expired": 0}
-    for (expires,) in rows.all():
-        if expires is None or expires <= now:
-            counts["expired"] += 1
-        elif expires < soon:
-            counts["expiring"] += 1
-        else:
-            counts["active"] += 1
+CHANNEL_KINDS = ("events", "calendar_list")
+CHANNEL_STATES = ("active", "expiring", "expired")
+
+
+async def channels_by_state(
+    session: AsyncSession, now: datetime, soon: datetime
+) -> dict[tuple[str, str], int]:
+    """For /metrics: (kind, state) → count, kind `events` (a binding's) or `calendar_list` (a
+    connection's), state active, expiring (renewal due) or expired; counted in SQL, so a scrape
+    costs two small queries however many channels there are."""
+    counts = {(kind, state): 0 for kind in CHANNEL_KINDS for state in CHANNEL_STATES}
+    for kind, expires, channel_id in (
+        ("events", CalendarBinding.channel_expires_at, CalendarBinding.channel_id),
+        (
+            "calendar_list",
+            GoogleConnection.list_channel_expires_at,
+            GoogleConnection.list_channel_id,
+        ),
+    ):
+        state = case(
+            (or_(expires.is_(None), expires <= now), "expired"),
+            (expires < soon, "expiring"),
+            else_="active",
+        )
+        rows = await session.execute(
+            select(state, func.count()).where(channel_id.is_not(None)).group_by(state)
+        )
+        for name, n in rows.all():
+            counts[(kind, str(name))] = int(n)
     return counts
 
 

@@ -51,7 +51,7 @@ class _Snapshot(Collector):
     def __init__(self) -> None:
         self.syncs: dict[str, int] = {}
         self.bindings: dict[str, int] = {}
-        self.channels: dict[str, int] = {}
+        self.channels: dict[tuple[str, str], int] = {}
         self.queue_depth: int | None = None
         self.requests_per_binding_day: float | None = None
         self.requests_last_day: dict[str, int] = {}
@@ -70,10 +70,13 @@ class _Snapshot(Collector):
             bindings.add_metric([state], n)
         yield bindings
         channels = GaugeMetricFamily(
-            "calsync_push_channels", "Google push channels by state.", labels=["state"]
+            "calsync_push_channels",
+            "Google push channels by kind (events of a binding, calendar_list of a connection) "
+            "and state (active, expiring = renewal due, expired).",
+            labels=["kind", "state"],
         )
-        for state, n in sorted(self.channels.items()):
-            channels.add_metric([state], n)
+        for (kind, state), n in sorted(self.channels.items()):
+            channels.add_metric([kind, state], n)
         yield channels
         if self.queue_depth is not None:
             yield GaugeMetricFamily(
