@@ -202,10 +202,14 @@ class Harness:
             await s.commit()
 
     async def delete(self, activity_id: uuid.UUID) -> None:
+        """Delete as the REST API does: an exception's occurrence is cancelled in its place."""
         async with self.db.session() as s:
             row = await activities.get(s, self.tenant_id, activity_id)
             assert row is not None
-            await activities.delete(s, row)
+            if row.recurring_parent_id is not None:
+                await activities.delete_exception(s, row)
+            else:
+                await activities.delete(s, row)
             await s.commit()
 
     async def live_activities(self) -> list[Activity]:

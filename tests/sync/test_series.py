@@ -8,8 +8,6 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from calsync.domain.activity import ActivityDraft, validate
 from calsync.domain.ids import google_event_id
 from calsync.google.models import Event
@@ -542,12 +540,7 @@ async def test_this_and_following_split_in_crm_becomes_two_google_series(h: Harn
     assert again.counts.get("created", 0) == 0
 
 
-@pytest.mark.parametrize("via", ["store", "api"])
-async def test_exception_deleted_in_crm_cancels_only_that_google_instance(
-    h: Harness, via: str
-) -> None:
-    """`store`: a bare tombstone (the push puts a cancelled exception in its place); `api`:
-    the REST API's delete, which puts it there at once (activities.delete_exception)."""
+async def test_exception_deleted_in_crm_cancels_only_that_google_instance(h: Harness) -> None:
     start = at(2, 13)
     sid = await series(
         h, "Coaching", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3"
@@ -567,19 +560,12 @@ async def test_exception_deleted_in_crm_cancels_only_that_google_instance(
     assert (await h.sync()).ok
     (exc,) = await exceptions_of(h, sid)
     assert exc.start_local == moved
-    # the user deletes that (moved) occurrence in the CRM
-    if via == "store":
-        await h.delete(exc.id)
-    else:
-        async with h.db.session() as s:
-            row = await activities.get(s, h.tenant_id, exc.id)
-            assert row is not None
-            assert await activities.delete_exception(s, row) is not None
-            await s.commit()
-        assert await crm_view(h, start) == [
-            (start, "Coaching"),
-            (start + timedelta(days=14), "Coaching"),
-        ]
+    # the user deletes that (moved) occurrence in the CRM: gone there at once
+    await h.delete(exc.id)
+    assert await crm_view(h, start) == [
+        (start, "Coaching"),
+        (start + timedelta(days=14), "Coaching"),
+    ]
     mark = h.mark()
     result = await h.sync()
     assert result.ok and result.counts.get("issues", 0) == 0, result
@@ -602,35 +588,31 @@ async def test_exception_deleted_in_crm_cancels_only_that_google_instance(
 
 async def test_cancelled_exception_deleted_in_crm_stays_cancelled(h: Harness) -> None:
     """Deleting the exception that cancels an occurrence is no way to bring it back (that is
-    an edit of its status): the occurrence stays cancelled on both sides, nothing is left
-    linked to the deleted exception."""
+    an edit of its status): nothing changes on either side and nothing is written."""
     start = at(2, 15)
     sid = await series(h, "Gym", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
     last = start + timedelta(days=14)
     cancelled = await exception(h, sid, last, status="cancelled")
     assert (await h.sync()).ok
+    link = await h.link(cancelled)
+    assert link is not None and link.google_event_id == f"{google_event_id(sid)}_{suffix(last)}"
     await h.delete(cancelled)
+    mark = h.mark()
     for _ in range(2):
         result = await h.sync()
         assert result.ok and result.counts.get("issues", 0) == 0, result
+        assert not result.counts.get("pushed")
+    assert [r["method"] for r in h.requests_since(mark)] == ["GET", "GET"]
     expected = [(start, "Gym"), (start + timedelta(days=7), "Gym")]
     assert await google_view(h) == expected
     assert await crm_view(h, start) == expected
-    assert await h.link(cancelled) is None
-    (replacement,) = await exceptions_of(h, sid)
-    assert replacement.status == "cancelled" and replacement.original_start_local == last
-    link = await h.link(replacement.id)
-    assert link is not None and link.google_event_id == f"{google_event_id(sid)}_{suffix(last)}"
-    # deleted and cancelled again before the next sync: the new exception takes the link over
-    await h.delete(replacement.id)
-    again = await exception(h, sid, last, status="cancelled")
-    result = await h.sync()
-    assert result.ok and result.counts.get("issues", 0) == 0, result
-    link = await h.link(again)
-    assert link is not None and link.google_event_id == f"{google_event_id(sid)}_{suffix(last)}"
-    assert await h.link(replacement.id) is None
-    assert [e.id for e in await exceptions_of(h, sid)] == [again]
-    assert await google_view(h) == expected and await crm_view(h, start) == expected
+    (still,) = await exceptions_of(h, sid)
+    assert still.id == cancelled and still.status == "cancelled" and still.deleted_at is None
+    # bringing it back is an edit of the status
+    await h.edit(cancelled, status="confirmed")
+    assert (await h.sync()).ok
+    everything = [*expected, (last, "Gym")]
+    assert await google_view(h) == everything and await crm_view(h, start) == everything
 
 
 async def test_google_exception_follows_a_series_the_crm_moved_meanwhile(h: Harness) -> None:
@@ -651,3 +633,28 @@ async def test_google_exception_follows_a_series_the_crm_moved_meanwhile(h: Harn
     assert await crm_view(h, start) == expected
     again = await h.sync()
     assert again.ok and again.counts.get("pushed", 0) == 0 and not again.counts.get("updated")
+
+
+async def test_series_moved_and_moved_back_before_a_sync_cancels_nothing(h: Harness) -> None:
+    """The CRM drops a time-only exception when its series moves; if the series moves back
+    before the next sync (a quick undo, or a day waiting for a reconnect), Google must not
+    lose that occurrence: a dropped exception is not a user's delete."""
+    start = at(3, 10)
+    sid = await series(h, "Weekly", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    week = [start + timedelta(days=7 * i) for i in range(3)]
+    await exception(h, sid, week[1], start=week[1] + timedelta(hours=2))  # a time of its own
+    assert (await h.sync()).ok
+    moved = start + timedelta(days=1)
+    await h.edit(sid, start=moved, end=moved + timedelta(hours=1))
+    await h.edit(sid, start=start, end=start + timedelta(hours=1))  # and back
+    result = await h.sync()
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    # the exception the move dropped is back, as Google still holds it: 12:00 in week 2
+    expected = [(week[0], "Weekly"), (week[1] + timedelta(hours=2), "Weekly"), (week[2], "Weekly")]
+    assert await google_view(h) == expected
+    assert await crm_view(h, start) == expected
+    assert result.counts.get("restored") == 1
+    again = await h.sync()
+    assert again.ok and not again.counts.get("pushed") and not again.counts.get("created")
+    assert await crm_view(h, start) == await google_view(h) == expected
+    assert h.emails() == []

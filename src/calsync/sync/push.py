@@ -216,15 +216,19 @@ async def _occurrence(
     )
 
 
-async def _cancelled_occurrence(
+async def _orphaned_exception(
     ctx: Ctx, s: AsyncSession, deleted: Activity, link: EventLink
 ) -> EventLink | None:
-    """An exception deleted in the CRM cancels its occurrence (DESIGN rule 7: a cancelled
-    occurrence cancels only that occurrence on the other side). A cancelled exception takes the
-    deleted one's place and its link, so the CRM's series hides the occurrence as Google does
-    and the cancelled instance Google lists is this exception, not news. Returns the link to
-    write, or None when nothing is left to cancel: the series is gone or moved on, another
-    exception holds the occurrence, or the instance never reached Google."""
+    """A deleted exception whose Google instance is still linked. A user's delete never ends
+    here with its occurrence free: the store put a cancelled exception in its place
+    (`activities.delete_exception`), which takes the instance over. So a still-generated, free
+    occurrence means the store dropped the exception when its series moved, and the series
+    came back before this push (a quick undo, or while the connection waited for a reconnect).
+    Cancelling the instance would lose an occurrence; the exception is restored from the
+    deleted one instead, keeping the instance and its link — nothing is lost, both sides agree.
+    Returns the link to write, or None when there is nothing to keep: the series is gone or
+    moved on (Google drops the instance with it), another exception holds the occurrence, or
+    the instance never reached Google."""
     assert deleted.recurring_parent_id is not None
     master = await activities.get(s, ctx.tenant_id, deleted.recurring_parent_id)
     master_link = await links.by_activity(s, ctx.binding_id, deleted.recurring_parent_id)
@@ -244,10 +248,8 @@ async def _cancelled_occurrence(
         await links.remove(s, link)
         return None
     parent = activities.series(master)
-    draft = mapping.draft(
-        mapping.activity_fields(deleted), deleted, ctx.time_zone, status="cancelled"
-    )
-    cancelled = await activities.create(
+    draft = mapping.draft(mapping.activity_fields(deleted), deleted, ctx.time_zone)
+    restored = await activities.create(
         s,
         ctx.tenant_id,
         type_key=deleted.type_key,
@@ -257,8 +259,8 @@ async def _cancelled_occurrence(
         organizer_email=deleted.organizer_email,
         origin="sync",
     )
-    link.activity_id = cancelled.id
-    ctx.counts["cancelled"] += 1
+    link.activity_id = restored.id
+    ctx.counts["restored"] += 1
     return link
 
 
@@ -290,10 +292,10 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                 continue
             if activity.recurring_parent_id is not None and activity.deleted_at is not None:
                 if link is not None:
-                    link = await _cancelled_occurrence(ctx, s, activity, link)
+                    link = await _orphaned_exception(ctx, s, activity, link)
                 if link is None:
                     continue
-                activity = await _get(ctx, s, link.activity_id)  # the cancelled exception
+                activity = await _get(ctx, s, link.activity_id)  # the restored exception
             elif activity.recurring_parent_id is not None and (
                 link is None
                 or link.state == links.PENDING
