@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
 
@@ -105,29 +106,79 @@ def _check_later(request: Request, connection_id: uuid.UUID) -> None:
     services.spawn(check())
 
 
-async def _list_push(
-    request: Request, channel_id: str, resource_id: str, state_name: str, metrics: Metrics | None
-) -> Response:
-    """A calendarList channel's notification: verified like a binding's, then checked later."""
+@dataclass(frozen=True)
+class _Notified:
+    """What a notification's channel id names, as stored: the channel itself (None when
+    unknown or replaced) and, when the id names one of our bindings or connections, that one's
+    current channel (to stop a replaced channel provably on the same resource)."""
+
+    channel: stored.StoredChannel | stored.StoredListChannel | None
+    current: stored.StoredChannel | stored.StoredListChannel | None
+    stop: Callable[[Channels], Awaitable[bool]]  # stops the notifying channel at Google
+    subject: dict[str, str]  # whose channel, for the log
+
+
+async def _lookup(request: Request, channel_id: str, resource_id: str) -> _Notified:
+    """One indexed lookup in the table the channel id's kind says (`list-...`: connections)."""
+    if is_list_channel(channel_id):
+        return await _lookup_list(request, channel_id, resource_id)
+    async with request.app.state.db.session() as s:
+        channel = await stored.by_channel_id(s, channel_id)
+        binding_id = channel.binding_id if channel else binding_of_channel(channel_id)
+        current = (
+            await stored.of_binding(s, binding_id)
+            if channel is None and binding_id is not None
+            else None
+        )
+        await s.commit()
+
+    async def stop(service: Channels) -> bool:
+        assert binding_id is not None
+        return await service.stop_at_google(binding_id, channel_id, resource_id)
+
+    return _Notified(channel, current, stop, {"binding": str(binding_id)})
+
+
+async def _lookup_list(request: Request, channel_id: str, resource_id: str) -> _Notified:
     async with request.app.state.db.session() as s:
         channel = await stored.list_by_channel_id(s, channel_id)
-        owner = None
-        if channel is None and (owner_id := connection_of_list_channel(channel_id)) is not None:
-            owner = await stored.list_of_connection(s, owner_id)
+        connection_id = channel.connection_id if channel else connection_of_list_channel(channel_id)
+        current = (
+            await stored.list_of_connection(s, connection_id)
+            if channel is None and connection_id is not None
+            else None
+        )
         await s.commit()
+
+    async def stop(service: Channels) -> bool:
+        assert connection_id is not None
+        return await service.stop_list_at_google(connection_id, channel_id, resource_id)
+
+    return _Notified(channel, current, stop, {"connection": str(connection_id)})
+
+
+def _refused(
+    request: Request,
+    found: _Notified,
+    channel_id: str,
+    resource_id: str,
+    state_name: str,
+    metrics: Metrics | None,
+) -> Response | None:
+    """The answer to a notification that must not lead to work (None: verified, go on).
+    Unknown or replaced channel → 200 (Google would retry anything else), stopped in the
+    background if it is provably on our resource, so a forger cannot make calsync spend Google
+    requests; wrong token or resource id → 403, logged without the token; `sync` → 200."""
+    channel = found.channel
     if channel is None or not _same(channel.channel_id, channel_id):
+        current = found.current
         if (
-            owner is not None
+            current is not None
             and state_name != "sync"
-            and owner.resource_id
-            and _same(owner.resource_id, resource_id)
+            and current.resource_id
+            and _same(current.resource_id, resource_id)
         ):
-            connection_id = owner.connection_id
-
-            async def stop(service: Channels) -> bool:
-                return await service.stop_list_at_google(connection_id, channel_id, resource_id)
-
-            _stop_later(request, channel_id, stop)
+            _stop_later(request, channel_id, found.stop)
             result = "stale"
         else:
             result = "unknown"
@@ -142,7 +193,7 @@ async def _list_push(
             "push notification refused",
             extra={
                 "channel": channel_id,
-                "connection": str(channel.connection_id),
+                **found.subject,
                 "reason": "token" if not token_ok else "resource_id",
                 "client": request.client.host if request.client else None,
             },
@@ -154,10 +205,7 @@ async def _list_push(
         if metrics:
             metrics.webhooks.labels(result="sync").inc()
         return Response(status_code=200)
-    _check_later(request, channel.connection_id)
-    if metrics:
-        metrics.webhooks.labels(result="calendar_list").inc()
-    return Response(status_code=200)
+    return None
 
 
 @router.post(WEBHOOK_PATH, include_in_schema=False)
@@ -172,55 +220,17 @@ async def google_push(request: Request) -> Response:
         if metrics:
             metrics.webhooks.labels(result="malformed").inc()
         return Response(status_code=400)
-    if is_list_channel(channel_id):
-        return await _list_push(request, channel_id, resource_id, state_name, metrics)
-    async with request.app.state.db.session() as s:
-        channel = await stored.by_channel_id(s, channel_id)
-        owner = None
-        if channel is None and (owner_id := binding_of_channel(channel_id)) is not None:
-            owner = await stored.of_binding(s, owner_id)
-        await s.commit()
-    if channel is None or not _same(channel.channel_id, channel_id):
-        # replaced, removed or never ours: stop it if it is provably a channel on our binding's
-        # calendar (same resource), so a forger cannot make us spend Google requests
-        if (
-            owner is not None
-            and state_name != "sync"
-            and owner.resource_id
-            and _same(owner.resource_id, resource_id)
-        ):
-            binding_id = owner.binding_id
-
-            async def stop(service: Channels) -> bool:
-                return await service.stop_at_google(binding_id, channel_id, resource_id)
-
-            _stop_later(request, channel_id, stop)
-            result = "stale"
-        else:
-            result = "unknown"
-        log.info("push notification for an unknown channel", extra={"channel": channel_id})
+    found = await _lookup(request, channel_id, resource_id)
+    refused = _refused(request, found, channel_id, resource_id, state_name, metrics)
+    if refused is not None:
+        return refused
+    channel = found.channel
+    if isinstance(channel, stored.StoredListChannel):
+        _check_later(request, channel.connection_id)
         if metrics:
-            metrics.webhooks.labels(result=result).inc()
+            metrics.webhooks.labels(result="calendar_list").inc()
         return Response(status_code=200)
-    token_ok = _same(channel.token, headers.get("x-goog-channel-token"))
-    resource_ok = _same(channel.resource_id, resource_id)
-    if not (token_ok and resource_ok):
-        log.warning(
-            "push notification refused",
-            extra={
-                "channel": channel_id,
-                "binding": str(channel.binding_id),
-                "reason": "token" if not token_ok else "resource_id",
-                "client": request.client.host if request.client else None,
-            },
-        )
-        if metrics:
-            metrics.webhooks.labels(result="forbidden").inc()
-        return Response(status_code=403)
-    if state_name == "sync":
-        if metrics:
-            metrics.webhooks.labels(result="sync").inc()
-        return Response(status_code=200)
+    assert isinstance(channel, stored.StoredChannel)
     jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
     if jobs is None:
         log.error("push notification dropped: no job runner", extra={"channel": channel_id})
