@@ -55,12 +55,7 @@ class Executor:
                 owner=owner,
                 lock_ttl=self.lock_ttl,
             )
-            if result.run_id is not None:
-                # this run held the lock, so a run of the binding still "running" from before
-                # it belonged to a worker that died (the engine takes over expired locks)
-                async with self.db.session() as s:
-                    await schedule.abandon_runs(s, binding_id, utcnow(), before=started)
-                    await s.commit()
+            # a dead worker's run of this binding was closed when the engine took its lock
             return result
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from calsync.domain.merge import Policy
 from calsync.google import errors
 from calsync.google.calendar import RequestCount, count_requests
-from calsync.store import bindings, connections, runs, tenants
+from calsync.store import bindings, connections, runs, schedule, tenants
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 
@@ -70,6 +70,10 @@ async def sync_binding(
     owner = owner or worker_id()
     async with db.session() as s:
         locked = await bindings.try_lock(s, binding_id, owner, lock_ttl)
+        if locked:
+            # holding the lock, any run of this binding still "running" is a dead worker's
+            # (a live one renews its lock): close it now, not after this run
+            await schedule.abandon_runs(s, binding_id, utcnow(), before=utcnow())
         await s.commit()
     if not locked:
         return RunResult(Outcome.SKIPPED, error=_busy())
