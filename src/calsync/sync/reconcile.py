@@ -246,8 +246,8 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         # there; the old instance (which Google dropped) is no news
         return Result.SKIPPED
     if occurrence and activity.deleted_at is not None and event.cancelled and ctx.pushes:
-        # deleted in the CRM, cancelled in Google: the push puts a cancelled exception in its
-        # place (or forgets the link when the series is gone), so both sides hide it
+        # deleted in the CRM, cancelled in Google: the push decides (the cancelled exception a
+        # user's delete put in its place takes the link over; see push._orphaned_exception)
         ctx.to_push.add(activity.id)
         return Result.SKIPPED
     if event.cancelled and (not occurrence or activity.deleted_at is not None):
