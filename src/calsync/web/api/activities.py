@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from calsync.domain import recurrence as rec
 from calsync.store import activities, links, tenants, users
 from calsync.store.activities import Instance
 from calsync.store.errors import AlreadyExists, Deleted, VersionMismatch
-from calsync.store.models import Activity
+from calsync.store.models import Activity, ActivityAttendee
 from calsync.sync import filters
 
 from ..deps import Caller, Principal, Session
@@ -165,15 +166,25 @@ def _etag(row: Activity) -> dict[str, str]:
 # drafts
 
 
-def _attendees(items: list[AttendeeIn]) -> list[rules.Attendee]:
+#: the draft fields a request body carries as they are (attendees are converted first)
+DRAFT_FIELDS = (
+    "subject",
+    "description",
+    "location",
+    "start",
+    "end",
+    "all_day",
+    "time_zone",
+    "visibility",
+    "transparency",
+    "status",
+    "recurrence",
+)
+
+
+def _attendees(items: Iterable[AttendeeIn | ActivityAttendee]) -> list[rules.Attendee]:
+    """Sent or stored attendees as draft attendees."""
     return [rules.Attendee(a.email, a.display_name, a.response_status, a.optional) for a in items]
-
-
-def _stored_attendees(row: Activity) -> list[rules.Attendee]:
-    return [
-        rules.Attendee(a.email, a.display_name, a.response_status, a.optional)
-        for a in row.attendees
-    ]
 
 
 def _stored_fields(row: Activity) -> dict[str, Any]:
@@ -193,7 +204,7 @@ def _stored_fields(row: Activity) -> dict[str, Any]:
         "visibility": row.visibility,
         "transparency": row.transparency,
         "status": row.status,
-        "attendees": _stored_attendees(row),
+        "attendees": _attendees(row.attendees),
         "recurrence": list(row.recurrence) if row.recurrence else None,
     }
 
@@ -429,19 +440,7 @@ async def create_activity(
         owner_id = await _check_owner(caller, s, body.owner_id)
         type_key = body.type
     await _check_type(caller, s, type_key)
-    for name in (
-        "subject",
-        "description",
-        "location",
-        "start",
-        "end",
-        "all_day",
-        "time_zone",
-        "visibility",
-        "transparency",
-        "status",
-        "recurrence",
-    ):
+    for name in DRAFT_FIELDS:
         if name in sent or parent_series is None:
             fields[name] = getattr(body, name)
     if "attendees" in sent or parent_series is None:
@@ -517,19 +516,7 @@ async def patch_activity(
                 [FieldProblem(field=name, code="null", message="must not be null")],
             )
     fields = _stored_fields(row)
-    for name in (
-        "subject",
-        "description",
-        "location",
-        "start",
-        "end",
-        "all_day",
-        "time_zone",
-        "visibility",
-        "transparency",
-        "status",
-        "recurrence",
-    ):
+    for name in DRAFT_FIELDS:
         if name in sent:
             fields[name] = getattr(body, name)
     if ({"start", "end"} & sent) and "all_day" not in sent:
