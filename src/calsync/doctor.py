@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync import __version__
 from calsync.google import errors
+from calsync.google.auth import TokenProvider
 from calsync.google.models import CalendarListEntry, Event
 from calsync.settings import Settings
 from calsync.store import bindings, connections, google_settings
@@ -188,7 +189,8 @@ class _Doctor:
         self.conn: GoogleConnection | None = None
         self.stored: list[CalendarBinding] = []
         self.runs: list[SyncRun] = []
-        self.token_ok = False
+        # the provider whose refresh the connection check proved; the live checks reuse it
+        self.tokens: TokenProvider | None = None
         self.live_calendars: list[CalendarListEntry] | None = None
 
     def add(self, check: Check) -> None:
@@ -339,7 +341,7 @@ class _Doctor:
                 conn.status = connections.NEEDS_REAUTH
             self.add(_error_check("connection", title, exc))
             return
-        self.token_ok = True
+        self.tokens = tokens
         self.add(
             Check(
                 "connection",
@@ -436,7 +438,7 @@ class _Doctor:
                     )
                 )
                 return
-        if not self.live or not self.token_ok or self.conn is None:
+        if self.tokens is None:
             names = ", ".join(b.summary or b.google_calendar_id for b in self.stored)
             self.add(
                 Check(
@@ -447,7 +449,7 @@ class _Doctor:
                 )
             )
             return
-        client = self.access.client(self.access.tokens(self.db, self.tenant, self.conn))
+        client = self.access.client(self.tokens)
         try:
             self.live_calendars = [c for c in await client.calendars() if not c.deleted]
         except errors.GoogleError as exc:
@@ -872,10 +874,10 @@ class _Doctor:
     async def other_sync(self) -> None:
         title = N_("Other tools writing to the calendar")
         imports = [b for b in self.stored if _imports(b)]
-        if not imports or not self.live or not self.token_ok or self.conn is None:
+        if not imports or self.tokens is None:
             self.add(Check("other_sync", title, SKIP, Text(N_("Not checked."))))
             return
-        client = self.access.client(self.access.tokens(self.db, self.tenant, self.conn))
+        client = self.access.client(self.tokens)
         groups: dict[tuple[str, str, str], list[Event]] = defaultdict(list)
         try:
             for b in imports:

@@ -118,3 +118,24 @@ async def _invoke(runner: CliRunner, args: list[str]) -> Any:
 
     # the CLI runs its own event loop: keep it off this test's loop
     return await asyncio.to_thread(runner.invoke, cli, args, catch_exceptions=False)
+
+
+async def test_live_checks_reuse_the_refreshed_token(pages: Pages) -> None:
+    """The connection check's refresh serves the calendar and duplicate checks too: with the
+    stored access token expired at Google they ask /token no more than that once."""
+    pages.api.emu.account(ALICE)
+    user_id, _, browser = await pages.person(ALICE)
+    await pages.connect(browser, ALICE)
+    pages.api.emu.control("POST", "/tokens/expire", {"email": ALICE})
+    mark = int(pages.api.emu.control("GET", "/requests?after=999999999").json()["last_seq"])
+    services = pages.api.services
+    live = await doctor.diagnose(
+        pages.db, services.access, services.settings, pages.api.world.tenant_id, user_id
+    )
+    checks = by_key(live)
+    assert checks["connection"].status == doctor.PASS, checks["connection"]
+    assert checks["calendars"].status == doctor.PASS, checks["calendars"]
+    assert checks["other_sync"].status == doctor.PASS, checks["other_sync"]
+    log = pages.api.emu.control("GET", f"/requests?after={mark}").json()["items"]
+    assert [r["status"] for r in log if r["path"] == "/token"] == [200]
+    assert all(r["status"] != 401 for r in log)
