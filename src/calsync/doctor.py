@@ -24,7 +24,7 @@ from calsync.google import errors
 from calsync.google.auth import TokenProvider
 from calsync.google.models import CalendarListEntry, Event
 from calsync.settings import Settings
-from calsync.store import bindings, connections, google_settings
+from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import (
     CalendarBinding,
@@ -37,6 +37,7 @@ from calsync.store.models import (
 )
 from calsync.sync.mapping import ACTIVITY_KEY
 from calsync.sync.tokens import GoogleAccess, NotConnected
+from calsync.web.connection import exports, imports, remedy_for
 from calsync.web.i18n import N_
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -160,14 +161,6 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _error_check(key: str, title: str, exc: errors.GoogleError) -> Check:
     return Check(key, title, FAIL, Text(exc.message), Text(exc.remedy), exc.code)
-
-
-def _imports(b: CalendarBinding) -> bool:
-    return b.role in (bindings.IMPORT, bindings.BOTH)
-
-
-def _exports(b: CalendarBinding) -> bool:
-    return b.role in (bindings.EXPORT, bindings.BOTH)
 
 
 class _Doctor:
@@ -308,7 +301,7 @@ class _Doctor:
                     title,
                     FAIL,
                     Text(N_("Needs reconnect: %(reason)s"), {"reason": message}),
-                    Text(_remedy(code) or errors.GrantRevoked.remedy),
+                    Text(remedy_for(code) or errors.GrantRevoked.remedy),
                     code,
                 )
             )
@@ -416,7 +409,7 @@ class _Doctor:
         if self.conn is None or self.conn.status == google_settings.REVOKED:
             self.add(Check("calendars", title, SKIP, Text(N_("No Google account is connected."))))
             return
-        if not any(_imports(b) for b in self.stored) and not any(_exports(b) for b in self.stored):
+        if not any(imports(b) for b in self.stored) and not any(exports(b) for b in self.stored):
             self.add(Check("calendars", title, FAIL, Text(N_("No calendar is chosen.")), choose))
             return
         for b in self.stored:
@@ -433,7 +426,7 @@ class _Doctor:
                                 "reason": b.paused_reason or b.stage,
                             },
                         ),
-                        Text(_remedy(f"calsync.binding_{b.stage}") or choose.msgid),
+                        Text(remedy_for(f"calsync.binding_{b.stage}") or choose.msgid),
                         f"calsync.binding_{b.stage}",
                     )
                 )
@@ -480,7 +473,7 @@ class _Doctor:
             )
             return
         for b in self.stored:
-            if _exports(b) and not known[b.google_calendar_id].writable:
+            if exports(b) and not known[b.google_calendar_id].writable:
                 self.add(
                     Check(
                         "calendars",
@@ -509,12 +502,12 @@ class _Doctor:
 
     def channels(self) -> None:
         title = N_("Push channel (webhook)")
-        imports = [b for b in self.stored if _imports(b) and b.enabled]
-        if not imports:
+        importing = [b for b in self.stored if imports(b) and b.enabled]
+        if not importing:
             self.add(Check("channel", title, SKIP, Text(N_("No calendar imports from Google."))))
             return
         minutes = max(1, self.tenant.poll_interval_seconds // 60)
-        for b in imports:
+        for b in importing:
             expires = _aware(b.channel_expires_at)
             name = b.summary or b.google_calendar_id
             if not b.channel_id or expires is None or expires <= self.now:
@@ -565,7 +558,7 @@ class _Doctor:
                 PASS,
                 Text(
                     N_("Google pushes changes in real time (%(count)s channel(s))."),
-                    {"count": len(imports)},
+                    {"count": len(importing)},
                 ),
             )
         )
@@ -675,7 +668,7 @@ class _Doctor:
                         {**params, "error": last.error_message or "-", "since": _iso(since)},
                     ),
                     Text(
-                        _remedy(last.error_code)
+                        remedy_for(last.error_code)
                         or N_("Press Sync now; if it fails again, send the support report below.")
                     ),
                     last.error_code,
@@ -828,7 +821,7 @@ class _Doctor:
                 )
             )
             return
-        mine = [b.google_calendar_id for b in self.stored if _imports(b)]
+        mine = [b.google_calendar_id for b in self.stored if imports(b)]
         twice: Sequence[CalendarBinding] = []
         if mine:
             twice = (
@@ -873,14 +866,14 @@ class _Doctor:
 
     async def other_sync(self) -> None:
         title = N_("Other tools writing to the calendar")
-        imports = [b for b in self.stored if _imports(b)]
-        if not imports or self.tokens is None:
+        importing = [b for b in self.stored if imports(b)]
+        if not importing or self.tokens is None:
             self.add(Check("other_sync", title, SKIP, Text(N_("Not checked."))))
             return
         client = self.access.client(self.tokens)
         groups: dict[tuple[str, str, str], list[Event]] = defaultdict(list)
         try:
-            for b in imports:
+            for b in importing:
                 pages = client.list_events(
                     b.google_calendar_id,
                     time_min=self.now - timedelta(days=self.tenant.lookback_days),
@@ -966,12 +959,6 @@ def _ours(event: Event) -> bool:
     return bool(props and props.private and ACTIVITY_KEY in props.private)
 
 
-def _remedy(code: str | None) -> str | None:
-    from calsync.web.connection import remedy_for
-
-    return remedy_for(code)
-
-
 async def diagnose(
     db: Database,
     access: GoogleAccess,
@@ -983,8 +970,6 @@ async def diagnose(
     http: httpx.AsyncClient | None = None,
 ) -> Diagnosis:
     """Run every check for one user; `live` talks to Google and the public URL."""
-    from calsync.store import tenants, users
-
     async with db.session() as s:
         tenant = await tenants.get(s, tenant_id)
         user = await users.get(s, tenant_id, user_id)
@@ -1054,7 +1039,6 @@ async def run_cli(settings: Settings, db: Database, tenant: str, email: str, *, 
     from rich.console import Console
 
     from calsync.google.retry import RetryPolicy
-    from calsync.store import tenants, users
 
     console = Console()
     access = GoogleAccess(settings, retry=RetryPolicy(max_attempts=2))
