@@ -263,11 +263,7 @@ class Channels:
                 await self._stop_for_connection(gone)
         async with self.db.session() as s:
             unwanted = await stored.unwanted(s, connection_id)
-            wanted = [
-                b.id
-                for b in await bindings.for_connection(s, connection_id)
-                if not b.channel_id and await stored.should_watch(s, b.id)
-            ]
+            wanted = await stored.unwatched(s, connection_id)
             await s.commit()
         for channel in unwanted:
             await self.unwatch(channel.binding_id)

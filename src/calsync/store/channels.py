@@ -132,18 +132,35 @@ async def should_watch(session: AsyncSession, binding_id: uuid.UUID) -> bool:
 
 
 async def unwanted(session: AsyncSession, connection_id: uuid.UUID) -> Sequence[StoredChannel]:
-    """The connection's channels on bindings that should not be watched any more."""
+    """The connection's channels on bindings that should not be watched any more (one query,
+    not one `should_watch` per binding)."""
+    wanted = (
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .where(CalendarBinding.connection_id == connection_id, *_wants_channel())  # type: ignore[arg-type]
+    )
     rows = await session.scalars(
         select(CalendarBinding).where(
             CalendarBinding.connection_id == connection_id,
             CalendarBinding.channel_id.is_not(None),
+            CalendarBinding.id.not_in(wanted),
         )
     )
-    out: list[StoredChannel] = []
-    for binding in rows.all():
-        if not await should_watch(session, binding.id):
-            out.append(_stored(binding))
-    return out
+    return [_stored(binding) for binding in rows.all()]
+
+
+async def unwatched(session: AsyncSession, connection_id: uuid.UUID) -> Sequence[uuid.UUID]:
+    """The connection's bindings that should be watched and have no channel yet."""
+    rows = await session.scalars(
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .where(
+            CalendarBinding.connection_id == connection_id,
+            or_(CalendarBinding.channel_id.is_(None), CalendarBinding.channel_id == ""),
+            *_wants_channel(),  # type: ignore[arg-type]
+        )
+    )
+    return rows.all()
 
 
 async def bindings_by_state(session: AsyncSession, now: datetime) -> dict[str, int]:
