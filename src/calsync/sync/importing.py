@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.activity import ActivityDraft, ActivityInvalid, series_of, validate
-from calsync.domain.fields import SyncFields, content_hash
+from calsync.domain.fields import SyncFields
 from calsync.domain.recurrence import follow, is_occurrence
 from calsync.google.models import Event
 from calsync.store import activities, links, runs, users
@@ -20,7 +20,7 @@ from calsync.store.models import Activity, EventLink
 
 from . import filters, mapping
 from .context import Ctx
-from .reconcile import first_link, responses
+from .reconcile import agree, first_link, responses
 
 UNREPRESENTABLE = "calsync.recurrence_unsupported"
 
@@ -33,15 +33,6 @@ def special(ctx: Ctx, event: Event) -> bool:
         or event.recurring_event_id
         or filters.read_only(ctx, event)
     )
-
-
-def _agreed(link: EventLink, event: Event, g: SyncFields, activity: Activity) -> None:
-    link.snapshot = g.to_json()
-    link.google_hash = content_hash(g)
-    link.crm_hash = content_hash(mapping.activity_fields(activity))
-    link.google_etag, link.google_updated = event.etag, event.updated
-    link.ical_uid = event.i_cal_uid
-    link.state = links.LINKED
 
 
 async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
@@ -61,7 +52,7 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
                     await first_link(ctx, s, link, shared, event, g)
                 else:
                     link.read_only = filters.NOT_ORGANIZER
-                    _agreed(link, event, g, shared)
+                    agree(link, event, g, crm=mapping.activity_fields(shared))
                 await responses(ctx, s, shared, event)
                 await s.commit()
                 ctx.counts["linked"] += 1
@@ -86,7 +77,7 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
         )
         link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
         link.read_only = ro if owner == ctx.user_id else filters.NOT_ORGANIZER
-        _agreed(link, event, g, activity)
+        agree(link, event, g, crm=mapping.activity_fields(activity))
         s.add(link)
         if ro == filters.RECURRENCE:
             await _report_unrepresentable(ctx, s, event, activity)
@@ -188,7 +179,8 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
             if existing.owner_id == ctx.user_id and not event.cancelled:
                 await first_link(ctx, s, link, existing, event, filters.google_fields(ctx, event))
             else:
-                _agreed(link, event, mapping.activity_fields(existing), existing)
+                c = mapping.activity_fields(existing)
+                agree(link, event, c, crm=c)
             await s.commit()
             ctx.counts["linked"] += 1
             return
@@ -239,7 +231,7 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
         link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
         link.read_only = master_link.read_only
         fields = mapping.activity_fields(activity)
-        _agreed(link, event, fields, activity)
+        agree(link, event, fields, crm=fields)
         s.add(link)
         await s.commit()
     ctx.counts["created"] += 1

@@ -20,7 +20,7 @@ from calsync.store import activities, bindings, links, runs
 
 from . import filters, importing, mapping
 from .context import Ctx
-from .reconcile import Result, first_link, reconcile
+from .reconcile import Result, agree, first_link, reconcile
 
 log = logging.getLogger(__name__)
 
@@ -342,11 +342,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
             link = links.new(
                 ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED
             )
-            link.snapshot = g.to_json()
-            link.google_hash = content_hash(g)
-            link.crm_hash = content_hash(mapping.activity_fields(activity))
-            link.google_etag, link.google_updated = event.etag, event.updated
-            link.ical_uid = event.i_cal_uid
+            agree(link, event, g, crm=mapping.activity_fields(activity))
             s.add(link)
         await s.commit()
     ctx.counts["created"] += len(checked)

@@ -74,7 +74,7 @@ async def relink(ctx: Ctx, s: AsyncSession, event: Event) -> EventLink | None:
     link.read_only = filters.read_only(ctx, event)
     if activity.deleted_at is not None:
         # deleted in the CRM while the link was lost: the delete is the newer fact
-        _agree(link, event, g, crm=None)
+        agree(link, event, g, crm=None)
         return link
     await first_link(ctx, s, link, activity, event, g)
     return link
@@ -108,7 +108,7 @@ def _updated(event: Event, activity: Activity) -> datetime:
     return event.updated or activity.updated_at
 
 
-def _agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None) -> None:
+def agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None) -> None:
     """Google's fields become the base; the CRM side is in sync iff `crm` is given."""
     link.snapshot = g.to_json()
     link.google_hash = content_hash(g)
@@ -216,10 +216,10 @@ async def _apply_merged(
         )
         ctx.counts["conflicts"] += 1
     if merged.to_google and ctx.pushes and not link.read_only:
-        _agree(link, event, g, crm=None)  # the push writes the units the CRM won
+        agree(link, event, g, crm=None)  # the push writes the units the CRM won
         ctx.to_push.add(activity.id)
     else:
-        _agree(link, event, g, crm=mapping.activity_fields(activity))
+        agree(link, event, g, crm=mapping.activity_fields(activity))
 
 
 async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | None) -> Result:
@@ -286,7 +286,7 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
     action = decide(crm, State.CHANGED)
     if not ctx.applies_to_crm:
         # crm_to_google: Google's edits are overwritten by the CRM's fields
-        _agree(link, event, g, crm=None)
+        agree(link, event, g, crm=None)
         ctx.to_push.add(activity.id)
         return Result.DONE
     if action is Action.RESTORE_CRM:
@@ -296,7 +296,7 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
     if action is Action.PULL or not ctx.pushes or link.read_only:
         if mapping.activity_fields(activity) != g:
             await write_crm(ctx, s, activity, g)
-        _agree(link, event, g, crm=mapping.activity_fields(activity))
+        agree(link, event, g, crm=mapping.activity_fields(activity))
         return Result.DONE
     merged = merge(
         base,
