@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from calsync.channels import Channels
 from calsync.channels import state_of as channel_state
 from calsync.google import errors
-from calsync.google.calendar import CalendarClient
 from calsync.google.models import CalendarListEntry
 from calsync.google.oauth import Authorization
 from calsync.store import bindings, connections, google_settings, tenants, users
@@ -158,11 +157,8 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
     tenant_id, user_id = ids
     oauth = services.require_oauth()
     calendars: list[CalendarListEntry] = []
-    client = CalendarClient(
-        oauth.credentials(auth.refresh_token or "", account=auth.email, token=auth.token),
-        settings=services.settings,
-        retry=services.retry,
-        rate_limiter=services.access.rate_limiter,
+    client = services.calendar_client(
+        oauth.credentials(auth.refresh_token or "", account=auth.email, token=auth.token)
     )
     try:
         calendars = await client.calendars()

@@ -13,6 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from calsync.google import errors
+from calsync.google.auth import TokenProvider
+from calsync.google.calendar import CalendarClient
+from calsync.google.models import CalendarListEntry
 from calsync.google.oauth import STATE_TTL_SECONDS, GoogleOAuth, PendingAuthorization
 from calsync.google.retry import RetryPolicy
 from calsync.google.service_account import ServiceAccountKey, ServiceAccountTokens
@@ -108,6 +111,31 @@ class GoogleServices:
         return ServiceAccountTokens(
             load_service_account_key(tenant), settings=self.settings, retry=self.retry
         )
+
+    def calendar_client(self, tokens: TokenProvider) -> CalendarClient:
+        """A Calendar client of its own (the caller closes it) on the app's retry policy and
+        request rate limiter."""
+        return CalendarClient(
+            tokens,
+            settings=self.settings,
+            retry=self.retry,
+            rate_limiter=self.access.rate_limiter,
+        )
+
+    async def calendars_as(
+        self, tokens: ServiceAccountTokens, email: str
+    ) -> list[CalendarListEntry]:
+        """Act as `email` through the service account and read their calendar list (the Test
+        button, enabling); closes `tokens`. Google's refusals raise `GoogleError`."""
+        try:
+            await tokens.check(email)
+            client = self.calendar_client(tokens.for_user(email))
+            try:
+                return await client.calendars()
+            finally:
+                await client.aclose()
+        finally:
+            await tokens.aclose()
 
     def key_replaced(self, tenant_id: uuid.UUID) -> None:
         """Drop the engine's cached token source built from the tenant's previous key."""

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.channels import Channels
 from calsync.google import errors
-from calsync.google.calendar import CalendarClient
 from calsync.google.models import CalendarListEntry
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store import bindings, connections, google_settings, runs, users
@@ -299,21 +298,9 @@ async def _enable_service_account(
         ) from exc
     email = user.email.strip().lower()
     try:
-        await tokens.check(email)
-        client = CalendarClient(
-            tokens.for_user(email),
-            settings=services.settings,
-            retry=services.retry,
-            rate_limiter=services.access.rate_limiter,
-        )
-        try:
-            live = await client.calendars()
-        finally:
-            await client.aclose()
+        live = await services.calendars_as(tokens, email)
     except errors.GoogleError as exc:
         raise _google_error(exc) from exc
-    finally:
-        await tokens.aclose()
     if conn is None:
         conn = await connections.create(
             s, tenant.id, user.id, google_email=email, auth_mode="service_account"

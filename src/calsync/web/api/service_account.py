@@ -16,7 +16,6 @@ from fastapi import APIRouter, Body, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
 from calsync.google import errors
-from calsync.google.calendar import CalendarClient
 from calsync.google.service_account import (
     DEFAULT_P12_PASSWORD,
     SCOPE_CALENDAR,
@@ -144,21 +143,9 @@ async def test_key(
     except errors.GoogleError as exc:
         return _failed(exc, email, 409)
     try:
-        await tokens.check(email)
-        client = CalendarClient(
-            tokens.for_user(email),
-            settings=services.settings,
-            retry=services.retry,
-            rate_limiter=services.access.rate_limiter,
-        )
-        try:
-            calendars = await client.calendars()
-        finally:
-            await client.aclose()
+        calendars = await services.calendars_as(tokens, email)
     except errors.GoogleError as exc:
         return _failed(exc, email)
-    finally:
-        await tokens.aclose()
     return ServiceAccountTestOut(
         ok=True,
         email=email,
