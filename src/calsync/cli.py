@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import __version__
 from .cli_sync import register as register_sync
@@ -18,6 +19,7 @@ from .store import migrate as migrations
 from .store import secrets as stored_secrets
 from .store.db import Database
 from .store.errors import AlreadyExists
+from .store.models import Tenant, User
 
 T = TypeVar("T")
 
@@ -67,6 +69,22 @@ def _install_keyring(settings: Settings) -> crypto.Keyring:
         raise _fail(str(exc)) from exc
     crypto.install(keyring)
     return keyring
+
+
+async def _tenant(s: AsyncSession, tenant: str) -> Tenant:
+    """The tenant named (or with the id) `tenant`; exits with an error when there is none."""
+    found = await tenants.find(s, tenant)
+    if found is None:
+        raise _fail(f"no tenant {tenant!r}")
+    return found
+
+
+async def _member(s: AsyncSession, tenant: Tenant, email: str) -> User:
+    """The tenant's user with this e-mail; exits with an error when there is none."""
+    member = await users.by_email(s, tenant.id, email)
+    if member is None:
+        raise _fail(f"no user {email!r} in tenant {tenant.name!r}")
+    return member
 
 
 @app.command()
@@ -183,9 +201,7 @@ def user_create(
 
     async def work(db: Database) -> str:
         async with db.session() as s:
-            found = await tenants.find(s, tenant)
-            if found is None:
-                raise _fail(f"no tenant {tenant!r}")
+            found = await _tenant(s, tenant)
             user = await users.create(
                 s, found.id, email, name=name, role="admin" if admin else "user"
             )
@@ -211,15 +227,8 @@ def apikey_create(
 
     async def work(db: Database) -> str:
         async with db.session() as s:
-            found = await tenants.find(s, tenant)
-            if found is None:
-                raise _fail(f"no tenant {tenant!r}")
-            user_id = None
-            if user is not None:
-                member = await users.by_email(s, found.id, user)
-                if member is None:
-                    raise _fail(f"no user {user!r} in tenant {found.name!r}")
-                user_id = member.id
+            found = await _tenant(s, tenant)
+            user_id = (await _member(s, found, user)).id if user is not None else None
             _, plain = await apikeys.create(s, found.id, user_id=user_id, name=name)
             await s.commit()
             return plain
@@ -247,12 +256,7 @@ def user_set_password(
 
     async def work(db: Database) -> None:
         async with db.session() as s:
-            found = await tenants.find(s, tenant)
-            if found is None:
-                raise _fail(f"no tenant {tenant!r}")
-            member = await users.by_email(s, found.id, email)
-            if member is None:
-                raise _fail(f"no user {email!r} in tenant {found.name!r}")
+            member = await _member(s, await _tenant(s, tenant), email)
             member.password_hash = hashed
             await s.commit()
 

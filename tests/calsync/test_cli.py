@@ -69,6 +69,33 @@ def test_admin_flow(env: Path) -> None:
     assert run("migrate", "--down", "base") == "database at revision base (empty)"
 
 
+def test_unknown_tenant_or_user_is_named(env: Path) -> None:
+    run("migrate")
+    run("tenant", "create", "Acme")
+    run("user", "create", "--tenant", "Acme", "ann@acme.test")
+    for args, message in [
+        (["user", "create", "--tenant", "Nope", "x@acme.test"], "no tenant 'Nope'"),
+        (
+            ["user", "set-password", "--tenant", "Nope", "--password", "p" * 12, "ann@acme.test"],
+            "no tenant 'Nope'",
+        ),
+        (
+            ["user", "set-password", "--tenant", "Acme", "--password", "p" * 12, "x@acme.test"],
+            "no user 'x@acme.test' in tenant 'Acme'",
+        ),
+        (
+            ["apikey", "create", "--tenant", "Acme", "--user", "x@acme.test"],
+            "no user 'x@acme.test' in tenant 'Acme'",
+        ),
+    ]:
+        failed = runner.invoke(app, args)
+        assert failed.exit_code == 1 and message in failed.output, (args, failed.output)
+    assert (
+        run("user", "set-password", "--tenant", "Acme", "--password", "p" * 12, "ann@acme.test")
+        == "password set for ann@acme.test"
+    )
+
+
 def test_rotate_key(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old, new = crypto.generate_key(), crypto.generate_key()
     monkeypatch.setenv("CALSYNC_SECRET_KEY", old)
