@@ -215,25 +215,10 @@ class Channels:
         """channels.stop with the binding's connection; best effort (404 = gone already)."""
         async with self.db.session() as s:
             binding = await bindings.get(s, binding_id)
-            if binding is None:
-                return False
-            conn = await connections.get(s, binding.connection_id)
-            tenant = await tenants.get(s, binding.tenant_id)
             await s.commit()
-        if conn is None or tenant is None:
+        if binding is None:
             return False
-        try:
-            client = self.access.client(self.access.tokens(self.db, tenant, conn))
-            try:
-                await client.stop_channel(channel_id, resource_id)
-            finally:
-                await client.aclose()
-        except errors.NotFound:
-            return True
-        except errors.GoogleError as exc:
-            log.warning("push channel not stopped", extra={"channel": channel_id, "code": exc.code})
-            return False
-        return True
+        return await self.stop_with_connection(binding.connection_id, channel_id, resource_id)
 
     async def unwatch(self, binding_id: uuid.UUID) -> bool:
         """Stop the binding's channel and forget it."""
@@ -260,7 +245,9 @@ class Channels:
         reconnect may have changed the Google account it must watch)."""
         for gone in removed or []:
             if gone.resource_id:
-                await self._stop_for_connection(gone)
+                await self.stop_with_connection(
+                    gone.connection_id, gone.channel_id, gone.resource_id
+                )
         async with self.db.session() as s:
             unwanted = await stored.unwanted(s, connection_id)
             wanted = await stored.unwatched(s, connection_id)
@@ -270,24 +257,6 @@ class Channels:
         for binding_id in wanted:
             await self.watch(binding_id)
         await self.reconcile_list(connection_id, renew=renew_list)
-
-    async def _stop_for_connection(self, channel: stored.StoredChannel) -> None:
-        """Stop a removed binding's channel with its connection's credentials."""
-        async with self.db.session() as s:
-            conn = await connections.get(s, channel.connection_id)
-            tenant = await tenants.get(s, channel.tenant_id)
-            await s.commit()
-        if conn is None or tenant is None:
-            return
-        try:
-            client = self.access.client(self.access.tokens(self.db, tenant, conn))
-            try:
-                await client.stop_channel(channel.channel_id, channel.resource_id or "")
-            finally:
-                await client.aclose()
-        except errors.GoogleError as exc:
-            if not isinstance(exc, errors.NotFound):
-                log.warning("push channel not stopped", extra={"code": exc.code})
 
     async def renew_due(self, *, now: datetime | None = None, limit: int = 500) -> Renewal:
         """Watch bindings without a channel and renew those expiring within the margin; the
@@ -343,10 +312,11 @@ class Channels:
             return None
         return self.access.client(self.access.tokens(self.db, tenant, conn))
 
-    async def stop_list_at_google(
+    async def stop_with_connection(
         self, connection_id: uuid.UUID, channel_id: str, resource_id: str
     ) -> bool:
-        """channels.stop with the connection's credentials; best effort (404 = gone already)."""
+        """channels.stop with the connection's credentials, for a binding's channel or the
+        calendarList one; best effort (404 = gone already)."""
         try:
             client = await self._client_of(connection_id)
             if client is None:
@@ -404,14 +374,14 @@ class Channels:
             )
             await s.commit()
         if not swapped:  # renewed elsewhere meanwhile: theirs stays, ours goes
-            await self.stop_list_at_google(connection_id, channel_id, channel.resource_id or "")
+            await self.stop_with_connection(connection_id, channel_id, channel.resource_id or "")
             return False
         log.info(
             "calendar list channel watching",
             extra={"connection": str(connection_id), "channel": channel_id},
         )
         if old is not None and old.resource_id:
-            await self.stop_list_at_google(connection_id, old.channel_id, old.resource_id)
+            await self.stop_with_connection(connection_id, old.channel_id, old.resource_id)
         return True
 
     async def unwatch_list(self, connection_id: uuid.UUID) -> bool | None:
@@ -426,7 +396,7 @@ class Channels:
             await s.commit()
         if not old.resource_id:
             return False
-        return await self.stop_list_at_google(connection_id, old.channel_id, old.resource_id)
+        return await self.stop_with_connection(connection_id, old.channel_id, old.resource_id)
 
     async def reconcile_list(self, connection_id: uuid.UUID, *, renew: bool = False) -> None:
         async with self.db.session() as s:

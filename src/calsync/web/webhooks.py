@@ -152,7 +152,7 @@ async def _lookup_list(request: Request, channel_id: str, resource_id: str) -> _
 
     async def stop(service: Channels) -> bool:
         assert connection_id is not None
-        return await service.stop_list_at_google(connection_id, channel_id, resource_id)
+        return await service.stop_with_connection(connection_id, channel_id, resource_id)
 
     return _Notified(channel, current, stop, {"connection": str(connection_id)})
 
