@@ -24,6 +24,7 @@ from ..errors import ApiError
 from ..google_schemas import ServiceAccountTestIn, ServiceAccountTestOut
 from ..schemas import TenantSettingsPatch
 from .common import (
+    Viewer,
     checked_form,
     db_of,
     flash,
@@ -123,8 +124,7 @@ async def integrations(request: Request) -> Response:
     )
 
 
-async def _patch(request: Request, values: dict[str, Any]) -> bool:
-    who = await viewer(request, admin=True)
+async def _patch(request: Request, who: Viewer, values: dict[str, Any]) -> bool:
     try:
         body = TenantSettingsPatch(**values)
         async with who.acting(db_of(request)) as (s, caller):
@@ -152,10 +152,10 @@ async def _patch(request: Request, values: dict[str, Any]) -> bool:
 
 @router.post(PAGE + "/module", include_in_schema=False)
 async def module(request: Request) -> Response:
-    await viewer(request, admin=True)
+    who = await viewer(request, admin=True)
     form = await checked_form(request)
     enabled = form.get("calendar_module_enabled") == "on"
-    if await _patch(request, {"calendar_module_enabled": enabled}):
+    if await _patch(request, who, {"calendar_module_enabled": enabled}):
         flash(
             request,
             "ok",
@@ -168,7 +168,7 @@ async def module(request: Request) -> Response:
 
 @router.post(PAGE + "/settings", include_in_schema=False)
 async def company_settings(request: Request) -> Response:
-    await viewer(request, admin=True)
+    who = await viewer(request, admin=True)
     form = await checked_form(request)
 
     def number(name: str) -> int | None:
@@ -190,7 +190,7 @@ async def company_settings(request: Request) -> Response:
     values["lookback_days"] = number("lookback_days")
     if form.get("auth_mode") in ("oauth", "service_account"):
         values["auth_mode"] = str(form.get("auth_mode"))
-    if await _patch(request, values):
+    if await _patch(request, who, values):
         flash(request, "ok", N_("The company settings are saved."))
     return redirect(PAGE)
 
