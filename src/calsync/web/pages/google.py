@@ -161,7 +161,6 @@ async def settings_page(request: Request) -> Response:
     status = await connection.status(db, services, who.tenant, who.user)
     async with who.acting(db) as (s, caller):
         runs = (await api.list_runs(who.user.id, caller, s, limit=10)).runs
-    async with who.acting(db) as (s, caller):
         issues = (await api.list_issues(who.user.id, caller, s)).issues
     sync = _sync_state(request, who)
     return render(
