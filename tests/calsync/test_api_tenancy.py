@@ -105,6 +105,43 @@ async def test_tenant_settings_validation(world: World, other_world: World) -> N
     ).status_code == 409
 
 
+async def test_tenant_settings_name_each_bad_type(world: World) -> None:
+    resp = await world.call(
+        "PATCH",
+        "/api/v1/tenant/settings",
+        json={
+            "exported_activity_types": ["meeting", "nope", "project_task"],
+            "default_import_type": "project_task",
+            "personal_import_type": "unknown",
+        },
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["fields"] == [
+        {
+            "field": "exported_activity_types",
+            "code": "unknown_type",
+            "message": "no activity type 'nope'",
+        },
+        {
+            "field": "exported_activity_types",
+            "code": "not_exportable",
+            "message": "project tasks never sync to Google",
+        },
+        {
+            "field": "default_import_type",
+            "code": "not_importable",
+            "message": "Google entries never become project tasks",
+        },
+        {
+            "field": "personal_import_type",
+            "code": "unknown_type",
+            "message": "no activity type 'unknown'",
+        },
+    ]
+    settings = (await world.call("GET", "/api/v1/tenant/settings")).json()
+    assert settings["default_import_type"] != "project_task"
+
+
 async def test_tenant_settings_are_admin_only(world: World) -> None:
     _, key = await world.user("ann@acme.test")
     assert (await world.call("GET", "/api/v1/tenant/settings", key)).status_code == 403

@@ -37,6 +37,18 @@ def settings_out(tenant: Tenant) -> TenantSettings:
     )
 
 
+def _type_problems(
+    field: str, key: str, known: set[str], code: str, message: str
+) -> list[FieldProblem]:
+    """What is wrong with `key` as a value of `field`: no such type, or a project task (built
+    in, so always known), which never syncs; `code` and `message` say which way."""
+    if key not in known:
+        return [FieldProblem(field=field, code="unknown_type", message=f"no activity type {key!r}")]
+    if key == PROJECT_TASK:
+        return [FieldProblem(field=field, code=code, message=message)]
+    return []
+
+
 @router.get("/tenant/settings", response_model=TenantSettings)
 async def get_settings(caller: Admin, s: Session) -> TenantSettings:
     """The tenant's calendar settings."""
@@ -60,36 +72,14 @@ async def patch_settings(body: TenantSettingsPatch, caller: Admin, s: Session) -
             continue
         if name == "exported_activity_types":
             for key in value:
-                if key not in known:
-                    problems.append(
-                        FieldProblem(
-                            field=name, code="unknown_type", message=f"no activity type {key!r}"
-                        )
-                    )
-                elif key == PROJECT_TASK:
-                    problems.append(
-                        FieldProblem(
-                            field=name,
-                            code="not_exportable",
-                            message="project tasks never sync to Google",
-                        )
-                    )
+                problems += _type_problems(
+                    name, key, known, "not_exportable", "project tasks never sync to Google"
+                )
             changes["exported_type_keys"] = sorted(set(value))
         elif name in ("default_import_type", "personal_import_type"):
-            if value not in known:
-                problems.append(
-                    FieldProblem(
-                        field=name, code="unknown_type", message=f"no activity type {value!r}"
-                    )
-                )
-            if value == PROJECT_TASK:
-                problems.append(
-                    FieldProblem(
-                        field=name,
-                        code="not_importable",
-                        message="Google entries never become project tasks",
-                    )
-                )
+            problems += _type_problems(
+                name, value, known, "not_importable", "Google entries never become project tasks"
+            )
             changes[f"{name}_key"] = value
         else:
             changes[name] = value
