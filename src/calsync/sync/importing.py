@@ -20,7 +20,7 @@ from calsync.store.models import Activity, EventLink
 
 from . import filters, mapping
 from .context import Ctx
-from .reconcile import agree, first_link, responses
+from .reconcile import agree, create_exception, first_link, responses
 
 UNREPRESENTABLE = "calsync.recurrence_unsupported"
 
@@ -217,17 +217,7 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
             )
             if g.all_day:
                 draft = _with_zone(draft, master.time_zone)
-        values = validate(draft, parent)
-        activity = await activities.create(
-            s,
-            ctx.tenant_id,
-            type_key=master.type_key,
-            owner_id=master.owner_id,
-            values=values,
-            recurring_parent_id=master.id,
-            organizer_email=master.organizer_email,
-            origin="sync",
-        )
+        activity = await create_exception(ctx, s, master, draft, parent)
         link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
         link.read_only = master_link.read_only
         fields = mapping.activity_fields(activity)
@@ -293,16 +283,7 @@ async def _carry(
         status="cancelled" if g.cancelled else "confirmed",
         original_start=slot.date() if after.all_day else slot,
     )
-    activity = await activities.create(
-        s,
-        ctx.tenant_id,
-        type_key=master.type_key,
-        owner_id=master.owner_id,
-        values=validate(draft, after),
-        recurring_parent_id=master.id,
-        organizer_email=master.organizer_email,
-        origin="sync",
-    )
+    activity = await create_exception(ctx, s, master, draft, after)
     instance = mapping.instance_id(
         master_link.google_event_id, after.all_day, slot, master.time_zone
     )

@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.domain.activity import validate
 from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
 from calsync.domain.recurrence import is_occurrence
@@ -30,7 +29,7 @@ from calsync.store.models import Activity, EventLink
 from . import filters, mapping
 from .context import Ctx
 from .errors import parks
-from .reconcile import CANCELLED, expected_instance, reconcile, write_crm
+from .reconcile import CANCELLED, create_exception, expected_instance, reconcile, write_crm
 
 log = logging.getLogger(__name__)
 
@@ -249,16 +248,7 @@ async def _orphaned_exception(
         return None
     parent = activities.series(master)
     draft = mapping.draft(mapping.activity_fields(deleted), deleted, ctx.time_zone)
-    restored = await activities.create(
-        s,
-        ctx.tenant_id,
-        type_key=deleted.type_key,
-        owner_id=deleted.owner_id,
-        values=validate(draft, parent),
-        recurring_parent_id=master.id,
-        organizer_email=deleted.organizer_email,
-        origin="sync",
-    )
+    restored = await create_exception(ctx, s, master, draft, parent, like=deleted)
     link.activity_id = restored.id
     ctx.counts["restored"] += 1
     return link

@@ -18,12 +18,12 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.domain.activity import Attendee, validate
+from calsync.domain.activity import ActivityDraft, Attendee, validate
 from calsync.domain.decide import Action, State, decide
 from calsync.domain.fields import SyncFields, content_hash
 from calsync.domain.ids import activity_id_from_event_id
 from calsync.domain.merge import Merged, Policy, merge
-from calsync.domain.recurrence import is_occurrence
+from calsync.domain.recurrence import Series, is_occurrence
 from calsync.google.models import Event
 from calsync.store import activities, links, runs, series
 from calsync.store.models import Activity, EventLink
@@ -140,6 +140,30 @@ async def write_crm(
     ctx.counts["updated"] += 1
     if before is not None and activities.series(activity) != before:
         await exceptions_followed(ctx, s, activity)
+
+
+async def create_exception(
+    ctx: Ctx,
+    s: AsyncSession,
+    master: Activity,
+    draft: ActivityDraft,
+    parent: Series,
+    *,
+    like: Activity | None = None,
+) -> Activity:
+    """A new exception of `master` written by the sync, checked against its series `parent`;
+    type, owner and organiser are those of `like` (the master's unless given)."""
+    like = like or master
+    return await activities.create(
+        s,
+        ctx.tenant_id,
+        type_key=like.type_key,
+        owner_id=like.owner_id,
+        values=validate(draft, parent),
+        recurring_parent_id=master.id,
+        organizer_email=like.organizer_email,
+        origin="sync",
+    )
 
 
 async def exceptions_followed(ctx: Ctx, s: AsyncSession, master: Activity) -> None:
