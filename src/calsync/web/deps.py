@@ -11,12 +11,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.store import apikeys
+from calsync.store import apikeys, users
 from calsync.store.activities import Viewer
 from calsync.store.db import Database
 from calsync.store.models import Tenant, User
 
-from .errors import ApiError
+from .errors import ApiError, not_found
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer csk_...`")
 
@@ -90,3 +90,14 @@ async def admin(caller: Caller) -> Principal:
 
 
 Admin = Annotated[Principal, Depends(admin)]
+
+
+async def visible_user(caller: Principal, s: AsyncSession, user_id: uuid.UUID) -> User:
+    """The tenant's user `user_id` as the caller may see it: an admin sees every user, a user
+    key only its own; any other id (another tenant's, a deleted one) answers 404."""
+    if not caller.is_admin and (caller.user is None or caller.user.id != user_id):
+        raise not_found("user")
+    user = await users.get(s, caller.tenant_id, user_id)
+    if user is None:
+        raise not_found("user")
+    return user

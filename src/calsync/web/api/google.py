@@ -20,7 +20,7 @@ from calsync.channels import Channels
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.jobs.port import JobQueue, Reason
-from calsync.store import bindings, connections, google_settings, runs, users
+from calsync.store import bindings, connections, google_settings, runs
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
@@ -28,8 +28,8 @@ from calsync.sync.engine import COUNTS, RunResult, sync_binding
 from calsync.sync.errors import Outcome
 
 from .. import connection
-from ..deps import Caller, Session, database
-from ..errors import ApiError, FieldProblem, not_found
+from ..deps import Caller, Session, database, visible_user
+from ..errors import ApiError, FieldProblem
 from ..google_schemas import (
     ConnectionOut,
     ConnectOut,
@@ -83,11 +83,7 @@ Db = Annotated[Database, Depends(database)]
 
 async def _target(caller: Caller, s: AsyncSession, user_id: uuid.UUID) -> tuple[Tenant, User]:
     """The tenant and the user acted on; ends the read so Google calls hold no transaction."""
-    if not caller.is_admin and (caller.user is None or caller.user.id != user_id):
-        raise not_found("user")
-    user = await users.get(s, caller.tenant_id, user_id)
-    if user is None:
-        raise not_found("user")
+    user = await visible_user(caller, s, user_id)
     tenant = caller.tenant
     await s.commit()
     return tenant, user

@@ -10,8 +10,8 @@ from calsync.store import users
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import User
 
-from ..deps import Admin, Caller, Session
-from ..errors import ApiError, not_found
+from ..deps import Admin, Caller, Session, visible_user
+from ..errors import ApiError
 from ..schemas import UserIn, UserList, UserOut, UserPatch
 
 router = APIRouter(tags=["users"])
@@ -52,25 +52,16 @@ async def create_user(body: UserIn, caller: Admin, s: Session, response: Respons
     return user_out(user)
 
 
-async def _visible_user(caller: Caller, s: Session, user_id: uuid.UUID) -> User:
-    if not caller.is_admin and (caller.user is None or caller.user.id != user_id):
-        raise not_found("user")
-    user = await users.get(s, caller.tenant_id, user_id)
-    if user is None:
-        raise not_found("user")
-    return user
-
-
 @router.get("/users/{user_id}", response_model=UserOut)
 async def get_user(user_id: uuid.UUID, caller: Caller, s: Session) -> UserOut:
     """One user; a user key sees only itself."""
-    return user_out(await _visible_user(caller, s, user_id))
+    return user_out(await visible_user(caller, s, user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
 async def patch_user(user_id: uuid.UUID, body: UserPatch, caller: Admin, s: Session) -> UserOut:
     """Change e-mail, name or role."""
-    user = await _visible_user(caller, s, user_id)
+    user = await visible_user(caller, s, user_id)
     sent = body.model_fields_set
     if ("email" in sent and body.email is None) or ("role" in sent and body.role is None):
         raise ApiError(422, "validation_failed", "email and role cannot be null", "send a value")
@@ -93,7 +84,7 @@ async def patch_user(user_id: uuid.UUID, body: UserPatch, caller: Admin, s: Sess
 @router.delete("/users/{user_id}", status_code=204)
 async def delete_user(user_id: uuid.UUID, caller: Admin, s: Session) -> Response:
     """Remove a user: its keys stop working, its activities stay (as a tombstoned owner's)."""
-    user = await _visible_user(caller, s, user_id)
+    user = await visible_user(caller, s, user_id)
     await users.delete(s, user)
     await s.commit()
     return Response(status_code=204)
