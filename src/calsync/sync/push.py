@@ -29,7 +29,7 @@ from calsync.store.models import Activity, EventLink
 from . import filters, mapping
 from .context import Ctx
 from .errors import parks
-from .reconcile import CANCELLED, create_exception, expected_instance, reconcile, write_crm
+from .reconcile import CANCELLED, create_exception, instance_of, reconcile, write_crm
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +166,29 @@ async def _read_only(ctx: Ctx, s: AsyncSession, activity: Activity, link: EventL
     link.crm_hash = content_hash(mapping.activity_fields(activity))
 
 
+async def _master(
+    ctx: Ctx, s: AsyncSession, exception: Activity
+) -> tuple[Activity | None, EventLink | None]:
+    """An exception's master and the master's link here, looked up once per exception."""
+    assert exception.recurring_parent_id is not None
+    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
+    return master, await links.by_activity(s, ctx.binding_id, exception.recurring_parent_id)
+
+
 async def _occurrence(
-    ctx: Ctx, s: AsyncSession, activity: Activity, link: EventLink | None
+    ctx: Ctx,
+    s: AsyncSession,
+    activity: Activity,
+    link: EventLink | None,
+    master: Activity | None,
+    master_link: EventLink | None,
 ) -> Op | None:
     """An exception of a series: Google already has the occurrence (under `<master>_<original
     start>`), so it is patched into place, never inserted — also when its series moved and
     took it to another occurrence (the link still names the old instance)."""
     assert activity.recurring_parent_id is not None and activity.original_start_local is not None
-    master_link = await links.by_activity(s, ctx.binding_id, activity.recurring_parent_id)
     if master_link is None or master_link.read_only:
         return None
-    master = await activities.get(s, ctx.tenant_id, activity.recurring_parent_id)
     if master is None or master.deleted_at is not None:
         return None
     if (
@@ -228,9 +240,7 @@ async def _orphaned_exception(
     Returns the link to write, or None when there is nothing to keep: the series is gone or
     moved on (Google drops the instance with it), another exception holds the occurrence, or
     the instance never reached Google."""
-    assert deleted.recurring_parent_id is not None
-    master = await activities.get(s, ctx.tenant_id, deleted.recurring_parent_id)
-    master_link = await links.by_activity(s, ctx.binding_id, deleted.recurring_parent_id)
+    master, master_link = await _master(ctx, s, deleted)
     original = deleted.original_start_local
     if (
         master is None
@@ -240,7 +250,7 @@ async def _orphaned_exception(
         or original is None
         or link.state != links.LINKED
         or link.google_etag is None
-        or link.google_event_id != await expected_instance(ctx, s, deleted)
+        or link.google_event_id != instance_of(deleted, master, master_link)
         or not is_occurrence(activities.series(master), original)
         or await links.exception_at(s, master.id, original) is not None
     ):
@@ -286,15 +296,17 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                 if link is None:
                     continue
                 activity = await _get(ctx, s, link.activity_id)  # the restored exception
-            elif activity.recurring_parent_id is not None and (
-                link is None
-                or link.state == links.PENDING
-                or link.google_event_id != await expected_instance(ctx, s, activity)
-            ):
-                op = await _occurrence(ctx, s, activity, link)
-                if op is not None:
-                    ops.append(op)
-                continue
+            elif activity.recurring_parent_id is not None:
+                master, master_link = await _master(ctx, s, activity)
+                if (
+                    link is None
+                    or link.state == links.PENDING
+                    or link.google_event_id != instance_of(activity, master, master_link)
+                ):
+                    op = await _occurrence(ctx, s, activity, link, master, master_link)
+                    if op is not None:
+                        ops.append(op)
+                    continue
             if activity.deleted_at is not None:
                 if link is None:
                     continue

@@ -172,12 +172,13 @@ async def exceptions_followed(ctx: Ctx, s: AsyncSession, master: Activity) -> No
     the old instance, so the push writes it to the new one (`crm_hash` cleared keeps it owed
     across runs)."""
     shape = activities.series(master)
+    master_link = await links.by_activity(s, ctx.binding_id, master.id)
     for link, activity in await series.exception_links(s, ctx.binding_id, master.id):
         if activity.deleted_at is not None:
             original = activity.original_start_local
             if original is None or not is_occurrence(shape, original):
                 await links.remove(s, link)
-        elif link.google_event_id != await expected_instance(ctx, s, activity):
+        elif link.google_event_id != instance_of(activity, master, master_link):
             link.crm_hash = None
             ctx.to_push.add(activity.id)
 
@@ -188,7 +189,14 @@ async def expected_instance(ctx: Ctx, s: AsyncSession, exception: Activity) -> s
         return None
     master_link = await links.by_activity(s, ctx.binding_id, exception.recurring_parent_id)
     master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
-    if master_link is None or master is None:
+    return instance_of(exception, master, master_link)
+
+
+def instance_of(
+    exception: Activity, master: Activity | None, master_link: EventLink | None
+) -> str | None:
+    """`expected_instance` for a caller that holds the exception's master and its link."""
+    if exception.original_start_local is None or master is None or master_link is None:
         return None
     return mapping.instance_id(
         master_link.google_event_id,
