@@ -8,11 +8,13 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from calsync.domain.activity import ActivityDraft, validate
 from calsync.domain.ids import google_event_id
 from calsync.google.models import Event
 from calsync.store import activities, runs
-from calsync.store.models import Activity
+from calsync.store.models import Activity, EventLink
 
 from .conftest import ZONE, Harness, at
 
@@ -657,4 +659,30 @@ async def test_series_moved_and_moved_back_before_a_sync_cancels_nothing(h: Harn
     again = await h.sync()
     assert again.ok and not again.counts.get("pushed") and not again.counts.get("created")
     assert await crm_view(h, start) == await google_view(h) == expected
+    assert h.emails() == []
+
+
+async def test_series_deleted_in_crm_beats_a_later_google_edit_of_one_occurrence(
+    h: Harness,
+) -> None:
+    """An edit beats a deletion of the same entry; an occurrence is not its series. Deleting
+    the series in the CRM removes it in Google even if someone renamed one occurrence there
+    meanwhile — an exception without its series cannot live on in the CRM."""
+    start = at(1, 14)
+    sid = await series(h, "Retro", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    assert (await h.sync()).ok
+    instance = f"{google_event_id(sid)}_{suffix(start + timedelta(days=7))}"
+    await h.gpatch(instance, {"summary": "Retro (customer)"})
+    assert (await h.sync()).ok
+    assert len(await exceptions_of(h, sid)) == 1
+    await h.delete(sid)
+    await h.gpatch(instance, {"summary": "Retro (customer, moved)"})
+    for _ in range(2):
+        result = await h.sync()
+        assert result.ok and result.counts.get("issues", 0) == 0, result
+    assert await h.events() == []
+    assert await h.live_activities() == []
+    async with h.db.session() as s:
+        left = await s.scalars(select(EventLink).where(EventLink.binding_id == h.binding_id))
+        assert list(left) == []
     assert h.emails() == []

@@ -254,6 +254,12 @@ async def _apply_merged(
         agree(link, event, g, crm=mapping.activity_fields(activity))
 
 
+async def _series_gone(ctx: Ctx, s: AsyncSession, exception: Activity) -> bool:
+    assert exception.recurring_parent_id is not None
+    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
+    return master is None or master.deleted_at is not None
+
+
 async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | None) -> Result:
     """Bring one event and its activity together (see the module docstring)."""
     assert event.id is not None
@@ -315,6 +321,12 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
             link.state = links.LINKED
             link.google_hash = g_hash
         return Result.UNCHANGED
+    if occurrence and activity.deleted_at is not None and await _series_gone(ctx, s, activity):
+        # the CRM deleted the whole series: an edit of one occurrence in Google does not bring
+        # back an exception without its series (an edit beats a deletion of the same entry
+        # only); the push deletes the series in Google, and the instance with it
+        await links.remove(s, link)
+        return Result.SKIPPED
     action = decide(crm, State.CHANGED)
     if not ctx.applies_to_crm:
         # crm_to_google: Google's edits are overwritten by the CRM's fields
