@@ -58,6 +58,21 @@ def count_oauth_requests(oauth: GoogleOAuth) -> None:
         hooks.append(count_request_hook)
 
 
+def load_service_account_key(tenant: Tenant) -> ServiceAccountKey:
+    """The tenant's uploaded key (JSON, or P12 with its password: Google's default when none
+    was given); `ServiceAccountKeyError` when there is none or it is broken."""
+    raw = tenant.service_account_key
+    if raw is None:
+        raise errors.ServiceAccountKeyError("No service-account key has been uploaded.")
+    if (tenant.service_account_key_format or "json") == "p12":
+        return ServiceAccountKey.from_p12(
+            raw,
+            client_email=tenant.service_account_email or "",
+            password=tenant.service_account_key_password,
+        )
+    return ServiceAccountKey.from_json(raw)
+
+
 def stored_token(connection: GoogleConnection) -> OAuthToken | None:
     if not connection.access_token:
         return None
@@ -99,18 +114,12 @@ class GoogleAccess:
         cached = self._service_accounts.get(tenant.id)
         if cached is not None:
             return cached
-        raw = tenant.service_account_key
-        if raw is None:
-            raise errors.ServiceAccountKeyError("No service-account key has been uploaded.")
-        if (tenant.service_account_key_format or "json") == "p12":
-            key = ServiceAccountKey.from_p12(
-                raw,
-                client_email=tenant.service_account_email or "",
-                password=tenant.service_account_key_password or "notasecret",
-            )
-        else:
-            key = ServiceAccountKey.from_json(raw)
-        tokens = ServiceAccountTokens(key, settings=self.settings, http=self.http, retry=self.retry)
+        tokens = ServiceAccountTokens(
+            load_service_account_key(tenant),
+            settings=self.settings,
+            http=self.http,
+            retry=self.retry,
+        )
         self._service_accounts[tenant.id] = tokens
         return tokens
 

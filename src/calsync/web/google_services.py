@@ -18,12 +18,12 @@ from calsync.google.calendar import CalendarClient
 from calsync.google.models import CalendarListEntry
 from calsync.google.oauth import STATE_TTL_SECONDS, GoogleOAuth, PendingAuthorization
 from calsync.google.retry import RetryPolicy
-from calsync.google.service_account import ServiceAccountKey, ServiceAccountTokens
+from calsync.google.service_account import ServiceAccountTokens
 from calsync.settings import Settings
 from calsync.store import oauth_states
 from calsync.store.db import Database
 from calsync.store.models import Tenant
-from calsync.sync.tokens import GoogleAccess
+from calsync.sync.tokens import GoogleAccess, load_service_account_key
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 30.0
@@ -66,20 +66,6 @@ class DbStateStore:
             created_at=found.created_at.timestamp(),
             login_hint=found.login_hint,
         )
-
-
-def load_service_account_key(tenant: Tenant) -> ServiceAccountKey:
-    """The tenant's uploaded key; `ServiceAccountKeyError` when there is none or it is broken."""
-    raw = tenant.service_account_key
-    if raw is None:
-        raise errors.ServiceAccountKeyError("No service-account key has been uploaded yet.")
-    if (tenant.service_account_key_format or "json") == "p12":
-        return ServiceAccountKey.from_p12(
-            raw,
-            client_email=tenant.service_account_email or "",
-            password=tenant.service_account_key_password,
-        )
-    return ServiceAccountKey.from_json(raw)
 
 
 @dataclass
