@@ -88,15 +88,38 @@ def _set_attendees(activity: Activity, attendees: Sequence[Attendee]) -> None:
     activity.attendees = keep
 
 
+CRM, GOOGLE = "crm", "google"
+
+
+@dataclass(frozen=True)
+class Source:
+    """The Google calendar (of which account) an imported activity came from."""
+
+    calendar_id: str
+    account: str | None = None
+
+
+def source_of(activity: Activity) -> Source | None:
+    """Where an activity came from: None when it was made in the CRM."""
+    if activity.source != GOOGLE:
+        return None
+    return Source(activity.source_calendar_id or "", activity.source_account)
+
+
+def made_in_crm(activity: Activity) -> bool:
+    return activity.source != GOOGLE
+
+
 @dataclass(frozen=True)
 class NewActivity:
-    """One activity to create with `create_many`."""
+    """One activity to create with `create_many` (`source` None: made in the CRM)."""
 
     type_key: str
     owner_id: uuid.UUID
     values: ActivityValues
     recurring_parent_id: uuid.UUID | None = None
     organizer_email: str | None = None
+    source: Source | None = None
 
 
 async def create(
@@ -109,8 +132,9 @@ async def create(
     recurring_parent_id: uuid.UUID | None = None,
     organizer_email: str | None = None,
     origin: str = "api",
+    source: Source | None = None,
 ) -> Activity:
-    item = NewActivity(type_key, owner_id, values, recurring_parent_id, organizer_email)
+    item = NewActivity(type_key, owner_id, values, recurring_parent_id, organizer_email, source)
     return (await create_many(session, tenant_id, [item], origin=origin))[0]
 
 
@@ -138,6 +162,9 @@ async def create_many(
             owner_id=item.owner_id,
             recurring_parent_id=item.recurring_parent_id,
             organizer_email=item.organizer_email,
+            source=GOOGLE if item.source is not None else CRM,
+            source_calendar_id=item.source.calendar_id if item.source is not None else None,
+            source_account=item.source.account if item.source is not None else None,
             version=1,
             attendees=[],
         )

@@ -18,6 +18,9 @@ from .models import CalendarBinding
 
 INITIAL, INCREMENTAL, PAUSED, DISABLED = "initial", "incremental", "paused", "disabled"
 IMPORT, EXPORT, BOTH = "import", "export", "both"
+#: a calendar the user unticked: kept (switched off) with its links and history, so its
+#: entries stay in the CRM and re-ticking it relinks them instead of importing them again
+UNSELECTED = "unselected"
 TWO_WAY, GOOGLE_TO_CRM, CRM_TO_GOOGLE = "two_way", "google_to_crm", "crm_to_google"
 
 

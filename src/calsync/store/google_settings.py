@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
+from .bindings import UNSELECTED
 from .models import CalendarBinding, EventLink, GoogleConnection, SyncIssue, SyncRun
 
 REVOKED = "revoked"
@@ -41,6 +42,22 @@ async def configure_binding(
     await session.flush()
 
 
+async def unselect_binding(session: AsyncSession, binding: CalendarBinding) -> None:
+    """A calendar the user unticked: it stops syncing, but keeps its links and runs — its
+    entries stay in the CRM as the user's history (never deleted, never copied elsewhere), and
+    ticking it again relinks them. Its open issues no longer apply."""
+    binding.role = UNSELECTED
+    binding.enabled = False
+    binding.updated_at = utcnow()
+    await session.execute(
+        update(SyncIssue)
+        .where(SyncIssue.binding_id == binding.id, SyncIssue.resolved_at.is_(None))
+        .values(resolved_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+
+
 async def remove_binding(session: AsyncSession, binding_id: uuid.UUID) -> None:
     """A calendar the user no longer syncs: its links, runs and issues go; activities stay."""
     await session.execute(delete(EventLink).where(EventLink.binding_id == binding_id))
@@ -49,12 +66,16 @@ async def remove_binding(session: AsyncSession, binding_id: uuid.UUID) -> None:
 
 
 async def set_enabled(session: AsyncSession, connection: GoogleConnection, enabled: bool) -> None:
-    """Sync on or off for all of the connection's calendars (the engine skips disabled ones)."""
+    """Sync on or off for all of the connection's chosen calendars (the engine skips disabled
+    ones; unticked calendars stay off)."""
     connection.sync_enabled = enabled
     connection.updated_at = utcnow()
     await session.execute(
         update(CalendarBinding)
-        .where(CalendarBinding.connection_id == connection.id)
+        .where(
+            CalendarBinding.connection_id == connection.id,
+            CalendarBinding.role != UNSELECTED,
+        )
         .values(enabled=enabled, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )

@@ -1,7 +1,10 @@
 """Event links (activity ↔ Google event per binding) and the activity queries the engine needs.
 
 A link is `pending` from just before calsync inserts the event until Google confirmed it,
-`linked` after, `parked` when it waits for a person (an ambiguous match, an event Google refuses).
+`linked` after, `parked` when it waits for a person (an ambiguous match, an event Google refuses),
+`moving` while the export calendar's sync moves the event out of this calendar (the CRM's entries
+follow a changed export calendar): this binding's sync leaves a moving link alone; `detached`
+when neither side is written any more (see sync.transitions).
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
+from .activities import CRM
 from .base import utcnow
 from .models import Activity, CalendarBinding, EventLink, GoogleConnection
 
-PENDING, LINKED, PARKED = "pending", "linked", "parked"
+PENDING, LINKED, PARKED, MOVING = "pending", "linked", "parked", "moving"
+#: an entry that became a project task, linked to an event calsync did not write: kept in both
+#: places, neither side written until its type changes again
+DETACHED = "detached"
 
 
 async def by_event(
@@ -96,6 +103,55 @@ async def linked_in_other_bindings(
     return out
 
 
+async def links_elsewhere(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    activity_ids: Collection[uuid.UUID],
+) -> dict[uuid.UUID, tuple[EventLink, CalendarBinding]]:
+    """Each activity's link in another calendar of the same connection, with that calendar."""
+    out: dict[uuid.UUID, tuple[EventLink, CalendarBinding]] = {}
+    ids = list(activity_ids)
+    for i in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(EventLink, CalendarBinding)
+            .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
+            .where(
+                CalendarBinding.connection_id == connection_id,
+                CalendarBinding.id != binding_id,
+                EventLink.activity_id.in_(ids[i : i + 500]),
+            )
+            .order_by(EventLink.created_at)
+        )
+        for link, binding in rows.all():
+            if link.activity_id is not None:
+                out.setdefault(link.activity_id, (link, binding))
+    return out
+
+
+async def unexported(
+    session: AsyncSession, binding_id: uuid.UUID, type_keys: Collection[str], never: str
+) -> list[uuid.UUID]:
+    """Top-level activities linked here that stopped being exported: made in the CRM with a
+    type no longer exported, or of the `never` type (project tasks) whatever their source."""
+    rows = await session.scalars(
+        select(EventLink.activity_id)
+        .join(Activity, Activity.id == EventLink.activity_id)
+        .where(
+            EventLink.binding_id == binding_id,
+            EventLink.state.in_((LINKED, PENDING)),
+            EventLink.read_only.is_(None),
+            Activity.recurring_parent_id.is_(None),
+            Activity.deleted_at.is_(None),
+            or_(
+                Activity.type_key == never,
+                (Activity.source == CRM) & Activity.type_key.not_in(list(type_keys)),
+            ),
+        )
+    )
+    return [r for r in rows if r is not None]
+
+
 def new(
     tenant_id: uuid.UUID,
     binding_id: uuid.UUID,
@@ -122,6 +178,23 @@ def new(
         google_etag=google_etag,
         google_updated=google_updated,
         ical_uid=ical_uid,
+    )
+
+
+async def move_to(
+    session: AsyncSession, from_binding: uuid.UUID, to_binding: uuid.UUID, link: EventLink
+) -> None:
+    """The event moved to another calendar of the account: its link follows, with the links of
+    its series' occurrences (their instance ids do not change)."""
+    link.binding_id = to_binding
+    if link.activity_id is None:
+        return
+    occurrences = select(Activity.id).where(Activity.recurring_parent_id == link.activity_id)
+    await session.execute(
+        update(EventLink)
+        .where(EventLink.binding_id == from_binding, EventLink.activity_id.in_(occurrences))
+        .values(binding_id=to_binding)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -152,8 +225,11 @@ async def unlinked_activities(
     *,
     since: datetime,
     type_keys: Collection[str] | None = None,
+    from_calendar: tuple[str, str | None] | None = None,
 ) -> Sequence[Activity]:
-    """The owner's live top-level activities from `since` on without a link in this binding."""
+    """The owner's live top-level activities from `since` on without a link in this binding:
+    those made in the CRM, and those imported from `from_calendar` (calendar id, account) —
+    never an entry another Google calendar brought, which belongs to that calendar alone."""
     linked = select(EventLink.activity_id).where(
         EventLink.binding_id == binding_id,
         EventLink.activity_id.is_not(None),
@@ -168,6 +244,17 @@ async def unlinked_activities(
         or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > since),
         Activity.id.not_in(linked),
     )
+    if from_calendar is None:
+        query = query.where(Activity.source == CRM)
+    else:
+        calendar_id, account = from_calendar
+        query = query.where(
+            or_(
+                Activity.source == CRM,
+                (Activity.source_calendar_id == calendar_id)
+                & or_(Activity.source_account.is_(None), Activity.source_account == account),
+            )
+        )
     if type_keys is not None:
         query = query.where(Activity.type_key.in_(list(type_keys)))
     result = await session.scalars(query.order_by(Activity.range_start_utc, Activity.id))

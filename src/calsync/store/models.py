@@ -181,6 +181,12 @@ class Activity(Base):
     )
     original_start_local: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
     organizer_email: Mapped[str | None] = mapped_column(String(EMAIL))
+    #: where the entry came from, for good (links come and go): "crm" (made in the CRM) or
+    #: "google" (imported from `source_calendar_id` of `source_account`); only CRM-made
+    #: entries are ever written into Google as new events
+    source: Mapped[str] = mapped_column(String(8), default="crm", server_default="crm")
+    source_calendar_id: Mapped[str | None] = mapped_column(String(1024))
+    source_account: Mapped[str | None] = mapped_column(String(EMAIL))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()

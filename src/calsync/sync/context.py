@@ -11,6 +11,7 @@ from typing import Any
 
 from calsync.domain.merge import Policy
 from calsync.google.calendar import CalendarClient
+from calsync.store.activities import Source
 from calsync.store.db import Database
 from calsync.store.models import Tenant
 
@@ -66,6 +67,11 @@ class Ctx:
     #: activities the push can only write after another write lands (a new master's
     #: exceptions): planned again in the next round
     later: set[uuid.UUID] = field(default_factory=set)
+
+    @property
+    def source(self) -> Source:
+        """What activities this calendar imports record as their origin."""
+        return Source(self.calendar_id, self.google_email)
 
     @property
     def window_start(self) -> datetime:

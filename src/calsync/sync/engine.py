@@ -117,7 +117,9 @@ async def _locked(
         connection = await connections.get(s, binding.connection_id)
         tenant = await tenants.get(s, binding.tenant_id)
         assert connection is not None and tenant is not None
-        skip = _skip_reason(binding.enabled, binding.stage, connection.status, connection)
+        skip = _skip_reason(
+            binding.enabled, binding.stage, connection.status, connection, role=binding.role
+        )
         if skip is not None:
             return RunResult(Outcome.SKIPPED, error=skip)
         run = await runs.start(
@@ -173,7 +175,11 @@ async def _locked(
                 await push(ctx)
         finally:
             await client.aclose()
-        if ctx.counts["issues"] or ctx.counts["deferred"]:
+        if ctx.counts["issues"]:
+            # partial means: something was parked as an issue the user can see. Entries
+            # deliberately not written (type not exported, import-only calendar, direction)
+            # are no news, and a write Google answered with a passing error is retried by
+            # the next run (the push cursor waits for it)
             outcome = Outcome.PARTIAL
     except MassDelete as exc:
         outcome = Outcome.PAUSED
@@ -192,7 +198,16 @@ async def _locked(
     return RunResult(outcome, run.id, counts, failure)
 
 
-def _skip_reason(enabled: bool, stage: str, status: str, connection: object) -> Failure | None:
+def _skip_reason(
+    enabled: bool, stage: str, status: str, connection: object, *, role: str = ""
+) -> Failure | None:
+    if role == bindings.UNSELECTED:
+        return Failure(
+            Outcome.SKIPPED,
+            "calsync.calendar_unselected",
+            "This calendar is no longer selected: its entries stay in the CRM, no longer synced.",
+            "Tick it again in Settings → Google Calendar to sync it; nothing is duplicated.",
+        )
     if not enabled:
         return Failure(
             Outcome.SKIPPED,

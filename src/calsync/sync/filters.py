@@ -16,6 +16,7 @@ from calsync.domain import recurrence as rec
 from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import SyncFields
 from calsync.google.models import Event
+from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, Tenant
 
 from . import mapping
@@ -52,6 +53,23 @@ def exported_types(tenant: Tenant) -> list[str]:
     return [k for k in (tenant.exported_type_keys or ()) if k != PROJECT_TASK]
 
 
+def policy_for(ctx: Ctx, activity: Activity | None) -> str:
+    """The private-events policy that applies to an entry: the user's choice for entries that
+    come from Google; an entry made in the CRM is the user's own and never subject to it
+    (switching to "busy" or "skip" must not turn it into a busy block or delete it)."""
+    if activity is not None and made_in_crm(activity):
+        return IMPORT
+    return ctx.private_events
+
+
+def policy_for_event(ctx: Ctx, event: Event) -> str:
+    """`policy_for` before the activity is known: an event calsync wrote for a CRM entry (or
+    an occurrence of one) carries the entry's id."""
+    if mapping.tagged_activity_id(event, ctx.tenant_id) is not None:
+        return IMPORT
+    return ctx.private_events
+
+
 def is_private(event: Event) -> bool:
     return event.visibility in PRIVATE_VISIBILITIES
 
@@ -81,11 +99,11 @@ def organised_elsewhere(ctx: Ctx, event: Event) -> bool:
     return bool(email) and email not in {ctx.calendar_id.lower(), (ctx.google_email or "").lower()}
 
 
-def read_only(ctx: Ctx, event: Event) -> str | None:
-    """Why the CRM may not write this event, or None."""
+def read_only(ctx: Ctx, event: Event, policy: str | None = None) -> str | None:
+    """Why the CRM may not write this event, or None (`policy`: see `policy_for`)."""
     if event.event_type in READ_ONLY_EVENT_TYPES:
         return EVENT_TYPE
-    if is_private(event) and ctx.private_events == BUSY:
+    if is_private(event) and (policy or ctx.private_events) == BUSY:
         return BUSY_BLOCK
     if organised_elsewhere(ctx, event):
         return NOT_ORGANIZER
@@ -121,11 +139,11 @@ def _recurrence_ok(g: SyncFields, calendar_zone: str | None) -> bool:
     return True
 
 
-def google_fields(ctx: Ctx, event: Event) -> SyncFields:
+def google_fields(ctx: Ctx, event: Event, policy: str | None = None) -> SyncFields:
     """The fields of a Google event as the CRM holds them: a busy block without its details,
     a series the CRM cannot represent as its first occurrence (read-only)."""
     g = mapping.event_fields(event, ctx.time_zone)
-    if is_private(event) and ctx.private_events == BUSY:
+    if is_private(event) and (policy or ctx.private_events) == BUSY:
         g = replace(g, summary=BUSY_TITLE, description="", location="")
     if g.recurrence and not _recurrence_ok(g, ctx.time_zone):
         g = replace(g, recurrence=())

@@ -15,6 +15,7 @@ from calsync.domain.fields import SyncFields
 from calsync.domain.recurrence import follow, is_occurrence
 from calsync.google.models import Event
 from calsync.store import activities, links, runs, users
+from calsync.store.activities import made_in_crm
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Activity, EventLink
 
@@ -74,6 +75,7 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
             values=values,
             organizer_email=organizer or None,
             origin="sync",
+            source=ctx.source,
         )
         link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
         link.read_only = ro if owner == ctx.user_id else filters.NOT_ORGANIZER
@@ -118,6 +120,8 @@ async def forget(ctx: Ctx, event: Event) -> None:
         activity = (
             await activities.get(s, ctx.tenant_id, link.activity_id) if link.activity_id else None
         )
+        if activity is not None and made_in_crm(activity):
+            return  # the policy is about entries from Google, never the CRM's own
         if (
             activity is not None
             and activity.deleted_at is None
@@ -177,7 +181,8 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
             link.read_only = master_link.read_only
             s.add(link)
             if existing.owner_id == ctx.user_id and not event.cancelled:
-                await first_link(ctx, s, link, existing, event, filters.google_fields(ctx, event))
+                g = filters.google_fields(ctx, event, filters.policy_for(ctx, master))
+                await first_link(ctx, s, link, existing, event, g)
             else:
                 c = mapping.activity_fields(existing)
                 agree(link, event, c, crm=c)
@@ -207,7 +212,7 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
                 original_start=start if master.all_day else original_local,
             )
         else:
-            g = filters.google_fields(ctx, event)
+            g = filters.google_fields(ctx, event, filters.policy_for(ctx, master))
             draft = mapping.draft(
                 g,
                 None,
@@ -260,7 +265,7 @@ async def _carry(
     if event.cancelled or event.start is None:
         g = replace(mapping.activity_fields(master), recurrence=(), cancelled=True)
     else:
-        g = filters.google_fields(ctx, event)
+        g = filters.google_fields(ctx, event, filters.policy_for(ctx, master))
         if (g.summary, g.description, g.location, g.visibility, g.transparency) == (
             known.summary,
             known.description,

@@ -83,7 +83,8 @@ async def pull(ctx: Ctx) -> None:
             continue
         if event.id not in known:
             # no link and nothing to relink: only matching or import can use it
-            if not event.cancelled and filters.importable(event, ctx.private_events):
+            policy = filters.policy_for_event(ctx, event)
+            if not event.cancelled and filters.importable(event, policy):
                 unlinked.append(event)
             continue
         result = await apply(ctx, event)
@@ -92,7 +93,7 @@ async def pull(ctx: Ctx) -> None:
     await import_new(ctx, unlinked)
     new_occurrences: list[Event] = []
     for event in occurrences:
-        if event.id is None or not filters.importable(event, ctx.private_events):
+        if event.id is None or not filters.importable(event, filters.policy_for_event(ctx, event)):
             continue
         if event.id in known and await apply(ctx, event) is not Result.UNLINKED:
             continue
@@ -168,7 +169,7 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
 async def apply(ctx: Ctx, event: Event) -> Result:
     """One event in one transaction; an event the CRM cannot hold is parked as an issue."""
     assert event.id is not None
-    if not event.cancelled and not filters.importable(event, ctx.private_events):
+    if not event.cancelled and not filters.importable(event, await _policy(ctx, event)):
         await importing.forget(ctx, event)  # e.g. private entries after a switch to `skip`
         ctx.counts["ignored"] += 1
         return Result.SKIPPED
@@ -181,6 +182,21 @@ async def apply(ctx: Ctx, event: Event) -> Result:
     except (ActivityInvalid, mapping.Unmappable) as exc:
         await park_event(ctx, event, str(exc))
         return Result.SKIPPED
+
+
+async def _policy(ctx: Ctx, event: Event) -> str:
+    """The private-events policy for a known event: none for the CRM's own entries."""
+    if ctx.private_events == filters.IMPORT or not filters.is_private(event):
+        return ctx.private_events
+    assert event.id is not None
+    async with ctx.db.session() as s:
+        link = await links.by_event(s, ctx.binding_id, event.id)
+        activity = None
+        if link is not None and link.activity_id is not None:
+            activity = await activities.get(s, ctx.tenant_id, link.activity_id)
+    if activity is not None:
+        return filters.policy_for(ctx, activity)
+    return filters.policy_for_event(ctx, event)
 
 
 async def park_event(ctx: Ctx, event: Event, why: str) -> None:
@@ -213,7 +229,12 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
     by_id = {e.id: e for e in events if e.id in fields}
     async with ctx.db.session() as s:
         candidates = await links.unlinked_activities(
-            s, ctx.tenant_id, ctx.user_id, ctx.binding_id, since=ctx.window_start
+            s,
+            ctx.tenant_id,
+            ctx.user_id,
+            ctx.binding_id,
+            since=ctx.window_start,
+            from_calendar=(ctx.calendar_id, ctx.google_email),
         )
         elsewhere = await links.linked_in_other_bindings(
             s, ctx.connection_id, ctx.binding_id, [a.id for a in candidates]
@@ -256,7 +277,10 @@ async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields)
                 )
                 s.add(link)
             link.google_event_id = event.id
-            link.read_only = filters.read_only(ctx, event)
+            policy = filters.policy_for(ctx, activity)
+            if policy != ctx.private_events:
+                g = filters.google_fields(ctx, event, policy)
+            link.read_only = filters.read_only(ctx, event, policy)
             await first_link(ctx, s, link, activity, event, g)
             await runs.resolve_issues(s, ctx.binding_id, activity_id=activity.id)
             await s.commit()
@@ -332,6 +356,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
                     owner_id=ctx.user_id,
                     values=values,
                     organizer_email=event.organizer.email if event.organizer else None,
+                    source=ctx.source,
                 )
                 for event, _, values in checked
             ],

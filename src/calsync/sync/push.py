@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
 from calsync.domain.recurrence import is_occurrence
@@ -24,9 +25,10 @@ from calsync.google import calls, errors
 from calsync.google.calls import ApiCall
 from calsync.google.models import Event
 from calsync.store import activities, changes, links, runs
+from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, EventLink
 
-from . import filters, mapping
+from . import filters, mapping, transitions
 from .context import Ctx
 from .errors import parks
 from .reconcile import CANCELLED, create_exception, instance_of, reconcile, write_crm
@@ -39,11 +41,14 @@ FEED_PAGE = 1000
 
 @dataclass
 class Op:
-    kind: str  # insert / patch / delete
+    kind: str  # insert / patch / delete / withdraw / move
     activity_id: uuid.UUID
     event_id: str
     call: ApiCall[Any]
     values: SyncFields | None
+    #: a move's old calendar (binding and Google id)
+    from_binding: uuid.UUID | None = None
+    from_calendar: str | None = None
 
 
 async def push(ctx: Ctx) -> None:
@@ -51,6 +56,12 @@ async def push(ctx: Ctx) -> None:
     todo: set[uuid.UUID] = set(seqs) | ctx.to_push
     async with ctx.db.session() as s:
         todo.update(await links.dirty(s, ctx.binding_id))
+        # entries that stopped being exported (their type, or the admin's exported types)
+        todo.update(
+            await links.unexported(
+                s, ctx.binding_id, filters.exported_types(ctx.tenant), PROJECT_TASK
+            )
+        )
         if ctx.exports:
             # every exportable activity without a link: new on a first sync, and those of a
             # type the admin exports since (the change feed never named them for Google)
@@ -68,19 +79,22 @@ async def push(ctx: Ctx) -> None:
     while todo and rounds < MAX_ROUNDS:
         rounds += 1
         ops = await plan(ctx, todo)
-        if not ops:
-            break
-        results = await ctx.client.batch([op.call for op in ops])
-        await ctx.hooks.fire("after_google_write", ctx, ops, results)
+        # what plan wrote no request for is settled: written already, or deliberately not
+        # written (type not exported, import-only calendar, read-only) — never "pending"
         todo = set()
-        for op, result in zip(ops, results, strict=True):
-            outcome = await settle(ctx, op, result)
-            if outcome == "again":
-                todo.add(op.activity_id)
-            elif outcome == "deferred":
-                deferred.add(op.activity_id)
+        if ops:
+            results = await ctx.client.batch([op.call for op in ops])
+            await ctx.hooks.fire("after_google_write", ctx, ops, results)
+            for op, result in zip(ops, results, strict=True):
+                outcome = await settle(ctx, op, result)
+                if outcome == "again":
+                    todo.add(op.activity_id)
+                elif outcome == "deferred":
+                    deferred.add(op.activity_id)
         todo |= ctx.later  # a new series' exceptions, now that the series exists
         ctx.later.clear()
+        if not ops:
+            break
     deferred |= todo  # still owed after the last round: keep them for the next run
     cursor = last
     for aid in deferred:
@@ -191,6 +205,8 @@ async def _occurrence(
         return None
     if master is None or master.deleted_at is not None:
         return None
+    if master_link.state in (links.PARKED, links.DETACHED, links.MOVING):
+        return None  # the series waits for a person, is not written, or is moving
     if (
         master_link.state != links.LINKED
         or master_link.google_etag is None
@@ -277,7 +293,7 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
     async with ctx.db.session() as s:
         acts = await links.activities(s, ctx.tenant_id, ids)
         lks = await links.by_activities(s, ctx.binding_id, ids)
-        elsewhere = await links.linked_in_other_bindings(
+        elsewhere = await links.links_elsewhere(
             s, ctx.connection_id, ctx.binding_id, [i for i in ids if i not in lks]
         )
         for aid in sorted(ids):
@@ -287,9 +303,22 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             link = lks.get(aid)
             if link is not None and link.activity_id != aid:
                 link = None  # taken over above by a new exception of the same occurrence
+            if link is not None and link.state == links.MOVING:
+                continue  # the export calendar's sync is moving it out of this calendar
             if link is not None and link.read_only:
                 await _read_only(ctx, s, activity, link)
                 continue
+            if link is not None and activity.recurring_parent_id is None:
+                exported = transitions.still_exported(ctx, activity)
+                if link.state == links.DETACHED:
+                    if not exported or activity.deleted_at is not None:
+                        continue
+                    transitions.attach(link)
+                elif not exported and activity.deleted_at is None:
+                    call = await transitions.withdraw(ctx, s, activity, link)
+                    if call is not None:
+                        ops.append(Op("withdraw", aid, link.google_event_id, call, None))
+                    continue
             if activity.recurring_parent_id is not None and activity.deleted_at is not None:
                 if link is not None:
                     link = await _orphaned_exception(ctx, s, activity, link)
@@ -333,13 +362,30 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             if link is None:
                 if (
                     not ctx.exports
+                    or not made_in_crm(activity)  # an entry from Google is never copied
                     or not filters.exportable(ctx.tenant, activity)
-                    or aid in elsewhere
                     or (
                         activity.range_end_utc is not None
                         and activity.range_end_utc <= ctx.window_start
                     )
                 ):
+                    continue
+                if aid in elsewhere:
+                    old = transitions.movable(ctx, activity, elsewhere[aid])
+                    if old is not None:  # it follows the changed export calendar
+                        old_binding = elsewhere[aid][1]
+                        call = transitions.move_call(ctx, old, old_binding.google_calendar_id)
+                        ops.append(
+                            Op(
+                                "move",
+                                aid,
+                                old.google_event_id,
+                                call,
+                                None,
+                                from_binding=old_binding.id,
+                                from_calendar=old_binding.google_calendar_id,
+                            )
+                        )
                     continue
                 event_id = google_event_id(aid)
                 s.add(
@@ -388,11 +434,16 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
     """Store one write's answer in its own transaction; returns done/again/deferred/parked."""
     if isinstance(result, errors.GoogleError) and result.needs_reauth:
         raise result
+    if op.kind == "move":
+        assert op.from_binding is not None and op.from_calendar is not None
+        return await transitions.settle_move(
+            ctx, op.activity_id, op.event_id, op.from_binding, op.from_calendar, result
+        )
     async with ctx.db.session() as s:
         link = await links.by_activity(s, ctx.binding_id, op.activity_id)
         if link is None:
             return "done"
-        if op.kind == "delete":
+        if op.kind in ("delete", "withdraw"):
             if result is None or isinstance(result, errors.NotFound | errors.Deleted):
                 await links.remove(s, link)
                 await s.commit()

@@ -63,15 +63,22 @@ async def relink(ctx: Ctx, s: AsyncSession, event: Event) -> EventLink | None:
     activity = await activities.get(s, ctx.tenant_id, candidate)
     if activity is None or activity.owner_id != ctx.user_id:
         return None
+    if event.cancelled and activity.deleted_at is None:
+        # a live entry's event gone from this calendar without a link here: calsync moved it
+        # to another calendar, or withdrew it (its type is no longer exported) — no news
+        return None
     if await links.by_activity(s, ctx.binding_id, activity.id) is not None:
         return None  # linked to another event already: never two events for one activity
+    if await links.linked_in_other_bindings(s, ctx.connection_id, ctx.binding_id, [activity.id]):
+        return None  # the entry lives in another calendar; this is a copy made in Google
     link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED)
     s.add(link)
     ctx.counts["linked"] += 1
     if event.cancelled:
         return link
-    g = filters.google_fields(ctx, event)
-    link.read_only = filters.read_only(ctx, event)
+    policy = filters.policy_for(ctx, activity)
+    g = filters.google_fields(ctx, event, policy)
+    link.read_only = filters.read_only(ctx, event, policy)
     if activity.deleted_at is not None:
         # deleted in the CRM while the link was lost: the delete is the newer fact
         agree(link, event, g, crm=None)
@@ -163,6 +170,7 @@ async def create_exception(
         recurring_parent_id=master.id,
         organizer_email=like.organizer_email,
         origin="sync",
+        source=activities.source_of(master),  # an exception belongs where its series does
     )
 
 
@@ -273,11 +281,31 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
             return Result.DONE
     if link.activity_id is None:
         return Result.SKIPPED  # parked: waits for a person
+    if link.state in (links.MOVING, links.DETACHED):
+        # moving: the export calendar's sync is taking it out of this calendar; detached: a
+        # project task neither side writes (sync.transitions)
+        return Result.SKIPPED
     activity = await activities.get(s, ctx.tenant_id, link.activity_id)
     if activity is None:
         await links.remove(s, link)
         return Result.SKIPPED if event.cancelled else Result.UNLINKED
     occurrence = activity.recurring_parent_id is not None
+    if (
+        link.state == links.PENDING
+        and event.cancelled
+        and not occurrence
+        and activity.deleted_at is None
+        and ctx.pushes
+    ):
+        # our insert met an event of ours Google holds as deleted (the entry was withdrawn
+        # when its type stopped being exported, or moved away and back): it comes back with
+        # the CRM's fields instead of the CRM entry being deleted
+        link.state = links.LINKED
+        link.google_etag, link.google_updated = event.etag, event.updated
+        link.google_hash, link.crm_hash = CANCELLED, None
+        ctx.restore.add(activity.id)
+        ctx.to_push.add(activity.id)
+        return Result.DONE
     expected = await expected_instance(ctx, s, activity) if occurrence else None
     if expected is not None and event.id != expected:
         # the series moved and took this exception to another occurrence: the push writes it
@@ -301,11 +329,12 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         link.ical_uid = event.i_cal_uid
         link.state = links.LINKED
         return Result.DONE
+    policy = filters.policy_for(ctx, activity)
     if event.cancelled and link.snapshot is not None and event.start is None:
         g = replace(SyncFields.from_json(link.snapshot), cancelled=True)
     else:
-        g = filters.google_fields(ctx, event)
-    link.read_only = filters.read_only(ctx, event)
+        g = filters.google_fields(ctx, event, policy)
+    link.read_only = filters.read_only(ctx, event, policy)
     await responses(ctx, s, activity, event)
     g_hash = content_hash(g)
     if link.snapshot is None:

@@ -235,7 +235,9 @@ async def _apply_calendars(
     export_id: str | None,
     direction: str,
 ) -> None:
-    """Create, change or remove bindings; a binding that stays keeps its links."""
+    """Create, change or untick bindings; every binding keeps its links (docs/sync.md, "When
+    you change a setting"): an unticked calendar's entries stay in the CRM and re-ticking it
+    relinks them; a new export calendar's sync moves the CRM's entries over."""
     desired: dict[str, str] = dict.fromkeys(import_ids, bindings.IMPORT)
     if export_id is not None:
         desired[export_id] = bindings.BOTH if export_id in desired else bindings.EXPORT
@@ -243,7 +245,8 @@ async def _apply_calendars(
     for binding in existing:
         role = desired.pop(binding.google_calendar_id, None)
         if role is None:
-            await google_settings.remove_binding(s, binding.id)
+            if binding.role != bindings.UNSELECTED:
+                await google_settings.unselect_binding(s, binding)
             continue
         entry = known.get(binding.google_calendar_id)
         await google_settings.configure_binding(

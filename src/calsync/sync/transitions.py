@@ -1,0 +1,202 @@
+"""What the push does when a setting changed under entries already synced (docs/sync.md, "When
+you change a setting"): the CRM's entries follow a new export calendar, and an entry that
+stopped being exported leaves Google.
+
+- **Export calendar changed**: an entry made in the CRM whose event calsync wrote into another
+  calendar of the same account, which no longer receives CRM entries, is moved to the export
+  calendar with `events.move` (same event id, guests and conference kept; nobody e-mailed).
+  Its link is marked `moving` first, so the old calendar's sync leaves it alone; a crash
+  anywhere is finished by the next run (the event is found in one of the two calendars).
+  Entries that came from Google are never moved or copied.
+- **Stopped being exported** (its type no longer exported, or made a project task): an event
+  calsync wrote for a CRM entry is deleted from Google, the entry stays in the CRM; exported
+  again later, it comes back once (the push restores the same event). An entry linked to an
+  event calsync did not write (imported from Google, or matched on the first sync) that
+  becomes a project task is *detached*: it stays in both places and neither side is written
+  any more; another type attaches it again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.domain.activity import PROJECT_TASK
+from calsync.domain.fields import content_hash
+from calsync.domain.ids import google_event_id
+from calsync.google import calls, errors
+from calsync.google.calls import ApiCall
+from calsync.google.models import Event
+from calsync.store import bindings, links, runs
+from calsync.store.activities import made_in_crm
+from calsync.store.models import Activity, CalendarBinding, EventLink
+
+from . import filters
+from .context import Ctx
+
+MOVE_FAILED = "calsync.move_failed"
+
+
+def still_exported(ctx: Ctx, activity: Activity) -> bool:
+    """Whether a linked top-level entry keeps being written to Google: never a project task;
+    an entry made in the CRM only while its type is exported (one from Google regardless)."""
+    if activity.type_key == PROJECT_TASK:
+        return False
+    return not made_in_crm(activity) or filters.exportable(ctx.tenant, activity)
+
+
+def written_by_calsync(activity: Activity, link: EventLink) -> bool:
+    """The event is the one calsync inserted for this CRM entry (its deterministic id)."""
+    return made_in_crm(activity) and link.google_event_id == google_event_id(activity.id)
+
+
+async def withdraw(
+    ctx: Ctx, s: AsyncSession, activity: Activity, link: EventLink
+) -> ApiCall[Any] | None:
+    """The Google write for an entry that stopped being exported: the delete of the event
+    calsync wrote (the link goes when Google confirms), or None after detaching the link of an
+    event calsync did not write. A series' occurrences go with it."""
+    for other in (
+        await links.by_activities(s, ctx.binding_id, await links.exceptions(s, activity.id))
+    ).values():
+        await links.remove(s, other)
+    if written_by_calsync(activity, link) and link.state in (links.LINKED, links.PENDING):
+        ctx.counts["withdrawn"] += 1
+        return calls.events_delete(
+            ctx.calendar_id,
+            link.google_event_id,
+            if_match=link.google_etag if link.state == links.LINKED else None,
+            send_updates="none",
+        )
+    link.state = links.DETACHED
+    ctx.counts["detached"] += 1
+    return None
+
+
+def attach(link: EventLink) -> None:
+    """A detached entry is exported again: its CRM side is owed (a patch with If-Match, so a
+    Google change made meanwhile is re-read and merged first)."""
+    link.state = links.LINKED
+    link.crm_hash = None
+
+
+def movable(
+    ctx: Ctx, activity: Activity, elsewhere: tuple[EventLink, CalendarBinding] | None
+) -> EventLink | None:
+    """The link to move into this (export) calendar: an event calsync wrote for this CRM entry
+    in another calendar of the account that no longer receives CRM entries."""
+    if elsewhere is None or not ctx.exports:
+        return None
+    link, binding = elsewhere
+    if binding.role in (bindings.EXPORT, bindings.BOTH):
+        return None
+    if link.state not in (links.LINKED, links.MOVING) or not written_by_calsync(activity, link):
+        return None
+    return link
+
+
+def move_call(ctx: Ctx, link: EventLink, from_calendar: str) -> ApiCall[Event]:
+    link.state = links.MOVING  # committed before the request: the old calendar keeps off it
+    return calls.events_move(from_calendar, link.google_event_id, ctx.calendar_id)
+
+
+async def settle_move(
+    ctx: Ctx,
+    activity_id: uuid.UUID,
+    event_id: str,
+    from_binding: uuid.UUID,
+    from_calendar: str,
+    result: object,
+) -> str:
+    """Store a move's answer; returns done/again/deferred/parked like push.settle."""
+    if isinstance(result, errors.GoogleError) and result.needs_reauth:
+        raise result
+    async with ctx.db.session() as s:
+        link = await links.by_activity(s, from_binding, activity_id)
+        if link is None or link.state != links.MOVING:
+            return "done"
+        if isinstance(result, Event):
+            await _arrived(ctx, s, link, from_binding, result)
+            await s.commit()
+            ctx.counts["moved"] += 1
+            return "done"
+        if isinstance(result, errors.Deleted | errors.NotFound):
+            # gone from the old calendar: an earlier move landed before a crash, or someone
+            # deleted it there — look in the new calendar
+            try:
+                event: Event | None = await ctx.client.get_event(ctx.calendar_id, event_id)
+            except errors.NotFound:
+                event = None
+            except errors.GoogleError as exc:
+                if exc.needs_reauth:
+                    raise
+                return "deferred"
+            if event is not None and not event.cancelled:
+                await _arrived(ctx, s, link, from_binding, event)
+                ctx.counts["moved"] += 1
+            else:
+                await _rewrite(ctx, s, link, from_binding)
+            await s.commit()
+            return "done" if event is not None and not event.cancelled else "again"
+        if isinstance(result, errors.Duplicate):
+            # the id was used in the new calendar before (moved away and back): remove the old
+            # calendar's event, then the push writes the entry where it now belongs
+            try:
+                await ctx.client.delete_event(from_calendar, event_id)
+            except (errors.NotFound, errors.Deleted):
+                pass
+            except errors.GoogleError as exc:
+                if exc.needs_reauth:
+                    raise
+                return "deferred"
+            await _rewrite(ctx, s, link, from_binding)
+            await s.commit()
+            return "again"
+        if isinstance(result, errors.GoogleError) and not result.retryable:
+            link.state = links.LINKED  # it stays where it is, one copy, with an issue
+            await runs.report_issue(
+                s,
+                ctx.tenant_id,
+                ctx.binding_id,
+                ctx.run_id,
+                code=MOVE_FAILED,
+                message=(
+                    "A CRM entry could not be moved from the calendar that received CRM entries "
+                    f"before to this one: {result.message}"
+                ),
+                remedy=(
+                    "Move the event in Google Calendar yourself (open it, choose the calendar), "
+                    "or give your account 'Make changes to events' on both calendars; calsync "
+                    "tries again on the entry's next change."
+                ),
+                activity_id=activity_id,
+                google_event_id=event_id,
+            )
+            await s.commit()
+            ctx.counts["issues"] += 1
+            return "parked"
+    return "deferred"
+
+
+async def _arrived(
+    ctx: Ctx, s: AsyncSession, link: EventLink, from_binding: uuid.UUID, event: Event
+) -> None:
+    """The event is in this calendar now: its link (and its occurrences') come along. The
+    last-synced snapshot stays the merge base; the etag is taken only when Google holds
+    nothing newer, so a change made just before the move is still pulled."""
+    await links.move_to(s, from_binding, ctx.binding_id, link)
+    link.state = links.LINKED
+    link.google_event_id = event.id or link.google_event_id
+    g = filters.google_fields(ctx, event, filters.IMPORT)
+    if content_hash(g) == link.google_hash:
+        link.google_etag, link.google_updated = event.etag, event.updated
+
+
+async def _rewrite(ctx: Ctx, s: AsyncSession, link: EventLink, from_binding: uuid.UUID) -> None:
+    """No live copy in either calendar: the entry is written here afresh (a pending link is
+    an insert; a 409 finds the old event of ours and restores it)."""
+    await links.move_to(s, from_binding, ctx.binding_id, link)
+    link.state = links.PENDING
+    link.google_etag = None
