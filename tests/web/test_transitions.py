@@ -235,15 +235,19 @@ async def test_untick_and_retick_an_import_calendar(api: Api) -> None:
     family = next(c for c in status["calendars"] if c["id"] == alice.family)
     assert family["import"] is False
 
-    # meanwhile in Google: one more in Family (not synced while unticked)
+    # meanwhile in Google: one more in Family (not synced while unticked); in the CRM: an edit
     api.insert_event(ALICE, "Birthday", calendar=alice.family)
+    await alice.patch(ids["School play"], subject="School play (gym)")
+    await alice.sync()
+    assert alice.google(alice.family) == Counter(["Family dinner", "School play", "Birthday"])
     await alice.settings(import_calendar_ids=[ALICE, alice.family], export_calendar_id=ALICE)
     await alice.sync()
-    assert await alice.crm_subjects() == Counter(["Family dinner", "School play", "Birthday"])
+    assert await alice.crm_subjects() == Counter(["Family dinner", "School play (gym)", "Birthday"])
     after = {a["subject"]: a["id"] for a in await api.activities(alice.user_id)}
     assert after["Family dinner"] == ids["Family dinner"]  # relinked, the same activity
-    assert after["School play"] == ids["School play"]
-    assert alice.google(alice.family) == Counter(["Family dinner", "School play", "Birthday"])
+    assert after["School play (gym)"] == ids["School play"]
+    # the CRM's edit made while unticked went to Google with the re-tick
+    assert alice.google(alice.family) == Counter(["Family dinner", "School play (gym)", "Birthday"])
     assert alice.google() == Counter()
     alice.no_guest_mail()
 
