@@ -89,6 +89,7 @@ async def test_create_returns_everything_and_location(world: World, owner: str) 
         "organizer_email": None,
         "occurrence": False,
         "read_only": None,
+        "problem": None,
         "version": 1,
         "created_at": None,
         "updated_at": None,

@@ -6,6 +6,7 @@ in the same transaction; the caller commits.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +42,9 @@ class Instance:
 
     activity: Activity
     occurrence: rec.Occurrence | None = None
+    #: set on a series listed as its stored row because it could not be expanded (a rule
+    #: stored before it was validated, or one too costly for this range): says why
+    problem: str | None = None
 
 
 def series(activity: Activity) -> rec.Series:
@@ -277,13 +281,17 @@ async def list_expanded(
         for parent_id, original in exceptions.all():
             if parent_id is not None and original is not None:
                 overridden[parent_id].add(original)
+    specs = [(row.id, _series_or_none(row), overridden[row.id]) for row in masters]
+    # pure work on a bounded budget, off the event loop: no request can stall the others
+    expanded = await asyncio.to_thread(_expand_all, specs, start, end, limit)
     out: list[Instance] = []
     for row in rows:
         if row in masters:
-            for occurrence in rec.expand(
-                series(row), start, end, skip=overridden[row.id], limit=limit
-            ):
-                out.append(Instance(row, occurrence))
+            result = expanded[row.id]
+            if isinstance(result, str):
+                out.append(Instance(row, problem=result))
+            else:
+                out.extend(Instance(row, occurrence) for occurrence in result)
         elif row.status == "cancelled" and row.recurring_parent_id is not None:
             continue  # a cancelled occurrence: it only hides the generated one
         elif row.start_utc < end and row.end_utc > start:
@@ -296,6 +304,39 @@ async def list_expanded(
             str(i.activity.id),
         )
     )
+    return out
+
+
+def _series_or_none(row: Activity) -> rec.Series | None:
+    try:
+        return series(row)
+    except (ValueError, KeyError):  # a zone this system does not know
+        return None
+
+
+def _expand_all(
+    specs: list[tuple[uuid.UUID, rec.Series | None, set[datetime]]],
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> dict[uuid.UUID, list[rec.Occurrence] | str]:
+    """Each series' occurrences in [start, end), or why it has none: every series on its own
+    budget, all of them on the request's (TooManyOccurrences when that runs out)."""
+    request = rec.Budget(rec.REQUEST_UNITS)
+    out: dict[uuid.UUID, list[rec.Occurrence] | str] = {}
+    for ident, shape, skip in specs:
+        if shape is None:
+            out[ident] = "the series' time zone is unknown: it cannot be expanded"
+            continue
+        budget = request.child(rec.SERIES_UNITS)
+        try:
+            out[ident] = rec.expand(shape, start, end, skip=skip, limit=limit, budget=budget)
+        except rec.RecurrenceError as exc:
+            if request.spent > request.units:
+                raise rec.TooManyOccurrences(
+                    "the series in the requested range take too much work to expand"
+                ) from exc
+            out[ident] = f"the series cannot be expanded: {exc}"
     return out
 
 

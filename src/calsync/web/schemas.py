@@ -240,6 +240,11 @@ class ActivityOut(BaseModel):
     original_start: str | None
     organizer_email: str | None
     occurrence: bool = Field(description="True for an occurrence generated from a series")
+    problem: str | None = Field(
+        default=None,
+        description="Set on a series listed by expand=true as its stored row because it could "
+        "not be expanded (a rule that generates nothing, or too costly for the range): says why",
+    )
     read_only: ReadOnlyOut | None = Field(
         default=None,
         description="Set when Google manages this entry: PATCH and DELETE answer 409 read_only",

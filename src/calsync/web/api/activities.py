@@ -106,6 +106,7 @@ def activity_out(
     row: Activity,
     occurrence: rec.Occurrence | None = None,
     read_only: ReadOnlyOut | None = None,
+    problem: str | None = None,
 ) -> ActivityOut:
     start, end = row.start_local, row.end_local
     ident = str(row.id)
@@ -144,6 +145,7 @@ def activity_out(
         organizer_email=row.organizer_email,
         occurrence=occurrence is not None,
         read_only=read_only,
+        problem=problem,
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -365,7 +367,8 @@ async def list_activities(
         states = await _read_only(s, [i.activity for i in page])
         return ActivityList(
             activities=[
-                activity_out(i.activity, i.occurrence, states.get(i.activity.id)) for i in page
+                activity_out(i.activity, i.occurrence, states.get(i.activity.id), i.problem)
+                for i in page
             ]
         )
     rows = await activities.list_(
