@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from . import recurrence as rec
 
@@ -118,10 +119,23 @@ class ActivityValues:
     original_start_local: datetime | None = None
 
 
+@cache
+def zone_names() -> frozenset[str]:
+    """The canonical IANA zones (and UTC): not the system's `localtime`, `Factory` (no zone),
+    nor the `posix/` and `right/` copies (the latter counts leap seconds: Google has no such)."""
+    names = {
+        name
+        for name in available_timezones()
+        if name not in ("localtime", "Factory", "posixrules")
+        and not name.startswith(("posix/", "right/"))
+    }
+    return frozenset(names | {"UTC"})
+
+
 def zone_of(name: str) -> ZoneInfo:
     """The IANA zone `name` (raises ValueError for anything else)."""
-    if not name or name != name.strip() or name.startswith("/") or ".." in name:
-        raise ValueError(f"{name!r} is not an IANA time zone")
+    if name not in zone_names():
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Oslo)")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
@@ -283,6 +297,9 @@ def _original_start(draft: ActivityDraft, parent: rec.Series, bad: _Bad) -> date
     original = draft.original_start
     if original is None:
         bad("original_start", "required", "an exception needs the original start of its occurrence")
+        return None
+    if not MIN_YEAR <= original.year <= MAX_YEAR:
+        bad("original_start", "out_of_range", f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
         return None
     if parent.all_day:
         if isinstance(original, datetime):

@@ -151,9 +151,19 @@ class Occurrence:
 
 
 def normalise(
-    lines: Sequence[str], *, all_day: bool, zone: ZoneInfo, start_local: datetime
+    lines: Sequence[str],
+    *,
+    all_day: bool,
+    zone: ZoneInfo,
+    start_local: datetime,
+    budget: Budget | None = None,
 ) -> tuple[str, ...]:
-    """Validate recurrence lines and return them in canonical form (raises RecurrenceError)."""
+    """Validate recurrence lines and return them in canonical form (raises RecurrenceError).
+    Each check pays into its own VALIDATION_UNITS budget, a child of `budget` when given."""
+
+    def units() -> Budget:
+        return budget.child(VALIDATION_UNITS) if budget else Budget(VALIDATION_UNITS)
+
     if len(lines) > MAX_LINES:
         raise RecurrenceError(f"at most {MAX_LINES} recurrence lines are allowed")
     out: list[str] = []
@@ -171,10 +181,10 @@ def normalise(
             line = name + line[len(name) :]
         out.append(line)
     series = Series(all_day, zone, start_local, start_local, tuple(out))
-    build(series, Budget(VALIDATION_UNITS))  # raises RecurrenceError on anything dateutil rejects
+    build(series, units())  # raises RecurrenceError on anything dateutil rejects
     for line in out:
         if line.upper().startswith("RRULE:"):
-            _reaches_an_occurrence(series, line)
+            _reaches_an_occurrence(series, line, units())
     return tuple(out)
 
 
@@ -260,11 +270,11 @@ def _check_rule(raw: str, body: str) -> None:
         raise bad("BYSETPOS needs another BY part (such as BYDAY)")
 
 
-def _reaches_an_occurrence(series: Series, line: str) -> None:
+def _reaches_an_occurrence(series: Series, line: str, budget: Budget) -> None:
     """Refuse a rule whose next instance after the first cannot be found within the budget:
     one that matches nothing (BYMONTH=2;BYMONTHDAY=30) would make every listing walk on."""
     dtstart = _anchor(series, series.start_local)
-    rule = _counted(_parse_rule(line, dtstart), Budget(VALIDATION_UNITS))
+    rule = _counted(_parse_rule(line, dtstart), budget)
     try:
         rule.after(dtstart)
     except WorkLimitExceeded:
@@ -421,10 +431,10 @@ def is_occurrence(series: Series, start_local: datetime, budget: Budget | None =
     return bool(rules.between(anchor, anchor, inc=True))
 
 
-def bounds(series: Series) -> tuple[datetime, datetime | None]:
+def bounds(series: Series, budget: Budget | None = None) -> tuple[datetime, datetime | None]:
     """UTC start of the first and end of the last occurrence; None when open-ended (or when
-    finding the last one takes more than the validation budget)."""
-    rules = build(series, Budget(VALIDATION_UNITS))
+    finding the last one takes more than VALIDATION_UNITS, a child of `budget` when given)."""
+    rules = build(series, budget.child(VALIDATION_UNITS) if budget else Budget(VALIDATION_UNITS))
     first = next(iter(rules), None)
     if first is None:  # every instance excluded: the series still occupies its own slot
         return series.to_utc(series.start_local), series.to_utc(series.end_local)

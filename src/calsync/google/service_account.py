@@ -15,6 +15,7 @@ password (`ServiceAccountKeyError`), the client ID not authorised in the Admin c
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .retry import RetryPolicy
 
 SCOPE_CALENDAR = "https://www.googleapis.com/auth/calendar"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DEFAULT_P12_PASSWORD = "notasecret"  # what Google Cloud console sets on every P12 key
 ASSERTION_LIFETIME = 3600  # Google's maximum
 
@@ -86,16 +88,41 @@ class ServiceAccountKey:
             raise _key_error(
                 f"{filename} is missing {', '.join(missing)}; it is not a complete key."
             )
+        client_email = info["client_email"]
+        if not isinstance(client_email, str) or not _EMAIL.match(client_email.strip()):
+            raise _key_error(
+                f"client_email in {filename} is not an e-mail address; it is not a Google key."
+            )
+        for name in ("private_key", "private_key_id", "client_id", "token_uri"):
+            value = info.get(name)
+            number = name == "client_id" and isinstance(value, int) and not isinstance(value, bool)
+            if value is not None and not isinstance(value, str) and not number:
+                raise _key_error(f"{name} in {filename} is not text; the file is damaged.")
+        token_uri = info.get("token_uri")
+        if token_uri is not None and not token_uri.startswith("https://"):
+            raise _key_error(f"token_uri in {filename} is not an https:// address.")
+        pem = str(info["private_key"]).encode("utf-8")
+        try:
+            loaded = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise _key_error(
+                f"The private key in {filename} cannot be read; the file is damaged.", str(exc)
+            ) from exc
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise _key_error(
+                f"The private key in {filename} is not an RSA key; Google's service-account "
+                "keys are RSA: create a new JSON key in Google Cloud console."
+            )
         try:
             signer = crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-                str(info["private_key"]), key_id=info.get("private_key_id")
+                pem, key_id=info.get("private_key_id")
             )
         except (ValueError, TypeError) as exc:
             raise _key_error(
                 f"The private key in {filename} cannot be read; the file is damaged.", str(exc)
             ) from exc
         return cls(
-            client_email=str(info["client_email"]).lower(),
+            client_email=client_email.strip().lower(),
             signer=signer,
             client_id=str(info["client_id"]) if info.get("client_id") else None,
             private_key_id=info.get("private_key_id"),
@@ -113,7 +140,7 @@ class ServiceAccountKey:
         filename: str = "the P12 key file",
     ) -> ServiceAccountKey:
         """Load a P12 key; Google's password is `notasecret` unless the admin changed it."""
-        if not client_email or "@" not in client_email:
+        if not isinstance(client_email, str) or not _EMAIL.match(client_email.strip()):
             raise _key_error("Enter the service account's e-mail address together with a P12 key.")
         stripped = data.lstrip()
         if stripped[:1] == b"{":

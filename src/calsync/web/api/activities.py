@@ -285,9 +285,9 @@ def _if_match(value: str | None) -> int | None:
     return int(tag) if tag.isdigit() and len(tag) < 10 else -1
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is None:
-        return None
+def _in_range(value: date | datetime, name: str) -> None:
+    """Refuse a year the rules do not take before anything computes with it (9999-12-31T23:00
+    plus an hour overflows)."""
     if not rules.MIN_YEAR <= value.year <= rules.MAX_YEAR:
         raise ApiError(
             422,
@@ -296,6 +296,12 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
             "ask for a realistic range",
             [FieldProblem(field=name, code="out_of_range", message="year out of range")],
         )
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    _in_range(value, name)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -418,6 +424,8 @@ async def create_activity(
         parent_series = activities.series(parent)
         fields = _stored_fields(parent)
         fields["recurrence"] = None
+        if body.original_start is not None:
+            _in_range(body.original_start, "original_start")
         # an exception starts as a copy of the occurrence it replaces
         if body.original_start is not None and not ({"start", "end"} & sent):
             original = body.original_start

@@ -81,6 +81,16 @@ async def patch_settings(body: TenantSettingsPatch, caller: Admin, s: Session) -
                 name, value, known, "not_importable", "Google entries never become project tasks"
             )
             changes[f"{name}_key"] = value
+        elif name == "auth_mode" and value == "service_account" and not tenant.service_account_key:
+            problems.append(
+                FieldProblem(
+                    field=name,
+                    code="no_service_account_key",
+                    message="upload the service account's key first "
+                    "(PUT /api/v1/tenant/google/service-account); uploading it switches the "
+                    "company to the service account",
+                )
+            )
         else:
             changes[name] = value
     if problems:
