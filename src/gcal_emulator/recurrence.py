@@ -76,6 +76,9 @@ def _rule(value: str, dtstart: datetime, zone: ZoneInfo | None, all_day: bool) -
     parts = []
     for part in value.split(";"):
         key, _, val = part.partition("=")
+        if key.upper() in ("INTERVAL", "COUNT") and not (val.isdigit() and int(val) >= 1):
+            # Google answers 400 "Invalid recurrence rule" (dateutil would loop on INTERVAL=0)
+            raise RecurrenceError(f"Invalid recurrence rule: {value}")
         if key.upper() == "UNTIL":
             until = _parse_value(val, None, zone, all_day)
             if all_day or len(val) == 8:

@@ -174,6 +174,13 @@ def test_times_are_validated(ada: Api) -> None:
         "end": {"dateTime": "2024-05-06T10:00:00", "timeZone": "Europe/Oslo"},
     }
     assert error_of(post({**oslo, "recurrence": ["RRULE:FREQ=SOMETIMES"]}))[:2] == (400, "invalid")
+    # Google refuses a rule that never advances or counts below one (issue 13)
+    for rule in ("RRULE:FREQ=DAILY;INTERVAL=0", "RRULE:FREQ=DAILY;COUNT=-1"):
+        assert error_of(post({**oslo, "recurrence": [rule]})) == (
+            400,
+            "invalid",
+            "Invalid recurrence rule.",
+        )
     assert error_of(post({**oslo, "recurrence": ["DTSTART:20240506T090000"]}))[:2] == (
         400,
         "invalid",
