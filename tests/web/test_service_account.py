@@ -163,3 +163,40 @@ async def test_p12_key_with_password(api: Api) -> None:
 
     broken = await api.call("PUT", url, files={"file": ("key.json", b"{not json")})
     assert broken.status_code == 422 and "not a JSON file" in broken.json()["error"]["message"]
+
+
+def _ec_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+async def test_a_broken_json_key_is_422_and_the_working_key_stays(api: Api) -> None:
+    """Issue 13 item 6: an EC key, a client_email that is not text, ... were stored (200) over
+    a working key, and Test then answered 500."""
+    api.emu.account(ALICE, "Alice")
+    created = service_account(api)
+    assert (await upload_json(api, created["json_key"])).status_code == 200
+    good = created["json_key"]
+    for broken, says in (
+        ({**good, "private_key": _ec_pem()}, "not an RSA key"),
+        ({**good, "client_email": 5}, "client_email"),
+        ({**good, "client_email": "not-an-address"}, "client_email"),
+        ({**good, "private_key_id": 7}, "private_key_id"),
+        ({**good, "token_uri": "file:///etc/passwd"}, "token_uri"),
+    ):
+        resp = await upload_json(api, broken)
+        assert resp.status_code == 422, resp.text
+        assert says in resp.json()["error"]["message"]
+    settings = (await api.call("GET", "/api/v1/tenant/settings")).json()
+    assert settings["service_account_email"] == SA and settings["auth_mode"] == "service_account"
+    resp = await api.call(
+        "POST", "/api/v1/tenant/google/service-account/test", json={"email": ALICE}
+    )
+    assert resp.status_code == 200 and resp.json()["ok"] is True, resp.text

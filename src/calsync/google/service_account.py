@@ -38,7 +38,7 @@ from .retry import RetryPolicy
 
 SCOPE_CALENDAR = "https://www.googleapis.com/auth/calendar"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 DEFAULT_P12_PASSWORD = "notasecret"  # what Google Cloud console sets on every P12 key
 ASSERTION_LIFETIME = 3600  # Google's maximum
 
@@ -99,8 +99,8 @@ class ServiceAccountKey:
             if value is not None and not isinstance(value, str) and not number:
                 raise _key_error(f"{name} in {filename} is not text; the file is damaged.")
         token_uri = info.get("token_uri")
-        if token_uri is not None and not token_uri.startswith("https://"):
-            raise _key_error(f"token_uri in {filename} is not an https:// address.")
+        if token_uri is not None and not token_uri.startswith(("https://", "http://")):
+            raise _key_error(f"token_uri in {filename} is not a web address.")
         pem = str(info["private_key"]).encode("utf-8")
         try:
             loaded = serialization.load_pem_private_key(pem, password=None)
