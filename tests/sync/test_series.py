@@ -686,3 +686,30 @@ async def test_series_deleted_in_crm_beats_a_later_google_edit_of_one_occurrence
         left = await s.scalars(select(EventLink).where(EventLink.binding_id == h.binding_id))
         assert list(left) == []
     assert h.emails() == []
+
+
+async def test_a_bad_rule_stored_before_validation_does_not_fail_the_run(h: Harness) -> None:
+    """Issue 13: a row whose rule was stored before rules were checked (INTERVAL=0 looped
+    forever, a 30 February walked to the year 9999) stays out of Google with an issue; the
+    rest of the run goes on."""
+    start = at(2, 9)
+    good = await series(h, "Daily", start, start + timedelta(hours=1), "RRULE:FREQ=DAILY;COUNT=3")
+    bad = {
+        rule: await series(h, rule, start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY")
+        for rule in ("RRULE:FREQ=DAILY;INTERVAL=0", "RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30")
+    }
+    async with h.db.session() as s:
+        for rule, ident in bad.items():
+            row = await s.get(Activity, ident)
+            assert row is not None
+            row.recurrence = [rule]
+        await s.commit()
+    single = await h.activity("Plain", at(3, 9))
+    result = await h.sync()
+    assert result.ok, result
+    assert (await h.link(good)) is not None and (await h.link(single)) is not None
+    assert {e.summary for e in await h.events()} == {"Daily", "Plain"}
+    async with h.db.session() as s:
+        issues = await runs.open_issues(s, h.binding_id)
+    assert issues, "the rows that could not be exported are reported"
+    assert (await h.sync()).ok  # and the next run is not stuck on them either

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
+from calsync.domain import recurrence as rec
 from calsync.domain.recurrence import is_occurrence
 from calsync.google import calls, errors
 from calsync.google.calls import ApiCall
@@ -287,6 +288,42 @@ async def _get(ctx: Ctx, s: AsyncSession, activity_id: uuid.UUID | None) -> Acti
     return found
 
 
+BAD_RULE = "calsync.recurrence_invalid"
+
+
+async def _bad_rule(ctx: Ctx, s: AsyncSession, activity: Activity) -> bool:
+    """A series whose stored rule fails today's checks (stored before them, issue 13) is not
+    written to Google: Google would refuse it or, for a rule that matches nothing, the work of
+    expanding it is unbounded. It gets an issue; the run goes on with the rest."""
+    if not activity.recurrence or activity.recurring_parent_id is not None:
+        return False
+    try:
+        rec.normalise(
+            list(activity.recurrence),
+            all_day=activity.all_day,
+            zone=activities.series(activity).zone,
+            start_local=activity.start_local,
+        )
+    except (rec.RecurrenceError, ValueError, KeyError) as exc:
+        await runs.report_issue(
+            s,
+            ctx.tenant_id,
+            ctx.binding_id,
+            ctx.run_id,
+            code=BAD_RULE,
+            message=(
+                f"The CRM series {activity.subject or activity.id!r} has a recurrence Google "
+                f"would refuse ({exc}); it is not synced."
+            ),
+            remedy="Change the series' recurrence in the CRM to a daily, weekly, monthly or "
+            "yearly rule.",
+            activity_id=activity.id,
+        )
+        ctx.counts["issues"] += 1
+        return True
+    return False
+
+
 async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
     """Decide each activity's write; pending links are committed here, before any insert."""
     ops: list[Op] = []
@@ -356,6 +393,8 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                         None,
                     )
                 )
+                continue
+            if activity.deleted_at is None and await _bad_rule(ctx, s, activity):
                 continue
             c = mapping.activity_fields(activity)
             c_hash = content_hash(c)
