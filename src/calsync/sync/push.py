@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain import recurrence as rec
 from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
-from calsync.domain import recurrence as rec
 from calsync.domain.recurrence import is_occurrence
 from calsync.google import calls, errors
 from calsync.google.calls import ApiCall
