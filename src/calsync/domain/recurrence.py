@@ -29,7 +29,6 @@ MAX_LINES = 100
 MAX_FINITE_OCCURRENCES = 10_000
 
 _PREFIXES = ("RRULE", "EXRULE", "RDATE", "EXDATE")
-_FREQ = re.compile(r"(?i)FREQ=([A-Z]+)")
 # What Google Calendar accepts; finer ones would also let one rule make millions of instances.
 FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 _UNTIL = re.compile(r"(?i)(UNTIL=)([0-9]{8}(?:T[0-9]{6}Z?)?)")
