@@ -326,10 +326,14 @@ class Channels:
             finally:
                 await client.aclose()
         except errors.NotFound:
-            return True
+            pass
         except errors.GoogleError as exc:
             log.warning("push channel not stopped", extra={"channel": channel_id, "code": exc.code})
             return False
+        # stopped: no longer a channel of ours (a later notification on it is unknown)
+        async with self.db.session() as s:
+            await stored.forget_retired(s, channel_id)
+            await s.commit()
         return True
 
     async def watch_list(self, connection_id: uuid.UUID) -> bool:

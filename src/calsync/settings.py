@@ -47,8 +47,13 @@ class Settings(BaseSettings):
     # jobs (calsync.jobs): which runner, how many syncs at once, and when syncs run
     jobs: Literal["inprocess", "procrastinate"] = "inprocess"
     jobs_concurrency: int = 4
-    # a binding held by a worker that died is free again after this long
-    lock_timeout_seconds: float = 900.0
+    # a sync renews its binding's lock every lock_heartbeat_seconds; a lock not renewed for
+    # lock_timeout_seconds is taken over (a holder on this machine known dead: at once)
+    lock_timeout_seconds: float = 20.0
+    lock_heartbeat_seconds: float = 5.0
+    # owed syncs (acknowledged webhooks) and CRM changes not yet pushed (behind the change
+    # feed) are looked for at start and this often, for processes that died without syncing
+    recovery_tick_seconds: float = 60.0
     # SIGTERM: in-flight syncs get this long to finish before they are handed back
     shutdown_grace_seconds: float = 30.0
     # a binding whose push channel works is polled this rarely; others at the tenant's interval
@@ -61,8 +66,8 @@ class Settings(BaseSettings):
     # CRM edits within this window go to Google as one batch
     change_debounce_seconds: float = 1.0
     # procrastinate workers: heartbeat, and when a silent worker's jobs count as stalled
-    worker_heartbeat_seconds: float = 10.0
-    worker_stalled_seconds: float = 30.0
+    worker_heartbeat_seconds: float = 5.0
+    worker_stalled_seconds: float = 20.0
     # `calsync worker`: serve /metrics and /healthz on this port (None = off, 0 = any free port)
     worker_metrics_port: int | None = None
     worker_metrics_host: str = "127.0.0.1"

@@ -28,6 +28,7 @@ TABLES = {
     "sync_issue",
     "conflict",
     "oauth_state",
+    "retired_channel",
 }
 
 

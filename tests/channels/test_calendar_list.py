@@ -177,6 +177,7 @@ async def test_forged_list_notifications_change_nothing(
         "X-Goog-Channel-Token": conn.list_channel_token,
         "X-Goog-Resource-ID": conn.list_channel_resource_id,
         "X-Goog-Resource-State": "exists",
+        "X-Goog-Message-Number": "1000",
     }
     listed = _list_requests(served)
     client = served.world.client

@@ -2,7 +2,9 @@
 locks left behind by workers that died.
 
 The engine's lock (store.bindings.try_lock) expires after `lock_ttl`; a live worker renews it
-every third of that, so only a dead worker's binding ever becomes free while "in progress".
+every `heartbeat` seconds (at most a third of the TTL), so only a dead worker's binding ever
+becomes free while "in progress". A holder on this machine known dead (sync.owner) is released
+at once, without waiting for its lock to run out.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.sync.engine import RunResult, sync_binding, worker_id
 from calsync.sync.errors import Outcome
+from calsync.sync.owner import holder_dead
 from calsync.sync.tokens import GoogleAccess
 
 from .port import Reason
@@ -35,7 +38,8 @@ class Executor:
 
     db: Database
     google: GoogleAccess
-    lock_ttl: timedelta = timedelta(minutes=15)
+    lock_ttl: timedelta = timedelta(seconds=20)
+    heartbeat: float = 5.0
     clock: Callable[[], datetime] = utcnow  # polling's clock; locks and runs use real time
     owner_prefix: str = field(default_factory=worker_id)
 
@@ -67,7 +71,7 @@ class Executor:
                 await keeper
 
     async def _keep_lock(self, binding_id: uuid.UUID, owner: str) -> None:
-        every = max(0.05, self.lock_ttl.total_seconds() / 3)
+        every = max(0.05, min(self.heartbeat, self.lock_ttl.total_seconds() / 3))
         while True:
             await asyncio.sleep(every)
             try:
@@ -89,14 +93,13 @@ class Executor:
         runner syncs them again."""
         now = utcnow()
         async with self.db.session() as s:
-            held = await schedule.expired_locks(s, now)
+            held = await schedule.held_locks(s)
             await s.commit()
         freed: list[uuid.UUID] = []
-        for item in held:
-            raw_id, owner = item.split("|", 1)
-            binding_id = uuid.UUID(raw_id)
+        for binding_id, owner in held:
+            dead = holder_dead(owner)
             async with self.db.session() as s:
-                if await schedule.release_expired(s, binding_id, owner, now):
+                if await schedule.release_expired(s, binding_id, owner, now, dead=dead):
                     freed.append(binding_id)
                 await s.commit()
         if freed:

@@ -13,6 +13,10 @@ from .inprocess import InProcessRunner
 from .polling import PollPolicy
 from .port import JobQueue
 from .procrastinate_runner import ProcrastinateQueue, conninfo
+from .recovery import Recovery
+
+#: later recovery passes leave alone what is younger than this (a debounce, a queued sync)
+RECOVERY_SETTLE = timedelta(seconds=30)
 
 
 def poll_policy(settings: Settings) -> PollPolicy:
@@ -33,6 +37,11 @@ def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> Jo
         CHANNEL_RENEWAL_SECONDS,
         lambda: renew_due_channels(db, google, settings),
     )
+    recovery = Recovery(db, queue, settle=RECOVERY_SETTLE)
+    # in-process: its first tick runs at start; procrastinate: each worker runs it at start
+    queue.register_periodic("recover", settings.recovery_tick_seconds, recovery.run)
+    if isinstance(queue, ProcrastinateQueue):
+        queue.on_worker_start(recovery.run)
     return queue
 
 
@@ -47,6 +56,7 @@ def _runner(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
             google,
             concurrency=settings.jobs_concurrency,
             lock_ttl=lock_ttl,
+            lock_heartbeat=settings.lock_heartbeat_seconds,
             grace=settings.shutdown_grace_seconds,
             busy_retry=settings.busy_retry_seconds,
             poll_policy=poll_policy(settings),
@@ -60,6 +70,7 @@ def _runner(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
         google,
         concurrency=settings.jobs_concurrency,
         lock_ttl=lock_ttl,
+        lock_heartbeat=settings.lock_heartbeat_seconds,
         grace=settings.shutdown_grace_seconds,
         busy_retry=settings.busy_retry_seconds,
         poll_policy=poll_policy(settings),

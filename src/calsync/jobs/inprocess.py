@@ -94,7 +94,8 @@ class InProcessRunner:
         google: GoogleAccess,
         *,
         concurrency: int = 4,
-        lock_ttl: timedelta = timedelta(minutes=15),
+        lock_ttl: timedelta = timedelta(seconds=20),
+        lock_heartbeat: float = 5.0,
         grace: float = 30.0,
         busy_retry: float = 5.0,
         poll_policy: polling.PollPolicy | None = None,
@@ -112,7 +113,9 @@ class InProcessRunner:
             claim_hold=max(lock_ttl, timedelta(seconds=60))
         )
         self.clock = clock
-        self.executor = executor or Executor(db, google, lock_ttl=lock_ttl, clock=clock)
+        self.executor = executor or Executor(
+            db, google, lock_ttl=lock_ttl, heartbeat=lock_heartbeat, clock=clock
+        )
         self.stats = Stats()
         self._pending: dict[uuid.UUID, _Pending] = {}
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}

@@ -31,9 +31,11 @@ from procrastinate import exceptions as pexc
 from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
+from calsync.store import schedule
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.sync.errors import Outcome
+from calsync.sync.owner import holder_dead
 from calsync.sync.tokens import GoogleAccess
 
 from . import polling
@@ -105,7 +107,8 @@ class ProcrastinateQueue:
         google: GoogleAccess,
         *,
         concurrency: int = 4,
-        lock_ttl: timedelta = timedelta(minutes=15),
+        lock_ttl: timedelta = timedelta(seconds=20),
+        lock_heartbeat: float = 5.0,
         grace: float = 30.0,
         busy_retry: float = 5.0,
         poll_policy: polling.PollPolicy | None = None,
@@ -125,12 +128,15 @@ class ProcrastinateQueue:
         self.poll_policy = poll_policy or polling.PollPolicy(
             claim_hold=max(lock_ttl, timedelta(seconds=60))
         )
-        self.executor = Executor(db, google, lock_ttl=lock_ttl, clock=clock)
+        self.executor = Executor(
+            db, google, lock_ttl=lock_ttl, heartbeat=lock_heartbeat, clock=clock
+        )
         self.app = App(connector=PsycopgConnector(conninfo=conninfo(database_url)))
         self._opened = False
         self._worker: asyncio.Task[None] | None = None
         self._depth = 0
         self._depth_task: asyncio.Task[None] | None = None
+        self._on_start: list[Periodic] = []
         self._sync = self.app.task(name=SYNC_TASK, queue=QUEUE, pass_context=False)(self._sync_job)
         if poll_every:
             self.register_periodic("poll", poll_every, self.poll_once)
@@ -206,10 +212,21 @@ class ProcrastinateQueue:
 
     # -- the worker ---------------------------------------------------------------------------
 
+    def on_worker_start(self, work: Periodic) -> None:
+        """Run `work` when this process starts its worker (after dead workers' jobs and locks
+        are released): the recovery of what a dead process owed."""
+        self._on_start.append(work)
+
     async def start_worker(self) -> None:
-        """Run jobs in the background of this event loop (`calsync worker`, tests)."""
+        """Run jobs in the background of this event loop (`calsync worker`, tests); first
+        release what dead workers held and enqueue what they owed."""
         await self.start()
         if self._worker is None:
+            for work in [self.release_stuck, *self._on_start]:
+                try:
+                    await work()
+                except Exception:
+                    log.exception("start-up recovery failed")
             self._worker = asyncio.create_task(self.run_worker(), name="calsync-worker")
 
     async def run_worker(self) -> None:
@@ -231,11 +248,18 @@ class ProcrastinateQueue:
             await self.enqueue_sync(binding_id, Reason.POLL)
 
     async def release_stuck(self) -> None:
-        """Jobs of workers that stopped heartbeating are failed and deferred again; binding
-        locks that ran out are released and their bindings synced."""
-        stalled = await self.app.job_manager.get_stalled_jobs(
-            task_name=SYNC_TASK, seconds_since_heartbeat=self.stalled_after
+        """Jobs of workers that stopped heartbeating, or whose binding is locked by a process
+        of this machine known dead, are failed and deferred again; binding locks that ran out
+        (or whose holder is known dead) are released and their bindings synced."""
+        stalled = list(
+            await self.app.job_manager.get_stalled_jobs(
+                task_name=SYNC_TASK, seconds_since_heartbeat=self.stalled_after
+            )
         )
+        seen = {job.id for job in stalled}
+        for job in await self._jobs_of_dead_holders():
+            if job.id not in seen:
+                stalled.append(job)
         for job in stalled:
             with contextlib.suppress(Exception):
                 await self.app.job_manager.finish_job(
@@ -248,6 +272,25 @@ class ProcrastinateQueue:
             await self.enqueue_sync(binding_id, Reason.RETRY)
 
     # -- internals ----------------------------------------------------------------------------
+
+    async def _jobs_of_dead_holders(self) -> list[Any]:
+        """Running sync jobs whose binding's lock holder is a dead process of this machine
+        (killed mid-sync): procrastinate's `lock` would hold back every later job of the
+        binding until the dead worker's heartbeat counts as stalled."""
+        doing = await self.app.job_manager.get_stalled_jobs(
+            task_name=SYNC_TASK, seconds_since_heartbeat=0
+        )
+        found: list[Any] = []
+        for job in doing:
+            raw = job.task_kwargs.get("binding_id")
+            if not isinstance(raw, str):
+                continue
+            async with self.db.session() as s:
+                holder = await schedule.lock_holder(s, uuid.UUID(raw))
+                await s.commit()
+            if holder_dead(holder):
+                found.append(job)
+        return found
 
     async def _open(self) -> None:
         if not self._opened:

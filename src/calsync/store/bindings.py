@@ -90,6 +90,46 @@ async def try_lock(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
+async def take_over(
+    session: AsyncSession, binding_id: uuid.UUID, owner: str, dead: str, ttl: timedelta
+) -> bool:
+    """Take the lock from `dead`, a holder known to be dead (sync.owner.holder_dead)."""
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.locked_by == dead)
+        .values(locked_by=owner, locked_until=utcnow() + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def owed_since(session: AsyncSession, binding_id: uuid.UUID) -> datetime | None:
+    """When a webhook last asked for a sync not yet done (None: nothing owed)."""
+    return await session.scalar(
+        select(CalendarBinding.sync_owed_at).where(CalendarBinding.id == binding_id)
+    )
+
+
+async def mark_owed(session: AsyncSession, binding_id: uuid.UUID, at: datetime) -> None:
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(sync_owed_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def settle_owed(session: AsyncSession, binding_id: uuid.UUID, seen: datetime) -> None:
+    """A sync that started after the webhook marked at `seen` succeeded: nothing is owed, unless
+    another webhook came meanwhile (then the mark changed and stays)."""
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.sync_owed_at == seen)
+        .values(sync_owed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def extend_lock(
     session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta
 ) -> bool:

@@ -7,16 +7,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import case, exists, func, or_, select, update
+from sqlalchemy import case, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
-from .models import CalendarBinding, GoogleConnection
+from .models import CalendarBinding, GoogleConnection, RetiredChannel
 
 IMPORT_ROLES = ("import", "both")
 SYNCING_STAGES = ("initial", "incremental")
+RETIRED_KEPT = timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,20 @@ async def replace(
     expires_at: datetime | None = None,
 ) -> bool:
     """Point the binding at a new channel (or none) only if it still has `expected`: two
-    renewals racing each other keep one channel, and the loser stops its own."""
+    renewals racing each other keep one channel, and the loser stops its own. The replaced
+    channel is remembered as retired until its stop at Google is confirmed."""
     condition = (
         CalendarBinding.channel_id.is_(None)
         if expected is None
         else CalendarBinding.channel_id == expected
     )
+    old = (
+        await session.execute(
+            select(CalendarBinding.connection_id, CalendarBinding.channel_resource_id).where(
+                CalendarBinding.id == binding_id, condition
+            )
+        )
+    ).first()
     result = await session.execute(
         update(CalendarBinding)
         .where(CalendarBinding.id == binding_id, condition)
@@ -83,11 +92,93 @@ async def replace(
             channel_resource_id=resource_id,
             channel_token=token,
             channel_expires_at=expires_at,
+            channel_message_seq=None,  # Google numbers each channel's messages afresh
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
     )
+    swapped = bool(getattr(result, "rowcount", 0) == 1)
+    if swapped and old is not None and expected and expected != channel_id and old[1]:
+        await retire(session, expected, old[1], old[0])
+    return swapped
+
+
+async def note_message(
+    session: AsyncSession, binding_id: uuid.UUID, channel_id: str, number: int, at: datetime
+) -> bool:
+    """Record a verified notification of the binding's current channel: its message number
+    and that a sync is owed, in one write. False (nothing written) for a number already seen
+    on this channel: a replay."""
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(
+            CalendarBinding.id == binding_id,
+            CalendarBinding.channel_id == channel_id,
+            or_(
+                CalendarBinding.channel_message_seq.is_(None),
+                CalendarBinding.channel_message_seq < number,
+            ),
+        )
+        .values(channel_message_seq=number, sync_owed_at=at)
+        .execution_options(synchronize_session=False)
+    )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def note_list_message(
+    session: AsyncSession, connection_id: uuid.UUID, channel_id: str, number: int
+) -> bool:
+    """`note_message` for a connection's calendarList channel (no sync is owed: a check)."""
+    result = await session.execute(
+        update(GoogleConnection)
+        .where(
+            GoogleConnection.id == connection_id,
+            GoogleConnection.list_channel_id == channel_id,
+            or_(
+                GoogleConnection.list_channel_message_seq.is_(None),
+                GoogleConnection.list_channel_message_seq < number,
+            ),
+        )
+        .values(list_channel_message_seq=number)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+@dataclass(frozen=True)
+class Retired:
+    channel_id: str
+    resource_id: str
+    connection_id: uuid.UUID
+
+
+async def retire(
+    session: AsyncSession, channel_id: str, resource_id: str, connection_id: uuid.UUID
+) -> None:
+    """Remember a channel no longer in use until Google confirms its stop (or for a month:
+    Google ends every channel by then)."""
+    await session.execute(
+        delete(RetiredChannel).where(RetiredChannel.retired_at < utcnow() - RETIRED_KEPT)
+    )
+    row = await session.get(RetiredChannel, channel_id)
+    if row is None:
+        session.add(
+            RetiredChannel(
+                channel_id=channel_id, resource_id=resource_id, connection_id=connection_id
+            )
+        )
+    await session.flush()
+
+
+async def retired(session: AsyncSession, channel_id: str) -> Retired | None:
+    row = await session.get(RetiredChannel, channel_id)
+    if row is None:
+        return None
+    return Retired(row.channel_id, row.resource_id, row.connection_id)
+
+
+async def forget_retired(session: AsyncSession, channel_id: str) -> None:
+    await session.execute(delete(RetiredChannel).where(RetiredChannel.channel_id == channel_id))
 
 
 def _wants_channel() -> list[object]:
@@ -262,11 +353,16 @@ async def replace_list(
     expires_at: datetime | None = None,
 ) -> bool:
     """Point the connection at a new calendarList channel (or none) only if it still has
-    `expected`, as `replace` does for bindings."""
+    `expected`, as `replace` does for bindings (the replaced one is remembered as retired)."""
     condition = (
         GoogleConnection.list_channel_id.is_(None)
         if expected is None
         else GoogleConnection.list_channel_id == expected
+    )
+    old_resource = await session.scalar(
+        select(GoogleConnection.list_channel_resource_id).where(
+            GoogleConnection.id == connection_id, condition
+        )
     )
     result = await session.execute(
         update(GoogleConnection)
@@ -276,11 +372,15 @@ async def replace_list(
             list_channel_resource_id=resource_id,
             list_channel_token=token,
             list_channel_expires_at=expires_at,
+            list_channel_message_seq=None,
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    swapped = bool(getattr(result, "rowcount", 0) == 1)
+    if swapped and expected and expected != channel_id and old_resource:
+        await retire(session, expected, old_resource, connection_id)
+    return swapped
 
 
 def _wants_list_channel() -> list[object]:

@@ -266,6 +266,7 @@ class GoogleConnection(Base):
     list_channel_resource_id: Mapped[str | None] = mapped_column(String(255))
     list_channel_token: Mapped[str | None] = mapped_column(EncryptedText())
     list_channel_expires_at: Mapped[datetime | None] = mapped_column()
+    list_channel_message_seq: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -307,6 +308,10 @@ class CalendarBinding(Base):
     private_events_applied: Mapped[str | None] = mapped_column(String(16))
     locked_by: Mapped[str | None] = mapped_column(String(128))
     locked_until: Mapped[datetime | None] = mapped_column()
+    # a webhook was acknowledged: a sync is owed until one that started after it succeeds
+    sync_owed_at: Mapped[datetime | None] = mapped_column()
+    # the highest X-Goog-Message-Number seen on the current channel (replays are ignored)
+    channel_message_seq: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -438,3 +443,17 @@ class OAuthState(Base):
     login_hint: Mapped[str | None] = mapped_column(String(EMAIL))
     created_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RetiredChannel(Base):
+    """A push channel replaced or forgotten before Google confirmed its stop: the only unknown
+    channels calsync ever stops at Google (a forged channel id is never stopped)."""
+
+    __tablename__ = "retired_channel"
+
+    channel_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(255))
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("google_connection.id", ondelete="CASCADE"), index=True
+    )
+    retired_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .bindings import BOTH, DISABLED, EXPORT, PAUSED
+from .bindings import BOTH, DISABLED, EXPORT, GOOGLE_TO_CRM, PAUSED
 from .connections import CONNECTED
-from .models import CalendarBinding, GoogleConnection, SyncRun, Tenant
+from .models import CalendarBinding, Change, GoogleConnection, SyncRun, Tenant
 
 ABANDONED = "abandoned"
 
@@ -111,28 +111,33 @@ async def claim(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-async def expired_locks(session: AsyncSession, now: datetime, limit: int = 500) -> Sequence[str]:
-    """`id|owner` of bindings whose holder stopped renewing its lock (a dead worker)."""
+async def held_locks(session: AsyncSession, limit: int = 500) -> Sequence[tuple[uuid.UUID, str]]:
+    """Every held binding lock and its holder (a few per worker: the caller judges them)."""
     rows = await session.execute(
         select(CalendarBinding.id, CalendarBinding.locked_by)
-        .where(CalendarBinding.locked_by.is_not(None), CalendarBinding.locked_until < now)
+        .where(CalendarBinding.locked_by.is_not(None))
         .limit(limit)
     )
-    return [f"{r[0]}|{r[1]}" for r in rows.all()]
+    return [(r[0], str(r[1])) for r in rows.all()]
 
 
 async def release_expired(
-    session: AsyncSession, binding_id: uuid.UUID, owner: str, now: datetime
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    owner: str,
+    now: datetime,
+    *,
+    dead: bool = False,
 ) -> bool:
-    """Free a binding whose lock ran out (still held by the same dead owner) and close the
-    runs it left open as abandoned. True if this call released it."""
+    """Free a binding whose lock ran out (still held by the same dead owner), or at once with
+    `dead` (its holder is known dead), and close the runs it left open as abandoned. True if
+    this call released it."""
+    conditions = [CalendarBinding.id == binding_id, CalendarBinding.locked_by == owner]
+    if not dead:
+        conditions.append(CalendarBinding.locked_until < now)
     result = await session.execute(
         update(CalendarBinding)
-        .where(
-            CalendarBinding.id == binding_id,
-            CalendarBinding.locked_by == owner,
-            CalendarBinding.locked_until < now,
-        )
+        .where(*conditions)
         .values(locked_by=None, locked_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -203,3 +208,65 @@ async def lock_holder(session: AsyncSession, binding_id: uuid.UUID) -> str | Non
     return await session.scalar(
         select(CalendarBinding.locked_by).where(CalendarBinding.id == binding_id)
     )
+
+
+def _free_and_not_backing_off(now: datetime) -> list[ColumnElement[bool]]:
+    return [
+        CalendarBinding.locked_by.is_(None),  # a holder's run covers it (or its lock is freed)
+        or_(
+            CalendarBinding.failure_count == 0,
+            CalendarBinding.next_sync_at.is_(None),
+            CalendarBinding.next_sync_at <= now,
+        ),
+    ]
+
+
+async def owed_syncs(
+    session: AsyncSession, now: datetime, *, before: datetime, limit: int = 1000
+) -> Sequence[uuid.UUID]:
+    """Live bindings a webhook marked owed (before `before`) and no run has covered yet."""
+    rows = await session.scalars(
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
+        .where(
+            *_live(),
+            CalendarBinding.sync_owed_at.is_not(None),
+            CalendarBinding.sync_owed_at <= before,
+            *_free_and_not_backing_off(now),
+        )
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def behind_feed(
+    session: AsyncSession, now: datetime, *, before: datetime, limit: int = 1000
+) -> Sequence[uuid.UUID]:
+    """Live export bindings whose push cursor is behind a CRM change of their owner made before
+    `before` (its debounced push was lost, e.g. the process died)."""
+    pending = (
+        select(Change.seq)
+        .where(
+            Change.tenant_id == CalendarBinding.tenant_id,
+            Change.seq > CalendarBinding.push_seq,
+            Change.owner_id == GoogleConnection.user_id,
+            Change.origin != "sync",
+            Change.created_at <= before,
+        )
+        .exists()
+    )
+    rows = await session.scalars(
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
+        .where(
+            *_live(),
+            CalendarBinding.role.in_((EXPORT, BOTH)),
+            CalendarBinding.direction != GOOGLE_TO_CRM,
+            *_free_and_not_backing_off(now),
+            pending,
+        )
+        .limit(limit)
+    )
+    return list(rows.all())

@@ -9,11 +9,11 @@ after the work they cover is stored, so a crash loses nothing and the next run f
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.merge import Policy
 from calsync.google import errors
@@ -24,6 +24,7 @@ from calsync.store.db import Database
 
 from .context import Ctx, Hooks
 from .errors import Failure, Outcome, backoff_delay, run_failure
+from .owner import holder_dead, process_identity
 from .pull import MassDelete, pull
 from .push import push
 from .tokens import GoogleAccess
@@ -35,7 +36,8 @@ COUNTS = ("pulled", "pushed", "created", "updated", "deleted", "conflicts", "iss
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A lock owner: this process's identity (sync.owner) and a token of its own."""
+    return f"{process_identity()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -69,7 +71,8 @@ async def sync_binding(
     holds it, it is paused or disabled, or its connection waits for the user."""
     owner = owner or worker_id()
     async with db.session() as s:
-        locked = await bindings.try_lock(s, binding_id, owner, lock_ttl)
+        locked = await _lock(s, binding_id, owner, lock_ttl)
+        owed = await bindings.owed_since(s, binding_id) if locked else None
         if locked:
             # holding the lock, any run of this binding still "running" is a dead worker's
             # (a live one renews its lock): close it now, not after this run
@@ -80,13 +83,29 @@ async def sync_binding(
     try:
         # every HTTP request to Google this run sends, stored with the run (/metrics)
         with count_requests() as sent:
-            return await _locked(
+            result = await _locked(
                 db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now, sent
             )
+        if owed is not None and result.ok:  # this run covered the acknowledged webhook
+            async with db.session() as s:
+                await bindings.settle_owed(s, binding_id, owed)
+                await s.commit()
+        return result
     finally:
         async with db.session() as s:
             await bindings.release(s, binding_id, owner)
             await s.commit()
+
+
+async def _lock(s: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
+    """The binding's lock, taken over at once from a holder on this machine that died."""
+    if await bindings.try_lock(s, binding_id, owner, ttl):
+        return True
+    holder = await schedule.lock_holder(s, binding_id)
+    if holder is not None and holder_dead(holder):
+        log.warning("took over a binding locked by a dead process", extra={"holder": holder})
+        return await bindings.take_over(s, binding_id, owner, holder, ttl)
+    return False
 
 
 def _busy() -> Failure:

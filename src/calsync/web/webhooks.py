@@ -4,9 +4,15 @@ calendar lists.
 The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`), or for a
 calendarList channel (id `list-...`) a check of the connection's calendars run in the background
 of this process (coalesced per connection). Channel id, resource id and token are compared in
-constant time. A wrong token or resource id is refused (403) and logged without the token; a
-notification for an unknown or replaced channel is answered 200 (Google would retry anything
-else) and that channel is stopped in the background.
+constant time. A wrong token or resource id is refused (403) and logged without the token.
+
+Durable and once: a verified notification's `X-Goog-Message-Number` and "a sync is owed"
+(`sync_owed_at`) are stored in one write before the 200, so a crash after the answer loses
+nothing (jobs/recovery.py) and a number already seen on the channel (a replay) does no work.
+
+A notification for an unknown channel is answered 200 (Google would retry anything else); it
+is stopped at Google only when this database knows it (a channel replaced or forgotten whose
+stop Google has not confirmed), never for a channel id that merely looks like one of ours.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 
 from calsync.channels import (
     WEBHOOK_PATH,
@@ -30,6 +38,7 @@ from calsync.channels import (
 )
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store import channels as stored
+from calsync.store.base import utcnow
 
 from .google_services import GoogleServices
 from .metrics import Metrics
@@ -109,11 +118,11 @@ def _check_later(request: Request, connection_id: uuid.UUID) -> None:
 @dataclass(frozen=True)
 class _Notified:
     """What a notification's channel id names, as stored: the channel itself (None when
-    unknown or replaced) and, when the id names one of our bindings or connections, that one's
-    current channel (to stop a replaced channel provably on the same resource)."""
+    unknown or replaced) and, when it is a channel replaced here whose stop Google has not
+    confirmed, that record (the only unknown channels ever stopped)."""
 
     channel: stored.StoredChannel | stored.StoredListChannel | None
-    current: stored.StoredChannel | stored.StoredListChannel | None
+    retired: stored.Retired | None  # an unknown channel this database still has to stop
     stop: Callable[[Channels], Awaitable[bool]]  # stops the notifying channel at Google
     subject: dict[str, str]  # whose channel, for the log
 
@@ -125,36 +134,28 @@ async def _lookup(request: Request, channel_id: str, resource_id: str) -> _Notif
     async with request.app.state.db.session() as s:
         channel = await stored.by_channel_id(s, channel_id)
         binding_id = channel.binding_id if channel else binding_of_channel(channel_id)
-        current = (
-            await stored.of_binding(s, binding_id)
-            if channel is None and binding_id is not None
-            else None
-        )
+        retired = await stored.retired(s, channel_id) if channel is None else None
         await s.commit()
+    return _Notified(channel, retired, _stopper(retired), {"binding": str(binding_id)})
 
+
+def _stopper(retired: stored.Retired | None) -> Callable[[Channels], Awaitable[bool]]:
     async def stop(service: Channels) -> bool:
-        assert binding_id is not None
-        return await service.stop_at_google(binding_id, channel_id, resource_id)
+        assert retired is not None
+        return await service.stop_with_connection(
+            retired.connection_id, retired.channel_id, retired.resource_id
+        )
 
-    return _Notified(channel, current, stop, {"binding": str(binding_id)})
+    return stop
 
 
 async def _lookup_list(request: Request, channel_id: str, resource_id: str) -> _Notified:
     async with request.app.state.db.session() as s:
         channel = await stored.list_by_channel_id(s, channel_id)
         connection_id = channel.connection_id if channel else connection_of_list_channel(channel_id)
-        current = (
-            await stored.list_of_connection(s, connection_id)
-            if channel is None and connection_id is not None
-            else None
-        )
+        retired = await stored.retired(s, channel_id) if channel is None else None
         await s.commit()
-
-    async def stop(service: Channels) -> bool:
-        assert connection_id is not None
-        return await service.stop_with_connection(connection_id, channel_id, resource_id)
-
-    return _Notified(channel, current, stop, {"connection": str(connection_id)})
+    return _Notified(channel, retired, _stopper(retired), {"connection": str(connection_id)})
 
 
 def _refused(
@@ -167,16 +168,17 @@ def _refused(
 ) -> Response | None:
     """The answer to a notification that must not lead to work (None: verified, go on).
     Unknown or replaced channel → 200 (Google would retry anything else), stopped in the
-    background if it is provably on our resource, so a forger cannot make calsync spend Google
-    requests; wrong token or resource id → 403, logged without the token; `sync` → 200."""
+    background only if this database retired it and the resource id is its own, so a forger
+    cannot make calsync spend Google requests; wrong token or resource id → 403, logged without
+    the token; `sync` → 200."""
     channel = found.channel
     if channel is None or not _same(channel.channel_id, channel_id):
-        current = found.current
+        retired = found.retired
         if (
-            current is not None
+            retired is not None
             and state_name != "sync"
-            and current.resource_id
-            and _same(current.resource_id, resource_id)
+            and _same(retired.channel_id, channel_id)
+            and _same(retired.resource_id, resource_id)
         ):
             _stop_later(request, channel_id, found.stop)
             result = "stale"
@@ -208,6 +210,35 @@ def _refused(
     return None
 
 
+def _message_number(raw: str | None) -> int | None:
+    """Google's per-channel counter (a positive integer); None when absent or not one."""
+    text = (raw or "").strip()
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        return None
+    return int(text) or None
+
+
+async def _first_time(
+    request: Request,
+    channel: stored.StoredChannel | stored.StoredListChannel | None,
+    number: int,
+) -> bool:
+    """Store the message number (and for a binding, that a sync is owed) before answering;
+    False for a number this channel already sent."""
+    async with request.app.state.db.session() as s:
+        if isinstance(channel, stored.StoredListChannel):
+            fresh = await stored.note_list_message(
+                s, channel.connection_id, channel.channel_id, number
+            )
+        else:
+            assert channel is not None
+            fresh = await stored.note_message(
+                s, channel.binding_id, channel.channel_id, number, utcnow()
+            )
+        await s.commit()
+    return fresh
+
+
 @router.post(WEBHOOK_PATH, include_in_schema=False)
 async def google_push(request: Request) -> Response:
     """Google's notification: headers only, empty body."""
@@ -225,17 +256,30 @@ async def google_push(request: Request) -> Response:
     if refused is not None:
         return refused
     channel = found.channel
+    jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
+    if jobs is None and isinstance(channel, stored.StoredChannel):
+        log.error("push notification dropped: no job runner", extra={"channel": channel_id})
+        return Response(status_code=503)
+    number = _message_number(headers.get("x-goog-message-number"))
+    if number is None:
+        if metrics:
+            metrics.webhooks.labels(result="malformed").inc()
+        return PlainTextResponse(
+            "X-Goog-Message-Number must be a positive whole number.", status_code=400
+        )
+    if not await _first_time(request, channel, number):
+        log.info("push notification replayed", extra={"channel": channel_id, "number": number})
+        if metrics:
+            metrics.webhooks.labels(result="replay").inc()
+        return Response(status_code=200)
     if isinstance(channel, stored.StoredListChannel):
         _check_later(request, channel.connection_id)
         if metrics:
             metrics.webhooks.labels(result="calendar_list").inc()
         return Response(status_code=200)
     assert isinstance(channel, stored.StoredChannel)
-    jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
-    if jobs is None:
-        log.error("push notification dropped: no job runner", extra={"channel": channel_id})
-        return Response(status_code=503)
     if metrics:
         metrics.webhook_received(channel.binding_id)
+    assert jobs is not None
     await jobs.enqueue_sync(channel.binding_id, Reason.WEBHOOK)
     return Response(status_code=200)
