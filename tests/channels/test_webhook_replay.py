@@ -1,0 +1,114 @@
+"""Issue 13 item 5 (and the webhook half of item 2): a replayed notification does no work, a
+forged channel id is never stopped at Google, and a verified notification is stored as "a
+sync is owed" before it is answered."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from calsync.jobs.port import Reason
+from tests.channels.conftest import Served
+
+
+def _stops(served: Served) -> int:
+    log = served.emu.control("GET", "/requests").json()["items"]
+    return sum(1 for r in log if r["method"] == "POST" and r["path"].endswith("/channels/stop"))
+
+
+async def _headers(served: Served, binding_id: uuid.UUID, number: int) -> dict[str, str]:
+    binding = await served.binding(binding_id)
+    return {
+        "X-Goog-Channel-ID": binding.channel_id,
+        "X-Goog-Channel-Token": binding.channel_token,
+        "X-Goog-Resource-ID": binding.channel_resource_id,
+        "X-Goog-Resource-State": "exists",
+        "X-Goog-Message-Number": str(number),
+    }
+
+
+async def test_a_replayed_notification_does_no_work(served: Served) -> None:
+    _, _, binding_id = await served.connected("rae@example.com")
+    await served.wait_for(lambda: len(served.deliveries()) == 2)  # the `sync` messages
+    captured = await _headers(served, binding_id, 5)
+    client = served.world.client
+    for _ in range(200):
+        resp = await client.post("/webhooks/google", headers=captured)
+        assert resp.status_code == 200
+    assert served.jobs.requests == [(binding_id, Reason.WEBHOOK)]
+    # an older number of the same channel is a replay too; the next one is new
+    older = await client.post(
+        "/webhooks/google", headers={**captured, "X-Goog-Message-Number": "4"}
+    )
+    assert older.status_code == 200 and len(served.jobs.requests) == 1
+    newer = await client.post(
+        "/webhooks/google", headers={**captured, "X-Goog-Message-Number": "6"}
+    )
+    assert newer.status_code == 200 and len(served.jobs.requests) == 2
+    assert (await served.binding(binding_id)).channel_message_seq == 6
+
+
+async def test_a_new_channel_counts_from_one_again(served: Served) -> None:
+    from calsync.channels import Channels
+
+    _, _, binding_id = await served.connected("ray@example.com")
+    client = served.world.client
+    resp = await client.post("/webhooks/google", headers=await _headers(served, binding_id, 90))
+    assert resp.status_code == 200 and len(served.jobs.requests) == 1
+    service = Channels(served.world.db, served.services.access, served.services.settings)
+    assert await service.watch(binding_id)  # renewed: Google numbers the new channel afresh
+    resp = await client.post("/webhooks/google", headers=await _headers(served, binding_id, 2))
+    assert resp.status_code == 200 and len(served.jobs.requests) == 2
+
+
+async def test_a_missing_or_bad_message_number_is_refused(served: Served) -> None:
+    _, _, binding_id = await served.connected("rob@example.com")
+    good = await _headers(served, binding_id, 3)
+    client = served.world.client
+    for bad in ("", "0", "-1", "x", "1.5", "1e3", "9" * 40):
+        resp = await client.post("/webhooks/google", headers={**good, "X-Goog-Message-Number": bad})
+        assert resp.status_code == 400, bad
+        assert "X-Goog-Message-Number" in resp.text
+    missing = {k: v for k, v in good.items() if k != "X-Goog-Message-Number"}
+    resp = await client.post("/webhooks/google", headers=missing)
+    assert resp.status_code == 400
+    assert served.jobs.requests == []
+    assert (await served.binding(binding_id)).sync_owed_at is None
+
+
+async def test_the_owed_sync_is_stored_before_the_answer(served: Served) -> None:
+    _, _, binding_id = await served.connected("ros@example.com")
+    assert (await served.binding(binding_id)).sync_owed_at is None
+    resp = await served.world.client.post(
+        "/webhooks/google", headers=await _headers(served, binding_id, 2)
+    )
+    assert resp.status_code == 200
+    # the FakeJobs runner did not sync: the database alone says a sync is owed
+    assert (await served.binding(binding_id)).sync_owed_at is not None
+
+
+async def test_forged_channel_ids_are_never_stopped_at_google(
+    served: Served, monkeypatch: Any
+) -> None:
+    from calsync.web import webhooks
+
+    monkeypatch.setattr(webhooks, "STALE_GRACE_SECONDS", 0.0)
+    _, _, binding_id = await served.connected("rue@example.com")
+    await served.wait_for(lambda: len(served.deliveries()) == 2)
+    binding = await served.binding(binding_id)
+    before = _stops(served)
+    client = served.world.client
+    for i in range(30):
+        forged = {
+            **await _headers(served, binding_id, 10 + i),
+            "X-Goog-Channel-ID": f"{binding_id.hex}-forged{i}",
+            "X-Goog-Channel-Token": "whatever",
+        }
+        resp = await client.post("/webhooks/google", headers=forged)
+        assert resp.status_code == 200
+    await served.services.drain()
+    assert _stops(served) == before
+    assert served.jobs.requests == []
+    after = await served.binding(binding_id)
+    assert after.channel_id == binding.channel_id
+    assert after.sync_owed_at is None and after.channel_message_seq is None

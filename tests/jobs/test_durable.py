@@ -1,0 +1,159 @@
+"""Issue 13 item 2, in the store and the runners (SQLite and PostgreSQL): a lock held by a dead
+process of this machine is taken over at once, an acknowledged webhook stays owed until a sync
+covers it, and CRM changes whose debounced push was lost are found from the change feed."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from calsync.jobs.execute import Executor
+from calsync.jobs.port import Reason
+from calsync.jobs.recovery import Recovery
+from calsync.store import bindings, schedule
+from calsync.store.base import utcnow
+from calsync.store.models import CalendarBinding
+from calsync.sync.engine import sync_binding
+from calsync.sync.errors import Outcome
+from calsync.sync.owner import _start_ticks, holder_dead, process_identity
+from tests.jobs.conftest import Harness, at
+
+
+class Recorder:
+    """Only what Recovery needs of a JobQueue: the requests it makes."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[uuid.UUID, Reason]] = []
+
+    async def enqueue_sync(
+        self, binding_id: uuid.UUID, reason: Reason, *, full: bool = False, delay: float = 0.0
+    ) -> None:
+        self.requests.append((binding_id, reason))
+
+
+def dead_holder() -> str:
+    """The lock owner string a process of this machine had, once it is dead."""
+    proc = subprocess.Popen(["sleep", "30"])
+    start = _start_ticks(proc.pid) or "rgone"
+    proc.kill()
+    proc.wait(10)
+    host = process_identity().split(":")[0]
+    return f"{host}:{proc.pid}:{start}:ab12cd34:ef56"
+
+
+async def lock_as(h: Harness, owner: str, *, for_: timedelta = timedelta(minutes=15)) -> None:
+    async with h.db.session() as s:
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == h.binding_id)
+            .values(locked_by=owner, locked_until=utcnow() + for_)
+        )
+        await s.commit()
+
+
+async def test_owner_identity_tells_a_dead_process_from_a_live_one() -> None:
+    me = process_identity()
+    assert not holder_dead(f"{me}:abc")  # this very process
+    assert holder_dead(dead_holder())
+    host, pid, _ = me.split(":")
+    assert holder_dead(f"{host}:{pid}:999999999:abc")  # our pid, an earlier start
+    assert not holder_dead(f"elsewhere.example:{pid}:1:abc")  # another machine: not judged
+    assert not holder_dead("legacy-owner") and not holder_dead(None)
+
+
+async def test_a_dead_local_holder_is_taken_over_at_once(h: Harness) -> None:
+    await lock_as(h, dead_holder())
+    result = await sync_binding(h.db, h.binding_id, h.google, trigger="retry")
+    assert result.outcome is Outcome.OK, result.error
+    async with h.db.session() as s:
+        assert await schedule.lock_holder(s, h.binding_id) is None
+
+
+async def test_a_live_holder_keeps_its_lock(h: Harness) -> None:
+    await lock_as(h, f"{process_identity()}:other:run")
+    result = await sync_binding(h.db, h.binding_id, h.google, trigger="retry")
+    assert result.outcome is Outcome.SKIPPED and result.error is not None
+    assert result.error.code == "calsync.sync_in_progress"
+
+
+async def test_stuck_lock_release_frees_a_dead_holder_before_its_lock_runs_out(
+    h: Harness,
+) -> None:
+    await lock_as(h, dead_holder())
+    async with h.db.session() as s:  # another binding, held by a process on another machine
+        other = await bindings.create(s, h.tenant_id, h.connection_id, "team@example.com")
+        live = other.id
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == live)
+            .values(locked_by="far.example:1:1:x", locked_until=utcnow() + timedelta(seconds=20))
+        )
+        await s.commit()
+    freed = await Executor(h.db, h.google).release_stuck()
+    assert freed == [h.binding_id]
+    async with h.db.session() as s:
+        assert await schedule.lock_holder(s, live) == "far.example:1:1:x"
+
+
+async def test_an_owed_webhook_is_recovered_until_a_sync_covers_it(h: Harness) -> None:
+    assert (await sync_binding(h.db, h.binding_id, h.google)).ok
+    jobs = Recorder()
+    recovery = Recovery(h.db, jobs, settle=timedelta(seconds=30))
+    assert await recovery.run() == 0
+    async with h.db.session() as s:
+        await bindings.mark_owed(s, h.binding_id, utcnow())
+        await s.commit()
+    # the first pass of a process takes everything; later ones leave the young alone
+    assert await Recovery(h.db, jobs, settle=timedelta(seconds=30)).run() == 1
+    assert jobs.requests == [(h.binding_id, Reason.WEBHOOK)]
+    assert await recovery.run() == 0
+    # held by a live sync: its run covers it
+    await lock_as(h, f"{process_identity()}:other:run")
+    assert await Recovery(h.db, jobs, settle=timedelta(0)).run() == 0
+    async with h.db.session() as s:
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == h.binding_id)
+            .values(locked_by=None, locked_until=None)
+        )
+        await s.commit()
+    assert (await sync_binding(h.db, h.binding_id, h.google, trigger="webhook")).ok
+    assert (await h_binding(h)).sync_owed_at is None
+    assert await Recovery(h.db, jobs, settle=timedelta(0)).run() == 0
+
+
+async def test_a_webhook_during_the_sync_stays_owed(h: Harness) -> None:
+    first, second = utcnow(), utcnow() + timedelta(milliseconds=5)
+    async with h.db.session() as s:
+        await bindings.mark_owed(s, h.binding_id, first)
+        seen = await bindings.owed_since(s, h.binding_id)
+        await bindings.mark_owed(s, h.binding_id, second)  # arrives while the run works
+        assert seen is not None
+        await bindings.settle_owed(s, h.binding_id, seen)
+        await s.commit()
+    assert (await h_binding(h)).sync_owed_at is not None
+
+
+async def test_crm_changes_whose_push_was_lost_are_found_in_the_change_feed(h: Harness) -> None:
+    assert (await sync_binding(h.db, h.binding_id, h.google)).ok
+    jobs = Recorder()
+    assert await Recovery(h.db, jobs, settle=timedelta(0)).run() == 0
+    await h.activity("Board meeting", at(3, 9))  # committed; its debounced push died
+    later = Recovery(h.db, jobs, settle=timedelta(seconds=30))
+    later.passes = 1  # a periodic pass: a change this young is the debounce's
+    assert await later.run() == 0
+    assert await Recovery(h.db, jobs, settle=timedelta(seconds=30)).run() == 1
+    assert jobs.requests == [(h.binding_id, Reason.CHANGE)]
+    assert (await sync_binding(h.db, h.binding_id, h.google, trigger="change")).ok
+    assert await Recovery(h.db, jobs, settle=timedelta(0)).run() == 0
+    assert "Board meeting" in [e.summary for e in await h.events()]
+
+
+async def h_binding(h: Harness) -> CalendarBinding:
+    async with h.db.session() as s:
+        found = await bindings.get(s, h.binding_id)
+        assert found is not None
+        return found
