@@ -14,7 +14,7 @@ from .cli_sync import register as register_sync
 from .jobs.worker import migrate_jobs
 from .jobs.worker import register as register_worker
 from .settings import Settings, get_settings
-from .store import apikeys, crypto, tenants, users
+from .store import apikeys, crypto, tenants, users, web_sessions
 from .store import migrate as migrations
 from .store import secrets as stored_secrets
 from .store.db import Database
@@ -45,7 +45,9 @@ def _database(settings: Settings) -> Database:
 
 
 def _with_db(work: Callable[[Database], Awaitable[T]], *, secrets: bool = False) -> T:
-    """Run `work` against the configured database (installing the keyring when it needs one)."""
+    """Run `work` against the configured database (installing the keyring when it needs one:
+    loading a tenant decrypts its stored service-account key, so every command that reads
+    tenants passes `secrets=True`)."""
     settings = get_settings()
     if secrets:
         _install_keyring(settings)
@@ -185,7 +187,7 @@ def tenant_create(
             return str(tenant.id)
 
     try:
-        typer.echo(_with_db(work))
+        typer.echo(_with_db(work, secrets=True))
     except AlreadyExists as exc:
         raise _fail(str(exc)) from exc
 
@@ -209,7 +211,7 @@ def user_create(
             return str(user.id)
 
     try:
-        typer.echo(_with_db(work))
+        typer.echo(_with_db(work, secrets=True))
     except AlreadyExists as exc:
         raise _fail(str(exc)) from exc
 
@@ -233,7 +235,7 @@ def apikey_create(
             await s.commit()
             return plain
 
-    typer.echo(_with_db(work))
+    typer.echo(_with_db(work, secrets=True))
 
 
 @user_app.command("set-password")
@@ -245,7 +247,9 @@ def user_set_password(
         typer.Option(help="The new password (asked for, hidden, when omitted)."),
     ] = None,
 ) -> None:
-    """Set the password the user logs in to calsync's pages with (stored as a scrypt hash)."""
+    """Set the password the user logs in to calsync's pages with (stored as a scrypt hash).
+
+    Ends every page session the user has (they log in again with the new password)."""
     from .web.pages.passwords import MIN_LENGTH, hash_password
 
     if password is None:
@@ -254,14 +258,16 @@ def user_set_password(
         raise _fail(f"the password needs at least {MIN_LENGTH} characters")
     hashed = hash_password(password)
 
-    async def work(db: Database) -> None:
+    async def work(db: Database) -> int:
         async with db.session() as s:
             member = await _member(s, await _tenant(s, tenant), email)
             member.password_hash = hashed
+            ended = await web_sessions.end_all(s, member.id)
             await s.commit()
+            return ended
 
-    _with_db(work)
-    typer.echo(f"password set for {email}")
+    ended = _with_db(work, secrets=True)
+    typer.echo(f"password set for {email}" + (f"; ended {ended} page sessions" if ended else ""))
 
 
 @app.command()

@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     # operations: structured logs (calsync.logging)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
+    # page logins: after this many failures in the window, an account (its e-mail) or a client
+    # address gets 429 with Retry-After until the oldest failure leaves the window
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=20, ge=1)
+    login_throttle_window_seconds: int = Field(default=900, ge=1)
+    # /metrics: a bearer token scrapers must send (None = open), or a separate port (then the
+    # main port answers 404 for /metrics); database-derived series are cached this long
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_cache_seconds: float = Field(default=15.0, ge=0)
     # sandbox: port of the in-process emulator (0 = any free port)
     sandbox_emulator_port: int = 0
 

@@ -29,6 +29,8 @@ TABLES = {
     "conflict",
     "oauth_state",
     "retired_channel",
+    "web_session",
+    "login_failure",
 }
 
 

@@ -457,3 +457,31 @@ class RetiredChannel(Base):
         ForeignKey("google_connection.id", ondelete="CASCADE"), index=True
     )
     retired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A login to the pages: the cookie carries only this row's random id (signed); logout
+    deletes the row, a password change deletes all of the user's rows, and it expires."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """A failed (or in-flight) page login, by account (the e-mail) and by client address:
+    counted over a window to throttle password guessing across every web process."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_kind_key_at", "kind", "key", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(16))  # account / address
+    key: Mapped[str] = mapped_column(String(EMAIL))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -14,6 +14,7 @@ from . import admin, calendar, diagnostics, google, login
 from .common import SESSION_COOKIE, SESSION_MAX_AGE, LoginRequired, PageError, session_secret
 from .common import login_required as _login_required
 from .common import page_error as _page_error
+from .sessions import ServerSessions
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -23,7 +24,9 @@ for module in (login, google, admin, diagnostics, calendar):
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Sessions (signed cookie), the static files, the pages and their error pages."""
+    """Sessions (a signed cookie naming a server-side session), the static files, the pages and
+    their error pages."""
+    app.add_middleware(ServerSessions)  # added first: runs inside SessionMiddleware
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),

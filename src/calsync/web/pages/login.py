@@ -1,26 +1,35 @@
-"""Login and logout for CRM users (a signed session cookie), and the language switcher."""
+"""Login and logout for CRM users (server-side sessions named by a signed cookie; failed logins
+throttled per account and per address), and the language switcher."""
 
 from __future__ import annotations
 
+import math
 import secrets
+from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
+from calsync.store import login_throttle
 from calsync.store.models import Tenant, User
 from calsync.store.users import normalise_email
 
 from .. import i18n
 from .common import (
+    SESSION_MAX_AGE,
     checked_form,
     db_of,
     flash,
     redirect,
     render,
     safe_next,
+    settings_of,
 )
 from .passwords import verify_password
+from .sessions import begin as begin_session
+from .sessions import end as end_session
 
 router = APIRouter()
 
@@ -35,6 +44,35 @@ async def login_page(request: Request, next: str | None = None) -> Response:
     return render(request, "login.html", {"next": safe_next(next), "email": "", "company": ""})
 
 
+THROTTLED = i18n.N_(
+    "Too many failed logins for this account or from this address. "
+    "Try again in %(minutes)s minutes."
+)
+
+
+def _address(request: Request) -> str:
+    """The client's address (behind a proxy: what uvicorn's --forwarded-allow-ips trusts)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _throttled(request: Request, context: dict[str, object], wait: int) -> Response:
+    response = render(
+        request,
+        "login.html",
+        {**context, "error": THROTTLED, "error_params": {"minutes": max(1, math.ceil(wait / 60))}},
+        status=429,
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def _check(password: str, candidates: list[User]) -> list[User]:
+    """The users whose password this is (scrypt: run in a worker thread, never on the loop)."""
+    if not candidates:
+        verify_password(password, None)  # the same time whether or not the e-mail exists
+    return [u for u in candidates if verify_password(password, u.password_hash)]
+
+
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     form = await checked_form(request)
@@ -42,32 +80,48 @@ async def login(request: Request) -> Response:
     password = str(form.get("password") or "")
     company = str(form.get("company") or "").strip()
     target = safe_next(str(form.get("next") or ""))
+    context: dict[str, object] = {"next": target, "email": email, "company": company}
+    settings = settings_of(request)
+    limits = login_throttle.Limits(
+        settings.login_failures_per_account,
+        settings.login_failures_per_address,
+        timedelta(seconds=settings.login_throttle_window_seconds),
+    )
+    address = _address(request)
+    db = db_of(request)
+    async with db.session() as s:
+        attempt = await login_throttle.begin(s, email, address, limits)
+        await s.commit()
+    if isinstance(attempt, int):
+        return _throttled(request, context, attempt)
+    async with db.session() as s:  # parallel guesses that passed `begin` together
+        wait = await login_throttle.over_limit(s, attempt, email, address, limits)
+        await s.commit()
+    if wait is not None:
+        return _throttled(request, context, wait)
     query = select(User).where(User.email == email, User.deleted_at.is_(None))
     if company:
         query = query.join(Tenant, Tenant.id == User.tenant_id).where(Tenant.name == company)
-    async with db_of(request).session() as s:
-        candidates = (await s.scalars(query)).all()
+    async with db.session() as s:
+        candidates = list((await s.scalars(query)).all())
         await s.commit()
-    matches = [u for u in candidates if verify_password(password, u.password_hash)]
-    if not candidates:
-        verify_password(password, None)
+    matches = await run_in_threadpool(_check, password, candidates)
+    if matches:  # the password was right: no failure, and the account starts afresh
+        async with db.session() as s:
+            await login_throttle.succeeded(s, attempt, email)
+            await s.commit()
     error = None
     if not matches:
         error = i18n.N_("The e-mail or the password is wrong.")
     elif len(matches) > 1:
         error = i18n.N_("This e-mail belongs to several companies: enter the company's name too.")
-    if error is not None:
-        return render(
-            request,
-            "login.html",
-            {"next": target, "email": email, "company": company, "error": error},
-            status=401,
-        )
+    if error is not None:  # the attempt stays recorded as a failure
+        return render(request, "login.html", {**context, "error": error}, status=401)
     found = matches[0]
-    # a fresh session on login (no fixation): new CSRF token too
+    # a fresh session on login (no fixation): a new server-side session and CSRF token
+    await end_session(db, request.session)
     request.session.clear()
-    request.session["uid"] = str(found.id)
-    request.session["tid"] = str(found.tenant_id)
+    await begin_session(db, request.session, found.id, found.tenant_id, SESSION_MAX_AGE)
     request.session["csrf"] = secrets.token_urlsafe(32)
     return redirect(target)
 
@@ -75,6 +129,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
     await checked_form(request)
+    await end_session(db_of(request), request.session)
     request.session.clear()
     flash(request, "ok", i18n.N_("You are logged out."))
     return redirect("/login")
