@@ -49,6 +49,12 @@ _PATTERNS = [
     re.compile(r"ya29\.[A-Za-z0-9._-]+"),
     re.compile(r"1//0[A-Za-z0-9._-]+"),
     re.compile(r"4/0[A-Za-z0-9._-]+"),
+    re.compile(r"(?i)4%2F0[A-Za-z0-9._%-]+"),  # the same, URL-encoded (an authorization code)
+    # the whole query string of an OAuth callback (code, state, scope, error...), in any path
+    # that has one: the access log prints it as the browser sent it (URL-encoded)
+    re.compile(r"(?i)(/oauth[^\s?\"']*/callback\?)[^\s\"']*"),
+    # an OAuth `code` or `state` parameter in any other URL
+    re.compile(r"(?i)([?&](?:code|state)=)[^&\s\"']+"),
     re.compile(r"csk_[A-Za-z0-9._-]+"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
     re.compile(

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, tenants, users
+from calsync.store.db import private_dir
 from calsync.sync.engine import sync_binding
 from calsync.web.pages.passwords import hash_password
 from gcal_emulator.app import create_app as create_emulator
@@ -97,7 +98,7 @@ class Sandbox:
     @classmethod
     def start(cls, settings: Settings, *, host: str, port: int) -> Sandbox:
         """Start the emulator and return settings that use it (mode stays sandbox)."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         emulator = EmulatorThread(
             "127.0.0.1", settings.sandbox_emulator_port, settings.data_dir / "emulator-state.json"
         )

@@ -136,3 +136,81 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 def test_generate_key_is_a_fernet_key() -> None:
     crypto.Keyring([run("generate-key")])
+
+
+@pytest.fixture
+def keep_keyring() -> Iterator[None]:
+    before = crypto._current
+    yield
+    crypto._current = before
+
+
+@pytest.mark.usefixtures("keep_keyring")
+def test_commands_work_on_a_tenant_with_a_stored_service_account_key(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading such a tenant decrypts its key: the CLI installs the keyring first (issue 13)."""
+    key = crypto.generate_key()
+    monkeypatch.setenv("CALSYNC_MODE", "production")
+    monkeypatch.setenv("CALSYNC_SECRET_KEY", key)
+    get_settings.cache_clear()
+    run("migrate")
+    run("tenant", "create", "Acme")
+
+    async def store_key() -> None:
+        from calsync.store import tenants
+        from calsync.store.db import Database
+
+        crypto.install(crypto.Keyring([key]))
+        db = Database(get_settings().effective_database_url, pooled=False)
+        async with db.session() as s:
+            tenant = await tenants.find(s, "Acme")
+            assert tenant is not None
+            tenant.service_account_key = b'{"type": "service_account"}'
+            await s.commit()
+        await db.dispose()
+
+    asyncio.run(store_key())
+    crypto._current = None  # a fresh `calsync` process has no keyring until it loads one
+    run("user", "create", "--tenant", "Acme", "ann@acme.test")
+    assert run("apikey", "create", "--tenant", "Acme", "--user", "ann@acme.test").startswith("csk_")
+    assert run(
+        "user", "set-password", "--tenant", "Acme", "--password", "p" * 12, "ann@acme.test"
+    ).startswith("password set for ann@acme.test")
+
+
+def test_set_password_ends_the_users_page_sessions(env: Path) -> None:
+    run("migrate")
+    run("tenant", "create", "Acme")
+    run("user", "create", "--tenant", "Acme", "ann@acme.test")
+    run("user", "set-password", "--tenant", "Acme", "--password", "first password", "ann@acme.test")
+
+    async def log_in() -> dict[str, str]:
+        application = create_app(Settings(data_dir=env, mode="sandbox"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://t"
+        ) as c:
+            page = await c.get("/login")
+            token = page.text.split('name="csrf" value="')[1].split('"')[0]
+            resp = await c.post(
+                "/login",
+                data={"csrf": token, "email": "ann@acme.test", "password": "first password"},
+            )
+            assert resp.status_code == 303
+            assert (await c.get("/calendar")).status_code == 200
+            return dict(c.cookies)
+
+    async def still_in(cookies: dict[str, str]) -> bool:
+        application = create_app(Settings(data_dir=env, mode="sandbox"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://t", cookies=cookies
+        ) as c:
+            return (await c.get("/calendar")).status_code == 200
+
+    cookies = asyncio.run(log_in())
+    assert asyncio.run(still_in(cookies))
+    out = run(
+        "user", "set-password", "--tenant", "Acme", "--password", "second password", "ann@acme.test"
+    )
+    assert out == "password set for ann@acme.test; ended 1 page sessions"
+    assert not asyncio.run(still_in(cookies))

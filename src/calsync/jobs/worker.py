@@ -26,7 +26,7 @@ from calsync.google.calendar import make_http_client
 from calsync.obs import setup as setup_logging
 from calsync.settings import Settings, get_settings
 from calsync.store import crypto
-from calsync.store.db import Database
+from calsync.store.db import Database, private_dir
 from calsync.sync.tokens import GoogleAccess
 
 # the web app's Metrics, so a worker's series are the same as a web process's
@@ -135,7 +135,7 @@ async def serve_jobs(
     """Run the configured runner as a worker until `stop` is set; with
     CALSYNC_WORKER_METRICS_PORT also serve /metrics (`on_metrics` gets its base URL)."""
     if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     db = Database(settings.effective_database_url)
     metrics = metrics_endpoint.Metrics()
     # one pooled client for every Calendar call of this process, counted for /metrics (as in

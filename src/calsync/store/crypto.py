@@ -84,7 +84,7 @@ def load_keyring(secret_key: str | None, *, sandbox: bool, data_dir: Path) -> Ke
 
 def _sandbox_key(data_dir: Path) -> str:
     path = data_dir / SANDBOX_KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as db.private_dir
     try:
         # O_EXCL: two processes starting at once never overwrite each other's key
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

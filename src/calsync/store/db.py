@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -30,6 +32,37 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def private_dir(path: Path) -> None:
+    """Create the directory for calsync's state readable by its owner only (0700); a directory
+    that already exists keeps the mode its operator gave it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def private_sqlite_file(url: str) -> Path | None:
+    """Create a SQLite URL's database file 0600 before SQLite does (SQLite would follow the
+    umask, typically 0644: world-readable); its -wal and -shm files take the same mode. An
+    existing file is left as it is. Returns the file's path (None: not a file on disk)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+        or parsed.query.get("mode") == "memory"
+    ):
+        return None
+    path = Path(database)
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    os.close(fd)
+    os.chmod(path, 0o600)  # the umask cannot widen it
+    return path
+
+
 def make_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
     """An AsyncEngine with calsync's connection settings.
 
@@ -41,6 +74,7 @@ def make_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
     if not pooled:
         kwargs["poolclass"] = NullPool
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True

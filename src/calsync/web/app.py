@@ -14,7 +14,7 @@ from calsync.jobs.debounce import ChangeDebouncer
 from calsync.jobs.factory import make_job_queue
 from calsync.settings import Settings, get_settings
 from calsync.store import crypto
-from calsync.store.db import Database
+from calsync.store.db import Database, private_dir
 
 from . import errors, pages, webhooks
 from . import metrics as metrics_endpoint
@@ -36,7 +36,7 @@ def keyring_for(settings: Settings) -> crypto.Keyring:
 
 def database_for(settings: Settings, *, pooled: bool = True) -> Database:
     if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     return Database(settings.effective_database_url, pooled=pooled)
 
 
