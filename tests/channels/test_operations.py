@@ -88,5 +88,6 @@ def test_redact_text_patterns() -> None:
     assert redact_text('{"refresh_token": "1//0xyz", "expires_in": 3599}') == (
         f'{{"refresh_token": "{MASK}", "expires_in": 3599}}'
     )
-    assert redact_text("code=4/0AbCd&state=s") == f"code={MASK}&state=s"
+    # an OAuth `state` is a secret too (issue 13): redacted like the code
+    assert redact_text("code=4/0AbCd&state=s") == f"code={MASK}&state={MASK}"
     assert "utcnow" not in redact_text(str(utcnow()))

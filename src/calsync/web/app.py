@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -22,6 +24,8 @@ from . import oauth as oauth_callback
 from .api import router as api_router
 from .google_services import GoogleServices
 
+log = logging.getLogger(__name__)
+
 DESCRIPTION = """Two-way Google Calendar sync for CRMs.
 
 Authenticate with `Authorization: Bearer <API key>`. Errors are always
@@ -38,6 +42,31 @@ def database_for(settings: Settings, *, pooled: bool = True) -> Database:
     if not settings.database_url:
         private_dir(settings.data_dir)
     return Database(settings.effective_database_url, pooled=pooled)
+
+
+async def _metrics_port(
+    settings: Settings, metrics: metrics_endpoint.Metrics, db: Database, jobs: Any
+) -> Any:
+    """With CALSYNC_METRICS_PORT: /metrics (and /healthz) on that port only, where the public
+    one does not reach (the worker's MetricsEndpoint, on this event loop)."""
+    if settings.metrics_port is None:
+        return None
+    from calsync.jobs.worker import MetricsEndpoint, MetricsPortError
+
+    try:
+        endpoint = MetricsEndpoint(
+            metrics, db, settings, jobs, host=settings.metrics_host, port=settings.metrics_port
+        )
+    except MetricsPortError as exc:
+        cause = exc.__cause__
+        raise RuntimeError(
+            f"calsync cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{getattr(cause, 'strerror', None) or cause}. Choose a free CALSYNC_METRICS_PORT "
+            "(0 picks any free one), or unset it to serve /metrics on the main port."
+        ) from exc
+    await endpoint.start()
+    log.info("metrics at %s/metrics", endpoint.url)
+    return endpoint
 
 
 def create_app(
@@ -72,7 +101,10 @@ def create_app(
         sandbox = getattr(app.state, "sandbox", None)
         if sandbox is not None:
             await sandbox.prepare(app)
+        endpoint = app.state.metrics_endpoint = await _metrics_port(settings, metrics, db, jobs)
         yield
+        if endpoint is not None:
+            await endpoint.stop()
         await changes.stop()
         if owned_jobs:
             await jobs.stop()
@@ -135,6 +167,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(oauth_callback.router)
     app.include_router(webhooks.router)
-    app.include_router(metrics_endpoint.router)
+    if settings.metrics_port is None:  # else only on its own port (lifespan)
+        app.include_router(metrics_endpoint.router)
     pages.install(app, settings)  # HTML pages, sessions, static files (web/pages)
     return app

@@ -4,15 +4,21 @@ Process-local series are counted as they happen (Google requests through the sha
 client's response hook, webhooks received). Series that must be right across N web processes
 and N workers — syncs by outcome, bindings by state, Google requests of the last day's sync
 runs (each run stores its own count), webhook-to-applied latency — are read from the database
-when scraped, so every process reports the same numbers. `calsync worker --metrics-port`
-serves the same `Metrics` (jobs/worker.py).
+when scraped (at most once per CALSYNC_METRICS_CACHE_SECONDS), so every process reports the
+same numbers. `calsync worker --metrics-port` serves the same `Metrics` (jobs/worker.py).
+
+Protection: with CALSYNC_METRICS_TOKEN set a scrape must send `Authorization: Bearer <token>`
+(401 otherwise); with CALSYNC_METRICS_PORT set `calsync serve` serves /metrics only on that port
+(MetricsEndpoint, web/app.py), not on the public one.
 """
 
 from __future__ import annotations
 
+import hmac
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +37,8 @@ from calsync.store import channels as stored_channels
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, SyncRun
+
+from .errors import error_response
 
 router = APIRouter(tags=["operations"])
 
@@ -103,7 +111,9 @@ class _Snapshot(Collector):
 class Metrics:
     """The app's metrics; `google_hook` goes on the shared Google httpx client."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.refreshed_at: float | None = None  # when the database-backed series were read
         self.registry = CollectorRegistry(auto_describe=True)
         self.google_requests = Counter(
             "calsync_google_requests",
@@ -140,7 +150,14 @@ class Metrics:
                 self.pending.popitem(last=False)
 
     async def refresh(self, db: Database, settings: Settings, jobs: Any) -> None:
-        """Read the database-backed series (called by GET /metrics before rendering)."""
+        """Read the database-backed series (called by GET /metrics before rendering), unless
+        they were read less than `metrics_cache_seconds` ago: scrapes cost no queries then."""
+        started = self.clock()
+        if (
+            self.refreshed_at is not None
+            and started - self.refreshed_at < settings.metrics_cache_seconds
+        ):
+            return
         now = utcnow()
         async with db.session() as s:
             rows = await s.execute(select(SyncRun.outcome, func.count()).group_by(SyncRun.outcome))
@@ -168,6 +185,7 @@ class Metrics:
         self.snapshot.requests_per_binding_day = total / enabled if enabled else None
         depth = getattr(jobs, "queue_depth", None)
         self.snapshot.queue_depth = int(depth()) if callable(depth) else None
+        self.refreshed_at = started
 
     async def _applied(self, s: Any, now: datetime) -> None:
         """Observe latencies of notifications whose sync has finished since."""
@@ -201,10 +219,29 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _authorised(request: Request, settings: Settings) -> bool:
+    if settings.metrics_token is None or not settings.metrics_token.get_secret_value():
+        return True
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value()
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        sent.strip().encode(), expected.encode()
+    )
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus text format."""
+    """Prometheus text format (a bearer token first, when CALSYNC_METRICS_TOKEN is set)."""
     state = request.app.state
+    if not _authorised(request, state.settings):
+        return error_response(
+            401,
+            "unauthorized",
+            "/metrics needs the metrics token",
+            "send Authorization: Bearer <CALSYNC_METRICS_TOKEN> (in Prometheus: "
+            "authorization.credentials of the scrape config)",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     m: Metrics = state.metrics
     await m.refresh(state.db, state.settings, getattr(state, "jobs", None))
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
