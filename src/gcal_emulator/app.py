@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from . import control
 from .errors import GoogleError, OAuthError
 from .state import Config, World
+
+log = logging.getLogger(__name__)
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody is left to read the answer
 
 
 def _route_modules() -> list[Any]:
@@ -47,6 +51,13 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before its request body arrived (a batch cancelled mid-upload):
+    one log line, no traceback, and an answer nobody reads."""
+    log.info("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED)
+
+
 def create_app(
     world: World | None = None, *, config: Config | None = None, state_file: str | None = None
 ) -> Starlette:
@@ -73,7 +84,12 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={GoogleError: _google_error, OAuthError: _oauth_error, 404: _not_found},
+        exception_handlers={
+            GoogleError: _google_error,
+            OAuthError: _oauth_error,
+            ClientDisconnect: _client_gone,
+            404: _not_found,
+        },
         lifespan=lifespan,
     )
     app.state.world = world
