@@ -106,7 +106,9 @@ def serve(
     """Run the web server (REST API, pages, webhooks).
 
     Configured by CALSYNC_DATABASE_URL (default: a SQLite file in CALSYNC_DATA_DIR) and
-    CALSYNC_SECRET_KEY (required unless in sandbox mode).
+    CALSYNC_SECRET_KEY (required unless in sandbox mode). Protect /metrics with
+    CALSYNC_METRICS_TOKEN (bearer) or serve it on CALSYNC_METRICS_PORT only (docs/deploy.md,
+    "Security").
     """
     import uvicorn
 

@@ -19,9 +19,14 @@ STATE = "Zk3s9StateSecretValue-_"
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
+    access = logging.getLogger("uvicorn.access")
+    saved = access.disabled, access.level, access.propagate
+    # other tests' uvicorn servers (access_log=False) or dictConfig may have silenced it
+    access.disabled, access.level = False, logging.NOTSET
     handler = setup("INFO", "json", out)
     yield out
     logging.getLogger().removeHandler(handler)
+    access.disabled, access.level, access.propagate = saved
 
 
 def test_the_access_log_redacts_the_callbacks_query(stream: io.StringIO) -> None:
