@@ -240,6 +240,18 @@ class InvalidState(AuthorizationFailed):
     remedy = f"Start again from {SETTINGS_PAGE} → Connect Google; each link works only once."
 
 
+class WrongBrowser(InvalidState):
+    """A flow started from calsync's pages came back in another browser (a forwarded link)."""
+
+    code = "google.oauth_wrong_browser"
+    default_message = (
+        "This Google sign-in was started in another browser, so it was not accepted here."
+    )
+    remedy = (
+        f"Open {SETTINGS_PAGE} in the browser you use for calsync and press Connect Google there."
+    )
+
+
 # -- service accounts (domain-wide delegation) --------------------------------------------------
 
 

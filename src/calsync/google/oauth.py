@@ -57,6 +57,9 @@ class PendingAuthorization:
     redirect_uri: str
     created_at: float
     login_hint: str | None = None
+    # an opaque binding to the browser that started the flow (a hash of a cookie the web layer
+    # set); None for a flow started through the REST API, bound only by being single-use
+    browser: str | None = None
 
 
 class StateStore(Protocol):
@@ -143,8 +146,11 @@ class GoogleOAuth:
 
     # step 1: send the user to Google
 
-    async def authorization_url(self, user_key: str, *, login_hint: str | None = None) -> str:
-        """Google's consent URL for this CRM user; its `state` is remembered, single-use."""
+    async def authorization_url(
+        self, user_key: str, *, login_hint: str | None = None, browser: str | None = None
+    ) -> str:
+        """Google's consent URL for this CRM user; its `state` is remembered, single-use, and
+        with `browser` finishes only where the same `browser` value comes back."""
         state = secrets.token_urlsafe(32)
         verifier = generate_token(64)  # RFC 7636: 43-128 unreserved characters
         extra: dict[str, str] = {
@@ -169,6 +175,7 @@ class GoogleOAuth:
                 redirect_uri=self.redirect_uri,
                 created_at=self._clock(),
                 login_hint=login_hint,
+                browser=browser,
             )
         )
         return str(url)
@@ -182,10 +189,13 @@ class GoogleOAuth:
         code: str | None = None,
         error: str | None = None,
         user_key: str | None = None,
+        browser: str | None = None,
     ) -> Authorization:
-        """Check the state (once, for this user), exchange the code, look up the e-mail.
+        """Check the state (once, for this user and browser), exchange the code, look up the
+        e-mail.
 
-        Raises `InvalidState` (unknown, reused, expired or another user's state),
+        Raises `InvalidState` (unknown, reused, expired or another user's state), `WrongBrowser`
+        (started in another browser: the state is used up all the same),
         `AuthorizationFailed` (declined, bad code or PKCE verifier), `InsufficientScope`
         (calendar access unticked on the consent screen).
         """
@@ -196,6 +206,10 @@ class GoogleOAuth:
             raise errors.InvalidState()
         if user_key is not None and not secrets.compare_digest(user_key, pending.user_key):
             raise errors.InvalidState()
+        if pending.browser is not None and not (
+            browser is not None and secrets.compare_digest(browser, pending.browser)
+        ):
+            raise errors.WrongBrowser()
         if error:
             if error == "access_denied":
                 raise errors.AuthorizationFailed(

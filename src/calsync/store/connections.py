@@ -48,10 +48,27 @@ async def create(
         scopes=list(scopes),
         status=CONNECTED,
         connected_at=utcnow(),
+        linked_at=utcnow(),
     )
     session.add(conn)
     await session.flush()
     return conn
+
+
+async def grant_in_use(session: AsyncSession, google_email: str) -> bool:
+    """Does any connection (of any tenant) sign in to this Google account with calsync's OAuth
+    client? Revoking a token at Google ends the whole grant, so a refused sign-in's token is
+    revoked only when no connection relies on that grant."""
+    found = await session.scalar(
+        select(GoogleConnection.id)
+        .where(
+            GoogleConnection.google_email == google_email.strip().lower(),
+            GoogleConnection.auth_mode == "oauth",
+            GoogleConnection.refresh_token.is_not(None),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def store_access_token(
@@ -110,6 +127,8 @@ async def reconnect(
     changed = connection.google_email is not None and connection.google_email != email
     if changed:
         await reset_bindings(session, connection.id)
+    if changed or connection.linked_at is None:
+        connection.linked_at = utcnow()
     connection.google_email = email
     connection.refresh_token = refresh_token or connection.refresh_token
     connection.access_token = access_token

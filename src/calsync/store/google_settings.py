@@ -114,6 +114,8 @@ async def switch_to_service_account(
 ) -> None:
     """The company's service account acts as the user: no user tokens are kept."""
     connection.auth_mode = "service_account"
+    if connection.google_email != email.strip().lower() or connection.linked_at is None:
+        connection.linked_at = utcnow()
     connection.google_email = email.strip().lower()
     connection.refresh_token = None
     connection.access_token = None

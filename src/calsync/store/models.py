@@ -60,6 +60,10 @@ class Tenant(Base):
     poll_interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
     lookback_days: Mapped[int] = mapped_column(Integer, default=30)
     conflict_policy: Mapped[str] = mapped_column(String(16), default="latest_wins")
+    # which Google account a user may link (domain/accounts.py): company / own_email / any,
+    # and the company's Google domains for `company` (migration 0010_oauth_account_policy)
+    google_account_policy: Mapped[str] = mapped_column(String(16), default="company")
+    google_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Last change sequence handed out; bumped with UPDATE in every writing transaction, whose
     # row lock makes sequence order equal commit order (see store/changes.py).
     change_seq: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -261,6 +265,8 @@ class GoogleConnection(Base):
     last_error_message: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column()
     connected_at: Mapped[datetime | None] = mapped_column()
+    # when the linked Google account last changed (first connect, or another account)
+    linked_at: Mapped[datetime | None] = mapped_column()
     # calendarList push channel: notices calendars added, removed or no longer accessible
     list_channel_id: Mapped[str | None] = mapped_column(String(128), index=True)
     list_channel_resource_id: Mapped[str | None] = mapped_column(String(255))
@@ -441,6 +447,8 @@ class OAuthState(Base):
     code_verifier: Mapped[str] = mapped_column(EncryptedText())
     redirect_uri: Mapped[str] = mapped_column(Text)
     login_hint: Mapped[str | None] = mapped_column(String(EMAIL))
+    # SHA-256 of the browser cookie of a flow started from the pages (None: REST API flow)
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column(index=True)
 

@@ -29,6 +29,7 @@ class Pending:
     login_hint: str | None
     created_at: datetime
     expires_at: datetime
+    browser_hash: str | None = None
 
 
 async def put(
@@ -41,6 +42,7 @@ async def put(
     login_hint: str | None,
     created_at: datetime,
     expires_at: datetime,
+    browser_hash: str | None = None,
 ) -> None:
     """Remember a state; expired ones are swept on the way (there are never many)."""
     await session.execute(delete(OAuthState).where(OAuthState.expires_at < utcnow()))
@@ -51,6 +53,7 @@ async def put(
             code_verifier=code_verifier,
             redirect_uri=redirect_uri,
             login_hint=login_hint,
+            browser_hash=browser_hash,
             created_at=created_at,
             expires_at=expires_at,
         )
@@ -72,6 +75,7 @@ async def take(session: AsyncSession, state: str) -> Pending | None:
         login_hint=row.login_hint,
         created_at=row.created_at,
         expires_at=row.expires_at,
+        browser_hash=row.browser_hash,
     )
     result = await session.execute(
         delete(OAuthState)

@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.channels import Channels
 from calsync.channels import state_of as channel_state
+from calsync.domain import accounts
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.google.oauth import Authorization
+from calsync.jobs.port import JobQueue, Reason
 from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, SyncRun, Tenant, User
@@ -146,16 +148,60 @@ class Connected:
     connection_id: uuid.UUID
     google_email: str
     account_changed: bool
+    previous_email: str | None = None
+
+
+class AccountRefused(Exception):
+    """The Google account that came back is not one the company lets this user link; nothing
+    was stored (and the fresh grant was revoked unless a connection relies on it)."""
+
+    def __init__(self, verdict: accounts.Verdict, revoked: bool) -> None:
+        super().__init__(f"google account {verdict.google_email} refused")
+        self.verdict = verdict
+        self.revoked = revoked
+
+
+async def _refuse(
+    db: Database, services: GoogleServices, auth: Authorization, verdict: accounts.Verdict
+) -> AccountRefused:
+    """Undo the sign-in at Google, unless the grant is shared (see `grant_in_use`)."""
+    async with db.session() as s:
+        shared = await connections.grant_in_use(s, auth.email)
+        await s.commit()
+    revoked = False
+    token = auth.refresh_token or auth.token.access_token
+    if not shared and token:
+        try:
+            await services.require_oauth().revoke(token)
+            revoked = True
+        except errors.GoogleError as exc:  # the tokens are forgotten either way
+            log.warning("revoking a refused sign-in failed: %s", exc.code)
+    log.info("google account refused by the company's policy (revoked: %s)", revoked)
+    return AccountRefused(verdict, revoked)
 
 
 async def finish_oauth(db: Database, services: GoogleServices, auth: Authorization) -> Connected:
     """Store a completed sign-in: create the connection, or reconnect (a different Google
-    account resets the calendars and links; the same one keeps them, so nothing duplicates)."""
+    account resets the calendars and links; the same one keeps them, so nothing duplicates).
+
+    The account is first checked against the company's policy (domain/accounts.py); a refused
+    one raises `AccountRefused` with nothing stored."""
     ids = parse_user_key(auth.user_key)
     if ids is None:
         raise errors.InvalidState()
     tenant_id, user_id = ids
     oauth = services.require_oauth()
+    async with db.session() as s:
+        tenant = await tenants.get(s, tenant_id)
+        user = await users.get(s, tenant_id, user_id)
+        if tenant is None or user is None:
+            raise errors.InvalidState("The CRM user who started this sign-in no longer exists.")
+        verdict = accounts.check(
+            tenant.google_account_policy, tenant.google_domains, user.email, auth.email
+        )
+        await s.commit()
+    if not verdict.allowed:
+        raise await _refuse(db, services, auth, verdict)
     calendars: list[CalendarListEntry] = []
     client = services.calendar_client(
         oauth.credentials(auth.refresh_token or "", account=auth.email, token=auth.token)
@@ -174,6 +220,7 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
         conn = await connections.for_user(s, user.id)
         token = auth.token
         changed = False
+        previous: str | None = None
         if conn is None:
             conn = await connections.create(
                 s,
@@ -186,6 +233,7 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
                 scopes=sorted(token.scopes),
             )
         else:
+            previous = conn.google_email
             changed = await connections.reconnect(
                 s,
                 conn,
@@ -199,13 +247,35 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
         if not await bindings.for_connection(s, conn.id):
             await add_default_binding(s, tenant.id, conn, calendars)
         await s.commit()
-        done = Connected(user, conn.id, auth.email, changed)
+        done = Connected(user, conn.id, auth.email, changed, previous if changed else None)
     # push channels for the import calendars and a fresh calendarList channel (re-registered
     # on reconnect: the account may have changed)
     await Channels(db, services.access, services.settings).reconcile_connection(
         done.connection_id, renew_list=True
     )
     return done
+
+
+async def enqueue_sync(
+    db: Database, jobs: JobQueue | None, connection_id: uuid.UUID, reason: Reason = Reason.INITIAL
+) -> list[uuid.UUID]:
+    """Ask the app's runner for a sync of every switched-on calendar of the connection at once
+    (connect, reconnect, calendars chosen, sync switched on): the first import, and what
+    changed while the grant was revoked, do not wait for the next poll. Without a runner (an
+    app whose lifespan has not started) nothing is queued; the safety poll catches up."""
+    async with db.session() as s:
+        conn = await connections.get(s, connection_id)
+        ids = (
+            [b.id for b in await bindings.for_connection(s, connection_id) if b.enabled]
+            if conn is not None and conn.status == connections.CONNECTED and conn.sync_enabled
+            else []
+        )
+        await s.commit()
+    if jobs is None:
+        return []
+    for binding_id in ids:
+        await jobs.enqueue_sync(binding_id, reason)
+    return ids
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -352,6 +422,7 @@ async def status(
     return ConnectionOut(
         status=state,  # type: ignore[arg-type]
         google_email=conn.google_email if conn is not None and state != "not_connected" else None,
+        linked_at=conn.linked_at if conn is not None and state != "not_connected" else None,
         auth_mode=auth_mode,  # type: ignore[arg-type]
         enabled=bool(conn.sync_enabled) if conn is not None else False,
         direction=stored[0].direction if stored else bindings.TWO_WAY,  # type: ignore[arg-type]

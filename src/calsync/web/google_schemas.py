@@ -84,6 +84,9 @@ class ListChannelOut(BaseModel):
 class ConnectionOut(BaseModel):
     status: ConnectionStatus
     google_email: str | None
+    linked_at: datetime | None = Field(
+        default=None, description="When this Google account was linked (it last changed)"
+    )
     auth_mode: Literal["oauth", "service_account"]
     enabled: bool
     direction: Direction

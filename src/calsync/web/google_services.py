@@ -47,6 +47,7 @@ class DbStateStore:
                 code_verifier=pending.code_verifier,
                 redirect_uri=pending.redirect_uri,
                 login_hint=pending.login_hint,
+                browser_hash=pending.browser,
                 created_at=created,
                 expires_at=created + timedelta(seconds=self.ttl),
             )
@@ -65,6 +66,7 @@ class DbStateStore:
             redirect_uri=found.redirect_uri,
             created_at=found.created_at.timestamp(),
             login_hint=found.login_hint,
+            browser=found.browser_hash,
         )
 
 

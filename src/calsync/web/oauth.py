@@ -1,10 +1,14 @@
 """GET /oauth/google/callback: where Google sends the user's browser after the consent page.
 
 The browser carries no API key; the single-use `state` (kept in the database, bound to the CRM
-user who asked for the link) says whose connection this is. A browser logged in to the pages as
-that user goes back to Settings → Google Calendar with the result as a notice; any other browser
-gets a page in its language saying what happened, what to do and where to go on (JSON when the
-client asks for it).
+user who asked for the link, and — for a sign-in started from the pages — to the browser that
+started it, see oauth_browser.py) says whose connection this is. The Google account that comes
+back must be one the company's policy allows (domain/accounts.py); otherwise nothing is stored
+and the page says which account to use. A connect or reconnect queues a sync at once.
+
+A browser logged in to the pages as that user goes back to Settings → Google Calendar with the
+result as a notice; any other browser gets a page in its language saying what happened, what to
+do and where to go on (JSON when the client asks for it).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from fastapi.responses import JSONResponse, Response
 
 from calsync.google import errors
 from calsync.google.oauth import CALLBACK_PATH
+from calsync.jobs.port import JobQueue
 
-from . import connection, i18n
+from . import connection, i18n, oauth_browser
 from .errors import error_response
 from .google_services import GoogleServices
 from .pages.common import flash, language_of, redirect, render
@@ -30,8 +35,14 @@ N_ = i18n.N_
 SETTINGS_PAGE = "/settings/google"
 CONNECTED = N_("Google Calendar is now connected to %(email)s.")
 ACCOUNT_CHANGED = N_(
-    "This is a different Google account than before: calsync starts a fresh first sync and "
-    "matches existing entries instead of duplicating them."
+    "This is a different Google account than before (%(previous)s): calsync no longer syncs "
+    "with %(previous)s. Entries imported from it stay in the CRM and are never copied to "
+    "%(email)s; your own CRM entries are written to %(email)s's calendar in the sync that starts "
+    "now."
+)
+REFUSED = N_("Your company does not allow linking the Google account %(email)s.")
+REFUSED_REMEDY = N_(
+    "Connect again and sign in on Google's page with %(expected)s. Nothing was stored or synced."
 )
 # what calsync.google.oauth says when the person cancels on Google's page
 CANCELLED = N_("You cancelled on Google's page, so Google Calendar was not connected.")
@@ -77,6 +88,24 @@ def _failure(request: Request, exc: errors.GoogleError, status: int = 400) -> Re
     return _page(request, {"ok": False, "message": message, "remedy": remedy}, status)
 
 
+def _refused(request: Request, exc: connection.AccountRefused) -> Response:
+    verdict = exc.verdict
+    params = {"email": verdict.google_email, "expected": verdict.expected}
+    if _wants_json(request):
+        return error_response(
+            403,
+            "google_account_refused",
+            REFUSED % params,
+            REFUSED_REMEDY % params,
+        )
+    language_of(request)
+    if _logged_in(request) is not None:
+        flash(request, "error", REFUSED, REFUSED_REMEDY, params=params)
+        return redirect(SETTINGS_PAGE)
+    context = {"ok": False, "message": REFUSED, "remedy": REFUSED_REMEDY, "params": params}
+    return _page(request, context, 403)
+
+
 @router.get(CALLBACK_PATH, include_in_schema=False)
 async def google_callback(
     request: Request,
@@ -88,13 +117,19 @@ async def google_callback(
     services: GoogleServices = request.app.state.google
     try:
         oauth = services.require_oauth()
-        auth = await oauth.complete(state=state, code=code, error=error)
+        auth = await oauth.complete(
+            state=state, code=code, error=error, browser=oauth_browser.of(request)
+        )
         done = await connection.finish_oauth(request.app.state.db, services, auth)
+    except connection.AccountRefused as exc:
+        return _refused(request, exc)
     except errors.OAuthNotConfigured as exc:
         return _failure(request, exc, 409)
     except errors.GoogleError as exc:
         log.info("google sign-in failed: %s", exc.code)
         return _failure(request, exc, 400)
+    jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
+    await connection.enqueue_sync(request.app.state.db, jobs, done.connection_id)
     if _wants_json(request):
         return JSONResponse(
             {
@@ -102,13 +137,14 @@ async def google_callback(
                 "user_id": str(done.user.id),
                 "google_email": done.google_email,
                 "account_changed": done.account_changed,
+                "previous_google_email": done.previous_email,
             }
         )
-    params = {"email": done.google_email or ""}
+    params = {"email": done.google_email or "", "previous": done.previous_email or ""}
     if _logged_in(request) == (str(done.user.id), str(done.user.tenant_id)):
         flash(request, "ok", CONNECTED, params=params)
         if done.account_changed:
-            flash(request, "warn", ACCOUNT_CHANGED)
+            flash(request, "warn", ACCOUNT_CHANGED, params=params)
         return redirect(SETTINGS_PAGE)
     # another browser (or someone else's login): say who was connected, and where to go on
     return _page(
@@ -118,6 +154,7 @@ async def google_callback(
             "message": N_("Connected as %(email)s"),
             "params": params,
             "note": ACCOUNT_CHANGED if done.account_changed else None,
+            "note_params": params,
         },
         200,
     )

@@ -30,6 +30,7 @@ Email = Annotated[
 TypeKey = Annotated[str, Field(pattern=rules.TYPE_KEY.pattern, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean)]
+GoogleAccountPolicy = Literal["company", "own_email", "any"]  # domain/accounts.py
 
 
 def _date_or_datetime(value: object) -> object:
@@ -71,6 +72,11 @@ class TenantSettings(BaseModel):
     poll_interval_seconds: int
     lookback_days: int
     conflict_policy: Literal["latest_wins", "crm_wins", "google_wins"]
+    google_account_policy: GoogleAccountPolicy = Field(
+        description="Which Google account a user may link: company (own e-mail or an address "
+        "in google_domains), own_email, or any"
+    )
+    google_domains: list[str] = Field(description="The company's Google domains (policy company)")
     created_at: datetime
     updated_at: datetime
 
@@ -85,6 +91,10 @@ class TenantSettingsPatch(Strict):
     poll_interval_seconds: int | None = Field(default=None, ge=30, le=86_400)
     lookback_days: int | None = Field(default=None, ge=0, le=3_650)
     conflict_policy: Literal["latest_wins", "crm_wins", "google_wins"] | None = None
+    google_account_policy: GoogleAccountPolicy | None = None
+    google_domains: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        default=None, max_length=50
+    )
 
 
 # users

@@ -135,7 +135,22 @@ def _not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) ->
 
 @router.post("/users/{user_id}/google/connect", response_model=ConnectOut)
 async def connect(user_id: uuid.UUID, caller: Caller, s: Session, services: Services) -> ConnectOut:
-    """A Google consent link for the user (single-use, bound to this user, valid 10 minutes)."""
+    """A Google consent link for the user (single-use, bound to this user, valid 10 minutes).
+
+    The CRM sends its user's browser to the link; the Google account that signs in must be one
+    the company's account policy allows (GET /api/v1/tenant/settings)."""
+    return await start_connect(user_id, caller, s, services)
+
+
+async def start_connect(
+    user_id: uuid.UUID,
+    caller: Caller,
+    s: AsyncSession,
+    services: GoogleServices,
+    *,
+    browser: str | None = None,
+) -> ConnectOut:
+    """`connect`, and for the pages bound to the browser that asked (`oauth_browser`)."""
     tenant, user = await _target(caller, s, user_id)
     _module_on(tenant)
     if services.oauth is None:
@@ -149,7 +164,7 @@ async def connect(user_id: uuid.UUID, caller: Caller, s: Session, services: Serv
             f'/api/v1/users/{user.id}/google/settings {{"enabled": true}}.',
         )
     url = await services.oauth.authorization_url(
-        connection.user_key(tenant.id, user.id), login_hint=user.email
+        connection.user_key(tenant.id, user.id), login_hint=user.email, browser=browser
     )
     return ConnectOut(
         authorization_url=url,
@@ -324,8 +339,10 @@ async def patch_settings(
     s: Session,
     services: Services,
     db: Db,
+    jobs: Annotated[JobQueue | None, Depends(job_queue)] = None,
 ) -> ConnectionOut:
-    """Change what syncs; calendars by id, the export calendar must be writable."""
+    """Change what syncs; calendars by id, the export calendar must be writable. Choosing
+    calendars or switching sync on queues a sync at once."""
     tenant, user = await _target(caller, s, user_id)
     _module_on(tenant)
     sent = body.model_fields_set
@@ -334,6 +351,7 @@ async def patch_settings(
     connected = conn is not None and conn.status == connections.CONNECTED
     service_account = tenant.auth_mode == "service_account"
     switching_on = body.enabled is True and (conn is None or not connected or not conn.sync_enabled)
+    calendars_sent = bool(sent & {"import_calendar_ids", "export_calendar_id"})
     if service_account and switching_on and not _is_self(caller, user):
         raise ApiError(
             403,
@@ -354,7 +372,6 @@ async def patch_settings(
         raise _not_connected(conn, tenant, user)
     existing = list(await bindings.for_connection(s, conn.id))
     watched = [c for b in existing if (c := await stored_channels.of_binding(s, b.id))]
-    calendars_sent = bool(sent & {"import_calendar_ids", "export_calendar_id"})
     direction = body.direction or (existing[0].direction if existing else bindings.TWO_WAY)
     live: list[CalendarListEntry] = []
     if calendars_sent:
@@ -395,6 +412,8 @@ async def patch_settings(
     await Channels(db, services.access, services.settings).reconcile_connection(
         conn.id, removed=removed
     )
+    if calendars_sent or switching_on:
+        await connection.enqueue_sync(db, jobs, conn.id)
     return await connection.status(db, services, tenant, user)
 
 

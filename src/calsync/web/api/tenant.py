@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from calsync.domain import accounts
 from calsync.domain.activity import PROJECT_TASK
 from calsync.store import tenants
 from calsync.store.errors import AlreadyExists
@@ -32,6 +33,8 @@ def settings_out(tenant: Tenant) -> TenantSettings:
         poll_interval_seconds=tenant.poll_interval_seconds,
         lookback_days=tenant.lookback_days,
         conflict_policy=tenant.conflict_policy,  # type: ignore[arg-type]
+        google_account_policy=tenant.google_account_policy,  # type: ignore[arg-type]
+        google_domains=list(tenant.google_domains or []),
         created_at=tenant.created_at,
         updated_at=tenant.updated_at,
     )
@@ -91,6 +94,11 @@ async def patch_settings(body: TenantSettingsPatch, caller: Admin, s: Session) -
                     "company to the service account",
                 )
             )
+        elif name == "google_domains":
+            try:
+                changes[name] = accounts.clean_domains(value)
+            except ValueError as exc:
+                problems.append(FieldProblem(field=name, code="not_a_domain", message=str(exc)))
         else:
             changes[name] = value
     if problems:

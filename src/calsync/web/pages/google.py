@@ -21,7 +21,7 @@ from calsync.google import errors
 from calsync.store import bindings, connections
 from calsync.store.models import SyncRun
 
-from .. import connection, i18n
+from .. import connection, i18n, oauth_browser
 from ..api import google as api
 from ..errors import ApiError
 from ..google_schemas import SettingsPatch, SyncIn, SyncOut
@@ -202,7 +202,9 @@ async def save_settings(request: Request) -> Response:
     db = db_of(request)
     try:
         async with who.acting(db) as (s, caller):
-            await api.patch_settings(who.user.id, body, caller, s, services_of(request), db)
+            await api.patch_settings(
+                who.user.id, body, caller, s, services_of(request), db, api.job_queue(request)
+            )
     except ApiError as exc:
         flash(request, "error", *problem_of(exc))
         return redirect(PAGE)
@@ -223,13 +225,19 @@ async def connect(request: Request) -> Response:
     if services.oauth is None:
         exc = errors.OAuthNotConfigured()
         raise PageError(409, N_("OAuth not configured"), exc.message, exc.remedy)
+    nonce = oauth_browser.nonce_for(request)
     try:
         async with who.acting(db_of(request)) as (s, caller):
-            out = await api.connect(who.user.id, caller, s, services)
+            out = await api.start_connect(
+                who.user.id, caller, s, services, browser=oauth_browser.binding(nonce)
+            )
     except ApiError as exc:
         flash(request, "error", *problem_of(exc))
         return redirect(PAGE)
-    return redirect(out.authorization_url)
+    response = redirect(out.authorization_url)
+    # the sign-in finishes only in this browser (a forwarded link is refused)
+    oauth_browser.remember(response, nonce, services.settings)
+    return response
 
 
 @router.post(PAGE + "/disconnect", include_in_schema=False)
