@@ -50,6 +50,7 @@ async def test_checks_for_a_connected_user(pages: Pages) -> None:
     assert by_key(live)["other_sync"].status == doctor.WARN
     # one Google account connected to two CRM users
     bob_id, _, bob_browser = await pages.person(BOB)
+    await pages.api.account_policy(domains=["example.com"])  # a colleague's account is allowed
     await pages.connect(bob_browser, ALICE)
     live = await doctor.diagnose(
         pages.db, services.access, services.settings, pages.api.world.tenant_id, bob_id

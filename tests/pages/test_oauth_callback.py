@@ -47,12 +47,17 @@ async def test_with_a_session_the_settings_page_shows_the_result(pages: Pages) -
     # the notice is shown once
     assert "is now connected to" not in (await browser.get(PAGE)).text
 
-    # another Google account: said so, since the first sync starts again
+    # another Google account (of the company's domain): said so, and what happens to the old one
+    await pages.api.account_policy(domains=["example.com"])
     resp = await browser.get(await consent_from_the_page(pages, browser, ALICE_OTHER))
     assert resp.status_code == 303 and resp.headers["location"] == PAGE
-    page = (await browser.get(PAGE)).text
+    page = html.unescape((await browser.get(PAGE)).text)
     assert "now connected to alice.private@example.com" in page
-    assert "This is a different Google account than before" in page
+    assert (
+        "This is a different Google account than before (alice@example.com): calsync no longer "
+        "syncs with alice@example.com." in page
+    )
+    assert "never copied to alice.private@example.com" in page
 
 
 async def test_with_a_session_a_failure_shows_message_and_remedy_translated(
@@ -153,6 +158,7 @@ async def test_json_answers_stay(pages: Pages) -> None:
         "user_id": str(user_id),
         "google_email": ALICE,
         "account_changed": False,
+        "previous_google_email": None,
     }
     again = await browser.get(callback, headers={"Accept": "application/json"})
     assert again.status_code == 400

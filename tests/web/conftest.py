@@ -79,6 +79,18 @@ class Api:
     async def user(self, email: str, role: str = "user") -> tuple[uuid.UUID, str]:
         return await self.world.user(email, role)
 
+    async def account_policy(
+        self, policy: str | None = None, domains: list[str] | None = None
+    ) -> None:
+        """The company's Google account policy (admin): which accounts users may link."""
+        body: dict[str, Any] = {}
+        if policy is not None:
+            body["google_account_policy"] = policy
+        if domains is not None:
+            body["google_domains"] = domains
+        resp = await self.call("PATCH", "/api/v1/tenant/settings", json=body)
+        assert resp.status_code == 200, resp.text
+
     # -- the browser --------------------------------------------------------------------------
 
     async def authorization_url(self, user_id: uuid.UUID, key: str | None = None) -> str:

@@ -148,6 +148,7 @@ async def test_disconnect_then_reconnect_same_account(api: Api, db: Database) ->
 async def test_reconnect_with_another_account_resets_bindings(api: Api) -> None:
     user_id, key = await setup(api)
     api.emu.account(BOB, "Bob")
+    await api.account_policy(domains=["example.com"])  # Bob's account is the company's too
     crm = api.emu.control("POST", f"/accounts/{ALICE}/calendars", {"summary": "CRM"}).json()["id"]
     resp = await api.call(
         "PATCH",

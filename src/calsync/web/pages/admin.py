@@ -38,6 +38,12 @@ from .common import (
 router = APIRouter()
 PAGE = "/admin/integrations"
 N_ = i18n.N_
+# domain/accounts.py: which Google account a user may link
+ACCOUNT_POLICIES = {
+    "company": N_("The user's own e-mail, or any address in the company's Google domains"),
+    "own_email": N_("Only the user's own e-mail"),
+    "any": N_("Any Google account (not recommended)"),
+}
 POLICIES = {
     "latest_wins": N_("The latest change wins"),
     "crm_wins": N_("The CRM wins"),
@@ -115,6 +121,7 @@ async def integrations(request: Request) -> Response:
             "types": types,
             "project_task": PROJECT_TASK,
             "policies": POLICIES,
+            "account_policies": ACCOUNT_POLICIES,
             "oauth_configured": settings.oauth_configured,
             "redirect_uri": settings.public_url.rstrip("/") + "/oauth/google/callback",
             "people": await _overview(request, who.tenant.id),
@@ -193,6 +200,21 @@ async def company_settings(request: Request) -> Response:
     if await _patch(request, who, values):
         flash(request, "ok", N_("The company settings are saved."))
     return redirect(PAGE)
+
+
+@router.post(PAGE + "/accounts", include_in_schema=False)
+async def account_policy(request: Request) -> Response:
+    """Which Google account users may link: the policy and the company's Google domains."""
+    who = await viewer(request, admin=True)
+    form = await checked_form(request)
+    domains = [d for d in str(form.get("google_domains") or "").replace(",", "\n").split() if d]
+    values: dict[str, Any] = {
+        "google_account_policy": str(form.get("google_account_policy") or ""),
+        "google_domains": domains,
+    }
+    if await _patch(request, who, values):
+        flash(request, "ok", N_("The Google account policy is saved."))
+    return redirect(PAGE + "#accounts")
 
 
 @router.post(PAGE + "/service-account", include_in_schema=False)
