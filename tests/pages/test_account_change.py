@@ -57,6 +57,12 @@ async def test_reconnect_as_another_account_exports_only_the_crms_own_entries(
         ]
         await s.commit()
 
+    def live_channels(account: str) -> list[str]:
+        items = pages.api.emu.control("GET", "/channels").json()["items"]
+        return [c["kind"] for c in items if c["account"] == account and not c["stopped"]]
+
+    assert sorted(live_channels(personal)) == ["calendarList", "events"]
+
     # reconnect as B from the settings page: told what happened
     await pages.connect(browser, work)
     page = html.unescape((await browser.get(PAGE)).text)
@@ -66,6 +72,11 @@ async def test_reconnect_as_another_account_exports_only_the_crms_own_entries(
     status = await pages.api.status(user_id, key)
     assert status["google_email"] == work
     assert status["import_calendar_ids"] == [work] and status["export_calendar_id"] == work
+    # A's push channels are stopped and calsync's grant there revoked; B's are made
+    assert live_channels(personal) == []
+    revoked = pages.api.emu.control("POST", f"/accounts/{personal}/revoke-grants").json()
+    assert revoked["revoked_grants"] == 0
+    assert sorted(live_channels(work)) == ["calendarList", "events"]
     # the old account's links are gone with its calendars
     async with pages.db.session() as s:
         left = await s.scalars(select(EventLink).where(EventLink.binding_id.in_(old_bindings)))

@@ -55,19 +55,20 @@ async def create(
     return conn
 
 
-async def grant_in_use(session: AsyncSession, google_email: str) -> bool:
+async def grant_in_use(
+    session: AsyncSession, google_email: str, *, besides: uuid.UUID | None = None
+) -> bool:
     """Does any connection (of any tenant) sign in to this Google account with calsync's OAuth
-    client? Revoking a token at Google ends the whole grant, so a refused sign-in's token is
-    revoked only when no connection relies on that grant."""
-    found = await session.scalar(
-        select(GoogleConnection.id)
-        .where(
-            GoogleConnection.google_email == google_email.strip().lower(),
-            GoogleConnection.auth_mode == "oauth",
-            GoogleConnection.refresh_token.is_not(None),
-        )
-        .limit(1)
+    client (`besides` one)? Revoking a token at Google ends the whole grant, so a refused
+    sign-in's token, or a replaced account's, is revoked only when no connection relies on it."""
+    query = select(GoogleConnection.id).where(
+        GoogleConnection.google_email == google_email.strip().lower(),
+        GoogleConnection.auth_mode == "oauth",
+        GoogleConnection.refresh_token.is_not(None),
     )
+    if besides is not None:
+        query = query.where(GoogleConnection.id != besides)
+    found = await session.scalar(query.limit(1))
     return found is not None
 
 

@@ -180,6 +180,35 @@ async def _refuse(
     return AccountRefused(verdict, revoked)
 
 
+async def _release_old_account(
+    db: Database, services: GoogleServices, user_id: uuid.UUID, new_email: str
+) -> None:
+    """Before a connection moves to another Google account (DESIGN rule 10): stop the old
+    account's push channels while its tokens still work, and revoke calsync's grant there
+    unless another connection relies on it. Best effort: what fails here ends at its expiry,
+    and the old account's notifications are then answered as unknown."""
+    async with db.session() as s:
+        conn = await connections.for_user(s, user_id)
+        old_email = conn.google_email if conn is not None else None
+        if conn is None or old_email is None or old_email == new_email.strip().lower():
+            await s.commit()
+            return
+        watched = [b.id for b in await bindings.for_connection(s, conn.id) if b.channel_id]
+        token = (conn.refresh_token or conn.access_token) if conn.auth_mode == "oauth" else None
+        shared = await connections.grant_in_use(s, old_email, besides=conn.id)
+        connection_id = conn.id
+        await s.commit()
+    channels = Channels(db, services.access, services.settings)
+    for binding_id in watched:
+        await channels.unwatch(binding_id)
+    await channels.unwatch_list(connection_id)
+    if token and not shared and services.oauth is not None:
+        try:
+            await services.oauth.revoke(token)
+        except errors.GoogleError as exc:
+            log.warning("revoking the replaced account's grant failed: %s", exc.code)
+
+
 async def finish_oauth(db: Database, services: GoogleServices, auth: Authorization) -> Connected:
     """Store a completed sign-in: create the connection, or reconnect (a different Google
     account resets the calendars and links; the same one keeps them, so nothing duplicates).
@@ -202,6 +231,7 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
         await s.commit()
     if not verdict.allowed:
         raise await _refuse(db, services, auth, verdict)
+    await _release_old_account(db, services, user_id, auth.email)
     calendars: list[CalendarListEntry] = []
     client = services.calendar_client(
         oauth.credentials(auth.refresh_token or "", account=auth.email, token=auth.token)
