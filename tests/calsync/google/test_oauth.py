@@ -211,3 +211,32 @@ async def test_token_endpoint_outage_is_retried(
     emulator.control("POST", "/faults", {"path_regex": "^/token$", "status": 503})
     with pytest.raises(errors.BackendError):
         await oauth.refresh(auth.refresh_token)
+
+
+async def test_a_browser_bound_state_needs_the_same_browser(
+    emulator: Emulator, oauth: GoogleOAuth
+) -> None:
+    """A flow bound to a browser (the pages) finishes only with that binding; an unbound one
+    (the REST API) with or without one."""
+    emulator.account("alice@example.com")
+    for presented in (None, "other-browser"):
+        url = await oauth.authorization_url("crm-user-1", browser="this-browser")
+        callback = await consent(url, "alice@example.com")
+        with pytest.raises(errors.WrongBrowser) as exc:
+            await oauth.complete(state=callback["state"], code=callback["code"], browser=presented)
+        assert exc.value.code == "google.oauth_wrong_browser"
+        # used up all the same
+        with pytest.raises(errors.InvalidState):
+            await oauth.complete(
+                state=callback["state"], code=callback["code"], browser="this-browser"
+            )
+    url = await oauth.authorization_url("crm-user-1", browser="this-browser")
+    callback = await consent(url, "alice@example.com")
+    done = await oauth.complete(
+        state=callback["state"], code=callback["code"], browser="this-browser"
+    )
+    assert done.email == "alice@example.com"
+    url = await oauth.authorization_url("crm-user-1")
+    callback = await consent(url, "alice@example.com")
+    done = await oauth.complete(state=callback["state"], code=callback["code"], browser="any")
+    assert done.user_key == "crm-user-1"
