@@ -303,8 +303,12 @@ async def enqueue_sync(
         await s.commit()
     if jobs is None:
         return []
-    for binding_id in ids:
-        await jobs.enqueue_sync(binding_id, reason)
+    try:
+        for binding_id in ids:
+            await jobs.enqueue_sync(binding_id, reason)
+    except Exception:  # the connection is stored; the safety poll still finds the calendars
+        log.exception("queueing the sync after a connect or settings change failed")
+        return []
     return ids
 
 
