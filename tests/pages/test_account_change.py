@@ -10,8 +10,10 @@ from collections import Counter
 
 from sqlalchemy import select
 
+from calsync.jobs.port import Reason
 from calsync.store import activities, connections
 from calsync.store.models import Activity, CalendarBinding, EventLink
+from tests.web.test_connect_starts_sync import Recorder
 
 from .conftest import Pages
 
@@ -96,3 +98,22 @@ async def test_reconnect_as_another_account_exports_only_the_crms_own_entries(
     assert sorted(e["summary"] for e in pages.api.events(personal)) == sorted(
         ["Private dentist", *CRM_MADE]
     )
+
+
+async def test_the_pages_queue_a_sync_on_connect_and_on_save(pages: Pages) -> None:
+    """Issue 12.5 through the settings page: Connect and Save with calendars use the app's
+    runner, like Sync now."""
+    jobs = Recorder()
+    pages.api.app.state.jobs = jobs
+    pages.api.emu.account(ALICE)
+    _, _, browser = await pages.person(ALICE)
+    await pages.connect(browser, ALICE)
+    asked = jobs.take()
+    assert [reason for _, reason in asked] == [Reason.INITIAL]
+    resp = await browser.post(
+        PAGE,
+        {"enabled": "on", "calendars": "shown", "import": [ALICE], "export": ALICE},
+        csrf=await browser.token(PAGE),
+    )
+    assert resp.status_code == 303
+    assert jobs.take() == asked
