@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_oauth_account_policy"
-down_revision: str | None = "0007_activity_source"
+down_revision: str | None = "0009_web_sessions_throttle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
