@@ -38,7 +38,7 @@ from calsync.store.models import (
 from calsync.sync.mapping import ACTIVITY_KEY
 from calsync.sync.tokens import GoogleAccess, NotConnected
 from calsync.web.connection import exports, imports, remedy_for
-from calsync.web.i18n import N_
+from calsync.web.i18n import N_, Nn_
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 RATE_CODES = ("google.rate_limited", "google.quota_exceeded")
@@ -65,10 +65,24 @@ class Text:
 
     msgid: str
     params: dict[str, Any] = field(default_factory=dict)
+    # a singular/plural pair: msgid is the singular, `plural` the plural, `n` picks the form
+    # (and is the message's %(num)s)
+    plural: str | None = None
+    n: int = 0
+
+    @classmethod
+    def counted(cls, forms: tuple[str, str], n: int, params: dict[str, Any] | None = None) -> Text:
+        return cls(forms[0], dict(params or {}), forms[1], n)
 
     def render(self, translate: Translate | None = None) -> str:
-        text = translate(self.msgid) if translate else self.msgid
-        return text % self.params if self.params else text
+        """In English (the support report), or through `translate` for singular messages."""
+        params = {k: _iso(v) if isinstance(v, datetime) else v for k, v in self.params.items()}
+        if self.plural is not None:
+            params["num"] = self.n
+            text = self.msgid if self.n == 1 else self.plural
+        else:
+            text = translate(self.msgid) if translate else self.msgid
+        return text % params if params else text
 
 
 @dataclass(frozen=True)
@@ -493,9 +507,12 @@ class _Doctor:
                 "calendars",
                 title,
                 PASS,
-                Text(
-                    N_("%(count)s calendar(s) chosen; Google lists all of them."),
-                    {"count": len(self.stored)},
+                Text.counted(
+                    Nn_(
+                        "%(num)s calendar chosen; Google lists it.",
+                        "%(num)s calendars chosen; Google lists all of them.",
+                    ),
+                    len(self.stored),
                 ),
             )
         )
@@ -516,12 +533,15 @@ class _Doctor:
                         "channel",
                         title,
                         WARN,
-                        Text(
-                            N_(
+                        Text.counted(
+                            Nn_(
                                 "No active push channel for %(calendar)s: Google changes arrive "
-                                "by polling every %(minutes)s minutes."
+                                "by polling every minute.",
+                                "No active push channel for %(calendar)s: Google changes arrive "
+                                "by polling every %(num)s minutes.",
                             ),
-                            {"calendar": name, "minutes": minutes},
+                            minutes,
+                            {"calendar": name},
                         ),
                         Text(
                             N_(
@@ -540,7 +560,7 @@ class _Doctor:
                         WARN,
                         Text(
                             N_("The push channel for %(calendar)s expires at %(when)s."),
-                            {"calendar": name, "when": _iso(expires)},
+                            {"calendar": name, "when": expires},
                         ),
                         Text(
                             N_(
@@ -556,9 +576,12 @@ class _Doctor:
                 "channel",
                 title,
                 PASS,
-                Text(
-                    N_("Google pushes changes in real time (%(count)s channel(s))."),
-                    {"count": len(importing)},
+                Text.counted(
+                    Nn_(
+                        "Google pushes changes in real time (%(num)s channel).",
+                        "Google pushes changes in real time (%(num)s channels).",
+                    ),
+                    len(importing),
                 ),
             )
         )
@@ -648,7 +671,7 @@ class _Doctor:
         last = finished[0]
         when = _aware(last.finished_at or last.started_at) or self.now
         age_minutes = int((self.now - when).total_seconds() // 60)
-        params = {"minutes": age_minutes, "outcome": last.outcome}
+        params = {"outcome": last.outcome}
         if last.outcome not in ("ok", "partial", "skipped"):
             failing = [r for r in finished if r.outcome not in ("ok", "partial", "skipped")]
             since = failing[-1].started_at
@@ -661,11 +684,15 @@ class _Doctor:
                     "last_sync",
                     title,
                     FAIL,
-                    Text(
-                        N_(
-                            "The last sync %(minutes)s minutes ago ended %(outcome)s: %(error)s (failing since %(since)s)."
+                    Text.counted(
+                        Nn_(
+                            "The last sync, %(num)s minute ago: %(outcome)s: %(error)s "
+                            "(failing since %(since)s).",
+                            "The last sync, %(num)s minutes ago: %(outcome)s: %(error)s "
+                            "(failing since %(since)s).",
                         ),
-                        {**params, "error": last.error_message or "-", "since": _iso(since)},
+                        age_minutes,
+                        {**params, "error": last.error_message or "-", "since": since},
                     ),
                     Text(
                         remedy_for(last.error_code)
@@ -682,7 +709,14 @@ class _Doctor:
                     "last_sync",
                     title,
                     WARN,
-                    Text(N_("The last sync was %(minutes)s minutes ago."), params),
+                    Text.counted(
+                        Nn_(
+                            "The last sync was %(num)s minute ago.",
+                            "The last sync was %(num)s minutes ago.",
+                        ),
+                        age_minutes,
+                        params,
+                    ),
                     Text(
                         N_("Press Sync now; if syncs stay rare, check that the worker is running.")
                     ),
@@ -694,7 +728,14 @@ class _Doctor:
                 "last_sync",
                 title,
                 PASS,
-                Text(N_("The last sync %(minutes)s minutes ago ended %(outcome)s."), params),
+                Text.counted(
+                    Nn_(
+                        "The last sync, %(num)s minute ago: %(outcome)s.",
+                        "The last sync, %(num)s minutes ago: %(outcome)s.",
+                    ),
+                    age_minutes,
+                    params,
+                ),
             )
         )
 
@@ -734,9 +775,12 @@ class _Doctor:
                     "rate_limit",
                     title,
                     WARN,
-                    Text(
-                        N_("Google limited calsync %(count)s time(s) in the last 24 hours."),
-                        {"count": hits},
+                    Text.counted(
+                        Nn_(
+                            "Google limited calsync once in the last 24 hours.",
+                            "Google limited calsync %(num)s times in the last 24 hours.",
+                        ),
+                        hits,
                     ),
                     Text(errors.RateLimited.remedy),
                     errors.RateLimited.code,
@@ -805,11 +849,15 @@ class _Doctor:
                     "duplicates",
                     title,
                     FAIL,
-                    Text(
-                        N_(
-                            "The Google account %(email)s is also connected to %(count)s other CRM user(s)."
+                    Text.counted(
+                        Nn_(
+                            "The Google account %(email)s is also connected to %(num)s other "
+                            "CRM user.",
+                            "The Google account %(email)s is also connected to %(num)s other "
+                            "CRM users.",
                         ),
-                        {"email": conn.google_email, "count": len(others)},
+                        len(others),
+                        {"email": conn.google_email},
                     ),
                     Text(
                         N_(
@@ -913,18 +961,17 @@ class _Doctor:
                     "other_sync",
                     title,
                     WARN,
-                    Text(
-                        N_(
-                            "%(groups)s set(s) of identical entries, e.g. %(count)s × "
+                    Text.counted(
+                        Nn_(
+                            "%(num)s set of identical entries, e.g. %(count)s × "
                             "“%(subject)s” at %(start)s: another sync (a phone, another tool) "
-                            "may be copying into this calendar."
+                            "may be copying into this calendar.",
+                            "%(num)s sets of identical entries, e.g. %(count)s × "
+                            "“%(subject)s” at %(start)s: another sync (a phone, another tool) "
+                            "may be copying into this calendar.",
                         ),
-                        {
-                            "groups": len(suspicious),
-                            "count": count,
-                            "subject": subject,
-                            "start": start,
-                        },
+                        len(suspicious),
+                        {"count": count, "subject": subject, "start": start},
                     ),
                     Text(
                         N_(

@@ -93,6 +93,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     # scrypt hash for logging in to the pages (migration 0004_user_password); None: no login
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # the zone the pages show times in (migration 0011_user_time_zone); None: the primary Google
+    # calendar's zone once connected, else UTC (store/users.py: shown_zone)
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     deleted_at: Mapped[datetime | None] = mapped_column()

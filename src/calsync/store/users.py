@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .errors import AlreadyExists
-from .models import ApiKey, User
+from .models import ApiKey, CalendarBinding, GoogleConnection, User
 
 
 def normalise_email(email: str) -> str:
@@ -103,3 +103,38 @@ async def delete(session: AsyncSession, user: User) -> None:
         .execution_options(synchronize_session=False)
     )
     await session.flush()
+
+
+async def shown_zone(session: AsyncSession, user: User) -> str:
+    """The time zone the pages show this user's times in: the user's own choice; else the
+    connected primary Google calendar's zone (else another chosen calendar's); else UTC."""
+    if user.time_zone:
+        return user.time_zone
+    conn = await session.scalar(
+        select(GoogleConnection).where(
+            GoogleConnection.user_id == user.id, GoogleConnection.tenant_id == user.tenant_id
+        )
+    )
+    if conn is None:
+        return "UTC"
+    rows = (
+        await session.execute(
+            select(CalendarBinding.google_calendar_id, CalendarBinding.time_zone)
+            .where(CalendarBinding.connection_id == conn.id, CalendarBinding.time_zone.is_not(None))
+            .order_by(CalendarBinding.google_calendar_id)
+        )
+    ).all()
+    zones = {calendar_id: zone for calendar_id, zone in rows}
+    primary = (conn.google_email or "").lower()
+    for calendar_id, zone in zones.items():
+        if calendar_id.lower() == primary:
+            return str(zone)
+    return str(next(iter(zones.values()), "UTC"))
+
+
+async def set_time_zone(session: AsyncSession, user: User, time_zone: str | None) -> User:
+    """Choose the zone the pages show times in (an IANA name the caller has checked); None
+    goes back to the default (shown_zone)."""
+    user.time_zone = time_zone or None
+    await session.flush()
+    return user

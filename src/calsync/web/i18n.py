@@ -15,10 +15,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_time
@@ -46,6 +47,11 @@ _TAG = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$|^\*$")
 def N_(message: str) -> str:
     """Marks a message for extraction; it is translated where it is shown."""
     return message
+
+
+def Nn_(singular: str, plural: str) -> tuple[str, str]:
+    """Marks a singular/plural pair for extraction (ngettext where it is shown)."""
+    return singular, plural
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,7 @@ def negotiate(cookie: str | None, accept_language: str | None) -> str:
 
 
 _current: ContextVar[Language | None] = ContextVar("calsync_language", default=None)
+_zone: ContextVar[tzinfo | None] = ContextVar("calsync_zone", default=None)
 
 
 def activate(code: str) -> Language:
@@ -144,18 +151,57 @@ def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
     return current().ngettext(singular, plural, n, **params)
 
 
+def zone_of(name: str | None) -> ZoneInfo:
+    """An IANA zone by name; UTC for none or an unknown name."""
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def valid_zone(name: str) -> bool:
+    return name in _zone_names()
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def zone_names() -> list[str]:
+    """Every IANA zone a user may choose, sorted (the settings form's list)."""
+    return sorted(name for name in _zone_names() if "/" in name or name == "UTC")
+
+
+def activate_zone(name: str | None) -> tzinfo:
+    """Make the user's time zone the one the pages show times in (per request)."""
+    zone = zone_of(name)
+    _zone.set(zone)
+    return zone
+
+
+def current_zone() -> tzinfo:
+    return _zone.get() or UTC
+
+
+def _local(value: datetime) -> datetime:
+    """A stored time in the user's zone (naive times from the store are UTC)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(current_zone())
+
+
 def format_when(value: datetime | date | None, style: str = "medium") -> str:
-    """A date or time in the current language ("" for none); aware times in their own zone."""
+    """A date or time in the current language ("" for none); times in the user's zone."""
     if value is None:
         return ""
     locale = current().locale
     if isinstance(value, datetime):
-        return format_datetime(value, style, locale=locale)
+        return format_datetime(_local(value), style, tzinfo=current_zone(), locale=locale)
     return format_date(value, style, locale=locale)
 
 
 def format_clock(value: datetime) -> str:
-    return format_time(value, "short", locale=current().locale)
+    return format_time(_local(value), "short", tzinfo=current_zone(), locale=current().locale)
 
 
 def format_day(value: date) -> str:
@@ -199,7 +245,7 @@ def extract() -> Catalog:
         ("doctor.py", "python"),
     ]
     options = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "Nn_": (1, 2)}
     for filename, lineno, message, comments, _context in extract_from_dir(
         str(root), method_map, options, keywords=keywords
     ):

@@ -10,7 +10,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from calsync.settings import Settings
 
-from . import admin, calendar, diagnostics, google, login
+from . import admin, calendar, diagnostics, google, login, preferences
 from .common import SESSION_COOKIE, SESSION_MAX_AGE, LoginRequired, PageError, session_secret
 from .common import login_required as _login_required
 from .common import page_error as _page_error
@@ -19,7 +19,7 @@ from .sessions import ServerSessions
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 router = APIRouter(include_in_schema=False)
-for module in (login, google, admin, diagnostics, calendar):
+for module in (login, google, admin, diagnostics, calendar, preferences):
     router.include_router(module.router)
 
 

@@ -6,19 +6,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from calsync.store import activities, bindings, connections
+from calsync.store import activities
 from calsync.store.models import Change
+from calsync.sync.filters import BUSY_TITLE
 
 from .. import i18n
 from .common import db_of, render, viewer
 
 router = APIRouter()
+N_ = i18n.N_
 PRIVATE = ("private", "confidential")
 
 
@@ -36,32 +37,86 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A timed entry's part on one day of the grid: rows of SLOT minutes, and its lane among
+    the entries it overlaps (side by side)."""
+
+    entry: Entry
+    row: int  # first slot row, from 0 at the grid's first hour
+    span: int
+    lane: int = 0
+    lanes: int = 1
+
+
+@dataclass(frozen=True)
 class Day:
     date: date
     all_day: list[Entry]
-    timed: list[Entry]
+    timed: list[Placed]
     today: bool
+
+
+SLOT = 15  # minutes per grid row
+DAY_START, DAY_END = 8, 18  # hours always shown; earlier/later entries widen the grid
+
+
+def _minutes(moment: datetime, day: date) -> int:
+    """Minutes from `day`'s midnight (wall clock), clipped to the day."""
+    if moment.date() < day:
+        return 0
+    if moment.date() > day:
+        return 24 * 60
+    return moment.hour * 60 + moment.minute
+
+
+def _end_hour(entry: Entry, day: date) -> int:
+    return min(24, -(-_minutes(entry.end, day) // 60))
+
+
+def _place(entry: Entry, day: date, top: int) -> Placed:
+    start = _minutes(entry.start, day)
+    end = max(_minutes(entry.end, day), start + SLOT)
+    row = (start - top * 60) // SLOT
+    return Placed(entry, row, max(1, -(-(end - top * 60) // SLOT) - row))
 
 
 def _monday(value: date) -> date:
     return value - timedelta(days=value.weekday())
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+def _lanes(parts: list[Placed]) -> list[Placed]:
+    """Side-by-side lanes for overlapping entries (greedy, in start order)."""
+    out: list[Placed] = []
+    cluster: list[Placed] = []
+    cluster_end = -1
+
+    def close() -> None:
+        lanes = max((p.lane for p in cluster), default=0) + 1
+        out.extend(Placed(p.entry, p.row, p.span, p.lane, lanes) for p in cluster)
+
+    ends: list[int] = []
+    for part in sorted(parts, key=lambda p: (p.row, -p.span)):
+        if cluster and part.row >= cluster_end:
+            close()
+            cluster, ends = [], []
+        lane = next((i for i, end in enumerate(ends) if end <= part.row), len(ends))
+        if lane == len(ends):
+            ends.append(part.row + part.span)
+        else:
+            ends[lane] = part.row + part.span
+        cluster.append(Placed(part.entry, part.row, part.span, lane))
+        cluster_end = max(cluster_end, part.row + part.span)
+    if cluster:
+        close()
+    return out
 
 
 @router.get("/calendar", include_in_schema=False)
 async def week(request: Request, week: str | None = None) -> Response:
     who = await viewer(request)
     db = db_of(request)
+    zone = i18n.zone_of(who.zone)
     async with db.session() as s:
-        conn = await connections.for_user(s, who.user.id)
-        stored = list(await bindings.for_connection(s, conn.id)) if conn else []
-        zone = _zone(next((b.time_zone for b in stored if b.time_zone), None))
         today = datetime.now(zone).date()
         try:
             first = _monday(date.fromisoformat(week)) if week else _monday(today)
@@ -88,21 +143,24 @@ async def week(request: Request, week: str | None = None) -> Response:
             )
             origins = {activity_id: origin for activity_id, origin in rows.all()}
         await s.commit()
-    days = {
-        first + timedelta(days=n): Day(first + timedelta(days=n), [], [], False) for n in range(7)
-    }
+    days: dict[date, list[Entry]] = {first + timedelta(days=n): [] for n in range(7)}
+    all_day: dict[date, list[Entry]] = {day: [] for day in days}
     for item in instances:
         act = item.activity
         occ = item.occurrence
         origin = origins.get(act.id) or origins.get(act.recurring_parent_id or act.id) or "api"
+        private = act.visibility in PRIVATE
+        subject = act.subject
+        if subject == BUSY_TITLE and origin == "sync":
+            subject = i18n.gettext(N_("Busy"))
         entry = Entry(
-            subject=act.subject,
+            subject=subject,
             location=act.location,
             start=(occ.start_utc if occ else act.start_utc).astimezone(zone),
             end=(occ.end_utc if occ else act.end_utc).astimezone(zone),
             all_day=act.all_day,
             source="google" if origin == "sync" else "crm",
-            private=act.visibility in PRIVATE,
+            private=private,
             recurring=occ is not None or act.recurring_parent_id is not None,
             cancelled=act.status == "cancelled",
         )
@@ -111,15 +169,28 @@ async def week(request: Request, week: str | None = None) -> Response:
             local_end = (occ.end_local if occ else act.end_local).date()
             day = local_start
             while day < max(local_end, local_start + timedelta(days=1)):
-                if day in days:
-                    days[day].all_day.append(entry)
+                if day in all_day:
+                    all_day[day].append(entry)
                 day += timedelta(days=1)
-        elif entry.start.date() in days:
-            days[entry.start.date()].timed.append(entry)
-    shown = [
-        Day(d.date, d.all_day, sorted(d.timed, key=lambda e: e.start), d.date == today)
-        for d in days.values()
+            continue
+        day = entry.start.date()
+        while day <= entry.end.date():  # a timed entry past midnight shows on each day
+            starts_here = day == entry.start.date()
+            if day in days and (starts_here or day < entry.end.date() or entry.end.time() > time()):
+                days[day].append(entry)
+            day += timedelta(days=1)
+    hours = [
+        (e.start.hour if e.start.date() == day else 0, _end_hour(e, day))
+        for day, entries in days.items()
+        for e in entries
     ]
+    top = min([DAY_START, *(h for h, _ in hours)])
+    bottom = max([DAY_END, *(h for _, h in hours)])
+    shown = [
+        Day(day, all_day[day], _lanes([_place(e, day, top) for e in entries]), day == today)
+        for day, entries in days.items()
+    ]
+    slots = (bottom - top) * 60 // SLOT
     return render(
         request,
         "calendar.html",
@@ -132,7 +203,9 @@ async def week(request: Request, week: str | None = None) -> Response:
             "this_week": _monday(today).isoformat(),
             "zone": str(zone),
             "has_all_day": any(d.all_day for d in shown),
-            "N_": i18n.N_,
+            "hours": [(h, datetime.combine(first, time(h % 24), zone)) for h in range(top, bottom)],
+            "rows": slots,
+            "slots_per_hour": 60 // SLOT,
         },
         who=who,
     )

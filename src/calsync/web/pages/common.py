@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +52,9 @@ def _environment() -> Environment:
     env.filters["when"] = i18n.format_when
     env.filters["clock"] = i18n.format_clock
     env.filters["day"] = i18n.format_day
+    env.globals["tr_text"] = lambda text: tr_text(text)  # defined below
+    env.globals["type_name"] = lambda name: type_name(name)
+    env.globals["zone_names"] = i18n.zone_names
     return env
 
 
@@ -100,6 +104,7 @@ class Viewer:
 
     tenant: Tenant
     user: User
+    zone: str = "UTC"  # the IANA zone the pages show this user's times in
 
     @property
     def is_admin(self) -> bool:
@@ -186,9 +191,11 @@ async def viewer(request: Request, *, admin: bool = False) -> Viewer:
         async with db_of(request).session() as s:
             tenant = await tenants.get(s, tenant_id)
             user = await users.get(s, tenant_id, user_id)
+            zone = await users.shown_zone(s, user) if user is not None else "UTC"
             await s.commit()
         if tenant is not None and user is not None:
-            found = Viewer(tenant, user)
+            found = Viewer(tenant, user, zone)
+            i18n.activate_zone(zone)
     if found is None:
         request.session.pop("uid", None)
         request.session.pop("tid", None)
@@ -269,6 +276,57 @@ def render(
         "Referrer-Policy": "same-origin",
     }
     return HTMLResponse(body, status_code=status, headers=headers)
+
+
+# the words of a sync run's outcome, shown in the history and in diagnostics
+OUTCOMES: dict[str, str] = {
+    "ok": i18n.N_("Finished"),
+    "partial": i18n.N_("Finished with issues"),
+    "failed": i18n.N_("Failed"),
+    "needs_reauth": i18n.N_("Needs reconnect"),
+    "backoff": i18n.N_("Waiting to retry"),
+    "paused": i18n.N_("Paused"),
+    "disabled": i18n.N_("Calendar disabled"),
+    "skipped": i18n.N_("Skipped"),
+    "running": i18n.N_("Running"),
+}
+# the built-in activity types' stored names (domain.activity.BUILT_IN_TYPES), for extraction
+TYPE_NAMES = (
+    i18n.N_("Meeting"),
+    i18n.N_("Call"),
+    i18n.N_("Task"),
+    i18n.N_("Personal"),
+    i18n.N_("Project task"),
+)
+
+
+def type_name(name: str) -> str:
+    """A built-in activity type's name in the current language; a company's own stays."""
+    return i18n.current().gettext(name) if name in TYPE_NAMES else name
+
+
+def _shown(key: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return i18n.format_when(value)
+    if key == "outcome" and isinstance(value, str):
+        return i18n.current().gettext(OUTCOMES.get(value, value))
+    return value
+
+
+def tr_text(text: Any) -> str:
+    """A doctor.Text (message id, parameters, maybe a plural) in the current language: times
+    in the user's zone, outcome words translated."""
+    lang = i18n.current()
+    params = {key: _shown(key, value) for key, value in text.params.items()}
+    if text.plural is not None:
+        message = lang.translations.ngettext(text.msgid, text.plural, text.n)
+        params["num"] = text.n
+    else:
+        message = lang.gettext(text.msgid) if text.msgid else ""
+    try:
+        return str(message % params) if params else str(message)
+    except (KeyError, TypeError, ValueError):
+        return str(text.render())
 
 
 def tr(message: str | None, params: dict[str, Any] | None = None) -> str:
