@@ -305,11 +305,17 @@ def type_name(name: str) -> str:
     return i18n.current().gettext(name) if name in TYPE_NAMES else name
 
 
+# parameters that carry a stored message (Google's errors, remedies): translated when known
+STORED_TEXTS = frozenset({"reason", "error", "message"})
+
+
 def _shown(key: str, value: Any) -> Any:
     if isinstance(value, datetime):
         return i18n.format_when(value)
     if key == "outcome" and isinstance(value, str):
         return i18n.current().gettext(OUTCOMES.get(value, value))
+    if key in STORED_TEXTS and isinstance(value, str) and value:
+        return i18n.current().gettext(value)  # a stored English message; unknown ones stay
     return value
 
 
