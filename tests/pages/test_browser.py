@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -465,3 +466,162 @@ def test_every_page_is_labelled_and_fits_375px(
         assert overflow <= 0, (path, overflow)
         name = path.strip("/").replace("/", "-")
         shot(page, f"{name}-375px", "sv")
+
+
+def _no_page_overflow(page: Page) -> None:
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, (page.url, overflow)
+
+
+def _box(page: Page, selector: str) -> dict[str, float]:
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, selector
+    return dict(box)
+
+
+def test_week_grid_in_the_users_time_zone_at_desktop_and_phone_width(
+    browser: Browser, server: AppServer, emulator: Emulator, ring: crypto.Keyring
+) -> None:
+    """Item 6 and 7 of issue 14: the week as a time grid in the user's zone (the primary
+    calendar's by default, chosen in settings), readable at 375 px; the history table scrolls
+    on a phone instead of breaking words. Screenshots: week and settings, en and nb, desktop
+    and 375 px."""
+    dave = "dave@example.com"
+    emulator.control("POST", "/accounts", {"email": dave, "timeZone": ZONE})
+    company = Company(server, emulator, ring)
+    dave_id = company.user(dave)
+    oslo = ZoneInfo(ZONE)
+    tuesday = datetime(2027, 1, 12, 9, 0, tzinfo=oslo)  # 08:00 UTC
+    for subject, start, hours in (
+        ("Customer call", tuesday, 1.0),
+        ("Steering group", tuesday + timedelta(minutes=30), 1.5),
+        ("Lunch with Kari", tuesday.replace(hour=12), 1.0),
+    ):
+        resp = company.api(
+            "POST",
+            "/api/v1/activities",
+            dave,
+            json={
+                "owner_id": str(dave_id),
+                "subject": subject,
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=hours)).isoformat(),
+                "time_zone": ZONE,
+            },
+        )
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["start"].endswith("+01:00")  # the API keeps zone-aware times
+    resp = company.api(
+        "POST",
+        "/api/v1/activities",
+        dave,
+        json={
+            "owner_id": str(dave_id),
+            "subject": "Trade fair",
+            "start": "2027-01-13",
+            "end": "2027-01-15",
+            "all_day": True,
+            "time_zone": ZONE,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    week = "/calendar?week=2027-01-11"
+
+    page = new_page(browser)
+    login(page, server, company, dave, "/settings/google")
+    page.get_by_role("button", name="click to connect Google").click()
+    page.check(f"input[name=account][value='{dave}']")
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_text(f"Connected as {dave}")).to_be_visible()
+    synced = company.api("POST", f"/api/v1/users/{dave_id}/google/sync", dave, json={"wait": True})
+    assert synced.status_code == 200, synced.text
+
+    # desktop, English: Oslo time without choosing anything
+    page.goto(server.url + week)
+    expect(page.locator("h2").first).to_contain_text(ZONE)
+    call = page.locator(".entry", has_text="Customer call")
+    expect(call).to_contain_text("9:00 AM")
+    nine = page.locator(".hour", has_text="9:00 AM")
+    call_box, nine_box = call.bounding_box(), nine.bounding_box()
+    assert call_box and nine_box and abs(call_box["y"] - nine_box["y"]) < 4
+    steering = page.locator(".entry", has_text="Steering group").bounding_box()
+    assert steering and steering["x"] > call_box["x"] + 10  # side by side, not on top
+    assert abs(steering["width"] - call_box["width"]) < 4
+    fair = page.locator(".allday .entry", has_text="Trade fair")
+    expect(fair).to_have_count(2)  # Wednesday and Thursday, in the all-day row
+    shot(page, "week-desktop", "en")
+    page.goto(server.url + "/settings/google")
+    expect(page.locator("#time-zone")).to_contain_text(ZONE)
+    shot(page, "settings-desktop", "en")
+
+    # the user chooses Helsinki: the grid moves an hour, the history shows Helsinki times
+    page.select_option("#time_zone", "Europe/Helsinki")
+    page.get_by_role("button", name="Save time zone").click()
+    expect(page.get_by_text("Times are now shown in Europe/Helsinki.")).to_be_visible()
+    page.goto(server.url + week)
+    expect(page.locator(".entry", has_text="Customer call")).to_contain_text("10:00 AM")
+    page.select_option("#lang-select", "nb")
+    page.locator("form[action='/language'] button").click()
+    expect(page.locator("html")).to_have_attribute("lang", "nb")
+    expect(page.locator("h2").first).to_contain_text("tider i Europe/Helsinki")
+    expect(page.locator(".entry", has_text="Customer call")).to_contain_text("10:00")
+    shot(page, "week-desktop", "nb")
+    page.goto(server.url + "/settings/google")
+    page.select_option("#time_zone", "")
+    page.get_by_role("button", name="Lagre tidssone").click()
+    expect(
+        page.get_by_text("Tider følger igjen tidssonen til Google-kalenderen din.")
+    ).to_be_visible()
+    shot(page, "settings-desktop", "nb")
+    page.context.close()
+
+    # 375 px, both languages: the page never scrolls sideways; the week grid scrolls inside
+    # its frame with readable columns; table cells keep whole words
+    for lang, code in (("en-US", "en"), ("nb-NO", "nb")):
+        phone = new_page(browser, lang=lang, width=375)
+        login(phone, server, company, dave, week)
+        expect(phone.locator("html")).to_have_attribute("lang", code)
+        _no_page_overflow(phone)
+        frame = phone.locator(".week-scroll")
+        scroll = frame.evaluate("el => el.scrollWidth - el.clientWidth")
+        assert scroll > 0
+        entry = _box(phone, ".entry")
+        assert entry["width"] >= 80
+        size = phone.locator(".entry .subject").first.evaluate(
+            "el => parseFloat(getComputedStyle(el).fontSize)"
+        )
+        assert size >= 12
+        assert _box(phone, ".hour")["x"] >= 0
+        shot(phone, "week-375px", code)
+        phone.goto(server.url + "/settings/google")
+        _no_page_overflow(phone)
+        narrow = phone.evaluate(
+            """() => [...document.querySelectorAll('[aria-labelledby=runs-heading] :is(td, th)')]
+                .filter(td => td.getBoundingClientRect().width < 90)
+                .map(td => td.textContent.trim())"""
+        )
+        assert narrow == [], narrow
+        rows = phone.locator("[aria-labelledby=runs-heading] tbody tr")
+        assert rows.count() >= 1
+        # no word in the history is broken across lines (letter by letter, as it was)
+        broken = phone.evaluate(
+            """() => {
+              const out = [];
+              for (const cell of document.querySelectorAll('[aria-labelledby=runs-heading] td')) {
+                const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+                for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+                  for (const m of node.data.matchAll(/\\S+/g)) {
+                    const range = document.createRange();
+                    range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+                    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                    if (tops.size > 1) out.push(m[0]);
+                  }
+                }
+              }
+              return out; }"""
+        )
+        assert broken == [], broken
+        shot(phone, "settings-375px", code)
+        phone.context.close()
