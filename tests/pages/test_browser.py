@@ -558,7 +558,7 @@ def test_week_grid_in_the_users_time_zone_at_desktop_and_phone_width(
 
     # the user chooses Helsinki: the grid moves an hour, the history shows Helsinki times
     page.select_option("#time_zone", "Europe/Helsinki")
-    page.get_by_role("button", name="Save time zone").click()
+    page.get_by_role("button", name="Use this time zone").click()
     expect(page.get_by_text("Times are now shown in Europe/Helsinki.")).to_be_visible()
     page.goto(server.url + week)
     expect(page.locator(".entry", has_text="Customer call")).to_contain_text("10:00 AM")
@@ -570,7 +570,7 @@ def test_week_grid_in_the_users_time_zone_at_desktop_and_phone_width(
     shot(page, "week-desktop", "nb")
     page.goto(server.url + "/settings/google")
     page.select_option("#time_zone", "")
-    page.get_by_role("button", name="Lagre tidssone").click()
+    page.get_by_role("button", name="Bruk denne tidssonen").click()
     expect(
         page.get_by_text("Tider følger igjen tidssonen til Google-kalenderen din.")
     ).to_be_visible()
