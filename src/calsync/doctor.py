@@ -971,7 +971,8 @@ class _Doctor:
                             "may be copying into this calendar.",
                         ),
                         len(suspicious),
-                        {"count": count, "subject": subject, "start": start},
+                        # a time, shown in the reader's zone; an all-day date stays as it is
+                        {"count": count, "subject": subject, "start": _moment(start)},
                     ),
                     Text(
                         N_(
@@ -991,6 +992,10 @@ class _Doctor:
                     Text(N_("No signs of another sync duplicating entries.")),
                 )
             )
+
+
+def _moment(value: str) -> datetime | str:
+    return datetime.fromisoformat(value) if "T" in value else value
 
 
 def _when(value: Any) -> str:

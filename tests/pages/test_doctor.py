@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from typer.testing import CliRunner
@@ -48,6 +49,9 @@ async def test_checks_for_a_connected_user(pages: Pages) -> None:
         pages.db, services.access, services.settings, pages.api.world.tenant_id, user_id
     )
     assert by_key(live)["other_sync"].status == doctor.WARN
+    other = by_key(live)["other_sync"].detail
+    assert other.render().startswith("1 set of identical entries, e.g. 2 × “weekly sync” at ")
+    assert isinstance(other.params["start"], datetime)  # shown in the reader's zone
     # one Google account connected to two CRM users
     bob_id, _, bob_browser = await pages.person(BOB)
     await pages.api.account_policy(domains=["example.com"])  # a colleague's account is allowed
@@ -56,6 +60,9 @@ async def test_checks_for_a_connected_user(pages: Pages) -> None:
         pages.db, services.access, services.settings, pages.api.world.tenant_id, bob_id
     )
     assert by_key(live)["duplicates"].status == doctor.FAIL
+    assert by_key(live)["duplicates"].detail.render() == (
+        f"The Google account {ALICE} is also connected to 1 other CRM user."
+    )
     # the page shows the same, and a support report without secrets
     page = await bob_browser.get("/diagnostics")
     assert page.status_code == 200
