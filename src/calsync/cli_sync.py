@@ -1,5 +1,7 @@
 """`calsync sync --tenant T --user EMAIL [--full]`: sync one user's calendars now, in the
-terminal — a progress bar over the pages read and the events written, then a summary table."""
+terminal — a progress bar over the pages read and the events written, then a summary table.
+`calsync resume --tenant T --user EMAIL --confirm-deletions|--restored`: resume calendars the
+mass-delete guard paused, then sync them the same way."""
 
 from __future__ import annotations
 
@@ -230,7 +232,79 @@ async def _run(
     return 1 if any(r.outcome not in (*GOOD, Outcome.SKIPPED) for _, r in rows) else 0
 
 
+def resume(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name or id.")],
+    user: Annotated[str, typer.Option("--user", help="The user's (CRM) e-mail.")],
+    confirm_deletions: Annotated[
+        bool | None,
+        typer.Option(
+            "--confirm-deletions/--restored",
+            help="--confirm-deletions: apply the deletions Google reported to the CRM. "
+            "--restored: the entries were restored in Google; nothing is deleted (still "
+            "missing, the calendar pauses again).",
+            show_default=False,
+        ),
+    ] = None,
+    calendar: Annotated[
+        str | None,
+        typer.Option("--calendar", help="The Google calendar id (default: every paused one)."),
+    ] = None,
+) -> None:
+    """Resume calendars the mass-delete guard paused, then sync them now."""
+    console = Console()
+    if confirm_deletions is None:
+        console.print("[red]Say what to do: --confirm-deletions or --restored.[/red]")
+        raise typer.Exit(2)
+    settings = get_settings()
+    from .web.app import keyring_for
+
+    try:
+        install(keyring_for(settings))
+    except SecretKeyError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    code = asyncio.run(_resume(settings, console, tenant, user, calendar, confirm_deletions))
+    raise typer.Exit(code)
+
+
+async def _resume(
+    settings: Settings,
+    console: Console,
+    tenant: str,
+    email: str,
+    calendar: str | None,
+    confirm: bool,
+) -> int:
+    from .web.app import database_for
+
+    db = database_for(settings, pooled=False)
+    try:
+        targets = await _targets(db, console, tenant, email)
+        if targets is None:
+            return 1
+        paused = [
+            b
+            for b in targets
+            if b.stage == bindings.PAUSED and calendar in (None, b.google_calendar_id)
+        ]
+        if not paused:
+            which = f"{calendar} is" if calendar else "no calendar of theirs is"
+            console.print(f"[red]Nothing to resume: {which} paused for {email}.[/red]")
+            return 1
+        async with db.session() as s:
+            for binding in paused:
+                await bindings.resume(s, binding.id, confirm_deletions=confirm)
+            await s.commit()
+        what = "the deletions will be applied" if confirm else "nothing will be deleted"
+        for binding in paused:
+            console.print(f"Resumed {binding.summary or binding.google_calendar_id}: {what}.")
+        return await _run(db, settings, console, paused, False)
+    finally:
+        await db.dispose()
+
+
 def register(app: typer.Typer, name: str = "sync") -> Callable[..., None]:
-    """Add the command to the `calsync` Typer app."""
+    """Add the commands to the `calsync` Typer app."""
     app.command(name)(sync)
+    app.command("resume")(resume)
     return sync

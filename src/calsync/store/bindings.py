@@ -201,13 +201,59 @@ async def set_stage(
     )
 
 
-async def resume(session: AsyncSession, binding_id: uuid.UUID) -> None:
-    """Lift a pause: the next sync runs (the caller decides whether deletions may apply)."""
+async def pause_for_guard(
+    session: AsyncSession, binding_id: uuid.UUID, reason: str, held_back: int
+) -> None:
+    """The mass-delete guard's pause: why, when, and how many deletions it held back."""
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(
+            stage=PAUSED,
+            paused_reason=reason,
+            paused_at=utcnow(),
+            guarded_deletions=held_back,
+            deletions_confirmed=False,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def resume(
+    session: AsyncSession, binding_id: uuid.UUID, *, confirm_deletions: bool = False
+) -> CalendarBinding | None:
+    """Lift a pause. With `confirm_deletions` the next run applies the deletions the guard held
+    back; without, the next run lists Google again (the user restored the entries) and pauses
+    again if they are still missing."""
     binding = await get(session, binding_id)
     if binding is None:
-        return
+        return None
     stage = INCREMENTAL if binding.sync_token else INITIAL
-    await set_stage(session, binding_id, stage, None)
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(
+            stage=stage,
+            paused_reason=None,
+            paused_at=None,
+            deletions_confirmed=confirm_deletions,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(binding)
+    return binding
+
+
+async def deletions_applied(session: AsyncSession, binding_id: uuid.UUID) -> None:
+    """A run applied the confirmed deletions: the confirmation is used up."""
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(deletions_confirmed=False, guarded_deletions=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def finished(

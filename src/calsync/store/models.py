@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -302,6 +303,13 @@ class CalendarBinding(Base):
     # initial / incremental / paused / disabled
     stage: Mapped[str] = mapped_column(String(16), default="initial")
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    #: the mass-delete guard's pause (migration 0012): when, how many deletions it held back,
+    #: and whether the user confirmed them (the next run then applies them)
+    paused_at: Mapped[datetime | None] = mapped_column()
+    guarded_deletions: Mapped[int | None] = mapped_column(Integer)
+    deletions_confirmed: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     channel_id: Mapped[str | None] = mapped_column(String(128), index=True)
     channel_resource_id: Mapped[str | None] = mapped_column(String(255))
     channel_token: Mapped[str | None] = mapped_column(EncryptedText())

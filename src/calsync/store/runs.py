@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
@@ -199,3 +199,21 @@ async def conflicts_for_binding(session: AsyncSession, binding_id: uuid.UUID) ->
         select(Conflict).where(Conflict.binding_id == binding_id).order_by(Conflict.decided_at)
     )
     return result.all()
+
+
+async def conflicts_for_bindings(
+    session: AsyncSession, binding_ids: Collection[uuid.UUID], *, limit: int, offset: int = 0
+) -> tuple[Sequence[Conflict], int]:
+    """A page of the bindings' conflicts, newest first, and how many there are in all."""
+    if not binding_ids:
+        return [], 0
+    where = Conflict.binding_id.in_(list(binding_ids))
+    total = await session.scalar(select(func.count()).select_from(Conflict).where(where))
+    result = await session.scalars(
+        select(Conflict)
+        .where(where)
+        .order_by(Conflict.decided_at.desc(), Conflict.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return result.all(), int(total or 0)

@@ -25,7 +25,7 @@ from calsync.store.db import Database
 from .context import Ctx, Hooks
 from .errors import Failure, Outcome, backoff_delay, run_failure
 from .owner import holder_dead, process_identity
-from .pull import MassDelete, pull
+from .pull import GUARD_REMEDY, MassDelete, pull
 from .push import push
 from .tokens import GoogleAccess
 
@@ -175,7 +175,8 @@ async def _locked(
             policy=Policy(tenant.conflict_policy or "latest_wins"),
             hooks=hooks or Hooks(),
             lock_owner=owner,
-            allow_mass_delete=allow_mass_delete,
+            # the user confirmed the deletions the guard held back (bindings.resume)
+            allow_mass_delete=allow_mass_delete or binding.deletions_confirmed,
             full=full or binding.sync_token is None,
             private_events=connection.private_events or "import",
             google_email=connection.google_email,
@@ -206,7 +207,7 @@ async def _locked(
             Outcome.PAUSED,
             "calsync.mass_delete_guard",
             str(exc),
-            "Resume the binding with deletions confirmed, or restore the Google events.",
+            GUARD_REMEDY,
         )
     except errors.GoogleError as exc:
         failure = run_failure(exc)
@@ -290,6 +291,8 @@ async def _record(
         binding = await bindings.get(s, binding_id)
         failures = binding.failure_count if binding is not None else 0
         ok = outcome in (Outcome.OK, Outcome.PARTIAL)
+        if ok and ctx is not None and ctx.allow_mass_delete:
+            await bindings.deletions_applied(s, binding_id)
         await bindings.finished(
             s,
             binding_id,

@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
+#: what to do about a guard pause: exactly the actions the page, the API and the CLI offer
+GUARD_REMEDY = (
+    "In Settings → Google Calendar, press “Apply the deletions” if the entries were deleted on "
+    "purpose, or restore them in Google Calendar and press “Resume: I restored them” (API: POST "
+    ".../google/calendars/{binding_id}/resume; CLI: calsync resume)."
+)
 IMPORT_CHUNK = 100  # new events stored per transaction
 
 AMBIGUOUS = "calsync.ambiguous_match"
@@ -148,10 +154,10 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
         reason = (
             f"Sync paused: Google reported {removing} of the {total} synced appointments of "
             "this calendar as deleted. Nothing was deleted in the CRM. If you really emptied "
-            "the calendar, resume the sync and confirm the deletions; otherwise restore the "
-            "events in Google Calendar (Bin) or check other tools syncing this calendar."
+            "the calendar, apply the deletions; otherwise restore the events in Google Calendar "
+            "(Bin) or check other tools syncing this calendar, then resume."
         )
-        await bindings.set_stage(s, ctx.binding_id, bindings.PAUSED, reason)
+        await bindings.pause_for_guard(s, ctx.binding_id, reason, removing)
         await runs.report_issue(
             s,
             ctx.tenant_id,
@@ -159,7 +165,7 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
             ctx.run_id,
             code="calsync.mass_delete_guard",
             message=reason,
-            remedy="Resume the binding with deletions confirmed, or restore the Google events.",
+            remedy=GUARD_REMEDY,
         )
         await s.commit()
     ctx.counts["guarded"] = removing

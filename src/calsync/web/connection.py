@@ -20,17 +20,28 @@ from calsync.google.oauth import Authorization
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
-from calsync.store.models import CalendarBinding, GoogleConnection, SyncRun, Tenant, User
+from calsync.store.models import (
+    CalendarBinding,
+    Conflict,
+    GoogleConnection,
+    SyncRun,
+    Tenant,
+    User,
+)
 from calsync.sync import tokens as sync_tokens
+from calsync.sync.pull import GUARD_REMEDY
 
 from .google_schemas import (
+    BindingOut,
     CalendarOut,
+    ConflictOut,
     ConnectionOut,
     ListChannelOut,
     Problem,
     PushChannelOut,
     RunCounts,
     RunOut,
+    SyncState,
 )
 from .google_services import GoogleServices
 
@@ -41,10 +52,7 @@ SETTINGS = errors.SETTINGS_PAGE
 GOOD_OUTCOMES = ("ok", "partial", "skipped", "running")
 # codes the engine stores on runs without a GoogleError class behind them
 _CALSYNC_REMEDIES = {
-    "calsync.mass_delete_guard": (
-        "Check the Google calendar: if the entries were deleted on purpose, run a sync that "
-        "confirms the deletions; otherwise restore them in Google and sync again."
-    ),
+    "calsync.mass_delete_guard": GUARD_REMEDY,
     "calsync.sync_in_progress": "Nothing to do: the running sync picks up every change.",
     "calsync.binding_disabled": f"Switch sync on in {SETTINGS}.",
     "calsync.binding_paused": f"See the calendar's message in {SETTINGS}.",
@@ -315,14 +323,18 @@ async def enqueue_sync(
 # -- status ---------------------------------------------------------------------------------
 
 
-def run_out(run: SyncRun, calendar_id: str) -> RunOut:
+def run_out(run: SyncRun, binding: CalendarBinding | None) -> RunOut:
+    """A stored run, named by its calendar (an unticked calendar's runs stay in the history,
+    marked as no longer syncing)."""
     error = None
     if run.error_code or run.error_message:
         error = stored_problem(run.error_code, run.error_message)
     return RunOut(
         id=run.id,
         binding_id=run.binding_id,
-        calendar_id=calendar_id,
+        calendar_id=binding.google_calendar_id if binding is not None else "",
+        calendar_name=binding.summary if binding is not None else None,
+        calendar_syncing=binding is not None and binding.role != bindings.UNSELECTED,
         trigger=run.trigger,
         full_sync=run.full_sync,
         outcome=run.outcome,
@@ -409,8 +421,8 @@ async def status(
         conn = await connections.for_user(s, user.id)
         stored = list(await bindings.for_connection(s, conn.id)) if conn else []
         last = await google_settings.recent_runs(s, [b.id for b in stored], limit=1)
-    calendar_of = {b.id: b.google_calendar_id for b in stored}
-    last_run = run_out(last[0], calendar_of.get(last[0].binding_id, "")) if last else None
+    by_id = {b.id: b for b in stored}
+    last_run = run_out(last[0], by_id.get(last[0].binding_id)) if last else None
     state = "not_connected"
     last_error: Problem | None = None
     calendars_live: list[CalendarListEntry] | None = None
@@ -445,6 +457,8 @@ async def status(
     if last_error is None and state == "connected":
         if last_run is not None and last_run.outcome not in GOOD_OUTCOMES:
             last_error = last_run.error
+            if last_run.outcome == "needs_reauth":
+                last_error = None  # connected again since: that problem is solved
         last_error = last_error or _binding_problem(stored)
     if conn is None or state == "not_connected":
         auth_mode = tenant.auth_mode
@@ -459,6 +473,7 @@ async def status(
         linked_at=conn.linked_at if conn is not None and state != "not_connected" else None,
         auth_mode=auth_mode,  # type: ignore[arg-type]
         enabled=bool(conn.sync_enabled) if conn is not None else False,
+        sync_state=sync_state(conn if state != "not_connected" else None, stored),
         direction=stored[0].direction if stored else bindings.TWO_WAY,  # type: ignore[arg-type]
         private_events=(conn.private_events if conn is not None else "import"),  # type: ignore[arg-type]
         calendars=merge_calendars(calendars_live, stored),
@@ -479,6 +494,63 @@ async def status(
             if imports(b)
         ],
         list_channel=_list_channel(conn if state != "not_connected" else None, services),
+    )
+
+
+def sync_state(conn: GoogleConnection | None, stored: Sequence[CalendarBinding]) -> SyncState:
+    """What sync does for the user, in one word: on, off, nothing_selected (on, but no
+    calendar ticked), paused (every chosen calendar waits for the user) or not_connected."""
+    if conn is None:
+        return "not_connected"
+    if not conn.sync_enabled:
+        return "off"
+    chosen = [b for b in stored if b.role != bindings.UNSELECTED]
+    if not chosen:
+        return "nothing_selected"
+    if all(b.stage in (bindings.PAUSED, bindings.DISABLED) for b in chosen):
+        return "paused"
+    return "on"
+
+
+def binding_state(binding: CalendarBinding) -> str:
+    if binding.role == bindings.UNSELECTED:
+        return "unselected"
+    if binding.stage in (bindings.PAUSED, bindings.DISABLED):
+        return binding.stage
+    return "syncing" if binding.enabled else "off"
+
+
+def binding_out(binding: CalendarBinding) -> BindingOut:
+    return BindingOut(
+        id=binding.id,
+        calendar_id=binding.google_calendar_id,
+        calendar_name=binding.summary,
+        role=binding.role,  # type: ignore[arg-type]
+        direction=binding.direction,  # type: ignore[arg-type]
+        state=binding_state(binding),  # type: ignore[arg-type]
+        paused_at=binding.paused_at,
+        paused_reason=binding.paused_reason,
+        guarded_deletions=binding.guarded_deletions,
+        deletions_confirmed=bool(binding.deletions_confirmed),
+        last_sync_at=binding.last_sync_at,
+        last_success_at=binding.last_success_at,
+    )
+
+
+def conflict_out(conflict: Conflict, binding: CalendarBinding | None) -> ConflictOut:
+    return ConflictOut(
+        id=conflict.id,
+        calendar_id=binding.google_calendar_id if binding is not None else "",
+        calendar_name=binding.summary if binding is not None else None,
+        activity_id=conflict.activity_id,
+        google_event_id=conflict.google_event_id,
+        field=conflict.field,
+        base_value=conflict.base_value,
+        crm_value=conflict.crm_value,
+        google_value=conflict.google_value,
+        decision=conflict.decision,
+        policy=conflict.policy,
+        decided_at=conflict.decided_at,
     )
 
 

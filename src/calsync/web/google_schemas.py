@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -55,6 +55,10 @@ class RunOut(BaseModel):
     id: uuid.UUID | None
     binding_id: uuid.UUID
     calendar_id: str
+    calendar_name: str | None = Field(default=None, description="The calendar's name in Google")
+    calendar_syncing: bool = Field(
+        default=True, description="false: the calendar was unticked and no longer syncs"
+    )
     trigger: str
     full_sync: bool
     outcome: str
@@ -81,6 +85,9 @@ class ListChannelOut(BaseModel):
     expires_at: datetime | None
 
 
+SyncState = Literal["on", "off", "nothing_selected", "paused", "not_connected"]
+
+
 class ConnectionOut(BaseModel):
     status: ConnectionStatus
     google_email: str | None
@@ -89,6 +96,12 @@ class ConnectionOut(BaseModel):
     )
     auth_mode: Literal["oauth", "service_account"]
     enabled: bool
+    sync_state: SyncState = Field(
+        default="not_connected",
+        description="on; off (switched off); nothing_selected (on, but no calendar ticked: "
+        "nothing to do); paused (every chosen calendar paused, see GET .../google/calendars); "
+        "not_connected",
+    )
     direction: Direction
     private_events: PrivateEvents
     calendars: list[CalendarOut]
@@ -130,6 +143,77 @@ class SyncOut(BaseModel):
 
 class RunList(BaseModel):
     runs: list[RunOut]
+
+
+BindingState = Literal["syncing", "off", "paused", "disabled", "unselected"]
+
+
+class BindingOut(BaseModel):
+    """A calendar calsync keeps for the user: what it does and whether it is paused, and why."""
+
+    id: uuid.UUID = Field(description="The binding's id (resume with it)")
+    calendar_id: str
+    calendar_name: str | None
+    role: Literal["import", "export", "both", "unselected"]
+    direction: Direction
+    state: BindingState = Field(
+        description="syncing; off (sync switched off); paused (the mass-delete guard held "
+        "deletions back: resume it); disabled (calendar gone or write access lost); "
+        "unselected (unticked: its entries stay in the CRM, no longer syncing)"
+    )
+    paused_at: datetime | None
+    paused_reason: str | None
+    guarded_deletions: int | None = Field(
+        description="How many deletions the mass-delete guard held back"
+    )
+    deletions_confirmed: bool = Field(
+        description="The user confirmed the held-back deletions; the next run applies them"
+    )
+    last_sync_at: datetime | None
+    last_success_at: datetime | None
+
+
+class BindingList(BaseModel):
+    calendars: list[BindingOut]
+
+
+class ResumeIn(Strict):
+    confirm_deletions: bool = Field(
+        description="true: the next run applies the deletions Google reported to the CRM. "
+        "false: you restored the entries in Google; the next run finds them and deletes "
+        "nothing (if they are still missing, the calendar pauses again)"
+    )
+    wait: bool = Field(default=False, description="Answer when the sync it starts has finished")
+
+
+class ResumeOut(BaseModel):
+    calendar: BindingOut
+    status: Literal["finished", "queued"]
+    run: RunOut | None = Field(description="The sync the resume started (with wait)")
+
+
+class ConflictOut(BaseModel):
+    """A field changed on both sides: the value each side had, and which one calsync kept."""
+
+    id: uuid.UUID
+    calendar_id: str
+    calendar_name: str | None
+    activity_id: uuid.UUID | None
+    google_event_id: str | None
+    field: str
+    base_value: Any = Field(description="The value both sides had at the last sync")
+    crm_value: Any
+    google_value: Any
+    decision: str = Field(description="The side whose value was kept: crm or google")
+    policy: str
+    decided_at: datetime
+
+
+class ConflictList(BaseModel):
+    conflicts: list[ConflictOut]
+    total: int
+    limit: int
+    offset: int
 
 
 class IssueEvent(BaseModel):

@@ -31,6 +31,8 @@ from .. import connection
 from ..deps import Caller, Session, database, visible_user
 from ..errors import ApiError, FieldProblem
 from ..google_schemas import (
+    BindingList,
+    ConflictList,
     ConnectionOut,
     ConnectOut,
     DisconnectOut,
@@ -38,6 +40,8 @@ from ..google_schemas import (
     IssueList,
     IssueOut,
     Problem,
+    ResumeIn,
+    ResumeOut,
     RunCounts,
     RunList,
     RunOut,
@@ -447,7 +451,7 @@ async def _run_all(
 
 def _result_out(result: RunResult, binding: CalendarBinding, stored: Any) -> RunOut:
     if stored is not None:
-        out = connection.run_out(stored, binding.google_calendar_id)
+        out = connection.run_out(stored, binding)
         out.counts.linked = int(result.counts.get("linked", 0))
         if result.error is not None:
             out.error = Problem(
@@ -459,6 +463,7 @@ def _result_out(result: RunResult, binding: CalendarBinding, stored: Any) -> Run
         id=result.run_id,
         binding_id=binding.id,
         calendar_id=binding.google_calendar_id,
+        calendar_name=binding.summary,
         trigger="manual",
         full_sync=False,
         outcome=result.outcome.value,
@@ -557,9 +562,10 @@ async def list_runs(
     conn = await connections.for_user(s, user.id)
     if conn is None:
         return RunList(runs=[])
-    calendar_of = {b.id: b.google_calendar_id for b in await bindings.for_connection(s, conn.id)}
-    rows = await google_settings.recent_runs(s, list(calendar_of), limit=limit)
-    return RunList(runs=[connection.run_out(r, calendar_of.get(r.binding_id, "")) for r in rows])
+    # unticked calendars' runs too: their history stays, marked as no longer syncing
+    by_id = {b.id: b for b in await bindings.for_connection(s, conn.id)}
+    rows = await google_settings.recent_runs(s, list(by_id), limit=limit)
+    return RunList(runs=[connection.run_out(r, by_id.get(r.binding_id)) for r in rows])
 
 
 @router.get("/users/{user_id}/google/issues", response_model=IssueList)
@@ -589,6 +595,109 @@ async def list_issues(user_id: uuid.UUID, caller: Caller, s: Session) -> IssueLi
             )
             for i in rows
         ]
+    )
+
+
+# -- calendars: paused ones and resuming them --------------------------------------------------
+
+
+@router.get("/users/{user_id}/google/calendars", response_model=BindingList)
+async def list_calendars(user_id: uuid.UUID, caller: Caller, s: Session) -> BindingList:
+    """The calendars calsync keeps for the user (unticked ones too), each with its state; a
+    paused one says when and why, and how many deletions the mass-delete guard held back."""
+    _, user = await _target(caller, s, user_id)
+    conn = await connections.for_user(s, user.id)
+    if conn is None:
+        return BindingList(calendars=[])
+    stored = await bindings.for_connection(s, conn.id)
+    return BindingList(calendars=[connection.binding_out(b) for b in stored])
+
+
+@router.post(
+    "/users/{user_id}/google/calendars/{binding_id}/resume",
+    response_model=ResumeOut,
+    responses={202: {"model": ResumeOut, "description": "Resumed, sync queued (without wait)"}},
+)
+async def resume_calendar(
+    user_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    body: ResumeIn,
+    caller: Caller,
+    s: Session,
+    services: Services,
+    db: Db,
+    response: Response,
+    jobs: Annotated[JobQueue | None, Depends(job_queue)] = None,
+) -> ResumeOut:
+    """Resume a calendar the mass-delete guard paused, and start its sync at once.
+    `confirm_deletions: true` applies the deletions Google reported to the CRM; `false` means
+    the entries were restored in Google: the sync finds them and deletes nothing (still
+    missing, the calendar pauses again). The user or an admin of the tenant may resume."""
+    tenant, user = await _target(caller, s, user_id)
+    _module_on(tenant)
+    conn = await connections.for_user(s, user.id)
+    binding = await bindings.get(s, binding_id)
+    if conn is None or binding is None or binding.connection_id != conn.id:
+        raise ApiError(
+            404,
+            "calendar_not_found",
+            f"No calendar {binding_id} for this user.",
+            f"GET /api/v1/users/{user.id}/google/calendars lists the user's calendars.",
+        )
+    if binding.stage != bindings.PAUSED:
+        raise ApiError(
+            409,
+            "calendar_not_paused",
+            f"{binding.summary or binding.google_calendar_id} is not paused "
+            f"(it is {connection.binding_state(binding)}).",
+            "Nothing to resume; POST .../google/sync syncs now.",
+        )
+    if conn.status != connections.CONNECTED:
+        raise _not_connected(conn, tenant, user)
+    resumed = await bindings.resume(s, binding.id, confirm_deletions=body.confirm_deletions)
+    assert resumed is not None
+    await s.commit()
+    out = connection.binding_out(resumed)
+    if not body.wait:
+        if jobs is not None:
+            await jobs.enqueue_sync(binding.id, Reason.MANUAL)
+        else:
+            services.spawn(_run_all(db, services, [binding.id], False))
+        response.status_code = 202
+        return ResumeOut(calendar=out, status="queued", run=None)
+    (result,) = await _run_all(db, services, [binding.id], False)
+    async with db.session() as rs:
+        stored = await runs.get(rs, result.run_id) if result.run_id else None
+        after = await bindings.get(rs, binding.id)
+        run = _result_out(result, after or resumed, stored)
+        out = connection.binding_out(after or resumed)
+    return ResumeOut(calendar=out, status="finished", run=run)
+
+
+# -- conflicts --------------------------------------------------------------------------------
+
+
+@router.get("/users/{user_id}/google/conflicts", response_model=ConflictList)
+async def list_conflicts(
+    user_id: uuid.UUID,
+    caller: Caller,
+    s: Session,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> ConflictList:
+    """Every field changed on both sides, newest first: the value at the last sync, the CRM's
+    and Google's value, and which one calsync kept (the tenant's conflict policy)."""
+    _, user = await _target(caller, s, user_id)
+    conn = await connections.for_user(s, user.id)
+    if conn is None:
+        return ConflictList(conflicts=[], total=0, limit=limit, offset=offset)
+    by_id = {b.id: b for b in await bindings.for_connection(s, conn.id)}
+    rows, total = await runs.conflicts_for_bindings(s, list(by_id), limit=limit, offset=offset)
+    return ConflictList(
+        conflicts=[connection.conflict_out(c, by_id.get(c.binding_id)) for c in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
