@@ -217,6 +217,24 @@ async def count_live(session: AsyncSession, binding_id: uuid.UUID) -> int:
     return int(value or 0)
 
 
+async def count_crm_made(session: AsyncSession, binding_id: uuid.UUID) -> int:
+    """Entries made in the CRM (a series once) linked in the binding and not deleted: what a
+    change of the export calendar moves to the new one."""
+    value = await session.scalar(
+        select(func.count())
+        .select_from(EventLink)
+        .join(Activity, Activity.id == EventLink.activity_id)
+        .where(
+            EventLink.binding_id == binding_id,
+            EventLink.state == LINKED,
+            Activity.deleted_at.is_(None),
+            Activity.source != "google",
+            Activity.recurring_parent_id.is_(None),
+        )
+    )
+    return int(value or 0)
+
+
 async def unlinked_activities(
     session: AsyncSession,
     tenant_id: uuid.UUID,

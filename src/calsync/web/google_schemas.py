@@ -126,6 +126,22 @@ class SettingsPatch(Strict):
     private_events: PrivateEvents | None = None
 
 
+class SettingsWarning(BaseModel):
+    """What a settings change will do that the user may not expect."""
+
+    code: Literal["nothing_to_sync", "export_calendar_moves"]
+    message: str
+    count: int | None = Field(default=None, description="How many CRM entries move")
+    from_calendar: str | None = None
+    to_calendar: str | None = None
+
+
+class SettingsPreview(BaseModel):
+    warnings: list[SettingsWarning] = Field(
+        description="Empty: the change has no consequence worth a confirmation"
+    )
+
+
 class SyncIn(Strict):
     full: bool = Field(default=False, description="Relist the whole window instead of changes")
     wait: bool = Field(default=False, description="Answer when the sync has finished")

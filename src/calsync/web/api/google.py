@@ -20,7 +20,7 @@ from calsync.channels import Channels
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.jobs.port import JobQueue, Reason
-from calsync.store import bindings, connections, google_settings, runs
+from calsync.store import bindings, connections, google_settings, links, runs
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
@@ -46,6 +46,8 @@ from ..google_schemas import (
     RunList,
     RunOut,
     SettingsPatch,
+    SettingsPreview,
+    SettingsWarning,
     SyncIn,
     SyncOut,
 )
@@ -419,6 +421,96 @@ async def patch_settings(
     if calendars_sent or switching_on:
         await connection.enqueue_sync(db, jobs, conn.id)
     return await connection.status(db, services, tenant, user)
+
+
+def _calendar_name(
+    cid: str, existing: Sequence[CalendarBinding], live: Sequence[CalendarListEntry]
+) -> str:
+    for b in existing:
+        if b.google_calendar_id == cid and b.summary:
+            return b.summary
+    entry = next((c for c in live if c.id == cid), None)
+    return (entry.summary_override or entry.summary or cid) if entry is not None else cid
+
+
+async def consequences(
+    s: AsyncSession,
+    conn: GoogleConnection | None,
+    body: SettingsPatch,
+    live: Sequence[CalendarListEntry] = (),
+) -> list[SettingsWarning]:
+    """What saving `body` will do that deserves a warning: nothing left to sync, or CRM
+    entries moving to another calendar (and how many). Changes nothing."""
+    if conn is None:
+        return []
+    sent = body.model_fields_set
+    existing = list(await bindings.for_connection(s, conn.id))
+    current_export = next((b for b in existing if connection.exports(b)), None)
+    import_ids = (
+        body.import_calendar_ids
+        if body.import_calendar_ids is not None
+        else [b.google_calendar_id for b in existing if connection.imports(b)]
+    )
+    export_id = (
+        body.export_calendar_id
+        if "export_calendar_id" in sent
+        else (current_export.google_calendar_id if current_export else None)
+    )
+    enabled = body.enabled if body.enabled is not None else conn.sync_enabled
+    out: list[SettingsWarning] = []
+    if enabled and not import_ids and export_id is None:
+        out.append(
+            SettingsWarning(
+                code="nothing_to_sync",
+                message="No calendar is chosen: sync stays on but has nothing to do. Entries "
+                "already synced stay in the CRM and in Google.",
+            )
+        )
+    if (
+        current_export is not None
+        and export_id is not None
+        and export_id != current_export.google_calendar_id
+    ):
+        moving = await links.count_crm_made(s, current_export.id)
+        if moving:
+            old = current_export.summary or current_export.google_calendar_id
+            new = _calendar_name(export_id, existing, live)
+            out.append(
+                SettingsWarning(
+                    code="export_calendar_moves",
+                    message=f"{moving} entries made in the CRM move from {old!r} to {new!r} "
+                    "in Google at the next sync.",
+                    count=moving,
+                    from_calendar=old,
+                    to_calendar=new,
+                )
+            )
+    return out
+
+
+@router.post("/users/{user_id}/google/settings/preview", response_model=SettingsPreview)
+async def preview_settings(
+    user_id: uuid.UUID,
+    body: SettingsPatch,
+    caller: Caller,
+    s: Session,
+    services: Services,
+    db: Db,
+) -> SettingsPreview:
+    """What PATCH .../google/settings with this body would do that deserves a confirmation
+    (nothing left to sync; CRM entries moving to another calendar, with how many). Changes
+    nothing; the settings page asks before such a Save."""
+    tenant, user = await _target(caller, s, user_id)
+    _module_on(tenant)
+    conn = await connections.for_user(s, user.id)
+    live: list[CalendarListEntry] = []
+    if conn is not None and conn.status == connections.CONNECTED and body.export_calendar_id:
+        await s.commit()
+        try:  # only for the new calendar's name: its id does as well
+            live = await connection.fetch_calendars(db, services, tenant, conn)
+        except errors.GoogleError as exc:
+            log.info("calendar list for the preview failed: %s", exc)
+    return SettingsPreview(warnings=await consequences(s, conn, body, live))
 
 
 # -- sync now ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from calsync.store.models import SyncRun
 from .. import connection, i18n, oauth_browser
 from ..api import google as api
 from ..errors import ApiError
-from ..google_schemas import SettingsPatch, SyncIn, SyncOut
+from ..google_schemas import ConflictOut, ResumeIn, SettingsPatch, SettingsWarning, SyncIn, SyncOut
 from .common import (
     PageError,
     Viewer,
@@ -78,6 +78,14 @@ PAGE_ERRORS: dict[str, tuple[str, str | None]] = {
     "enable_for_self_only": (
         N_("Only the user can switch Google Calendar sync on for themselves."),
         N_("Ask the user to switch sync on in their own settings."),
+    ),
+    "calendar_not_paused": (
+        N_("This calendar is not paused any more."),
+        N_("Nothing to do: it syncs again."),
+    ),
+    "calendar_not_found": (
+        N_("This calendar is not among your calendars."),
+        N_("Reload the page and choose again."),
     ),
     "validation_failed": (
         N_("Some of the values are not valid."),
@@ -153,16 +161,19 @@ async def _running_runs(request: Request, who: Viewer) -> list[SyncRun]:
     return list(rows)
 
 
-@router.get(PAGE, include_in_schema=False)
-async def settings_page(request: Request) -> Response:
-    who = await viewer(request)
-    module_on(who)
+async def _page(request: Request, who: Viewer, pending: dict[str, Any] | None = None) -> Response:
+    """The settings page; `pending` is a Save waiting for confirmation (its warnings and the
+    values to post again with confirm=yes)."""
     db, services = db_of(request), services_of(request)
     status = await connection.status(db, services, who.tenant, who.user)
     async with who.acting(db) as (s, caller):
         runs = (await api.list_runs(who.user.id, caller, s, limit=10)).runs
         issues = (await api.list_issues(who.user.id, caller, s)).issues
+        calendars = (await api.list_calendars(who.user.id, caller, s)).calendars
+        conflicts = (await api.list_conflicts(who.user.id, caller, s, limit=5)).conflicts
     sync = _sync_state(request, who)
+    if sync["state"] == "finished":
+        _syncs(request).pop(who.user.id, None)  # a result is shown once, not all login long
     return render(
         request,
         "google_settings.html",
@@ -170,12 +181,68 @@ async def settings_page(request: Request) -> Response:
             "status": status,
             "runs": runs,
             "issues": issues,
+            "paused": [c for c in calendars if c.state == "paused"],
+            "conflicts": [_conflict_row(c) for c in conflicts],
             "sync": sync,
+            "pending": pending,
             "service_account": who.tenant.auth_mode == "service_account",
             "oauth_configured": services.oauth is not None,
         },
         who=who,
     )
+
+
+# the merge units (domain/fields.py UNITS) by the names users know
+UNIT_NAMES = {
+    "summary": N_("Title"),
+    "description": N_("Description"),
+    "location": N_("Location"),
+    "visibility": N_("Visibility"),
+    "transparency": N_("Busy or free"),
+    "schedule": N_("Time"),
+    "status": N_("Status"),
+}
+
+
+def _value(value: Any) -> str:
+    """A conflict's stored value (the unit's fields) as one short line."""
+    parts = value if isinstance(value, list) else [value]
+    shown = [
+        ", ".join(map(str, p)) if isinstance(p, list) else str(p)
+        for p in parts
+        if p not in (None, "", [], False)
+    ]
+    return " · ".join(shown) or "—"
+
+
+def _conflict_row(conflict: ConflictOut) -> dict[str, Any]:
+    return {
+        "decided_at": conflict.decided_at,
+        "calendar": conflict.calendar_name or conflict.calendar_id,
+        "field": UNIT_NAMES.get(conflict.field, conflict.field),
+        "crm": _value(conflict.crm_value),
+        "google": _value(conflict.google_value),
+        "decision": conflict.decision,
+    }
+
+
+@router.get(PAGE, include_in_schema=False)
+async def settings_page(request: Request) -> Response:
+    who = await viewer(request)
+    module_on(who)
+    return await _page(request, who)
+
+
+def _warning_text(warning: SettingsWarning) -> tuple[str, dict[str, Any]]:
+    if warning.code == "nothing_to_sync":
+        return N_(
+            "No calendar is chosen: sync stays on but has nothing to do. Entries already "
+            "synced stay in the CRM and in Google."
+        ), {}
+    return N_(
+        "%(count)s entries made in the CRM will move from “%(old)s” to “%(new)s” in Google at "
+        "the next sync."
+    ), {"count": warning.count, "old": warning.from_calendar, "new": warning.to_calendar}
 
 
 @router.post(PAGE, include_in_schema=False)
@@ -200,6 +267,22 @@ async def save_settings(request: Request) -> Response:
         flash(request, "error", *PAGE_ERRORS["validation_failed"])
         return redirect(PAGE)
     db = db_of(request)
+    if form.get("confirm") != "yes":
+        # a Save with consequences is asked about first (the page, without JavaScript)
+        async with who.acting(db) as (s, caller):
+            preview = await api.preview_settings(
+                who.user.id, body, caller, s, services_of(request), db
+            )
+        if preview.warnings:
+            pending = {
+                "warnings": [_warning_text(w) for w in preview.warnings],
+                "fields": [
+                    (k, str(v))
+                    for k, v in form.multi_items()
+                    if k not in ("csrf", "confirm") and isinstance(v, str)
+                ],
+            }
+            return await _page(request, who, pending)
     try:
         async with who.acting(db) as (s, caller):
             await api.patch_settings(
@@ -212,6 +295,52 @@ async def save_settings(request: Request) -> Response:
         flash(request, "error", exc.message, exc.remedy)
         return redirect(PAGE)
     flash(request, "ok", N_("Your settings are saved."))
+    return redirect(PAGE)
+
+
+@router.post(PAGE + "/resume", include_in_schema=False)
+async def resume(request: Request) -> Response:
+    """A calendar the mass-delete guard paused: apply the deletions, or resume after the
+    entries were restored in Google; its sync starts at once."""
+    who = await viewer(request)
+    form = await checked_form(request)
+    module_on(who)
+    choice = form.get("choice")
+    try:
+        binding_id = uuid.UUID(str(form.get("binding_id") or ""))
+    except ValueError:
+        binding_id = None
+    if binding_id is None or choice not in ("deletions", "restored"):
+        flash(request, "error", *PAGE_ERRORS["validation_failed"])
+        return redirect(PAGE)
+    db = db_of(request)
+    try:
+        async with who.acting(db) as (s, caller):
+            await api.resume_calendar(
+                who.user.id,
+                binding_id,
+                ResumeIn(confirm_deletions=choice == "deletions"),
+                caller,
+                s,
+                services_of(request),
+                db,
+                Response(),
+                api.job_queue(request),
+            )
+    except ApiError as exc:
+        flash(request, "error", *problem_of(exc))
+        return redirect(PAGE)
+    if choice == "deletions":
+        flash(request, "ok", N_("Resumed: the sync that starts now applies the deletions."))
+    else:
+        flash(
+            request,
+            "ok",
+            N_(
+                "Resumed: the sync that starts now looks for the restored entries and deletes "
+                "nothing. If they are still missing in Google, the calendar pauses again."
+            ),
+        )
     return redirect(PAGE)
 
 
@@ -247,6 +376,9 @@ async def disconnect(request: Request) -> Response:
     db = db_of(request)
     async with who.acting(db) as (s, caller):
         out = await api.disconnect(who.user.id, caller, s, services_of(request), db)
+    current = _syncs(request).get(who.user.id)
+    if current is not None and current.task.done():
+        _syncs(request).pop(who.user.id, None)  # its result belongs to the old connection
     flash(
         request,
         "ok",
