@@ -76,6 +76,8 @@ async def test_confirming_the_deletions_applies_them(api: Api) -> None:
     assert out["run"]["counts"]["deleted"] == N
     assert out["calendar"]["state"] == "syncing" and out["calendar"]["deletions_confirmed"] is False
     assert await api.activities(user_id) == [] and api.events(ALICE) == []
+    issues = (await api.call("GET", f"/api/v1/users/{user_id}/google/issues", key)).json()
+    assert issues == {"issues": []}  # the guard's issue is settled
     # the confirmation is used up: the next run is an ordinary one
     assert (await api.sync(user_id, key)).json()["outcome"] == "ok"
     (cal,) = await calendars(api, user_id, key)
@@ -101,6 +103,8 @@ async def test_resuming_without_restoring_pauses_again(api: Api) -> None:
     (cal,) = await calendars(api, user_id, key)
     out = await resume(api, user_id, cal["id"], key, confirm_deletions=False)
     assert out["run"]["outcome"] == "paused" and out["calendar"]["state"] == "paused"
+    issues = (await api.call("GET", f"/api/v1/users/{user_id}/google/issues", key)).json()
+    assert [i["code"] for i in issues["issues"]] == ["calsync.mass_delete_guard"]
     assert len(await api.activities(user_id)) == N
 
 

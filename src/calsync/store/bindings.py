@@ -14,7 +14,7 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
-from .models import CalendarBinding
+from .models import CalendarBinding, SyncIssue
 
 INITIAL, INCREMENTAL, PAUSED, DISABLED = "initial", "incremental", "paused", "disabled"
 IMPORT, EXPORT, BOTH = "import", "export", "both"
@@ -22,6 +22,7 @@ IMPORT, EXPORT, BOTH = "import", "export", "both"
 #: entries stay in the CRM and re-ticking it relinks them instead of importing them again
 UNSELECTED = "unselected"
 TWO_WAY, GOOGLE_TO_CRM, CRM_TO_GOOGLE = "two_way", "google_to_crm", "crm_to_google"
+GUARD_ISSUE = "calsync.mass_delete_guard"
 
 
 async def create(
@@ -240,6 +241,17 @@ async def resume(
             deletions_confirmed=confirm_deletions,
             updated_at=utcnow(),
         )
+        .execution_options(synchronize_session=False)
+    )
+    # the user acted on the guard's issue; if the entries are still missing, it comes back
+    await session.execute(
+        update(SyncIssue)
+        .where(
+            SyncIssue.binding_id == binding_id,
+            SyncIssue.code == GUARD_ISSUE,
+            SyncIssue.resolved_at.is_(None),
+        )
+        .values(resolved_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     await session.refresh(binding)
