@@ -95,3 +95,40 @@ def test_cli_sync_shows_a_summary_table(env: str, emulator: Emulator) -> None:
 
     missing = runner.invoke(cli, ["sync", "--tenant", "Acme", "--user", "nobody@example.com"])
     assert missing.exit_code == 1 and "no user" in missing.output
+
+
+def test_cli_resume_a_paused_calendar(env: str, emulator: Emulator) -> None:
+    """`calsync resume`: --restored with the entries still missing pauses again;
+    --confirm-deletions applies them; nothing paused is said plainly (issue 12.2)."""
+    connected_user(emulator, env)
+    api = Api.__new__(Api)
+    api.emu = emulator
+    ids = [api.insert_event(ALICE, f"Visit {n}", days=1 + n % 5) for n in range(24)]
+    assert runner.invoke(cli, ["sync", "--tenant", "Acme", "--user", ALICE]).exit_code == 0
+    with api.google(ALICE) as g:
+        for event_id in ids:
+            assert g.delete(f"/calendars/{ALICE}/events/{event_id}").status_code == 204
+    paused = runner.invoke(cli, ["sync", "--tenant", "Acme", "--user", ALICE])
+    assert paused.exit_code == 1 and "paused" in paused.output
+    assert "calsync resume" in paused.output  # the remedy names the command
+
+    unsure = runner.invoke(cli, ["resume", "--tenant", "Acme", "--user", ALICE])
+    assert unsure.exit_code == 2 and "--confirm-deletions or --restored" in unsure.output
+    restored = runner.invoke(cli, ["resume", "--tenant", "Acme", "--user", ALICE, "--restored"])
+    assert "nothing will be deleted" in restored.output
+    assert restored.exit_code == 1 and "paused" in restored.output  # still missing: again
+
+    confirmed = runner.invoke(
+        cli, ["resume", "--tenant", "Acme", "--user", ALICE, "--confirm-deletions"]
+    )
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "the deletions will be applied" in confirmed.output
+    row = next(line for line in confirmed.output.splitlines() if ALICE in line and "ok" in line)
+    numbers = [int(cell) for cell in row.replace("│", " ").split() if cell.isdigit()]
+    assert numbers[4] == 24  # deleted
+    assert [e["summary"] for e in api.events(ALICE)] == ["Quarterly review"]
+
+    nothing = runner.invoke(
+        cli, ["resume", "--tenant", "Acme", "--user", ALICE, "--confirm-deletions"]
+    )
+    assert nothing.exit_code == 1 and "Nothing to resume" in nothing.output
