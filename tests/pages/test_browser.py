@@ -349,6 +349,32 @@ def test_user_connects_syncs_and_reconnects(
     page.get_by_role("button", name="Disconnect").click()
     expect(page.get_by_text("Google Calendar is disconnected.")).to_be_visible()
     expect(page.get_by_role("button", name="click to connect Google")).to_be_visible()
+
+    # reconnected: no stale "Google no longer accepts…" and no old Sync now result beside it
+    page.get_by_role("button", name="click to connect Google").click()
+    page.check(f"input[name=account][value='{alice}']")
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_text("Connected as alice@example.com")).to_be_visible()
+    page.goto(server.url + "/settings/google")
+    card = page.locator(".status-card")
+    expect(card).to_contain_text("Connected as alice@example.com")
+    expect(card).not_to_contain_text("no longer accepts")
+    expect(page.get_by_text("Sync now finished:")).to_have_count(0)
+    # the history names calendars, never by raw id
+    expect(page.locator("#runs-heading + .table-wrap")).to_contain_text("CRM entries")
+    expect(page.locator("#runs-heading + .table-wrap")).not_to_contain_text(crm)
+
+    # unticking everything is asked about first, then says there is nothing to do
+    page.get_by_label(f"Import {alice}").uncheck()
+    page.get_by_label("Do not write CRM entries to Google").check()
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("heading", name="Before you save")).to_be_visible()
+    expect(page.locator("#confirm")).to_contain_text("has nothing to do")
+    page.get_by_role("button", name="Save anyway").click()
+    expect(page.get_by_text("Your settings are saved.")).to_be_visible()
+    expect(page.locator(".sync-state")).to_contain_text("Sync has nothing to do")
+    expect(page.get_by_text("no longer syncing").first).to_be_visible()
+    expect(page.locator(".status-card")).not_to_contain_text("Never")
     google.close()
     page.context.close()
 
