@@ -58,7 +58,9 @@ async def test_a_paused_calendar_says_why_and_what_to_do(api: Api) -> None:
     assert cal["paused_at"] is not None and f"{N} of the {N}" in cal["paused_reason"]
     assert cal["deletions_confirmed"] is False and cal["calendar_name"] == ALICE
     # Sync now does not resume it; the issue's remedy names the page button, the API and the CLI
-    assert (await api.sync(user_id, key)).json()["outcome"] == "skipped"
+    skipped = (await api.sync(user_id, key)).json()
+    assert skipped["outcome"] == "skipped"
+    assert "Apply the deletions" in skipped["runs"][0]["error"]["remedy"]
     issues = (await api.call("GET", f"/api/v1/users/{user_id}/google/issues", key)).json()
     (issue,) = [i for i in issues["issues"] if i["code"] == "calsync.mass_delete_guard"]
     for action in ("Apply the deletions", "Resume: I restored them", "/resume", "calsync resume"):

@@ -240,7 +240,10 @@ def _skip_reason(
             Outcome.SKIPPED,
             f"calsync.binding_{stage}",
             f"Sync of this calendar is {stage}.",
-            "See the calendar's message in Settings → Google Calendar.",
+            # only the mass-delete guard pauses: its two ways out
+            GUARD_REMEDY
+            if stage == bindings.PAUSED
+            else "See the calendar's message in Settings → Google Calendar.",
         )
     if status != connections.CONNECTED:
         return Failure(

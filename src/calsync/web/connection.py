@@ -55,7 +55,7 @@ _CALSYNC_REMEDIES = {
     "calsync.mass_delete_guard": GUARD_REMEDY,
     "calsync.sync_in_progress": "Nothing to do: the running sync picks up every change.",
     "calsync.binding_disabled": f"Switch sync on in {SETTINGS}.",
-    "calsync.binding_paused": f"See the calendar's message in {SETTINGS}.",
+    "calsync.binding_paused": GUARD_REMEDY,  # only the mass-delete guard pauses
     "calsync.binding_disabled_stage": f"Choose another calendar in {SETTINGS}.",
 }
 
