@@ -55,6 +55,7 @@ async def test_every_form_needs_the_sessions_csrf_token(pages: Pages) -> None:
         "/settings/google/connect",
         "/settings/google/disconnect",
         "/settings/google/sync",
+        "/settings/google/resume",
         "/admin/integrations/module",
         "/admin/integrations/settings",
         "/admin/integrations/service-account",
