@@ -1,15 +1,23 @@
-# The two set-up commands: `make run` and `make test`. Both create the environment themselves.
+# The two set-up commands: `make run` and `make test`. Both create the environment themselves;
+# a fresh machine needs only make and Python >= 3.11 with venv (Debian/Ubuntu: python3-venv).
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
-UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# uv trusts the system's certificate store (so a company proxy's CA works as in curl and apt);
+# UV_NATIVE_TLS is the older uv's name for it
+export UV_SYSTEM_CERTS ?= 1
+export UV_NATIVE_TLS ?= 1
+# uv on PATH, python3's uv module, or .tools/bin/uv (installed by `make uv` when neither exists);
+# looked up once, after the uv target ran
+UV = $(or $(_UV),$(eval _UV := $(shell scripts/bootstrap-uv.sh 2>/dev/null || echo uv))$(_UV))
 HOST ?= 127.0.0.1
 PORT ?= 8765
 PYTEST_ARGS ?=
 
 .PHONY: uv env run test lint typecheck bench emulator chromium
 
+# never `pip install` into the system Python (PEP 668): see scripts/bootstrap-uv.sh
 uv:
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
+	@scripts/bootstrap-uv.sh >/dev/null
 
 env: uv
 	$(UV) sync --frozen --quiet

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from calsync import __version__
 from calsync.google.calendar import make_http_client
@@ -118,11 +119,14 @@ def create_app(
         if owned:
             await db.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from assets shipped in fastapi-offline (/static-offline-docs), not a
+    # CDN: the API docs work offline and behind a firewall, and nothing leaves this machine
+    app = FastAPIOffline(
         title="calsync",
         version=__version__,
         description=DESCRIPTION,
         docs_url="/docs",
+        redoc_url="/redoc",
         openapi_url="/openapi.json",
         lifespan=lifespan,
     )
