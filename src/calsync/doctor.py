@@ -41,6 +41,9 @@ from calsync.web.connection import exports, imports, remedy_for
 from calsync.web.i18n import N_, Nn_
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+# a check that cannot pass in the sandbox by design (the emulator is not Google): neither a
+# failure nor a warning there
+SANDBOX = "sandbox"
 RATE_CODES = ("google.rate_limited", "google.quota_exceeded")
 CHANNEL_MARGIN = timedelta(hours=1)
 DUPLICATE_SCAN_DAYS = 90
@@ -589,6 +592,23 @@ class _Doctor:
     async def public_url(self) -> None:
         title = N_("Webhook address (public URL)")
         url = self.settings.public_url.rstrip("/")
+        if self.settings.sandbox and not url.lower().startswith("https://"):
+            self.add(
+                Check(
+                    "webhook",
+                    title,
+                    SANDBOX,
+                    Text(
+                        N_(
+                            "The public URL %(url)s is not https. That is fine in the sandbox: "
+                            "its Google emulator delivers push notifications over http. Real "
+                            "Google needs an https address."
+                        ),
+                        {"url": url},
+                    ),
+                )
+            )
+            return
         if not url.lower().startswith("https://"):
             self.add(
                 Check(
@@ -1058,7 +1078,7 @@ async def diagnose(
 
 # -- the terminal ---------------------------------------------------------------------------
 
-_STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim"}
+_STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red", SKIP: "dim", SANDBOX: "cyan"}
 
 
 def print_diagnosis(diagnosis: Diagnosis, console: Any = None) -> None:

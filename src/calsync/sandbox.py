@@ -94,6 +94,9 @@ class Sandbox:
     emulator: EmulatorThread
     admin_key: str | None = None
     logins: list[tuple[str, str]] = field(default_factory=list)
+    # the logins whose user is connected to a Google account in the emulator (the banner lists
+    # only these as connected: the demo admin has no Google account)
+    connected: set[str] = field(default_factory=set)
 
     @classmethod
     def start(cls, settings: Settings, *, host: str, port: int) -> Sandbox:
@@ -147,12 +150,16 @@ class Sandbox:
             stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
             _, self.admin_key = await apikeys.create(s, tenant.id, name=f"sandbox {stamp}")
             self.logins = []
+            self.connected = set()
             for email, _ in [ADMIN, *USERS]:
                 user = await users.by_email(s, tenant.id, email)
                 if user is not None:
                     if user.password_hash is None:  # demo logins for the pages
                         user.password_hash = hash_password(DEMO_PASSWORD)
                     self.logins.append((email, str(user.id)))
+                    conn = await connections.for_user(s, user.id)
+                    if conn is not None and conn.status == connections.CONNECTED:
+                        self.connected.add(email)
             await s.commit()
         print(self.banner(), flush=True)
 
@@ -165,9 +172,15 @@ class Sandbox:
             f"  Google emulator:  {self.emulator.url}   (control API: /emulator/v1)",
             f"  Company:          {TENANT}",
             f"  Admin API key:    {self.admin_key}",
-            "  Users (Google accounts in the emulator, already connected):",
         ]
-        lines += [f"    {email:<22} user id {uid}" for email, uid in self.logins]
+        linked = [(email, uid) for email, uid in self.logins if email in self.connected]
+        others = [(email, uid) for email, uid in self.logins if email not in self.connected]
+        if linked:
+            lines.append("  Users (Google accounts in the emulator, already connected):")
+            lines += [f"    {email:<22} user id {uid}" for email, uid in linked]
+        if others:
+            lines.append("  Users without a Google account (pages and API only):")
+            lines += [f"    {email:<22} user id {uid}" for email, uid in others]
         lines += [f"  Pages:            {s.public_url}/login   (password {DEMO_PASSWORD})"]
         lines += [
             "  Try:",

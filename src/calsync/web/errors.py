@@ -1,17 +1,64 @@
-"""Every error leaves the API as JSON `{"error": {"code", "message", "remedy"?}}`, never a trace."""
+"""Every error leaves the API as JSON `{"error": {"code", "message", "remedy"?}}`, never a trace.
+
+A browser (it asks for text/html, outside /api/ and the webhooks) gets an HTML error page
+instead, in its language with the navigation: web/pages installs it as `app.state.error_page`."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
+
+# (request, status, names of the invalid fields, headers) → an HTML page; see web/pages
+ErrorPage = Callable[[Request, int, list[str], dict[str, str]], Awaitable[Response]]
+# machine endpoints answer JSON whatever the client accepts
+_MACHINE_PATHS = ("/api/", "/webhooks/", "/metrics", "/healthz", "/readyz", "/openapi")
+
+
+def _quality(accept: str, wanted: str) -> float:
+    """The q value the Accept header gives this exact media type (0 when absent)."""
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        if media.strip().lower() == wanted:
+            for param in params.split(";"):
+                name, _, value = param.strip().partition("=")
+                if name.strip() == "q":
+                    try:
+                        return float(value)
+                    except ValueError:
+                        return 0.0
+            return 1.0
+    return 0.0
+
+
+def wants_html(request: Request) -> bool:
+    """A browser on a page: it prefers text/html to JSON, and the path is no API's."""
+    if request.url.path.startswith(_MACHINE_PATHS):
+        return False
+    accept = request.headers.get("accept", "")
+    html = _quality(accept, "text/html")
+    return html > 0 and html >= _quality(accept, "application/json")
+
+
+async def _page_or_none(
+    request: Request, status: int, fields: list[str], headers: dict[str, str] | None = None
+) -> Response | None:
+    page: ErrorPage | None = getattr(request.app.state, "error_page", None)
+    if page is None or not wants_html(request):
+        return None
+    try:
+        return await page(request, status, fields, headers or {})
+    except Exception:  # the error page itself failed: the JSON error still tells what happened
+        log.exception("error page failed", path=request.url.path, status=status)
+        return None
 
 
 class FieldProblem(BaseModel):
@@ -110,7 +157,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "request"
 
 
-async def _validation(_: Request, exc: Exception) -> JSONResponse:
+async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     fields = [
         FieldProblem(
@@ -120,26 +167,38 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
         )
         for e in exc.errors()
     ]
+    page = await _page_or_none(request, 422, sorted({f.field for f in fields}))
+    if page is not None:
+        return page
     summary = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
     return error_response(
         422, "validation_failed", f"invalid request: {summary}", "fix the listed fields", fields
     )
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    page = await _page_or_none(request, exc.status, [f.field for f in exc.fields or []])
+    if page is not None:
+        return page
     return error_response(exc.status, exc.code, exc.message, exc.remedy, exc.fields, exc.headers)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    page = await _page_or_none(request, exc.status_code, [], dict(exc.headers or {}))
+    if page is not None:
+        return page
     code = _STATUS_CODES.get(exc.status_code, "error" if exc.status_code >= 500 else "bad_request")
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", path=request.url.path, error=type(exc).__name__)
+    page = await _page_or_none(request, 500, [])
+    if page is not None:
+        return page
     return error_response(
         500,
         "internal_error",

@@ -12,6 +12,7 @@ from calsync.settings import Settings
 
 from . import admin, calendar, diagnostics, google, login, preferences
 from .common import SESSION_COOKIE, SESSION_MAX_AGE, LoginRequired, PageError, session_secret
+from .common import error_page as _error_page
 from .common import login_required as _login_required
 from .common import page_error as _page_error
 from .sessions import ServerSessions
@@ -38,4 +39,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(PageError, _page_error)
     app.add_exception_handler(LoginRequired, _login_required)
+    # browsers get HTML error pages for unknown addresses, bad ids and the unexpected
+    # (web/errors.py; API clients keep the JSON errors)
+    app.state.error_page = _error_page
     app.include_router(router)

@@ -227,6 +227,7 @@ async def upload_key(request: Request) -> Response:
         return redirect(PAGE + "#service-account")
     password = str(form.get("password") or "") or None
     client_email = str(form.get("client_email") or "").strip() or None
+    mode_before = who.tenant.auth_mode
     try:
         async with who.acting(db_of(request)) as (s, caller):
             out = await sa_api.upload_key(
@@ -250,6 +251,17 @@ async def upload_key(request: Request) -> Response:
         ),
         params={"email": out.service_account_email, "client": out.client_id or "-"},
     )
+    if mode_before != out.auth_mode:  # the upload switched the company: say so, and the way back
+        flash(
+            request,
+            "warn",
+            N_(
+                "The whole company now connects through the service account %(email)s instead "
+                "of each user's own Google sign-in. To go back, choose “Each user signs in with "
+                "Google” under “How users connect”."
+            ),
+            params={"email": out.service_account_email},
+        )
     return redirect(PAGE + "#service-account")
 
 

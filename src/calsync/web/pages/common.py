@@ -86,10 +86,13 @@ class PageError(Exception):
         message: str,
         remedy: str | None = None,
         params: dict[str, Any] | None = None,
+        *,
+        kind: str = "",
     ) -> None:
         super().__init__(message)
         self.status, self.title, self.message, self.remedy = status, title, message, remedy
         self.params = params or {}
+        self.kind = kind  # "module_off": the page says what is off and who switches it on
 
 
 class LoginRequired(Exception):
@@ -211,6 +214,25 @@ async def viewer(request: Request, *, admin: bool = False) -> Viewer:
     return found
 
 
+async def current_viewer(request: Request) -> Viewer | None:
+    """The logged-in user, or None: never raises (error pages use it, even when the database
+    is what failed)."""
+    if "session" not in request.scope:
+        return None
+    ids = _ids(request.session.get("uid"), request.session.get("tid"))
+    if ids is None:
+        return None
+    user_id, tenant_id = ids
+    try:
+        async with db_of(request).session() as s:
+            tenant = await tenants.get(s, tenant_id)
+            user = await users.get(s, tenant_id, user_id)
+            await s.commit()
+    except Exception:
+        return None
+    return Viewer(tenant, user) if tenant is not None and user is not None else None
+
+
 def module_on(who: Viewer) -> None:
     """The Google pages answer with a clear error while the Calendar module is off."""
     if not who.tenant.calendar_module_enabled:
@@ -219,6 +241,7 @@ def module_on(who: Viewer) -> None:
             i18n.N_("The Calendar module is off"),
             i18n.N_("The Calendar module is switched off for this company."),
             i18n.N_("Enable the Calendar module: an admin switches it on in Admin → Integrations."),
+            kind="module_off",
         )
 
 
@@ -259,7 +282,7 @@ def render(
     base = {
         "request": request,
         "who": who,
-        "csrf": csrf_token(request),
+        "csrf": csrf_token(request) if "session" in request.scope else "",
         "lang": code,
         "languages": i18n.LANGUAGES,
         "flashes": flashes,
@@ -348,12 +371,99 @@ def tr(message: str | None, params: dict[str, Any] | None = None) -> str:
     return text
 
 
+# the error pages for errors outside the pages' own (web/errors.py calls `error_page` for
+# browsers): unknown addresses, ids of the wrong form, anything unexpected
+_STATUS_PAGES: dict[int, tuple[str, str, str | None]] = {
+    403: (
+        i18n.N_("Not allowed"),
+        i18n.N_("You may not open this page."),
+        i18n.N_("Ask an admin of your company for help."),
+    ),
+    404: (
+        i18n.N_("Page not found"),
+        i18n.N_("There is no page at this address."),
+        i18n.N_("Check the address, or go on from one of the links below."),
+    ),
+    422: (
+        i18n.N_("This address is not valid"),
+        i18n.N_("Part of this address or form has a value calsync cannot read: %(fields)s."),
+        i18n.N_("Check the link you followed, or go on from one of the links below."),
+    ),
+    500: (
+        i18n.N_("Something went wrong"),
+        i18n.N_("calsync hit an unexpected error; the server log has the details."),
+        i18n.N_(
+            "Try again in a moment. If it happens again, tell your admin the time and the address "
+            "of this page."
+        ),
+    ),
+}
+_OTHER_4XX = (
+    i18n.N_("This request cannot be answered"),
+    i18n.N_("calsync cannot answer this request (HTTP %(status)s)."),
+    i18n.N_("Go on from one of the links below."),
+)
+
+
+async def error_page(
+    request: Request, status: int, fields: list[str] | None = None, headers: Any = None
+) -> Response:
+    """An HTML error page for a browser, in its language, with the navigation."""
+    title, message, remedy = _STATUS_PAGES.get(
+        status, _OTHER_4XX if status < 500 else _STATUS_PAGES[500]
+    )
+    params = {"status": status, "fields": ", ".join(fields or []) or "-"}
+    response = await page_error(request, PageError(status, title, message, remedy, params))
+    for name, value in dict(headers or {}).items():
+        if name.lower() in ("allow", "retry-after"):
+            response.headers[name] = value
+    return response
+
+
+def _ways_forward(request: Request, who: Viewer | None, exc: PageError) -> list[dict[str, str]]:
+    """Links that lead somewhere else than this page (no loop back to it)."""
+    links: list[tuple[str, str]] = []
+    if who is None:
+        links.append(("/login", i18n.N_("Log in")))
+    else:
+        if exc.kind == "module_off" and who.is_admin:
+            links.append(
+                (
+                    "/admin/integrations#module-heading",
+                    i18n.N_("Switch the Calendar module on in Integrations"),
+                )
+            )
+        if who.tenant.calendar_module_enabled:
+            links.append(("/settings/google", i18n.N_("Google Calendar")))
+        links.append(("/calendar", i18n.N_("Calendar")))
+        links.append(("/diagnostics", i18n.N_("Diagnostics")))
+    here = request.url.path
+    return [
+        {"href": href, "label": label}
+        for href, label in links
+        if href.split("#")[0].split("?")[0] != here
+    ]
+
+
+async def _admins(who: Viewer, request: Request) -> list[str]:
+    try:
+        async with db_of(request).session() as s:
+            people = await users.list_(s, who.tenant.id)
+            await s.commit()
+    except Exception:
+        return []
+    return sorted(u.email for u in people if u.role == "admin")
+
+
 async def page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
+    who = await current_viewer(request)
+    admins = await _admins(who, request) if who is not None and exc.kind == "module_off" else []
     return render(
         request,
         "error.html",
-        {"error": exc},
+        {"error": exc, "forward": _ways_forward(request, who, exc), "admins": admins},
+        who=who,
         status=exc.status,
     )
 

@@ -20,6 +20,7 @@ from .. import i18n
 from .common import (
     SESSION_MAX_AGE,
     checked_form,
+    current_viewer,
     db_of,
     flash,
     redirect,
@@ -36,7 +37,12 @@ router = APIRouter()
 
 @router.get("/", include_in_schema=False)
 async def home(request: Request) -> Response:
-    return redirect("/settings/google" if request.session.get("uid") else "/login")
+    """The start page: the Google Calendar settings, or the calendar while the Calendar module
+    is off (the settings page would only say so, and its links must not loop back here)."""
+    who = await current_viewer(request)
+    if who is None:
+        return redirect("/login")
+    return redirect("/settings/google" if who.tenant.calendar_module_enabled else "/calendar")
 
 
 @router.get("/login", include_in_schema=False)
