@@ -177,3 +177,49 @@ async def test_unexpected_error_is_a_page_for_browsers_and_json_for_clients(
         api = await client.get("/boom-for-test", headers={"Accept": "application/json"})
         assert api.status_code == 500
         assert api.json()["error"]["code"] == "internal_error"
+
+
+# what a page makes the browser load: scripts, styles, images, frames, CSS url(...)
+LOADED = re.compile(
+    r"""(?:<(?:script|img|iframe|source)\b[^>]*\bsrc|<link\b[^>]*\bhref)\s*=\s*["']([^"']+)["']|url\(\s*["']?([^)"']+)"""
+)
+SERVED = [
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/login",
+    "/settings/google",
+    "/calendar",
+    "/diagnostics",
+    "/admin/integrations",
+    "/no/such/page",
+]
+
+
+async def test_no_page_loads_anything_from_outside(pages: Pages) -> None:
+    """The API docs' Swagger UI comes from calsync (fastapi-offline), not a CDN; so does
+    everything any page loads, including the error pages and the static CSS."""
+    browser = await browser_of(pages, ADMIN, role="admin")
+    assets: set[str] = set()
+    for path in SERVED:
+        page = await browser.get(path)
+        assert page.status_code in (200, 404), (path, page.status_code)
+        assert page.headers["content-type"].startswith("text/html"), path
+        assert "cdn" not in page.text.lower(), path
+        found = {a or b for a, b in LOADED.findall(page.text)}
+        outside = {url for url in found if not url.startswith(("/", "#", "data:"))}
+        assert outside == set(), (path, outside)
+        assets |= found
+    # the docs' own script and style are served, with content
+    assert {
+        "/static-offline-docs/swagger-ui-bundle.js",
+        "/static-offline-docs/swagger-ui.css",
+    } <= assets
+    for asset in sorted(a for a in assets if a.startswith("/")):
+        resp = await browser.get(asset)
+        assert resp.status_code == 200 and len(resp.content) > 100, asset
+        if asset.endswith(".css"):
+            assert not re.search(r"url\(\s*[\"']?(https?:)?//", resp.text), asset
+    # the docs page turns the online validator off (it would fetch a badge from outside)
+    docs = await browser.get("/docs")
+    assert '"validatorUrl": null' in docs.text
+    assert (await browser.get("/redoc")).status_code == 404
