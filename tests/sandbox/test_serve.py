@@ -57,11 +57,16 @@ def test_sandbox_serves_and_syncs_a_google_change(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, 60, "/readyz")
+        wait_for(ready, 120, "/readyz")  # a first start under a loaded CI machine
         banner = Path(out.name).read_text()
         key = re.search(r"Admin API key:\s+(csk_\S+)", banner)
         emulator = re.search(r"Google emulator:\s+(http://\S+)", banner)
         assert key and emulator, banner
+        # only the users with a Google account in the emulator are listed as connected
+        connected = banner.split("already connected):")[1].split("without a Google account")[0]
+        assert "ada@demo.example" in connected and "bo@demo.example" in connected
+        assert "admin@demo.example" not in connected
+        assert "admin@demo.example" in banner.split("without a Google account")[1]
         admin = {"Authorization": f"Bearer {key.group(1)}"}
         emu = emulator.group(1)
 
@@ -94,6 +99,19 @@ def test_sandbox_serves_and_syncs_a_google_change(tmp_path: Path) -> None:
             "the Google event as a CRM activity",
         )
         assert time.monotonic() - made < 5
+        # the demo user's diagnostics: a sandbox, not "Something is wrong" (http webhooks)
+        with httpx.Client(base_url=base, timeout=10) as browser:
+            form = browser.get("/login").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+            assert csrf, form
+            login = {"email": "ada@demo.example", "password": "calsync-demo"}
+            resp = browser.post("/login", data={"csrf": csrf.group(1), **login})
+            assert resp.status_code == 303, resp.text
+            page = browser.get("/diagnostics")
+            assert page.status_code == 200
+            assert 'class="check status-sandbox" data-check="webhook"' in page.text
+            assert "status-fail" not in page.text, page.text
+            assert "Something is wrong" not in page.text
         # a restart keeps the demo company (once) and prints a fresh admin key
     finally:
         proc.send_signal(signal.SIGTERM)
