@@ -7,8 +7,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 # uv on PATH, python3's uv module, or .tools/bin/uv (installed by `make uv` when neither exists);
-# looked up once, after the uv target ran
-UV = $(or $(_UV),$(eval _UV := $(shell scripts/bootstrap-uv.sh 2>/dev/null || echo uv))$(_UV))
+# looked up once (installing nothing), after the uv target ran
+UV = $(or $(_UV),$(eval _UV := $(shell scripts/bootstrap-uv.sh --find))$(_UV))
 HOST ?= 127.0.0.1
 PORT ?= 8765
 PYTEST_ARGS ?=

@@ -6,6 +6,7 @@
 # with that venv's pip: Debian and Ubuntu refuse pip installs into the system Python (PEP 668),
 # and this never uses --break-system-packages. When that cannot work it stops with one line
 # saying what to install. Prints the uv command on stdout; progress goes to stderr.
+# `--find` only prints the command (.tools/bin/uv when there is none yet) and installs nothing.
 set -eu
 
 TOOLS="${CALSYNC_TOOLS_DIR:-.tools}"
@@ -24,7 +25,7 @@ if command -v python3 >/dev/null 2>&1 && python3 -m uv --version >/dev/null 2>&1
 	echo "python3 -m uv"
 	exit 0
 fi
-if [ -x "$TOOLS/bin/uv" ]; then
+if [ -x "$TOOLS/bin/uv" ] || [ "${1:-}" = "--find" ]; then
 	echo "$TOOLS/bin/uv"
 	exit 0
 fi

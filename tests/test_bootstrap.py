@@ -51,7 +51,7 @@ def clean_env(tmp_path: Path, path: str = CLEAN_PATH) -> dict[str, str]:
 
 def make(clone: Path, env: dict[str, str], target: str = "env") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["/usr/bin/make", "--no-print-directory", target],
+        ["/usr/bin/make", "--no-print-directory", *target.split()],
         cwd=clone,
         env=env,
         capture_output=True,
@@ -137,4 +137,13 @@ def test_an_old_python_stops_with_one_line(tmp_path: Path) -> None:
         "error: calsync needs Python 3.11 or newer, python3 is 3.9.2: install python3.11 or "
         "newer, then run make again"
     ], done.stderr
+    assert not (clone / ".tools").exists()
+
+
+def test_a_dry_run_installs_nothing(tmp_path: Path) -> None:
+    """`make -n` only says what it would do: looking uv up must not install it."""
+    clone = fresh_clone(tmp_path)
+    done = make(clone, clean_env(tmp_path), "-n env")
+    assert done.returncode == 0, done.stderr
+    assert ".tools/bin/uv sync --frozen" in done.stdout
     assert not (clone / ".tools").exists()
