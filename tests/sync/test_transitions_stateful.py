@@ -25,8 +25,9 @@ the faults are cleared first) these rules hold (`TransitionMachine.check`):
 3. **Google-made events are never copied**: every event in any calendar of either account is
    either one the person made there, or a copy calsync wrote (tagged) of an entry made in
    the CRM — never a copy of an entry imported from Google (defects 1, 8, 9).
-4. **One Google copy per CRM entry**, counted over the current account's calendars calsync
-   knows (has or had a binding for): at most one, always. When CRM entries reach Google
+4. **One Google copy per CRM entry**, counted over the connected account's calendars that
+   calsync has had a binding for (also under an earlier connection of the same account): at
+   most one, always. When CRM entries reach Google
    (connected, sync on, an export calendar, direction not Google → CRM): a live entry of an
    exported type has exactly one copy, in the export calendar, with the entry's title
    (defect 10); an entry of a type not exported (or a project task) and an entry deleted in
@@ -53,11 +54,15 @@ Rules chosen where the issue leaves a choice (asserted as such):
 - An entry whose type stops being exported is withdrawn from Google (rule 4), even when the
   export calendar changed at the same time.
 - After a change of Google account, calendars of the previous account are no longer counted
-  for rule 4 (calsync cannot write there); rules 2 and 3 still cover them.
+  for rule 4 (calsync cannot write there); rules 2 and 3 still cover them. Coming back to an
+  account used before counts its calendars again: "written to the new account once"
+  (docs/sync.md) means one copy in that account, not one more.
 
-Examples: `CALSYNC_TRANSITIONS_EXAMPLES` (default 25) of `CALSYNC_TRANSITIONS_STEPS` steps
+Examples: `CALSYNC_TRANSITIONS_EXAMPLES` (default 10) of `CALSYNC_TRANSITIONS_STEPS` steps
 (default 10), derandomized and without an example database, so CI runs the same examples every
-time; SQLite (the named defect replays below run on PostgreSQL too).
+time; SQLite only (the named scenarios below run on PostgreSQL too). An example costs about
+2.5 s of CPU (a tenant, an OAuth connect, a first sync, ~10 steps with 2–3 Sync now runs per
+settle), and the scenarios about 3 s each: with 10 examples the file stays near a minute.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ from tests.web.conftest import Api, build_app, register_client, settings_for
 from .conftest import ZONE, at, emulator_settings, retry_policy
 
 T = TypeVar("T")
-EXAMPLES = int(os.environ.get("CALSYNC_TRANSITIONS_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("CALSYNC_TRANSITIONS_EXAMPLES", "10"))
 STEPS = int(os.environ.get("CALSYNC_TRANSITIONS_STEPS", "10"))
 ROUNDS = 6  # Sync now runs to reach quiescence
 GUEST = "guest@example.org"
@@ -821,15 +826,12 @@ def test_defect_7_private_policy_never_touches_crm_entries(scene: TransitionMach
         assert len(copies) == 1 and copies[0][1] != "Busy", (policy, copies)
 
 
-@pytest.mark.parametrize("disconnect_first", [True, False], ids=["disconnected", "directly"])
-def test_defect_8_other_account_gets_no_google_made_entries(
-    scene: TransitionMachine, disconnect_first: bool
-) -> None:
+def test_defect_8_other_account_gets_no_google_made_entries(scene: TransitionMachine) -> None:
+    """Disconnect, connect another account (the machine also connects one directly)."""
     m = scene
     m.google_create(0, True, 1, 8)  # "Private dentist", in Alice's primary
     m.settle()
-    if disconnect_first:
-        m.disconnect()
+    m.disconnect()
     m.connect_account(1)
     m.settle()
     bob = [e.summary for _, e in m._google_events(m.bob)]
@@ -938,7 +940,7 @@ WALKS: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
         ("crm_change_type", (2, 0)),
         ("settle", ()),
     ],
-    "edits_while_disconnected_arrive_once": [
+    "edits_while_disconnected_then_everything_changed_while_off": [
         ("disconnect", ()),
         ("crm_delete", (0,)),
         ("crm_edit", (1,)),
@@ -946,16 +948,6 @@ WALKS: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
         ("crm_create", (0, False, True, 3, 11)),
         ("connect_account", (0,)),
         ("settle", ()),
-    ],
-    "one_way_then_new_export_calendar_then_two_way": [
-        ("set_direction", (2,)),
-        ("crm_create", (0, False, True, 3, 11)),
-        ("choose_calendars", (0b101, 3)),
-        ("settle", ()),
-        ("set_direction", (0,)),
-        ("settle", ()),
-    ],
-    "everything_changed_while_off": [
         ("set_enabled", (False,)),
         ("choose_calendars", (0b011, 2)),
         ("set_private_policy", (1,)),
@@ -969,8 +961,12 @@ WALKS: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
         ("set_private_policy", (0,)),
         ("settle", ()),
     ],
-    "export_calendar_to_a_calendar_with_google_entries_and_back": [
+    "one_way_then_export_calendars_over_google_entries": [
+        ("set_direction", (2,)),
+        ("crm_create", (0, False, True, 3, 11)),
         ("choose_calendars", (0b101, 3)),
+        ("settle", ()),
+        ("set_direction", (0,)),
         ("settle", ()),
         ("choose_calendars", (0b101, 2)),
         ("settle", ()),
