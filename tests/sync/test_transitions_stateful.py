@@ -987,3 +987,37 @@ WALKS: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
 def test_transition_walk(scene: TransitionMachine, walk: str) -> None:
     for name, args in WALKS[walk]:
         getattr(scene, name)(*args)
+
+
+def _edit_copy(m: TransitionMachine, aid: str) -> str:
+    """The person renames the CRM entry's copy in Google; returns the new title."""
+    [(cal, _)] = _crm_copies(m, aid)
+    event = next(e for c, e in m._google_events(m.alice) if c == cal and _tag(m, e) == aid)
+    title = m._title("G")
+    m.run(m.people[m.alice].patch_event(cal, event.id or "", {"summary": title}))
+    return title
+
+
+def _tag(m: TransitionMachine, event: Event) -> str:
+    return str(mapping.tagged_activity_id(event, m.tenant_id))
+
+
+@pytest.mark.parametrize("change", ["export_calendar", "not_exported"])
+def test_copy_edited_in_google_just_before_a_transition(
+    scene: TransitionMachine, change: str
+) -> None:
+    """The person renames a CRM entry's event in Google, then — before the next sync — the
+    export calendar changes (the rename arrives in the CRM, one copy in the new calendar), or
+    the entry's type stops being exported (the rename arrives, the event leaves Google)."""
+    m = scene
+    first = _first_crm(m)
+    title = _edit_copy(m, first)
+    if change == "export_calendar":
+        m.choose_calendars(0b001, 2)
+    else:
+        m.crm_change_type(0, TYPES.index("task"))
+    m.settle()
+    activity = next(a for a in m._live() if str(a.id) == first)
+    assert activity.subject == title
+    expected = [m.cals[m.alice]["C"]] if change == "export_calendar" else []
+    assert [cal for cal, _ in _crm_copies(m, first)] == expected
