@@ -1021,3 +1021,17 @@ def test_copy_edited_in_google_just_before_a_transition(
     assert activity.subject == title
     expected = [m.cals[m.alice]["C"]] if change == "export_calendar" else []
     assert [cal for cal, _ in _crm_copies(m, first)] == expected
+
+
+def test_many_entries_transition_without_the_mass_delete_guard(scene: TransitionMachine) -> None:
+    """More than the mass-delete guard's 20 entries change place in one go — moved to a new
+    export calendar, then withdrawn (their type no longer exported): that is no mass delete in
+    Google, so no run pauses (`settle` asserts every Sync now ends ok or partial)."""
+    m = scene
+    for i in range(22):
+        m.crm_create(0, False, False, 1 + i % 3, 8 + i % 9)
+    m.settle()
+    m.choose_calendars(0b001, 2)
+    m.settle()
+    m.set_exported_types(0b110)  # meetings no longer
+    m.settle()
