@@ -175,7 +175,9 @@ class TransitionMachine(RuleBasedStateMachine):
         self.crm_create(1, True, False, 2, 10)
         self.google_create(0, False, 1, 12)
         self.google_create(2, True, 2, 14)
-        self.settle()
+        # one Sync now (no confirming round: the first settle of the steps confirms it)
+        assert self.sync_now().json()["outcome"] == "ok"
+        self.check()
 
     def _add_calendar(self, email: str, summary: str) -> str:
         resp = self.emulator.control(
@@ -533,7 +535,8 @@ class TransitionMachine(RuleBasedStateMachine):
         for run in resp.json()["runs"]:
             self._explained(run)
         live = {str(a.id): a for a in self._live()}
-        events = {acc: self._google_events(acc) for acc in (self.alice, self.bob)}
+        # Bob's calendar can only hold what the person or calsync put there once connected
+        events = {acc: self._google_events(acc) if acc in self.known else [] for acc in self.cals}
         # 2. nothing lost
         for aid, info in self.crm_made.items():
             if not info["gone"] and not info.get("google_deleted"):
@@ -729,6 +732,11 @@ def _bound(emulator: Emulator, url: str, keyring: crypto.Keyring) -> Iterator[No
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+@pytest.mark.xfail(
+    strict=True,
+    reason="open defects (h12sm findings, FAILING 2 and 3) are found by the default examples; "
+    "remove this mark with their fixes",
+)
 def test_transitions_keep_one_copy_and_lose_nothing(
     emulator: Emulator, transitions_db: str, keyring: crypto.Keyring
 ) -> None:
@@ -1034,4 +1042,41 @@ def test_many_entries_transition_without_the_mass_delete_guard(scene: Transition
     m.choose_calendars(0b001, 2)
     m.settle()
     m.set_exported_types(0b110)  # meetings no longer
+    m.settle()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open defect (h12sm findings, FAILING 2): the moved event keeps its old title; "
+    "remove this mark with the fix",
+)
+@pytest.mark.parametrize("which", [0, 1], ids=["meeting", "private_call"])
+def test_crm_edit_between_export_change_and_sync_reaches_google(
+    scene: TransitionMachine, which: int
+) -> None:
+    """Found by the machine: untick everything, CRM entries to "CRM", then a CRM edit before
+    the next sync. Expected: the entry is in "CRM" with its new title."""
+    m = scene
+    aid = list(m.crm_made)[which]
+    m.choose_calendars(0b000, 2)
+    m.crm_edit(_index(m, aid))
+    m.settle()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open defect (h12sm findings, FAILING 3): the event stays in the unticked primary; "
+    "remove this mark with the fix",
+)
+def test_project_task_while_its_calendar_is_unticked_leaves_google(
+    scene: TransitionMachine,
+) -> None:
+    """Found by the machine: a CRM entry becomes a project task, and before the next sync
+    every calendar is unticked with CRM entries now going to "CRM". Expected: the event calsync
+    wrote for it in primary is withdrawn (docs/sync.md: an entry that stops being exported
+    leaves Google)."""
+    m = scene
+    aid = list(m.crm_made)[1]
+    m.crm_change_type(_index(m, aid), TYPES.index("project_task"))
+    m.choose_calendars(0b000, 2)
     m.settle()
