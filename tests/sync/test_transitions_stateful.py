@@ -62,7 +62,8 @@ Rules chosen where the issue leaves a choice (asserted as such):
 
 Examples: `CALSYNC_TRANSITIONS_EXAMPLES` (default 10) of `CALSYNC_TRANSITIONS_STEPS` steps
 (default 10), derandomized and without an example database, so CI runs the same examples every
-time; SQLite only (the named scenarios below run on PostgreSQL too). An example costs about
+time; SQLite only (the named scenarios below run on PostgreSQL too). Failures are not shrunk
+unless `CALSYNC_TRANSITIONS_SHRINK=1` (shrinking takes minutes). An example costs about
 2.5 s of CPU (a tenant, an OAuth connect, a first sync, ~10 steps with 2–3 Sync now runs per
 settle), and the scenarios about 3 s each: with 10 examples the file stays near a minute.
 """
@@ -81,7 +82,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from sqlalchemy import select
@@ -105,6 +106,9 @@ from .conftest import ZONE, at, emulator_settings, retry_policy
 T = TypeVar("T")
 EXAMPLES = int(os.environ.get("CALSYNC_TRANSITIONS_EXAMPLES", "10"))
 STEPS = int(os.environ.get("CALSYNC_TRANSITIONS_STEPS", "10"))
+# shrinking a failure can take hypothesis's full five minutes here (every step syncs): on for a
+# hunt (CALSYNC_TRANSITIONS_SHRINK=1), off by default so a failing run fails fast
+SHRINK = os.environ.get("CALSYNC_TRANSITIONS_SHRINK") == "1"
 ROUNDS = 6  # Sync now runs to reach quiescence
 GUEST = "guest@example.org"
 TYPES = ("meeting", "call", "task", "project_task")
@@ -747,6 +751,8 @@ def test_transitions_keep_one_copy_and_lose_nothing(
             deadline=None,
             derandomize=True,
             database=None,
+            phases=list(Phase) if SHRINK else [p for p in Phase if p is not Phase.shrink],
+            report_multiple_bugs=SHRINK,
             suppress_health_check=list(HealthCheck),
         )(TransitionMachine)
         machine.TestCase().runTest()
