@@ -735,7 +735,7 @@ def _bound(emulator: Emulator, url: str, keyring: crypto.Keyring) -> Iterator[No
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(max(900, 30 * EXAMPLES))  # a long run (1,000 examples) gets its time
 @pytest.mark.xfail(
     strict=True,
     reason="open defects (h12sm findings, FAILING 2 and 3) are found by the default examples; "
