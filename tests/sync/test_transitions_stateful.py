@@ -87,6 +87,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from sqlalchemy import select
 
+from calsync.domain.ids import google_event_id
 from calsync.google import errors as google_errors
 from calsync.google.calendar import CalendarClient
 from calsync.google.models import Event
@@ -173,6 +174,8 @@ class TransitionMachine(RuleBasedStateMachine):
         world: World = self.run(make_world(self.db, self.client))
         self.api = Api(world, self.app, self.emulator)
         self.user_id, self.key = self.run(world.user(self.alice))
+        # both accounts are the company's (the default policy: own e-mail or company domain)
+        self.run(self.api.account_policy(domains=[self.alice.split("@")[1]]))
         self.connect_account(0)
         # a synced start: entries on both sides
         self.crm_create(0, False, True, 1, 9)
@@ -736,11 +739,6 @@ def _bound(emulator: Emulator, url: str, keyring: crypto.Keyring) -> Iterator[No
 
 @pytest.mark.slow
 @pytest.mark.timeout(max(900, 30 * EXAMPLES))  # a long run (1,000 examples) gets its time
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defects (h12sm findings, FAILING 2 and 3) are found by the default examples; "
-    "remove this mark with their fixes",
-)
 def test_transitions_keep_one_copy_and_lose_nothing(
     emulator: Emulator, transitions_db: str, keyring: crypto.Keyring
 ) -> None:
@@ -1051,11 +1049,6 @@ def test_many_entries_transition_without_the_mass_delete_guard(scene: Transition
     m.settle()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect (h12sm findings, FAILING 2): the moved event keeps its old title; "
-    "remove this mark with the fix",
-)
 @pytest.mark.parametrize("which", [0, 1], ids=["meeting", "private_call"])
 def test_crm_edit_between_export_change_and_sync_reaches_google(
     scene: TransitionMachine, which: int
@@ -1069,11 +1062,6 @@ def test_crm_edit_between_export_change_and_sync_reaches_google(
     m.settle()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect (h12sm findings, FAILING 3): the event stays in the unticked primary; "
-    "remove this mark with the fix",
-)
 def test_project_task_while_its_calendar_is_unticked_leaves_google(
     scene: TransitionMachine,
 ) -> None:
@@ -1086,3 +1074,22 @@ def test_project_task_while_its_calendar_is_unticked_leaves_google(
     m.crm_change_type(_index(m, aid), TYPES.index("project_task"))
     m.choose_calendars(0b000, 2)
     m.settle()
+
+
+def test_project_task_renamed_in_google_while_unticked_leaves_google(
+    scene: TransitionMachine,
+) -> None:
+    """As above, and its event was renamed in Google meanwhile: the unticked calendar's link
+    has an old etag, so the delete first answers 412; it is re-read there and deleted."""
+    m = scene
+    aid = next(iter(m.crm_made))
+    [(calendar_id, _)] = _crm_copies(m, aid)
+    m.crm_change_type(_index(m, aid), TYPES.index("project_task"))
+    m.run(
+        m.people[m.alice].patch_event(
+            calendar_id, google_event_id(uuid.UUID(aid)), {"summary": "G renamed"}
+        )
+    )
+    m.choose_calendars(0b000, 2)
+    m.settle()
+    assert _crm_copies(m, aid) == []

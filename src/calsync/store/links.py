@@ -14,12 +14,13 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
 from .activities import CRM
 from .base import utcnow
+from .bindings import UNSELECTED
 from .models import Activity, CalendarBinding, EventLink, GoogleConnection
 
 PENDING, LINKED, PARKED, MOVING = "pending", "linked", "parked", "moving"
@@ -129,24 +130,47 @@ async def links_elsewhere(
     return out
 
 
+def _stopped_exporting(type_keys: Collection[str], never: str) -> Any:
+    """Linked, writable top-level activities that stopped being exported: made in the CRM with
+    a type no longer exported, or of the `never` type (project tasks) whatever their source."""
+    return and_(
+        EventLink.state.in_((LINKED, PENDING)),
+        EventLink.read_only.is_(None),
+        Activity.recurring_parent_id.is_(None),
+        Activity.deleted_at.is_(None),
+        or_(
+            Activity.type_key == never,
+            (Activity.source == CRM) & Activity.type_key.not_in(list(type_keys)),
+        ),
+    )
+
+
 async def unexported(
     session: AsyncSession, binding_id: uuid.UUID, type_keys: Collection[str], never: str
 ) -> list[uuid.UUID]:
-    """Top-level activities linked here that stopped being exported: made in the CRM with a
-    type no longer exported, or of the `never` type (project tasks) whatever their source."""
+    """Top-level activities linked here that stopped being exported (`_stopped_exporting`)."""
     rows = await session.scalars(
         select(EventLink.activity_id)
         .join(Activity, Activity.id == EventLink.activity_id)
+        .where(EventLink.binding_id == binding_id, _stopped_exporting(type_keys, never))
+    )
+    return [r for r in rows if r is not None]
+
+
+async def unexported_unselected(
+    session: AsyncSession, connection_id: uuid.UUID, type_keys: Collection[str], never: str
+) -> list[uuid.UUID]:
+    """CRM-made activities linked in an unticked calendar of the connection that stopped being
+    exported: that calendar never syncs, so the export calendar's sync withdraws them."""
+    rows = await session.scalars(
+        select(EventLink.activity_id)
+        .join(Activity, Activity.id == EventLink.activity_id)
+        .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
         .where(
-            EventLink.binding_id == binding_id,
-            EventLink.state.in_((LINKED, PENDING)),
-            EventLink.read_only.is_(None),
-            Activity.recurring_parent_id.is_(None),
-            Activity.deleted_at.is_(None),
-            or_(
-                Activity.type_key == never,
-                (Activity.source == CRM) & Activity.type_key.not_in(list(type_keys)),
-            ),
+            CalendarBinding.connection_id == connection_id,
+            CalendarBinding.role == UNSELECTED,
+            Activity.source == CRM,
+            _stopped_exporting(type_keys, never),
         )
     )
     return [r for r in rows if r is not None]

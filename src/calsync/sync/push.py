@@ -47,7 +47,8 @@ class Op:
     event_id: str
     call: ApiCall[Any]
     values: SyncFields | None
-    #: a move's old calendar (binding and Google id)
+    #: a move's old calendar, or the unticked calendar a withdraw deletes from (binding and
+    #: Google id); None: this run's calendar
     from_binding: uuid.UUID | None = None
     from_calendar: str | None = None
 
@@ -66,6 +67,12 @@ async def push(ctx: Ctx) -> None:
         if ctx.exports:
             # every exportable activity without a link: new on a first sync, and those of a
             # type the admin exports since (the change feed never named them for Google)
+            # CRM entries in an unticked calendar that stopped being exported leave Google
+            todo.update(
+                await links.unexported_unselected(
+                    s, ctx.connection_id, filters.exported_types(ctx.tenant), PROJECT_TASK
+                )
+            )
             fresh = await links.unlinked_activities(
                 s,
                 ctx.tenant_id,
@@ -399,6 +406,25 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             c = mapping.activity_fields(activity)
             c_hash = content_hash(c)
             if link is None:
+                gone = transitions.withdrawn_elsewhere(ctx, activity, elsewhere.get(aid))
+                if gone is not None:
+                    old_link, old_binding = gone
+                    call = await transitions.withdraw(
+                        ctx, s, activity, old_link, binding=old_binding
+                    )
+                    if call is not None:
+                        ops.append(
+                            Op(
+                                "withdraw",
+                                aid,
+                                old_link.google_event_id,
+                                call,
+                                None,
+                                from_binding=old_binding.id,
+                                from_calendar=old_binding.google_calendar_id,
+                            )
+                        )
+                    continue
                 if (
                     not ctx.exports
                     or not made_in_crm(activity)  # an entry from Google is never copied
@@ -479,7 +505,7 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
             ctx, op.activity_id, op.event_id, op.from_binding, op.from_calendar, result
         )
     async with ctx.db.session() as s:
-        link = await links.by_activity(s, ctx.binding_id, op.activity_id)
+        link = await links.by_activity(s, op.from_binding or ctx.binding_id, op.activity_id)
         if link is None:
             return "done"
         if op.kind in ("delete", "withdraw"):
@@ -503,6 +529,23 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
             await s.commit()
             ctx.counts["pushed"] += 1
             return "done"
+        if op.from_binding is not None and isinstance(result, errors.PreconditionFailed):
+            # withdrawing from an unticked calendar, whose Google edits are not synced: the
+            # event changed there since — delete that version in the next round
+            assert op.from_calendar is not None
+            try:
+                event = await ctx.client.get_event(op.from_calendar, link.google_event_id)
+            except (errors.NotFound, errors.Deleted):
+                await links.remove(s, link)
+                await s.commit()
+                return "done"
+            except errors.GoogleError as exc:
+                if exc.needs_reauth:
+                    raise
+                return "deferred"
+            link.google_etag = event.etag
+            await s.commit()
+            return "again"
         if isinstance(result, errors.Duplicate | errors.PreconditionFailed | errors.Deleted):
             # 409: our earlier insert landed (adopt it); 412/410: Google moved on — re-read it
             try:

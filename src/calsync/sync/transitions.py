@@ -53,19 +53,27 @@ def written_by_calsync(activity: Activity, link: EventLink) -> bool:
 
 
 async def withdraw(
-    ctx: Ctx, s: AsyncSession, activity: Activity, link: EventLink
+    ctx: Ctx,
+    s: AsyncSession,
+    activity: Activity,
+    link: EventLink,
+    *,
+    binding: CalendarBinding | None = None,
 ) -> ApiCall[Any] | None:
     """The Google write for an entry that stopped being exported: the delete of the event
     calsync wrote (the link goes when Google confirms), or None after detaching the link of an
-    event calsync did not write. A series' occurrences go with it."""
+    event calsync did not write. A series' occurrences go with it. `binding`: the link's
+    calendar when it is not this run's (an unticked one, see `withdrawn_elsewhere`)."""
+    binding_id = binding.id if binding is not None else ctx.binding_id
+    calendar_id = binding.google_calendar_id if binding is not None else ctx.calendar_id
     for other in (
-        await links.by_activities(s, ctx.binding_id, await links.exceptions(s, activity.id))
+        await links.by_activities(s, binding_id, await links.exceptions(s, activity.id))
     ).values():
         await links.remove(s, other)
     if written_by_calsync(activity, link) and link.state in (links.LINKED, links.PENDING):
         ctx.counts["withdrawn"] += 1
         return calls.events_delete(
-            ctx.calendar_id,
+            calendar_id,
             link.google_event_id,
             if_match=link.google_etag if link.state == links.LINKED else None,
             send_updates="none",
@@ -73,6 +81,23 @@ async def withdraw(
     link.state = links.DETACHED
     ctx.counts["detached"] += 1
     return None
+
+
+def withdrawn_elsewhere(
+    ctx: Ctx, activity: Activity, elsewhere: tuple[EventLink, CalendarBinding] | None
+) -> tuple[EventLink, CalendarBinding] | None:
+    """The event to delete from an unticked calendar for a CRM entry that stopped being
+    exported: that calendar's runs are skipped, so the export calendar's run withdraws it (an
+    untick keeps entries in place, but a project task or an unexported type never stays in
+    Google)."""
+    if elsewhere is None or not ctx.exports:
+        return None
+    link, binding = elsewhere
+    if binding.role != bindings.UNSELECTED or still_exported(ctx, activity):
+        return None
+    if link.state not in (links.LINKED, links.PENDING) or not written_by_calsync(activity, link):
+        return None
+    return elsewhere
 
 
 def attach(link: EventLink) -> None:
@@ -110,7 +135,8 @@ async def settle_move(
     from_calendar: str,
     result: object,
 ) -> str:
-    """Store a move's answer; returns done/again/deferred/parked like push.settle."""
+    """Store a move's answer; returns done/again/deferred/parked like push.settle. A move that
+    landed answers "again": the next round patches what the CRM changed since the last write."""
     if isinstance(result, errors.GoogleError) and result.needs_reauth:
         raise result
     async with ctx.db.session() as s:
@@ -121,7 +147,9 @@ async def settle_move(
             await _arrived(ctx, s, link, from_binding, result)
             await s.commit()
             ctx.counts["moved"] += 1
-            return "done"
+            # a CRM edit made since the last write is owed here now: one more round writes it
+            # (the cursor passes the edit with this run, so it must not wait for the next one)
+            return "again"
         if isinstance(result, errors.Deleted | errors.NotFound):
             # gone from the old calendar: an earlier move landed before a crash, or someone
             # deleted it there — look in the new calendar
@@ -139,7 +167,7 @@ async def settle_move(
             else:
                 await _rewrite(ctx, s, link, from_binding)
             await s.commit()
-            return "done" if event is not None and not event.cancelled else "again"
+            return "again"  # arrived (a CRM edit may be owed) or to be written afresh
         if isinstance(result, errors.Duplicate):
             # the id was used in the new calendar before (moved away and back): remove the old
             # calendar's event, then the push writes the entry where it now belongs
