@@ -928,11 +928,6 @@ def test_export_calendar_and_exported_types_changed_in_one_go(scene: TransitionM
     assert _crm_copies(m, first) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect (h12sm findings, FAILING 1): returning to an account used before "
-    "writes a second copy of each CRM entry; remove this mark with the fix",
-)
 def test_account_switched_away_and_back(scene: TransitionMachine) -> None:
     """Alice (CRM entries to "CRM"), then Bob, then Alice again: each CRM entry has one copy
     in Alice's calendars, not one in "CRM" from before and another in primary."""

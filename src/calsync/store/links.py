@@ -226,6 +226,14 @@ async def remove(session: AsyncSession, link: EventLink) -> None:
     await session.delete(link)
 
 
+async def any_in(session: AsyncSession, binding_id: uuid.UUID) -> bool:
+    """Whether the binding has any link at all (false: its first sync is still to come)."""
+    found = await session.scalar(
+        select(EventLink.id).where(EventLink.binding_id == binding_id).limit(1)
+    )
+    return found is not None
+
+
 async def count_live(session: AsyncSession, binding_id: uuid.UUID) -> int:
     """Linked activities of the binding that are not deleted (the mass-delete guard's base)."""
     value = await session.scalar(

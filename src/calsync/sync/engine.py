@@ -22,6 +22,7 @@ from calsync.store import bindings, connections, runs, schedule, tenants
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 
+from . import transitions
 from .context import Ctx, Hooks
 from .errors import Failure, Outcome, backoff_delay, run_failure
 from .owner import holder_dead, process_identity
@@ -189,6 +190,8 @@ async def _locked(
             ctx.full = ctx.reapply = True
             ctx.sync_token = None
         try:
+            # an account used before: its old export calendar's events come here first
+            await transitions.gather(ctx)
             if ctx.pulls:
                 await pull(ctx)
             if ctx.pushes:

@@ -8,6 +8,11 @@ stopped being exported leaves Google.
   Its link is marked `moving` first, so the old calendar's sync leaves it alone; a crash
   anywhere is finished by the next run (the event is found in one of the two calendars).
   Entries that came from Google are never moved or copied.
+- **An account used before** (connected again, or switched away and back): on the first sync of
+  the calendar that receives CRM entries, the events calsync wrote for the user's CRM entries
+  in calendars of this account that no calendar of the connection names any more (the old
+  export calendar, forgotten with the account change) are moved here (`gather`), so the first
+  pull relinks them instead of the push writing a second copy.
 - **Stopped being exported** (its type no longer exported, or made a project task): an event
   calsync wrote for a CRM entry is deleted from Google, the entry stays in the CRM; exported
   again later, it comes back once (the push restores the same event). An entry linked to an
@@ -18,6 +23,7 @@ stopped being exported leaves Google.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -35,6 +41,9 @@ from calsync.store.models import Activity, CalendarBinding, EventLink
 
 from . import filters
 from .context import Ctx
+from .mapping import TENANT_KEY, tagged_activity_id
+
+log = logging.getLogger(__name__)
 
 MOVE_FAILED = "calsync.move_failed"
 
@@ -228,3 +237,85 @@ async def _rewrite(ctx: Ctx, s: AsyncSession, link: EventLink, from_binding: uui
     await links.move_to(s, from_binding, ctx.binding_id, link)
     link.state = links.PENDING
     link.google_etag = None
+
+
+async def gather(ctx: Ctx) -> None:
+    """Before the first sync of a calendar that receives CRM entries: move here the events
+    calsync wrote for this user's CRM entries into calendars of this account that no calendar
+    of the connection names (an account used before keeps them where they were; DESIGN rule
+    10: the same account relinks without duplicates). The first pull then links them as it
+    links any event tagged with its activity. Entries linked elsewhere in the connection,
+    deleted, not the user's or no longer exported stay where they are."""
+    if not ctx.exports or not ctx.full:
+        return
+    async with ctx.db.session() as s:
+        if await links.any_in(s, ctx.binding_id):
+            return  # not this calendar's first sync (a 410 or a full sync asked for)
+        bound = {b.google_calendar_id for b in await bindings.for_connection(s, ctx.connection_id)}
+    try:
+        calendars = await ctx.client.calendars()
+    except errors.GoogleError as exc:
+        if exc.needs_reauth:
+            raise
+        log.info("gather: calendar list not read", extra={"error": str(exc)})
+        return
+    for entry in calendars:
+        if entry.id in bound or entry.deleted or not entry.writable:
+            continue
+        found: dict[uuid.UUID, Event] = {}
+        try:
+            async for page in ctx.client.list_events(
+                entry.id,
+                private_extended_property={TENANT_KEY: str(ctx.tenant_id)},
+                time_min=ctx.window_start,
+            ):
+                for event in page.items:
+                    aid = tagged_activity_id(event, ctx.tenant_id)
+                    if aid is None or event.cancelled or event.recurring_event_id:
+                        continue  # an exception's instance moves with its series
+                    if event.id == google_event_id(aid):
+                        found[aid] = event
+        except errors.GoogleError as exc:
+            if exc.needs_reauth:
+                raise
+            continue
+        if found:
+            await _gather_from(ctx, entry.id, found)
+
+
+async def _gather_from(ctx: Ctx, calendar_id: str, found: dict[uuid.UUID, Event]) -> None:
+    async with ctx.db.session() as s:
+        acts = await links.activities(s, ctx.tenant_id, set(found))
+        linked = await links.linked_in_other_bindings(
+            s, ctx.connection_id, ctx.binding_id, list(found)
+        )
+    for aid, event in found.items():
+        activity = acts.get(aid)
+        if (
+            activity is None
+            or aid in linked
+            or activity.owner_id != ctx.user_id
+            or activity.deleted_at is not None
+            or activity.recurring_parent_id is not None
+            or not made_in_crm(activity)
+            or not filters.exportable(ctx.tenant, activity)
+        ):
+            continue
+        assert event.id is not None
+        try:
+            await ctx.client.move_event(calendar_id, event.id, ctx.calendar_id)
+        except errors.Duplicate:
+            # a copy is here already (the push's insert landed before a crash): the one in
+            # the forgotten calendar is the second copy
+            try:
+                await ctx.client.delete_event(calendar_id, event.id)
+            except (errors.NotFound, errors.Deleted):
+                pass
+        except (errors.NotFound, errors.Deleted):
+            continue
+        except errors.GoogleError as exc:
+            if exc.needs_reauth:
+                raise
+            log.info("gather: not moved", extra={"activity": str(aid), "error": str(exc)})
+            continue
+        ctx.counts["moved"] += 1
