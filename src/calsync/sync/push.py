@@ -65,14 +65,14 @@ async def push(ctx: Ctx) -> None:
             )
         )
         if ctx.exports:
-            # every exportable activity without a link: new on a first sync, and those of a
-            # type the admin exports since (the change feed never named them for Google)
             # CRM entries in an unticked calendar that stopped being exported leave Google
             todo.update(
                 await links.unexported_unselected(
                     s, ctx.connection_id, filters.exported_types(ctx.tenant), PROJECT_TASK
                 )
             )
+            # every exportable activity without a link: new on a first sync, and those of a
+            # type the admin exports since (the change feed never named them for Google)
             fresh = await links.unlinked_activities(
                 s,
                 ctx.tenant_id,
