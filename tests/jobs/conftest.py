@@ -45,7 +45,7 @@ from tests.sync.conftest import (  # noqa: F401  (fixtures reused)
 PG = bool(os.environ.get("CALSYNC_TEST_POSTGRES_URL"))
 RUNNERS = ["inprocess"] + (["procrastinate"] if PG else [])
 # short enough that tests stay quick, long enough that a loaded CI machine (two SQLite writers,
-# 200 bindings, the rest of the suite alongside) renews it in time: at 2 s a renewal starved by
+# many bindings, the rest of the suite alongside) renews it in time: at 2 s a renewal starved by
 # SQLite's writer lock let a second worker start a binding the first was still finishing (CI,
 # 2026-12-03). Dead holders on this machine are taken over at once (sync.owner), not by expiry.
 LOCK_TTL = timedelta(seconds=6)
