@@ -4,6 +4,7 @@ covers it, and CRM changes whose debounced push was lost are found from the chan
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from datetime import timedelta
@@ -150,6 +151,25 @@ async def test_crm_changes_whose_push_was_lost_are_found_in_the_change_feed(h: H
     assert (await sync_binding(h.db, h.binding_id, h.google, trigger="change")).ok
     assert await Recovery(h.db, jobs, settle=timedelta(0)).run() == 0
     assert "Board meeting" in [e.summary for e in await h.events()]
+
+
+async def test_the_first_pass_leaves_what_this_process_saw_arrive_to_its_own_debounce(
+    h: Harness,
+) -> None:
+    """The first pass looks at what a dead process left, i.e. what is older than this process:
+    a CRM edit or a webhook that arrives after the start, before the pass runs (a busy event
+    loop), is this process's own debounce's and would be synced twice (CI, 2026-12-03: a bulk
+    edit went out in two runs)."""
+    assert (await sync_binding(h.db, h.binding_id, h.google)).ok
+    jobs = Recorder()
+    recovery = Recovery(h.db, jobs, settle=timedelta(seconds=30))  # this process starts
+    await asyncio.sleep(0.01)
+    await h.activity("Bulk edit", at(3, 9))
+    async with h.db.session() as s:
+        await bindings.mark_owed(s, h.binding_id, utcnow())
+        await s.commit()
+    assert await recovery.run() == 0
+    assert jobs.requests == []
 
 
 async def h_binding(h: Harness) -> CalendarBinding:

@@ -9,8 +9,9 @@
 
 Bindings held by a lock are left to its holder (a dead holder's lock is released by the
 runner's stuck-lock tick, which syncs the binding). The first pass of a process looks at
-everything; later ones only at what is older than `settle`, so they never pre-empt a debounce
-or a sync queued in some live process.
+everything older than the process itself (what arrived since is its own debounce's, even when
+a busy event loop runs the pass late); later ones only at what is older than `settle`, so they
+never pre-empt a debounce or a sync queued in some live process.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ class Recovery:
         self.jobs = jobs
         self.settle = settle
         self.passes = 0
+        self.started = utcnow()  # what arrives after this is this process's own to sync
 
     async def run(self) -> int:
         """Enqueue what is owed; returns how many bindings."""
         now = utcnow()
-        before = now if self.passes == 0 else now - self.settle
+        before = self.started if self.passes == 0 else now - self.settle
         self.passes += 1
         async with self.db.session() as s:
             owed = await schedule.owed_syncs(s, now, before=before)
