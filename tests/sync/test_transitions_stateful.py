@@ -1080,6 +1080,21 @@ def test_project_task_while_its_calendar_is_unticked_leaves_google(
     m.settle()
 
 
+def test_crm_entry_deleted_before_its_calendar_is_unticked_leaves_google(
+    scene: TransitionMachine,
+) -> None:
+    """Found by the 1,000-example run: a CRM entry is deleted in the CRM and, before the next
+    sync, its calendar is unticked (CRM entries now go to "CRM"). The CRM's own entry must not
+    stay in Google: the export calendar's run deletes it from the unticked calendar."""
+    m = scene
+    aid = next(iter(m.crm_made))
+    assert len(_crm_copies(m, aid)) == 1
+    m.crm_delete(_index(m, aid))
+    m.choose_calendars(0b000, 2)
+    m.settle()
+    assert _crm_copies(m, aid) == []
+
+
 def test_project_task_renamed_in_google_while_unticked_leaves_google(
     scene: TransitionMachine,
 ) -> None:

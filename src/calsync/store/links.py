@@ -160,8 +160,9 @@ async def unexported(
 async def unexported_unselected(
     session: AsyncSession, connection_id: uuid.UUID, type_keys: Collection[str], never: str
 ) -> list[uuid.UUID]:
-    """CRM-made activities linked in an unticked calendar of the connection that stopped being
-    exported: that calendar never syncs, so the export calendar's sync withdraws them."""
+    """CRM-made activities linked in an unticked calendar of the connection that were deleted
+    in the CRM or stopped being exported: that calendar never syncs, so the export calendar's
+    sync withdraws them."""
     rows = await session.scalars(
         select(EventLink.activity_id)
         .join(Activity, Activity.id == EventLink.activity_id)
@@ -170,7 +171,15 @@ async def unexported_unselected(
             CalendarBinding.connection_id == connection_id,
             CalendarBinding.role == UNSELECTED,
             Activity.source == CRM,
-            _stopped_exporting(type_keys, never),
+            or_(
+                _stopped_exporting(type_keys, never),
+                and_(
+                    EventLink.state.in_((LINKED, PENDING)),
+                    EventLink.read_only.is_(None),
+                    Activity.recurring_parent_id.is_(None),
+                    Activity.deleted_at.is_not(None),
+                ),
+            ),
         )
     )
     return [r for r in rows if r is not None]

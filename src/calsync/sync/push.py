@@ -27,7 +27,7 @@ from calsync.google.calls import ApiCall
 from calsync.google.models import Event
 from calsync.store import activities, changes, links, runs
 from calsync.store.activities import made_in_crm
-from calsync.store.models import Activity, EventLink
+from calsync.store.models import Activity, CalendarBinding, EventLink
 
 from . import filters, mapping, transitions
 from .context import Ctx
@@ -331,6 +331,35 @@ async def _bad_rule(ctx: Ctx, s: AsyncSession, activity: Activity) -> bool:
     return False
 
 
+async def _withdraw_elsewhere(
+    ctx: Ctx,
+    s: AsyncSession,
+    activity: Activity,
+    elsewhere: dict[uuid.UUID, tuple[EventLink, CalendarBinding]],
+    ops: list[Op],
+) -> bool:
+    """A CRM entry deleted or no longer exported whose event is in an unticked calendar: its
+    delete there (transitions.withdrawn_elsewhere). True when that is the entry's write."""
+    gone = transitions.withdrawn_elsewhere(ctx, activity, elsewhere.get(activity.id))
+    if gone is None:
+        return False
+    old_link, old_binding = gone
+    call = await transitions.withdraw(ctx, s, activity, old_link, binding=old_binding)
+    if call is not None:
+        ops.append(
+            Op(
+                "withdraw",
+                activity.id,
+                old_link.google_event_id,
+                call,
+                None,
+                from_binding=old_binding.id,
+                from_calendar=old_binding.google_calendar_id,
+            )
+        )
+    return True
+
+
 async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
     """Decide each activity's write; pending links are committed here, before any insert."""
     ops: list[Op] = []
@@ -382,6 +411,7 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                     continue
             if activity.deleted_at is not None:
                 if link is None:
+                    await _withdraw_elsewhere(ctx, s, activity, elsewhere, ops)
                     continue
                 if link.google_etag is None and link.state == links.PARKED:
                     await links.remove(s, link)  # never reached Google
@@ -406,24 +436,7 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             c = mapping.activity_fields(activity)
             c_hash = content_hash(c)
             if link is None:
-                gone = transitions.withdrawn_elsewhere(ctx, activity, elsewhere.get(aid))
-                if gone is not None:
-                    old_link, old_binding = gone
-                    call = await transitions.withdraw(
-                        ctx, s, activity, old_link, binding=old_binding
-                    )
-                    if call is not None:
-                        ops.append(
-                            Op(
-                                "withdraw",
-                                aid,
-                                old_link.google_event_id,
-                                call,
-                                None,
-                                from_binding=old_binding.id,
-                                from_calendar=old_binding.google_calendar_id,
-                            )
-                        )
+                if await _withdraw_elsewhere(ctx, s, activity, elsewhere, ops):
                     continue
                 if (
                     not ctx.exports

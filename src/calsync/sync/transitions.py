@@ -95,14 +95,16 @@ async def withdraw(
 def withdrawn_elsewhere(
     ctx: Ctx, activity: Activity, elsewhere: tuple[EventLink, CalendarBinding] | None
 ) -> tuple[EventLink, CalendarBinding] | None:
-    """The event to delete from an unticked calendar for a CRM entry that stopped being
-    exported: that calendar's runs are skipped, so the export calendar's run withdraws it (an
-    untick keeps entries in place, but a project task or an unexported type never stays in
-    Google)."""
+    """The event to delete from an unticked calendar for a CRM entry that was deleted in the
+    CRM or stopped being exported: that calendar's runs are skipped, so the export calendar's
+    run withdraws it (an untick keeps entries in place, but the CRM's own entry never stays in
+    Google once it is deleted, a project task or of a type no longer exported)."""
     if elsewhere is None or not ctx.exports:
         return None
     link, binding = elsewhere
-    if binding.role != bindings.UNSELECTED or still_exported(ctx, activity):
+    if binding.role != bindings.UNSELECTED:
+        return None
+    if activity.deleted_at is None and still_exported(ctx, activity):
         return None
     if link.state not in (links.LINKED, links.PENDING) or not written_by_calsync(activity, link):
         return None
