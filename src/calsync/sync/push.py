@@ -65,7 +65,7 @@ async def push(ctx: Ctx) -> None:
             )
         )
         if ctx.exports:
-            # CRM entries in an unticked calendar that stopped being exported leave Google
+            # CRM entries in an unticked calendar deleted or no longer exported leave Google
             todo.update(
                 await links.unexported_unselected(
                     s, ctx.connection_id, filters.exported_types(ctx.tenant), PROJECT_TASK
