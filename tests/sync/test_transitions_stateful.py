@@ -1098,8 +1098,9 @@ def test_crm_entry_deleted_before_its_calendar_is_unticked_leaves_google(
 def test_project_task_renamed_in_google_while_unticked_leaves_google(
     scene: TransitionMachine,
 ) -> None:
-    """As above, and its event was renamed in Google meanwhile: the unticked calendar's link
-    has an old etag, so the delete first answers 412; it is re-read there and deleted."""
+    """A CRM entry made a project task, its event renamed in Google, then its calendar
+    unticked before the next sync: the unticked calendar's link has an old etag, so the delete
+    first answers 412; the event is re-read there and deleted."""
     m = scene
     aid = next(iter(m.crm_made))
     [(calendar_id, _)] = _crm_copies(m, aid)
