@@ -18,7 +18,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
-from .activities import CRM
+from .activities import CRM, GOOGLE
 from .base import utcnow
 from .bindings import UNSELECTED
 from .models import Activity, CalendarBinding, EventLink, GoogleConnection
@@ -130,29 +130,37 @@ async def links_elsewhere(
     return out
 
 
-def _stopped_exporting(type_keys: Collection[str], never: str) -> Any:
-    """Linked, writable top-level activities that stopped being exported: made in the CRM with
-    a type no longer exported, or of the `never` type (project tasks) whatever their source."""
+def _writable_entry() -> Any:
+    """A link calsync may still write, of a top-level activity (a series once)."""
     return and_(
         EventLink.state.in_((LINKED, PENDING)),
         EventLink.read_only.is_(None),
         Activity.recurring_parent_id.is_(None),
-        Activity.deleted_at.is_(None),
-        or_(
-            Activity.type_key == never,
-            (Activity.source == CRM) & Activity.type_key.not_in(list(type_keys)),
-        ),
+    )
+
+
+def _no_longer_exported(type_keys: Collection[str], never: str) -> Any:
+    """Of the `never` type (project tasks) whatever its source, or made in the CRM with a type
+    that is not exported."""
+    return or_(
+        Activity.type_key == never,
+        (Activity.source == CRM) & Activity.type_key.not_in(list(type_keys)),
     )
 
 
 async def unexported(
     session: AsyncSession, binding_id: uuid.UUID, type_keys: Collection[str], never: str
 ) -> list[uuid.UUID]:
-    """Top-level activities linked here that stopped being exported (`_stopped_exporting`)."""
+    """Live top-level activities linked here that stopped being exported."""
     rows = await session.scalars(
         select(EventLink.activity_id)
         .join(Activity, Activity.id == EventLink.activity_id)
-        .where(EventLink.binding_id == binding_id, _stopped_exporting(type_keys, never))
+        .where(
+            EventLink.binding_id == binding_id,
+            _writable_entry(),
+            Activity.deleted_at.is_(None),
+            _no_longer_exported(type_keys, never),
+        )
     )
     return [r for r in rows if r is not None]
 
@@ -171,15 +179,8 @@ async def unexported_unselected(
             CalendarBinding.connection_id == connection_id,
             CalendarBinding.role == UNSELECTED,
             Activity.source == CRM,
-            or_(
-                _stopped_exporting(type_keys, never),
-                and_(
-                    EventLink.state.in_((LINKED, PENDING)),
-                    EventLink.read_only.is_(None),
-                    Activity.recurring_parent_id.is_(None),
-                    Activity.deleted_at.is_not(None),
-                ),
-            ),
+            _writable_entry(),
+            or_(Activity.deleted_at.is_not(None), _no_longer_exported(type_keys, never)),
         )
     )
     return [r for r in rows if r is not None]
@@ -243,35 +244,24 @@ async def any_in(session: AsyncSession, binding_id: uuid.UUID) -> bool:
     return found is not None
 
 
-async def count_live(session: AsyncSession, binding_id: uuid.UUID) -> int:
-    """Linked activities of the binding that are not deleted (the mass-delete guard's base)."""
+async def count_live(
+    session: AsyncSession, binding_id: uuid.UUID, *, crm_made: bool = False
+) -> int:
+    """Linked activities of the binding that are not deleted (the mass-delete guard's base);
+    with `crm_made`, only entries made in the CRM, a series once (what a change of the export
+    calendar moves to the new one)."""
+    conditions = [
+        EventLink.binding_id == binding_id,
+        EventLink.state == LINKED,
+        Activity.deleted_at.is_(None),
+    ]
+    if crm_made:
+        conditions += [Activity.source != GOOGLE, Activity.recurring_parent_id.is_(None)]
     value = await session.scalar(
         select(func.count())
         .select_from(EventLink)
         .join(Activity, Activity.id == EventLink.activity_id)
-        .where(
-            EventLink.binding_id == binding_id,
-            EventLink.state == LINKED,
-            Activity.deleted_at.is_(None),
-        )
-    )
-    return int(value or 0)
-
-
-async def count_crm_made(session: AsyncSession, binding_id: uuid.UUID) -> int:
-    """Entries made in the CRM (a series once) linked in the binding and not deleted: what a
-    change of the export calendar moves to the new one."""
-    value = await session.scalar(
-        select(func.count())
-        .select_from(EventLink)
-        .join(Activity, Activity.id == EventLink.activity_id)
-        .where(
-            EventLink.binding_id == binding_id,
-            EventLink.state == LINKED,
-            Activity.deleted_at.is_(None),
-            Activity.source != "google",
-            Activity.recurring_parent_id.is_(None),
-        )
+        .where(*conditions)
     )
     return int(value or 0)
 

@@ -471,7 +471,7 @@ async def consequences(
         and export_id is not None
         and export_id != current_export.google_calendar_id
     ):
-        moving = await links.count_crm_made(s, current_export.id)
+        moving = await links.count_live(s, current_export.id, crm_made=True)
         if moving:
             old = current_export.summary or current_export.google_calendar_id
             new = _calendar_name(export_id, existing, live)
