@@ -63,16 +63,9 @@ async def begin(
     now = now or utcnow()
     since = now - limits.window
     account, address = account[:KEY_LENGTH], address[:KEY_LENGTH]
-    wait = 0.0
-    for kind, key, limit in (
-        (ACCOUNT, account, limits.per_account),
-        (ADDRESS, address, limits.per_address),
-    ):
-        count, oldest = await _count(session, kind, key, since)
-        if count >= limit and oldest is not None:
-            wait = max(wait, (oldest + limits.window - now).total_seconds())
-    if wait > 0:
-        return max(1, int(wait + 0.999))
+    wait = await _wait(session, account, address, limits, now, allowed=0)
+    if wait is not None:
+        return wait
     rows = [LoginFailure(kind=ACCOUNT, key=account, at=now)]
     rows.append(LoginFailure(kind=ADDRESS, key=address, at=now))
     session.add_all(rows)
@@ -98,20 +91,35 @@ async def over_limit(
     """After `begin` committed: if parallel attempts took the account or the address past its
     limit, withdraw this one and return the seconds to wait (the caller commits)."""
     now = now or utcnow()
-    since = now - limits.window
     account, address = account[:KEY_LENGTH], address[:KEY_LENGTH]
+    # this attempt is among the rows counted: one more than the limit is over it
+    wait = await _wait(session, account, address, limits, now, allowed=1)
+    if wait is not None:
+        await _remove(session, attempt.ids)
+    return wait
+
+
+async def _wait(
+    session: AsyncSession,
+    account: str,
+    address: str,
+    limits: Limits,
+    now: datetime,
+    *,
+    allowed: int,
+) -> int | None:
+    """Whole seconds until the account and the address are both below their limits (counting
+    `allowed` more rows than the limit as still below), or None when they are now."""
+    since = now - limits.window
     wait = 0.0
     for kind, key, limit in (
         (ACCOUNT, account, limits.per_account),
         (ADDRESS, address, limits.per_address),
     ):
         count, oldest = await _count(session, kind, key, since)
-        if count > limit and oldest is not None:
+        if count >= limit + allowed and oldest is not None:
             wait = max(wait, (oldest + limits.window - now).total_seconds())
-    if wait <= 0:
-        return None
-    await _remove(session, attempt.ids)
-    return max(1, int(wait + 0.999))
+    return max(1, int(wait + 0.999)) if wait > 0 else None
 
 
 async def succeeded(session: AsyncSession, attempt: Attempt, account: str) -> None:
