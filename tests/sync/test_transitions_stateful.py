@@ -95,7 +95,7 @@ from calsync.store import activities, bindings, connections, crypto
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
 from calsync.store.models import Activity, CalendarBinding, EventLink
-from calsync.sync import mapping
+from calsync.sync import engine, mapping
 from calsync.web.google_services import GoogleServices
 from tests.calsync.conftest import World, make_world
 from tests.calsync.google.conftest import ControlTokens
@@ -946,6 +946,38 @@ def test_account_switched_away_and_back(scene: TransitionMachine) -> None:
     m.connect_account(1)
     m.settle()
     m.connect_account(0)
+    m.settle()
+    for aid in m.crm_made:
+        assert len(_crm_copies(m, aid)) == 1, (aid, _crm_copies(m, aid))
+
+
+def test_back_to_an_account_survives_a_crash_right_after_the_moves(
+    scene: TransitionMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, and the first run in Alice's account again dies right after it gathered the
+    old export calendar's events (before its pull): the next run ends with one copy each."""
+    m = scene
+    m.choose_calendars(0b001, 2)
+    m.settle()
+    m.connect_account(1)
+    m.settle()
+    pull = engine.pull
+    died: list[bool] = []
+
+    async def dies_after_the_moves(ctx: Any) -> None:
+        monkeypatch.setattr(engine, "pull", pull)
+        died.append(True)
+        raise google_errors.BackendError("killed right after the moves")
+
+    monkeypatch.setattr(engine, "pull", dies_after_the_moves)
+    m.connect_account(0)
+    m.sync_now()
+    assert died == [True]
+    # the run acted on the old export calendar before it died: nothing is left there (the ids
+    # were used in primary before, so Google refuses the move and the old copies are removed
+    # for the push to restore the events in primary, as any move back does)
+    for aid in m.crm_made:
+        assert m.cals[m.alice]["C"] not in [c for c, _ in _crm_copies(m, aid)]
     m.settle()
     for aid in m.crm_made:
         assert len(_crm_copies(m, aid)) == 1, (aid, _crm_copies(m, aid))

@@ -307,8 +307,9 @@ async def _gather_from(ctx: Ctx, calendar_id: str, found: dict[uuid.UUID, Event]
         try:
             await ctx.client.move_event(calendar_id, event.id, ctx.calendar_id)
         except errors.Duplicate:
-            # a copy is here already (the push's insert landed before a crash): the one in
-            # the forgotten calendar is the second copy
+            # the id was used here before (written here, then moved away; or a push's insert
+            # landed before a crash): as in settle_move, the forgotten calendar's copy goes and
+            # the push writes the entry here (a 409 restores the event of ours with that id)
             try:
                 await ctx.client.delete_event(calendar_id, event.id)
             except (errors.NotFound, errors.Deleted):
