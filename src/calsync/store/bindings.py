@@ -104,6 +104,16 @@ async def take_over(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
+async def _set(session: AsyncSession, binding_id: uuid.UUID, **values: object) -> None:
+    """Change columns of one binding (the caller commits)."""
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def owed_since(session: AsyncSession, binding_id: uuid.UUID) -> datetime | None:
     """When a webhook last asked for a sync not yet done (None: nothing owed)."""
     return await session.scalar(
@@ -112,12 +122,7 @@ async def owed_since(session: AsyncSession, binding_id: uuid.UUID) -> datetime |
 
 
 async def mark_owed(session: AsyncSession, binding_id: uuid.UUID, at: datetime) -> None:
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(sync_owed_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    await _set(session, binding_id, sync_owed_at=at)
 
 
 async def settle_owed(session: AsyncSession, binding_id: uuid.UUID, seen: datetime) -> None:
@@ -164,60 +169,37 @@ async def save_sync_token(
     }
     if time_zone:
         values["time_zone"] = time_zone
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    await _set(session, binding_id, **values)
 
 
 async def drop_sync_token(session: AsyncSession, binding_id: uuid.UUID) -> None:
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(sync_token=None)
-        .execution_options(synchronize_session=False)
-    )
+    await _set(session, binding_id, sync_token=None)
 
 
 async def set_push_seq(session: AsyncSession, binding_id: uuid.UUID, seq: int) -> None:
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(push_seq=seq)
-        .execution_options(synchronize_session=False)
-    )
+    await _set(session, binding_id, push_seq=seq)
 
 
 async def set_stage(
     session: AsyncSession, binding_id: uuid.UUID, stage: str, reason: str | None
 ) -> None:
     """Pause or disable a binding with the message users see (or clear it)."""
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(stage=stage, paused_reason=reason, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    await _set(session, binding_id, stage=stage, paused_reason=reason, updated_at=utcnow())
 
 
 async def pause_for_guard(
     session: AsyncSession, binding_id: uuid.UUID, reason: str, held_back: int
 ) -> None:
     """The mass-delete guard's pause: why, when, and how many deletions it held back."""
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(
-            stage=PAUSED,
-            paused_reason=reason,
-            paused_at=utcnow(),
-            guarded_deletions=held_back,
-            deletions_confirmed=False,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
+    await _set(
+        session,
+        binding_id,
+        stage=PAUSED,
+        paused_reason=reason,
+        paused_at=utcnow(),
+        guarded_deletions=held_back,
+        deletions_confirmed=False,
+        updated_at=utcnow(),
     )
 
 
@@ -231,17 +213,14 @@ async def resume(
     if binding is None:
         return None
     stage = INCREMENTAL if binding.sync_token else INITIAL
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(
-            stage=stage,
-            paused_reason=None,
-            paused_at=None,
-            deletions_confirmed=confirm_deletions,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
+    await _set(
+        session,
+        binding_id,
+        stage=stage,
+        paused_reason=None,
+        paused_at=None,
+        deletions_confirmed=confirm_deletions,
+        updated_at=utcnow(),
     )
     # the user acted on the guard's issue; if the entries are still missing, it comes back
     await session.execute(
@@ -260,12 +239,7 @@ async def resume(
 
 async def deletions_applied(session: AsyncSession, binding_id: uuid.UUID) -> None:
     """A run applied the confirmed deletions: the confirmation is used up."""
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(deletions_confirmed=False, guarded_deletions=None)
-        .execution_options(synchronize_session=False)
-    )
+    await _set(session, binding_id, deletions_confirmed=False, guarded_deletions=None)
 
 
 async def finished(
@@ -284,9 +258,4 @@ async def finished(
         values["failure_count"] = CalendarBinding.failure_count + 1
         if retry_in is not None:
             values["next_sync_at"] = at + retry_in
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    await _set(session, binding_id, **values)
