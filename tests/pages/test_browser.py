@@ -80,6 +80,8 @@ def run_async(work: Any) -> Any:
 class AppServer:
     """calsync on a real port in a thread, its public URL that port (http, as in development)."""
 
+    mode = "production"
+
     def __init__(self, emulator_url: str, database_url: str, keyring: crypto.Keyring) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -93,7 +95,7 @@ class AppServer:
             google_client_secret=SecretStr(CLIENT_SECRET),
             google_requests_per_minute=0,
             google_timeout_seconds=5.0,
-            mode="production",
+            mode=self.mode,
         )
         self.db = Database(database_url, pooled=False)
         app = create_app(self.settings, database=self.db, keyring=keyring)

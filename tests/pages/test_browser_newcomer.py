@@ -6,27 +6,19 @@ Screenshots go to test-artifacts/pages/ (gitignored)."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, Request, Route, expect
-from pydantic import SecretStr
 
-from calsync.settings import Settings
 from calsync.store import crypto
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
-from calsync.web.app import create_app
 from tests.conftest import Emulator
 from tests.pages.test_browser import (
     ARTIFACTS,
-    CLIENT_ID,
-    CLIENT_SECRET,
     AppServer,
     Company,
     browser,
@@ -150,28 +142,7 @@ def test_api_docs_load_nothing_from_outside(browser: Browser, server: AppServer)
 class SandboxServer(AppServer):
     """calsync in sandbox mode (as `make run`), on a real port, with the test's emulator."""
 
-    def __init__(self, emulator_url: str, database_url: str, keyring: crypto.Keyring) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = Settings(
-            google_emulator_url=emulator_url,
-            public_url=self.url,
-            google_client_id=CLIENT_ID,
-            google_client_secret=SecretStr(CLIENT_SECRET),
-            google_requests_per_minute=0,
-            google_timeout_seconds=5.0,
-            mode="sandbox",
-        )
-        self.db = Database(database_url, pooled=False)
-        app = create_app(self.settings, database=self.db, keyring=keyring)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="asyncio")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
+    mode = "sandbox"
 
 
 @pytest.fixture(scope="module")
