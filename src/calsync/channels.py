@@ -434,12 +434,8 @@ class Channels:
             )
             if exc.needs_reauth and not isinstance(exc, NotConnected):
                 async with self.db.session() as s:
-                    await connections.mark_error(
-                        s,
-                        connection_id,
-                        status=connections.NEEDS_REAUTH,
-                        code=exc.code,
-                        message=exc.message,
+                    await connections.mark_needs_reauth(
+                        s, connection_id, code=exc.code, message=exc.message
                     )
                     await s.commit()
                 await self.unwatch_list(connection_id)

@@ -340,13 +340,7 @@ class _Doctor:
         except errors.GoogleError as exc:
             if exc.needs_reauth:
                 async with self.db.session() as s:
-                    await connections.mark_error(
-                        s,
-                        conn.id,
-                        status=connections.NEEDS_REAUTH,
-                        code=exc.code,
-                        message=exc.message,
-                    )
+                    await connections.mark_needs_reauth(s, conn.id, code=exc.code, message=exc.message)
                     await s.commit()
                 conn.status = connections.NEEDS_REAUTH
             self.add(_error_check("connection", title, exc))

@@ -49,9 +49,7 @@ async def test_unwanted_and_unwatched_follow_should_watch(db: Database) -> None:
     assert unwanted and unwatched == {made[("import", False)]}
     # a connection that is no longer connected wants no channel at all
     async with db.session() as s:
-        await connections.mark_error(
-            s, conn.id, status=connections.NEEDS_REAUTH, code="x", message="x"
-        )
+        await connections.mark_needs_reauth(s, conn.id, code="x", message="x")
         await s.commit()
     async with db.session() as s:
         assert {c.binding_id for c in await stored.unwanted(s, conn.id)} == {

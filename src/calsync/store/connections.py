@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .base import utcnow
 from .models import CalendarBinding, EventLink, GoogleConnection
 
+# a connection's status: connected, needs_reauth (Google refused the grant; the user must
+# reconnect) or revoked (the user disconnected: `google_settings.disconnect`); `error` is read
+# by the status API but no code path writes it today
 CONNECTED = "connected"
 NEEDS_REAUTH = "needs_reauth"
 ERROR = "error"
@@ -94,15 +97,17 @@ async def store_access_token(
     )
 
 
-async def mark_error(
-    session: AsyncSession, connection_id: uuid.UUID, *, status: str, code: str, message: str
+async def mark_needs_reauth(
+    session: AsyncSession, connection_id: uuid.UUID, *, code: str, message: str
 ) -> None:
-    """Record why the connection cannot sync (needs_reauth: the user must reconnect)."""
+    """Google refused the connection's grant: the user must reconnect. The one writer of this
+    status (the engine, the push channels, the connection page and the doctor all land here),
+    so every place that reads it sees the same error fields, set together."""
     await session.execute(
         update(GoogleConnection)
         .where(GoogleConnection.id == connection_id)
         .values(
-            status=status,
+            status=NEEDS_REAUTH,
             last_error_code=code,
             last_error_message=message,
             last_error_at=utcnow(),

@@ -283,12 +283,8 @@ async def _record(
             google_requests=google_requests,
         )
         if outcome is Outcome.NEEDS_REAUTH and failure is not None:
-            await connections.mark_error(
-                s,
-                connection_id,
-                status=connections.NEEDS_REAUTH,
-                code=failure.code,
-                message=failure.message,
+            await connections.mark_needs_reauth(
+                s, connection_id, code=failure.code, message=failure.message
             )
         if outcome is Outcome.DISABLED and failure is not None:
             await bindings.set_stage(

@@ -436,12 +436,8 @@ async def status(
                 if exc.needs_reauth and not isinstance(exc, sync_tokens.NotConnected):
                     state = "needs_reauth"
                     async with db.session() as s:
-                        await connections.mark_error(
-                            s,
-                            conn.id,
-                            status=connections.NEEDS_REAUTH,
-                            code=exc.code,
-                            message=exc.message,
+                        await connections.mark_needs_reauth(
+                            s, conn.id, code=exc.code, message=exc.message
                         )
                         await s.commit()
     elif conn is not None and conn.status == connections.NEEDS_REAUTH:
