@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from calsync import doctor
 from calsync.cli import app as cli
 from calsync.settings import get_settings
-from calsync.store import tenants
+from calsync.store import bindings, connections, tenants
 
 from .conftest import Pages
 
@@ -78,6 +78,28 @@ async def test_checks_for_a_connected_user(pages: Pages) -> None:
     assert check.remedy is not None and "Reconnect" in check.remedy.render()
     german = await browser.get("/diagnostics", headers={"Accept-Language": "de"})
     assert "Neu verbinden erforderlich" in german.text
+
+
+async def test_a_disabled_calendar_is_not_the_off_switch(pages: Pages) -> None:
+    """A calendar disabled because of its stage (gone, no write access) has its own code and
+    remedy: "switch sync on" is the remedy of the user's off switch and would not help."""
+    pages.api.emu.account(ALICE)
+    user_id, _, browser = await pages.person(ALICE)
+    await pages.connect(browser, ALICE)
+    async with pages.db.session() as s:
+        conn = await connections.for_user(s, user_id)
+        assert conn is not None
+        (binding,) = await bindings.for_connection(s, conn.id)
+        await bindings.set_stage(s, binding.id, bindings.DISABLED, "The calendar is gone.")
+        await s.commit()
+    services = pages.api.services
+    result = await doctor.diagnose(
+        pages.db, services.access, services.settings, pages.api.world.tenant_id, user_id, live=False
+    )
+    check = by_key(result)["calendars"]
+    assert check.status == doctor.FAIL and check.code == "calsync.binding_disabled_stage"
+    assert check.remedy is not None
+    assert check.remedy.render() == "Choose another calendar in Settings → Google Calendar."
 
 
 def test_redaction() -> None:
