@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync import __version__
+from calsync.i18n import N_, Nn_
 from calsync.google import errors
 from calsync.google.auth import TokenProvider
 from calsync.google.models import CalendarListEntry, Event
@@ -35,10 +36,10 @@ from calsync.store.models import (
     Tenant,
     User,
 )
+from calsync.sync.codes import remedy_for
 from calsync.sync.mapping import ACTIVITY_KEY
 from calsync.sync.tokens import GoogleAccess, NotConnected
-from calsync.web.connection import exports, imports, remedy_for
-from calsync.web.i18n import N_, Nn_
+from calsync.web.connection import exports, imports
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 # a check that cannot pass in the sandbox by design (the emulator is not Google): neither a

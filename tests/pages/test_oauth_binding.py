@@ -14,10 +14,10 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from calsync import i18n
 from calsync.store import connections
 from calsync.store.base import utcnow
 from calsync.store.models import GoogleConnection, OAuthState
-from calsync.web import i18n
 
 from .conftest import Browser, Pages
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import uuid
 
-from calsync.web import i18n
+from calsync import i18n
 
 from .conftest import Browser, Pages
 

@@ -3,8 +3,9 @@ the settings actions; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from calsync import i18n
 from calsync.store import tenants
-from calsync.web import i18n
+from calsync.web import catalogs
 
 from .conftest import PASSWORD, Pages, csrf_of
 
@@ -132,14 +133,14 @@ def test_negotiation_rules() -> None:
 def test_every_message_is_translated() -> None:
     for code in i18n.LANGUAGES:
         if code != i18n.DEFAULT:
-            assert i18n.missing(code) == [], code
+            assert catalogs.missing(code) == [], code
 
 
 def test_the_pages_messages_are_all_in_the_catalogue() -> None:
     """Every message the templates and page code use is in messages.pot (error texts that
-    other modules add later show in English until `python -m calsync.web.i18n` is run)."""
-    committed = {m.id for m in i18n.template() if m.id}
-    for message in i18n.extract():
+    other modules add later show in English until `python -m calsync.web.catalogs` is run)."""
+    committed = {m.id for m in catalogs.template() if m.id}
+    for message in catalogs.extract():
         where = {path for path, _ in message.locations}
         if message.id and not any(p.startswith("calsync/google/") for p in where):
             assert message.id in committed, message.id
@@ -150,7 +151,7 @@ def test_placeholders_survive_translation() -> None:
 
     for code in i18n.LANGUAGES:
         lang = i18n.language(code)
-        for message in i18n.template():
+        for message in catalogs.template():
             if not message.id or not isinstance(message.id, str):
                 continue
             wanted = set(re.findall(r"%\((\w+)\)s", message.id))

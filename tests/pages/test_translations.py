@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from babel.messages.pofile import read_po
 
-from calsync import doctor
-from calsync.web import i18n
+from calsync import doctor, i18n
+from calsync.web import catalogs
 from calsync.web.pages import common
 from tests.pages.conftest import Browser, Pages
 
@@ -32,16 +32,16 @@ def _catalog(code: str) -> Any:
 
 
 def test_committed_template_is_what_extraction_finds() -> None:
-    """A message added in code but not extracted (python -m calsync.web.i18n) fails here."""
-    found = {m.id for m in i18n.extract() if m.id}
-    committed = {m.id for m in i18n.template() if m.id}
-    assert found - committed == set(), "run python -m calsync.web.i18n"
+    """A message added in code but not extracted (python -m calsync.web.catalogs) fails here."""
+    found = {m.id for m in catalogs.extract() if m.id}
+    committed = {m.id for m in catalogs.template() if m.id}
+    assert found - committed == set(), "run python -m calsync.web.catalogs"
     assert committed - found == set(), "stale messages in messages.pot"
 
 
 @pytest.mark.parametrize("code", OTHERS)
 def test_every_message_is_translated(code: str) -> None:
-    assert i18n.missing(code) == []
+    assert catalogs.missing(code) == []
     catalog = _catalog(code)
     for message in catalog:
         if not message.id:
@@ -73,7 +73,7 @@ def test_plurals_follow_each_language(code: str) -> None:
 def test_no_message_writes_plurals_by_hand() -> None:
     """ "calendar(s)", "kalender(e)", "Kanal/Kanäle": plurals go through ngettext."""
     hand = re.compile(r"\w\((s|e|er|n|a|ar|en)\)|Kanal/Kanäle|kalender/kalendrar|annan/andra")
-    for message in i18n.template():
+    for message in catalogs.template():
         ids = message.id if isinstance(message.id, tuple) else (message.id,)
         for text in ids:
             assert not re.search(r"\w\(s\)", text or ""), text

@@ -23,10 +23,11 @@ from calsync.store.base import utcnow
 from calsync.store.db import Database
 
 from . import transitions
+from .codes import GUARD_REMEDY, Code
 from .context import Ctx, Hooks
 from .errors import Failure, Outcome, backoff_delay, run_failure
 from .owner import holder_dead, process_identity
-from .pull import GUARD_REMEDY, MassDelete, pull
+from .pull import MassDelete, pull
 from .push import push
 from .tokens import GoogleAccess
 
@@ -241,7 +242,7 @@ def _skip_reason(
     if stage in (bindings.PAUSED, bindings.DISABLED):
         return Failure(
             Outcome.SKIPPED,
-            f"calsync.binding_{stage}",
+            Code.BINDING_PAUSED if stage == bindings.PAUSED else Code.BINDING_DISABLED_STAGE,
             f"Sync of this calendar is {stage}.",
             # only the mass-delete guard pauses: its two ways out
             GUARD_REMEDY

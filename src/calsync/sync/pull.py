@@ -19,6 +19,7 @@ from calsync.google.models import Event
 from calsync.store import activities, bindings, links, runs
 
 from . import filters, importing, mapping
+from .codes import GUARD_REMEDY
 from .context import Ctx
 from .reconcile import Result, agree, first_link, reconcile
 
@@ -26,12 +27,6 @@ log = logging.getLogger(__name__)
 
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
-#: what to do about a guard pause: exactly the actions the page, the API and the CLI offer
-GUARD_REMEDY = (
-    "In Settings → Google Calendar, press “Apply the deletions” if the entries were deleted on "
-    "purpose, or restore them in Google Calendar and press “Resume: I restored them” (API: POST "
-    ".../google/calendars/{binding_id}/resume; CLI: calsync resume)."
-)
 IMPORT_CHUNK = 100  # new events stored per transaction
 
 AMBIGUOUS = "calsync.ambiguous_match"

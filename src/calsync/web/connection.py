@@ -29,7 +29,7 @@ from calsync.store.models import (
     User,
 )
 from calsync.sync import tokens as sync_tokens
-from calsync.sync.pull import GUARD_REMEDY
+from calsync.sync.codes import remedy_for
 
 from .google_schemas import (
     BindingOut,
@@ -47,17 +47,8 @@ from .google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 
-SETTINGS = errors.SETTINGS_PAGE
 # engine outcomes whose run did what it could (an error then is only informative)
 GOOD_OUTCOMES = ("ok", "partial", "skipped", "running")
-# codes the engine stores on runs without a GoogleError class behind them
-_CALSYNC_REMEDIES = {
-    "calsync.mass_delete_guard": GUARD_REMEDY,
-    "calsync.sync_in_progress": "Nothing to do: the running sync picks up every change.",
-    "calsync.binding_disabled": f"Switch sync on in {SETTINGS}.",
-    "calsync.binding_paused": GUARD_REMEDY,  # only the mass-delete guard pauses
-    "calsync.binding_disabled_stage": f"Choose another calendar in {SETTINGS}.",
-}
 
 
 def user_key(tenant_id: uuid.UUID, user_id: uuid.UUID) -> str:
@@ -70,26 +61,6 @@ def parse_user_key(key: str) -> tuple[uuid.UUID, uuid.UUID] | None:
         return uuid.UUID(tenant), uuid.UUID(user)
     except ValueError:
         return None
-
-
-def _error_classes() -> dict[str, type[errors.GoogleError]]:
-    found: dict[str, type[errors.GoogleError]] = {}
-    todo: list[type[errors.GoogleError]] = [errors.GoogleError]
-    while todo:
-        cls = todo.pop()
-        found.setdefault(cls.code, cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
-def remedy_for(code: str | None) -> str | None:
-    """The remedy that goes with a stored error code (runs and connections keep only the code)."""
-    if not code:
-        return None
-    if code in _CALSYNC_REMEDIES:
-        return _CALSYNC_REMEDIES[code]
-    cls = _error_classes().get(code)
-    return cls.remedy if cls is not None else None
 
 
 def problem(exc: errors.GoogleError) -> Problem:

@@ -19,11 +19,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from calsync import i18n
 from calsync.google import errors
 from calsync.google.oauth import CALLBACK_PATH
 from calsync.jobs.port import JobQueue
 
-from . import connection, i18n, oauth_browser
+from . import connection, oauth_browser
 from .errors import error_response
 from .google_services import GoogleServices
 from .pages.common import flash, language_of, redirect, render

@@ -24,6 +24,7 @@ from calsync.store import bindings, connections, google_settings, links, runs
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
+from calsync.sync.codes import remedy_for
 from calsync.sync.engine import COUNTS, RunResult, sync_binding
 from calsync.sync.errors import Outcome
 
@@ -116,7 +117,7 @@ def _google_error(exc: errors.GoogleError, status: int = 409) -> ApiError:
 
 def _not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> ApiError:
     if conn is not None and conn.status == connections.NEEDS_REAUTH:
-        remedy = connection.remedy_for(conn.last_error_code) or errors.GrantRevoked.remedy
+        remedy = remedy_for(conn.last_error_code) or errors.GrantRevoked.remedy
         return ApiError(
             409,
             "needs_reauth",
@@ -675,7 +676,7 @@ async def list_issues(user_id: uuid.UUID, caller: Caller, s: Session) -> IssueLi
                 id=i.id,
                 code=i.code,
                 message=i.message,
-                remedy=i.remedy or connection.remedy_for(i.code),
+                remedy=i.remedy or remedy_for(i.code),
                 event=IssueEvent(
                     calendar_id=calendar_of.get(i.binding_id, ""),
                     google_event_id=i.google_event_id,

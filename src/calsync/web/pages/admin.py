@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from starlette.datastructures import UploadFile as FormFile
 
+from calsync import i18n
 from calsync.domain.activity import PROJECT_TASK
 from calsync.store import tenants, users
 from calsync.store.models import CalendarBinding, GoogleConnection, SyncIssue
 
-from .. import i18n
 from ..api import service_account as sa_api
 from ..api import tenant as tenant_api
 from ..errors import ApiError

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from calsync import i18n
 from calsync.store import activities
 from calsync.store.models import Change
 from calsync.sync.filters import BUSY_TITLE
 
-from .. import i18n
 from .common import db_of, render, viewer
 
 router = APIRouter()

@@ -21,13 +21,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from calsync import __version__
+from calsync import __version__, i18n
 from calsync.settings import Settings
 from calsync.store import crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import Tenant, User
 
-from .. import i18n
 from ..deps import Principal
 from ..google_services import GoogleServices
 

@@ -7,9 +7,8 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from calsync import doctor
+from calsync import doctor, i18n
 
-from .. import i18n
 from .common import PageError, db_of, render, services_of, settings_of, viewer
 
 router = APIRouter()

@@ -17,11 +17,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from calsync import i18n
 from calsync.google import errors
 from calsync.store import bindings, connections
 from calsync.store.models import SyncRun
 
-from .. import connection, i18n, oauth_browser
+from .. import connection, oauth_browser
 from ..api import google as api
 from ..errors import ApiError
 from ..google_schemas import ConflictOut, ResumeIn, SettingsPatch, SettingsWarning, SyncIn, SyncOut

@@ -12,11 +12,11 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from calsync import i18n
 from calsync.store import login_throttle
 from calsync.store.models import Tenant, User
 from calsync.store.users import normalise_email
 
-from .. import i18n
 from .common import (
     SESSION_MAX_AGE,
     checked_form,

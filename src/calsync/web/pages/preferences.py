@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from calsync import i18n
 from calsync.store import users
 
-from .. import i18n
 from .common import PageError, checked_form, db_of, flash, redirect, safe_next, viewer
 
 router = APIRouter()

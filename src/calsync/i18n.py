@@ -2,8 +2,12 @@
 language chosen per request (cookie, then Accept-Language), and `gettext` for templates and code.
 
 The .po files are the source of truth; no compiled .mo is kept in git — `load_catalogs` compiles
-them in memory when the app starts. `python -m calsync.web.i18n` re-extracts messages.pot and
+them in memory when the app starts. `python -m calsync.web.catalogs` re-extracts messages.pot and
 merges new messages into every .po file (see docs/pages.md).
+
+A base module (it imports nothing from calsync): the pages and the doctor both mark and render
+messages with it. Maintaining the catalogues reads every layer's texts, so that lives in
+web/catalogs.py.
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ from __future__ import annotations
 import gettext as gettext_module
 import io
 import re
-import sys
-from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -23,9 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_time
-from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po, write_po
+from babel.messages.pofile import read_po
 from babel.support import Translations
 
 LANGUAGES: dict[str, str] = {
@@ -38,7 +39,7 @@ LANGUAGES: dict[str, str] = {
 DEFAULT = "en"
 COOKIE = "calsync_lang"
 DOMAIN = "messages"
-LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 # what browsers send for Norwegian besides nb
 _ALIASES = {"no": "nb", "nn": "nb"}
 _TAG = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$|^\*$")
@@ -206,106 +207,3 @@ def format_clock(value: datetime) -> str:
 
 def format_day(value: date) -> str:
     return format_date(value, "EEE d MMM", locale=current().locale)
-
-
-# -- catalogue maintenance ------------------------------------------------------------------
-
-
-def _error_messages() -> Iterable[tuple[str, str]]:
-    """Error texts defined as class attributes (not literal gettext calls): Google's errors
-    and the stored remedies; they are translated where the pages show them."""
-    from calsync.google import errors
-
-    from . import connection
-
-    seen: list[type[errors.GoogleError]] = []
-    todo: list[type[errors.GoogleError]] = [errors.GoogleError]
-    while todo:
-        cls = todo.pop()
-        seen.append(cls)
-        todo.extend(cls.__subclasses__())
-    for cls in sorted(seen, key=lambda c: c.code):
-        yield cls.default_message, f"google error {cls.code}"
-        yield cls.remedy, f"remedy for {cls.code}"
-    for code, remedy in sorted(connection._CALSYNC_REMEDIES.items()):
-        yield remedy, f"remedy for {code}"
-
-
-def extract() -> Catalog:
-    """messages.pot: templates, page code, the doctor, and the error texts."""
-    from babel.messages.extract import extract_from_dir
-
-    root = Path(__file__).resolve().parent.parent
-    catalog = Catalog(project="calsync", domain=DOMAIN)
-    method_map = [
-        ("web/templates/**.html", "jinja2"),
-        ("web/pages/**.py", "python"),
-        ("web/i18n.py", "python"),
-        ("web/oauth.py", "python"),
-        ("doctor.py", "python"),
-    ]
-    options = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "Nn_": (1, 2)}
-    for filename, lineno, message, comments, _context in extract_from_dir(
-        str(root), method_map, options, keywords=keywords
-    ):
-        catalog.add(message, None, [(filename, lineno)], auto_comments=comments)
-    for message, note in _error_messages():
-        catalog.add(message, None, [("calsync/google/errors.py", 0)], auto_comments=[note])
-    return catalog
-
-
-def update(translations: Mapping[str, Mapping[str, str]] | None = None) -> None:
-    """Write messages.pot and merge it into every language's .po (new messages untranslated)."""
-    template = extract()
-    LOCALE_DIR.mkdir(parents=True, exist_ok=True)
-    with (LOCALE_DIR / f"{DOMAIN}.pot").open("wb") as handle:
-        write_po(handle, template, omit_header=False, width=100)
-    for code in LANGUAGES:
-        if code == DEFAULT:
-            continue
-        po = LOCALE_DIR / code / "LC_MESSAGES" / f"{DOMAIN}.po"
-        if po.exists():
-            with po.open("rb") as handle:
-                catalog = read_po(handle, locale=code, domain=DOMAIN)
-        else:
-            po.parent.mkdir(parents=True, exist_ok=True)
-            catalog = Catalog(locale=code, domain=DOMAIN, project="calsync")
-        catalog.update(template, no_fuzzy_matching=True)
-        for msgid, text in (translations or {}).get(code, {}).items():
-            if msgid in catalog and text:
-                catalog[msgid].string = text
-                catalog[msgid].flags.discard("fuzzy")
-        catalog.obsolete.clear()
-        with po.open("wb") as handle:
-            write_po(handle, catalog, omit_header=False, width=100, include_previous=False)
-    load_catalogs.cache_clear()
-
-
-def template() -> Catalog:
-    """The committed messages.pot (what the translations are checked against)."""
-    with (LOCALE_DIR / f"{DOMAIN}.pot").open("rb") as handle:
-        return read_po(handle, domain=DOMAIN)
-
-
-def missing(code: str, against: Catalog | None = None) -> list[str]:
-    """Messages of the template that `code`'s .po does not translate (tests use it)."""
-    po = LOCALE_DIR / code / "LC_MESSAGES" / f"{DOMAIN}.po"
-    with po.open("rb") as handle:
-        catalog = read_po(handle, locale=code, domain=DOMAIN)
-    out = []
-    for message in against if against is not None else template():
-        if not message.id:
-            continue
-        found = catalog.get(message.id)
-        text = found.string if found is not None else None
-        if not text or (found is not None and found.fuzzy):
-            out.append(message.id if isinstance(message.id, str) else message.id[0])
-        elif isinstance(text, tuple) and not all(text):
-            out.append(str(message.id[0]))
-    return out
-
-
-if __name__ == "__main__":  # python -m calsync.web.i18n
-    update()
-    sys.stdout.write(f"updated {LOCALE_DIR}\n")
