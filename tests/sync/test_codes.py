@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from calsync.google import errors
+from calsync.jobs.execute import BUSY
 from calsync.store import bindings
-from calsync.sync.errors import Outcome
+from calsync.sync import codes
+from calsync.sync.errors import CalendarGone, Outcome
+from calsync.sync.importing import UNREPRESENTABLE
+from calsync.sync.pull import AMBIGUOUS, UNSUPPORTED
+from calsync.sync.push import BAD_RULE
+from calsync.sync.tokens import NotConnected
+from calsync.sync.transitions import MOVE_FAILED
 
 from .conftest import Harness, at
 
@@ -29,3 +37,34 @@ async def test_a_stopped_stage_has_its_own_code(h: Harness, stage: str, code: st
     result = await h.sync()
     assert result.outcome is Outcome.SKIPPED
     assert result.error is not None and result.error.code == code
+
+
+def test_every_code_has_its_texts_in_one_table() -> None:
+    assert set(codes.TEXTS) == set(codes.Code)
+    assert all(texts.message for texts in codes.TEXTS.values())
+    # the store sits below sync and writes two codes as plain strings
+    assert bindings.GUARD_ISSUE == codes.Code.MASS_DELETE_GUARD
+    # the emitters' constants are the table's codes
+    assert BUSY == codes.Code.SYNC_IN_PROGRESS
+    assert AMBIGUOUS == codes.Code.AMBIGUOUS_MATCH
+    assert UNSUPPORTED == codes.Code.EVENT_UNSUPPORTED
+    assert UNREPRESENTABLE == codes.Code.RECURRENCE_UNSUPPORTED
+    assert BAD_RULE == codes.Code.RECURRENCE_INVALID
+    assert MOVE_FAILED == codes.Code.MOVE_FAILED
+    assert NotConnected.code == codes.Code.NOT_CONNECTED
+    assert CalendarGone.code == codes.Code.CALENDAR_GONE
+
+
+def test_remedy_for_calsync_and_google_codes() -> None:
+    assert codes.remedy_for(None) is None
+    assert codes.remedy_for("calsync.binding_disabled") == (
+        "Switch sync on in Settings → Google Calendar."
+    )
+    assert codes.remedy_for("calsync.binding_disabled_stage") == (
+        "Choose another calendar in Settings → Google Calendar."
+    )
+    assert codes.remedy_for("calsync.binding_paused") == codes.GUARD_REMEDY
+    assert codes.remedy_for("calsync.run_abandoned") is None  # another run finished it
+    assert codes.remedy_for(errors.GrantRevoked.code) == errors.GrantRevoked.remedy
+    assert codes.remedy_for(NotConnected.code) == NotConnected.remedy
+    assert codes.remedy_for("no.such_code") is None
