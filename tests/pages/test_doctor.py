@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from calsync import doctor
 from calsync.cli import app as cli
 from calsync.settings import get_settings
-from calsync.store import bindings, connections, tenants
+from calsync.store import bindings, connections, google_settings, tenants
 
 from .conftest import Pages
 
@@ -169,3 +169,25 @@ async def test_live_checks_reuse_the_refreshed_token(pages: Pages) -> None:
     log = pages.api.emu.control("GET", f"/requests?after={mark}").json()["items"]
     assert [r["status"] for r in log if r["path"] == "/token"] == [200]
     assert all(r["status"] != 401 for r in log)
+
+
+async def test_a_disconnected_user_is_not_connected(pages: Pages) -> None:
+    """Disconnecting stores the status "revoked" (there is no "disconnected" status): the
+    checklist says not connected and skips what needs an account."""
+    pages.api.emu.account(ALICE)
+    user_id, _, browser = await pages.person(ALICE)
+    await pages.connect(browser, ALICE)
+    async with pages.db.session() as s:
+        conn = await connections.for_user(s, user_id)
+        assert conn is not None
+        await google_settings.disconnect(s, conn)
+        await s.commit()
+    services = pages.api.services
+    result = await doctor.diagnose(
+        pages.db, services.access, services.settings, pages.api.world.tenant_id, user_id
+    )
+    checks = by_key(result)
+    assert checks["connection"].status == doctor.FAIL
+    assert checks["connection"].code == "not_connected"
+    for key in ("account", "enabled", "calendars", "duplicates"):
+        assert checks[key].status == doctor.SKIP, checks[key]
