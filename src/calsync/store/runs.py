@@ -66,6 +66,18 @@ async def get(session: AsyncSession, run_id: uuid.UUID) -> SyncRun | None:
     return await session.get(SyncRun, run_id)
 
 
+async def running(session: AsyncSession, binding_ids: Collection[uuid.UUID]) -> Sequence[SyncRun]:
+    """The runs of these bindings that have not finished yet (the pages show them as going on)."""
+    if not binding_ids:
+        return []
+    result = await session.scalars(
+        select(SyncRun).where(
+            SyncRun.binding_id.in_(list(binding_ids)), SyncRun.outcome == "running"
+        )
+    )
+    return result.all()
+
+
 async def for_binding(
     session: AsyncSession, binding_id: uuid.UUID, limit: int = 50
 ) -> Sequence[SyncRun]:

@@ -3,16 +3,13 @@ each entry came from (CRM or Google), private entries marked."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from calsync.store import activities
-from calsync.store.models import Change
+from calsync.store import activities, changes
 from calsync.sync.filters import BUSY_TITLE
 
 from .. import i18n
@@ -134,14 +131,7 @@ async def week(request: Request, week: str | None = None) -> Response:
         ids = {i.activity.id for i in instances} | {
             i.activity.recurring_parent_id for i in instances if i.activity.recurring_parent_id
         }
-        origins: dict[uuid.UUID, str] = {}
-        if ids:
-            rows = await s.execute(
-                select(Change.activity_id, Change.origin).where(
-                    Change.activity_id.in_(list(ids)), Change.kind == "created"
-                )
-            )
-            origins = {activity_id: origin for activity_id, origin in rows.all()}
+        origins = await changes.creation_origins(s, ids)
         await s.commit()
     days: dict[date, list[Entry]] = {first + timedelta(days=n): [] for n in range(7)}
     all_day: dict[date, list[Entry]] = {day: [] for day in days}
