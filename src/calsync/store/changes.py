@@ -16,6 +16,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Activity, ActivityAttendee, Change, Tenant
+from .statuses import ChangeKind
 
 
 async def next_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
@@ -88,7 +89,7 @@ async def creation_origins(
         return {}
     rows = await session.execute(
         select(Change.activity_id, Change.origin).where(
-            Change.activity_id.in_(list(activity_ids)), Change.kind == "created"
+            Change.activity_id.in_(list(activity_ids)), Change.kind == ChangeKind.CREATED
         )
     )
     return {activity_id: origin for activity_id, origin in rows.all()}

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .models import Conflict, SyncIssue, SyncRun
+from .statuses import RunOutcome
 
 
 async def start(
@@ -27,7 +28,7 @@ async def start(
         trigger=trigger,
         full_sync=full_sync,
         started_at=utcnow(),
-        outcome="running",
+        outcome=RunOutcome.RUNNING,
     )
     session.add(run)
     await session.flush()
@@ -72,7 +73,7 @@ async def running(session: AsyncSession, binding_ids: Collection[uuid.UUID]) -> 
         return []
     result = await session.scalars(
         select(SyncRun).where(
-            SyncRun.binding_id.in_(list(binding_ids)), SyncRun.outcome == "running"
+            SyncRun.binding_id.in_(list(binding_ids)), SyncRun.outcome == RunOutcome.RUNNING
         )
     )
     return result.all()

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .base import utcnow
 from .errors import AlreadyExists
 from .models import ApiKey, CalendarBinding, GoogleConnection, Tenant, User
+from .statuses import UserRole
 
 
 def normalise_email(email: str) -> str:
@@ -24,7 +25,7 @@ async def create(
     email: str,
     *,
     name: str | None = None,
-    role: str = "user",
+    role: str = UserRole.USER,
 ) -> User:
     email = normalise_email(email)
     if await by_email(session, tenant_id, email) is not None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from calsync.domain import activity as rules
+from calsync.store.statuses import AuthMode, ChangeKind, UserRole
 
 
 def _clean(value: str) -> str:
@@ -31,6 +32,11 @@ TypeKey = Annotated[str, Field(pattern=rules.TYPE_KEY.pattern, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean)]
 GoogleAccountPolicy = Literal["company", "own_email", "any"]  # domain/accounts.py
+# Request fields spell the stored values out as Literals (an enum field would answer a wrong
+# value with the error code `enum` instead of `literal_error`); responses use the enums.
+Role = Literal["admin", "user"]  # UserRole
+AuthModeName = Literal["oauth", "service_account"]  # AuthMode
+assert set(get_args(Role)) == set(UserRole) and set(get_args(AuthModeName)) == set(AuthMode)
 
 
 def _date_or_datetime(value: object) -> object:
@@ -63,7 +69,7 @@ class TenantSettings(BaseModel):
     id: uuid.UUID
     name: str
     calendar_module_enabled: bool
-    auth_mode: Literal["oauth", "service_account"]
+    auth_mode: AuthMode
     service_account_email: str | None
     service_account_configured: bool
     exported_activity_types: list[str]
@@ -84,7 +90,7 @@ class TenantSettings(BaseModel):
 class TenantSettingsPatch(Strict):
     name: Name | None = None
     calendar_module_enabled: bool | None = None
-    auth_mode: Literal["oauth", "service_account"] | None = None
+    auth_mode: AuthModeName | None = None
     exported_activity_types: list[TypeKey] | None = Field(default=None, max_length=100)
     default_import_type: TypeKey | None = None
     personal_import_type: TypeKey | None = None
@@ -103,20 +109,20 @@ class TenantSettingsPatch(Strict):
 class UserIn(Strict):
     email: Email
     name: Name | None = None
-    role: Literal["admin", "user"] = "user"
+    role: Role = "user"
 
 
 class UserPatch(Strict):
     email: Email | None = None
     name: Name | None = None
-    role: Literal["admin", "user"] | None = None
+    role: Role | None = None
 
 
 class UserOut(BaseModel):
     id: uuid.UUID
     email: str
     name: str | None
-    role: Literal["admin", "user"]
+    role: UserRole
     created_at: datetime
     updated_at: datetime
 
@@ -275,9 +281,9 @@ class ActivityList(BaseModel):
 class ChangeOut(BaseModel):
     seq: int
     activity_id: uuid.UUID
-    kind: Literal["created", "updated", "deleted"]
+    kind: ChangeKind
     version: int = Field(description="The activity's version after this change")
-    origin: str = Field(description="api, sync (from Google) or cli")
+    origin: str = Field(description="api, sync (from Google) or cli (ChangeOrigin)")
     at: datetime
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from calsync.store import activities, changes
+from calsync.store.statuses import ActivitySource, ChangeOrigin
 from calsync.sync.filters import BUSY_TITLE
 
 from .. import i18n
@@ -27,7 +28,7 @@ class Entry:
     start: datetime  # in the shown zone
     end: datetime
     all_day: bool
-    source: str  # crm / google
+    source: str  # ActivitySource: crm / google
     private: bool
     recurring: bool
     cancelled: bool
@@ -138,10 +139,14 @@ async def week(request: Request, week: str | None = None) -> Response:
     for item in instances:
         act = item.activity
         occ = item.occurrence
-        origin = origins.get(act.id) or origins.get(act.recurring_parent_id or act.id) or "api"
+        origin = (
+            origins.get(act.id)
+            or origins.get(act.recurring_parent_id or act.id)
+            or ChangeOrigin.API
+        )
         private = act.visibility in PRIVATE
         subject = act.subject
-        if subject == BUSY_TITLE and origin == "sync":
+        if subject == BUSY_TITLE and origin == ChangeOrigin.SYNC:
             subject = i18n.gettext(N_("Busy"))
         entry = Entry(
             subject=subject,
@@ -149,7 +154,7 @@ async def week(request: Request, week: str | None = None) -> Response:
             start=(occ.start_utc if occ else act.start_utc).astimezone(zone),
             end=(occ.end_utc if occ else act.end_utc).astimezone(zone),
             all_day=act.all_day,
-            source="google" if origin == "sync" else "crm",
+            source=ActivitySource.GOOGLE if origin == ChangeOrigin.SYNC else ActivitySource.CRM,
             private=private,
             recurring=occ is not None or act.recurring_parent_id is not None,
             cancelled=act.status == "cancelled",

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from calsync.google import errors
 from calsync.store import bindings, connections, runs
 from calsync.store.models import SyncRun
+from calsync.store.statuses import AuthMode
 
 from .. import connection, i18n, oauth_browser
 from ..api import google as api
@@ -177,7 +178,7 @@ async def _page(request: Request, who: Viewer, pending: dict[str, Any] | None = 
             "conflicts": [_conflict_row(c) for c in conflicts],
             "sync": sync,
             "pending": pending,
-            "service_account": who.tenant.auth_mode == "service_account",
+            "service_account": who.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT,
             "oauth_configured": services.oauth is not None,
         },
         who=who,
@@ -242,7 +243,7 @@ async def save_settings(request: Request) -> Response:
     who = await viewer(request)
     form = await checked_form(request)
     module_on(who)
-    service_account = who.tenant.auth_mode == "service_account"
+    service_account = who.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT
     values: dict[str, Any] = {"enabled": form.get("enabled") == "on"}
     if form.get("calendars") == "shown":
         values["import_calendar_ids"] = [str(v) for v in form.getlist("import")]
