@@ -10,6 +10,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from calsync.domain import activity as rules
+from calsync.domain.merge import Policy
 from calsync.store.statuses import AuthMode, ChangeKind, UserRole
 
 
@@ -36,7 +37,9 @@ GoogleAccountPolicy = Literal["company", "own_email", "any"]  # domain/accounts.
 # value with the error code `enum` instead of `literal_error`); responses use the enums.
 Role = Literal["admin", "user"]  # UserRole
 AuthModeName = Literal["oauth", "service_account"]  # AuthMode
+PolicyName = Literal["latest_wins", "crm_wins", "google_wins"]  # domain/merge.py Policy
 assert set(get_args(Role)) == set(UserRole) and set(get_args(AuthModeName)) == set(AuthMode)
+assert set(get_args(PolicyName)) == set(Policy)
 
 
 def _date_or_datetime(value: object) -> object:
@@ -77,7 +80,7 @@ class TenantSettings(BaseModel):
     personal_import_type: str
     poll_interval_seconds: int
     lookback_days: int
-    conflict_policy: Literal["latest_wins", "crm_wins", "google_wins"]
+    conflict_policy: Policy
     google_account_policy: GoogleAccountPolicy = Field(
         description="Which Google account a user may link: company (own e-mail or an address "
         "in google_domains), own_email, or any"
@@ -96,7 +99,7 @@ class TenantSettingsPatch(Strict):
     personal_import_type: TypeKey | None = None
     poll_interval_seconds: int | None = Field(default=None, ge=30, le=86_400)
     lookback_days: int | None = Field(default=None, ge=0, le=3_650)
-    conflict_policy: Literal["latest_wins", "crm_wins", "google_wins"] | None = None
+    conflict_policy: PolicyName | None = None
     google_account_policy: GoogleAccountPolicy | None = None
     google_domains: list[Annotated[str, Field(max_length=253)]] | None = Field(
         default=None, max_length=50

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from calsync.domain import accounts
 from calsync.domain.activity import PROJECT_TASK
+from calsync.domain.merge import Policy
 from calsync.store import tenants
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Tenant
@@ -33,7 +34,7 @@ def settings_out(tenant: Tenant) -> TenantSettings:
         personal_import_type=tenant.personal_import_type_key,
         poll_interval_seconds=tenant.poll_interval_seconds,
         lookback_days=tenant.lookback_days,
-        conflict_policy=tenant.conflict_policy,  # type: ignore[arg-type]
+        conflict_policy=Policy(tenant.conflict_policy),
         google_account_policy=tenant.google_account_policy,  # type: ignore[arg-type]
         google_domains=list(tenant.google_domains or []),
         created_at=tenant.created_at,
