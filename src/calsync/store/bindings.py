@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.direction import Direction
@@ -178,7 +178,11 @@ async def save_sync_token(
     values: dict[str, object] = {
         "sync_token": token,
         "stage": case(
-            (CalendarBinding.stage == BindingStage.INITIAL, BindingStage.INCREMENTAL),
+            # a bare enum member in a CASE would be a bind of no type: say it is the column's
+            (
+                CalendarBinding.stage == BindingStage.INITIAL,
+                literal(BindingStage.INCREMENTAL, CalendarBinding.stage.type),
+            ),
             else_=CalendarBinding.stage,
         ),
     }
