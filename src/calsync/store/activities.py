@@ -24,6 +24,7 @@ from . import changes
 from .base import new_id, utcnow
 from .errors import AlreadyExists, Deleted, VersionMismatch
 from .models import Activity, ActivityAttendee
+from .statuses import ActivitySource, ChangeKind, ChangeOrigin
 
 CANCELLED = "cancelled"  # an exception with this status removes its occurrence
 
@@ -58,14 +59,14 @@ def series(activity: Activity) -> rec.Series:
 
 
 def _apply(activity: Activity, values: ActivityValues) -> None:
-    t = values.timing
+    timing = values.timing
     activity.subject = values.subject
     activity.description = values.description
     activity.location = values.location
-    activity.all_day = t.all_day
-    activity.time_zone = t.time_zone
-    activity.start_local, activity.end_local = t.start_local, t.end_local
-    activity.start_utc, activity.end_utc = t.start_utc, t.end_utc
+    activity.all_day = timing.all_day
+    activity.time_zone = timing.time_zone
+    activity.start_local, activity.end_local = timing.start_local, timing.end_local
+    activity.start_utc, activity.end_utc = timing.start_utc, timing.end_utc
     activity.range_start_utc = values.range_start_utc
     activity.range_end_utc = values.range_end_utc
     activity.visibility = values.visibility
@@ -92,9 +93,6 @@ def _set_attendees(activity: Activity, attendees: Sequence[Attendee]) -> None:
     activity.attendees = keep
 
 
-CRM, GOOGLE = "crm", "google"
-
-
 @dataclass(frozen=True)
 class Source:
     """The Google calendar (of which account) an imported activity came from."""
@@ -105,13 +103,13 @@ class Source:
 
 def source_of(activity: Activity) -> Source | None:
     """Where an activity came from: None when it was made in the CRM."""
-    if activity.source != GOOGLE:
+    if activity.source != ActivitySource.GOOGLE:
         return None
     return Source(activity.source_calendar_id or "", activity.source_account)
 
 
 def made_in_crm(activity: Activity) -> bool:
-    return activity.source != GOOGLE
+    return activity.source != ActivitySource.GOOGLE
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ async def create(
     values: ActivityValues,
     recurring_parent_id: uuid.UUID | None = None,
     organizer_email: str | None = None,
-    origin: str = "api",
+    origin: str = ChangeOrigin.API,
     source: Source | None = None,
 ) -> Activity:
     item = NewActivity(type_key, owner_id, values, recurring_parent_id, organizer_email, source)
@@ -147,7 +145,7 @@ async def create_many(
     tenant_id: uuid.UUID,
     items: Sequence[NewActivity],
     *,
-    origin: str = "api",
+    origin: str = ChangeOrigin.API,
 ) -> list[Activity]:
     """Create activities and their changes with one sequence reservation and one flush.
 
@@ -166,7 +164,7 @@ async def create_many(
             owner_id=item.owner_id,
             recurring_parent_id=item.recurring_parent_id,
             organizer_email=item.organizer_email,
-            source=GOOGLE if item.source is not None else CRM,
+            source=ActivitySource.GOOGLE if item.source is not None else ActivitySource.CRM,
             source_calendar_id=item.source.calendar_id if item.source is not None else None,
             source_account=item.source.account if item.source is not None else None,
             version=1,
@@ -176,7 +174,7 @@ async def create_many(
         created.append(activity)
     session.add_all(created)
     for seq, activity in enumerate(created, start=last - len(created) + 1):
-        changes.record(session, seq, activity, "created", origin)
+        changes.record(session, seq, activity, ChangeKind.CREATED, origin)
     try:
         await session.flush()
     except IntegrityError as exc:  # the live-exception-per-occurrence index
@@ -299,9 +297,9 @@ async def list_expanded(
         if len(out) > limit:
             raise rec.TooManyOccurrences(f"more than {limit} entries in the requested range")
     out.sort(
-        key=lambda i: (
-            i.occurrence.start_utc if i.occurrence else i.activity.start_utc,
-            str(i.activity.id),
+        key=lambda item: (
+            item.occurrence.start_utc if item.occurrence else item.activity.start_utc,
+            str(item.activity.id),
         )
     )
     return out
@@ -369,7 +367,7 @@ async def update(
     type_key: str | None = None,
     owner_id: uuid.UUID | None = None,
     expected_version: int | None = None,
-    origin: str = "api",
+    origin: str = ChangeOrigin.API,
 ) -> Activity:
     """Replace the activity's fields with `values` (bumps the version, records a change)."""
     seq = await _lock_and_reload(session, activity, expected_version)
@@ -383,7 +381,7 @@ async def update(
     activity.version += 1
     activity.updated_at = utcnow()
     await session.flush()
-    changes.record(session, seq, activity, "updated", origin)
+    changes.record(session, seq, activity, ChangeKind.UPDATED, origin)
     await session.flush()
     if before is not None:
         await _follow_series(session, activity, before, content, origin)
@@ -401,8 +399,8 @@ def _content(activity: Activity) -> tuple[object, ...]:
     )
 
 
-def _timing_key(s: rec.Series) -> tuple[object, ...]:
-    return (s.all_day, s.zone.key, s.start_local, s.recurrence)
+def _timing_key(recurring: rec.Series) -> tuple[object, ...]:
+    return (recurring.all_day, recurring.zone.key, recurring.start_local, recurring.recurrence)
 
 
 async def _follow_series(
@@ -474,7 +472,7 @@ async def delete(
     activity: Activity,
     *,
     expected_version: int | None = None,
-    origin: str = "api",
+    origin: str = ChangeOrigin.API,
 ) -> None:
     """Tombstone the activity (and a master's exceptions); each gets a `deleted` change."""
     seq = await _lock_and_reload(session, activity, expected_version)
@@ -488,7 +486,7 @@ async def delete(
         target.deleted_at = now
         target.version += 1
         target.updated_at = now
-        changes.record(session, seq, target, "deleted", origin)
+        changes.record(session, seq, target, ChangeKind.DELETED, origin)
     await session.flush()
 
 
@@ -497,7 +495,7 @@ async def delete_exception(
     exception: Activity,
     *,
     expected_version: int | None = None,
-    origin: str = "api",
+    origin: str = ChangeOrigin.API,
 ) -> Activity | None:
     """Delete one occurrence's exception as deleting an instance works in Google: the
     occurrence is cancelled, not put back at the series' time. A cancelled exception (the

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import ApiKey, Tenant, User
+from .statuses import UserRole
 
 PREFIX = "csk_"
 
@@ -35,7 +36,7 @@ class KeyOwner:
 
     @property
     def is_admin(self) -> bool:
-        return self.user is None or self.user.role == "admin"
+        return self.user is None or self.user.role == UserRole.ADMIN
 
 
 async def create(

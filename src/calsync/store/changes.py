@@ -10,12 +10,13 @@ therefore never miss a later commit with a smaller number, and there are no gaps
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Activity, ActivityAttendee, Change, Tenant
+from .statuses import ChangeKind
 
 
 async def next_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
@@ -77,3 +78,18 @@ async def after(
 async def last_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
     value = await session.scalar(select(Tenant.change_seq).where(Tenant.id == tenant_id))
     return int(value or 0)
+
+
+async def creation_origins(
+    session: AsyncSession, activity_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Who made each of these activities (the `created` change's origin: api / sync / cli),
+    so the calendar page can tell entries imported from Google from those made in the CRM."""
+    if not activity_ids:
+        return {}
+    rows = await session.execute(
+        select(Change.activity_id, Change.origin).where(
+            Change.activity_id.in_(list(activity_ids)), Change.kind == ChangeKind.CREATED
+        )
+    )
+    return {activity_id: origin for activity_id, origin in rows.all()}

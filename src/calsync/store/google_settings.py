@@ -11,10 +11,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
-from .bindings import UNSELECTED
 from .models import CalendarBinding, EventLink, GoogleConnection, SyncIssue, SyncRun
+from .statuses import AuthMode, BindingRole, ConnectionStatus
 
-REVOKED = "revoked"
+# the old name, still used by web/api/google.py and doctor.py: remove once they say
+# ConnectionStatus.REVOKED
+REVOKED: str = ConnectionStatus.REVOKED
 
 
 async def configure_binding(
@@ -46,7 +48,7 @@ async def unselect_binding(session: AsyncSession, binding: CalendarBinding) -> N
     """A calendar the user unticked: it stops syncing, but keeps its links and runs — its
     entries stay in the CRM as the user's history (never deleted, never copied elsewhere), and
     ticking it again relinks them. Its open issues no longer apply."""
-    binding.role = UNSELECTED
+    binding.role = BindingRole.UNSELECTED
     binding.enabled = False
     binding.updated_at = utcnow()
     await session.execute(
@@ -74,7 +76,7 @@ async def set_enabled(session: AsyncSession, connection: GoogleConnection, enabl
         update(CalendarBinding)
         .where(
             CalendarBinding.connection_id == connection.id,
-            CalendarBinding.role != UNSELECTED,
+            CalendarBinding.role != BindingRole.UNSELECTED,
         )
         .values(enabled=enabled, updated_at=utcnow())
         .execution_options(synchronize_session=False)
@@ -101,7 +103,7 @@ async def disconnect(session: AsyncSession, connection: GoogleConnection) -> Non
     connection.refresh_token = None
     connection.access_token = None
     connection.access_token_expires_at = None
-    connection.status = REVOKED
+    connection.status = ConnectionStatus.REVOKED
     connection.last_error_code = None
     connection.last_error_message = None
     connection.last_error_at = None
@@ -113,14 +115,14 @@ async def switch_to_service_account(
     session: AsyncSession, connection: GoogleConnection, email: str
 ) -> None:
     """The company's service account acts as the user: no user tokens are kept."""
-    connection.auth_mode = "service_account"
+    connection.auth_mode = AuthMode.SERVICE_ACCOUNT
     if connection.google_email != email.strip().lower() or connection.linked_at is None:
         connection.linked_at = utcnow()
     connection.google_email = email.strip().lower()
     connection.refresh_token = None
     connection.access_token = None
     connection.access_token_expires_at = None
-    connection.status = "connected"
+    connection.status = ConnectionStatus.CONNECTED
     connection.last_error_code = None
     connection.last_error_message = None
     connection.last_error_at = None

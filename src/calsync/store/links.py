@@ -18,15 +18,16 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
-from .activities import CRM, GOOGLE
 from .base import utcnow
-from .bindings import UNSELECTED
 from .models import Activity, CalendarBinding, EventLink, GoogleConnection
+from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
-PENDING, LINKED, PARKED, MOVING = "pending", "linked", "parked", "moving"
-#: an entry that became a project task, linked to an event calsync did not write: kept in both
-#: places, neither side written until its type changes again
-DETACHED = "detached"
+# the old names of the link states, still used by sync/: remove once it says LinkState.LINKED
+PENDING: str = LinkState.PENDING
+LINKED: str = LinkState.LINKED
+PARKED: str = LinkState.PARKED
+MOVING: str = LinkState.MOVING
+DETACHED: str = LinkState.DETACHED
 
 
 async def by_event(
@@ -133,7 +134,7 @@ async def links_elsewhere(
 def _writable_entry() -> Any:
     """A link calsync may still write, of a top-level activity (a series once)."""
     return and_(
-        EventLink.state.in_((LINKED, PENDING)),
+        EventLink.state.in_((LinkState.LINKED, LinkState.PENDING)),
         EventLink.read_only.is_(None),
         Activity.recurring_parent_id.is_(None),
     )
@@ -144,7 +145,7 @@ def _no_longer_exported(type_keys: Collection[str], never: str) -> Any:
     that is not exported."""
     return or_(
         Activity.type_key == never,
-        (Activity.source == CRM) & Activity.type_key.not_in(list(type_keys)),
+        (Activity.source == ActivitySource.CRM) & Activity.type_key.not_in(list(type_keys)),
     )
 
 
@@ -177,8 +178,8 @@ async def unexported_unselected(
         .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
         .where(
             CalendarBinding.connection_id == connection_id,
-            CalendarBinding.role == UNSELECTED,
-            Activity.source == CRM,
+            CalendarBinding.role == BindingRole.UNSELECTED,
+            Activity.source == ActivitySource.CRM,
             _writable_entry(),
             or_(Activity.deleted_at.is_not(None), _no_longer_exported(type_keys, never)),
         )
@@ -252,11 +253,14 @@ async def count_live(
     calendar moves to the new one)."""
     conditions = [
         EventLink.binding_id == binding_id,
-        EventLink.state == LINKED,
+        EventLink.state == LinkState.LINKED,
         Activity.deleted_at.is_(None),
     ]
     if crm_made:
-        conditions += [Activity.source != GOOGLE, Activity.recurring_parent_id.is_(None)]
+        conditions += [
+            Activity.source != ActivitySource.GOOGLE,
+            Activity.recurring_parent_id.is_(None),
+        ]
     value = await session.scalar(
         select(func.count())
         .select_from(EventLink)
@@ -283,7 +287,7 @@ async def unlinked_activities(
         EventLink.binding_id == binding_id,
         EventLink.activity_id.is_not(None),
         # an activity parked before it ever reached Google may still be matched
-        or_(EventLink.state != PARKED, EventLink.google_etag.is_not(None)),
+        or_(EventLink.state != LinkState.PARKED, EventLink.google_etag.is_not(None)),
     )
     query = select(Activity).where(
         Activity.tenant_id == tenant_id,
@@ -294,12 +298,12 @@ async def unlinked_activities(
         Activity.id.not_in(linked),
     )
     if from_calendar is None:
-        query = query.where(Activity.source == CRM)
+        query = query.where(Activity.source == ActivitySource.CRM)
     else:
         calendar_id, account = from_calendar
         query = query.where(
             or_(
-                Activity.source == CRM,
+                Activity.source == ActivitySource.CRM,
                 (Activity.source_calendar_id == calendar_id)
                 & or_(Activity.source_account.is_(None), Activity.source_account == account),
             )
@@ -325,7 +329,9 @@ async def activities(
     return out
 
 
-async def restore_activity(session: AsyncSession, activity: Activity, origin: str = "sync") -> None:
+async def restore_activity(
+    session: AsyncSession, activity: Activity, origin: str = ChangeOrigin.SYNC
+) -> None:
     """Undo a tombstone (an edit in Google beats a delete in the CRM); records a change."""
     seq = await changes.next_seq(session, activity.tenant_id)
     await session.refresh(activity)
@@ -333,7 +339,7 @@ async def restore_activity(session: AsyncSession, activity: Activity, origin: st
     activity.version += 1
     activity.updated_at = utcnow()
     await session.flush()
-    changes.record(session, seq, activity, "updated", origin)
+    changes.record(session, seq, activity, ChangeKind.UPDATED, origin)
     await session.flush()
 
 
@@ -345,8 +351,8 @@ async def dirty(session: AsyncSession, binding_id: uuid.UUID) -> list[uuid.UUID]
             EventLink.binding_id == binding_id,
             EventLink.activity_id.is_not(None),
             or_(
-                EventLink.state == PENDING,
-                (EventLink.state == LINKED) & EventLink.crm_hash.is_(None),
+                EventLink.state == LinkState.PENDING,
+                (EventLink.state == LinkState.LINKED) & EventLink.crm_hash.is_(None),
             ),
         )
     )

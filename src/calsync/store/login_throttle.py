@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,8 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .base import utcnow
 from .models import LoginFailure
 
-ACCOUNT = "account"
-ADDRESS = "address"
+
+class Kind(StrEnum):
+    """login_failure.kind: what a failure is counted against."""
+
+    ACCOUNT = "account"  # the e-mail tried (guessing one user's password)
+    ADDRESS = "address"  # the client address (trying many accounts)
+
+
 KEY_LENGTH = 320
 
 
@@ -66,8 +73,8 @@ async def begin(
     wait = await _wait(session, account, address, limits, now, allowed=0)
     if wait is not None:
         return wait
-    rows = [LoginFailure(kind=ACCOUNT, key=account, at=now)]
-    rows.append(LoginFailure(kind=ADDRESS, key=address, at=now))
+    rows = [LoginFailure(kind=Kind.ACCOUNT, key=account, at=now)]
+    rows.append(LoginFailure(kind=Kind.ADDRESS, key=address, at=now))
     session.add_all(rows)
     # failures older than the window count for nothing: drop them as new ones arrive
     await session.execute(
@@ -113,8 +120,8 @@ async def _wait(
     since = now - limits.window
     wait = 0.0
     for kind, key, limit in (
-        (ACCOUNT, account, limits.per_account),
-        (ADDRESS, address, limits.per_address),
+        (Kind.ACCOUNT, account, limits.per_account),
+        (Kind.ADDRESS, address, limits.per_address),
     ):
         count, oldest = await _count(session, kind, key, since)
         if count >= limit + allowed and oldest is not None:
@@ -127,7 +134,7 @@ async def succeeded(session: AsyncSession, attempt: Attempt, account: str) -> No
     await _remove(session, attempt.ids)
     await session.execute(
         delete(LoginFailure)
-        .where(and_(LoginFailure.kind == ACCOUNT, LoginFailure.key == account[:KEY_LENGTH]))
+        .where(and_(LoginFailure.kind == Kind.ACCOUNT, LoginFailure.key == account[:KEY_LENGTH]))
         .execution_options(synchronize_session=False)
     )
 

@@ -23,8 +23,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from calsync.domain import accounts
+from calsync.domain.direction import Direction
+from calsync.domain.merge import Policy
+
 from .base import Base, new_id, utcnow
 from .crypto import EncryptedBytes, EncryptedText
+from .statuses import (
+    ActivitySource,
+    AuthMode,
+    BindingRole,
+    BindingStage,
+    ChangeOrigin,
+    ConnectionStatus,
+    LinkState,
+    PrivateEvents,
+    RunOutcome,
+    UserRole,
+)
 
 EMAIL = 320  # RFC 5321 path limit
 NOT_DELETED = text("deleted_at IS NULL")
@@ -50,7 +66,7 @@ class Tenant(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     calendar_module_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    auth_mode: Mapped[str] = mapped_column(String(32), default="oauth")
+    auth_mode: Mapped[str] = mapped_column(String(32), default=AuthMode.OAUTH)
     service_account_email: Mapped[str | None] = mapped_column(String(EMAIL))
     service_account_key: Mapped[bytes | None] = mapped_column(EncryptedBytes())
     service_account_key_format: Mapped[str | None] = mapped_column(String(8))
@@ -60,10 +76,10 @@ class Tenant(Base):
     personal_import_type_key: Mapped[str] = mapped_column(String(64), default="personal")
     poll_interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
     lookback_days: Mapped[int] = mapped_column(Integer, default=30)
-    conflict_policy: Mapped[str] = mapped_column(String(16), default="latest_wins")
+    conflict_policy: Mapped[str] = mapped_column(String(16), default=Policy.LATEST_WINS)
     # which Google account a user may link (domain/accounts.py): company / own_email / any,
     # and the company's Google domains for `company` (migration 0010_oauth_account_policy)
-    google_account_policy: Mapped[str] = mapped_column(String(16), default="company")
+    google_account_policy: Mapped[str] = mapped_column(String(16), default=accounts.DEFAULT_POLICY)
     google_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Last change sequence handed out; bumped with UPDATE in every writing transaction, whose
     # row lock makes sequence order equal commit order (see store/changes.py).
@@ -91,7 +107,7 @@ class User(Base):
     tenant_id: Mapped[uuid.UUID] = _tenant_fk()
     email: Mapped[str] = mapped_column(String(EMAIL))
     name: Mapped[str | None] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16), default="user")
+    role: Mapped[str] = mapped_column(String(16), default=UserRole.USER)
     # scrypt hash for logging in to the pages (migration 0004_user_password); None: no login
     password_hash: Mapped[str | None] = mapped_column(String(255))
     # the zone the pages show times in (migration 0011_user_time_zone); None: the primary Google
@@ -189,10 +205,10 @@ class Activity(Base):
     )
     original_start_local: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))
     organizer_email: Mapped[str | None] = mapped_column(String(EMAIL))
-    #: where the entry came from, for good (links come and go): "crm" (made in the CRM) or
-    #: "google" (imported from `source_calendar_id` of `source_account`); only CRM-made
-    #: entries are ever written into Google as new events
-    source: Mapped[str] = mapped_column(String(8), default="crm", server_default="crm")
+    #: where the entry came from, for good (links come and go): ActivitySource "crm" (made in
+    #: the CRM) or "google" (imported from `source_calendar_id` of `source_account`); only
+    #: CRM-made entries are ever written into Google as new events
+    source: Mapped[str] = mapped_column(String(8), default=ActivitySource.CRM, server_default="crm")
     source_calendar_id: Mapped[str | None] = mapped_column(String(1024))
     source_account: Mapped[str | None] = mapped_column(String(EMAIL))
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -238,9 +254,9 @@ class Change(Base):
         ForeignKey("activity.id", ondelete="CASCADE"), index=True
     )
     owner_id: Mapped[uuid.UUID] = mapped_column()
-    kind: Mapped[str] = mapped_column(String(16))  # created / updated / deleted
+    kind: Mapped[str] = mapped_column(String(16))  # ChangeKind
     version: Mapped[int] = mapped_column(Integer)
-    origin: Mapped[str] = mapped_column(String(16), default="api")  # api / sync / cli
+    origin: Mapped[str] = mapped_column(String(16), default=ChangeOrigin.API)
     created_at: Mapped[datetime] = _created()
 
 
@@ -256,15 +272,14 @@ class GoogleConnection(Base):
     )
     google_email: Mapped[str | None] = mapped_column(String(EMAIL))
     google_subject: Mapped[str | None] = mapped_column(String(255))
-    auth_mode: Mapped[str] = mapped_column(String(32), default="oauth")
+    auth_mode: Mapped[str] = mapped_column(String(32), default=AuthMode.OAUTH)
     refresh_token: Mapped[str | None] = mapped_column(EncryptedText())
     access_token: Mapped[str | None] = mapped_column(EncryptedText())
     access_token_expires_at: Mapped[datetime | None] = mapped_column()
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # connected / needs_reauth / revoked / error / disconnected
-    status: Mapped[str] = mapped_column(String(16), default="connected")
+    status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.CONNECTED)
     sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    private_events: Mapped[str] = mapped_column(String(16), default="import")  # import/busy/skip
+    private_events: Mapped[str] = mapped_column(String(16), default=PrivateEvents.IMPORT)
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     last_error_message: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column()
@@ -296,12 +311,11 @@ class CalendarBinding(Base):
     summary: Mapped[str | None] = mapped_column(String(1024))
     time_zone: Mapped[str | None] = mapped_column(String(64))
     access_role: Mapped[str | None] = mapped_column(String(16))
-    role: Mapped[str] = mapped_column(String(16), default="import")  # import / export / both
-    direction: Mapped[str] = mapped_column(String(16), default="two_way")
+    role: Mapped[str] = mapped_column(String(16), default=BindingRole.IMPORT)
+    direction: Mapped[str] = mapped_column(String(16), default=Direction.TWO_WAY)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     sync_token: Mapped[str | None] = mapped_column(Text)
-    # initial / incremental / paused / disabled
-    stage: Mapped[str] = mapped_column(String(16), default="initial")
+    stage: Mapped[str] = mapped_column(String(16), default=BindingStage.INITIAL)
     paused_reason: Mapped[str | None] = mapped_column(Text)
     #: the mass-delete guard's pause (migration 0012): when, how many deletions it held back,
     #: and whether the user confirmed them (the next run then applies them)
@@ -358,7 +372,7 @@ class EventLink(Base):
     read_only: Mapped[str | None] = mapped_column(String(32))
     google_etag: Mapped[str | None] = mapped_column(String(255))
     google_updated: Mapped[datetime | None] = mapped_column()
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending/linked/parked
+    state: Mapped[str] = mapped_column(String(16), default=LinkState.PENDING)
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     crm_hash: Mapped[str | None] = mapped_column(String(64))
     google_hash: Mapped[str | None] = mapped_column(String(64))
@@ -381,7 +395,8 @@ class SyncRun(Base):
     full_sync: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
-    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    # RunOutcome while running or abandoned, else the engine's Outcome (sync/errors.py)
+    outcome: Mapped[str] = mapped_column(String(16), default=RunOutcome.RUNNING)
     pulled: Mapped[int] = mapped_column(Integer, default=0)
     pushed: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .models import Conflict, SyncIssue, SyncRun
+from .statuses import RunOutcome
 
 
 async def start(
@@ -27,7 +28,7 @@ async def start(
         trigger=trigger,
         full_sync=full_sync,
         started_at=utcnow(),
-        outcome="running",
+        outcome=RunOutcome.RUNNING,
     )
     session.add(run)
     await session.flush()
@@ -64,6 +65,18 @@ async def finish(
 
 async def get(session: AsyncSession, run_id: uuid.UUID) -> SyncRun | None:
     return await session.get(SyncRun, run_id)
+
+
+async def running(session: AsyncSession, binding_ids: Collection[uuid.UUID]) -> Sequence[SyncRun]:
+    """The runs of these bindings that have not finished yet (the pages show them as going on)."""
+    if not binding_ids:
+        return []
+    result = await session.scalars(
+        select(SyncRun).where(
+            SyncRun.binding_id.in_(list(binding_ids)), SyncRun.outcome == RunOutcome.RUNNING
+        )
+    )
+    return result.all()
 
 
 async def for_binding(

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .bindings import BOTH, DISABLED, EXPORT, GOOGLE_TO_CRM, PAUSED
-from .connections import CONNECTED
-from .models import CalendarBinding, Change, GoogleConnection, SyncRun, Tenant
+from calsync.domain.direction import Direction
 
-ABANDONED = "abandoned"
+from .models import CalendarBinding, Change, GoogleConnection, SyncRun, Tenant
+from .statuses import BindingRole, BindingStage, ChangeOrigin, ConnectionStatus, RunOutcome
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,8 @@ class PollCandidate:
 def _live() -> list[ColumnElement[bool]]:
     return [
         CalendarBinding.enabled.is_(True),
-        CalendarBinding.stage.not_in((PAUSED, DISABLED)),
-        GoogleConnection.status == CONNECTED,
+        CalendarBinding.stage.not_in((BindingStage.PAUSED, BindingStage.DISABLED)),
+        GoogleConnection.status == ConnectionStatus.CONNECTED,
         Tenant.calendar_module_enabled.is_(True),
     ]
 
@@ -87,8 +86,24 @@ async def poll_candidates(
         .limit(limit)
     )
     return [
-        PollCandidate(r[0], r[1], r[2], int(r[3] or 0), r[4], r[5], int(r[6] or 300))
-        for r in rows.all()
+        PollCandidate(
+            binding_id,
+            next_sync_at,
+            last_sync_at,
+            int(failure_count or 0),
+            channel_id,
+            channel_expires_at,
+            int(poll_interval or 300),
+        )
+        for (
+            binding_id,
+            next_sync_at,
+            last_sync_at,
+            failure_count,
+            channel_id,
+            channel_expires_at,
+            poll_interval,
+        ) in rows.all()
     ]
 
 
@@ -118,7 +133,7 @@ async def held_locks(session: AsyncSession, limit: int = 500) -> Sequence[tuple[
         .where(CalendarBinding.locked_by.is_not(None))
         .limit(limit)
     )
-    return [(r[0], str(r[1])) for r in rows.all()]
+    return [(binding_id, str(holder)) for binding_id, holder in rows.all()]
 
 
 async def release_expired(
@@ -155,7 +170,7 @@ async def abandon_runs(
     before: datetime | None = None,
 ) -> None:
     """Close a binding's runs still marked running (their worker died or was stopped)."""
-    conditions = [SyncRun.binding_id == binding_id, SyncRun.outcome == "running"]
+    conditions = [SyncRun.binding_id == binding_id, SyncRun.outcome == RunOutcome.RUNNING]
     if since is not None:
         conditions.append(SyncRun.started_at >= since)
     if before is not None:
@@ -164,7 +179,7 @@ async def abandon_runs(
         update(SyncRun)
         .where(*conditions)
         .values(
-            outcome=ABANDONED,
+            outcome=RunOutcome.ABANDONED,
             finished_at=now,
             error_code="calsync.run_abandoned",
             error_message="The worker running this sync stopped; another run finished it.",
@@ -195,10 +210,10 @@ async def export_bindings(
         .where(
             CalendarBinding.tenant_id == tenant_id,
             GoogleConnection.user_id == owner_id,
-            CalendarBinding.role.in_((EXPORT, BOTH)),
+            CalendarBinding.role.in_((BindingRole.EXPORT, BindingRole.BOTH)),
             CalendarBinding.enabled.is_(True),
-            CalendarBinding.stage.not_in((PAUSED, DISABLED)),
-            GoogleConnection.status == CONNECTED,
+            CalendarBinding.stage.not_in((BindingStage.PAUSED, BindingStage.DISABLED)),
+            GoogleConnection.status == ConnectionStatus.CONNECTED,
         )
     )
     return list(rows.all())
@@ -251,7 +266,7 @@ async def behind_feed(
             Change.tenant_id == CalendarBinding.tenant_id,
             Change.seq > CalendarBinding.push_seq,
             Change.owner_id == GoogleConnection.user_id,
-            Change.origin != "sync",
+            Change.origin != ChangeOrigin.SYNC,
             Change.created_at <= before,
         )
         .exists()
@@ -262,8 +277,8 @@ async def behind_feed(
         .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
         .where(
             *_live(),
-            CalendarBinding.role.in_((EXPORT, BOTH)),
-            CalendarBinding.direction != GOOGLE_TO_CRM,
+            CalendarBinding.role.in_((BindingRole.EXPORT, BindingRole.BOTH)),
+            CalendarBinding.direction != Direction.GOOGLE_TO_CRM,
             *_free_and_not_backing_off(now),
             pending,
         )

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .errors import AlreadyExists
-from .models import ApiKey, CalendarBinding, GoogleConnection, User
+from .models import ApiKey, CalendarBinding, GoogleConnection, Tenant, User
+from .statuses import UserRole
 
 
 def normalise_email(email: str) -> str:
@@ -24,7 +25,7 @@ async def create(
     email: str,
     *,
     name: str | None = None,
-    role: str = "user",
+    role: str = UserRole.USER,
 ) -> User:
     email = normalise_email(email)
     if await by_email(session, tenant_id, email) is not None:
@@ -55,6 +56,17 @@ async def by_email(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> U
             User.deleted_at.is_(None),
         )
     )
+
+
+async def login_candidates(
+    session: AsyncSession, email: str, company: str | None = None
+) -> Sequence[User]:
+    """The live users, of any tenant, who may be logging in as `email` (in `company` when the
+    login form names it): the password check then decides among them."""
+    query = select(User).where(User.email == email, User.deleted_at.is_(None))
+    if company:
+        query = query.join(Tenant, Tenant.id == User.tenant_id).where(Tenant.name == company)
+    return (await session.scalars(query)).all()
 
 
 async def list_(session: AsyncSession, tenant_id: uuid.UUID) -> Sequence[User]:

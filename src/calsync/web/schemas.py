@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from calsync.domain import activity as rules
+from calsync.domain.merge import Policy
+from calsync.store.statuses import AuthMode, ChangeKind, UserRole
 
 
 def _clean(value: str) -> str:
@@ -31,6 +33,13 @@ TypeKey = Annotated[str, Field(pattern=rules.TYPE_KEY.pattern, max_length=64)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_clean)]
 GoogleAccountPolicy = Literal["company", "own_email", "any"]  # domain/accounts.py
+# Request fields spell the stored values out as Literals (an enum field would answer a wrong
+# value with the error code `enum` instead of `literal_error`); responses use the enums.
+Role = Literal["admin", "user"]  # UserRole
+AuthModeName = Literal["oauth", "service_account"]  # AuthMode
+PolicyName = Literal["latest_wins", "crm_wins", "google_wins"]  # domain/merge.py Policy
+assert set(get_args(Role)) == set(UserRole) and set(get_args(AuthModeName)) == set(AuthMode)
+assert set(get_args(PolicyName)) == set(Policy)
 
 
 def _date_or_datetime(value: object) -> object:
@@ -63,7 +72,7 @@ class TenantSettings(BaseModel):
     id: uuid.UUID
     name: str
     calendar_module_enabled: bool
-    auth_mode: Literal["oauth", "service_account"]
+    auth_mode: AuthMode
     service_account_email: str | None
     service_account_configured: bool
     exported_activity_types: list[str]
@@ -71,7 +80,7 @@ class TenantSettings(BaseModel):
     personal_import_type: str
     poll_interval_seconds: int
     lookback_days: int
-    conflict_policy: Literal["latest_wins", "crm_wins", "google_wins"]
+    conflict_policy: Policy
     google_account_policy: GoogleAccountPolicy = Field(
         description="Which Google account a user may link: company (own e-mail or an address "
         "in google_domains), own_email, or any"
@@ -84,13 +93,13 @@ class TenantSettings(BaseModel):
 class TenantSettingsPatch(Strict):
     name: Name | None = None
     calendar_module_enabled: bool | None = None
-    auth_mode: Literal["oauth", "service_account"] | None = None
+    auth_mode: AuthModeName | None = None
     exported_activity_types: list[TypeKey] | None = Field(default=None, max_length=100)
     default_import_type: TypeKey | None = None
     personal_import_type: TypeKey | None = None
     poll_interval_seconds: int | None = Field(default=None, ge=30, le=86_400)
     lookback_days: int | None = Field(default=None, ge=0, le=3_650)
-    conflict_policy: Literal["latest_wins", "crm_wins", "google_wins"] | None = None
+    conflict_policy: PolicyName | None = None
     google_account_policy: GoogleAccountPolicy | None = None
     google_domains: list[Annotated[str, Field(max_length=253)]] | None = Field(
         default=None, max_length=50
@@ -103,20 +112,20 @@ class TenantSettingsPatch(Strict):
 class UserIn(Strict):
     email: Email
     name: Name | None = None
-    role: Literal["admin", "user"] = "user"
+    role: Role = "user"
 
 
 class UserPatch(Strict):
     email: Email | None = None
     name: Name | None = None
-    role: Literal["admin", "user"] | None = None
+    role: Role | None = None
 
 
 class UserOut(BaseModel):
     id: uuid.UUID
     email: str
     name: str | None
-    role: Literal["admin", "user"]
+    role: UserRole
     created_at: datetime
     updated_at: datetime
 
@@ -275,9 +284,9 @@ class ActivityList(BaseModel):
 class ChangeOut(BaseModel):
     seq: int
     activity_id: uuid.UUID
-    kind: Literal["created", "updated", "deleted"]
+    kind: ChangeKind
     version: int = Field(description="The activity's version after this change")
-    origin: str = Field(description="api, sync (from Google) or cli")
+    origin: str = Field(description="api, sync (from Google) or cli (ChangeOrigin)")
     at: datetime
 
 

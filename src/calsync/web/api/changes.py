@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from calsync.store import changes
+from calsync.store.statuses import ChangeKind
 
 from ..deps import Caller, Session
 from ..schemas import ChangeOut, ChangePage
@@ -39,7 +40,7 @@ async def list_changes(
             ChangeOut(
                 seq=c.seq,
                 activity_id=c.activity_id,
-                kind=c.kind,  # type: ignore[arg-type]
+                kind=ChangeKind(c.kind),
                 version=c.version,
                 origin=c.origin,
                 at=c.created_at,

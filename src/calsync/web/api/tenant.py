@@ -8,9 +8,11 @@ from fastapi import APIRouter
 
 from calsync.domain import accounts
 from calsync.domain.activity import PROJECT_TASK
+from calsync.domain.merge import Policy
 from calsync.store import tenants
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Tenant
+from calsync.store.statuses import AuthMode
 
 from ..deps import Admin, Session
 from ..errors import ApiError, FieldProblem
@@ -24,7 +26,7 @@ def settings_out(tenant: Tenant) -> TenantSettings:
         id=tenant.id,
         name=tenant.name,
         calendar_module_enabled=tenant.calendar_module_enabled,
-        auth_mode=tenant.auth_mode,  # type: ignore[arg-type]
+        auth_mode=AuthMode(tenant.auth_mode),
         service_account_email=tenant.service_account_email,
         service_account_configured=tenant.service_account_key is not None,
         exported_activity_types=list(tenant.exported_type_keys),
@@ -32,7 +34,7 @@ def settings_out(tenant: Tenant) -> TenantSettings:
         personal_import_type=tenant.personal_import_type_key,
         poll_interval_seconds=tenant.poll_interval_seconds,
         lookback_days=tenant.lookback_days,
-        conflict_policy=tenant.conflict_policy,  # type: ignore[arg-type]
+        conflict_policy=Policy(tenant.conflict_policy),
         google_account_policy=tenant.google_account_policy,  # type: ignore[arg-type]
         google_domains=list(tenant.google_domains or []),
         created_at=tenant.created_at,
@@ -84,7 +86,11 @@ async def patch_settings(body: TenantSettingsPatch, caller: Admin, s: Session) -
                 name, value, known, "not_importable", "Google entries never become project tasks"
             )
             changes[f"{name}_key"] = value
-        elif name == "auth_mode" and value == "service_account" and not tenant.service_account_key:
+        elif (
+            name == "auth_mode"
+            and value == AuthMode.SERVICE_ACCOUNT
+            and not tenant.service_account_key
+        ):
             problems.append(
                 FieldProblem(
                     field=name,

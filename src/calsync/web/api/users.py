@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from calsync.store import users
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import User
+from calsync.store.statuses import UserRole
 
 from ..deps import Admin, Caller, Session, visible_user
 from ..errors import ApiError
@@ -22,7 +23,7 @@ def user_out(user: User) -> UserOut:
         id=user.id,
         email=user.email,
         name=user.name,
-        role=user.role,  # type: ignore[arg-type]
+        role=UserRole(user.role),
         created_at=user.created_at,
         updated_at=user.updated_at,
     )

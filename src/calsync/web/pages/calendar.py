@@ -3,17 +3,15 @@ each entry came from (CRM or Google), private entries marked."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from calsync import i18n
-from calsync.store import activities
-from calsync.store.models import Change
+from calsync.store import activities, changes
+from calsync.store.statuses import ActivitySource, ChangeOrigin
 from calsync.sync.filters import BUSY_TITLE
 
 from .common import db_of, render, viewer
@@ -30,7 +28,7 @@ class Entry:
     start: datetime  # in the shown zone
     end: datetime
     all_day: bool
-    source: str  # crm / google
+    source: str  # ActivitySource: crm / google
     private: bool
     recurring: bool
     cancelled: bool
@@ -134,24 +132,21 @@ async def week(request: Request, week: str | None = None) -> Response:
         ids = {i.activity.id for i in instances} | {
             i.activity.recurring_parent_id for i in instances if i.activity.recurring_parent_id
         }
-        origins: dict[uuid.UUID, str] = {}
-        if ids:
-            rows = await s.execute(
-                select(Change.activity_id, Change.origin).where(
-                    Change.activity_id.in_(list(ids)), Change.kind == "created"
-                )
-            )
-            origins = {activity_id: origin for activity_id, origin in rows.all()}
+        origins = await changes.creation_origins(s, ids)
         await s.commit()
     days: dict[date, list[Entry]] = {first + timedelta(days=n): [] for n in range(7)}
     all_day: dict[date, list[Entry]] = {day: [] for day in days}
     for item in instances:
         act = item.activity
         occ = item.occurrence
-        origin = origins.get(act.id) or origins.get(act.recurring_parent_id or act.id) or "api"
+        origin = (
+            origins.get(act.id)
+            or origins.get(act.recurring_parent_id or act.id)
+            or ChangeOrigin.API
+        )
         private = act.visibility in PRIVATE
         subject = act.subject
-        if subject == BUSY_TITLE and origin == "sync":
+        if subject == BUSY_TITLE and origin == ChangeOrigin.SYNC:
             subject = i18n.gettext(N_("Busy"))
         entry = Entry(
             subject=subject,
@@ -159,7 +154,7 @@ async def week(request: Request, week: str | None = None) -> Response:
             start=(occ.start_utc if occ else act.start_utc).astimezone(zone),
             end=(occ.end_utc if occ else act.end_utc).astimezone(zone),
             all_day=act.all_day,
-            source="google" if origin == "sync" else "crm",
+            source=ActivitySource.GOOGLE if origin == ChangeOrigin.SYNC else ActivitySource.CRM,
             private=private,
             recurring=occ is not None or act.recurring_parent_id is not None,
             cancelled=act.status == "cancelled",

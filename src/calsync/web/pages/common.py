@@ -26,6 +26,8 @@ from calsync.settings import Settings
 from calsync.store import crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import Tenant, User
+from calsync.store.statuses import RunOutcome, UserRole
+from calsync.sync.errors import Outcome
 
 from ..deps import Principal
 from ..google_services import GoogleServices
@@ -110,7 +112,7 @@ class Viewer:
 
     @property
     def is_admin(self) -> bool:
-        return self.user.role == "admin"
+        return self.user.role == UserRole.ADMIN
 
     @asynccontextmanager
     async def acting(self, db: Database) -> AsyncIterator[tuple[AsyncSession, Principal]]:
@@ -302,15 +304,15 @@ def render(
 
 # the words of a sync run's outcome, shown in the history and in diagnostics
 OUTCOMES: dict[str, str] = {
-    "ok": i18n.N_("Finished"),
-    "partial": i18n.N_("Finished with issues"),
-    "failed": i18n.N_("Failed"),
-    "needs_reauth": i18n.N_("Needs reconnect"),
-    "backoff": i18n.N_("Waiting to retry"),
-    "paused": i18n.N_("Paused"),
-    "disabled": i18n.N_("Calendar disabled"),
-    "skipped": i18n.N_("Skipped"),
-    "running": i18n.N_("Running"),
+    Outcome.OK: i18n.N_("Finished"),
+    Outcome.PARTIAL: i18n.N_("Finished with issues"),
+    Outcome.FAILED: i18n.N_("Failed"),
+    Outcome.NEEDS_REAUTH: i18n.N_("Needs reconnect"),
+    Outcome.BACKOFF: i18n.N_("Waiting to retry"),
+    Outcome.PAUSED: i18n.N_("Paused"),
+    Outcome.DISABLED: i18n.N_("Calendar disabled"),
+    Outcome.SKIPPED: i18n.N_("Skipped"),
+    RunOutcome.RUNNING: i18n.N_("Running"),
 }
 # the built-in activity types' stored names (domain.activity.BUILT_IN_TYPES), for extraction
 TYPE_NAMES = (
@@ -451,7 +453,7 @@ async def _admins(who: Viewer, request: Request) -> list[str]:
             await s.commit()
     except Exception:
         return []
-    return sorted(u.email for u in people if u.role == "admin")
+    return sorted(u.email for u in people if u.role == UserRole.ADMIN)
 
 
 async def page_error(request: Request, exc: Exception) -> Response:

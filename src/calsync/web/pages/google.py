@@ -19,8 +19,9 @@ from pydantic import ValidationError
 
 from calsync import i18n
 from calsync.google import errors
-from calsync.store import bindings, connections
+from calsync.store import bindings, connections, runs
 from calsync.store.models import SyncRun
+from calsync.store.statuses import AuthMode
 
 from .. import connection, oauth_browser
 from ..api import google as api
@@ -144,20 +145,12 @@ def _sync_state(request: Request, who: Viewer) -> dict[str, Any]:
 
 
 async def _running_runs(request: Request, who: Viewer) -> list[SyncRun]:
-    from sqlalchemy import select
-
     async with db_of(request).session() as s:
         conn = await connections.for_user(s, who.user.id)
         if conn is None:
             return []
         ids = [b.id for b in await bindings.for_connection(s, conn.id)]
-        if not ids:
-            return []
-        rows = (
-            await s.scalars(
-                select(SyncRun).where(SyncRun.binding_id.in_(ids), SyncRun.outcome == "running")
-            )
-        ).all()
+        rows = await runs.running(s, ids)
         await s.commit()
     return list(rows)
 
@@ -168,7 +161,7 @@ async def _page(request: Request, who: Viewer, pending: dict[str, Any] | None = 
     db, services = db_of(request), services_of(request)
     status = await connection.status(db, services, who.tenant, who.user)
     async with who.acting(db) as (s, caller):
-        runs = (await api.list_runs(who.user.id, caller, s, limit=10)).runs
+        recent = (await api.list_runs(who.user.id, caller, s, limit=10)).runs
         issues = (await api.list_issues(who.user.id, caller, s)).issues
         calendars = (await api.list_calendars(who.user.id, caller, s)).calendars
         conflicts = (await api.list_conflicts(who.user.id, caller, s, limit=5)).conflicts
@@ -180,13 +173,13 @@ async def _page(request: Request, who: Viewer, pending: dict[str, Any] | None = 
         "google_settings.html",
         {
             "status": status,
-            "runs": runs,
+            "runs": recent,
             "issues": issues,
             "paused": [c for c in calendars if c.state == "paused"],
             "conflicts": [_conflict_row(c) for c in conflicts],
             "sync": sync,
             "pending": pending,
-            "service_account": who.tenant.auth_mode == "service_account",
+            "service_account": who.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT,
             "oauth_configured": services.oauth is not None,
         },
         who=who,
@@ -251,7 +244,7 @@ async def save_settings(request: Request) -> Response:
     who = await viewer(request)
     form = await checked_form(request)
     module_on(who)
-    service_account = who.tenant.auth_mode == "service_account"
+    service_account = who.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT
     values: dict[str, Any] = {"enabled": form.get("enabled") == "on"}
     if form.get("calendars") == "shown":
         values["import_calendar_ids"] = [str(v) for v in form.getlist("import")]

@@ -9,12 +9,11 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from calsync import i18n
-from calsync.store import login_throttle
-from calsync.store.models import Tenant, User
+from calsync.store import login_throttle, users
+from calsync.store.models import User
 from calsync.store.users import normalise_email
 
 from .common import (
@@ -105,11 +104,8 @@ async def login(request: Request) -> Response:
         await s.commit()
     if wait is not None:
         return _throttled(request, context, wait)
-    query = select(User).where(User.email == email, User.deleted_at.is_(None))
-    if company:
-        query = query.join(Tenant, Tenant.id == User.tenant_id).where(Tenant.name == company)
     async with db.session() as s:
-        candidates = list((await s.scalars(query)).all())
+        candidates = list(await users.login_candidates(s, email, company))
         await s.commit()
     matches = await run_in_threadpool(_check, password, candidates)
     if matches:  # the password was right: no failure, and the account starts afresh
