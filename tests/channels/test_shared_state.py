@@ -110,9 +110,7 @@ async def test_a_calendar_list_check_is_coalesced_across_processes(
     assert not await end(other)
 
 
-async def test_a_check_left_by_a_dead_process_is_taken_over(
-    db: Database, other: Database
-) -> None:
+async def test_a_check_left_by_a_dead_process_is_taken_over(db: Database, other: Database) -> None:
     conn_id, _ = await _connection_with_binding(db)
     async with db.session() as s:
         await stored.replace(
