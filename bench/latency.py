@@ -43,13 +43,13 @@ from pydantic import SecretStr
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from calsync.channels import Channels
 from calsync.google.calendar import make_http_client
 from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
 from calsync.store.models import CalendarBinding, SyncRun
+from calsync.sync.channels.service import Channels
 from calsync.sync.engine import sync_binding
 from calsync.sync.tokens import GoogleAccess
 

@@ -31,6 +31,7 @@ async def test_unwanted_and_unwatched_follow_should_watch(db: Database) -> None:
                 if watched:
                     await stored.replace(
                         s,
+                        stored.EVENTS,
                         b.id,
                         expected=None,
                         channel_id=f"{b.id.hex}-x",
@@ -41,9 +42,11 @@ async def test_unwanted_and_unwatched_follow_should_watch(db: Database) -> None:
                 made[(name, watched)] = b.id
         await s.commit()
     async with db.session() as s:
-        unwanted = {c.binding_id for c in await stored.unwanted(s, conn.id)}
-        unwatched = set(await stored.unwatched(s, conn.id))
-        wants = {key: await stored.should_watch(s, b) for key, b in made.items()}
+        unwanted = {
+            c.binding_id for c in await stored.unwanted(s, stored.EVENTS, connection_id=conn.id)
+        }
+        unwatched = set(await stored.unwatched(s, stored.EVENTS, conn.id))
+        wants = {key: await stored.wanted(s, stored.EVENTS, b) for key, b in made.items()}
     assert unwanted == {made[key] for key, want in wants.items() if key[1] and not want}
     assert unwatched == {made[key] for key, want in wants.items() if not key[1] and want}
     assert unwanted and unwatched == {made[("import", False)]}
@@ -52,7 +55,7 @@ async def test_unwanted_and_unwatched_follow_should_watch(db: Database) -> None:
         await connections.mark_needs_reauth(s, conn.id, code="x", message="x")
         await s.commit()
     async with db.session() as s:
-        assert {c.binding_id for c in await stored.unwanted(s, conn.id)} == {
-            b for (_, watched), b in made.items() if watched
-        }
-        assert list(await stored.unwatched(s, conn.id)) == []
+        assert {
+            c.binding_id for c in await stored.unwanted(s, stored.EVENTS, connection_id=conn.id)
+        } == {b for (_, watched), b in made.items() if watched}
+        assert list(await stored.unwatched(s, stored.EVENTS, conn.id)) == []

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from calsync.channels import GONE_MESSAGE, Channels, renew_due_channels, write_lost_message
 from calsync.jobs.port import Reason
 from calsync.store import bindings, connections
 from calsync.store.base import utcnow
+from calsync.sync.channels.calendar_list import GONE_MESSAGE, write_lost_message
+from calsync.sync.channels.service import Channels, renew_due_channels
 from calsync.sync.engine import sync_binding
 from tests.channels.conftest import Served
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from calsync.channels import renew_due_channels
 from calsync.jobs.port import Reason
 from calsync.store.base import utcnow
+from calsync.sync.channels.service import renew_due_channels
 from tests.channels.conftest import Served
 
 DAY = 86_400
@@ -150,7 +150,7 @@ async def test_stale_channel_notification_stops_it(served: Served, monkeypatch: 
     _, _, binding_id = await served.connected("fa@example.com")
     old = await served.binding(binding_id)
     # replaced by a renewal whose stop of the old channel was lost
-    from calsync.channels import Channels
+    from calsync.sync.channels.service import Channels
 
     service = Channels(served.world.db, served.services.access, served.services.settings)
     original = service.stop_at_google

@@ -49,7 +49,7 @@ async def test_a_replayed_notification_does_no_work(served: Served) -> None:
 
 
 async def test_a_new_channel_counts_from_one_again(served: Served) -> None:
-    from calsync.channels import Channels
+    from calsync.sync.channels.service import Channels
 
     _, _, binding_id = await served.connected("ray@example.com")
     client = served.world.client

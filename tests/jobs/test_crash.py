@@ -132,6 +132,7 @@ async def test_acknowledged_changes_survive_kill_9(
     async with h.db.session() as s:
         await stored.replace(
             s,
+            stored.EVENTS,
             h.binding_id,
             expected=None,
             channel_id=f"{h.binding_id.hex}-crash",

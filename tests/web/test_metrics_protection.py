@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from calsync.jobs import metrics as metrics_module
 from calsync.store import crypto
 from calsync.store.db import Database
-from calsync.web import metrics as metrics_module
 from tests.conftest import Emulator
 from tests.web.conftest import build_app, settings_for
 
@@ -66,13 +66,13 @@ async def test_database_series_are_cached(
     now = [1000.0]
     app.state.metrics.clock = lambda: now[0]
     reads: list[int] = []
-    original = metrics_module.stored_channels.bindings_by_state
+    original = metrics_module.reports.bindings_by_state
 
     async def counted(*args: Any, **kwargs: Any) -> dict[str, int]:
         reads.append(1)
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(metrics_module.stored_channels, "bindings_by_state", counted)
+    monkeypatch.setattr(metrics_module.reports, "bindings_by_state", counted)
     async with client_of(app) as c:
         for _ in range(5):
             assert (await c.get("/metrics")).status_code == 200

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from calsync.channels import CHANNEL_RENEWAL_SECONDS, renew_due_channels
 from calsync.settings import Settings
 from calsync.store.db import Database
+from calsync.sync.channels.service import CHANNEL_RENEWAL_SECONDS, renew_due_channels
 from calsync.sync.tokens import GoogleAccess
 
 from .inprocess import InProcessRunner

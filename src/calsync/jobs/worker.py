@@ -29,9 +29,7 @@ from calsync.store import crypto
 from calsync.store.db import Database, private_dir
 from calsync.sync.tokens import GoogleAccess
 
-# the web app's Metrics, so a worker's series are the same as a web process's
-from calsync.web import metrics as metrics_endpoint
-
+from . import metrics as metrics_endpoint
 from .factory import make_job_queue
 from .port import JobQueue
 from .procrastinate_runner import NeedsPostgres, ProcrastinateQueue, apply_schema

@@ -1,30 +1,126 @@
-"""Push channels of calendar bindings and the calendarList channel of each connection: lookup by
-channel id, compare-and-set replacement, and which need a channel (new) or a renewal (expiring).
-SQL only; see calsync.channels."""
+"""Push channels as rows: lookup by channel id, compare-and-set replacement, which rows want a
+channel (or a renewal), replays, retired channels, retry times and calendarList checks.
+
+Two kinds, one implementation: an `events` channel lives on its calendar_binding row, a
+`calendar_list` channel on its google_connection row, in columns of the same meaning. A
+`Holder` names one kind's table and columns; every query here takes the holder, so both kinds
+are watched, replaced, retired and counted by the same statements. SQL only; the Google side
+is calsync.sync.channels.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, delete, exists, func, or_, select, update
+from sqlalchemy import Select, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from .base import utcnow
+from .base import Base, utcnow
 from .models import CalendarBinding, GoogleConnection, RetiredChannel
 
 IMPORT_ROLES = ("import", "both")
 SYNCING_STAGES = ("initial", "incremental")
 RETIRED_KEPT = timedelta(days=31)
+#: a calendarList check that has not finished in this long died with its process: the next
+#: notification may start another
+LIST_CHECK_LEASE = timedelta(minutes=5)
+
+Column = InstrumentedAttribute[Any]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Where one kind of channel is stored: the owning row's table and its channel columns,
+    which of those rows want a channel, and what a verified notification owes."""
+
+    kind: str  # `events` / `calendar_list` (the /metrics label)
+    model: type[Base]
+    id: Column  # the owner: a binding (events) or a connection (calendar_list)
+    connection_id: Column
+    tenant_id: Column
+    channel_id: Column
+    resource_id: Column
+    token: Column
+    expires_at: Column
+    message_seq: Column
+    retry_after: Column
+    #: `select(owner id)` of the rows that should have a channel now
+    wanted: Callable[[], Select[Any]]
+    #: the values a verified, first-seen notification writes with its message number
+    owed: Callable[[datetime], dict[str, Any]]
+
+
+def _bindings_wanted() -> Select[Any]:
+    """Import bindings that sync from Google, of connected connections."""
+    return (
+        select(CalendarBinding.id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .where(
+            CalendarBinding.role.in_(IMPORT_ROLES),
+            CalendarBinding.enabled.is_(True),
+            CalendarBinding.stage.in_(SYNCING_STAGES),
+            CalendarBinding.direction != "crm_to_google",
+            GoogleConnection.status == "connected",
+        )
+    )
+
+
+def _connections_wanted() -> Select[Any]:
+    """Connected, with at least one binding switched on (whatever its stage: a binding disabled
+    because its calendar vanished is resumed when the list shows the calendar again)."""
+    return select(GoogleConnection.id).where(
+        GoogleConnection.status == "connected",
+        exists().where(
+            CalendarBinding.connection_id == GoogleConnection.id,
+            CalendarBinding.enabled.is_(True),
+        ),
+    )
+
+
+EVENTS = Holder(
+    kind="events",
+    model=CalendarBinding,
+    id=CalendarBinding.id,
+    connection_id=CalendarBinding.connection_id,
+    tenant_id=CalendarBinding.tenant_id,
+    channel_id=CalendarBinding.channel_id,
+    resource_id=CalendarBinding.channel_resource_id,
+    token=CalendarBinding.channel_token,
+    expires_at=CalendarBinding.channel_expires_at,
+    message_seq=CalendarBinding.channel_message_seq,
+    retry_after=CalendarBinding.channel_retry_after,
+    wanted=_bindings_wanted,
+    owed=lambda at: {"sync_owed_at": at},  # a sync, durable before the 200 (jobs/recovery.py)
+)
+CALENDAR_LIST = Holder(
+    kind="calendar_list",
+    model=GoogleConnection,
+    id=GoogleConnection.id,
+    connection_id=GoogleConnection.id,
+    tenant_id=GoogleConnection.tenant_id,
+    channel_id=GoogleConnection.list_channel_id,
+    resource_id=GoogleConnection.list_channel_resource_id,
+    token=GoogleConnection.list_channel_token,
+    expires_at=GoogleConnection.list_channel_expires_at,
+    message_seq=GoogleConnection.list_channel_message_seq,
+    retry_after=GoogleConnection.list_channel_retry_after,
+    wanted=_connections_wanted,
+    owed=lambda _at: {"list_check_owed": True},  # a check of the calendar list
+)
+HOLDERS = (EVENTS, CALENDAR_LIST)
 
 
 @dataclass(frozen=True)
 class StoredChannel:
     """A channel as calsync knows it (enough to verify a notification and to stop it)."""
 
-    binding_id: uuid.UUID
+    kind: str  # the holder's kind
+    owner_id: uuid.UUID  # the binding (events) or the connection (calendar_list)
     connection_id: uuid.UUID
     tenant_id: uuid.UUID
     channel_id: str
@@ -32,36 +128,60 @@ class StoredChannel:
     token: str | None
     expires_at: datetime | None
 
+    @property
+    def binding_id(self) -> uuid.UUID | None:
+        """The binding of an events channel (None for a calendarList one)."""
+        return self.owner_id if self.kind == EVENTS.kind else None
 
-def _stored(b: CalendarBinding) -> StoredChannel:
+
+def _columns(holder: Holder) -> tuple[Column, ...]:
+    return (
+        holder.id,
+        holder.connection_id,
+        holder.tenant_id,
+        holder.channel_id,
+        holder.resource_id,
+        holder.token,
+        holder.expires_at,
+    )
+
+
+def _stored(holder: Holder, row: Any) -> StoredChannel:
+    owner, connection, tenant, channel_id, resource_id, token, expires_at = row
     return StoredChannel(
-        binding_id=b.id,
-        connection_id=b.connection_id,
-        tenant_id=b.tenant_id,
-        channel_id=b.channel_id or "",
-        resource_id=b.channel_resource_id,
-        token=b.channel_token,
-        expires_at=b.channel_expires_at,
+        holder.kind, owner, connection, tenant, channel_id or "", resource_id, token, expires_at
     )
 
 
-async def by_channel_id(session: AsyncSession, channel_id: str) -> StoredChannel | None:
-    binding = await session.scalar(
-        select(CalendarBinding).where(CalendarBinding.channel_id == channel_id)
-    )
-    return _stored(binding) if binding is not None else None
+async def by_channel_id(
+    session: AsyncSession, holder: Holder, channel_id: str
+) -> StoredChannel | None:
+    """The channel a notification names: one indexed lookup (the webhook's fast path)."""
+    row = (
+        await session.execute(select(*_columns(holder)).where(holder.channel_id == channel_id))
+    ).first()
+    return _stored(holder, row) if row is not None else None
+
+
+async def current(
+    session: AsyncSession, holder: Holder, owner_id: uuid.UUID
+) -> StoredChannel | None:
+    """The owner's channel now (None: it has none)."""
+    row = (await session.execute(select(*_columns(holder)).where(holder.id == owner_id))).first()
+    if row is None or not row[3]:
+        return None
+    return _stored(holder, row)
 
 
 async def of_binding(session: AsyncSession, binding_id: uuid.UUID) -> StoredChannel | None:
-    binding = await session.get(CalendarBinding, binding_id)
-    if binding is None or not binding.channel_id:
-        return None
-    return _stored(binding)
+    """The binding's events channel (remembered before bindings are removed, to stop it)."""
+    return await current(session, EVENTS, binding_id)
 
 
 async def replace(
     session: AsyncSession,
-    binding_id: uuid.UUID,
+    holder: Holder,
+    owner_id: uuid.UUID,
     *,
     expected: str | None,
     channel_id: str | None,
@@ -69,31 +189,27 @@ async def replace(
     token: str | None = None,
     expires_at: datetime | None = None,
 ) -> bool:
-    """Point the binding at a new channel (or none) only if it still has `expected`: two
+    """Point the owner at a new channel (or none) only if it still has `expected`: two
     renewals racing each other keep one channel, and the loser stops its own. The replaced
     channel is remembered as retired until its stop at Google is confirmed."""
-    condition = (
-        CalendarBinding.channel_id.is_(None)
-        if expected is None
-        else CalendarBinding.channel_id == expected
-    )
+    condition = holder.channel_id.is_(None) if expected is None else holder.channel_id == expected
     old = (
         await session.execute(
-            select(CalendarBinding.connection_id, CalendarBinding.channel_resource_id).where(
-                CalendarBinding.id == binding_id, condition
-            )
+            select(holder.connection_id, holder.resource_id).where(holder.id == owner_id, condition)
         )
     ).first()
     result = await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id, condition)
+        update(holder.model)
+        .where(holder.id == owner_id, condition)
         .values(
-            channel_id=channel_id,
-            channel_resource_id=resource_id,
-            channel_token=token,
-            channel_expires_at=expires_at,
-            channel_message_seq=None,  # Google numbers each channel's messages afresh
-            updated_at=utcnow(),
+            {
+                holder.channel_id.key: channel_id,
+                holder.resource_id.key: resource_id,
+                holder.token.key: token,
+                holder.expires_at.key: expires_at,
+                holder.message_seq.key: None,  # Google numbers each channel's messages afresh
+                "updated_at": utcnow(),
+            }
         )
         .execution_options(synchronize_session=False)
     )
@@ -104,45 +220,30 @@ async def replace(
 
 
 async def note_message(
-    session: AsyncSession, binding_id: uuid.UUID, channel_id: str, number: int, at: datetime
+    session: AsyncSession,
+    holder: Holder,
+    owner_id: uuid.UUID,
+    channel_id: str,
+    number: int,
+    at: datetime,
 ) -> bool:
-    """Record a verified notification of the binding's current channel: its message number
-    and that a sync is owed, in one write. False (nothing written) for a number already seen
-    on this channel: a replay."""
+    """Record a verified notification of the owner's current channel: its message number and
+    the work it owes (a sync; a calendar-list check), in one write. False (nothing written)
+    for a number already seen on this channel: a replay."""
     result = await session.execute(
-        update(CalendarBinding)
+        update(holder.model)
         .where(
-            CalendarBinding.id == binding_id,
-            CalendarBinding.channel_id == channel_id,
-            or_(
-                CalendarBinding.channel_message_seq.is_(None),
-                CalendarBinding.channel_message_seq < number,
-            ),
+            holder.id == owner_id,
+            holder.channel_id == channel_id,
+            or_(holder.message_seq.is_(None), holder.message_seq < number),
         )
-        .values(channel_message_seq=number, sync_owed_at=at)
+        .values({holder.message_seq.key: number, **holder.owed(at)})
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-async def note_list_message(
-    session: AsyncSession, connection_id: uuid.UUID, channel_id: str, number: int
-) -> bool:
-    """`note_message` for a connection's calendarList channel (no sync is owed: a check)."""
-    result = await session.execute(
-        update(GoogleConnection)
-        .where(
-            GoogleConnection.id == connection_id,
-            GoogleConnection.list_channel_id == channel_id,
-            or_(
-                GoogleConnection.list_channel_message_seq.is_(None),
-                GoogleConnection.list_channel_message_seq < number,
-            ),
-        )
-        .values(list_channel_message_seq=number)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0) == 1)
+# -- retired channels: replaced or forgotten, their stop not yet confirmed by Google ----------
 
 
 @dataclass(frozen=True)
@@ -181,258 +282,126 @@ async def forget_retired(session: AsyncSession, channel_id: str) -> None:
     await session.execute(delete(RetiredChannel).where(RetiredChannel.channel_id == channel_id))
 
 
-def _wants_channel() -> list[object]:
-    return [
-        CalendarBinding.role.in_(IMPORT_ROLES),
-        CalendarBinding.enabled.is_(True),
-        CalendarBinding.stage.in_(SYNCING_STAGES),
-        CalendarBinding.direction != "crm_to_google",
-        GoogleConnection.status == "connected",
-    ]
+# -- which owners want a channel --------------------------------------------------------------
+
+
+async def wanted(session: AsyncSession, holder: Holder, owner_id: uuid.UUID) -> bool:
+    """Whether the owner should have a channel now."""
+    found = await session.scalar(holder.wanted().where(holder.id == owner_id))
+    return found is not None
 
 
 async def due(
-    session: AsyncSession, *, renew_before: datetime, limit: int = 500
+    session: AsyncSession, holder: Holder, *, renew_before: datetime, now: datetime, limit: int
 ) -> Sequence[uuid.UUID]:
-    """Bindings that should be watched and have no channel, or one expiring before
-    `renew_before` — oldest expiry first."""
+    """Owners that should be watched and have no channel, or one expiring before
+    `renew_before` — oldest expiry first; those whose last watch failed wait for their retry
+    time (`retry_after`, set by any process)."""
     result = await session.scalars(
-        select(CalendarBinding.id)
-        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        holder.wanted()
         .where(
-            *_wants_channel(),  # type: ignore[arg-type]
             or_(
-                CalendarBinding.channel_id.is_(None),
-                CalendarBinding.channel_expires_at.is_(None),
-                CalendarBinding.channel_expires_at < renew_before,
+                holder.channel_id.is_(None),
+                holder.expires_at.is_(None),
+                holder.expires_at < renew_before,
             ),
+            or_(holder.retry_after.is_(None), holder.retry_after <= now),
         )
-        .order_by(CalendarBinding.channel_expires_at.asc().nulls_first())
+        .order_by(holder.expires_at.asc().nulls_first())
         .limit(limit)
     )
     return result.all()
 
 
-async def should_watch(session: AsyncSession, binding_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        select(CalendarBinding.id)
-        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
-        .where(CalendarBinding.id == binding_id, *_wants_channel())  # type: ignore[arg-type]
-    )
-    return found is not None
+async def unwatched(
+    session: AsyncSession, holder: Holder, connection_id: uuid.UUID, *, renew: bool = False
+) -> Sequence[uuid.UUID]:
+    """The connection's owners that should be watched and have no channel yet (with `renew`:
+    those that have one too)."""
+    query = holder.wanted().where(holder.connection_id == connection_id)
+    if not renew:
+        query = query.where(or_(holder.channel_id.is_(None), holder.channel_id == ""))
+    return (await session.scalars(query)).all()
 
 
-async def unwanted(session: AsyncSession, connection_id: uuid.UUID) -> Sequence[StoredChannel]:
-    """The connection's channels on bindings that should not be watched any more (one query,
-    not one `should_watch` per binding)."""
-    wanted = (
-        select(CalendarBinding.id)
-        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
-        .where(CalendarBinding.connection_id == connection_id, *_wants_channel())  # type: ignore[arg-type]
-    )
-    rows = await session.scalars(
-        select(CalendarBinding).where(
-            CalendarBinding.connection_id == connection_id,
-            CalendarBinding.channel_id.is_not(None),
-            CalendarBinding.id.not_in(wanted),
-        )
-    )
-    return [_stored(binding) for binding in rows.all()]
-
-
-async def unwatched(session: AsyncSession, connection_id: uuid.UUID) -> Sequence[uuid.UUID]:
-    """The connection's bindings that should be watched and have no channel yet."""
-    rows = await session.scalars(
-        select(CalendarBinding.id)
-        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
-        .where(
-            CalendarBinding.connection_id == connection_id,
-            or_(CalendarBinding.channel_id.is_(None), CalendarBinding.channel_id == ""),
-            *_wants_channel(),  # type: ignore[arg-type]
-        )
-    )
-    return rows.all()
-
-
-async def bindings_by_state(session: AsyncSession, now: datetime) -> dict[str, int]:
-    """For /metrics: bindings counted by stage, and those switched off."""
-    counts: dict[str, int] = {}
-    rows = await session.execute(
-        select(CalendarBinding.stage, CalendarBinding.enabled, func.count()).group_by(
-            CalendarBinding.stage, CalendarBinding.enabled
-        )
-    )
-    for stage, enabled, n in rows.all():
-        key = stage if enabled else "off"
-        counts[key] = counts.get(key, 0) + int(n)
-    return counts
-
-
-CHANNEL_KINDS = ("events", "calendar_list")
-CHANNEL_STATES = ("active", "expiring", "expired")
-
-
-async def channels_by_state(
-    session: AsyncSession, now: datetime, soon: datetime
-) -> dict[tuple[str, str], int]:
-    """For /metrics: (kind, state) → count, kind `events` (a binding's) or `calendar_list` (a
-    connection's), state active, expiring (renewal due) or expired; counted in SQL, so a scrape
-    costs two small queries however many channels there are."""
-    counts = {(kind, state): 0 for kind in CHANNEL_KINDS for state in CHANNEL_STATES}
-    for kind, expires, channel_id in (
-        ("events", CalendarBinding.channel_expires_at, CalendarBinding.channel_id),
-        (
-            "calendar_list",
-            GoogleConnection.list_channel_expires_at,
-            GoogleConnection.list_channel_id,
-        ),
-    ):
-        state = case(
-            (or_(expires.is_(None), expires <= now), "expired"),
-            (expires < soon, "expiring"),
-            else_="active",
-        )
-        rows = await session.execute(
-            select(state, func.count()).where(channel_id.is_not(None)).group_by(state)
-        )
-        for name, n in rows.all():
-            counts[(kind, str(name))] = int(n)
-    return counts
-
-
-# -- the calendarList channel of a connection ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoredListChannel:
-    """A connection's calendarList channel (enough to verify a notification and to stop it)."""
-
-    connection_id: uuid.UUID
-    tenant_id: uuid.UUID
-    channel_id: str
-    resource_id: str | None
-    token: str | None
-    expires_at: datetime | None
-
-
-def _stored_list(c: GoogleConnection) -> StoredListChannel:
-    return StoredListChannel(
-        connection_id=c.id,
-        tenant_id=c.tenant_id,
-        channel_id=c.list_channel_id or "",
-        resource_id=c.list_channel_resource_id,
-        token=c.list_channel_token,
-        expires_at=c.list_channel_expires_at,
-    )
-
-
-async def list_by_channel_id(session: AsyncSession, channel_id: str) -> StoredListChannel | None:
-    conn = await session.scalar(
-        select(GoogleConnection).where(GoogleConnection.list_channel_id == channel_id)
-    )
-    return _stored_list(conn) if conn is not None else None
-
-
-async def list_of_connection(
-    session: AsyncSession, connection_id: uuid.UUID
-) -> StoredListChannel | None:
-    conn = await session.get(GoogleConnection, connection_id)
-    if conn is None or not conn.list_channel_id:
-        return None
-    return _stored_list(conn)
-
-
-async def replace_list(
+async def unwanted(
     session: AsyncSession,
-    connection_id: uuid.UUID,
+    holder: Holder,
     *,
-    expected: str | None,
-    channel_id: str | None,
-    resource_id: str | None = None,
-    token: str | None = None,
-    expires_at: datetime | None = None,
-) -> bool:
-    """Point the connection at a new calendarList channel (or none) only if it still has
-    `expected`, as `replace` does for bindings (the replaced one is remembered as retired)."""
-    condition = (
-        GoogleConnection.list_channel_id.is_(None)
-        if expected is None
-        else GoogleConnection.list_channel_id == expected
+    connection_id: uuid.UUID | None = None,
+    limit: int | None = None,
+) -> Sequence[StoredChannel]:
+    """Channels on owners that should not have one any more — of one connection, or of all
+    (one query, not one `wanted` per owner)."""
+    query = select(*_columns(holder)).where(
+        holder.channel_id.is_not(None), holder.id.not_in(holder.wanted())
     )
-    old_resource = await session.scalar(
-        select(GoogleConnection.list_channel_resource_id).where(
-            GoogleConnection.id == connection_id, condition
-        )
-    )
-    result = await session.execute(
-        update(GoogleConnection)
-        .where(GoogleConnection.id == connection_id, condition)
-        .values(
-            list_channel_id=channel_id,
-            list_channel_resource_id=resource_id,
-            list_channel_token=token,
-            list_channel_expires_at=expires_at,
-            list_channel_message_seq=None,
-            updated_at=utcnow(),
-        )
+    if connection_id is not None:
+        query = query.where(holder.connection_id == connection_id)
+    rows = await session.execute(query.limit(limit))
+    return [_stored(holder, row) for row in rows.all()]
+
+
+async def set_retry_after(
+    session: AsyncSession, holder: Holder, owner_id: uuid.UUID, at: datetime | None
+) -> None:
+    """After a failed watch: leave the owner to polling until `at` (None: a watch worked)."""
+    await session.execute(
+        update(holder.model)
+        .where(holder.id == owner_id)
+        .values({holder.retry_after.key: at})
         .execution_options(synchronize_session=False)
     )
-    swapped = bool(getattr(result, "rowcount", 0) == 1)
-    if swapped and expected and expected != channel_id and old_resource:
-        await retire(session, expected, old_resource, connection_id)
-    return swapped
 
 
-def _wants_list_channel() -> list[object]:
-    """Connected, with at least one binding switched on (whatever its stage: a binding disabled
-    because its calendar vanished is resumed when the list shows the calendar again)."""
-    return [
-        GoogleConnection.status == "connected",
-        exists().where(
-            CalendarBinding.connection_id == GoogleConnection.id,
-            CalendarBinding.enabled.is_(True),
-        ),
-    ]
+# -- the calendarList check of a connection, coalesced across processes -----------------------
 
 
-async def list_wanted(session: AsyncSession, connection_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        select(GoogleConnection.id).where(
-            GoogleConnection.id == connection_id,
-            *_wants_list_channel(),  # type: ignore[arg-type]
-        )
-    )
-    return found is not None
-
-
-async def lists_due(
-    session: AsyncSession, *, renew_before: datetime, limit: int = 500
-) -> Sequence[uuid.UUID]:
-    """Connections that want a calendarList channel and have none, or one expiring before
-    `renew_before` — oldest expiry first."""
-    result = await session.scalars(
-        select(GoogleConnection.id)
+async def claim_list_check(session: AsyncSession, connection_id: uuid.UUID, now: datetime) -> bool:
+    """Start the check a notification owed (`note_message` set `list_check_owed`) unless one
+    runs in any process (or none is owed any more): True → the caller checks now."""
+    result = await session.execute(
+        update(GoogleConnection)
         .where(
-            *_wants_list_channel(),  # type: ignore[arg-type]
+            GoogleConnection.id == connection_id,
+            GoogleConnection.list_check_owed.is_(True),
             or_(
-                GoogleConnection.list_channel_id.is_(None),
-                GoogleConnection.list_channel_expires_at.is_(None),
-                GoogleConnection.list_channel_expires_at < renew_before,
+                GoogleConnection.list_check_started_at.is_(None),
+                GoogleConnection.list_check_started_at < now - LIST_CHECK_LEASE,
             ),
         )
-        .order_by(GoogleConnection.list_channel_expires_at.asc().nulls_first())
-        .limit(limit)
+        .values(list_check_started_at=now, list_check_owed=False)
+        .execution_options(synchronize_session=False)
     )
-    return result.all()
+    return bool(getattr(result, "rowcount", 0) == 1)
 
 
-async def lists_unwanted(session: AsyncSession, *, limit: int = 500) -> Sequence[uuid.UUID]:
-    """Connections holding a calendarList channel they should not have any more (disconnected,
-    waiting for reauthorisation, or no binding left)."""
-    wanted = select(GoogleConnection.id).where(*_wants_list_channel())  # type: ignore[arg-type]
-    result = await session.scalars(
-        select(GoogleConnection.id)
-        .where(GoogleConnection.list_channel_id.is_not(None), GoogleConnection.id.not_in(wanted))
-        .limit(limit)
+async def end_list_check(session: AsyncSession, connection_id: uuid.UUID, now: datetime) -> bool:
+    """After a check: end it, unless a notification owed another meanwhile — then that one is
+    taken (True → the caller checks again), so N notifications make one more check, not N."""
+    ended = await session.execute(
+        update(GoogleConnection)
+        .where(GoogleConnection.id == connection_id, GoogleConnection.list_check_owed.is_(False))
+        .values(list_check_started_at=None)
+        .execution_options(synchronize_session=False)
     )
-    return result.all()
+    if getattr(ended, "rowcount", 0) == 1:
+        return False
+    again = await session.execute(
+        update(GoogleConnection)
+        .where(GoogleConnection.id == connection_id, GoogleConnection.list_check_owed.is_(True))
+        .values(list_check_started_at=now, list_check_owed=False)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(again, "rowcount", 0) == 1)
+
+
+async def abandon_list_check(session: AsyncSession, connection_id: uuid.UUID) -> None:
+    """A check failed unexpectedly: end it, and the checks owed with it (the next notification
+    starts afresh)."""
+    await session.execute(
+        update(GoogleConnection)
+        .where(GoogleConnection.id == connection_id)
+        .values(list_check_started_at=None, list_check_owed=False)
+        .execution_options(synchronize_session=False)
+    )

@@ -292,6 +292,12 @@ class GoogleConnection(Base):
     list_channel_token: Mapped[str | None] = mapped_column(EncryptedText())
     list_channel_expires_at: Mapped[datetime | None] = mapped_column()
     list_channel_message_seq: Mapped[int | None] = mapped_column(BigInteger)
+    #: migration 0013 — state every process must see (sync/channels): when a failed watch of
+    #: the list channel may be tried again, and the calendarList check running since when /
+    #: another one owed (set with the notification's message number, in one write)
+    list_channel_retry_after: Mapped[datetime | None] = mapped_column()
+    list_check_started_at: Mapped[datetime | None] = mapped_column()
+    list_check_owed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -343,6 +349,8 @@ class CalendarBinding(Base):
     sync_owed_at: Mapped[datetime | None] = mapped_column()
     # the highest X-Goog-Message-Number seen on the current channel (replays are ignored)
     channel_message_seq: Mapped[int | None] = mapped_column(BigInteger)
+    #: migration 0013: a failed watch is tried again by the renewal tick of any process after
+    channel_retry_after: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from calsync import __version__
 from calsync.google.calendar import make_http_client
+from calsync.jobs import metrics as metrics_endpoint
 from calsync.jobs.debounce import ChangeDebouncer
 from calsync.jobs.factory import make_job_queue
 from calsync.settings import Settings, get_settings
@@ -20,7 +21,6 @@ from calsync.store import crypto
 from calsync.store.db import Database, private_dir
 
 from . import errors, pages, webhooks
-from . import metrics as metrics_endpoint
 from . import oauth as oauth_callback
 from .api import router as api_router
 from .google_services import GoogleServices

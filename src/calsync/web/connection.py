@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.channels import Channels
-from calsync.channels import state_of as channel_state
 from calsync.domain import accounts
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
@@ -29,6 +27,8 @@ from calsync.store.models import (
     User,
 )
 from calsync.sync import tokens as sync_tokens
+from calsync.sync.channels.kinds import state_of as channel_state
+from calsync.sync.channels.service import Channels
 from calsync.sync.codes import remedy_for
 
 from .google_schemas import (

@@ -3,12 +3,15 @@ calendar lists.
 
 The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`), or for a
 calendarList channel (id `list-...`) a check of the connection's calendars run in the background
-of this process (coalesced per connection). Channel id, resource id and token are compared in
-constant time. A wrong token or resource id is refused (403) and logged without the token.
+(coalesced per connection across every process: sync/channels/calendar_list.py). The channel is
+found by one indexed lookup in the table its id's kind names. Channel id, resource id and token
+are compared in constant time. A wrong token or resource id is refused (403) and logged without
+the token.
 
-Durable and once: a verified notification's `X-Goog-Message-Number` and "a sync is owed"
-(`sync_owed_at`) are stored in one write before the 200, so a crash after the answer loses
-nothing (jobs/recovery.py) and a number already seen on the channel (a replay) does no work.
+Durable and once: a verified notification's `X-Goog-Message-Number` and the work it owes ("a
+sync is owed", `sync_owed_at`; "a check is owed", `list_check_owed`) are stored in one write
+before the 200, so a crash after the answer loses no sync (jobs/recovery.py) and a number
+already seen on the channel (a replay) does no work.
 
 A notification for an unknown channel is answered 200 (Google would retry anything else); it
 is stopped at Google only when this database knows it (a channel replaced or forgotten whose
@@ -29,19 +32,15 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from calsync.channels import (
-    WEBHOOK_PATH,
-    Channels,
-    binding_of_channel,
-    connection_of_list_channel,
-    is_list_channel,
-)
+from calsync.jobs.metrics import Metrics
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
+from calsync.sync.channels.calendar_list import run_owed_checks
+from calsync.sync.channels.kinds import CALENDAR_LIST, EVENTS, WEBHOOK_PATH, Kind, kind_of
+from calsync.sync.channels.service import Channels
 
 from .google_services import GoogleServices
-from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -49,8 +48,6 @@ router = APIRouter(tags=["webhooks"])
 STALE_GRACE_SECONDS = 5.0  # before stopping an unknown channel of one of our bindings
 STOPPED_MEMORY = 10_000  # channel ids already stopped (or being stopped) by this process
 _stopping: OrderedDict[str, None] = OrderedDict()
-# connections whose calendar list is being checked by this process -> another check wanted
-_checking: dict[uuid.UUID, bool] = {}
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -73,9 +70,7 @@ def _stop_later(
         # a channel just made may notify before its watch call stored it: look again first
         await asyncio.sleep(STALE_GRACE_SECONDS)
         async with state.db.session() as s:
-            current = await stored.by_channel_id(s, channel_id) or await stored.list_by_channel_id(
-                s, channel_id
-            )
+            current = await stored.by_channel_id(s, kind_of(channel_id).holder, channel_id)
             await s.commit()
         if current is None:
             await stop(service)
@@ -86,76 +81,55 @@ def _stop_later(
 
 
 def _check_later(request: Request, connection_id: uuid.UUID) -> None:
-    """Check the connection's calendar list in the background; notifications arriving while a
-    check runs make one more check after it, not one each."""
-    if connection_id in _checking:
-        _checking[connection_id] = True
-        return
-    _checking[connection_id] = False
+    """Run the calendar-list check the notification owed, in the background; while one runs
+    (in this process or another) it checks once more after, instead (sync/channels)."""
     state = request.app.state
     services: GoogleServices = state.google
     service = Channels(state.db, services.access, state.settings)
 
+    async def resumed(binding_id: uuid.UUID) -> None:
+        jobs: JobQueue | None = getattr(state, "jobs", None)
+        if jobs is not None:  # back in the list: catch up now
+            await jobs.enqueue_sync(binding_id, Reason.WEBHOOK)
+
     async def check() -> None:
         try:
-            while True:
-                _checking[connection_id] = False
-                done = await service.check_calendars(connection_id)
-                jobs: JobQueue | None = getattr(state, "jobs", None)
-                for binding_id in done.resumed:  # back in the list: catch up now
-                    if jobs is not None:
-                        await jobs.enqueue_sync(binding_id, Reason.WEBHOOK)
-                if not _checking.get(connection_id):
-                    break
+            await run_owed_checks(service, connection_id, resumed)
         except Exception:
             log.exception("calendar list check failed", extra={"connection": str(connection_id)})
-        finally:
-            _checking.pop(connection_id, None)
 
     services.spawn(check())
 
 
 @dataclass(frozen=True)
 class _Notified:
-    """What a notification's channel id names, as stored: the channel itself (None when
-    unknown or replaced) and, when it is a channel replaced here whose stop Google has not
+    """What a notification's channel id names, as stored: its kind, the channel itself (None
+    when unknown or replaced) and, when it is a channel replaced here whose stop Google has not
     confirmed, that record (the only unknown channels ever stopped)."""
 
-    channel: stored.StoredChannel | stored.StoredListChannel | None
+    kind: Kind
+    channel: stored.StoredChannel | None
     retired: stored.Retired | None  # an unknown channel this database still has to stop
-    stop: Callable[[Channels], Awaitable[bool]]  # stops the notifying channel at Google
     subject: dict[str, str]  # whose channel, for the log
 
-
-async def _lookup(request: Request, channel_id: str, resource_id: str) -> _Notified:
-    """One indexed lookup in the table the channel id's kind says (`list-...`: connections)."""
-    if is_list_channel(channel_id):
-        return await _lookup_list(request, channel_id, resource_id)
-    async with request.app.state.db.session() as s:
-        channel = await stored.by_channel_id(s, channel_id)
-        binding_id = channel.binding_id if channel else binding_of_channel(channel_id)
-        retired = await stored.retired(s, channel_id) if channel is None else None
-        await s.commit()
-    return _Notified(channel, retired, _stopper(retired), {"binding": str(binding_id)})
-
-
-def _stopper(retired: stored.Retired | None) -> Callable[[Channels], Awaitable[bool]]:
-    async def stop(service: Channels) -> bool:
-        assert retired is not None
-        return await service.stop_with_connection(
+    async def stop(self, service: Channels) -> bool:
+        """Stop the notifying (retired) channel at Google."""
+        assert self.retired is not None
+        retired = self.retired
+        return await service.stop_at_google(
             retired.connection_id, retired.channel_id, retired.resource_id
         )
 
-    return stop
 
-
-async def _lookup_list(request: Request, channel_id: str, resource_id: str) -> _Notified:
+async def _lookup(request: Request, channel_id: str) -> _Notified:
+    """One indexed lookup in the table the channel id's kind says (`list-...`: connections)."""
+    kind = kind_of(channel_id)
     async with request.app.state.db.session() as s:
-        channel = await stored.list_by_channel_id(s, channel_id)
-        connection_id = channel.connection_id if channel else connection_of_list_channel(channel_id)
+        channel = await stored.by_channel_id(s, kind.holder, channel_id)
+        owner_id = channel.owner_id if channel else kind.owner_of(channel_id)
         retired = await stored.retired(s, channel_id) if channel is None else None
         await s.commit()
-    return _Notified(channel, retired, _stopper(retired), {"connection": str(connection_id)})
+    return _Notified(kind, channel, retired, {kind.owner: str(owner_id)})
 
 
 def _refused(
@@ -218,23 +192,15 @@ def _message_number(raw: str | None) -> int | None:
     return int(text) or None
 
 
-async def _first_time(
-    request: Request,
-    channel: stored.StoredChannel | stored.StoredListChannel | None,
-    number: int,
-) -> bool:
-    """Store the message number (and for a binding, that a sync is owed) before answering;
-    False for a number this channel already sent."""
+async def _first_time(request: Request, found: _Notified, number: int) -> bool:
+    """Store the message number and the work it owes (a binding's sync, a calendar-list
+    check) before answering; False for a number this channel already sent."""
+    channel = found.channel
+    assert channel is not None
     async with request.app.state.db.session() as s:
-        if isinstance(channel, stored.StoredListChannel):
-            fresh = await stored.note_list_message(
-                s, channel.connection_id, channel.channel_id, number
-            )
-        else:
-            assert channel is not None
-            fresh = await stored.note_message(
-                s, channel.binding_id, channel.channel_id, number, utcnow()
-            )
+        fresh = await stored.note_message(
+            s, found.kind.holder, channel.owner_id, channel.channel_id, number, utcnow()
+        )
         await s.commit()
     return fresh
 
@@ -251,13 +217,13 @@ async def google_push(request: Request) -> Response:
         if metrics:
             metrics.webhooks.labels(result="malformed").inc()
         return Response(status_code=400)
-    found = await _lookup(request, channel_id, resource_id)
+    found = await _lookup(request, channel_id)
     refused = _refused(request, found, channel_id, resource_id, state_name, metrics)
     if refused is not None:
         return refused
     channel = found.channel
     jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
-    if jobs is None and isinstance(channel, stored.StoredChannel):
+    if jobs is None and found.kind is EVENTS:
         log.error("push notification dropped: no job runner", extra={"channel": channel_id})
         return Response(status_code=503)
     number = _message_number(headers.get("x-goog-message-number"))
@@ -267,19 +233,19 @@ async def google_push(request: Request) -> Response:
         return PlainTextResponse(
             "X-Goog-Message-Number must be a positive whole number.", status_code=400
         )
-    if not await _first_time(request, channel, number):
+    if not await _first_time(request, found, number):
         log.info("push notification replayed", extra={"channel": channel_id, "number": number})
         if metrics:
             metrics.webhooks.labels(result="replay").inc()
         return Response(status_code=200)
-    if isinstance(channel, stored.StoredListChannel):
+    assert channel is not None
+    if found.kind is CALENDAR_LIST:
         _check_later(request, channel.connection_id)
         if metrics:
             metrics.webhooks.labels(result="calendar_list").inc()
         return Response(status_code=200)
-    assert isinstance(channel, stored.StoredChannel)
     if metrics:
-        metrics.webhook_received(channel.binding_id)
+        metrics.webhook_received(channel.owner_id)
     assert jobs is not None
-    await jobs.enqueue_sync(channel.binding_id, Reason.WEBHOOK)
+    await jobs.enqueue_sync(channel.owner_id, Reason.WEBHOOK)
     return Response(status_code=200)

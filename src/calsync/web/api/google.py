@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.channels import Channels
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.jobs.port import JobQueue, Reason
@@ -24,6 +23,7 @@ from calsync.store import bindings, connections, google_settings, links, runs
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
+from calsync.sync.channels.service import Channels
 from calsync.sync.codes import remedy_for
 from calsync.sync.engine import COUNTS, RunResult, sync_binding
 from calsync.sync.errors import Outcome

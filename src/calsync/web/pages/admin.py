@@ -4,19 +4,16 @@ the company's sync filters, and every user's connection at a glance."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, cast
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from starlette.datastructures import UploadFile as FormFile
 
 from calsync import i18n
 from calsync.domain.activity import PROJECT_TASK
-from calsync.store import tenants, users
-from calsync.store.models import CalendarBinding, GoogleConnection, SyncIssue
+from calsync.store import reports, tenants, users
 
 from ..api import service_account as sa_api
 from ..api import tenant as tenant_api
@@ -55,34 +52,9 @@ async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
     """Each user: connection status, Google e-mail, last sync, open issues."""
     async with db_of(request).session() as s:
         people = list(await users.list_(s, tenant_id))
-        conns = {
-            c.user_id: c
-            for c in (
-                await s.scalars(
-                    select(GoogleConnection).where(GoogleConnection.tenant_id == tenant_id)
-                )
-            ).all()
-        }
-        last_sync: dict[Any, datetime | None] = {}
-        for conn_id, when in (
-            await s.execute(
-                select(CalendarBinding.connection_id, func.max(CalendarBinding.last_sync_at))
-                .where(CalendarBinding.tenant_id == tenant_id)
-                .group_by(CalendarBinding.connection_id)
-            )
-        ).all():
-            last_sync[conn_id] = when
-        open_issues: dict[Any, int] = {}
-        for conn_id, count in (
-            await s.execute(
-                select(CalendarBinding.connection_id, func.count(SyncIssue.id))
-                .join(SyncIssue, SyncIssue.binding_id == CalendarBinding.id)
-                .where(CalendarBinding.tenant_id == tenant_id, SyncIssue.resolved_at.is_(None))
-                .group_by(CalendarBinding.connection_id)
-            )
-        ).all():
-            open_issues[conn_id] = int(count)
+        overview = await reports.connection_overview(s, tenant_id)
         await s.commit()
+    conns, last_sync, open_issues = overview.by_user, overview.last_sync, overview.open_issues
     rows = []
     for person in people:
         conn = conns.get(person.id)

@@ -10,6 +10,9 @@ same numbers. `calsync worker --metrics-port` serves the same `Metrics` (jobs/wo
 Protection: with CALSYNC_METRICS_TOKEN set a scrape must send `Authorization: Bearer <token>`
 (401 otherwise); with CALSYNC_METRICS_PORT set `calsync serve` serves /metrics only on that port
 (MetricsEndpoint, web/app.py), not on the public one.
+
+Here in jobs, not in web: workers serve the same `Metrics` and route (jobs/worker.py), and jobs
+never imports web. The database reads are store/reports.py.
 """
 
 from __future__ import annotations
@@ -24,21 +27,20 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync.channels import renew_margin
-from calsync.jobs.port import Reason
 from calsync.settings import Settings
-from calsync.store import channels as stored_channels
+from calsync.store import reports
 from calsync.store.base import utcnow
 from calsync.store.db import Database
-from calsync.store.models import CalendarBinding, SyncRun
+from calsync.sync.channels.kinds import renew_margin
 
-from .errors import error_response
+from .port import Reason
 
 router = APIRouter(tags=["operations"])
 
@@ -160,24 +162,14 @@ class Metrics:
             return
         now = utcnow()
         async with db.session() as s:
-            rows = await s.execute(select(SyncRun.outcome, func.count()).group_by(SyncRun.outcome))
-            self.snapshot.syncs = {str(o): int(n) for o, n in rows.all()}
-            self.snapshot.bindings = await stored_channels.bindings_by_state(s, now)
-            self.snapshot.channels = await stored_channels.channels_by_state(
+            self.snapshot.syncs = await reports.syncs_by_outcome(s)
+            self.snapshot.bindings = await reports.bindings_by_state(s, now)
+            self.snapshot.channels = await reports.channels_by_state(
                 s, now, now + renew_margin(settings)
             )
-            enabled = await s.scalar(
-                select(func.count())
-                .select_from(CalendarBinding)
-                .where(CalendarBinding.enabled.is_(True))
-            )
-            rows = await s.execute(
-                select(SyncRun.trigger, func.coalesce(func.sum(SyncRun.google_requests), 0))
-                .where(SyncRun.started_at >= now - DAY)
-                .group_by(SyncRun.trigger)
-            )
+            enabled = await reports.enabled_bindings(s)
             last_day = dict.fromkeys((r.value for r in Reason), 0)
-            last_day.update({str(t): int(n) for t, n in rows.all()})
+            last_day.update(await reports.google_requests_by_trigger(s, now - DAY))
             await self._applied(s, now)
             await s.commit()
         self.snapshot.requests_last_day = last_day
@@ -187,33 +179,26 @@ class Metrics:
         self.snapshot.queue_depth = int(depth()) if callable(depth) else None
         self.refreshed_at = started
 
-    async def _applied(self, s: Any, now: datetime) -> None:
+    async def _applied(self, s: AsyncSession, now: datetime) -> None:
         """Observe latencies of notifications whose sync has finished since."""
         if not self.pending:
             return
         for binding_id, at in list(self.pending.items()):
             if now - at > PENDING_TTL:
                 del self.pending[binding_id]
-        ids = list(self.pending)
         since = min(self.pending.values(), default=now)
-        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-            rows = await s.execute(
-                select(SyncRun.binding_id, SyncRun.started_at, SyncRun.finished_at).where(
-                    SyncRun.binding_id.in_(chunk),
-                    SyncRun.finished_at.is_not(None),
-                    SyncRun.started_at >= since,
-                )
-            )
-            done: dict[uuid.UUID, datetime] = {}
-            for binding_id, started, finished in rows.all():
-                received = self.pending.get(binding_id)
-                if received is None or started < received:
-                    continue
-                if binding_id not in done or finished < done[binding_id]:
-                    done[binding_id] = finished
-            for binding_id, finished in done.items():
-                received = self.pending.pop(binding_id)
-                self.webhook_latency.observe(max(0.0, (finished - received).total_seconds()))
+        done: dict[uuid.UUID, datetime] = {}
+        for binding_id, started, finished in await reports.finished_runs(
+            s, list(self.pending), since
+        ):
+            received = self.pending.get(binding_id)
+            if received is None or started < received:
+                continue
+            if binding_id not in done or finished < done[binding_id]:
+                done[binding_id] = finished
+        for binding_id, finished in done.items():
+            received = self.pending.pop(binding_id)
+            self.webhook_latency.observe(max(0.0, (finished - received).total_seconds()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -234,12 +219,17 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format (a bearer token first, when CALSYNC_METRICS_TOKEN is set)."""
     state = request.app.state
     if not _authorised(request, state.settings):
-        return error_response(
-            401,
-            "unauthorized",
-            "/metrics needs the metrics token",
-            "send Authorization: Bearer <CALSYNC_METRICS_TOKEN> (in Prometheus: "
-            "authorization.credentials of the scrape config)",
+        # the API's error shape (web/errors.py), written out: a worker serves this route too
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "unauthorized",
+                    "message": "/metrics needs the metrics token",
+                    "remedy": "send Authorization: Bearer <CALSYNC_METRICS_TOKEN> (in "
+                    "Prometheus: authorization.credentials of the scrape config)",
+                }
+            },
+            status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
     m: Metrics = state.metrics
