@@ -11,6 +11,11 @@ bookkeeping and never leave the emulator:
 
 Choices where Google documents no number: `updatedMin` older than 28 days answers 410
 updatedMinTooLongAgo; deleted events are kept for ever (Google purges them eventually).
+
+Modules, bottom up: wire (times, ids, links, tokens), request (parameters, access),
+response (`fields`, reader's view), validation (building an event from a body), series
+(recurring instances), storage (commit, save, find), copies (attendee copies, e-mails), query
+(list filters), listing (what a list answers, its order and pages), reads and writes (handlers).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The authorization page is plain HTML with one form, so a browser, Playwright or an httpx test
 that posts the form back (fields `account` and `action=allow|deny`) all drive the same flow.
 Error bodies and texts follow what accounts.google.com and oauth2.googleapis.com answer.
+
+Modules: consent (authorization page), token (token endpoint), tokeninfo (revoke, tokeninfo,
+userinfo), id_tokens and discovery (OpenID Connect), scopes, grants, common.
 """
 
 from __future__ import annotations
