@@ -15,7 +15,8 @@ updatedMinTooLongAgo; deleted events are kept for ever (Google purges them event
 Modules, bottom up: wire (times, ids, links, tokens), request (parameters, access),
 response (`fields`, reader's view), validation (building an event from a body), series
 (recurring instances), storage (commit, save, find), copies (attendee copies, e-mails), query
-(list filters), listing (what a list answers, its order and pages), reads and writes (handlers).
+(list filters), index (per-calendar orders a list page resumes in), listing (what a list
+answers, its order and pages), reads and writes (handlers).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from .. import errors
 from ..clock import rfc3339
 from ..state import Calendar, StoredEvent, World
+from .index import index_of
 from .query import Query, matches, updated_ok
 from .request import Ctx
 from .series import instances
@@ -52,9 +53,64 @@ def sort_key(
     return (float(created), start_ts, data["id"])
 
 
+def _shows(world: World, cal_id: str, ev: StoredEvent, q: Query, tz: ZoneInfo) -> bool:
+    """Does a non-expanded list (singleEvents=false) show this stored event?"""
+    d = ev.data
+    cancelled = d.get("status") == "cancelled"
+    if q.since is not None:
+        return ev.seq > q.since and (cancelled or matches(q, d, tz))
+    if not updated_ok(q, ev.updated_ts):
+        return False
+    if cancelled:
+        master = (
+            world.events[cal_id].get(d["recurringEventId"]) if "recurringEventId" in d else None
+        )
+        live_exception = master is not None and master.data.get("status") != "cancelled"
+        if not (q.show_deleted or q.updated_min or live_exception):
+            return False
+        return matches(q, d, tz)
+    if d.get("recurrence"):
+        return _series_matches(world, cal_id, ev, q, tz)
+    return matches(q, d, tz)
+
+
+def collect_plain(
+    world: World, cal: Calendar, q: Query, after: tuple[float, float, str] | None, limit: int
+) -> list[Item]:
+    """A non-expanded list: the first `limit` items after the cursor `after`, in the list's
+    order. Walks the calendar's index from the cursor on, so a page looks at the events it
+    shows (and those it filters out), not at the whole calendar."""
+    tz = zone_or_utc(cal.time_zone)
+    idx = index_of(world, cal.id)
+    created = None if after is None else after[0]
+    if q.order_by == "updated":
+        events = idx.in_updated_order(None if after is None else (after[0], after[2]))
+    elif q.since is not None:  # changed since the sync token
+        events = idx.in_created_order(created, idx.seq, q.since + 1)
+    elif q.updated_min is not None:
+        events = idx.in_created_order(created, idx.updated, q.updated_min.timestamp())
+    elif q.show_deleted:
+        events = idx.in_created_order(created, None, 0.0)
+    else:
+        events = idx.in_created_order(created, idx.listable, 1.0)
+    items: list[Item] = []
+    for ev in events:
+        if _shows(world, cal.id, ev, q, tz):
+            minimal = ev.data.get("status") == "cancelled" and not q.show_deleted
+            key = sort_key(q, ev.data, tz, ev.created_seq, ev.updated_ts)
+            items.append(Item(key, ev.data, minimal))
+            if len(items) >= limit:
+                break
+    return items
+
+
 def collect(world: World, cal: Calendar, q: Query) -> list[Item]:
+    """An expanded list (singleEvents=true): every instance the query shows, unsorted. Not
+    indexed: a recurring master stands for instances spread over time, so each page collects
+    the whole calendar again."""
     tz = zone_or_utc(cal.time_zone)
     store = world.events.get(cal.id, {})
+    index_of(world, cal.id).examined += len(store)
     items: list[Item] = []
 
     def add(data: dict[str, Any], created: int, updated_ts: float) -> None:
@@ -65,29 +121,6 @@ def collect(world: World, cal: Calendar, q: Query) -> list[Item]:
         d = ev.data
         cancelled = d.get("status") == "cancelled"
         master = store.get(d["recurringEventId"]) if "recurringEventId" in d else None
-
-        if not q.single:
-            if q.since is not None:
-                if ev.seq > q.since and (cancelled or matches(q, d, tz)):
-                    add(d, ev.created_seq, ev.updated_ts)
-                continue
-            if not updated_ok(q, ev.updated_ts):
-                continue
-            if cancelled:
-                live_exception = master is not None and master.data.get("status") != "cancelled"
-                if not (q.show_deleted or q.updated_min or live_exception):
-                    continue
-                if not matches(q, d, tz):
-                    continue
-                add(d, ev.created_seq, ev.updated_ts)
-                continue
-            if d.get("recurrence"):
-                if not _series_matches(world, cal.id, ev, q, tz):
-                    continue
-            elif not matches(q, d, tz):
-                continue
-            add(d, ev.created_seq, ev.updated_ts)
-            continue
 
         # singleEvents=true: masters become instances, exceptions are reached through them
         if master is not None:
@@ -163,8 +196,9 @@ def _series_matches(world: World, cal_id: str, ev: StoredEvent, q: Query, tz: Zo
 
 
 def envelope(ctx: Ctx, snapshot: int) -> dict[str, Any]:
-    store = ctx.store
-    last = max((ev.updated_ts for ev in store.values()), default=ctx.world.clock.now())
+    last = index_of(ctx.world, ctx.cal.id).last_updated()
+    if last is None:
+        last = ctx.world.clock.now()
     out: dict[str, Any] = {
         "kind": "calendar#events",
         "etag": ctx.world.etag(snapshot),

@@ -8,7 +8,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import errors
-from .listing import Item, collect, cut_page, decode_page, envelope, sort_key, sync_seq
+from .listing import (
+    Item,
+    collect,
+    collect_plain,
+    cut_page,
+    decode_page,
+    envelope,
+    sort_key,
+    sync_seq,
+)
 from .query import Query, matches, parse_props
 from .request import Params, context
 from .response import respond, view
@@ -93,7 +102,11 @@ async def list_events(request: Request) -> Response:
             event_types=set(types) if types else None,
             since=since,
         )
-        items = collect(world, ctx.cal, q)
+        if single:
+            items = collect(world, ctx.cal, q)
+        else:  # already after the cursor, in order, one more than a page (is there another?)
+            items = collect_plain(world, ctx.cal, q, after, max_results + 1)  # type: ignore[arg-type]
+            after = None
         token_state = {"v": 1, "c": ctx.cal.id, "s": snapshot, "t": since, "m": mode}
         page, next_page = cut_page(
             ctx,

@@ -13,6 +13,7 @@ from typing import Any
 from .. import recurrence
 from ..clock import rfc3339
 from ..state import StoredEvent, World
+from .index import index_of
 from .series import series_of, single_ids, virtual
 from .wire import public, start_value, zone_or_utc
 
@@ -26,19 +27,24 @@ TIMING = ("start", "end", "recurrence")
 def commit(
     world: World, cal_id: str, data: dict[str, Any], prev: StoredEvent | None
 ) -> StoredEvent:
-    """Store a new version: new sequence, etag and `updated`; push channels are told later."""
+    """Store a new version: new sequence, etag and `updated`; push channels are told later.
+    The calendar's list index follows every version (this is the only writer of events)."""
+    idx = index_of(world, cal_id)
     seq = world.next_seq()
     now = world.clock.now()
     data["etag"] = world.etag(seq)
     data["updated"] = rfc3339(now)
     if prev is not None:
+        old_updated = prev.updated_ts
         prev.data = data
         prev.seq = seq
         prev.updated_ts = now
+        idx.changed(prev, old_updated)
         return prev
     ev = StoredEvent(calendar_id=cal_id, data=data, seq=seq, created_seq=seq, updated_ts=now)
     world.events.setdefault(cal_id, {})[data["id"]] = ev
     world.used_event_ids.setdefault(cal_id, set()).add(data["id"])
+    idx.added(ev)
     return ev
 
 
