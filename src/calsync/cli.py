@@ -39,7 +39,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _database(settings: Settings) -> Database:
-    from .web.app import database_for
+    from .store.bootstrap import database_for
 
     return database_for(settings, pooled=False)
 
@@ -63,7 +63,7 @@ def _with_db(work: Callable[[Database], Awaitable[T]], *, secrets: bool = False)
 
 
 def _install_keyring(settings: Settings) -> crypto.Keyring:
-    from .web.app import keyring_for
+    from .store.bootstrap import keyring_for
 
     try:
         keyring = keyring_for(settings)
@@ -252,7 +252,7 @@ def user_set_password(
     """Set the password the user logs in to calsync's pages with (stored as a scrypt hash).
 
     Ends every page session the user has (they log in again with the new password)."""
-    from .web.pages.passwords import MIN_LENGTH, hash_password
+    from .store.passwords import MIN_LENGTH, hash_password
 
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)

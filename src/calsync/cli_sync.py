@@ -140,7 +140,7 @@ def sync(
 ) -> None:
     """Sync one user's Google calendars now, with progress and a summary table."""
     settings = get_settings()
-    from .web.app import keyring_for
+    from .store.bootstrap import keyring_for
 
     console = Console()
     try:
@@ -153,7 +153,7 @@ def sync(
 
 
 async def _sync(settings: Settings, console: Console, tenant: str, email: str, full: bool) -> int:
-    from .web.app import database_for
+    from .store.bootstrap import database_for
 
     db = database_for(settings, pooled=False)
     try:
@@ -256,7 +256,7 @@ def resume(
         console.print("[red]Say what to do: --confirm-deletions or --restored.[/red]")
         raise typer.Exit(2)
     settings = get_settings()
-    from .web.app import keyring_for
+    from .store.bootstrap import keyring_for
 
     try:
         install(keyring_for(settings))
@@ -275,7 +275,7 @@ async def _resume(
     calendar: str | None,
     confirm: bool,
 ) -> int:
-    from .web.app import database_for
+    from .store.bootstrap import database_for
 
     db = database_for(settings, pooled=False)
     try:

@@ -30,8 +30,8 @@ from pydantic import SecretStr
 from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, tenants, users
 from calsync.store.db import private_dir
+from calsync.store.passwords import hash_password
 from calsync.sync.engine import sync_binding
-from calsync.web.pages.passwords import hash_password
 from gcal_emulator.app import create_app as create_emulator
 from gcal_emulator.state import Config, World
 
