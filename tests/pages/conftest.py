@@ -14,7 +14,7 @@ import pytest
 from calsync.store import tenants, users
 from calsync.store.db import Database
 from calsync.store.passwords import hash_password
-from calsync.web.google_services import GoogleServices
+from calsync.sync.google_services import GoogleServices
 from tests.calsync.conftest import World, db, db_url, keyring, make_world  # noqa: F401
 from tests.conftest import Emulator
 from tests.web.conftest import Api, build_app, register_client, settings_for

@@ -19,12 +19,12 @@ from calsync.settings import Settings, get_settings
 from calsync.store import crypto
 from calsync.store.bootstrap import database_for, keyring_for
 from calsync.store.db import Database
+from calsync.sync.google_services import GoogleServices
 
 from . import errors, pages, webhooks
 from . import metrics as metrics_endpoint
 from . import oauth as oauth_callback
 from .api import router as api_router
-from .google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 

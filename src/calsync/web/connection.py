@@ -29,6 +29,7 @@ from calsync.store.models import (
     User,
 )
 from calsync.sync import tokens as sync_tokens
+from calsync.sync.google_services import GoogleServices
 from calsync.sync.pull import GUARD_REMEDY
 
 from .google_schemas import (
@@ -43,7 +44,6 @@ from .google_schemas import (
     RunOut,
     SyncState,
 )
-from .google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 

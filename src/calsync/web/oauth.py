@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse, Response
 from calsync.google import errors
 from calsync.google.oauth import CALLBACK_PATH
 from calsync.jobs.port import JobQueue
+from calsync.sync.google_services import GoogleServices
 
 from . import connection, i18n, oauth_browser
 from .errors import error_response
-from .google_services import GoogleServices
 from .pages.common import flash, language_of, redirect, render
 
 log = logging.getLogger(__name__)

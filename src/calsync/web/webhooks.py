@@ -39,8 +39,8 @@ from calsync.channels import (
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
+from calsync.sync.google_services import GoogleServices
 
-from .google_services import GoogleServices
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
 from calsync.sync.engine import COUNTS, RunResult, sync_binding
 from calsync.sync.errors import Outcome
+from calsync.sync.google_services import GoogleServices
 
 from .. import connection
 from ..deps import Caller, Session, database, visible_user
@@ -51,7 +52,6 @@ from ..google_schemas import (
     SyncIn,
     SyncOut,
 )
-from ..google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["google"])

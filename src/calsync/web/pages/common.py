@@ -26,10 +26,10 @@ from calsync.settings import Settings
 from calsync.store import crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import Tenant, User
+from calsync.sync.google_services import GoogleServices
 
 from .. import i18n
 from ..deps import Principal
-from ..google_services import GoogleServices
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SESSION_COOKIE = "calsync_session"
