@@ -35,9 +35,10 @@ from calsync.store.models import (
     Tenant,
     User,
 )
+from calsync.sync.connect_calendars import exports, imports
 from calsync.sync.mapping import ACTIVITY_KEY
 from calsync.sync.tokens import GoogleAccess, NotConnected
-from calsync.web.connection import exports, imports, remedy_for
+from calsync.web.google_status import remedy_for
 from calsync.web.i18n import N_, Nn_
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"

@@ -216,7 +216,7 @@ def _error_messages() -> Iterable[tuple[str, str]]:
     and the stored remedies; they are translated where the pages show them."""
     from calsync.google import errors
 
-    from . import connection
+    from . import google_status
 
     seen: list[type[errors.GoogleError]] = []
     todo: list[type[errors.GoogleError]] = [errors.GoogleError]
@@ -227,7 +227,7 @@ def _error_messages() -> Iterable[tuple[str, str]]:
     for cls in sorted(seen, key=lambda c: c.code):
         yield cls.default_message, f"google error {cls.code}"
         yield cls.remedy, f"remedy for {cls.code}"
-    for code, remedy in sorted(connection._CALSYNC_REMEDIES.items()):
+    for code, remedy in sorted(google_status._CALSYNC_REMEDIES.items()):
         yield remedy, f"remedy for {code}"
 
 

@@ -21,7 +21,7 @@ from calsync.google import errors
 from calsync.store import bindings, connections
 from calsync.store.models import SyncRun
 
-from .. import connection, i18n, oauth_browser
+from .. import google_status, i18n, oauth_browser
 from ..api import google as api
 from ..errors import ApiError
 from ..google_schemas import ConflictOut, ResumeIn, SettingsPatch, SettingsWarning, SyncIn, SyncOut
@@ -165,7 +165,7 @@ async def _page(request: Request, who: Viewer, pending: dict[str, Any] | None = 
     """The settings page; `pending` is a Save waiting for confirmation (its warnings and the
     values to post again with confirm=yes)."""
     db, services = db_of(request), services_of(request)
-    status = await connection.status(db, services, who.tenant, who.user)
+    status = await google_status.status(db, services, who.tenant, who.user)
     async with who.acting(db) as (s, caller):
         runs = (await api.list_runs(who.user.id, caller, s, limit=10)).runs
         issues = (await api.list_issues(who.user.id, caller, s)).issues
