@@ -5,8 +5,26 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..errors import ERROR_RESPONSES
-from . import activities, activity_types, changes, google, service_account, tenant, users
+from . import (
+    activities,
+    activity_types,
+    changes,
+    google,
+    google_runs,
+    service_account,
+    tenant,
+    users,
+)
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
-for module in (tenant, users, activity_types, activities, changes, google, service_account):
+for module in (
+    tenant,
+    users,
+    activity_types,
+    activities,
+    changes,
+    google,
+    google_runs,
+    service_account,
+):
     router.include_router(module.router)
