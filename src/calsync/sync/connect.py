@@ -23,7 +23,6 @@ from calsync.domain import accounts
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.google.oauth import Authorization
-from calsync.jobs.port import JobQueue, Reason
 from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
@@ -241,13 +240,11 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
     return done
 
 
-async def enqueue_sync(
-    db: Database, jobs: JobQueue | None, connection_id: uuid.UUID, reason: Reason = Reason.INITIAL
-) -> list[uuid.UUID]:
-    """Ask the app's runner for a sync of every switched-on calendar of the connection at once
-    (connect, reconnect, calendars chosen, sync switched on): the first import, and what
-    changed while the grant was revoked, do not wait for the next poll. Without a runner (an
-    app whose lifespan has not started) nothing is queued; the safety poll catches up."""
+async def bindings_to_sync(db: Database, connection_id: uuid.UUID) -> list[uuid.UUID]:
+    """The calendars a connect, reconnect, choice of calendars or switching sync on should
+    sync at once (every switched-on one of a connected connection with sync on): the first
+    import, and what changed while the grant was revoked, do not wait for the next poll. The
+    caller queues them on its job runner (jobs sit above this layer)."""
     async with db.session() as s:
         conn = await connections.get(s, connection_id)
         ids = (
@@ -256,14 +253,6 @@ async def enqueue_sync(
             else []
         )
         await s.commit()
-    if jobs is None:
-        return []
-    try:
-        for binding_id in ids:
-            await jobs.enqueue_sync(binding_id, reason)
-    except Exception:  # the connection is stored; the safety poll still finds the calendars
-        log.exception("queueing the sync after a connect or settings change failed")
-        return []
     return ids
 
 

@@ -11,6 +11,7 @@ errors say what was wrong in terms the caller turns into its own answer.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,13 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from calsync.channels import Channels
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
-from calsync.jobs.port import JobQueue
 from calsync.store import bindings, connections, google_settings, links
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
 
-from .connect import enqueue_sync, fetch_calendars
+from .connect import fetch_calendars
 from .connect_service_account import enable_service_account
 from .google_services import GoogleServices
 
@@ -179,17 +179,17 @@ async def update_settings(
     s: AsyncSession,
     db: Database,
     services: GoogleServices,
-    jobs: JobQueue | None,
     tenant: Tenant,
     user: User,
     change: SettingsChange,
     *,
     by_self: bool,
-) -> None:
+) -> uuid.UUID | None:
     """Apply `change` to the user's connection: switch sync on (through the service account
     in that mode), choose calendars (checked against the live list), direction, private
-    events. Push channels follow the choice; choosing calendars or switching sync on queues a
-    sync at once. Raises `EnableForSelfOnly`, `NotConnected`, `UnknownCalendars`,
+    events. Push channels follow the choice. Returns the connection to sync at once (calendars
+    chosen or sync switched on; the caller queues `connect.bindings_to_sync`), else None.
+    Raises `EnableForSelfOnly`, `NotConnected`, `UnknownCalendars`,
     `ExportNotWritable`, the service-account errors, or `errors.GoogleError` when the live
     calendar list cannot be read."""
     sent = change.sent
@@ -252,8 +252,7 @@ async def update_settings(
     await Channels(db, services.access, services.settings).reconcile_connection(
         conn.id, removed=removed
     )
-    if calendars_sent or switching_on:
-        await enqueue_sync(db, jobs, conn.id)
+    return conn.id if calendars_sent or switching_on else None
 
 
 # -- what a change will do --------------------------------------------------------------------

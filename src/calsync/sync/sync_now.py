@@ -1,13 +1,12 @@
-"""Sync now, on request ("Sync now", resuming a paused calendar): queued on the app's runner,
-run in the background, or run here and waited for — the same for the API, the pages and the
-cli's summary."""
+"""Sync now, on request ("Sync now", resuming a paused calendar), run here and waited for; and
+which outcome a multi-calendar sync reports. Queueing instead is the job runner's (jobs/), one
+layer up: the web's sync_requests.py."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
-from calsync.jobs.port import JobQueue, Reason
 from calsync.store.db import Database
 
 from .engine import RunResult, sync_binding
@@ -37,22 +36,6 @@ async def run_all(
             await sync_binding(db, binding_id, services.access, trigger="manual", full=full)
         )
     return results
-
-
-async def start(
-    db: Database,
-    services: GoogleServices,
-    jobs: JobQueue | None,
-    binding_ids: Sequence[uuid.UUID],
-    full: bool,
-) -> None:
-    """Start the syncs without waiting: on the app's runner, where MANUAL jumps the queue; an
-    app whose lifespan has not run (embedded in tests) runs them in the background."""
-    if jobs is not None:
-        for binding_id in binding_ids:
-            await jobs.enqueue_sync(binding_id, Reason.MANUAL, full=full)
-    else:
-        services.spawn(run_all(db, services, list(binding_ids), full))
 
 
 def worst(results: Sequence[RunResult]) -> RunResult | None:

@@ -25,7 +25,7 @@ from calsync.jobs.port import JobQueue
 from calsync.sync import connect
 from calsync.sync.google_services import GoogleServices
 
-from . import i18n, oauth_browser
+from . import i18n, oauth_browser, sync_requests
 from .errors import error_response
 from .pages.common import flash, language_of, redirect, render
 
@@ -130,7 +130,7 @@ async def google_callback(
         log.info("google sign-in failed: %s", exc.code)
         return _failure(request, exc, 400)
     jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
-    await connect.enqueue_sync(request.app.state.db, jobs, done.connection_id)
+    await sync_requests.enqueue_sync(request.app.state.db, jobs, done.connection_id)
     if _wants_json(request):
         return JSONResponse(
             {

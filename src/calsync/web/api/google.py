@@ -26,7 +26,7 @@ from calsync.sync.connect_calendars import SettingsChange
 from calsync.sync.connect_service_account import ServiceAccountRefused, ServiceAccountUnusable
 from calsync.sync.google_services import GoogleServices
 
-from .. import google_status
+from .. import google_status, sync_requests
 from ..deps import Caller, Session, database, visible_user
 from ..errors import ApiError, FieldProblem
 from ..google_schemas import (
@@ -239,8 +239,8 @@ async def patch_settings(
     tenant, user = await target(caller, s, user_id)
     module_on(tenant)
     try:
-        await connect_calendars.update_settings(
-            s, db, services, jobs, tenant, user, _change(body), by_self=_is_self(caller, user)
+        to_sync = await connect_calendars.update_settings(
+            s, db, services, tenant, user, _change(body), by_self=_is_self(caller, user)
         )
     except connect_calendars.EnableForSelfOnly as exc:
         raise ApiError(
@@ -267,6 +267,8 @@ async def patch_settings(
         raise _not_writable(exc) from exc
     except errors.GoogleError as exc:  # the live calendar list
         raise _google_error(exc, 409 if exc.needs_reauth else 502) from exc
+    if to_sync is not None:
+        await sync_requests.enqueue_sync(db, jobs, to_sync)
     return await google_status.status(db, services, tenant, user)
 
 

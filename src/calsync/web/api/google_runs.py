@@ -19,7 +19,7 @@ from calsync.store.models import CalendarBinding
 from calsync.sync import sync_now as now
 from calsync.sync.engine import COUNTS, RunResult
 
-from .. import google_status
+from .. import google_status, sync_requests
 from ..deps import Caller, Session
 from ..errors import ApiError
 from ..google_schemas import (
@@ -114,7 +114,7 @@ async def sync_now(
     ids = [b.id for b in targets]
     calendars = [b.google_calendar_id for b in targets]
     if not body.wait:
-        await now.start(db, services, jobs, ids, body.full)
+        await sync_requests.start(db, services, jobs, ids, body.full)
         response.status_code = 202
         return SyncOut(
             status="queued",
@@ -259,7 +259,7 @@ async def resume_calendar(
     await s.commit()
     out = google_status.binding_out(resumed)
     if not body.wait:
-        await now.start(db, services, jobs, [binding.id], False)
+        await sync_requests.start(db, services, jobs, [binding.id], False)
         response.status_code = 202
         return ResumeOut(calendar=out, status="queued", run=None)
     (result,) = await now.run_all(db, services, [binding.id], False)
