@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     google_max_retry_seconds: float = 120.0
     google_batch_size: int = 50
 
-    # push notifications (calsync.channels): lifetime asked of Google for each channel, and
+    # push notifications (calsync.sync.channels): lifetime asked of Google for each channel, and
     # where Google posts them (default: public_url + /webhooks/google; must be https for Google)
     push_channel_ttl_seconds: int = 604_800
     webhook_url: str | None = None

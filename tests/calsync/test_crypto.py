@@ -10,7 +10,8 @@ from cryptography.fernet import Fernet
 
 from calsync.settings import Settings
 from calsync.store import crypto
-from calsync.web.app import create_app, keyring_for
+from calsync.store.bootstrap import keyring_for
+from calsync.web.app import create_app
 
 
 def test_newest_key_encrypts_and_old_keys_decrypt() -> None:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from calsync.settings import Settings
+from calsync.store.bootstrap import database_for
 from calsync.store.db import Database, private_sqlite_file
-from calsync.web.app import database_for
 
 
 def mode(path: Path) -> int:

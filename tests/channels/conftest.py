@@ -19,8 +19,8 @@ from calsync.jobs.port import Periodic, Reason
 from calsync.store import bindings, connections, crypto
 from calsync.store.db import Database
 from calsync.sync.engine import sync_binding
+from calsync.sync.google_services import GoogleServices
 from calsync.web.app import create_app
-from calsync.web.google_services import GoogleServices
 from tests.calsync.conftest import db, db_url, keyring, make_world  # noqa: F401
 from tests.conftest import Emulator
 from tests.web.conftest import Api, register_client, settings_for

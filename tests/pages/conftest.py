@@ -13,8 +13,8 @@ import pytest
 
 from calsync.store import tenants, users
 from calsync.store.db import Database
-from calsync.web.google_services import GoogleServices
-from calsync.web.pages.passwords import hash_password
+from calsync.store.passwords import hash_password
+from calsync.sync.google_services import GoogleServices
 from tests.calsync.conftest import World, db, db_url, keyring, make_world  # noqa: F401
 from tests.conftest import Emulator
 from tests.web.conftest import Api, build_app, register_client, settings_for

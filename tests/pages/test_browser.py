@@ -27,8 +27,8 @@ from calsync.settings import Settings
 from calsync.store import apikeys, crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
+from calsync.store.passwords import hash_password
 from calsync.web.app import create_app
-from calsync.web.pages.passwords import hash_password
 from tests.conftest import Emulator
 
 pytestmark = pytest.mark.browser

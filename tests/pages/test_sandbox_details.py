@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from calsync import doctor
-from calsync.sandbox import EmulatorThread, Sandbox
+from calsync.cli.sandbox import EmulatorThread, Sandbox
 from calsync.settings import Settings
 
 from .conftest import Pages

@@ -96,7 +96,7 @@ from calsync.store.db import Database
 from calsync.store.migrate import upgrade
 from calsync.store.models import Activity, CalendarBinding, EventLink
 from calsync.sync import engine, mapping
-from calsync.web.google_services import GoogleServices
+from calsync.sync.google_services import GoogleServices
 from tests.calsync.conftest import World, make_world
 from tests.calsync.google.conftest import ControlTokens
 from tests.conftest import Emulator

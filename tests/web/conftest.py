@@ -18,8 +18,8 @@ from calsync.google.retry import RetryPolicy
 from calsync.settings import Settings
 from calsync.store import crypto
 from calsync.store.db import Database
+from calsync.sync.google_services import GoogleServices
 from calsync.web.app import create_app
-from calsync.web.google_services import GoogleServices
 from tests.calsync.conftest import World, db, db_url, keyring, make_world  # noqa: F401
 from tests.conftest import Emulator
 

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 from google.auth import crypt
 from google.auth import jwt as google_jwt
 
@@ -190,6 +192,21 @@ class ServiceAccountKey:
             claims["sub"] = subject
         encoded: bytes = google_jwt.encode(self.signer, claims)  # type: ignore[no-untyped-call]
         return encoded.decode("ascii")
+
+
+def p12_client_id(data: bytes, password: str | None) -> str | None:
+    """Google puts the service account's client ID in the P12 certificate's common name."""
+    try:
+        _, cert, _ = pkcs12.load_key_and_certificates(
+            data, (password or DEFAULT_P12_PASSWORD).encode("utf-8")
+        )
+    except ValueError:
+        return None
+    if not isinstance(cert, x509.Certificate):
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else None
+    return value if isinstance(value, str) and value.isdigit() else None
 
 
 class ServiceAccountTokens:

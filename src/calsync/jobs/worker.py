@@ -12,27 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from calsync.google.calendar import make_http_client
-from calsync.obs import setup as setup_logging
-from calsync.settings import Settings, get_settings
-from calsync.store import crypto
+from calsync.settings import Settings
 from calsync.store.db import Database, private_dir
 from calsync.sync.tokens import GoogleAccess
 
 from . import metrics as metrics_endpoint
 from .factory import make_job_queue
 from .port import JobQueue
-from .procrastinate_runner import NeedsPostgres, ProcrastinateQueue, apply_schema
+from .procrastinate_runner import ProcrastinateQueue, apply_schema
 
 log = logging.getLogger(__name__)
 
@@ -174,62 +170,3 @@ async def serve_jobs(
         await google.aclose()
         await http.aclose()
         await db.dispose()
-
-
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def worker(
-        concurrency: Annotated[
-            int | None,
-            typer.Option(help="Syncs at once (default CALSYNC_JOBS_CONCURRENCY)."),
-        ] = None,
-        metrics_port: Annotated[
-            int | None,
-            typer.Option(
-                help="Serve Prometheus /metrics and /healthz on this port (default "
-                "CALSYNC_WORKER_METRICS_PORT; off when unset; 0 = any free port)."
-            ),
-        ] = None,
-        metrics_host: Annotated[
-            str | None,
-            typer.Option(
-                help="Address the metrics port listens on (default "
-                "CALSYNC_WORKER_METRICS_HOST, 127.0.0.1)."
-            ),
-        ] = None,
-    ) -> None:
-        """Run sync jobs (polling, webhooks, CRM changes, Sync now) until SIGTERM; syncs in
-        flight get CALSYNC_SHUTDOWN_GRACE_SECONDS to finish."""
-        settings = get_settings()
-        overrides: dict[str, Any] = {}
-        if concurrency is not None:
-            overrides["jobs_concurrency"] = concurrency
-        if metrics_port is not None:
-            overrides["worker_metrics_port"] = metrics_port
-        if metrics_host is not None:
-            overrides["worker_metrics_host"] = metrics_host
-        if overrides:
-            settings = settings.model_copy(update=overrides)
-        # JSON lines with secrets redacted, as `calsync serve` writes them
-        setup_logging(settings.log_level, settings.log_format)
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-        try:
-            crypto.install(
-                crypto.load_keyring(secret, sandbox=settings.sandbox, data_dir=settings.data_dir)
-            )
-        except crypto.SecretKeyError as exc:
-            typer.secho(str(exc), err=True, fg=typer.colors.RED)
-            raise typer.Exit(code=1) from exc
-
-        async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await serve_jobs(settings, stop)
-
-        try:
-            asyncio.run(main())
-        except (NeedsPostgres, MetricsPortError) as exc:
-            typer.secho(str(exc), err=True, fg=typer.colors.RED)
-            raise typer.Exit(code=1) from exc

@@ -18,12 +18,13 @@ from calsync.jobs.debounce import ChangeDebouncer
 from calsync.jobs.factory import make_job_queue
 from calsync.settings import Settings, get_settings
 from calsync.store import crypto
-from calsync.store.db import Database, private_dir
+from calsync.store.bootstrap import database_for, keyring_for
+from calsync.store.db import Database
+from calsync.sync.google_services import GoogleServices
 
 from . import errors, pages, webhooks
 from . import oauth as oauth_callback
 from .api import router as api_router
-from .google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +32,6 @@ DESCRIPTION = """Two-way Google Calendar sync for CRMs.
 
 Authenticate with `Authorization: Bearer <API key>`. Errors are always
 `{"error": {"code", "message", "remedy"}}`. See docs/api.md for a walkthrough."""
-
-
-def keyring_for(settings: Settings) -> crypto.Keyring:
-    """The configured keys; a sandbox key file; or SecretKeyError saying what to set."""
-    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-    return crypto.load_keyring(secret, sandbox=settings.sandbox, data_dir=settings.data_dir)
-
-
-def database_for(settings: Settings, *, pooled: bool = True) -> Database:
-    if not settings.database_url:
-        private_dir(settings.data_dir)
-    return Database(settings.effective_database_url, pooled=pooled)
 
 
 async def _metrics_port(

@@ -23,10 +23,11 @@ from calsync import i18n
 from calsync.google import errors
 from calsync.google.oauth import CALLBACK_PATH
 from calsync.jobs.port import JobQueue
+from calsync.sync import connect
+from calsync.sync.google_services import GoogleServices
 
-from . import connection, oauth_browser
+from . import oauth_browser, sync_requests
 from .errors import error_response
-from .google_services import GoogleServices
 from .pages.common import flash, language_of, redirect, render
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def _failure(request: Request, exc: errors.GoogleError, status: int = 400) -> Re
     return _page(request, {"ok": False, "message": message, "remedy": remedy}, status)
 
 
-def _refused(request: Request, exc: connection.AccountRefused) -> Response:
+def _refused(request: Request, exc: connect.AccountRefused) -> Response:
     verdict = exc.verdict
     params = {"email": verdict.google_email, "expected": verdict.expected}
     if _wants_json(request):
@@ -121,8 +122,8 @@ async def google_callback(
         auth = await oauth.complete(
             state=state, code=code, error=error, browser=oauth_browser.of(request)
         )
-        done = await connection.finish_oauth(request.app.state.db, services, auth)
-    except connection.AccountRefused as exc:
+        done = await connect.finish_oauth(request.app.state.db, services, auth)
+    except connect.AccountRefused as exc:
         return _refused(request, exc)
     except errors.OAuthNotConfigured as exc:
         return _failure(request, exc, 409)
@@ -130,7 +131,7 @@ async def google_callback(
         log.info("google sign-in failed: %s", exc.code)
         return _failure(request, exc, 400)
     jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
-    await connection.enqueue_sync(request.app.state.db, jobs, done.connection_id)
+    await sync_requests.enqueue_sync(request.app.state.db, jobs, done.connection_id)
     if _wants_json(request):
         return JSONResponse(
             {

@@ -39,8 +39,7 @@ from calsync.store.base import utcnow
 from calsync.sync.channels.calendar_list import run_owed_checks
 from calsync.sync.channels.kinds import CALENDAR_LIST, EVENTS, WEBHOOK_PATH, Kind, kind_of
 from calsync.sync.channels.service import Channels
-
-from .google_services import GoogleServices
+from calsync.sync.google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

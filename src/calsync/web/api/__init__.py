@@ -11,6 +11,7 @@ from . import (
     activity_writes,
     changes,
     google,
+    google_runs,
     service_account,
     tenant,
     users,
@@ -25,6 +26,7 @@ for module in (
     activity_writes,
     changes,
     google,
+    google_runs,
     service_account,
 ):
     router.include_router(module.router)

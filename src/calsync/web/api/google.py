@@ -10,64 +10,39 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.google import errors
-from calsync.google.models import CalendarListEntry
-from calsync.jobs.port import JobQueue, Reason
-from calsync.store import bindings, connections, google_settings, links, runs
-from calsync.store import channels as stored_channels
+from calsync.jobs.port import JobQueue
+from calsync.store import connections, google_settings
 from calsync.store.db import Database
-from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
-from calsync.sync.channels.service import Channels
+from calsync.store.models import GoogleConnection, Tenant, User
+from calsync.sync import connect as connecting
+from calsync.sync import connect_calendars
 from calsync.sync.codes import remedy_for
-from calsync.sync.engine import COUNTS, RunResult, sync_binding
-from calsync.sync.errors import Outcome
+from calsync.sync.connect_calendars import SettingsChange
+from calsync.sync.connect_service_account import ServiceAccountRefused, ServiceAccountUnusable
+from calsync.sync.google_services import GoogleServices
 
-from .. import connection
+from .. import google_status, sync_requests
 from ..deps import Caller, Session, database, visible_user
 from ..errors import ApiError, FieldProblem
 from ..google_schemas import (
-    BindingList,
-    ConflictList,
     ConnectionOut,
     ConnectOut,
     DisconnectOut,
-    IssueEvent,
-    IssueList,
-    IssueOut,
     Problem,
-    ResumeIn,
-    ResumeOut,
-    RunCounts,
-    RunList,
-    RunOut,
     SettingsPatch,
     SettingsPreview,
     SettingsWarning,
-    SyncIn,
-    SyncOut,
 )
-from ..google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["google"])
 
-# worst first: the outcome a multi-calendar sync reports
-SEVERITY = [
-    Outcome.NEEDS_REAUTH,
-    Outcome.FAILED,
-    Outcome.DISABLED,
-    Outcome.PAUSED,
-    Outcome.BACKOFF,
-    Outcome.PARTIAL,
-    Outcome.SKIPPED,
-    Outcome.OK,
-]
 UPSTREAM: dict[int | str, dict[str, Any]] = {
     502: {"model": Problem, "description": "Google did not answer as expected"}
 }
@@ -88,7 +63,7 @@ Services = Annotated[GoogleServices, Depends(google_services)]
 Db = Annotated[Database, Depends(database)]
 
 
-async def _target(caller: Caller, s: AsyncSession, user_id: uuid.UUID) -> tuple[Tenant, User]:
+async def target(caller: Caller, s: AsyncSession, user_id: uuid.UUID) -> tuple[Tenant, User]:
     """The tenant and the user acted on; ends the read so Google calls hold no transaction."""
     user = await visible_user(caller, s, user_id)
     tenant = caller.tenant
@@ -100,7 +75,7 @@ def _is_self(caller: Caller, user: User) -> bool:
     return caller.user is not None and caller.user.id == user.id
 
 
-def _module_on(tenant: Tenant) -> None:
+def module_on(tenant: Tenant) -> None:
     if not tenant.calendar_module_enabled:
         raise ApiError(
             403,
@@ -115,7 +90,7 @@ def _google_error(exc: errors.GoogleError, status: int = 409) -> ApiError:
     return ApiError(status, exc.code, exc.message, exc.remedy)
 
 
-def _not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> ApiError:
+def not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> ApiError:
     if conn is not None and conn.status == connections.NEEDS_REAUTH:
         remedy = remedy_for(conn.last_error_code) or errors.GrantRevoked.remedy
         return ApiError(
@@ -158,8 +133,8 @@ async def start_connect(
     browser: str | None = None,
 ) -> ConnectOut:
     """`connect`, and for the pages bound to the browser that asked (`oauth_browser`)."""
-    tenant, user = await _target(caller, s, user_id)
-    _module_on(tenant)
+    tenant, user = await target(caller, s, user_id)
+    module_on(tenant)
     if services.oauth is None:
         raise _google_error(errors.OAuthNotConfigured())
     if tenant.auth_mode == "service_account":
@@ -171,7 +146,7 @@ async def start_connect(
             f'/api/v1/users/{user.id}/google/settings {{"enabled": true}}.',
         )
     url = await services.oauth.authorization_url(
-        connection.user_key(tenant.id, user.id), login_hint=user.email, browser=browser
+        connecting.user_key(tenant.id, user.id), login_hint=user.email, browser=browser
     )
     return ConnectOut(
         authorization_url=url,
@@ -188,152 +163,64 @@ async def get_connection(
     user_id: uuid.UUID, caller: Caller, s: Session, services: Services, db: Db
 ) -> ConnectionOut:
     """Status, the live calendar list (stored choices if Google fails), last run and error."""
-    tenant, user = await _target(caller, s, user_id)
-    return await connection.status(db, services, tenant, user)
+    tenant, user = await target(caller, s, user_id)
+    return await google_status.status(db, services, tenant, user)
 
 
 # -- settings ---------------------------------------------------------------------------------
 
 
-def _check_calendars(
-    live: Sequence[CalendarListEntry], import_ids: list[str], export_id: str | None, user: User
-) -> None:
-    known = {c.id: c for c in live}
-    names = {(c.summary_override or c.summary or "").strip().lower(): c.id for c in live}
+def _change(body: SettingsPatch) -> SettingsChange:
+    return SettingsChange(
+        sent=frozenset(body.model_fields_set),
+        enabled=body.enabled,
+        import_calendar_ids=body.import_calendar_ids,
+        export_calendar_id=body.export_calendar_id,
+        direction=body.direction,
+        private_events=body.private_events,
+    )
+
+
+def _unknown_calendars(exc: connect_calendars.UnknownCalendars, user: User) -> ApiError:
     listing = f"GET /api/v1/users/{user.id}/google lists the calendars with their ids"
     problems: list[FieldProblem] = []
-
-    def unknown(field: str, cid: str) -> None:
+    for p in exc.problems:
         hint = ""
-        if cid.strip().lower() in names:
-            hint = f"; {cid!r} is a calendar's name, its id is {names[cid.strip().lower()]!r}"
+        if p.id_of_name is not None:
+            hint = f"; {p.calendar_id!r} is a calendar's name, its id is {p.id_of_name!r}"
         problems.append(
             FieldProblem(
-                field=field,
+                field=p.field,
                 code="unknown_calendar",
-                message=f"no calendar with the id {cid!r} in the Google account{hint}",
+                message=f"no calendar with the id {p.calendar_id!r} in the Google account{hint}",
             )
         )
-
-    for cid in import_ids:
-        if cid not in known:
-            unknown("import_calendar_ids", cid)
-    if export_id is not None and export_id not in known:
-        unknown("export_calendar_id", export_id)
-    if problems:
-        raise ApiError(
-            422,
-            "unknown_calendar",
-            "; ".join(p.message for p in problems),
-            f"Choose calendars by their id, never by name: {listing}.",
-            problems,
-        )
-    if export_id is not None and not known[export_id].writable:
-        entry = known[export_id]
-        raise ApiError(
-            422,
-            "export_calendar_not_writable",
-            f"calsync cannot write CRM entries to {entry.summary or export_id!r}: the Google "
-            f"account's access is {entry.access_role or 'none'}.",
-            "Choose a calendar the user owns or may change (access_role owner or writer); a "
-            "separate calendar for CRM entries is recommended.",
-            [
-                FieldProblem(
-                    field="export_calendar_id",
-                    code="not_writable",
-                    message=f"access_role is {entry.access_role}, needs owner or writer",
-                )
-            ],
-        )
+    return ApiError(
+        422,
+        "unknown_calendar",
+        "; ".join(p.message for p in problems),
+        f"Choose calendars by their id, never by name: {listing}.",
+        problems,
+    )
 
 
-async def _apply_calendars(
-    s: AsyncSession,
-    tenant: Tenant,
-    conn: GoogleConnection,
-    existing: Sequence[CalendarBinding],
-    live: Sequence[CalendarListEntry],
-    import_ids: list[str],
-    export_id: str | None,
-    direction: str,
-) -> None:
-    """Create, change or untick bindings; every binding keeps its links (docs/sync.md, "When
-    you change a setting"): an unticked calendar's entries stay in the CRM and re-ticking it
-    relinks them; a new export calendar's sync moves the CRM's entries over."""
-    desired: dict[str, str] = dict.fromkeys(import_ids, bindings.IMPORT)
-    if export_id is not None:
-        desired[export_id] = bindings.BOTH if export_id in desired else bindings.EXPORT
-    known = {c.id: c for c in live}
-    for binding in existing:
-        role = desired.pop(binding.google_calendar_id, None)
-        if role is None:
-            if binding.role != bindings.UNSELECTED:
-                await google_settings.unselect_binding(s, binding)
-            continue
-        entry = known.get(binding.google_calendar_id)
-        await google_settings.configure_binding(
-            s,
-            binding,
-            role=role,
-            direction=direction,
-            enabled=conn.sync_enabled,
-            summary=entry.summary if entry else None,
-            access_role=entry.access_role if entry else None,
-            time_zone=entry.time_zone if entry else None,
-        )
-    for cid, role in desired.items():
-        entry = known[cid]
-        binding = await bindings.create(
-            s,
-            tenant.id,
-            conn.id,
-            cid,
-            role=role,
-            direction=direction,
-            summary=entry.summary,
-            time_zone=entry.time_zone,
-            access_role=entry.access_role,
-        )
-        if not conn.sync_enabled:
-            await google_settings.configure_binding(
-                s, binding, role=role, direction=direction, enabled=False
+def _not_writable(exc: connect_calendars.ExportNotWritable) -> ApiError:
+    entry = exc.entry
+    return ApiError(
+        422,
+        "export_calendar_not_writable",
+        f"calsync cannot write CRM entries to {entry.summary or entry.id!r}: the Google "
+        f"account's access is {entry.access_role or 'none'}.",
+        "Choose a calendar the user owns or may change (access_role owner or writer); a "
+        "separate calendar for CRM entries is recommended.",
+        [
+            FieldProblem(
+                field="export_calendar_id",
+                code="not_writable",
+                message=f"access_role is {entry.access_role}, needs owner or writer",
             )
-
-
-async def _enable_service_account(
-    s: AsyncSession,
-    services: GoogleServices,
-    tenant: Tenant,
-    user: User,
-    conn: GoogleConnection | None,
-) -> GoogleConnection:
-    """Switch sync on through the company's service account, acting as the CRM e-mail."""
-    try:
-        tokens = services.service_account(tenant)
-    except errors.GoogleError as exc:
-        raise ApiError(
-            409,
-            exc.code,
-            f"The company's service account cannot be used: {exc.message}",
-            "An admin uploads the service account's key: PUT /api/v1/tenant/google/service-account.",
-        ) from exc
-    email = user.email.strip().lower()
-    try:
-        live = await services.calendars_as(tokens, email)
-    except errors.GoogleError as exc:
-        raise _google_error(exc) from exc
-    if conn is None:
-        conn = await connections.create(
-            s, tenant.id, user.id, google_email=email, auth_mode="service_account"
-        )
-    else:
-        if conn.google_email is not None and conn.google_email != email:
-            await connections.reset_bindings(s, conn.id)
-        await google_settings.switch_to_service_account(s, conn, email)
-    await google_settings.set_enabled(s, conn, True)
-    if not await bindings.for_connection(s, conn.id):
-        await connection.add_default_binding(s, tenant.id, conn, live)
-    return conn
+        ],
+    )
 
 
 @router.patch(
@@ -350,143 +237,40 @@ async def patch_settings(
 ) -> ConnectionOut:
     """Change what syncs; calendars by id, the export calendar must be writable. Choosing
     calendars or switching sync on queues a sync at once."""
-    tenant, user = await _target(caller, s, user_id)
-    _module_on(tenant)
-    sent = body.model_fields_set
-    conn = await connections.for_user(s, user.id)
-    await s.commit()
-    connected = conn is not None and conn.status == connections.CONNECTED
-    service_account = tenant.auth_mode == "service_account"
-    switching_on = body.enabled is True and (conn is None or not connected or not conn.sync_enabled)
-    calendars_sent = bool(sent & {"import_calendar_ids", "export_calendar_id"})
-    if service_account and switching_on and not _is_self(caller, user):
+    tenant, user = await target(caller, s, user_id)
+    module_on(tenant)
+    try:
+        to_sync = await connect_calendars.update_settings(
+            s, db, services, tenant, user, _change(body), by_self=_is_self(caller, user)
+        )
+    except connect_calendars.EnableForSelfOnly as exc:
         raise ApiError(
             403,
             "enable_for_self_only",
             f"Only {user.email} can switch Google Calendar sync on for themselves; nobody can "
             "switch it on for someone else.",
             "Ask the user to switch sync on in their own settings (with their own API key).",
-        )
-    if (
-        service_account
-        and body.enabled is True
-        and (conn is None or not connected or conn.auth_mode != "service_account")
-    ):
-        conn = await _enable_service_account(s, services, tenant, user, conn)
-        await s.commit()
-        connected = True
-    if conn is None:
-        raise _not_connected(conn, tenant, user)
-    existing = list(await bindings.for_connection(s, conn.id))
-    watched = [c for b in existing if (c := await stored_channels.of_binding(s, b.id))]
-    direction = body.direction or (existing[0].direction if existing else bindings.TWO_WAY)
-    live: list[CalendarListEntry] = []
-    if calendars_sent:
-        if not connected:
-            raise _not_connected(conn, tenant, user)
-        await s.commit()
-        try:
-            live = await connection.fetch_calendars(db, services, tenant, conn)
-        except errors.GoogleError as exc:
-            raise _google_error(exc, 409 if exc.needs_reauth else 502) from exc
-    import_ids = (
-        list(dict.fromkeys(body.import_calendar_ids))
-        if body.import_calendar_ids is not None
-        else [b.google_calendar_id for b in existing if connection.imports(b)]
-    )
-    export_id = (
-        body.export_calendar_id
-        if "export_calendar_id" in sent
-        else next((b.google_calendar_id for b in existing if connection.exports(b)), None)
-    )
-    if calendars_sent:
-        sent_export = body.export_calendar_id if "export_calendar_id" in sent else None
-        _check_calendars(live, list(body.import_calendar_ids or []), sent_export, user)
-        await _apply_calendars(s, tenant, conn, existing, live, import_ids, export_id, direction)
-    elif "direction" in sent and body.direction is not None:
-        for binding in existing:
-            await google_settings.configure_binding(
-                s, binding, role=binding.role, direction=direction, enabled=binding.enabled
-            )
-    if body.private_events is not None:
-        conn.private_events = body.private_events
-    if body.enabled is not None:
-        await google_settings.set_enabled(s, conn, body.enabled)
-    remaining = {b.id for b in await bindings.for_connection(s, conn.id)}
-    await s.commit()
-    # push channels follow the choice: import calendars watched, removed ones stopped
-    removed = [c for c in watched if c.binding_id not in remaining]
-    await Channels(db, services.access, services.settings).reconcile_connection(
-        conn.id, removed=removed
-    )
-    if calendars_sent or switching_on:
-        await connection.enqueue_sync(db, jobs, conn.id)
-    return await connection.status(db, services, tenant, user)
-
-
-def _calendar_name(
-    cid: str, existing: Sequence[CalendarBinding], live: Sequence[CalendarListEntry]
-) -> str:
-    for b in existing:
-        if b.google_calendar_id == cid and b.summary:
-            return b.summary
-    entry = next((c for c in live if c.id == cid), None)
-    return (entry.summary_override or entry.summary or cid) if entry is not None else cid
-
-
-async def consequences(
-    s: AsyncSession,
-    conn: GoogleConnection | None,
-    body: SettingsPatch,
-    live: Sequence[CalendarListEntry] = (),
-) -> list[SettingsWarning]:
-    """What saving `body` will do that deserves a warning: nothing left to sync, or CRM
-    entries moving to another calendar (and how many). Changes nothing."""
-    if conn is None:
-        return []
-    sent = body.model_fields_set
-    existing = list(await bindings.for_connection(s, conn.id))
-    current_export = next((b for b in existing if connection.exports(b)), None)
-    import_ids = (
-        body.import_calendar_ids
-        if body.import_calendar_ids is not None
-        else [b.google_calendar_id for b in existing if connection.imports(b)]
-    )
-    export_id = (
-        body.export_calendar_id
-        if "export_calendar_id" in sent
-        else (current_export.google_calendar_id if current_export else None)
-    )
-    enabled = body.enabled if body.enabled is not None else conn.sync_enabled
-    out: list[SettingsWarning] = []
-    if enabled and not import_ids and export_id is None:
-        out.append(
-            SettingsWarning(
-                code="nothing_to_sync",
-                message="No calendar is chosen: sync stays on but has nothing to do. Entries "
-                "already synced stay in the CRM and in Google.",
-            )
-        )
-    if (
-        current_export is not None
-        and export_id is not None
-        and export_id != current_export.google_calendar_id
-    ):
-        moving = await links.count_live(s, current_export.id, crm_made=True)
-        if moving:
-            old = current_export.summary or current_export.google_calendar_id
-            new = _calendar_name(export_id, existing, live)
-            out.append(
-                SettingsWarning(
-                    code="export_calendar_moves",
-                    message=f"{moving} entries made in the CRM move from {old!r} to {new!r} "
-                    "in Google at the next sync.",
-                    count=moving,
-                    from_calendar=old,
-                    to_calendar=new,
-                )
-            )
-    return out
+        ) from exc
+    except ServiceAccountUnusable as exc:
+        raise ApiError(
+            409,
+            exc.error.code,
+            f"The company's service account cannot be used: {exc.error.message}",
+            "An admin uploads the service account's key: PUT /api/v1/tenant/google/service-account.",
+        ) from exc
+    except ServiceAccountRefused as exc:
+        raise _google_error(exc.error) from exc
+    except connect_calendars.NotConnected as exc:
+        raise not_connected(exc.connection, tenant, user) from exc
+    except connect_calendars.UnknownCalendars as exc:
+        raise _unknown_calendars(exc, user) from exc
+    except connect_calendars.ExportNotWritable as exc:
+        raise _not_writable(exc) from exc
+    except errors.GoogleError as exc:  # the live calendar list
+        raise _google_error(exc, 409 if exc.needs_reauth else 502) from exc
+    if to_sync is not None:
+        await sync_requests.enqueue_sync(db, jobs, to_sync)
+    return await google_status.status(db, services, tenant, user)
 
 
 @router.post("/users/{user_id}/google/settings/preview", response_model=SettingsPreview)
@@ -501,296 +285,20 @@ async def preview_settings(
     """What PATCH .../google/settings with this body would do that deserves a confirmation
     (nothing left to sync; CRM entries moving to another calendar, with how many). Changes
     nothing; the settings page asks before such a Save."""
-    tenant, user = await _target(caller, s, user_id)
-    _module_on(tenant)
-    conn = await connections.for_user(s, user.id)
-    live: list[CalendarListEntry] = []
-    if conn is not None and conn.status == connections.CONNECTED and body.export_calendar_id:
-        await s.commit()
-        try:  # only for the new calendar's name: its id does as well
-            live = await connection.fetch_calendars(db, services, tenant, conn)
-        except errors.GoogleError as exc:
-            log.info("calendar list for the preview failed: %s", exc)
-    return SettingsPreview(warnings=await consequences(s, conn, body, live))
-
-
-# -- sync now ---------------------------------------------------------------------------------
-
-
-def _sum(results: Sequence[RunResult]) -> RunCounts:
-    total: dict[str, int] = dict.fromkeys((*COUNTS, "linked"), 0)
-    for result in results:
-        for key in total:
-            total[key] += int(result.counts.get(key, 0))
-    return RunCounts(**{k: v for k, v in total.items() if k in RunCounts.model_fields})
-
-
-def _worst(results: Sequence[RunResult]) -> RunResult | None:
-    if not results:
-        return None
-    return min(results, key=lambda r: SEVERITY.index(r.outcome))
-
-
-async def _run_all(
-    db: Database, services: GoogleServices, binding_ids: Sequence[uuid.UUID], full: bool
-) -> list[RunResult]:
-    results: list[RunResult] = []
-    for binding_id in binding_ids:
-        results.append(
-            await sync_binding(db, binding_id, services.access, trigger="manual", full=full)
-        )
-    return results
-
-
-def _result_out(result: RunResult, binding: CalendarBinding, stored: Any) -> RunOut:
-    if stored is not None:
-        out = connection.run_out(stored, binding)
-        out.counts.linked = int(result.counts.get("linked", 0))
-        if result.error is not None:
-            out.error = Problem(
-                code=result.error.code, message=result.error.message, remedy=result.error.remedy
+    tenant, user = await target(caller, s, user_id)
+    module_on(tenant)
+    found = await connect_calendars.preview(s, db, services, tenant, user, _change(body))
+    return SettingsPreview(
+        warnings=[
+            SettingsWarning(
+                code=w.code,  # type: ignore[arg-type]
+                message=w.message,
+                count=w.count,
+                from_calendar=w.from_calendar,
+                to_calendar=w.to_calendar,
             )
-        return out
-    error = result.error
-    return RunOut(
-        id=result.run_id,
-        binding_id=binding.id,
-        calendar_id=binding.google_calendar_id,
-        calendar_name=binding.summary,
-        trigger="manual",
-        full_sync=False,
-        outcome=result.outcome.value,
-        started_at=None,
-        finished_at=None,
-        counts=RunCounts(),
-        error=Problem(code=error.code, message=error.message, remedy=error.remedy)
-        if error
-        else None,
-    )
-
-
-@router.post(
-    "/users/{user_id}/google/sync",
-    response_model=SyncOut,
-    responses={202: {"model": SyncOut, "description": "Queued (without wait)"}},
-)
-async def sync_now(
-    user_id: uuid.UUID,
-    caller: Caller,
-    s: Session,
-    services: Services,
-    db: Db,
-    response: Response,
-    body: Annotated[SyncIn | None, Body()] = None,
-    jobs: Annotated[JobQueue | None, Depends(job_queue)] = None,
-) -> SyncOut:
-    """Sync now ("Sync now" button); with `wait` the answer comes when it is done."""
-    body = body or SyncIn()
-    tenant, user = await _target(caller, s, user_id)
-    _module_on(tenant)
-    conn = await connections.for_user(s, user.id)
-    if conn is None or conn.status != connections.CONNECTED:
-        raise _not_connected(conn, tenant, user)
-    targets = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
-    await s.commit()
-    if not targets:
-        raise ApiError(
-            409,
-            "nothing_to_sync",
-            "No calendar is switched on for sync.",
-            f"Choose calendars and switch sync on: PATCH /api/v1/users/{user.id}/google/settings.",
-        )
-    ids = [b.id for b in targets]
-    calendars = [b.google_calendar_id for b in targets]
-    if not body.wait:
-        if jobs is not None:  # MANUAL jumps the runner's queue
-            for binding_id in ids:
-                await jobs.enqueue_sync(binding_id, Reason.MANUAL, full=body.full)
-        else:  # an app whose lifespan has not run (embedded in tests): run it here
-            services.spawn(_run_all(db, services, ids, body.full))
-        response.status_code = 202
-        return SyncOut(
-            status="queued",
-            full=body.full,
-            outcome=None,
-            counts=None,
-            runs=[],
-            calendars=calendars,
-        )
-    results = await _run_all(db, services, ids, body.full)
-    outs: list[RunOut] = []
-    async with db.session() as rs:
-        for binding, result in zip(targets, results, strict=True):
-            stored = await runs.get(rs, result.run_id) if result.run_id else None
-            outs.append(_result_out(result, binding, stored))
-    worst = _worst(results)
-    error = None
-    if worst is not None and worst.error is not None and not worst.ok:
-        error = Problem(
-            code=worst.error.code, message=worst.error.message, remedy=worst.error.remedy
-        )
-    return SyncOut(
-        status="finished",
-        full=body.full,
-        outcome=worst.outcome.value if worst else None,
-        counts=_sum(results),
-        runs=outs,
-        calendars=calendars,
-        error=error,
-    )
-
-
-# -- history ----------------------------------------------------------------------------------
-
-
-@router.get("/users/{user_id}/google/runs", response_model=RunList)
-async def list_runs(
-    user_id: uuid.UUID,
-    caller: Caller,
-    s: Session,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> RunList:
-    """The user's sync runs, newest first, with counts and errors."""
-    _, user = await _target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
-    if conn is None:
-        return RunList(runs=[])
-    # unticked calendars' runs too: their history stays, marked as no longer syncing
-    by_id = {b.id: b for b in await bindings.for_connection(s, conn.id)}
-    rows = await google_settings.recent_runs(s, list(by_id), limit=limit)
-    return RunList(runs=[connection.run_out(r, by_id.get(r.binding_id)) for r in rows])
-
-
-@router.get("/users/{user_id}/google/issues", response_model=IssueList)
-async def list_issues(user_id: uuid.UUID, caller: Caller, s: Session) -> IssueList:
-    """Entries that could not be synced, with what to do about each."""
-    _, user = await _target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
-    if conn is None:
-        return IssueList(issues=[])
-    calendar_of = {b.id: b.google_calendar_id for b in await bindings.for_connection(s, conn.id)}
-    rows = await google_settings.open_issues(s, list(calendar_of))
-    return IssueList(
-        issues=[
-            IssueOut(
-                id=i.id,
-                code=i.code,
-                message=i.message,
-                remedy=i.remedy or remedy_for(i.code),
-                event=IssueEvent(
-                    calendar_id=calendar_of.get(i.binding_id, ""),
-                    google_event_id=i.google_event_id,
-                    activity_id=i.activity_id,
-                ),
-                occurrences=i.occurrences,
-                first_seen_at=i.first_seen_at,
-                last_seen_at=i.last_seen_at,
-            )
-            for i in rows
+            for w in found
         ]
-    )
-
-
-# -- calendars: paused ones and resuming them --------------------------------------------------
-
-
-@router.get("/users/{user_id}/google/calendars", response_model=BindingList)
-async def list_calendars(user_id: uuid.UUID, caller: Caller, s: Session) -> BindingList:
-    """The calendars calsync keeps for the user (unticked ones too), each with its state; a
-    paused one says when and why, and how many deletions the mass-delete guard held back."""
-    _, user = await _target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
-    if conn is None:
-        return BindingList(calendars=[])
-    stored = await bindings.for_connection(s, conn.id)
-    return BindingList(calendars=[connection.binding_out(b) for b in stored])
-
-
-@router.post(
-    "/users/{user_id}/google/calendars/{binding_id}/resume",
-    response_model=ResumeOut,
-    responses={202: {"model": ResumeOut, "description": "Resumed, sync queued (without wait)"}},
-)
-async def resume_calendar(
-    user_id: uuid.UUID,
-    binding_id: uuid.UUID,
-    body: ResumeIn,
-    caller: Caller,
-    s: Session,
-    services: Services,
-    db: Db,
-    response: Response,
-    jobs: Annotated[JobQueue | None, Depends(job_queue)] = None,
-) -> ResumeOut:
-    """Resume a calendar the mass-delete guard paused, and start its sync at once.
-    `confirm_deletions: true` applies the deletions Google reported to the CRM; `false` means
-    the entries were restored in Google: the sync finds them and deletes nothing (still
-    missing, the calendar pauses again). The user or an admin of the tenant may resume."""
-    tenant, user = await _target(caller, s, user_id)
-    _module_on(tenant)
-    conn = await connections.for_user(s, user.id)
-    binding = await bindings.get(s, binding_id)
-    if conn is None or binding is None or binding.connection_id != conn.id:
-        raise ApiError(
-            404,
-            "calendar_not_found",
-            f"No calendar {binding_id} for this user.",
-            f"GET /api/v1/users/{user.id}/google/calendars lists the user's calendars.",
-        )
-    if binding.stage != bindings.PAUSED:
-        raise ApiError(
-            409,
-            "calendar_not_paused",
-            f"{binding.summary or binding.google_calendar_id} is not paused "
-            f"(it is {connection.binding_state(binding)}).",
-            "Nothing to resume; POST .../google/sync syncs now.",
-        )
-    if conn.status != connections.CONNECTED:
-        raise _not_connected(conn, tenant, user)
-    resumed = await bindings.resume(s, binding.id, confirm_deletions=body.confirm_deletions)
-    assert resumed is not None
-    await s.commit()
-    out = connection.binding_out(resumed)
-    if not body.wait:
-        if jobs is not None:
-            await jobs.enqueue_sync(binding.id, Reason.MANUAL)
-        else:
-            services.spawn(_run_all(db, services, [binding.id], False))
-        response.status_code = 202
-        return ResumeOut(calendar=out, status="queued", run=None)
-    (result,) = await _run_all(db, services, [binding.id], False)
-    async with db.session() as rs:
-        stored = await runs.get(rs, result.run_id) if result.run_id else None
-        after = await bindings.get(rs, binding.id)
-        run = _result_out(result, after or resumed, stored)
-        out = connection.binding_out(after or resumed)
-    return ResumeOut(calendar=out, status="finished", run=run)
-
-
-# -- conflicts --------------------------------------------------------------------------------
-
-
-@router.get("/users/{user_id}/google/conflicts", response_model=ConflictList)
-async def list_conflicts(
-    user_id: uuid.UUID,
-    caller: Caller,
-    s: Session,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> ConflictList:
-    """Every field changed on both sides, newest first: the value at the last sync, the CRM's
-    and Google's value, and which one calsync kept (the tenant's conflict policy)."""
-    _, user = await _target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
-    if conn is None:
-        return ConflictList(conflicts=[], total=0, limit=limit, offset=offset)
-    by_id = {b.id: b for b in await bindings.for_connection(s, conn.id)}
-    rows, total = await runs.conflicts_for_bindings(s, list(by_id), limit=limit, offset=offset)
-    return ConflictList(
-        conflicts=[connection.conflict_out(c, by_id.get(c.binding_id)) for c in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
     )
 
 
@@ -803,56 +311,16 @@ async def disconnect(
 ) -> DisconnectOut:
     """Revoke at Google, stop push channels, forget the tokens; CRM activities and the links
     stay, so connecting the same Google account again duplicates nothing."""
-    tenant, user = await _target(caller, s, user_id)
+    tenant, user = await target(caller, s, user_id)
     conn = await connections.for_user(s, user.id)
     if conn is None or conn.status == google_settings.REVOKED:
         return DisconnectOut(
             status="not_connected", revoked_at_google=False, channels_stopped=0, warnings=[]
         )
-    channels = [
-        b
-        for b in await bindings.for_connection(s, conn.id)
-        if b.channel_id and b.channel_resource_id
-    ]
-    await s.commit()
-    warnings: list[Problem] = []
-    stopped = 0
-    if channels:
-        try:
-            client = services.access.client(services.access.tokens(db, tenant, conn))
-            try:
-                for binding in channels:
-                    try:
-                        await client.stop_channel(
-                            binding.channel_id or "", binding.channel_resource_id or ""
-                        )
-                        stopped += 1
-                    except errors.NotFound:
-                        pass  # expired or stopped already
-            finally:
-                await client.aclose()
-        except errors.GoogleError as exc:
-            log.warning("stopping push channels failed: %s", exc)
-            warnings.append(connection.problem(exc))
-    # the calendarList channel too, while the tokens still work
-    list_stopped = await Channels(db, services.access, services.settings).unwatch_list(conn.id)
-    stopped += bool(list_stopped)
-    revoked = False
-    token = conn.refresh_token or conn.access_token
-    if conn.auth_mode == "oauth" and token and services.oauth is not None:
-        try:
-            await services.oauth.revoke(token)
-            revoked = True
-        except errors.GoogleError as exc:
-            log.warning("revoking at Google failed: %s", exc)
-            warnings.append(connection.problem(exc))
-    for binding in channels:
-        await google_settings.clear_channel(s, binding.id)
-    await google_settings.disconnect(s, conn)
-    await s.commit()
+    done = await connecting.disconnect(s, db, services, tenant, conn)
     return DisconnectOut(
         status="not_connected",
-        revoked_at_google=revoked,
-        channels_stopped=stopped,
-        warnings=warnings,
+        revoked_at_google=done.revoked_at_google,
+        channels_stopped=done.channels_stopped,
+        warnings=[google_status.problem(exc) for exc in done.warnings],
     )

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Body, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
 from calsync.google import errors
-from calsync.google.service_account import (
-    DEFAULT_P12_PASSWORD,
-    SCOPE_CALENDAR,
-    ServiceAccountKey,
-)
-from calsync.store import tenants
+from calsync.google.service_account import SCOPE_CALENDAR
+from calsync.sync import connect_service_account as service_account
 
 from ..deps import Admin, Session
 from ..errors import ApiError
@@ -31,21 +24,6 @@ from .google import Services
 router = APIRouter(tags=["google"])
 
 MAX_KEY_BYTES = 64 * 1024  # Google's keys are 2-3 KB
-
-
-def _p12_client_id(data: bytes, password: str | None) -> str | None:
-    """Google puts the service account's client ID in the P12 certificate's common name."""
-    try:
-        _, cert, _ = pkcs12.load_key_and_certificates(
-            data, (password or DEFAULT_P12_PASSWORD).encode("utf-8")
-        )
-    except ValueError:
-        return None
-    if not isinstance(cert, x509.Certificate):
-        return None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else None
-    return value if isinstance(value, str) and value.isdigit() else None
 
 
 def _key_error(exc: errors.GoogleError) -> ApiError:
@@ -72,41 +50,24 @@ async def upload_key(
         raise ApiError(
             413, "too_large", "The key file is too large to be a Google key.", "Upload the key."
         )
-    name = file.filename or ""
-    fmt = key_format or (
-        "json" if name.lower().endswith(".json") or raw.lstrip()[:1] == b"{" else "p12"
-    )
-    tenant = caller.tenant
     try:
-        if fmt == "json":
-            key = ServiceAccountKey.from_json(raw, filename=name or "the JSON key file")
-            client_id = key.client_id
-        else:
-            email = (client_email or tenant.service_account_email or "").strip()
-            key = ServiceAccountKey.from_p12(
-                raw, client_email=email, password=password, filename=name or "the P12 key file"
-            )
-            client_id = _p12_client_id(raw, password)
+        stored = await service_account.store_key(
+            s,
+            services,
+            caller.tenant,
+            raw,
+            filename=file.filename or "",
+            key_format=key_format,
+            password=password,
+            client_email=client_email,
+        )
     except errors.GoogleError as exc:
         raise _key_error(exc) from exc
-    await tenants.update(
-        s,
-        tenant,
-        {
-            "service_account_key": raw,
-            "service_account_key_format": fmt,
-            "service_account_key_password": password if fmt == "p12" else None,
-            "service_account_email": key.client_email,
-            "auth_mode": "service_account",
-        },
-    )
-    await s.commit()
-    services.key_replaced(tenant.id)
     return ServiceAccountOut(
         auth_mode="service_account",
-        service_account_email=key.client_email,
-        client_id=client_id,
-        key_format=fmt,  # type: ignore[arg-type]
+        service_account_email=stored.service_account_email,
+        client_id=stored.client_id,
+        key_format=stored.key_format,  # type: ignore[arg-type]
         scopes=[SCOPE_CALENDAR],
     )
 
@@ -139,18 +100,16 @@ async def test_key(
         )
     email = email.strip().lower()
     try:
-        tokens = services.service_account(tenant)
-    except errors.GoogleError as exc:
-        return _failed(exc, email, 409)
-    try:
-        calendars = await services.calendars_as(tokens, email)
-    except errors.GoogleError as exc:
-        return _failed(exc, email)
+        works = await service_account.try_key(services, tenant, email)
+    except service_account.ServiceAccountUnusable as exc:
+        return _failed(exc.error, email, 409)
+    except service_account.ServiceAccountRefused as exc:
+        return _failed(exc.error, email)
     return ServiceAccountTestOut(
         ok=True,
         email=email,
-        service_account_email=tokens.key.client_email,
-        calendars=len(calendars),
+        service_account_email=works.service_account_email,
+        calendars=works.calendars,
     )
 
 

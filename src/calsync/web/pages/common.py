@@ -28,9 +28,9 @@ from calsync.store.db import Database
 from calsync.store.models import Tenant, User
 from calsync.store.statuses import RunOutcome, UserRole
 from calsync.sync.errors import Outcome
+from calsync.sync.google_services import GoogleServices
 
 from ..deps import Principal
-from ..google_services import GoogleServices
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SESSION_COOKIE = "calsync_session"

@@ -23,8 +23,9 @@ from calsync.store import bindings, connections, runs
 from calsync.store.models import SyncRun
 from calsync.store.statuses import AuthMode
 
-from .. import connection, oauth_browser
+from .. import google_status, oauth_browser
 from ..api import google as api
+from ..api import google_runs
 from ..errors import ApiError
 from ..google_schemas import ConflictOut, ResumeIn, SettingsPatch, SettingsWarning, SyncIn, SyncOut
 from .common import (
@@ -159,12 +160,12 @@ async def _page(request: Request, who: Viewer, pending: dict[str, Any] | None = 
     """The settings page; `pending` is a Save waiting for confirmation (its warnings and the
     values to post again with confirm=yes)."""
     db, services = db_of(request), services_of(request)
-    status = await connection.status(db, services, who.tenant, who.user)
+    status = await google_status.status(db, services, who.tenant, who.user)
     async with who.acting(db) as (s, caller):
-        recent = (await api.list_runs(who.user.id, caller, s, limit=10)).runs
-        issues = (await api.list_issues(who.user.id, caller, s)).issues
-        calendars = (await api.list_calendars(who.user.id, caller, s)).calendars
-        conflicts = (await api.list_conflicts(who.user.id, caller, s, limit=5)).conflicts
+        recent = (await google_runs.list_runs(who.user.id, caller, s, limit=10)).runs
+        issues = (await google_runs.list_issues(who.user.id, caller, s)).issues
+        calendars = (await google_runs.list_calendars(who.user.id, caller, s)).calendars
+        conflicts = (await google_runs.list_conflicts(who.user.id, caller, s, limit=5)).conflicts
     sync = _sync_state(request, who)
     if sync["state"] == "finished":
         _syncs(request).pop(who.user.id, None)  # a result is shown once, not all login long
@@ -310,7 +311,7 @@ async def resume(request: Request) -> Response:
     db = db_of(request)
     try:
         async with who.acting(db) as (s, caller):
-            await api.resume_calendar(
+            await google_runs.resume_calendar(
                 who.user.id,
                 binding_id,
                 ResumeIn(confirm_deletions=choice == "deletions"),
@@ -397,7 +398,7 @@ async def sync_now(request: Request) -> Response:
 
     async def work() -> SyncOut:
         async with who.acting(db) as (s, caller):
-            return await api.sync_now(
+            return await google_runs.sync_now(
                 who.user.id, caller, s, services, db, Response(), SyncIn(wait=True)
             )
 

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from calsync import i18n
 from calsync.store import login_throttle, users
 from calsync.store.models import User
+from calsync.store.passwords import verify_password
 from calsync.store.users import normalise_email
 
 from .common import (
@@ -27,7 +28,6 @@ from .common import (
     safe_next,
     settings_of,
 )
-from .passwords import verify_password
 from .sessions import begin as begin_session
 from .sessions import end as end_session
 

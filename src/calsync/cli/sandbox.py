@@ -9,7 +9,6 @@ Every start prints the URLs, the logins and a fresh admin API key.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import socket
@@ -27,11 +26,15 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from calsync.google.auth import StaticToken
+from calsync.google.calendar import CalendarClient
+from calsync.google.models import Event, EventDateTime
 from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, tenants, users
 from calsync.store.db import private_dir
+from calsync.store.passwords import hash_password
+from calsync.sync.connect import finish_oauth, user_key
 from calsync.sync.engine import sync_binding
-from calsync.web.pages.passwords import hash_password
 from gcal_emulator.app import create_app as create_emulator
 from gcal_emulator.state import Config, World
 
@@ -222,9 +225,8 @@ class Sandbox:
     async def _connect(
         self, app: FastAPI, tenant_id: uuid.UUID, user_id: uuid.UUID, email: str
     ) -> None:
-        """The real OAuth flow: link, consent page (as the browser), callback."""
-        from calsync.web.connection import finish_oauth, user_key
-
+        """The real OAuth flow: link, consent page (as the browser), then what the callback
+        does (sync/connect.py)."""
         services = app.state.google
         oauth = services.require_oauth()
         url = await oauth.authorization_url(user_key(tenant_id, user_id), login_hint=email)
@@ -241,45 +243,56 @@ class Sandbox:
         await finish_oauth(app.state.db, services, auth)
 
     async def _sample_events(self, http: httpx.AsyncClient, email: str) -> None:
+        """A week of typical entries in the account's primary calendar, written through
+        calsync's own Calendar client (the wire format stays in google/); the token comes
+        from the emulator's control API."""
         token = (await http.post(f"/emulator/v1/accounts/{email}/tokens", json={})).json()
-        headers = {"Authorization": f"Bearer {token['access_token']}"}
         today = date.today()
         monday = today - timedelta(days=today.weekday())
 
-        def at(day: date, hour: int, minutes: int = 60) -> dict[str, Any]:
+        def at(day: date, hour: int, minutes: int = 60) -> tuple[EventDateTime, EventDateTime]:
             start = datetime(day.year, day.month, day.day, hour)
             end = start + timedelta(minutes=minutes)
-            return {
-                "start": {"dateTime": start.isoformat(), "timeZone": ZONE},
-                "end": {"dateTime": end.isoformat(), "timeZone": ZONE},
-            }
-
-        events = [
-            {
-                "summary": "Weekly sales meeting",
-                **at(monday, 9),
-                "recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=MO"],
-            },
-            {
-                "summary": "Daily stand-up",
-                **at(monday, 8, 15),
-                "recurrence": ["RRULE:FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR;COUNT=30"],
-            },
-            {
-                "summary": "Customer visit: Nordic Trading",
-                "location": "Oslo",
-                **at(today + timedelta(days=2), 13, 90),
-            },
-            {
-                "summary": "Company off-site",
-                "start": {"date": (today + timedelta(days=7)).isoformat()},
-                "end": {"date": (today + timedelta(days=9)).isoformat()},
-            },
-            {"summary": "Dentist", "visibility": "private", **at(today + timedelta(days=1), 16)},
-        ]
-        for body in events:
-            resp = await http.post(
-                f"/calendar/v3/calendars/{email}/events", json=body, headers=headers
+            return (
+                EventDateTime(date_time=start, time_zone=ZONE),
+                EventDateTime(date_time=end, time_zone=ZONE),
             )
-            resp.raise_for_status()
-        await asyncio.sleep(0)
+
+        weekly, daily = at(monday, 9), at(monday, 8, 15)
+        visit, dentist = at(today + timedelta(days=2), 13, 90), at(today + timedelta(days=1), 16)
+        events = [
+            Event(
+                summary="Weekly sales meeting",
+                start=weekly[0],
+                end=weekly[1],
+                recurrence=["RRULE:FREQ=WEEKLY;BYDAY=MO"],
+            ),
+            Event(
+                summary="Daily stand-up",
+                start=daily[0],
+                end=daily[1],
+                recurrence=["RRULE:FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR;COUNT=30"],
+            ),
+            Event(
+                summary="Customer visit: Nordic Trading",
+                location="Oslo",
+                start=visit[0],
+                end=visit[1],
+            ),
+            Event(
+                summary="Company off-site",
+                start=EventDateTime(date=today + timedelta(days=7)),
+                end=EventDateTime(date=today + timedelta(days=9)),
+            ),
+            Event(summary="Dentist", visibility="private", start=dentist[0], end=dentist[1]),
+        ]
+        client = CalendarClient(
+            StaticToken(token["access_token"], account=email),
+            settings=self.settings,
+            rate_limiter=None,
+        )
+        try:
+            for event in events:
+                await client.insert_event(email, event)
+        finally:
+            await client.aclose()

@@ -1,5 +1,8 @@
 """The app's Google objects, made once per app from settings: the OAuth client (with pending
-sign-ins kept in the database), the engine's `GoogleAccess`, and background syncs in flight."""
+sign-ins kept in the database), the engine's `GoogleAccess`, and background syncs in flight.
+
+In sync/, not web/: the service layer (sync/connect.py) takes them, and the cli and the sandbox
+call that layer as the web does."""
 
 from __future__ import annotations
 

@@ -9,17 +9,19 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import __version__
-from .cli_sync import register as register_sync
-from .jobs.worker import migrate_jobs
-from .jobs.worker import register as register_worker
-from .settings import Settings, get_settings
-from .store import apikeys, crypto, tenants, users, web_sessions
-from .store import migrate as migrations
-from .store import secrets as stored_secrets
-from .store.db import Database
-from .store.errors import AlreadyExists
-from .store.models import Tenant, User
+from calsync import __version__
+from calsync.jobs.worker import migrate_jobs
+from calsync.settings import Settings, get_settings
+from calsync.store import apikeys, crypto, tenants, users, web_sessions
+from calsync.store import migrate as migrations
+from calsync.store import secrets as stored_secrets
+from calsync.store.bootstrap import database_for, keyring_for
+from calsync.store.db import Database
+from calsync.store.errors import AlreadyExists
+from calsync.store.models import Tenant, User
+
+from .sync import register as register_sync
+from .worker import register as register_worker
 
 T = TypeVar("T")
 
@@ -30,7 +32,7 @@ apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
-register_worker(app)  # `calsync worker` (jobs/worker.py)
+register_worker(app)  # `calsync worker` (cli/worker.py)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -39,8 +41,6 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _database(settings: Settings) -> Database:
-    from .web.app import database_for
-
     return database_for(settings, pooled=False)
 
 
@@ -63,8 +63,6 @@ def _with_db(work: Callable[[Database], Awaitable[T]], *, secrets: bool = False)
 
 
 def _install_keyring(settings: Settings) -> crypto.Keyring:
-    from .web.app import keyring_for
-
     try:
         keyring = keyring_for(settings)
     except crypto.SecretKeyError as exc:
@@ -112,8 +110,8 @@ def serve(
     """
     import uvicorn
 
-    from .obs import setup as setup_logging
-    from .web.app import create_app
+    from calsync.obs import setup as setup_logging
+    from calsync.web.app import create_app
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
@@ -252,7 +250,7 @@ def user_set_password(
     """Set the password the user logs in to calsync's pages with (stored as a scrypt hash).
 
     Ends every page session the user has (they log in again with the new password)."""
-    from .web.pages.passwords import MIN_LENGTH, hash_password
+    from calsync.store.passwords import MIN_LENGTH, hash_password
 
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -281,7 +279,7 @@ def doctor(
     ] = False,
 ) -> None:
     """Run the troubleshooting checklist for one user; exits 1 when a check fails."""
-    from .doctor import run_cli as run_doctor
+    from calsync.doctor import run_cli as run_doctor
 
     settings = get_settings()
     _install_keyring(settings)
@@ -289,7 +287,7 @@ def doctor(
     raise typer.Exit(code=code)
 
 
-register_sync(app)  # `calsync sync --tenant T --user EMAIL [--full]` (cli_sync.py)
+register_sync(app)  # `calsync sync --tenant T --user EMAIL [--full]` (cli/sync.py)
 
 
 def main() -> None:

@@ -22,18 +22,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .google.auth import TokenProvider
-from .google.calendar import CalendarClient
-from .google.calls import ApiCall
-from .google.models import EventsPage
-from .settings import Settings, get_settings
-from .store import bindings, connections, tenants, users
-from .store.crypto import SecretKeyError, install
-from .store.db import Database
-from .store.models import CalendarBinding
-from .sync.engine import RunResult, sync_binding
-from .sync.errors import Outcome
-from .sync.tokens import GoogleAccess
+from calsync.google.auth import TokenProvider
+from calsync.google.calendar import CalendarClient
+from calsync.google.calls import ApiCall
+from calsync.google.models import EventsPage
+from calsync.settings import Settings, get_settings
+from calsync.store import bindings, connections, tenants, users
+from calsync.store.bootstrap import database_for, keyring_for
+from calsync.store.crypto import SecretKeyError, install
+from calsync.store.db import Database
+from calsync.store.models import CalendarBinding
+from calsync.sync.engine import RunResult, sync_binding
+from calsync.sync.errors import Outcome
+from calsync.sync.tokens import GoogleAccess
 
 T = TypeVar("T")
 GOOD = (Outcome.OK, Outcome.PARTIAL)
@@ -140,8 +141,6 @@ def sync(
 ) -> None:
     """Sync one user's Google calendars now, with progress and a summary table."""
     settings = get_settings()
-    from .web.app import keyring_for
-
     console = Console()
     try:
         install(keyring_for(settings))
@@ -153,8 +152,6 @@ def sync(
 
 
 async def _sync(settings: Settings, console: Console, tenant: str, email: str, full: bool) -> int:
-    from .web.app import database_for
-
     db = database_for(settings, pooled=False)
     try:
         targets = await _targets(db, console, tenant, email)
@@ -256,8 +253,6 @@ def resume(
         console.print("[red]Say what to do: --confirm-deletions or --restored.[/red]")
         raise typer.Exit(2)
     settings = get_settings()
-    from .web.app import keyring_for
-
     try:
         install(keyring_for(settings))
     except SecretKeyError as exc:
@@ -275,8 +270,6 @@ async def _resume(
     calendar: str | None,
     confirm: bool,
 ) -> int:
-    from .web.app import database_for
-
     db = database_for(settings, pooled=False)
     try:
         targets = await _targets(db, console, tenant, email)

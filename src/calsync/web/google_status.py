@@ -1,22 +1,18 @@
-"""A user's Google connection as the API shows and changes it: finishing a sign-in, the default
-calendar, the live calendar list, the status with its last error and what to do about it."""
+"""A user's Google connection as the API and the pages show it: the status with the live
+calendar list, the last run and error and what to do about it; runs, calendars and conflicts as
+the API returns them.
+
+Only the view: connecting, choosing calendars and disconnecting are rules of the service layer
+(sync/connect*.py)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from calsync.domain import accounts
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
-from calsync.google.oauth import Authorization
-from calsync.jobs.port import JobQueue, Reason
-from calsync.store import bindings, connections, google_settings, tenants, users
+from calsync.store import bindings, connections, google_settings
 from calsync.store.db import Database
 from calsync.store.models import (
     CalendarBinding,
@@ -28,8 +24,10 @@ from calsync.store.models import (
 )
 from calsync.sync import tokens as sync_tokens
 from calsync.sync.channels.kinds import state_of as channel_state
-from calsync.sync.channels.service import Channels
 from calsync.sync.codes import remedy_for
+from calsync.sync.connect import fetch_calendars
+from calsync.sync.connect_calendars import exports, imports
+from calsync.sync.google_services import GoogleServices
 
 from .google_schemas import (
     BindingOut,
@@ -43,24 +41,11 @@ from .google_schemas import (
     RunOut,
     SyncState,
 )
-from .google_services import GoogleServices
 
 log = logging.getLogger(__name__)
 
 # engine outcomes whose run did what it could (an error then is only informative)
 GOOD_OUTCOMES = ("ok", "partial", "skipped", "running")
-
-
-def user_key(tenant_id: uuid.UUID, user_id: uuid.UUID) -> str:
-    return f"{tenant_id}:{user_id}"
-
-
-def parse_user_key(key: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    tenant, _, user = key.partition(":")
-    try:
-        return uuid.UUID(tenant), uuid.UUID(user)
-    except ValueError:
-        return None
 
 
 def problem(exc: errors.GoogleError) -> Problem:
@@ -71,224 +56,6 @@ def stored_problem(code: str | None, message: str | None) -> Problem | None:
     if not code and not message:
         return None
     return Problem(code=code or "error", message=message or "", remedy=remedy_for(code))
-
-
-def _expiry(expires_at: float | None) -> datetime | None:
-    return datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None
-
-
-# -- talking to Google for a connection ---------------------------------------------------------
-
-
-async def fetch_calendars(
-    db: Database, services: GoogleServices, tenant: Tenant, connection: GoogleConnection
-) -> list[CalendarListEntry]:
-    """The account's calendar list, live (raises `errors.GoogleError`)."""
-    client = services.access.client(services.access.tokens(db, tenant, connection))
-    try:
-        return [c for c in await client.calendars() if not c.deleted]
-    finally:
-        await client.aclose()
-
-
-def primary_of(calendars: Sequence[CalendarListEntry]) -> CalendarListEntry | None:
-    return next((c for c in calendars if c.primary), None)
-
-
-async def add_default_binding(
-    s: AsyncSession,
-    tenant_id: uuid.UUID,
-    connection: GoogleConnection,
-    calendars: Sequence[CalendarListEntry],
-) -> CalendarBinding:
-    """The primary calendar, both ways: what a user expects before choosing anything."""
-    primary = primary_of(calendars)
-    binding = await bindings.create(
-        s,
-        tenant_id,
-        connection.id,
-        primary.id if primary else (connection.google_email or "primary"),
-        role=bindings.BOTH,
-        direction=bindings.TWO_WAY,
-        summary=primary.summary if primary else connection.google_email,
-        time_zone=primary.time_zone if primary else None,
-        access_role=primary.access_role if primary else "owner",
-    )
-    if not connection.sync_enabled:
-        await google_settings.configure_binding(
-            s, binding, role=binding.role, direction=binding.direction, enabled=False
-        )
-    return binding
-
-
-@dataclass(frozen=True)
-class Connected:
-    user: User
-    connection_id: uuid.UUID
-    google_email: str
-    account_changed: bool
-    previous_email: str | None = None
-
-
-class AccountRefused(Exception):
-    """The Google account that came back is not one the company lets this user link; nothing
-    was stored (and the fresh grant was revoked unless a connection relies on it)."""
-
-    def __init__(self, verdict: accounts.Verdict, revoked: bool) -> None:
-        super().__init__(f"google account {verdict.google_email} refused")
-        self.verdict = verdict
-        self.revoked = revoked
-
-
-async def _refuse(
-    db: Database, services: GoogleServices, auth: Authorization, verdict: accounts.Verdict
-) -> AccountRefused:
-    """Undo the sign-in at Google, unless the grant is shared (see `grant_in_use`)."""
-    async with db.session() as s:
-        shared = await connections.grant_in_use(s, auth.email)
-        await s.commit()
-    revoked = False
-    token = auth.refresh_token or auth.token.access_token
-    if not shared and token:
-        try:
-            await services.require_oauth().revoke(token)
-            revoked = True
-        except errors.GoogleError as exc:  # the tokens are forgotten either way
-            log.warning("revoking a refused sign-in failed: %s", exc.code)
-    log.info("google account refused by the company's policy (revoked: %s)", revoked)
-    return AccountRefused(verdict, revoked)
-
-
-async def _release_old_account(
-    db: Database, services: GoogleServices, user_id: uuid.UUID, new_email: str
-) -> None:
-    """Before a connection moves to another Google account (DESIGN rule 10): stop the old
-    account's push channels while its tokens still work, and revoke calsync's grant there
-    unless another connection relies on it. Best effort: what fails here ends at its expiry,
-    and the old account's notifications are then answered as unknown."""
-    async with db.session() as s:
-        conn = await connections.for_user(s, user_id)
-        old_email = conn.google_email if conn is not None else None
-        if conn is None or old_email is None or old_email == new_email.strip().lower():
-            await s.commit()
-            return
-        watched = [b.id for b in await bindings.for_connection(s, conn.id) if b.channel_id]
-        token = (conn.refresh_token or conn.access_token) if conn.auth_mode == "oauth" else None
-        shared = await connections.grant_in_use(s, old_email, besides=conn.id)
-        connection_id = conn.id
-        await s.commit()
-    channels = Channels(db, services.access, services.settings)
-    for binding_id in watched:
-        await channels.unwatch(binding_id)
-    await channels.unwatch_list(connection_id)
-    if token and not shared and services.oauth is not None:
-        try:
-            await services.oauth.revoke(token)
-        except errors.GoogleError as exc:
-            log.warning("revoking the replaced account's grant failed: %s", exc.code)
-
-
-async def finish_oauth(db: Database, services: GoogleServices, auth: Authorization) -> Connected:
-    """Store a completed sign-in: create the connection, or reconnect (a different Google
-    account resets the calendars and links; the same one keeps them, so nothing duplicates).
-
-    The account is first checked against the company's policy (domain/accounts.py); a refused
-    one raises `AccountRefused` with nothing stored."""
-    ids = parse_user_key(auth.user_key)
-    if ids is None:
-        raise errors.InvalidState()
-    tenant_id, user_id = ids
-    oauth = services.require_oauth()
-    async with db.session() as s:
-        tenant = await tenants.get(s, tenant_id)
-        user = await users.get(s, tenant_id, user_id)
-        if tenant is None or user is None:
-            raise errors.InvalidState("The CRM user who started this sign-in no longer exists.")
-        verdict = accounts.check(
-            tenant.google_account_policy, tenant.google_domains, user.email, auth.email
-        )
-        await s.commit()
-    if not verdict.allowed:
-        raise await _refuse(db, services, auth, verdict)
-    await _release_old_account(db, services, user_id, auth.email)
-    calendars: list[CalendarListEntry] = []
-    client = services.calendar_client(
-        oauth.credentials(auth.refresh_token or "", account=auth.email, token=auth.token)
-    )
-    try:
-        calendars = await client.calendars()
-    except errors.GoogleError as exc:  # the primary calendar's id is the e-mail anyway
-        log.warning("calendar list after connect failed: %s", exc)
-    finally:
-        await client.aclose()
-    async with db.session() as s:
-        tenant = await tenants.get(s, tenant_id)
-        user = await users.get(s, tenant_id, user_id)
-        if tenant is None or user is None:
-            raise errors.InvalidState("The CRM user who started this sign-in no longer exists.")
-        conn = await connections.for_user(s, user.id)
-        token = auth.token
-        changed = False
-        previous: str | None = None
-        if conn is None:
-            conn = await connections.create(
-                s,
-                tenant.id,
-                user.id,
-                google_email=auth.email,
-                refresh_token=token.refresh_token,
-                access_token=token.access_token,
-                access_token_expires_at=_expiry(token.expires_at),
-                scopes=sorted(token.scopes),
-            )
-        else:
-            previous = conn.google_email
-            changed = await connections.reconnect(
-                s,
-                conn,
-                google_email=auth.email,
-                refresh_token=token.refresh_token,
-                access_token=token.access_token,
-                access_token_expires_at=_expiry(token.expires_at),
-                scopes=sorted(token.scopes),
-            )
-            conn.auth_mode = "oauth"
-        if not await bindings.for_connection(s, conn.id):
-            await add_default_binding(s, tenant.id, conn, calendars)
-        await s.commit()
-        done = Connected(user, conn.id, auth.email, changed, previous if changed else None)
-    # push channels for the import calendars and a fresh calendarList channel (re-registered
-    # on reconnect: the account may have changed)
-    await Channels(db, services.access, services.settings).reconcile_connection(
-        done.connection_id, renew_list=True
-    )
-    return done
-
-
-async def enqueue_sync(
-    db: Database, jobs: JobQueue | None, connection_id: uuid.UUID, reason: Reason = Reason.INITIAL
-) -> list[uuid.UUID]:
-    """Ask the app's runner for a sync of every switched-on calendar of the connection at once
-    (connect, reconnect, calendars chosen, sync switched on): the first import, and what
-    changed while the grant was revoked, do not wait for the next poll. Without a runner (an
-    app whose lifespan has not started) nothing is queued; the safety poll catches up."""
-    async with db.session() as s:
-        conn = await connections.get(s, connection_id)
-        ids = (
-            [b.id for b in await bindings.for_connection(s, connection_id) if b.enabled]
-            if conn is not None and conn.status == connections.CONNECTED and conn.sync_enabled
-            else []
-        )
-        await s.commit()
-    if jobs is None:
-        return []
-    try:
-        for binding_id in ids:
-            await jobs.enqueue_sync(binding_id, reason)
-    except Exception:  # the connection is stored; the safety poll still finds the calendars
-        log.exception("queueing the sync after a connect or settings change failed")
-        return []
-    return ids
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -322,14 +89,6 @@ def run_out(run: SyncRun, binding: CalendarBinding | None) -> RunOut:
         ),
         error=error,
     )
-
-
-def imports(binding: CalendarBinding) -> bool:
-    return binding.role in (bindings.IMPORT, bindings.BOTH)
-
-
-def exports(binding: CalendarBinding) -> bool:
-    return binding.role in (bindings.EXPORT, bindings.BOTH)
 
 
 def _calendar_from_binding(binding: CalendarBinding) -> CalendarOut:
