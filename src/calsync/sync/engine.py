@@ -23,7 +23,7 @@ from calsync.store.base import utcnow
 from calsync.store.db import Database
 
 from . import transitions
-from .context import Ctx, Hooks
+from .context import Ctx, Hooks, RunProgress, RunSettings
 from .errors import Failure, Outcome, backoff_delay, run_failure
 from .owner import holder_dead, process_identity
 from .pull import GUARD_REMEDY, MassDelete, pull
@@ -156,49 +156,51 @@ async def _locked(
     try:
         tokens = google.tokens(db, tenant, connection)
         client = google.client(tokens)
-        ctx = Ctx(
-            db=db,
-            client=client,
-            tenant=tenant,
-            tenant_id=tenant.id,
-            user_id=connection.user_id,
-            connection_id=connection.id,
-            binding_id=binding.id,
-            calendar_id=binding.google_calendar_id,
-            role=binding.role,
-            direction=binding.direction,
-            time_zone=binding.time_zone,
-            sync_token=None if full else binding.sync_token,
-            push_seq=binding.push_seq,
-            run_id=run.id,
-            now=now or utcnow(),
-            lookback=timedelta(days=tenant.lookback_days or 30),
-            policy=Policy(tenant.conflict_policy or "latest_wins"),
-            hooks=hooks or Hooks(),
-            lock_owner=owner,
-            # the user confirmed the deletions the guard held back (bindings.resume)
-            allow_mass_delete=allow_mass_delete or binding.deletions_confirmed,
-            full=full or binding.sync_token is None,
-            private_events=connection.private_events or "import",
-            google_email=connection.google_email,
-        )
-        if (
+        private_events = connection.private_events or "import"
+        # the user changed the private-events policy: list everything and re-apply it
+        reapply = (
             binding.private_events_applied is not None
-            and binding.private_events_applied != ctx.private_events
-        ):
-            # the user changed the private-events policy: list everything and re-apply it
-            ctx.full = ctx.reapply = True
-            ctx.sync_token = None
+            and binding.private_events_applied != private_events
+        )
+        full_run = full or reapply or binding.sync_token is None
+        ctx = Ctx(
+            RunSettings(
+                db=db,
+                client=client,
+                tenant=tenant,
+                tenant_id=tenant.id,
+                user_id=connection.user_id,
+                connection_id=connection.id,
+                binding_id=binding.id,
+                calendar_id=binding.google_calendar_id,
+                role=binding.role,
+                direction=binding.direction,
+                time_zone=binding.time_zone,
+                sync_token=None if full or reapply else binding.sync_token,
+                run_id=run.id,
+                now=now or utcnow(),
+                lookback=timedelta(days=tenant.lookback_days or 30),
+                policy=Policy(tenant.conflict_policy or "latest_wins"),
+                hooks=hooks or Hooks(),
+                lock_owner=owner,
+                # the user confirmed the deletions the guard held back (bindings.resume)
+                allow_mass_delete=allow_mass_delete or binding.deletions_confirmed,
+                private_events=private_events,
+                google_email=connection.google_email,
+                reapply=reapply,
+            ),
+            RunProgress(push_seq=binding.push_seq, full=full_run),
+        )
         try:
             # an account used before: its old export calendar's events come here first
             await transitions.gather(ctx)
-            if ctx.pulls:
+            if ctx.settings.pulls:
                 await pull(ctx)
-            if ctx.pushes:
+            if ctx.settings.pushes:
                 await push(ctx)
         finally:
             await client.aclose()
-        if ctx.counts["issues"]:
+        if ctx.progress.counts["issues"]:
             # partial means: something was parked as an issue the user can see. Entries
             # deliberately not written (type not exported, import-only calendar, direction)
             # are no news, and a write Google answered with a passing error is retried by
@@ -216,7 +218,7 @@ async def _locked(
         failure = run_failure(exc)
         outcome = failure.outcome
         log.warning("sync failed", extra={"binding": str(binding_id), "code": exc.code})
-    counts = dict(ctx.counts) if ctx is not None else {}
+    counts = dict(ctx.progress.counts) if ctx is not None else {}
     await _record(db, binding_id, connection.id, run.id, outcome, failure, counts, ctx, sent.n)
     return RunResult(outcome, run.id, counts, failure)
 
@@ -277,7 +279,7 @@ async def _record(
             run_id,
             outcome=outcome.value,
             counts=stored,
-            full_sync=bool(ctx and ctx.full),
+            full_sync=bool(ctx and ctx.progress.full),
             error_code=failure.code if failure else None,
             error_message=failure.message if failure else None,
             google_requests=google_requests,
@@ -297,7 +299,7 @@ async def _record(
         binding = await bindings.get(s, binding_id)
         failures = binding.failure_count if binding is not None else 0
         ok = outcome in (Outcome.OK, Outcome.PARTIAL)
-        if ok and ctx is not None and ctx.allow_mass_delete:
+        if ok and ctx is not None and ctx.settings.allow_mass_delete:
             await bindings.deletions_applied(s, binding_id)
         await bindings.finished(
             s,

@@ -55,33 +55,39 @@ class Op:
 
 async def push(ctx: Ctx) -> None:
     seqs, last = await _feed(ctx)
-    todo: set[uuid.UUID] = set(seqs) | ctx.to_push
-    async with ctx.db.session() as s:
-        todo.update(await links.dirty(s, ctx.binding_id))
+    todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
+    async with ctx.settings.db.session() as s:
+        todo.update(await links.dirty(s, ctx.settings.binding_id))
         # entries that stopped being exported (their type, or the admin's exported types)
         todo.update(
             await links.unexported(
-                s, ctx.binding_id, filters.exported_types(ctx.tenant), PROJECT_TASK
+                s,
+                ctx.settings.binding_id,
+                filters.exported_types(ctx.settings.tenant),
+                PROJECT_TASK,
             )
         )
-        if ctx.exports:
+        if ctx.settings.exports:
             # CRM entries in an unticked calendar deleted or no longer exported leave Google
             todo.update(
                 await links.unexported_unselected(
-                    s, ctx.connection_id, filters.exported_types(ctx.tenant), PROJECT_TASK
+                    s,
+                    ctx.settings.connection_id,
+                    filters.exported_types(ctx.settings.tenant),
+                    PROJECT_TASK,
                 )
             )
             # every exportable activity without a link: new on a first sync, and those of a
             # type the admin exports since (the change feed never named them for Google)
             fresh = await links.unlinked_activities(
                 s,
-                ctx.tenant_id,
-                ctx.user_id,
-                ctx.binding_id,
-                since=ctx.window_start,
-                type_keys=filters.exported_types(ctx.tenant),
+                ctx.settings.tenant_id,
+                ctx.settings.user_id,
+                ctx.settings.binding_id,
+                since=ctx.settings.window_start,
+                type_keys=filters.exported_types(ctx.settings.tenant),
             )
-            todo.update(a.id for a in fresh if filters.exportable(ctx.tenant, a))
+            todo.update(a.id for a in fresh if filters.exportable(ctx.settings.tenant, a))
     deferred: set[uuid.UUID] = set()
     rounds = 0
     while todo and rounds < MAX_ROUNDS:
@@ -91,16 +97,16 @@ async def push(ctx: Ctx) -> None:
         # written (type not exported, import-only calendar, read-only) — never "pending"
         todo = set()
         if ops:
-            results = await ctx.client.batch([op.call for op in ops])
-            await ctx.hooks.fire("after_google_write", ctx, ops, results)
+            results = await ctx.settings.client.batch([op.call for op in ops])
+            await ctx.settings.hooks.fire("after_google_write", ctx, ops, results)
             for op, result in zip(ops, results, strict=True):
                 outcome = await settle(ctx, op, result)
                 if outcome == "again":
                     todo.add(op.activity_id)
                 elif outcome == "deferred":
                     deferred.add(op.activity_id)
-        todo |= ctx.later  # a new series' exceptions, now that the series exists
-        ctx.later.clear()
+        todo |= ctx.progress.later  # a new series' exceptions, now that the series exists
+        ctx.progress.later.clear()
         if not ops:
             break
     deferred |= todo  # still owed after the last round: keep them for the next run
@@ -108,42 +114,44 @@ async def push(ctx: Ctx) -> None:
     for aid in deferred:
         if aid in seqs:
             cursor = min(cursor, seqs[aid] - 1)
-    ctx.counts["deferred"] += len(deferred)
-    if cursor != ctx.push_seq:
+    ctx.progress.counts["deferred"] += len(deferred)
+    if cursor != ctx.progress.push_seq:
         from calsync.store import bindings
 
-        async with ctx.db.session() as s:
-            await bindings.set_push_seq(s, ctx.binding_id, max(cursor, ctx.push_seq))
+        async with ctx.settings.db.session() as s:
+            await bindings.set_push_seq(
+                s, ctx.settings.binding_id, max(cursor, ctx.progress.push_seq)
+            )
             await s.commit()
-        ctx.push_seq = max(cursor, ctx.push_seq)
+        ctx.progress.push_seq = max(cursor, ctx.progress.push_seq)
 
 
 async def _feed(ctx: Ctx) -> tuple[dict[uuid.UUID, int], int]:
     """The owner's activities changed after the cursor (first seq of each) and the last seq."""
     seqs: dict[uuid.UUID, int] = {}
-    async with ctx.db.session() as s:
-        last = await changes.last_seq(s, ctx.tenant_id)
-        after = ctx.push_seq
+    async with ctx.settings.db.session() as s:
+        last = await changes.last_seq(s, ctx.settings.tenant_id)
+        after = ctx.progress.push_seq
         while after < last:
-            page = await changes.after(s, ctx.tenant_id, after, FEED_PAGE)
+            page = await changes.after(s, ctx.settings.tenant_id, after, FEED_PAGE)
             if not page:
                 break
             for change in page:
                 if change.seq > last:
                     break
-                if change.owner_id == ctx.user_id and change.origin != "sync":
+                if change.owner_id == ctx.settings.user_id and change.origin != "sync":
                     seqs.setdefault(change.activity_id, change.seq)
             after = page[-1].seq
     return seqs, last
 
 
 def _insert(ctx: Ctx, activity: Activity, values: SyncFields, event_id: str) -> Op:
-    body = mapping.insert_body(activity, values, event_id, ctx.tenant_id)
+    body = mapping.insert_body(activity, values, event_id, ctx.settings.tenant_id)
     return Op(
         "insert",
         activity.id,
         event_id,
-        calls.events_insert(ctx.calendar_id, body, send_updates="none"),
+        calls.events_insert(ctx.settings.calendar_id, body, send_updates="none"),
         values,
     )
 
@@ -161,7 +169,7 @@ def _patch(
         link.activity_id,
         link.google_event_id,
         calls.events_patch(
-            ctx.calendar_id,
+            ctx.settings.calendar_id,
             link.google_event_id,
             body,
             if_match=link.google_etag,
@@ -184,7 +192,7 @@ async def _read_only(ctx: Ctx, s: AsyncSession, activity: Activity, link: EventL
     google = SyncFields.from_json(link.snapshot)
     if google != c:
         await write_crm(ctx, s, activity, google)
-        ctx.counts["reverted"] += 1
+        ctx.progress.counts["reverted"] += 1
     link.crm_hash = content_hash(mapping.activity_fields(activity))
 
 
@@ -193,8 +201,10 @@ async def _master(
 ) -> tuple[Activity | None, EventLink | None]:
     """An exception's master and the master's link here, looked up once per exception."""
     assert exception.recurring_parent_id is not None
-    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
-    return master, await links.by_activity(s, ctx.binding_id, exception.recurring_parent_id)
+    master = await activities.get(s, ctx.settings.tenant_id, exception.recurring_parent_id)
+    return master, await links.by_activity(
+        s, ctx.settings.binding_id, exception.recurring_parent_id
+    )
 
 
 async def _occurrence(
@@ -222,7 +232,7 @@ async def _occurrence(
     ):
         # the series is being written (new, moved, edited): the occurrence follows, so its
         # instance exists where the CRM's series says
-        ctx.later.add(activity.id)
+        ctx.progress.later.add(activity.id)
         return None
     c = mapping.activity_fields(activity)
     c_hash = content_hash(c)
@@ -231,10 +241,14 @@ async def _occurrence(
     )
     if link is None:
         # a link to this instance may outlive a deleted exception of the same occurrence
-        link = await links.by_event(s, ctx.binding_id, event_id)
+        link = await links.by_event(s, ctx.settings.binding_id, event_id)
         if link is None:
             link = links.new(
-                ctx.tenant_id, ctx.binding_id, activity.id, event_id, state=links.PENDING
+                ctx.settings.tenant_id,
+                ctx.settings.binding_id,
+                activity.id,
+                event_id,
+                state=links.PENDING,
             )
             s.add(link)
         link.activity_id = activity.id
@@ -246,7 +260,9 @@ async def _occurrence(
         "patch",
         activity.id,
         event_id,
-        calls.events_patch(ctx.calendar_id, event_id, mapping.event_body(c), send_updates="none"),
+        calls.events_patch(
+            ctx.settings.calendar_id, event_id, mapping.event_body(c), send_updates="none"
+        ),
         c,
     )
 
@@ -281,16 +297,16 @@ async def _orphaned_exception(
         await links.remove(s, link)
         return None
     parent = activities.series(master)
-    draft = mapping.draft(mapping.activity_fields(deleted), deleted, ctx.time_zone)
+    draft = mapping.draft(mapping.activity_fields(deleted), deleted, ctx.settings.time_zone)
     restored = await create_exception(ctx, s, master, draft, parent, like=deleted)
     link.activity_id = restored.id
-    ctx.counts["restored"] += 1
+    ctx.progress.counts["restored"] += 1
     return link
 
 
 async def _get(ctx: Ctx, s: AsyncSession, activity_id: uuid.UUID | None) -> Activity:
     assert activity_id is not None
-    found = await activities.get(s, ctx.tenant_id, activity_id)
+    found = await activities.get(s, ctx.settings.tenant_id, activity_id)
     assert found is not None
     return found
 
@@ -314,9 +330,9 @@ async def _bad_rule(ctx: Ctx, s: AsyncSession, activity: Activity) -> bool:
     except (rec.RecurrenceError, ValueError, KeyError) as exc:
         await runs.report_issue(
             s,
-            ctx.tenant_id,
-            ctx.binding_id,
-            ctx.run_id,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
             code=BAD_RULE,
             message=(
                 f"The CRM series {activity.subject or activity.id!r} has a recurrence Google "
@@ -326,7 +342,7 @@ async def _bad_rule(ctx: Ctx, s: AsyncSession, activity: Activity) -> bool:
             "yearly rule.",
             activity_id=activity.id,
         )
-        ctx.counts["issues"] += 1
+        ctx.progress.counts["issues"] += 1
         return True
     return False
 
@@ -363,15 +379,15 @@ async def _withdraw_elsewhere(
 async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
     """Decide each activity's write; pending links are committed here, before any insert."""
     ops: list[Op] = []
-    async with ctx.db.session() as s:
-        acts = await links.activities(s, ctx.tenant_id, ids)
-        lks = await links.by_activities(s, ctx.binding_id, ids)
+    async with ctx.settings.db.session() as s:
+        acts = await links.activities(s, ctx.settings.tenant_id, ids)
+        lks = await links.by_activities(s, ctx.settings.binding_id, ids)
         elsewhere = await links.links_elsewhere(
-            s, ctx.connection_id, ctx.binding_id, [i for i in ids if i not in lks]
+            s, ctx.settings.connection_id, ctx.settings.binding_id, [i for i in ids if i not in lks]
         )
         for aid in sorted(ids):
             activity = acts.get(aid)
-            if activity is None or activity.owner_id != ctx.user_id:
+            if activity is None or activity.owner_id != ctx.settings.user_id:
                 continue
             link = lks.get(aid)
             if link is not None and link.activity_id != aid:
@@ -422,7 +438,7 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                         aid,
                         link.google_event_id,
                         calls.events_delete(
-                            ctx.calendar_id,
+                            ctx.settings.calendar_id,
                             link.google_event_id,
                             if_match=link.google_etag,
                             send_updates="none",
@@ -439,12 +455,12 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                 if await _withdraw_elsewhere(ctx, s, activity, elsewhere, ops):
                     continue
                 if (
-                    not ctx.exports
+                    not ctx.settings.exports
                     or not made_in_crm(activity)  # an entry from Google is never copied
-                    or not filters.exportable(ctx.tenant, activity)
+                    or not filters.exportable(ctx.settings.tenant, activity)
                     or (
                         activity.range_end_utc is not None
-                        and activity.range_end_utc <= ctx.window_start
+                        and activity.range_end_utc <= ctx.settings.window_start
                     )
                 ):
                     continue
@@ -468,8 +484,8 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                 event_id = google_event_id(aid)
                 s.add(
                     links.new(
-                        ctx.tenant_id,
-                        ctx.binding_id,
+                        ctx.settings.tenant_id,
+                        ctx.settings.binding_id,
                         aid,
                         event_id,
                         state=links.PENDING,
@@ -484,7 +500,9 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
                 if c_hash == link.crm_hash:
                     continue  # waits for a change or a person
                 if link.google_etag is None:
-                    if not ctx.exports or not filters.exportable(ctx.tenant, activity):
+                    if not ctx.settings.exports or not filters.exportable(
+                        ctx.settings.tenant, activity
+                    ):
                         continue
                     link.state = links.PENDING
             if link.state == links.PENDING:
@@ -517,18 +535,20 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
         return await transitions.settle_move(
             ctx, op.activity_id, op.event_id, op.from_binding, op.from_calendar, result
         )
-    async with ctx.db.session() as s:
-        link = await links.by_activity(s, op.from_binding or ctx.binding_id, op.activity_id)
+    async with ctx.settings.db.session() as s:
+        link = await links.by_activity(
+            s, op.from_binding or ctx.settings.binding_id, op.activity_id
+        )
         if link is None:
             return "done"
         if op.kind in ("delete", "withdraw"):
             if result is None or isinstance(result, errors.NotFound | errors.Deleted):
                 await links.remove(s, link)
                 await s.commit()
-                ctx.counts["pushed"] += 1
+                ctx.progress.counts["pushed"] += 1
                 return "done"
         elif isinstance(result, Event):
-            g = mapping.event_fields(result, ctx.time_zone)
+            g = mapping.event_fields(result, ctx.settings.time_zone)
             link.state = links.LINKED
             link.google_event_id = result.id or op.event_id
             link.snapshot = g.to_json()
@@ -537,17 +557,17 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
             link.google_etag, link.google_updated = result.etag, result.updated
             link.ical_uid = result.i_cal_uid
             if op.kind == "insert" and op.values is not None and op.values.recurrence:
-                ctx.later.update(await links.exceptions(s, op.activity_id))
-            await runs.resolve_issues(s, ctx.binding_id, activity_id=op.activity_id)
+                ctx.progress.later.update(await links.exceptions(s, op.activity_id))
+            await runs.resolve_issues(s, ctx.settings.binding_id, activity_id=op.activity_id)
             await s.commit()
-            ctx.counts["pushed"] += 1
+            ctx.progress.counts["pushed"] += 1
             return "done"
         if op.from_binding is not None and isinstance(result, errors.PreconditionFailed):
             # withdrawing from an unticked calendar, whose Google edits are not synced: the
             # event changed there since — delete that version in the next round
             assert op.from_calendar is not None
             try:
-                event = await ctx.client.get_event(op.from_calendar, link.google_event_id)
+                event = await ctx.settings.client.get_event(op.from_calendar, link.google_event_id)
             except (errors.NotFound, errors.Deleted):
                 await links.remove(s, link)
                 await s.commit()
@@ -562,15 +582,17 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
         if isinstance(result, errors.Duplicate | errors.PreconditionFailed | errors.Deleted):
             # 409: our earlier insert landed (adopt it); 412/410: Google moved on — re-read it
             try:
-                event = await ctx.client.get_event(ctx.calendar_id, link.google_event_id)
+                event = await ctx.settings.client.get_event(
+                    ctx.settings.calendar_id, link.google_event_id
+                )
             except errors.GoogleError as exc:
                 if exc.needs_reauth:
                     raise
                 return "deferred"
             if isinstance(result, errors.Duplicate):
-                ctx.counts["adopted"] += 1
+                ctx.progress.counts["adopted"] += 1
             else:
-                ctx.counts["refetched"] += 1
+                ctx.progress.counts["refetched"] += 1
             await reconcile(ctx, s, event, link)
             await s.commit()
             return "again"
@@ -582,9 +604,9 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
             link.state = links.PARKED
             await runs.report_issue(
                 s,
-                ctx.tenant_id,
-                ctx.binding_id,
-                ctx.run_id,
+                ctx.settings.tenant_id,
+                ctx.settings.binding_id,
+                ctx.settings.run_id,
                 code=result.code,
                 message=result.message,
                 remedy=result.remedy,
@@ -592,7 +614,7 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> str:
                 google_event_id=op.event_id,
             )
             await s.commit()
-            ctx.counts["issues"] += 1
+            ctx.progress.counts["issues"] += 1
             return "parked"
     log.info("push deferred", extra={"activity": str(op.activity_id), "error": str(result)})
     return "deferred"

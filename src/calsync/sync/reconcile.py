@@ -2,7 +2,7 @@
 
 Called by the pull for every listed event and by the push after a 409 or 412 re-read, always
 inside the caller's transaction for that one event. CRM writes happen here; Google writes are
-left to the push, which finds them through `ctx.to_push`.
+left to the push, which finds them through `ctx.progress.to_push`.
 
 A link's `snapshot` is the base of the next three-way merge: the fields both sides last agreed
 on — or, after a merge whose result Google has not received yet, Google's current fields, so the
@@ -55,25 +55,29 @@ async def relink(ctx: Ctx, s: AsyncSession, event: Event) -> EventLink | None:
     assert event.id is not None
     if event.recurring_event_id is not None:
         return None  # an occurrence carries its master's tag: linked by the pull's exceptions
-    candidate = mapping.tagged_activity_id(event, ctx.tenant_id) or activity_id_from_event_id(
-        event.id
-    )
+    candidate = mapping.tagged_activity_id(
+        event, ctx.settings.tenant_id
+    ) or activity_id_from_event_id(event.id)
     if candidate is None:
         return None
-    activity = await activities.get(s, ctx.tenant_id, candidate)
-    if activity is None or activity.owner_id != ctx.user_id:
+    activity = await activities.get(s, ctx.settings.tenant_id, candidate)
+    if activity is None or activity.owner_id != ctx.settings.user_id:
         return None
     if event.cancelled and activity.deleted_at is None:
         # a live entry's event gone from this calendar without a link here: calsync moved it
         # to another calendar, or withdrew it (its type is no longer exported) — no news
         return None
-    if await links.by_activity(s, ctx.binding_id, activity.id) is not None:
+    if await links.by_activity(s, ctx.settings.binding_id, activity.id) is not None:
         return None  # linked to another event already: never two events for one activity
-    if await links.linked_in_other_bindings(s, ctx.connection_id, ctx.binding_id, [activity.id]):
+    if await links.linked_in_other_bindings(
+        s, ctx.settings.connection_id, ctx.settings.binding_id, [activity.id]
+    ):
         return None  # the entry lives in another calendar; this is a copy made in Google
-    link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED)
+    link = links.new(
+        ctx.settings.tenant_id, ctx.settings.binding_id, activity.id, event.id, state=links.LINKED
+    )
     s.add(link)
-    ctx.counts["linked"] += 1
+    ctx.progress.counts["linked"] += 1
     if event.cancelled:
         return link
     policy = filters.policy_for(ctx, activity)
@@ -104,11 +108,11 @@ async def first_link(
 
 
 def _policy(ctx: Ctx, link: EventLink | None = None) -> Policy:
-    if not ctx.pushes or (link is not None and link.read_only):
+    if not ctx.settings.pushes or (link is not None and link.read_only):
         return Policy.GOOGLE_WINS
-    if not ctx.applies_to_crm:
+    if not ctx.settings.applies_to_crm:
         return Policy.CRM_WINS
-    return ctx.policy
+    return ctx.settings.policy
 
 
 def _updated(event: Event, activity: Activity) -> datetime:
@@ -138,13 +142,15 @@ async def write_crm(
     an exception is checked against its master's series."""
     parent = None
     if activity.recurring_parent_id is not None:
-        master = await activities.get(s, ctx.tenant_id, activity.recurring_parent_id)
+        master = await activities.get(s, ctx.settings.tenant_id, activity.recurring_parent_id)
         if master is not None:
             parent = activities.series(master)
-    checked = validate(mapping.draft(values, activity, ctx.time_zone, attendees=attendees), parent)
+    checked = validate(
+        mapping.draft(values, activity, ctx.settings.time_zone, attendees=attendees), parent
+    )
     before = activities.series(activity) if activity.recurrence and parent is None else None
     await activities.update(s, activity, checked, origin="sync")
-    ctx.counts["updated"] += 1
+    ctx.progress.counts["updated"] += 1
     if before is not None and activities.series(activity) != before:
         await exceptions_followed(ctx, s, activity)
 
@@ -163,7 +169,7 @@ async def create_exception(
     like = like or master
     return await activities.create(
         s,
-        ctx.tenant_id,
+        ctx.settings.tenant_id,
         type_key=like.type_key,
         owner_id=like.owner_id,
         values=validate(draft, parent),
@@ -180,23 +186,23 @@ async def exceptions_followed(ctx: Ctx, s: AsyncSession, master: Activity) -> No
     the old instance, so the push writes it to the new one (`crm_hash` cleared keeps it owed
     across runs)."""
     shape = activities.series(master)
-    master_link = await links.by_activity(s, ctx.binding_id, master.id)
-    for link, activity in await series.exception_links(s, ctx.binding_id, master.id):
+    master_link = await links.by_activity(s, ctx.settings.binding_id, master.id)
+    for link, activity in await series.exception_links(s, ctx.settings.binding_id, master.id):
         if activity.deleted_at is not None:
             original = activity.original_start_local
             if original is None or not is_occurrence(shape, original):
                 await links.remove(s, link)
         elif link.google_event_id != instance_of(activity, master, master_link):
             link.crm_hash = None
-            ctx.to_push.add(activity.id)
+            ctx.progress.to_push.add(activity.id)
 
 
 async def expected_instance(ctx: Ctx, s: AsyncSession, exception: Activity) -> str | None:
     """The Google instance id an exception belongs to now (None if its series has no link)."""
     if exception.recurring_parent_id is None or exception.original_start_local is None:
         return None
-    master_link = await links.by_activity(s, ctx.binding_id, exception.recurring_parent_id)
-    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
+    master_link = await links.by_activity(s, ctx.settings.binding_id, exception.recurring_parent_id)
+    master = await activities.get(s, ctx.settings.tenant_id, exception.recurring_parent_id)
     return instance_of(exception, master, master_link)
 
 
@@ -218,7 +224,7 @@ async def responses(ctx: Ctx, s: AsyncSession, activity: Activity, event: Event)
     """Show Google's guests and their answers (accepted, declined ...) on the activity; a
     decline is an answer, not a deletion."""
     wanted = mapping.event_attendees(event)
-    if wanted is None or not ctx.applies_to_crm or activity.deleted_at is not None:
+    if wanted is None or not ctx.settings.applies_to_crm or activity.deleted_at is not None:
         return
     have = tuple(
         Attendee(a.email, a.display_name, a.response_status, a.optional) for a in activity.attendees
@@ -236,14 +242,14 @@ async def _apply_merged(
     g: SyncFields,
     merged: Merged,
 ) -> None:
-    if merged.to_crm and ctx.applies_to_crm:
+    if merged.to_crm and ctx.settings.applies_to_crm:
         await write_crm(ctx, s, activity, merged.values)
     for conflict in merged.conflicts:
         runs.record_conflict(
             s,
-            ctx.tenant_id,
-            ctx.binding_id,
-            ctx.run_id,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
             field=conflict.unit,
             base=list(conflict.base) if conflict.base is not None else None,
             crm=list(conflict.crm),
@@ -254,17 +260,17 @@ async def _apply_merged(
             link_id=link.id,
             google_event_id=event.id,
         )
-        ctx.counts["conflicts"] += 1
-    if merged.to_google and ctx.pushes and not link.read_only:
+        ctx.progress.counts["conflicts"] += 1
+    if merged.to_google and ctx.settings.pushes and not link.read_only:
         agree(link, event, g, crm=None)  # the push writes the units the CRM won
-        ctx.to_push.add(activity.id)
+        ctx.progress.to_push.add(activity.id)
     else:
         agree(link, event, g, crm=mapping.activity_fields(activity))
 
 
 async def _series_gone(ctx: Ctx, s: AsyncSession, exception: Activity) -> bool:
     assert exception.recurring_parent_id is not None
-    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
+    master = await activities.get(s, ctx.settings.tenant_id, exception.recurring_parent_id)
     return master is None or master.deleted_at is not None
 
 
@@ -285,7 +291,7 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         # moving: the export calendar's sync is taking it out of this calendar; detached: a
         # project task neither side writes (sync.transitions)
         return Result.SKIPPED
-    activity = await activities.get(s, ctx.tenant_id, link.activity_id)
+    activity = await activities.get(s, ctx.settings.tenant_id, link.activity_id)
     if activity is None:
         await links.remove(s, link)
         return Result.SKIPPED if event.cancelled else Result.UNLINKED
@@ -295,7 +301,7 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         and event.cancelled
         and not occurrence
         and activity.deleted_at is None
-        and ctx.pushes
+        and ctx.settings.pushes
     ):
         # our insert met an event of ours Google holds as deleted (the entry was withdrawn
         # when its type stopped being exported, or moved away and back): it comes back with
@@ -303,24 +309,24 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         link.state = links.LINKED
         link.google_etag, link.google_updated = event.etag, event.updated
         link.google_hash, link.crm_hash = CANCELLED, None
-        ctx.restore.add(activity.id)
-        ctx.to_push.add(activity.id)
+        ctx.progress.restore.add(activity.id)
+        ctx.progress.to_push.add(activity.id)
         return Result.DONE
     expected = await expected_instance(ctx, s, activity) if occurrence else None
     if expected is not None and event.id != expected:
         # the series moved and took this exception to another occurrence: the push writes it
         # there; the old instance (which Google dropped) is no news
         return Result.SKIPPED
-    if occurrence and activity.deleted_at is not None and event.cancelled and ctx.pushes:
+    if occurrence and activity.deleted_at is not None and event.cancelled and ctx.settings.pushes:
         # deleted in the CRM, cancelled in Google: the push decides (the cancelled exception a
         # user's delete put in its place takes the link over; see push._orphaned_exception)
-        ctx.to_push.add(activity.id)
+        ctx.progress.to_push.add(activity.id)
         return Result.SKIPPED
     if event.cancelled and (not occurrence or activity.deleted_at is not None):
         return await _cancelled(ctx, s, link, activity, event)
-    if link.state != links.PENDING and link.google_etag == event.etag and not ctx.reapply:
+    if link.state != links.PENDING and link.google_etag == event.etag and not ctx.settings.reapply:
         return Result.UNCHANGED  # our own write coming back, or nothing new
-    if activity.owner_id != ctx.user_id:
+    if activity.owner_id != ctx.settings.user_id:
         # an attendee's copy of a meeting another CRM user owns: that user's binding writes
         # the fields; this copy only brings its guests' answers
         link.read_only = filters.NOT_ORGANIZER
@@ -357,16 +363,16 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
         await links.remove(s, link)
         return Result.SKIPPED
     action = decide(crm, State.CHANGED)
-    if not ctx.applies_to_crm:
+    if not ctx.settings.applies_to_crm:
         # crm_to_google: Google's edits are overwritten by the CRM's fields
         agree(link, event, g, crm=None)
-        ctx.to_push.add(activity.id)
+        ctx.progress.to_push.add(activity.id)
         return Result.DONE
     if action is Action.RESTORE_CRM:
         await links.restore_activity(s, activity)
-        ctx.counts["restored"] += 1
+        ctx.progress.counts["restored"] += 1
         action = Action.PULL
-    if action is Action.PULL or not ctx.pushes or link.read_only:
+    if action is Action.PULL or not ctx.settings.pushes or link.read_only:
         if mapping.activity_fields(activity) != g:
             await write_crm(ctx, s, activity, g)
         agree(link, event, g, crm=mapping.activity_fields(activity))
@@ -386,26 +392,26 @@ async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | N
 async def _cancelled(
     ctx: Ctx, s: AsyncSession, link: EventLink, activity: Activity, event: Event
 ) -> Result:
-    if activity.owner_id != ctx.user_id:
+    if activity.owner_id != ctx.settings.user_id:
         # an attendee's copy went away (uninvited, or the organiser deleted it): the
         # organiser's binding decides about the activity
         await links.remove(s, link)
         return Result.DONE
     action = decide(crm_state(activity, link), State.DELETED)
-    if action is Action.RESTORE_GOOGLE and ctx.pushes and not link.read_only:
+    if action is Action.RESTORE_GOOGLE and ctx.settings.pushes and not link.read_only:
         # edited in the CRM after Google deleted it: the edit wins, the event comes back
         link.google_etag, link.google_updated = event.etag, event.updated
         link.google_hash, link.crm_hash = CANCELLED, None
-        ctx.restore.add(activity.id)
-        ctx.to_push.add(activity.id)
+        ctx.progress.restore.add(activity.id)
+        ctx.progress.to_push.add(activity.id)
         return Result.DONE
-    if action is Action.FORGET or not ctx.applies_to_crm:
+    if action is Action.FORGET or not ctx.settings.applies_to_crm:
         await links.remove(s, link)
         return Result.DONE
     occurrences = await links.exceptions(s, activity.id) if activity.recurrence else []
     await activities.delete(s, activity, origin="sync")  # a series takes its exceptions along
     await links.remove(s, link)
-    for other in (await links.by_activities(s, ctx.binding_id, occurrences)).values():
+    for other in (await links.by_activities(s, ctx.settings.binding_id, occurrences)).values():
         await links.remove(s, other)
-    ctx.counts["deleted"] += 1
+    ctx.progress.counts["deleted"] += 1
     return Result.DONE
