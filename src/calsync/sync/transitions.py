@@ -42,6 +42,7 @@ from calsync.store.models import Activity, CalendarBinding, EventLink
 from . import filters
 from .context import Ctx
 from .mapping import TENANT_KEY, tagged_activity_id
+from .ops import Settled
 
 log = logging.getLogger(__name__)
 
@@ -145,22 +146,22 @@ async def settle_move(
     from_binding: uuid.UUID,
     from_calendar: str,
     result: object,
-) -> str:
-    """Store a move's answer; returns done/again/deferred/parked like push.settle. A move that
+) -> Settled:
+    """Store a move's answer; the outcome like push.settle. A move that
     landed answers "again": the next round patches what the CRM changed since the last write."""
     if isinstance(result, errors.GoogleError) and result.needs_reauth:
         raise result
     async with ctx.settings.db.session() as s:
         link = await links.by_activity(s, from_binding, activity_id)
         if link is None or link.state != links.MOVING:
-            return "done"
+            return Settled.DONE
         if isinstance(result, Event):
             await _arrived(ctx, s, link, from_binding, result)
             await s.commit()
             ctx.progress.counts["moved"] += 1
             # a CRM edit made since the last write is owed here now: one more round writes it
             # (the cursor passes the edit with this run, so it must not wait for the next one)
-            return "again"
+            return Settled.AGAIN
         if isinstance(result, errors.Deleted | errors.NotFound):
             # gone from the old calendar: an earlier move landed before a crash, or someone
             # deleted it there — look in the new calendar
@@ -173,14 +174,14 @@ async def settle_move(
             except errors.GoogleError as exc:
                 if exc.needs_reauth:
                     raise
-                return "deferred"
+                return Settled.DEFERRED
             if event is not None and not event.cancelled:
                 await _arrived(ctx, s, link, from_binding, event)
                 ctx.progress.counts["moved"] += 1
             else:
                 await _rewrite(ctx, s, link, from_binding)
             await s.commit()
-            return "again"  # arrived (a CRM edit may be owed) or to be written afresh
+            return Settled.AGAIN  # arrived (a CRM edit may be owed) or to be written afresh
         if isinstance(result, errors.Duplicate):
             # the id was used in the new calendar before (moved away and back): remove the old
             # calendar's event, then the push writes the entry where it now belongs
@@ -191,10 +192,10 @@ async def settle_move(
             except errors.GoogleError as exc:
                 if exc.needs_reauth:
                     raise
-                return "deferred"
+                return Settled.DEFERRED
             await _rewrite(ctx, s, link, from_binding)
             await s.commit()
-            return "again"
+            return Settled.AGAIN
         if isinstance(result, errors.GoogleError) and not result.retryable:
             link.state = links.LINKED  # it stays where it is, one copy, with an issue
             await runs.report_issue(
@@ -217,8 +218,8 @@ async def settle_move(
             )
             await s.commit()
             ctx.progress.counts["issues"] += 1
-            return "parked"
-    return "deferred"
+            return Settled.PARKED
+    return Settled.DEFERRED
 
 
 async def _arrived(
