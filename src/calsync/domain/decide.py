@@ -60,8 +60,7 @@ class Writes(StrEnum):
 
     BOTH = "both"
     CRM = "CRM only"  # google_to_crm, or a read-only link
-    GOOGLE = "Google only"  # crm_to_google
-    NEITHER = "neither"  # crm_to_google and a read-only link
+    GOOGLE = "Google only"  # crm_to_google (the push never writes a read-only link anyway)
 
 
 class Action(StrEnum):
@@ -123,20 +122,17 @@ KINDS: dict[Kind, Action] = {
     Kind.BAD_RULE: Action.REPORT,
 }
 
-_TO_CRM = {Action.PULL: Action.PUSH, Action.MERGE: Action.PUSH, Action.RESTORE_CRM: Action.PUSH}
-
 #: what an action becomes when a side may not be written (absent: unchanged)
 ONE_WAY: dict[Writes, dict[Action, Action]] = {
     Writes.BOTH: {},
     # Google is only read: its side wins, a CRM edit of an entry Google deleted is lost
     Writes.CRM: {Action.MERGE: Action.PULL, Action.RESTORE_GOOGLE: Action.DELETE_CRM},
     # the CRM is only read: Google's edits are overwritten, its deletes only end the link
-    Writes.GOOGLE: {**_TO_CRM, Action.DELETE_CRM: Action.FORGET},
-    # and Google may not be written either (a read-only link): a CRM edit cannot bring it back
-    Writes.NEITHER: {
-        **_TO_CRM,
+    Writes.GOOGLE: {
+        Action.PULL: Action.PUSH,
+        Action.MERGE: Action.PUSH,
+        Action.RESTORE_CRM: Action.PUSH,
         Action.DELETE_CRM: Action.FORGET,
-        Action.RESTORE_GOOGLE: Action.FORGET,
     },
 }
 

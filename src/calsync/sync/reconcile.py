@@ -285,10 +285,9 @@ class Case:
 
 
 def _writes(ctx: Ctx, link: EventLink) -> Writes:
-    google = ctx.settings.pushes and not link.read_only
     if not ctx.settings.applies_to_crm:
-        return Writes.GOOGLE if google else Writes.NEITHER
-    return Writes.BOTH if google else Writes.CRM
+        return Writes.GOOGLE
+    return Writes.BOTH if ctx.settings.pushes and not link.read_only else Writes.CRM
 
 
 async def classify(ctx: Ctx, session: AsyncSession, event: Event, link: EventLink | None) -> Case:
