@@ -19,7 +19,7 @@ from calsync.domain.decide import Action, Kind, State, action_for
 from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
 from calsync.domain.recurrence import is_occurrence
-from calsync.google import calls
+from calsync.google import builders, calls
 from calsync.store import activities, links, runs
 from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, CalendarBinding, EventLink
@@ -258,8 +258,13 @@ def _insert(ctx: Ctx, session: AsyncSession, activity: Activity, link: EventLink
     link.snapshot = values.to_json()
     link.crm_hash = link.google_hash = values_hash
     link.google_event_id = event_id
-    body = mapping.insert_body(activity, values, event_id, settings.tenant_id)
-    call = calls.events_insert(settings.calendar_id, body, send_updates="none")
+    event = builders.new_event(
+        values,
+        event_id,
+        tags=mapping.tags(activity.id, settings.tenant_id),
+        guests=mapping.guests(activity),
+    )
+    call = calls.events_insert(settings.calendar_id, event, send_updates="none")
     return Op(OpKind.INSERT, activity.id, event_id, call, values)
 
 
@@ -267,14 +272,12 @@ def _patch(
     ctx: Ctx, link: EventLink, values: SyncFields, units: frozenset[str] | None, restore: bool
 ) -> Op:
     before = SyncFields.from_json(link.snapshot) if link.snapshot else None
-    body = mapping.event_body(values, units, before=before)
-    if restore:
-        body["status"] = "confirmed"
+    changes = builders.event_changes(values, units, before=before, restore=restore)
     assert link.activity_id is not None
     call = calls.events_patch(
         ctx.settings.calendar_id,
         link.google_event_id,
-        body,
+        changes,
         if_match=link.google_etag,
         send_updates="none",
     )
@@ -391,7 +394,7 @@ async def _place(
     link.state = links.PENDING  # owed until Google confirms (a retarget too)
     link.google_recurring_event_id = master_link.google_event_id
     call = calls.events_patch(
-        settings.calendar_id, event_id, mapping.event_body(values), send_updates="none"
+        settings.calendar_id, event_id, builders.event_changes(values), send_updates="none"
     )
     return Op(OpKind.PATCH, activity.id, event_id, call, values)
 

@@ -218,10 +218,7 @@ async def responses(ctx: Ctx, s: AsyncSession, activity: Activity, event: Event)
     wanted = mapping.event_attendees(event)
     if wanted is None or not ctx.settings.applies_to_crm or activity.deleted_at is not None:
         return
-    have = tuple(
-        Attendee(a.email, a.display_name, a.response_status, a.optional) for a in activity.attendees
-    )
-    if wanted != have:
+    if wanted != mapping.guests(activity):
         await write_crm(ctx, s, activity, mapping.activity_fields(activity), attendees=wanted)
 
 
