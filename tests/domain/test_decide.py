@@ -11,6 +11,7 @@ from calsync.domain.decide import (
     KINDS,
     ONE_WAY,
     SIDES,
+    WHEN,
     Action,
     Kind,
     State,
@@ -29,7 +30,7 @@ def test_every_side_pair_has_exactly_one_action() -> None:
 
 
 def test_every_special_kind_has_exactly_one_action() -> None:
-    assert set(KINDS) == set(Kind) - {Kind.ENTRY}
+    assert set(KINDS) == set(Kind) - {Kind.ENTRY} == set(WHEN)
     assert all(isinstance(action, Action) for action in KINDS.values())
 
 

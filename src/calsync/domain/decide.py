@@ -98,7 +98,7 @@ SIDES: dict[tuple[State, State], Action] = {
     (State.DELETED, State.DELETED): Action.FORGET,
 }
 
-#: a special kind: one action, whatever the sides say
+#: a special kind: one action, whatever the sides say — and when the sync sees it
 KINDS: dict[Kind, Action] = {
     Kind.NEW_IN_CRM: Action.INSERT_GOOGLE,
     Kind.NEW_IN_GOOGLE: Action.IMPORT,
@@ -109,7 +109,7 @@ KINDS: dict[Kind, Action] = {
     Kind.ATTENDEE_COPY_GONE: Action.FORGET,
     Kind.MOVED_EXCEPTION: Action.NOTHING,
     Kind.UNPLACED_EXCEPTION: Action.PLACE,
-    Kind.CANCELLED_EXCEPTION: Action.PUSH,  # the push decides (ORPHANED_EXCEPTION or GONE)
+    Kind.CANCELLED_EXCEPTION: Action.PUSH,
     Kind.ORPHANED_EXCEPTION: Action.RESTORE_CRM,
     Kind.SERIES_DELETED: Action.FORGET,
     Kind.READ_ONLY: Action.FOLLOW_GOOGLE,
@@ -122,12 +122,38 @@ KINDS: dict[Kind, Action] = {
     Kind.BAD_RULE: Action.REPORT,
 }
 
+WHEN: dict[Kind, str] = {
+    Kind.NEW_IN_CRM: "a CRM entry with no event yet, or whose insert Google has not confirmed",
+    Kind.NEW_IN_GOOGLE: "an event no link, tag or id ties to a CRM entry (matched or imported)",
+    Kind.GONE: "deleted on the only side that has it (a CRM entry that never reached Google)",
+    Kind.WAITING: "parked for a person, moving to another calendar, or detached",
+    Kind.FIRST_LINK: "linked (again) but never synced: differing fields follow the policy",
+    Kind.ATTENDEE_COPY: "a meeting another CRM user organises: only the guests' answers",
+    Kind.ATTENDEE_COPY_GONE: "that copy cancelled: the organiser's calendar decides",
+    Kind.MOVED_EXCEPTION: "the old instance of an exception its series took elsewhere",
+    Kind.UNPLACED_EXCEPTION: "a CRM exception not yet at its Google instance",
+    Kind.CANCELLED_EXCEPTION: "a deleted exception whose instance Google cancelled: the push decides",
+    Kind.ORPHANED_EXCEPTION: "an exception dropped by a series move undone before the sync",
+    Kind.SERIES_DELETED: "an occurrence edited in Google whose series the CRM deleted",
+    Kind.READ_ONLY: "an event the CRM may not write: a CRM edit is undone",
+    Kind.REUSED_ID: "our insert meets our own event Google holds as deleted: it comes back",
+    Kind.NOT_EXPORTED: "its type is no longer exported: it leaves Google, stays in the CRM",
+    Kind.WITHDRAWN_ELSEWHERE: "the same, for an event in a calendar no longer ticked",
+    Kind.OUT_OF_SCOPE: "not for this calendar: type, import-only, from Google, before the window",
+    Kind.MOVES_HERE: "written into the calendar that received CRM entries before",
+    Kind.EXPORTED_AGAIN: "a detached entry whose type is exported again",
+    Kind.BAD_RULE: "a stored recurrence Google would refuse: an issue for a person",
+}
+
 #: what an action becomes when a side may not be written (absent: unchanged)
 ONE_WAY: dict[Writes, dict[Action, Action]] = {
     Writes.BOTH: {},
     # Google is only read: its side wins, a CRM edit of an entry Google deleted is lost
     Writes.CRM: {Action.MERGE: Action.PULL, Action.RESTORE_GOOGLE: Action.DELETE_CRM},
-    # the CRM is only read: Google's edits are overwritten, its deletes only end the link
+    # the CRM is only read: Google's edits are overwritten, its deletes only end the link.
+    # (A crm_to_google run reads Google only to settle a write it made, where an unchanged
+    # CRM side meets a deleted event only as REUSED_ID; `delete_crm → forget` is kept so
+    # that the direction's promise holds whatever path leads here.)
     Writes.GOOGLE: {
         Action.PULL: Action.PUSH,
         Action.MERGE: Action.PUSH,
@@ -164,8 +190,8 @@ def render() -> str:
     for crm in State:
         cells = " | ".join(f"`{decide(crm, google)}`" for google in State)
         lines.append(f"| **{crm.value}** | {cells} |")
-    lines += ["", "| Special kind | Action |", "|---|---|"]
-    lines += [f"| {kind.value} | `{action}` |" for kind, action in KINDS.items()]
+    lines += ["", "| Special kind | Action | When |", "|---|---|---|"]
+    lines += [f"| {kind.value} | `{action}` | {WHEN[kind]} |" for kind, action in KINDS.items()]
     lines += ["", "| May write | Action | Becomes |", "|---|---|---|"]
     lines += [
         f"| {writes.value} | `{before}` | `{after}` |"

@@ -71,14 +71,14 @@ async def sync_binding(
     """Sync one binding now. Returns SKIPPED without touching anything when another worker
     holds it, it is paused or disabled, or its connection waits for the user."""
     owner = owner or worker_id()
-    async with db.session() as s:
-        locked = await _lock(s, binding_id, owner, lock_ttl)
-        owed = await bindings.owed_since(s, binding_id) if locked else None
+    async with db.session() as session:
+        locked = await _lock(session, binding_id, owner, lock_ttl)
+        owed = await bindings.owed_since(session, binding_id) if locked else None
         if locked:
             # holding the lock, any run of this binding still "running" is a dead worker's
             # (a live one renews its lock): close it now, not after this run
-            await schedule.abandon_runs(s, binding_id, utcnow(), before=utcnow())
-        await s.commit()
+            await schedule.abandon_runs(session, binding_id, utcnow(), before=utcnow())
+        await session.commit()
     if not locked:
         return RunResult(Outcome.SKIPPED, error=_busy())
     try:
@@ -88,24 +88,24 @@ async def sync_binding(
                 db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now, sent
             )
         if owed is not None and result.ok:  # this run covered the acknowledged webhook
-            async with db.session() as s:
-                await bindings.settle_owed(s, binding_id, owed)
-                await s.commit()
+            async with db.session() as session:
+                await bindings.settle_owed(session, binding_id, owed)
+                await session.commit()
         return result
     finally:
-        async with db.session() as s:
-            await bindings.release(s, binding_id, owner)
-            await s.commit()
+        async with db.session() as session:
+            await bindings.release(session, binding_id, owner)
+            await session.commit()
 
 
-async def _lock(s: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
+async def _lock(session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
     """The binding's lock, taken over at once from a holder on this machine that died."""
-    if await bindings.try_lock(s, binding_id, owner, ttl):
+    if await bindings.try_lock(session, binding_id, owner, ttl):
         return True
-    holder = await schedule.lock_holder(s, binding_id)
+    holder = await schedule.lock_holder(session, binding_id)
     if holder is not None and holder_dead(holder):
         log.warning("took over a binding locked by a dead process", extra={"holder": holder})
-        return await bindings.take_over(s, binding_id, owner, holder, ttl)
+        return await bindings.take_over(session, binding_id, owner, holder, ttl)
     return False
 
 
@@ -130,12 +130,12 @@ async def _locked(
     now: datetime | None,
     sent: RequestCount,
 ) -> RunResult:
-    async with db.session() as s:
-        binding = await bindings.get(s, binding_id)
+    async with db.session() as session:
+        binding = await bindings.get(session, binding_id)
         if binding is None:
             raise LookupError(f"no binding {binding_id}")
-        connection = await connections.get(s, binding.connection_id)
-        tenant = await tenants.get(s, binding.tenant_id)
+        connection = await connections.get(session, binding.connection_id)
+        tenant = await tenants.get(session, binding.tenant_id)
         assert connection is not None and tenant is not None
         skip = _skip_reason(
             binding.enabled, binding.stage, connection.status, connection, role=binding.role
@@ -143,13 +143,13 @@ async def _locked(
         if skip is not None:
             return RunResult(Outcome.SKIPPED, error=skip)
         run = await runs.start(
-            s,
+            session,
             tenant.id,
             binding.id,
             trigger=trigger,
             full_sync=full or binding.sync_token is None,
         )
-        await s.commit()
+        await session.commit()
     ctx: Ctx | None = None
     failure: Failure | None = None
     outcome = Outcome.OK
@@ -272,10 +272,10 @@ async def _record(
     google_requests: int,
 ) -> None:
     at = utcnow()
-    async with db.session() as s:
+    async with db.session() as session:
         stored = {k: int(counts.get(k, 0)) for k in COUNTS}
         await runs.finish(
-            s,
+            session,
             run_id,
             outcome=outcome.value,
             counts=stored,
@@ -286,7 +286,7 @@ async def _record(
         )
         if outcome is Outcome.NEEDS_REAUTH and failure is not None:
             await connections.mark_error(
-                s,
+                session,
                 connection_id,
                 status=connections.NEEDS_REAUTH,
                 code=failure.code,
@@ -294,18 +294,18 @@ async def _record(
             )
         if outcome is Outcome.DISABLED and failure is not None:
             await bindings.set_stage(
-                s, binding_id, bindings.DISABLED, f"{failure.message} {failure.remedy}"
+                session, binding_id, bindings.DISABLED, f"{failure.message} {failure.remedy}"
             )
-        binding = await bindings.get(s, binding_id)
+        binding = await bindings.get(session, binding_id)
         failures = binding.failure_count if binding is not None else 0
         ok = outcome in (Outcome.OK, Outcome.PARTIAL)
         if ok and ctx is not None and ctx.settings.allow_mass_delete:
-            await bindings.deletions_applied(s, binding_id)
+            await bindings.deletions_applied(session, binding_id)
         await bindings.finished(
-            s,
+            session,
             binding_id,
             ok=ok,
             at=at,
             retry_in=None if ok else backoff_delay(failures),
         )
-        await s.commit()
+        await session.commit()

@@ -73,9 +73,9 @@ async def pull(ctx: Ctx) -> None:
         events, token, zone = await list_all(ctx)
     except errors.SyncTokenExpired:
         # Google wants a full sync: list the window again and relink; links are kept
-        async with ctx.settings.db.session() as s:
-            await bindings.drop_sync_token(s, ctx.settings.binding_id)
-            await s.commit()
+        async with ctx.settings.db.session() as session:
+            await bindings.drop_sync_token(session, ctx.settings.binding_id)
+            await session.commit()
         ctx.progress.full = True
         ctx.progress.counts["full_resyncs"] += 1
         events, token, zone = await list_all(ctx)
@@ -109,12 +109,12 @@ async def pull(ctx: Ctx) -> None:
     await importing.import_occurrences(ctx, new_occurrences)
     ctx.progress.counts["pulled"] += len(events)
     await ctx.settings.hooks.fire("after_pull", ctx)
-    async with ctx.settings.db.session() as s:
-        await bindings.save_sync_token(s, ctx.settings.binding_id, token, zone)
-        binding = await bindings.get(s, ctx.settings.binding_id)
+    async with ctx.settings.db.session() as session:
+        await bindings.save_sync_token(session, ctx.settings.binding_id, token, zone)
+        binding = await bindings.get(session, ctx.settings.binding_id)
         if binding is not None:
             binding.private_events_applied = ctx.settings.private_events
-        await s.commit()
+        await session.commit()
 
 
 async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
@@ -130,9 +130,9 @@ async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
         ) or activity_id_from_event_id(event.id)
         if aid is not None:
             named[event.id] = aid
-    async with ctx.settings.db.session() as s:
-        known = set(await links.by_events(s, ctx.settings.binding_id, ids))
-        found = await links.activities(s, ctx.settings.tenant_id, set(named.values()))
+    async with ctx.settings.db.session() as session:
+        known = set(await links.by_events(session, ctx.settings.binding_id, ids))
+        found = await links.activities(session, ctx.settings.tenant_id, set(named.values()))
     owned = {aid for aid, a in found.items() if a.owner_id == ctx.settings.user_id}
     known.update(eid for eid, aid in named.items() if aid in owned)
     return known
@@ -144,12 +144,12 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
     cancelled = [e.id for e in events if e.cancelled and e.id]
     if len(cancelled) <= GUARD_MIN or ctx.settings.allow_mass_delete:
         return
-    async with ctx.settings.db.session() as s:
-        found = await links.by_events(s, ctx.settings.binding_id, cancelled)
+    async with ctx.settings.db.session() as session:
+        found = await links.by_events(session, ctx.settings.binding_id, cancelled)
         ids = [lk.activity_id for lk in found.values() if lk.activity_id and lk.state == "linked"]
-        acts = await links.activities(s, ctx.settings.tenant_id, ids)
+        acts = await links.activities(session, ctx.settings.tenant_id, ids)
         removing = sum(1 for a in acts.values() if a.deleted_at is None)
-        total = await links.count_live(s, ctx.settings.binding_id)
+        total = await links.count_live(session, ctx.settings.binding_id)
         if removing <= GUARD_MIN or removing * 2 <= total:
             return
         reason = (
@@ -158,9 +158,9 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
             "the calendar, apply the deletions; otherwise restore the events in Google Calendar "
             "(Bin) or check other tools syncing this calendar, then resume."
         )
-        await bindings.pause_for_guard(s, ctx.settings.binding_id, reason, removing)
+        await bindings.pause_for_guard(session, ctx.settings.binding_id, reason, removing)
         await runs.report_issue(
-            s,
+            session,
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
@@ -168,7 +168,7 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
             message=reason,
             remedy=GUARD_REMEDY,
         )
-        await s.commit()
+        await session.commit()
     ctx.progress.counts["guarded"] = removing
     raise MassDelete(reason)
 
@@ -181,10 +181,10 @@ async def apply(ctx: Ctx, event: Event) -> Result:
         ctx.progress.counts["ignored"] += 1
         return Result.SKIPPED
     try:
-        async with ctx.settings.db.session() as s:
-            link = await links.by_event(s, ctx.settings.binding_id, event.id)
-            result = await reconcile(ctx, s, event, link)
-            await s.commit()
+        async with ctx.settings.db.session() as session:
+            link = await links.by_event(session, ctx.settings.binding_id, event.id)
+            result = await reconcile(ctx, session, event, link)
+            await session.commit()
             return result
     except (ActivityInvalid, mapping.Unmappable) as exc:
         await park_event(ctx, event, str(exc))
@@ -196,20 +196,20 @@ async def _policy(ctx: Ctx, event: Event) -> str:
     if ctx.settings.private_events == filters.IMPORT or not filters.is_private(event):
         return ctx.settings.private_events
     assert event.id is not None
-    async with ctx.settings.db.session() as s:
-        link = await links.by_event(s, ctx.settings.binding_id, event.id)
+    async with ctx.settings.db.session() as session:
+        link = await links.by_event(session, ctx.settings.binding_id, event.id)
         activity = None
         if link is not None and link.activity_id is not None:
-            activity = await activities.get(s, ctx.settings.tenant_id, link.activity_id)
+            activity = await activities.get(session, ctx.settings.tenant_id, link.activity_id)
     if activity is not None:
         return filters.policy_for(ctx, activity)
     return filters.policy_for_event(ctx, event)
 
 
 async def park_event(ctx: Ctx, event: Event, why: str) -> None:
-    async with ctx.settings.db.session() as s:
+    async with ctx.settings.db.session() as session:
         await runs.report_issue(
-            s,
+            session,
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
@@ -218,7 +218,7 @@ async def park_event(ctx: Ctx, event: Event, why: str) -> None:
             remedy="Shorten or correct the event in Google Calendar; it syncs after the change.",
             google_event_id=event.id,
         )
-        await s.commit()
+        await session.commit()
     ctx.progress.counts["issues"] += 1
 
 
@@ -234,9 +234,9 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
         except mapping.Unmappable as exc:
             await park_event(ctx, event, str(exc))
     by_id = {e.id: e for e in events if e.id in fields}
-    async with ctx.settings.db.session() as s:
+    async with ctx.settings.db.session() as session:
         candidates = await links.unlinked_activities(
-            s,
+            session,
             ctx.settings.tenant_id,
             ctx.settings.user_id,
             ctx.settings.binding_id,
@@ -244,7 +244,7 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
             from_calendar=(ctx.settings.calendar_id, ctx.settings.google_email),
         )
         elsewhere = await links.linked_in_other_bindings(
-            s, ctx.settings.connection_id, ctx.settings.binding_id, [a.id for a in candidates]
+            session, ctx.settings.connection_id, ctx.settings.binding_id, [a.id for a in candidates]
         )
         crm = [(a.id, mapping.activity_fields(a)) for a in candidates if a.id not in elsewhere]
     found = match(list(fields.items()), crm)
@@ -273,11 +273,11 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
 async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields) -> None:
     assert event.id is not None
     try:
-        async with ctx.settings.db.session() as s:
-            activity = await activities.get(s, ctx.settings.tenant_id, activity_id)  # type: ignore[arg-type]
+        async with ctx.settings.db.session() as session:
+            activity = await activities.get(session, ctx.settings.tenant_id, activity_id)  # type: ignore[arg-type]
             if activity is None:
                 return
-            link = await links.by_activity(s, ctx.settings.binding_id, activity.id)
+            link = await links.by_activity(session, ctx.settings.binding_id, activity.id)
             if link is None:
                 link = links.new(
                     ctx.settings.tenant_id,
@@ -286,15 +286,15 @@ async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields)
                     event.id,
                     state=links.LINKED,
                 )
-                s.add(link)
+                session.add(link)
             link.google_event_id = event.id
             policy = filters.policy_for(ctx, activity)
             if policy != ctx.settings.private_events:
                 g = filters.google_fields(ctx, event, policy)
             link.read_only = filters.read_only(ctx, event, policy)
-            await first_link(ctx, s, link, activity, event, g)
-            await runs.resolve_issues(s, ctx.settings.binding_id, activity_id=activity.id)
-            await s.commit()
+            await first_link(ctx, session, link, activity, event, g)
+            await runs.resolve_issues(session, ctx.settings.binding_id, activity_id=activity.id)
+            await session.commit()
         ctx.progress.counts["linked"] += 1
     except ActivityInvalid as exc:
         await park_event(ctx, event, str(exc))
@@ -305,14 +305,14 @@ async def _park_ambiguous(
 ) -> None:
     """Several entries look the same: report them and keep the CRM ones out of Google until a
     person makes them differ, instead of guessing which belongs to which."""
-    async with ctx.settings.db.session() as s:
+    async with ctx.settings.db.session() as session:
         for aid in activity_ids:
-            activity = await activities.get(s, ctx.settings.tenant_id, aid)  # type: ignore[arg-type]
+            activity = await activities.get(session, ctx.settings.tenant_id, aid)  # type: ignore[arg-type]
             if activity is None:
                 continue
-            if await links.by_activity(s, ctx.settings.binding_id, activity.id) is None:
+            if await links.by_activity(session, ctx.settings.binding_id, activity.id) is None:
                 c = mapping.activity_fields(activity)
-                s.add(
+                session.add(
                     links.new(
                         ctx.settings.tenant_id,
                         ctx.settings.binding_id,
@@ -323,7 +323,7 @@ async def _park_ambiguous(
                     )
                 )
         await runs.report_issue(
-            s,
+            session,
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
@@ -339,7 +339,7 @@ async def _park_ambiguous(
             ),
             google_event_id=event_ids[0],
         )
-        await s.commit()
+        await session.commit()
     ctx.progress.counts["issues"] += 1
 
 
@@ -357,9 +357,9 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
             await park_event(ctx, event, str(exc))
     if not checked:
         return
-    async with ctx.settings.db.session() as s:
+    async with ctx.settings.db.session() as session:
         created = await activities.create_many(
-            s,
+            session,
             ctx.settings.tenant_id,
             [
                 activities.NewActivity(
@@ -383,6 +383,6 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
                 state=links.LINKED,
             )
             agree(link, event, g, crm=mapping.activity_fields(activity))
-            s.add(link)
-        await s.commit()
+            session.add(link)
+        await session.commit()
     ctx.progress.counts["created"] += len(checked)

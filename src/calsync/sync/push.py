@@ -36,12 +36,12 @@ FEED_PAGE = 1000
 async def push(ctx: Ctx) -> None:
     seqs, last = await _feed(ctx)
     todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
-    async with ctx.settings.db.session() as s:
-        todo.update(await links.dirty(s, ctx.settings.binding_id))
+    async with ctx.settings.db.session() as session:
+        todo.update(await links.dirty(session, ctx.settings.binding_id))
         # entries that stopped being exported (their type, or the admin's exported types)
         todo.update(
             await links.unexported(
-                s,
+                session,
                 ctx.settings.binding_id,
                 filters.exported_types(ctx.settings.tenant),
                 PROJECT_TASK,
@@ -51,7 +51,7 @@ async def push(ctx: Ctx) -> None:
             # CRM entries in an unticked calendar deleted or no longer exported leave Google
             todo.update(
                 await links.unexported_unselected(
-                    s,
+                    session,
                     ctx.settings.connection_id,
                     filters.exported_types(ctx.settings.tenant),
                     PROJECT_TASK,
@@ -60,7 +60,7 @@ async def push(ctx: Ctx) -> None:
             # every exportable activity without a link: new on a first sync, and those of a
             # type the admin exports since (the change feed never named them for Google)
             fresh = await links.unlinked_activities(
-                s,
+                session,
                 ctx.settings.tenant_id,
                 ctx.settings.user_id,
                 ctx.settings.binding_id,
@@ -98,22 +98,22 @@ async def push(ctx: Ctx) -> None:
     if cursor != ctx.progress.push_seq:
         from calsync.store import bindings
 
-        async with ctx.settings.db.session() as s:
+        async with ctx.settings.db.session() as session:
             await bindings.set_push_seq(
-                s, ctx.settings.binding_id, max(cursor, ctx.progress.push_seq)
+                session, ctx.settings.binding_id, max(cursor, ctx.progress.push_seq)
             )
-            await s.commit()
+            await session.commit()
         ctx.progress.push_seq = max(cursor, ctx.progress.push_seq)
 
 
 async def _feed(ctx: Ctx) -> tuple[dict[uuid.UUID, int], int]:
     """The owner's activities changed after the cursor (first seq of each) and the last seq."""
     seqs: dict[uuid.UUID, int] = {}
-    async with ctx.settings.db.session() as s:
-        last = await changes.last_seq(s, ctx.settings.tenant_id)
+    async with ctx.settings.db.session() as session:
+        last = await changes.last_seq(session, ctx.settings.tenant_id)
         after = ctx.progress.push_seq
         while after < last:
-            page = await changes.after(s, ctx.settings.tenant_id, after, FEED_PAGE)
+            page = await changes.after(session, ctx.settings.tenant_id, after, FEED_PAGE)
             if not page:
                 break
             for change in page:
@@ -134,16 +134,16 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
         return await transitions.settle_move(
             ctx, op.activity_id, op.event_id, op.from_binding, op.from_calendar, result
         )
-    async with ctx.settings.db.session() as s:
+    async with ctx.settings.db.session() as session:
         link = await links.by_activity(
-            s, op.from_binding or ctx.settings.binding_id, op.activity_id
+            session, op.from_binding or ctx.settings.binding_id, op.activity_id
         )
         if link is None:
             return Settled.DONE
         if op.kind in (OpKind.DELETE, OpKind.WITHDRAW):
             if result is None or isinstance(result, errors.NotFound | errors.Deleted):
-                await links.remove(s, link)
-                await s.commit()
+                await links.remove(session, link)
+                await session.commit()
                 ctx.progress.counts["pushed"] += 1
                 return Settled.DONE
         elif isinstance(result, Event):
@@ -156,9 +156,9 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
             link.google_etag, link.google_updated = result.etag, result.updated
             link.ical_uid = result.i_cal_uid
             if op.kind is OpKind.INSERT and op.values is not None and op.values.recurrence:
-                ctx.progress.later.update(await links.exceptions(s, op.activity_id))
-            await runs.resolve_issues(s, ctx.settings.binding_id, activity_id=op.activity_id)
-            await s.commit()
+                ctx.progress.later.update(await links.exceptions(session, op.activity_id))
+            await runs.resolve_issues(session, ctx.settings.binding_id, activity_id=op.activity_id)
+            await session.commit()
             ctx.progress.counts["pushed"] += 1
             return Settled.DONE
         if op.from_binding is not None and isinstance(result, errors.PreconditionFailed):
@@ -168,15 +168,15 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
             try:
                 event = await ctx.settings.client.get_event(op.from_calendar, link.google_event_id)
             except (errors.NotFound, errors.Deleted):
-                await links.remove(s, link)
-                await s.commit()
+                await links.remove(session, link)
+                await session.commit()
                 return Settled.DONE
             except errors.GoogleError as exc:
                 if exc.needs_reauth:
                     raise
                 return Settled.DEFERRED
             link.google_etag = event.etag
-            await s.commit()
+            await session.commit()
             return Settled.AGAIN
         if isinstance(result, errors.Duplicate | errors.PreconditionFailed | errors.Deleted):
             # 409: our earlier insert landed (adopt it); 412/410: Google moved on — re-read it
@@ -192,8 +192,8 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
                 ctx.progress.counts["adopted"] += 1
             else:
                 ctx.progress.counts["refetched"] += 1
-            await reconcile(ctx, s, event, link)
-            await s.commit()
+            await reconcile(ctx, session, event, link)
+            await session.commit()
             return Settled.AGAIN
         if isinstance(result, errors.GoogleError) and (
             parks(result) or isinstance(result, errors.NotFound)
@@ -202,7 +202,7 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
                 link.crm_hash = content_hash(op.values)
             link.state = links.PARKED
             await runs.report_issue(
-                s,
+                session,
                 ctx.settings.tenant_id,
                 ctx.settings.binding_id,
                 ctx.settings.run_id,
@@ -212,7 +212,7 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
                 activity_id=op.activity_id,
                 google_event_id=op.event_id,
             )
-            await s.commit()
+            await session.commit()
             ctx.progress.counts["issues"] += 1
             return Settled.PARKED
     log.info("push deferred", extra={"activity": str(op.activity_id), "error": str(result)})

@@ -84,19 +84,24 @@ async def relink(ctx: Ctx, session: AsyncSession, event: Event) -> EventLink | N
 
 
 async def first_link(
-    ctx: Ctx, s: AsyncSession, link: EventLink, activity: Activity, event: Event, g: SyncFields
+    ctx: Ctx,
+    session: AsyncSession,
+    link: EventLink,
+    activity: Activity,
+    event: Event,
+    google: SyncFields,
 ) -> None:
     """Link two entries that were never synced: differing units follow the policy, unrecorded."""
-    c = mapping.activity_fields(activity)
+    crm = mapping.activity_fields(activity)
     merged = merge(
         None,
-        c,
-        g,
+        crm,
+        google,
         policy=_policy(ctx, link),
         crm_updated=activity.updated_at,
         google_updated=_updated(event, activity),
     )
-    await _apply_merged(ctx, s, link, activity, event, g, merged)
+    await _apply_merged(ctx, session, link, activity, event, google, merged)
 
 
 def _policy(ctx: Ctx, link: EventLink | None = None) -> Policy:
@@ -111,10 +116,10 @@ def _updated(event: Event, activity: Activity) -> datetime:
     return event.updated or activity.updated_at
 
 
-def agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None) -> None:
+def agree(link: EventLink, event: Event, google: SyncFields, crm: SyncFields | None) -> None:
     """Google's fields become the base; the CRM side is in sync iff `crm` is given."""
-    link.snapshot = g.to_json()
-    link.google_hash = content_hash(g)
+    link.snapshot = google.to_json()
+    link.google_hash = content_hash(google)
     link.crm_hash = content_hash(crm) if crm is not None else None
     link.google_etag = event.etag
     link.google_updated = event.updated
@@ -124,7 +129,7 @@ def agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None) 
 
 async def write_crm(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     activity: Activity,
     values: SyncFields,
     *,
@@ -134,22 +139,22 @@ async def write_crm(
     an exception is checked against its master's series."""
     parent = None
     if activity.recurring_parent_id is not None:
-        master = await activities.get(s, ctx.settings.tenant_id, activity.recurring_parent_id)
+        master = await activities.get(session, ctx.settings.tenant_id, activity.recurring_parent_id)
         if master is not None:
             parent = activities.series(master)
     checked = validate(
         mapping.draft(values, activity, ctx.settings.time_zone, attendees=attendees), parent
     )
     before = activities.series(activity) if activity.recurrence and parent is None else None
-    await activities.update(s, activity, checked, origin="sync")
+    await activities.update(session, activity, checked, origin="sync")
     ctx.progress.counts["updated"] += 1
     if before is not None and activities.series(activity) != before:
-        await exceptions_followed(ctx, s, activity)
+        await exceptions_followed(ctx, session, activity)
 
 
 async def create_exception(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     master: Activity,
     draft: ActivityDraft,
     parent: Series,
@@ -160,7 +165,7 @@ async def create_exception(
     type, owner and organiser are those of `like` (the master's unless given)."""
     like = like or master
     return await activities.create(
-        s,
+        session,
         ctx.settings.tenant_id,
         type_key=like.type_key,
         owner_id=like.owner_id,
@@ -172,29 +177,31 @@ async def create_exception(
     )
 
 
-async def exceptions_followed(ctx: Ctx, s: AsyncSession, master: Activity) -> None:
+async def exceptions_followed(ctx: Ctx, session: AsyncSession, master: Activity) -> None:
     """The series moved and the store moved or deleted its exceptions with it: a deleted
     one's link is done (Google dropped that instance itself), a moved one's link still names
     the old instance, so the push writes it to the new one (`crm_hash` cleared keeps it owed
     across runs)."""
     shape = activities.series(master)
-    master_link = await links.by_activity(s, ctx.settings.binding_id, master.id)
-    for link, activity in await series.exception_links(s, ctx.settings.binding_id, master.id):
+    master_link = await links.by_activity(session, ctx.settings.binding_id, master.id)
+    for link, activity in await series.exception_links(session, ctx.settings.binding_id, master.id):
         if activity.deleted_at is not None:
             original = activity.original_start_local
             if original is None or not is_occurrence(shape, original):
-                await links.remove(s, link)
+                await links.remove(session, link)
         elif link.google_event_id != instance_of(activity, master, master_link):
             link.crm_hash = None
             ctx.progress.to_push.add(activity.id)
 
 
-async def expected_instance(ctx: Ctx, s: AsyncSession, exception: Activity) -> str | None:
+async def expected_instance(ctx: Ctx, session: AsyncSession, exception: Activity) -> str | None:
     """The Google instance id an exception belongs to now (None if its series has no link)."""
     if exception.recurring_parent_id is None or exception.original_start_local is None:
         return None
-    master_link = await links.by_activity(s, ctx.settings.binding_id, exception.recurring_parent_id)
-    master = await activities.get(s, ctx.settings.tenant_id, exception.recurring_parent_id)
+    master_link = await links.by_activity(
+        session, ctx.settings.binding_id, exception.recurring_parent_id
+    )
+    master = await activities.get(session, ctx.settings.tenant_id, exception.recurring_parent_id)
     return instance_of(exception, master, master_link)
 
 
@@ -212,30 +219,30 @@ def instance_of(
     )
 
 
-async def responses(ctx: Ctx, s: AsyncSession, activity: Activity, event: Event) -> None:
+async def responses(ctx: Ctx, session: AsyncSession, activity: Activity, event: Event) -> None:
     """Show Google's guests and their answers (accepted, declined ...) on the activity; a
     decline is an answer, not a deletion."""
     wanted = mapping.event_attendees(event)
     if wanted is None or not ctx.settings.applies_to_crm or activity.deleted_at is not None:
         return
     if wanted != mapping.guests(activity):
-        await write_crm(ctx, s, activity, mapping.activity_fields(activity), attendees=wanted)
+        await write_crm(ctx, session, activity, mapping.activity_fields(activity), attendees=wanted)
 
 
 async def _apply_merged(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     link: EventLink,
     activity: Activity,
     event: Event,
-    g: SyncFields,
+    google: SyncFields,
     merged: Merged,
 ) -> None:
     if merged.to_crm and ctx.settings.applies_to_crm:
-        await write_crm(ctx, s, activity, merged.values)
+        await write_crm(ctx, session, activity, merged.values)
     for conflict in merged.conflicts:
         runs.record_conflict(
-            s,
+            session,
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
@@ -251,10 +258,10 @@ async def _apply_merged(
         )
         ctx.progress.counts["conflicts"] += 1
     if merged.to_google and ctx.settings.pushes and not link.read_only:
-        agree(link, event, g, crm=None)  # the push writes the units the CRM won
+        agree(link, event, google, crm=None)  # the push writes the units the CRM won
         ctx.progress.to_push.add(activity.id)
     else:
-        agree(link, event, g, crm=mapping.activity_fields(activity))
+        agree(link, event, google, crm=mapping.activity_fields(activity))
 
 
 async def _series_gone(ctx: Ctx, session: AsyncSession, exception: Activity) -> bool:

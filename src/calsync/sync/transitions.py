@@ -64,7 +64,7 @@ def written_by_calsync(activity: Activity, link: EventLink) -> bool:
 
 async def withdraw(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     activity: Activity,
     link: EventLink,
     *,
@@ -77,9 +77,9 @@ async def withdraw(
     binding_id = binding.id if binding is not None else ctx.settings.binding_id
     calendar_id = binding.google_calendar_id if binding is not None else ctx.settings.calendar_id
     for other in (
-        await links.by_activities(s, binding_id, await links.exceptions(s, activity.id))
+        await links.by_activities(session, binding_id, await links.exceptions(session, activity.id))
     ).values():
-        await links.remove(s, other)
+        await links.remove(session, other)
     if written_by_calsync(activity, link) and link.state in (links.LINKED, links.PENDING):
         ctx.progress.counts["withdrawn"] += 1
         return calls.events_delete(
@@ -151,13 +151,13 @@ async def settle_move(
     landed answers "again": the next round patches what the CRM changed since the last write."""
     if isinstance(result, errors.GoogleError) and result.needs_reauth:
         raise result
-    async with ctx.settings.db.session() as s:
-        link = await links.by_activity(s, from_binding, activity_id)
+    async with ctx.settings.db.session() as session:
+        link = await links.by_activity(session, from_binding, activity_id)
         if link is None or link.state != links.MOVING:
             return Settled.DONE
         if isinstance(result, Event):
-            await _arrived(ctx, s, link, from_binding, result)
-            await s.commit()
+            await _arrived(ctx, session, link, from_binding, result)
+            await session.commit()
             ctx.progress.counts["moved"] += 1
             # a CRM edit made since the last write is owed here now: one more round writes it
             # (the cursor passes the edit with this run, so it must not wait for the next one)
@@ -176,11 +176,11 @@ async def settle_move(
                     raise
                 return Settled.DEFERRED
             if event is not None and not event.cancelled:
-                await _arrived(ctx, s, link, from_binding, event)
+                await _arrived(ctx, session, link, from_binding, event)
                 ctx.progress.counts["moved"] += 1
             else:
-                await _rewrite(ctx, s, link, from_binding)
-            await s.commit()
+                await _rewrite(ctx, session, link, from_binding)
+            await session.commit()
             return Settled.AGAIN  # arrived (a CRM edit may be owed) or to be written afresh
         if isinstance(result, errors.Duplicate):
             # the id was used in the new calendar before (moved away and back): remove the old
@@ -193,13 +193,13 @@ async def settle_move(
                 if exc.needs_reauth:
                     raise
                 return Settled.DEFERRED
-            await _rewrite(ctx, s, link, from_binding)
-            await s.commit()
+            await _rewrite(ctx, session, link, from_binding)
+            await session.commit()
             return Settled.AGAIN
         if isinstance(result, errors.GoogleError) and not result.retryable:
             link.state = links.LINKED  # it stays where it is, one copy, with an issue
             await runs.report_issue(
-                s,
+                session,
                 ctx.settings.tenant_id,
                 ctx.settings.binding_id,
                 ctx.settings.run_id,
@@ -216,19 +216,19 @@ async def settle_move(
                 activity_id=activity_id,
                 google_event_id=event_id,
             )
-            await s.commit()
+            await session.commit()
             ctx.progress.counts["issues"] += 1
             return Settled.PARKED
     return Settled.DEFERRED
 
 
 async def _arrived(
-    ctx: Ctx, s: AsyncSession, link: EventLink, from_binding: uuid.UUID, event: Event
+    ctx: Ctx, session: AsyncSession, link: EventLink, from_binding: uuid.UUID, event: Event
 ) -> None:
     """The event is in this calendar now: its link (and its occurrences') come along. The
     last-synced snapshot stays the merge base; the etag is taken only when Google holds
     nothing newer, so a change made just before the move is still pulled."""
-    await links.move_to(s, from_binding, ctx.settings.binding_id, link)
+    await links.move_to(session, from_binding, ctx.settings.binding_id, link)
     link.state = links.LINKED
     link.google_event_id = event.id or link.google_event_id
     g = filters.google_fields(ctx, event, filters.IMPORT)
@@ -236,10 +236,12 @@ async def _arrived(
         link.google_etag, link.google_updated = event.etag, event.updated
 
 
-async def _rewrite(ctx: Ctx, s: AsyncSession, link: EventLink, from_binding: uuid.UUID) -> None:
+async def _rewrite(
+    ctx: Ctx, session: AsyncSession, link: EventLink, from_binding: uuid.UUID
+) -> None:
     """No live copy in either calendar: the entry is written here afresh (a pending link is
     an insert; a 409 finds the old event of ours and restores it)."""
-    await links.move_to(s, from_binding, ctx.settings.binding_id, link)
+    await links.move_to(session, from_binding, ctx.settings.binding_id, link)
     link.state = links.PENDING
     link.google_etag = None
 
@@ -253,12 +255,12 @@ async def gather(ctx: Ctx) -> None:
     deleted, not the user's or no longer exported stay where they are."""
     if not ctx.settings.exports or not ctx.progress.full:
         return
-    async with ctx.settings.db.session() as s:
-        if await links.any_in(s, ctx.settings.binding_id):
+    async with ctx.settings.db.session() as session:
+        if await links.any_in(session, ctx.settings.binding_id):
             return  # not this calendar's first sync (a 410 or a full sync asked for)
         bound = {
             b.google_calendar_id
-            for b in await bindings.for_connection(s, ctx.settings.connection_id)
+            for b in await bindings.for_connection(session, ctx.settings.connection_id)
         }
     try:
         calendars = await ctx.settings.client.calendars()
@@ -292,10 +294,10 @@ async def gather(ctx: Ctx) -> None:
 
 
 async def _gather_from(ctx: Ctx, calendar_id: str, found: dict[uuid.UUID, Event]) -> None:
-    async with ctx.settings.db.session() as s:
-        acts = await links.activities(s, ctx.settings.tenant_id, set(found))
+    async with ctx.settings.db.session() as session:
+        acts = await links.activities(session, ctx.settings.tenant_id, set(found))
         linked = await links.linked_in_other_bindings(
-            s, ctx.settings.connection_id, ctx.settings.binding_id, list(found)
+            session, ctx.settings.connection_id, ctx.settings.binding_id, list(found)
         )
     for aid, event in found.items():
         activity = acts.get(aid)
