@@ -414,7 +414,7 @@ async def reconcile(
     assert link is not None and activity is not None
     if case.kind is Kind.CANCELLED_EXCEPTION:
         # the cancelled exception a user's delete put in its place takes the link over, or
-        # the instance stays: push._orphaned_exception
+        # the instance stays (plan._occurrence_free)
         ctx.progress.to_push.add(activity.id)
         return Result.SKIPPED
     if case.google is State.UNCHANGED:
