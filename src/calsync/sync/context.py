@@ -1,11 +1,13 @@
-"""The state of one running sync: settings read at the start, counters, and test hooks."""
+"""The state of one running sync, in two parts: what the run was started with (`RunSettings`,
+frozen: no module can change a setting halfway through a run) and what it accumulates as it
+goes (`RunProgress`: counters, entries owed a Google write, the push cursor)."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,8 +33,10 @@ class Hooks:
             await hook(*args)
 
 
-@dataclass
-class Ctx:
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything the run reads from the tenant, connection and binding at its start."""
+
     db: Database
     client: CalendarClient
     tenant: Tenant
@@ -43,9 +47,11 @@ class Ctx:
     calendar_id: str
     role: str
     direction: str
+    #: the calendar's zone; a run that starts without one learns it from the first listing
+    #: (`Ctx.learn_time_zone`) before anything is written
     time_zone: str | None
+    #: the token the pull lists changes after (None: a full listing of the window)
     sync_token: str | None
-    push_seq: int
     run_id: uuid.UUID
     now: datetime
     lookback: timedelta
@@ -53,20 +59,11 @@ class Ctx:
     hooks: Hooks
     lock_owner: str
     allow_mass_delete: bool = False
-    full: bool = False
-    counts: Counter[str] = field(default_factory=Counter)
-    #: activities the pull found need Google writing (a merge's CRM side, a restore)
-    to_push: set[uuid.UUID] = field(default_factory=set)
-    #: activities whose Google event was deleted while the CRM edited them: undelete in Google
-    restore: set[uuid.UUID] = field(default_factory=set)
     #: the connection's private-events policy (import / busy / skip) and Google account
     private_events: str = "import"
     google_email: str | None = None
     #: the policy changed since the links were made: re-apply it to every listed event
     reapply: bool = False
-    #: activities the push can only write after another write lands (a new master's
-    #: exceptions): planned again in the next round
-    later: set[uuid.UUID] = field(default_factory=set)
 
     @property
     def source(self) -> Source:
@@ -93,3 +90,36 @@ class Ctx:
     def exports(self) -> bool:
         """New CRM activities go to this calendar (the export target)."""
         return self.pushes and self.role in ("export", "both")
+
+
+@dataclass
+class RunProgress:
+    """What the run accumulates: the counts it reports and the work one stage leaves to the
+    next (the pull's owed writes for the push, the push's next round)."""
+
+    #: the binding's push cursor (the change-feed seq the push has written up to)
+    push_seq: int
+    #: the run lists the whole window (asked for, no token yet, or Google expired the token)
+    full: bool = False
+    counts: Counter[str] = field(default_factory=Counter)
+    #: activities the pull found need Google writing (a merge's CRM side, a restore)
+    to_push: set[uuid.UUID] = field(default_factory=set)
+    #: activities whose Google event was deleted while the CRM edited them: undelete in Google
+    restore: set[uuid.UUID] = field(default_factory=set)
+    #: activities the push can only write after another write lands (a new master's
+    #: exceptions): planned again in the next round
+    later: set[uuid.UUID] = field(default_factory=set)
+
+
+@dataclass
+class Ctx:
+    """One run: its fixed settings and its progress, passed to every sync module."""
+
+    settings: RunSettings
+    progress: RunProgress
+
+    def learn_time_zone(self, zone: str | None) -> None:
+        """The calendar's zone as Google's listing states it, for a binding stored without one
+        (read before the first write, so every write of the run sees the same zone)."""
+        if self.settings.time_zone is None:
+            self.settings = replace(self.settings, time_zone=zone)

@@ -24,7 +24,7 @@ from calsync.store.db import Database
 
 from . import transitions
 from .codes import GUARD_REMEDY, Code
-from .context import Ctx, Hooks
+from .context import Ctx, Hooks, RunProgress, RunSettings
 from .errors import Failure, Outcome, backoff_delay, run_failure
 from .owner import holder_dead, process_identity
 from .pull import MassDelete, pull
@@ -72,14 +72,14 @@ async def sync_binding(
     """Sync one binding now. Returns SKIPPED without touching anything when another worker
     holds it, it is paused or disabled, or its connection waits for the user."""
     owner = owner or worker_id()
-    async with db.session() as s:
-        locked = await _lock(s, binding_id, owner, lock_ttl)
-        owed = await bindings.owed_since(s, binding_id) if locked else None
+    async with db.session() as session:
+        locked = await _lock(session, binding_id, owner, lock_ttl)
+        owed = await bindings.owed_since(session, binding_id) if locked else None
         if locked:
             # holding the lock, any run of this binding still "running" is a dead worker's
             # (a live one renews its lock): close it now, not after this run
-            await schedule.abandon_runs(s, binding_id, utcnow(), before=utcnow())
-        await s.commit()
+            await schedule.abandon_runs(session, binding_id, utcnow(), before=utcnow())
+        await session.commit()
     if not locked:
         return RunResult(Outcome.SKIPPED, error=_busy())
     try:
@@ -89,24 +89,24 @@ async def sync_binding(
                 db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now, sent
             )
         if owed is not None and result.ok:  # this run covered the acknowledged webhook
-            async with db.session() as s:
-                await bindings.settle_owed(s, binding_id, owed)
-                await s.commit()
+            async with db.session() as session:
+                await bindings.settle_owed(session, binding_id, owed)
+                await session.commit()
         return result
     finally:
-        async with db.session() as s:
-            await bindings.release(s, binding_id, owner)
-            await s.commit()
+        async with db.session() as session:
+            await bindings.release(session, binding_id, owner)
+            await session.commit()
 
 
-async def _lock(s: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
+async def _lock(session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
     """The binding's lock, taken over at once from a holder on this machine that died."""
-    if await bindings.try_lock(s, binding_id, owner, ttl):
+    if await bindings.try_lock(session, binding_id, owner, ttl):
         return True
-    holder = await schedule.lock_holder(s, binding_id)
+    holder = await schedule.lock_holder(session, binding_id)
     if holder is not None and holder_dead(holder):
         log.warning("took over a binding locked by a dead process", extra={"holder": holder})
-        return await bindings.take_over(s, binding_id, owner, holder, ttl)
+        return await bindings.take_over(session, binding_id, owner, holder, ttl)
     return False
 
 
@@ -131,12 +131,12 @@ async def _locked(
     now: datetime | None,
     sent: RequestCount,
 ) -> RunResult:
-    async with db.session() as s:
-        binding = await bindings.get(s, binding_id)
+    async with db.session() as session:
+        binding = await bindings.get(session, binding_id)
         if binding is None:
             raise LookupError(f"no binding {binding_id}")
-        connection = await connections.get(s, binding.connection_id)
-        tenant = await tenants.get(s, binding.tenant_id)
+        connection = await connections.get(session, binding.connection_id)
+        tenant = await tenants.get(session, binding.tenant_id)
         assert connection is not None and tenant is not None
         skip = _skip_reason(
             binding.enabled, binding.stage, connection.status, connection, role=binding.role
@@ -144,62 +144,64 @@ async def _locked(
         if skip is not None:
             return RunResult(Outcome.SKIPPED, error=skip)
         run = await runs.start(
-            s,
+            session,
             tenant.id,
             binding.id,
             trigger=trigger,
             full_sync=full or binding.sync_token is None,
         )
-        await s.commit()
+        await session.commit()
     ctx: Ctx | None = None
     failure: Failure | None = None
     outcome = Outcome.OK
     try:
         tokens = google.tokens(db, tenant, connection)
         client = google.client(tokens)
-        ctx = Ctx(
-            db=db,
-            client=client,
-            tenant=tenant,
-            tenant_id=tenant.id,
-            user_id=connection.user_id,
-            connection_id=connection.id,
-            binding_id=binding.id,
-            calendar_id=binding.google_calendar_id,
-            role=binding.role,
-            direction=binding.direction,
-            time_zone=binding.time_zone,
-            sync_token=None if full else binding.sync_token,
-            push_seq=binding.push_seq,
-            run_id=run.id,
-            now=now or utcnow(),
-            lookback=timedelta(days=tenant.lookback_days or 30),
-            policy=Policy(tenant.conflict_policy or "latest_wins"),
-            hooks=hooks or Hooks(),
-            lock_owner=owner,
-            # the user confirmed the deletions the guard held back (bindings.resume)
-            allow_mass_delete=allow_mass_delete or binding.deletions_confirmed,
-            full=full or binding.sync_token is None,
-            private_events=connection.private_events or "import",
-            google_email=connection.google_email,
-        )
-        if (
+        private_events = connection.private_events or "import"
+        # the user changed the private-events policy: list everything and re-apply it
+        reapply = (
             binding.private_events_applied is not None
-            and binding.private_events_applied != ctx.private_events
-        ):
-            # the user changed the private-events policy: list everything and re-apply it
-            ctx.full = ctx.reapply = True
-            ctx.sync_token = None
+            and binding.private_events_applied != private_events
+        )
+        full_run = full or reapply or binding.sync_token is None
+        ctx = Ctx(
+            RunSettings(
+                db=db,
+                client=client,
+                tenant=tenant,
+                tenant_id=tenant.id,
+                user_id=connection.user_id,
+                connection_id=connection.id,
+                binding_id=binding.id,
+                calendar_id=binding.google_calendar_id,
+                role=binding.role,
+                direction=binding.direction,
+                time_zone=binding.time_zone,
+                sync_token=None if full or reapply else binding.sync_token,
+                run_id=run.id,
+                now=now or utcnow(),
+                lookback=timedelta(days=tenant.lookback_days or 30),
+                policy=Policy(tenant.conflict_policy or "latest_wins"),
+                hooks=hooks or Hooks(),
+                lock_owner=owner,
+                # the user confirmed the deletions the guard held back (bindings.resume)
+                allow_mass_delete=allow_mass_delete or binding.deletions_confirmed,
+                private_events=private_events,
+                google_email=connection.google_email,
+                reapply=reapply,
+            ),
+            RunProgress(push_seq=binding.push_seq, full=full_run),
+        )
         try:
             # an account used before: its old export calendar's events come here first
             await transitions.gather(ctx)
-            if ctx.pulls:
+            if ctx.settings.pulls:
                 await pull(ctx)
-            if ctx.pushes:
+            if ctx.settings.pushes:
                 await push(ctx)
         finally:
             await client.aclose()
-        if ctx.counts["issues"]:
+        if ctx.progress.counts["issues"]:
             # partial means: something was parked as an issue the user can see. Entries
             # deliberately not written (type not exported, import-only calendar, direction)
             # are no news, and a write Google answered with a passing error is retried by
@@ -217,7 +219,7 @@ async def _locked(
         failure = run_failure(exc)
         outcome = failure.outcome
         log.warning("sync failed", extra={"binding": str(binding_id), "code": exc.code})
-    counts = dict(ctx.counts) if ctx is not None else {}
+    counts = dict(ctx.progress.counts) if ctx is not None else {}
     await _record(db, binding_id, connection.id, run.id, outcome, failure, counts, ctx, sent.n)
     return RunResult(outcome, run.id, counts, failure)
 
@@ -271,36 +273,36 @@ async def _record(
     google_requests: int,
 ) -> None:
     at = utcnow()
-    async with db.session() as s:
+    async with db.session() as session:
         stored = {k: int(counts.get(k, 0)) for k in COUNTS}
         await runs.finish(
-            s,
+            session,
             run_id,
             outcome=outcome.value,
             counts=stored,
-            full_sync=bool(ctx and ctx.full),
+            full_sync=bool(ctx and ctx.progress.full),
             error_code=failure.code if failure else None,
             error_message=failure.message if failure else None,
             google_requests=google_requests,
         )
         if outcome is Outcome.NEEDS_REAUTH and failure is not None:
             await connections.mark_needs_reauth(
-                s, connection_id, code=failure.code, message=failure.message
+                session, connection_id, code=failure.code, message=failure.message
             )
         if outcome is Outcome.DISABLED and failure is not None:
             await bindings.set_stage(
-                s, binding_id, bindings.DISABLED, f"{failure.message} {failure.remedy}"
+                session, binding_id, bindings.DISABLED, f"{failure.message} {failure.remedy}"
             )
-        binding = await bindings.get(s, binding_id)
+        binding = await bindings.get(session, binding_id)
         failures = binding.failure_count if binding is not None else 0
         ok = outcome in (Outcome.OK, Outcome.PARTIAL)
-        if ok and ctx is not None and ctx.allow_mass_delete:
-            await bindings.deletions_applied(s, binding_id)
+        if ok and ctx is not None and ctx.settings.allow_mass_delete:
+            await bindings.deletions_applied(session, binding_id)
         await bindings.finished(
-            s,
+            session,
             binding_id,
             ok=ok,
             at=at,
             retry_in=None if ok else backoff_delay(failures),
         )
-        await s.commit()
+        await session.commit()

@@ -59,15 +59,15 @@ def policy_for(ctx: Ctx, activity: Activity | None) -> str:
     (switching to "busy" or "skip" must not turn it into a busy block or delete it)."""
     if activity is not None and made_in_crm(activity):
         return IMPORT
-    return ctx.private_events
+    return ctx.settings.private_events
 
 
 def policy_for_event(ctx: Ctx, event: Event) -> str:
     """`policy_for` before the activity is known: an event calsync wrote for a CRM entry (or
     an occurrence of one) carries the entry's id."""
-    if mapping.tagged_activity_id(event, ctx.tenant_id) is not None:
+    if mapping.tagged_activity_id(event, ctx.settings.tenant_id) is not None:
         return IMPORT
-    return ctx.private_events
+    return ctx.settings.private_events
 
 
 def is_private(event: Event) -> bool:
@@ -84,8 +84,8 @@ def importable(event: Event, private_events: str = IMPORT) -> bool:
 def import_type(ctx: Ctx, event: Event) -> str:
     """Private Google entries get the tenant's personal type, all others the default type."""
     if is_private(event):
-        return ctx.tenant.personal_import_type_key
-    return ctx.tenant.default_import_type_key
+        return ctx.settings.tenant.personal_import_type_key
+    return ctx.settings.tenant.default_import_type_key
 
 
 def organised_elsewhere(ctx: Ctx, event: Event) -> bool:
@@ -96,18 +96,21 @@ def organised_elsewhere(ctx: Ctx, event: Event) -> bool:
     if organizer.self_ is not None:
         return not organizer.self_
     email = (organizer.email or "").lower()
-    return bool(email) and email not in {ctx.calendar_id.lower(), (ctx.google_email or "").lower()}
+    return bool(email) and email not in {
+        ctx.settings.calendar_id.lower(),
+        (ctx.settings.google_email or "").lower(),
+    }
 
 
 def read_only(ctx: Ctx, event: Event, policy: str | None = None) -> str | None:
     """Why the CRM may not write this event, or None (`policy`: see `policy_for`)."""
     if event.event_type in READ_ONLY_EVENT_TYPES:
         return EVENT_TYPE
-    if is_private(event) and (policy or ctx.private_events) == BUSY:
+    if is_private(event) and (policy or ctx.settings.private_events) == BUSY:
         return BUSY_BLOCK
     if organised_elsewhere(ctx, event):
         return NOT_ORGANIZER
-    if not representable(event, ctx.time_zone):
+    if not representable(event, ctx.settings.time_zone):
         return RECURRENCE
     return None
 
@@ -142,9 +145,9 @@ def _recurrence_ok(g: SyncFields, calendar_zone: str | None) -> bool:
 def google_fields(ctx: Ctx, event: Event, policy: str | None = None) -> SyncFields:
     """The fields of a Google event as the CRM holds them: a busy block without its details,
     a series the CRM cannot represent as its first occurrence (read-only)."""
-    g = mapping.event_fields(event, ctx.time_zone)
-    if is_private(event) and (policy or ctx.private_events) == BUSY:
+    g = mapping.event_fields(event, ctx.settings.time_zone)
+    if is_private(event) and (policy or ctx.settings.private_events) == BUSY:
         g = replace(g, summary=BUSY_TITLE, description="", location="")
-    if g.recurrence and not _recurrence_ok(g, ctx.time_zone):
+    if g.recurrence and not _recurrence_ok(g, ctx.settings.time_zone):
         g = replace(g, recurrence=())
     return g

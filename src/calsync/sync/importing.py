@@ -42,59 +42,69 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
     organiser is a CRM user of the tenant, so the organiser's binding is the one that writes."""
     assert event.id is not None
     ro = filters.read_only(ctx, event)
-    async with ctx.db.session() as s:
+    async with ctx.settings.db.session() as session:
         if event.i_cal_uid:
-            shared = await links.shared_activity(s, ctx.tenant_id, ctx.binding_id, event.i_cal_uid)
+            shared = await links.shared_activity(
+                session, ctx.settings.tenant_id, ctx.settings.binding_id, event.i_cal_uid
+            )
             if shared is not None:
-                link = links.new(ctx.tenant_id, ctx.binding_id, shared.id, event.id, state="linked")
-                s.add(link)
-                if shared.owner_id == ctx.user_id:
+                link = links.new(
+                    ctx.settings.tenant_id,
+                    ctx.settings.binding_id,
+                    shared.id,
+                    event.id,
+                    state="linked",
+                )
+                session.add(link)
+                if shared.owner_id == ctx.settings.user_id:
                     link.read_only = ro
-                    await first_link(ctx, s, link, shared, event, g)
+                    await first_link(ctx, session, link, shared, event, g)
                 else:
                     link.read_only = filters.NOT_ORGANIZER
                     agree(link, event, g, crm=mapping.activity_fields(shared))
-                await responses(ctx, s, shared, event)
-                await s.commit()
-                ctx.counts["linked"] += 1
+                await responses(ctx, session, shared, event)
+                await session.commit()
+                ctx.progress.counts["linked"] += 1
                 return
-        owner = ctx.user_id
+        owner = ctx.settings.user_id
         organizer = (event.organizer.email or "") if event.organizer else ""
         if ro == filters.NOT_ORGANIZER and organizer:
-            user = await users.by_email(s, ctx.tenant_id, organizer)
+            user = await users.by_email(session, ctx.settings.tenant_id, organizer)
             if user is not None:
                 owner = user.id
         values = validate(
-            mapping.draft(g, None, ctx.time_zone, attendees=mapping.event_attendees(event))
+            mapping.draft(g, None, ctx.settings.time_zone, attendees=mapping.event_attendees(event))
         )
         activity = await activities.create(
-            s,
-            ctx.tenant_id,
+            session,
+            ctx.settings.tenant_id,
             type_key=filters.import_type(ctx, event),
             owner_id=owner,
             values=values,
             organizer_email=organizer or None,
             origin="sync",
-            source=ctx.source,
+            source=ctx.settings.source,
         )
-        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
-        link.read_only = ro if owner == ctx.user_id else filters.NOT_ORGANIZER
+        link = links.new(
+            ctx.settings.tenant_id, ctx.settings.binding_id, activity.id, event.id, state="linked"
+        )
+        link.read_only = ro if owner == ctx.settings.user_id else filters.NOT_ORGANIZER
         agree(link, event, g, crm=mapping.activity_fields(activity))
-        s.add(link)
+        session.add(link)
         if ro == filters.RECURRENCE:
-            await _report_unrepresentable(ctx, s, event, activity)
-        await s.commit()
-    ctx.counts["created"] += 1
+            await _report_unrepresentable(ctx, session, event, activity)
+        await session.commit()
+    ctx.progress.counts["created"] += 1
 
 
 async def _report_unrepresentable(
-    ctx: Ctx, s: AsyncSession, event: Event, activity: Activity
+    ctx: Ctx, session: AsyncSession, event: Event, activity: Activity
 ) -> None:
     await runs.report_issue(
-        s,
-        ctx.tenant_id,
-        ctx.binding_id,
-        ctx.run_id,
+        session,
+        ctx.settings.tenant_id,
+        ctx.settings.binding_id,
+        ctx.settings.run_id,
         code=UNREPRESENTABLE,
         message=(
             f"The Google series {event.summary or event.id!r} repeats in a way the CRM cannot "
@@ -106,32 +116,34 @@ async def _report_unrepresentable(
         activity_id=activity.id,
         google_event_id=event.id,
     )
-    ctx.counts["issues"] += 1
+    ctx.progress.counts["issues"] += 1
 
 
 async def forget(ctx: Ctx, event: Event) -> None:
     """An event that no longer takes part (the private-events policy became `skip`): its
     activity goes from the CRM; the event stays in Google untouched."""
     assert event.id is not None
-    async with ctx.db.session() as s:
-        link = await links.by_event(s, ctx.binding_id, event.id)
+    async with ctx.settings.db.session() as session:
+        link = await links.by_event(session, ctx.settings.binding_id, event.id)
         if link is None:
             return
         activity = (
-            await activities.get(s, ctx.tenant_id, link.activity_id) if link.activity_id else None
+            await activities.get(session, ctx.settings.tenant_id, link.activity_id)
+            if link.activity_id
+            else None
         )
         if activity is not None and made_in_crm(activity):
             return  # the policy is about entries from Google, never the CRM's own
         if (
             activity is not None
             and activity.deleted_at is None
-            and activity.owner_id == ctx.user_id
-            and ctx.applies_to_crm
+            and activity.owner_id == ctx.settings.user_id
+            and ctx.settings.applies_to_crm
         ):
-            await activities.delete(s, activity, origin="sync")
-            ctx.counts["deleted"] += 1
-        await links.remove(s, link)
-        await s.commit()
+            await activities.delete(session, activity, origin="sync")
+            ctx.progress.counts["deleted"] += 1
+        await links.remove(session, link)
+        await session.commit()
 
 
 def _local(value: date | datetime, master: Activity) -> datetime:
@@ -155,13 +167,15 @@ async def import_occurrences(ctx: Ctx, events: list[Event]) -> None:
 
 async def _occurrence(ctx: Ctx, event: Event) -> None:
     assert event.id is not None and event.recurring_event_id is not None
-    async with ctx.db.session() as s:
-        master_link = await links.by_event(s, ctx.binding_id, event.recurring_event_id)
+    async with ctx.settings.db.session() as session:
+        master_link = await links.by_event(
+            session, ctx.settings.binding_id, event.recurring_event_id
+        )
         if master_link is None or master_link.activity_id is None:
             return
         if master_link.read_only == filters.RECURRENCE:
             return  # the CRM holds only the first occurrence of that series
-        master = await activities.get(s, ctx.tenant_id, master_link.activity_id)
+        master = await activities.get(session, ctx.settings.tenant_id, master_link.activity_id)
         if master is None or master.deleted_at is not None or not master.recurrence:
             return
         original = mapping.original_start(event, master.time_zone)
@@ -170,26 +184,32 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
         original_local = _local(original, master)
         if not is_occurrence(activities.series(master), original_local):
             # the CRM moved the series (or Google dropped this instance when it moved it)
-            await _carry(ctx, s, event, master, master_link, original_local)
-            await s.commit()
+            await _carry(ctx, session, event, master, master_link, original_local)
+            await session.commit()
             return
-        existing = await links.exception_at(s, master.id, original_local)
+        existing = await links.exception_at(session, master.id, original_local)
         if existing is not None:
-            if await links.by_activity(s, ctx.binding_id, existing.id) is not None:
+            if await links.by_activity(session, ctx.settings.binding_id, existing.id) is not None:
                 return
-            link = links.new(ctx.tenant_id, ctx.binding_id, existing.id, event.id, state="linked")
+            link = links.new(
+                ctx.settings.tenant_id,
+                ctx.settings.binding_id,
+                existing.id,
+                event.id,
+                state="linked",
+            )
             link.read_only = master_link.read_only
-            s.add(link)
-            if existing.owner_id == ctx.user_id and not event.cancelled:
+            session.add(link)
+            if existing.owner_id == ctx.settings.user_id and not event.cancelled:
                 g = filters.google_fields(ctx, event, filters.policy_for(ctx, master))
-                await first_link(ctx, s, link, existing, event, g)
+                await first_link(ctx, session, link, existing, event, g)
             else:
                 c = mapping.activity_fields(existing)
                 agree(link, event, c, crm=c)
-            await s.commit()
-            ctx.counts["linked"] += 1
+            await session.commit()
+            ctx.progress.counts["linked"] += 1
             return
-        if event.cancelled and master.owner_id != ctx.user_id:
+        if event.cancelled and master.owner_id != ctx.settings.user_id:
             return
         parent = activities.series(master)
         if event.start is None or event.end is None:
@@ -222,14 +242,16 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
             )
             if g.all_day:
                 draft = _with_zone(draft, master.time_zone)
-        activity = await create_exception(ctx, s, master, draft, parent)
-        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state="linked")
+        activity = await create_exception(ctx, session, master, draft, parent)
+        link = links.new(
+            ctx.settings.tenant_id, ctx.settings.binding_id, activity.id, event.id, state="linked"
+        )
         link.read_only = master_link.read_only
         fields = mapping.activity_fields(activity)
         agree(link, event, fields, crm=fields)
-        s.add(link)
-        await s.commit()
-    ctx.counts["created"] += 1
+        session.add(link)
+        await session.commit()
+    ctx.progress.counts["created"] += 1
 
 
 def _with_zone(draft: ActivityDraft, zone: str) -> ActivityDraft:
@@ -238,7 +260,7 @@ def _with_zone(draft: ActivityDraft, zone: str) -> ActivityDraft:
 
 async def _carry(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     event: Event,
     master: Activity,
     master_link: EventLink,
@@ -249,18 +271,18 @@ async def _carry(
     the same occurrence of the moved series when it says more than a time (cancelled, its own
     title ...) and is dropped otherwise; the push writes it to its new instance. An instance
     Google itself dropped (its series moved there too) is no news."""
-    if master_link.snapshot is None or master.owner_id != ctx.user_id:
+    if master_link.snapshot is None or master.owner_id != ctx.settings.user_id:
         return
     known = SyncFields.from_json(master_link.snapshot)
     try:
-        before = series_of(validate(mapping.draft(known, master, ctx.time_zone)))
+        before = series_of(validate(mapping.draft(known, master, ctx.settings.time_zone)))
     except ActivityInvalid:
         return
     after = activities.series(master)
     slot = follow(before, after, original_local)
     if slot is None or slot == original_local:
         return
-    if await links.exception_at(s, master.id, slot) is not None:
+    if await links.exception_at(session, master.id, slot) is not None:
         return
     if event.cancelled or event.start is None:
         g = replace(mapping.activity_fields(master), recurrence=(), cancelled=True)
@@ -288,14 +310,22 @@ async def _carry(
         status="cancelled" if g.cancelled else "confirmed",
         original_start=slot.date() if after.all_day else slot,
     )
-    activity = await create_exception(ctx, s, master, draft, after)
+    activity = await create_exception(ctx, session, master, draft, after)
     instance = mapping.instance_id(
         master_link.google_event_id, after.all_day, slot, master.time_zone
     )
     # pending: the push writes it to the moved series' instance, in this run or a later one
-    link = await links.by_event(s, ctx.binding_id, instance)  # a deleted exception's, maybe
+    link = await links.by_event(
+        session, ctx.settings.binding_id, instance
+    )  # a deleted exception's, maybe
     if link is None:
-        link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, instance, state=links.PENDING)
-        s.add(link)
+        link = links.new(
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            activity.id,
+            instance,
+            state=links.PENDING,
+        )
+        session.add(link)
     link.activity_id, link.state, link.crm_hash = activity.id, links.PENDING, None
-    ctx.counts["created"] += 1
+    ctx.progress.counts["created"] += 1

@@ -2,7 +2,8 @@
 
 It lives in sync/ because it knows both sides: `domain` must not import `google`, and `google`
 knows nothing of activities. Both directions produce `SyncFields` through `fields.make`, so the
-same appointment hashes the same whichever side it was read from.
+same appointment hashes the same whichever side it was read from. It reads Google's typed
+models only; how `SyncFields` are spelled on Google's wire is `google.builders`.
 
 All-day entries carry no time zone on Google's side (a date is a date), so their `time_zone` is
 not a synced field: it is blank in `SyncFields` and the activity keeps its own.
@@ -14,12 +15,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from calsync.domain.activity import RESPONSE_STATUSES as RESPONSES
 from calsync.domain.activity import ActivityDraft, Attendee
-from calsync.domain.fields import UNITS, SyncFields, make
+from calsync.domain.fields import SyncFields, make
 from calsync.google.models import Event
 from calsync.store.models import Activity
 
@@ -96,63 +96,16 @@ def activity_fields(activity: Activity) -> SyncFields:
     )
 
 
-def _time(value: str, all_day: bool, zone: str) -> dict[str, Any]:
-    if all_day:
-        return {"date": value, "dateTime": None, "timeZone": None}
-    instant = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    local = instant.astimezone(ZoneInfo(zone))
-    return {"dateTime": local.isoformat(), "timeZone": zone, "date": None}
+def tags(activity_id: uuid.UUID, tenant_id: uuid.UUID) -> dict[str, str]:
+    """The private tags calsync writes into a new event (`tagged_activity_id` reads them)."""
+    return {ACTIVITY_KEY: str(activity_id), TENANT_KEY: str(tenant_id)}
 
 
-def event_body(
-    values: SyncFields, units: Iterable[str] | None = None, *, before: SyncFields | None = None
-) -> dict[str, Any]:
-    """The Google fields of `units` (all when None), ready for insert or patch."""
-    chosen = set(UNITS) if units is None else set(units)
-    body: dict[str, Any] = {}
-    if "summary" in chosen:
-        body["summary"] = values.summary
-    if "description" in chosen:
-        body["description"] = values.description
-    if "location" in chosen:
-        body["location"] = values.location
-    if "visibility" in chosen:
-        body["visibility"] = values.visibility
-    if "transparency" in chosen:
-        body["transparency"] = values.transparency
-    if "schedule" in chosen:
-        body["start"] = _time(values.start, values.all_day, values.time_zone)
-        body["end"] = _time(values.end, values.all_day, values.time_zone)
-        if values.recurrence:
-            body["recurrence"] = list(values.recurrence)
-        elif before is not None and before.recurrence:
-            body["recurrence"] = None  # patch: null clears
-    if "status" in chosen:
-        body["status"] = "cancelled" if values.cancelled else "confirmed"
-    return body
-
-
-def insert_body(
-    activity: Activity, values: SyncFields, event_id: str, tenant_id: uuid.UUID
-) -> dict[str, Any]:
-    """A whole new event for `activity`, under its deterministic id, tagged with its id."""
-    body = {k: v for k, v in event_body(values).items() if v is not None}
-    body["start"] = {k: v for k, v in body["start"].items() if v is not None}
-    body["end"] = {k: v for k, v in body["end"].items() if v is not None}
-    body["id"] = event_id
-    body["extendedProperties"] = {
-        "private": {ACTIVITY_KEY: str(activity.id), TENANT_KEY: str(tenant_id)}
-    }
-    if activity.attendees:
-        body["attendees"] = [
-            {
-                "email": a.email,
-                **({"displayName": a.display_name} if a.display_name else {}),
-                **({"optional": True} if a.optional else {}),
-            }
-            for a in activity.attendees
-        ]
-    return body
+def guests(activity: Activity) -> tuple[Attendee, ...]:
+    """The activity's guests as the domain knows them."""
+    return tuple(
+        Attendee(a.email, a.display_name, a.response_status, a.optional) for a in activity.attendees
+    )
 
 
 def tagged_activity_id(event: Event, tenant_id: uuid.UUID) -> uuid.UUID | None:

@@ -39,14 +39,17 @@ class MassDelete(Exception):
 
 async def list_all(ctx: Ctx) -> tuple[list[Event], str | None, str | None]:
     """Every page of the incremental (or full) listing; the sync token comes with the last."""
-    if ctx.sync_token and not ctx.full:
-        pages = ctx.client.list_events(
-            ctx.calendar_id, sync_token=ctx.sync_token, show_deleted=True, max_results=MAX_RESULTS
+    if ctx.settings.sync_token and not ctx.progress.full:
+        pages = ctx.settings.client.list_events(
+            ctx.settings.calendar_id,
+            sync_token=ctx.settings.sync_token,
+            show_deleted=True,
+            max_results=MAX_RESULTS,
         )
     else:
-        pages = ctx.client.list_events(
-            ctx.calendar_id,
-            time_min=ctx.window_start,
+        pages = ctx.settings.client.list_events(
+            ctx.settings.calendar_id,
+            time_min=ctx.settings.window_start,
             show_deleted=True,
             single_events=False,
             max_results=MAX_RESULTS,
@@ -65,14 +68,13 @@ async def pull(ctx: Ctx) -> None:
         events, token, zone = await list_all(ctx)
     except errors.SyncTokenExpired:
         # Google wants a full sync: list the window again and relink; links are kept
-        async with ctx.db.session() as s:
-            await bindings.drop_sync_token(s, ctx.binding_id)
-            await s.commit()
-        ctx.full = True
-        ctx.counts["full_resyncs"] += 1
+        async with ctx.settings.db.session() as session:
+            await bindings.drop_sync_token(session, ctx.settings.binding_id)
+            await session.commit()
+        ctx.progress.full = True
+        ctx.progress.counts["full_resyncs"] += 1
         events, token, zone = await list_all(ctx)
-    if ctx.time_zone is None:
-        ctx.time_zone = zone
+    ctx.learn_time_zone(zone)
     await guard(ctx, events)
     unlinked: list[Event] = []
     known = await _known(ctx, events)
@@ -100,15 +102,14 @@ async def pull(ctx: Ctx) -> None:
             continue
         new_occurrences.append(event)
     await importing.import_occurrences(ctx, new_occurrences)
-    ctx.counts["pulled"] += len(events)
-    await ctx.hooks.fire("after_pull", ctx)
-    async with ctx.db.session() as s:
-        await bindings.save_sync_token(s, ctx.binding_id, token, zone)
-        binding = await bindings.get(s, ctx.binding_id)
+    ctx.progress.counts["pulled"] += len(events)
+    await ctx.settings.hooks.fire("after_pull", ctx)
+    async with ctx.settings.db.session() as session:
+        await bindings.save_sync_token(session, ctx.settings.binding_id, token, zone)
+        binding = await bindings.get(session, ctx.settings.binding_id)
         if binding is not None:
-            binding.private_events_applied = ctx.private_events
-        await s.commit()
-    ctx.sync_token = token
+            binding.private_events_applied = ctx.settings.private_events
+        await session.commit()
 
 
 async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
@@ -119,15 +120,15 @@ async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
     for event in events:
         if event.id is None:
             continue
-        aid = mapping.tagged_activity_id(event, ctx.tenant_id) or activity_id_from_event_id(
-            event.id
-        )
+        aid = mapping.tagged_activity_id(
+            event, ctx.settings.tenant_id
+        ) or activity_id_from_event_id(event.id)
         if aid is not None:
             named[event.id] = aid
-    async with ctx.db.session() as s:
-        known = set(await links.by_events(s, ctx.binding_id, ids))
-        found = await links.activities(s, ctx.tenant_id, set(named.values()))
-    owned = {aid for aid, a in found.items() if a.owner_id == ctx.user_id}
+    async with ctx.settings.db.session() as session:
+        known = set(await links.by_events(session, ctx.settings.binding_id, ids))
+        found = await links.activities(session, ctx.settings.tenant_id, set(named.values()))
+    owned = {aid for aid, a in found.items() if a.owner_id == ctx.settings.user_id}
     known.update(eid for eid, aid in named.items() if aid in owned)
     return known
 
@@ -136,14 +137,14 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
     """Pause instead of removing more than half of the binding's linked activities (and more
     than GUARD_MIN): an emptied calendar is far more often an accident than an intention."""
     cancelled = [e.id for e in events if e.cancelled and e.id]
-    if len(cancelled) <= GUARD_MIN or ctx.allow_mass_delete:
+    if len(cancelled) <= GUARD_MIN or ctx.settings.allow_mass_delete:
         return
-    async with ctx.db.session() as s:
-        found = await links.by_events(s, ctx.binding_id, cancelled)
+    async with ctx.settings.db.session() as session:
+        found = await links.by_events(session, ctx.settings.binding_id, cancelled)
         ids = [lk.activity_id for lk in found.values() if lk.activity_id and lk.state == "linked"]
-        acts = await links.activities(s, ctx.tenant_id, ids)
+        acts = await links.activities(session, ctx.settings.tenant_id, ids)
         removing = sum(1 for a in acts.values() if a.deleted_at is None)
-        total = await links.count_live(s, ctx.binding_id)
+        total = await links.count_live(session, ctx.settings.binding_id)
         if removing <= GUARD_MIN or removing * 2 <= total:
             return
         reason = (
@@ -152,18 +153,18 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
             "the calendar, apply the deletions; otherwise restore the events in Google Calendar "
             "(Bin) or check other tools syncing this calendar, then resume."
         )
-        await bindings.pause_for_guard(s, ctx.binding_id, reason, removing)
+        await bindings.pause_for_guard(session, ctx.settings.binding_id, reason, removing)
         await runs.report_issue(
-            s,
-            ctx.tenant_id,
-            ctx.binding_id,
-            ctx.run_id,
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
             code="calsync.mass_delete_guard",
             message=reason,
             remedy=GUARD_REMEDY,
         )
-        await s.commit()
-    ctx.counts["guarded"] = removing
+        await session.commit()
+    ctx.progress.counts["guarded"] = removing
     raise MassDelete(reason)
 
 
@@ -172,13 +173,13 @@ async def apply(ctx: Ctx, event: Event) -> Result:
     assert event.id is not None
     if not event.cancelled and not filters.importable(event, await _policy(ctx, event)):
         await importing.forget(ctx, event)  # e.g. private entries after a switch to `skip`
-        ctx.counts["ignored"] += 1
+        ctx.progress.counts["ignored"] += 1
         return Result.SKIPPED
     try:
-        async with ctx.db.session() as s:
-            link = await links.by_event(s, ctx.binding_id, event.id)
-            result = await reconcile(ctx, s, event, link)
-            await s.commit()
+        async with ctx.settings.db.session() as session:
+            link = await links.by_event(session, ctx.settings.binding_id, event.id)
+            result = await reconcile(ctx, session, event, link)
+            await session.commit()
             return result
     except (ActivityInvalid, mapping.Unmappable) as exc:
         await park_event(ctx, event, str(exc))
@@ -187,33 +188,33 @@ async def apply(ctx: Ctx, event: Event) -> Result:
 
 async def _policy(ctx: Ctx, event: Event) -> str:
     """The private-events policy for a known event: none for the CRM's own entries."""
-    if ctx.private_events == filters.IMPORT or not filters.is_private(event):
-        return ctx.private_events
+    if ctx.settings.private_events == filters.IMPORT or not filters.is_private(event):
+        return ctx.settings.private_events
     assert event.id is not None
-    async with ctx.db.session() as s:
-        link = await links.by_event(s, ctx.binding_id, event.id)
+    async with ctx.settings.db.session() as session:
+        link = await links.by_event(session, ctx.settings.binding_id, event.id)
         activity = None
         if link is not None and link.activity_id is not None:
-            activity = await activities.get(s, ctx.tenant_id, link.activity_id)
+            activity = await activities.get(session, ctx.settings.tenant_id, link.activity_id)
     if activity is not None:
         return filters.policy_for(ctx, activity)
     return filters.policy_for_event(ctx, event)
 
 
 async def park_event(ctx: Ctx, event: Event, why: str) -> None:
-    async with ctx.db.session() as s:
+    async with ctx.settings.db.session() as session:
         await runs.report_issue(
-            s,
-            ctx.tenant_id,
-            ctx.binding_id,
-            ctx.run_id,
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
             code=UNSUPPORTED,
             message=f"The Google event {event.summary or event.id!r} cannot be stored: {why}",
             remedy="Shorten or correct the event in Google Calendar; it syncs after the change.",
             google_event_id=event.id,
         )
-        await s.commit()
-    ctx.counts["issues"] += 1
+        await session.commit()
+    ctx.progress.counts["issues"] += 1
 
 
 async def import_new(ctx: Ctx, events: list[Event]) -> None:
@@ -228,17 +229,17 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
         except mapping.Unmappable as exc:
             await park_event(ctx, event, str(exc))
     by_id = {e.id: e for e in events if e.id in fields}
-    async with ctx.db.session() as s:
+    async with ctx.settings.db.session() as session:
         candidates = await links.unlinked_activities(
-            s,
-            ctx.tenant_id,
-            ctx.user_id,
-            ctx.binding_id,
-            since=ctx.window_start,
-            from_calendar=(ctx.calendar_id, ctx.google_email),
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.user_id,
+            ctx.settings.binding_id,
+            since=ctx.settings.window_start,
+            from_calendar=(ctx.settings.calendar_id, ctx.settings.google_email),
         )
         elsewhere = await links.linked_in_other_bindings(
-            s, ctx.connection_id, ctx.binding_id, [a.id for a in candidates]
+            session, ctx.settings.connection_id, ctx.settings.binding_id, [a.id for a in candidates]
         )
         crm = [(a.id, mapping.activity_fields(a)) for a in candidates if a.id not in elsewhere]
     found = match(list(fields.items()), crm)
@@ -267,25 +268,29 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
 async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields) -> None:
     assert event.id is not None
     try:
-        async with ctx.db.session() as s:
-            activity = await activities.get(s, ctx.tenant_id, activity_id)  # type: ignore[arg-type]
+        async with ctx.settings.db.session() as session:
+            activity = await activities.get(session, ctx.settings.tenant_id, activity_id)  # type: ignore[arg-type]
             if activity is None:
                 return
-            link = await links.by_activity(s, ctx.binding_id, activity.id)
+            link = await links.by_activity(session, ctx.settings.binding_id, activity.id)
             if link is None:
                 link = links.new(
-                    ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED
+                    ctx.settings.tenant_id,
+                    ctx.settings.binding_id,
+                    activity.id,
+                    event.id,
+                    state=links.LINKED,
                 )
-                s.add(link)
+                session.add(link)
             link.google_event_id = event.id
             policy = filters.policy_for(ctx, activity)
-            if policy != ctx.private_events:
+            if policy != ctx.settings.private_events:
                 g = filters.google_fields(ctx, event, policy)
             link.read_only = filters.read_only(ctx, event, policy)
-            await first_link(ctx, s, link, activity, event, g)
-            await runs.resolve_issues(s, ctx.binding_id, activity_id=activity.id)
-            await s.commit()
-        ctx.counts["linked"] += 1
+            await first_link(ctx, session, link, activity, event, g)
+            await runs.resolve_issues(session, ctx.settings.binding_id, activity_id=activity.id)
+            await session.commit()
+        ctx.progress.counts["linked"] += 1
     except ActivityInvalid as exc:
         await park_event(ctx, event, str(exc))
 
@@ -295,17 +300,17 @@ async def _park_ambiguous(
 ) -> None:
     """Several entries look the same: report them and keep the CRM ones out of Google until a
     person makes them differ, instead of guessing which belongs to which."""
-    async with ctx.db.session() as s:
+    async with ctx.settings.db.session() as session:
         for aid in activity_ids:
-            activity = await activities.get(s, ctx.tenant_id, aid)  # type: ignore[arg-type]
+            activity = await activities.get(session, ctx.settings.tenant_id, aid)  # type: ignore[arg-type]
             if activity is None:
                 continue
-            if await links.by_activity(s, ctx.binding_id, activity.id) is None:
+            if await links.by_activity(session, ctx.settings.binding_id, activity.id) is None:
                 c = mapping.activity_fields(activity)
-                s.add(
+                session.add(
                     links.new(
-                        ctx.tenant_id,
-                        ctx.binding_id,
+                        ctx.settings.tenant_id,
+                        ctx.settings.binding_id,
                         activity.id,
                         google_event_id(activity.id),
                         state=links.PARKED,
@@ -313,10 +318,10 @@ async def _park_ambiguous(
                     )
                 )
         await runs.report_issue(
-            s,
-            ctx.tenant_id,
-            ctx.binding_id,
-            ctx.run_id,
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
             code=AMBIGUOUS,
             message=(
                 f"{len(event_ids)} Google event(s) and {len(activity_ids)} CRM activities look "
@@ -329,8 +334,8 @@ async def _park_ambiguous(
             ),
             google_event_id=event_ids[0],
         )
-        await s.commit()
-    ctx.counts["issues"] += 1
+        await session.commit()
+    ctx.progress.counts["issues"] += 1
 
 
 async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
@@ -342,22 +347,22 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
     checked = []
     for event, g in chunk:
         try:
-            checked.append((event, g, validate(mapping.draft(g, None, ctx.time_zone))))
+            checked.append((event, g, validate(mapping.draft(g, None, ctx.settings.time_zone))))
         except ActivityInvalid as exc:
             await park_event(ctx, event, str(exc))
     if not checked:
         return
-    async with ctx.db.session() as s:
+    async with ctx.settings.db.session() as session:
         created = await activities.create_many(
-            s,
-            ctx.tenant_id,
+            session,
+            ctx.settings.tenant_id,
             [
                 activities.NewActivity(
-                    type_key=ctx.tenant.default_import_type_key,
-                    owner_id=ctx.user_id,
+                    type_key=ctx.settings.tenant.default_import_type_key,
+                    owner_id=ctx.settings.user_id,
                     values=values,
                     organizer_email=event.organizer.email if event.organizer else None,
-                    source=ctx.source,
+                    source=ctx.settings.source,
                 )
                 for event, _, values in checked
             ],
@@ -366,9 +371,13 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
         for (event, g, _), activity in zip(checked, created, strict=True):
             assert event.id is not None
             link = links.new(
-                ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED
+                ctx.settings.tenant_id,
+                ctx.settings.binding_id,
+                activity.id,
+                event.id,
+                state=links.LINKED,
             )
             agree(link, event, g, crm=mapping.activity_fields(activity))
-            s.add(link)
-        await s.commit()
-    ctx.counts["created"] += len(checked)
+            session.add(link)
+        await session.commit()
+    ctx.progress.counts["created"] += len(checked)

@@ -2,7 +2,7 @@
 
 Called by the pull for every listed event and by the push after a 409 or 412 re-read, always
 inside the caller's transaction for that one event. CRM writes happen here; Google writes are
-left to the push, which finds them through `ctx.to_push`.
+left to the push, which finds them through `ctx.progress.to_push`.
 
 A link's `snapshot` is the base of the next three-way merge: the fields both sides last agreed
 on — or, after a merge whose result Google has not received yet, Google's current fields, so the
@@ -12,14 +12,14 @@ that moment; a side has changed iff its current hash differs.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.activity import ActivityDraft, Attendee, validate
-from calsync.domain.decide import Action, State, decide
+from calsync.domain.decide import Action, Kind, State, Writes, action_for
 from calsync.domain.fields import SyncFields, content_hash
 from calsync.domain.ids import activity_id_from_event_id
 from calsync.domain.merge import Merged, Policy, merge
@@ -50,75 +50,76 @@ def crm_state(activity: Activity, link: EventLink) -> State:
     return State.UNCHANGED
 
 
-async def relink(ctx: Ctx, s: AsyncSession, event: Event) -> EventLink | None:
-    """Rebuild a lost link from the activity id in the event (tag, or our deterministic id)."""
+async def relink(ctx: Ctx, session: AsyncSession, event: Event) -> EventLink | None:
+    """Rebuild a lost link from the activity id in the event (tag, or our deterministic id).
+    The link is new, without a merge base: the classification sees a first link."""
     assert event.id is not None
+    settings = ctx.settings
     if event.recurring_event_id is not None:
         return None  # an occurrence carries its master's tag: linked by the pull's exceptions
-    candidate = mapping.tagged_activity_id(event, ctx.tenant_id) or activity_id_from_event_id(
+    candidate = mapping.tagged_activity_id(event, settings.tenant_id) or activity_id_from_event_id(
         event.id
     )
     if candidate is None:
         return None
-    activity = await activities.get(s, ctx.tenant_id, candidate)
-    if activity is None or activity.owner_id != ctx.user_id:
+    activity = await activities.get(session, settings.tenant_id, candidate)
+    if activity is None or activity.owner_id != settings.user_id:
         return None
     if event.cancelled and activity.deleted_at is None:
         # a live entry's event gone from this calendar without a link here: calsync moved it
         # to another calendar, or withdrew it (its type is no longer exported) — no news
         return None
-    if await links.by_activity(s, ctx.binding_id, activity.id) is not None:
+    if await links.by_activity(session, settings.binding_id, activity.id) is not None:
         return None  # linked to another event already: never two events for one activity
-    if await links.linked_in_other_bindings(s, ctx.connection_id, ctx.binding_id, [activity.id]):
+    if await links.linked_in_other_bindings(
+        session, settings.connection_id, settings.binding_id, [activity.id]
+    ):
         return None  # the entry lives in another calendar; this is a copy made in Google
-    link = links.new(ctx.tenant_id, ctx.binding_id, activity.id, event.id, state=links.LINKED)
-    s.add(link)
-    ctx.counts["linked"] += 1
-    if event.cancelled:
-        return link
-    policy = filters.policy_for(ctx, activity)
-    g = filters.google_fields(ctx, event, policy)
-    link.read_only = filters.read_only(ctx, event, policy)
-    if activity.deleted_at is not None:
-        # deleted in the CRM while the link was lost: the delete is the newer fact
-        agree(link, event, g, crm=None)
-        return link
-    await first_link(ctx, s, link, activity, event, g)
+    link = links.new(
+        settings.tenant_id, settings.binding_id, activity.id, event.id, state=links.LINKED
+    )
+    session.add(link)
+    ctx.progress.counts["linked"] += 1
     return link
 
 
 async def first_link(
-    ctx: Ctx, s: AsyncSession, link: EventLink, activity: Activity, event: Event, g: SyncFields
+    ctx: Ctx,
+    session: AsyncSession,
+    link: EventLink,
+    activity: Activity,
+    event: Event,
+    google: SyncFields,
 ) -> None:
     """Link two entries that were never synced: differing units follow the policy, unrecorded."""
-    c = mapping.activity_fields(activity)
+    crm = mapping.activity_fields(activity)
     merged = merge(
         None,
-        c,
-        g,
+        crm,
+        google,
         policy=_policy(ctx, link),
         crm_updated=activity.updated_at,
         google_updated=_updated(event, activity),
     )
-    await _apply_merged(ctx, s, link, activity, event, g, merged)
+    await _apply_merged(ctx, session, link, activity, event, google, merged)
 
 
 def _policy(ctx: Ctx, link: EventLink | None = None) -> Policy:
-    if not ctx.pushes or (link is not None and link.read_only):
+    if not ctx.settings.pushes or (link is not None and link.read_only):
         return Policy.GOOGLE_WINS
-    if not ctx.applies_to_crm:
+    if not ctx.settings.applies_to_crm:
         return Policy.CRM_WINS
-    return ctx.policy
+    return ctx.settings.policy
 
 
 def _updated(event: Event, activity: Activity) -> datetime:
     return event.updated or activity.updated_at
 
 
-def agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None) -> None:
+def agree(link: EventLink, event: Event, google: SyncFields, crm: SyncFields | None) -> None:
     """Google's fields become the base; the CRM side is in sync iff `crm` is given."""
-    link.snapshot = g.to_json()
-    link.google_hash = content_hash(g)
+    link.snapshot = google.to_json()
+    link.google_hash = content_hash(google)
     link.crm_hash = content_hash(crm) if crm is not None else None
     link.google_etag = event.etag
     link.google_updated = event.updated
@@ -128,7 +129,7 @@ def agree(link: EventLink, event: Event, g: SyncFields, crm: SyncFields | None) 
 
 async def write_crm(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     activity: Activity,
     values: SyncFields,
     *,
@@ -138,20 +139,22 @@ async def write_crm(
     an exception is checked against its master's series."""
     parent = None
     if activity.recurring_parent_id is not None:
-        master = await activities.get(s, ctx.tenant_id, activity.recurring_parent_id)
+        master = await activities.get(session, ctx.settings.tenant_id, activity.recurring_parent_id)
         if master is not None:
             parent = activities.series(master)
-    checked = validate(mapping.draft(values, activity, ctx.time_zone, attendees=attendees), parent)
+    checked = validate(
+        mapping.draft(values, activity, ctx.settings.time_zone, attendees=attendees), parent
+    )
     before = activities.series(activity) if activity.recurrence and parent is None else None
-    await activities.update(s, activity, checked, origin="sync")
-    ctx.counts["updated"] += 1
+    await activities.update(session, activity, checked, origin="sync")
+    ctx.progress.counts["updated"] += 1
     if before is not None and activities.series(activity) != before:
-        await exceptions_followed(ctx, s, activity)
+        await exceptions_followed(ctx, session, activity)
 
 
 async def create_exception(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     master: Activity,
     draft: ActivityDraft,
     parent: Series,
@@ -162,8 +165,8 @@ async def create_exception(
     type, owner and organiser are those of `like` (the master's unless given)."""
     like = like or master
     return await activities.create(
-        s,
-        ctx.tenant_id,
+        session,
+        ctx.settings.tenant_id,
         type_key=like.type_key,
         owner_id=like.owner_id,
         values=validate(draft, parent),
@@ -174,29 +177,31 @@ async def create_exception(
     )
 
 
-async def exceptions_followed(ctx: Ctx, s: AsyncSession, master: Activity) -> None:
+async def exceptions_followed(ctx: Ctx, session: AsyncSession, master: Activity) -> None:
     """The series moved and the store moved or deleted its exceptions with it: a deleted
     one's link is done (Google dropped that instance itself), a moved one's link still names
     the old instance, so the push writes it to the new one (`crm_hash` cleared keeps it owed
     across runs)."""
     shape = activities.series(master)
-    master_link = await links.by_activity(s, ctx.binding_id, master.id)
-    for link, activity in await series.exception_links(s, ctx.binding_id, master.id):
+    master_link = await links.by_activity(session, ctx.settings.binding_id, master.id)
+    for link, activity in await series.exception_links(session, ctx.settings.binding_id, master.id):
         if activity.deleted_at is not None:
             original = activity.original_start_local
             if original is None or not is_occurrence(shape, original):
-                await links.remove(s, link)
+                await links.remove(session, link)
         elif link.google_event_id != instance_of(activity, master, master_link):
             link.crm_hash = None
-            ctx.to_push.add(activity.id)
+            ctx.progress.to_push.add(activity.id)
 
 
-async def expected_instance(ctx: Ctx, s: AsyncSession, exception: Activity) -> str | None:
+async def expected_instance(ctx: Ctx, session: AsyncSession, exception: Activity) -> str | None:
     """The Google instance id an exception belongs to now (None if its series has no link)."""
     if exception.recurring_parent_id is None or exception.original_start_local is None:
         return None
-    master_link = await links.by_activity(s, ctx.binding_id, exception.recurring_parent_id)
-    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
+    master_link = await links.by_activity(
+        session, ctx.settings.binding_id, exception.recurring_parent_id
+    )
+    master = await activities.get(session, ctx.settings.tenant_id, exception.recurring_parent_id)
     return instance_of(exception, master, master_link)
 
 
@@ -214,36 +219,33 @@ def instance_of(
     )
 
 
-async def responses(ctx: Ctx, s: AsyncSession, activity: Activity, event: Event) -> None:
+async def responses(ctx: Ctx, session: AsyncSession, activity: Activity, event: Event) -> None:
     """Show Google's guests and their answers (accepted, declined ...) on the activity; a
     decline is an answer, not a deletion."""
     wanted = mapping.event_attendees(event)
-    if wanted is None or not ctx.applies_to_crm or activity.deleted_at is not None:
+    if wanted is None or not ctx.settings.applies_to_crm or activity.deleted_at is not None:
         return
-    have = tuple(
-        Attendee(a.email, a.display_name, a.response_status, a.optional) for a in activity.attendees
-    )
-    if wanted != have:
-        await write_crm(ctx, s, activity, mapping.activity_fields(activity), attendees=wanted)
+    if wanted != mapping.guests(activity):
+        await write_crm(ctx, session, activity, mapping.activity_fields(activity), attendees=wanted)
 
 
 async def _apply_merged(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     link: EventLink,
     activity: Activity,
     event: Event,
-    g: SyncFields,
+    google: SyncFields,
     merged: Merged,
 ) -> None:
-    if merged.to_crm and ctx.applies_to_crm:
-        await write_crm(ctx, s, activity, merged.values)
+    if merged.to_crm and ctx.settings.applies_to_crm:
+        await write_crm(ctx, session, activity, merged.values)
     for conflict in merged.conflicts:
         runs.record_conflict(
-            s,
-            ctx.tenant_id,
-            ctx.binding_id,
-            ctx.run_id,
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
             field=conflict.unit,
             base=list(conflict.base) if conflict.base is not None else None,
             crm=list(conflict.crm),
@@ -254,158 +256,236 @@ async def _apply_merged(
             link_id=link.id,
             google_event_id=event.id,
         )
-        ctx.counts["conflicts"] += 1
-    if merged.to_google and ctx.pushes and not link.read_only:
-        agree(link, event, g, crm=None)  # the push writes the units the CRM won
-        ctx.to_push.add(activity.id)
+        ctx.progress.counts["conflicts"] += 1
+    if merged.to_google and ctx.settings.pushes and not link.read_only:
+        agree(link, event, google, crm=None)  # the push writes the units the CRM won
+        ctx.progress.to_push.add(activity.id)
     else:
-        agree(link, event, g, crm=mapping.activity_fields(activity))
+        agree(link, event, google, crm=mapping.activity_fields(activity))
 
 
-async def _series_gone(ctx: Ctx, s: AsyncSession, exception: Activity) -> bool:
+async def _series_gone(ctx: Ctx, session: AsyncSession, exception: Activity) -> bool:
     assert exception.recurring_parent_id is not None
-    master = await activities.get(s, ctx.tenant_id, exception.recurring_parent_id)
+    master = await activities.get(session, ctx.settings.tenant_id, exception.recurring_parent_id)
     return master is None or master.deleted_at is not None
 
 
-async def reconcile(ctx: Ctx, s: AsyncSession, event: Event, link: EventLink | None) -> Result:
-    """Bring one event and its activity together (see the module docstring)."""
+@dataclass
+class Case:
+    """One event classified for the decision table, with what the action needs to run."""
+
+    kind: Kind
+    link: EventLink | None = None
+    activity: Activity | None = None
+    crm: State | None = None
+    google: State | None = None
+    #: Google's fields (None when the action does not read them)
+    fields: SyncFields | None = None
+    writes: Writes = Writes.BOTH
+
+    @property
+    def action(self) -> Action:
+        return action_for(self.kind, self.crm, self.google, self.writes)
+
+
+def _writes(ctx: Ctx, link: EventLink) -> Writes:
+    if not ctx.settings.applies_to_crm:
+        return Writes.GOOGLE
+    return Writes.BOTH if ctx.settings.pushes and not link.read_only else Writes.CRM
+
+
+async def classify(ctx: Ctx, session: AsyncSession, event: Event, link: EventLink | None) -> Case:
+    """Which case of the decision table this event is (domain.decide); reads Google's fields
+    and records the guests' answers on the way, as every case that reads them needs."""
     assert event.id is not None
+    settings = ctx.settings
+    relinked = False
     if link is None:
-        link = await relink(ctx, s, event)
+        link = await relink(ctx, session, event)
         if link is None:
             # a cancelled occurrence still needs its exception; other cancelled events do not
             gone = event.cancelled and event.recurring_event_id is None
-            return Result.SKIPPED if gone else Result.UNLINKED
-        if link.state == links.LINKED and link.google_etag == event.etag:
-            return Result.DONE
-    if link.activity_id is None:
-        return Result.SKIPPED  # parked: waits for a person
-    if link.state in (links.MOVING, links.DETACHED):
-        # moving: the export calendar's sync is taking it out of this calendar; detached: a
-        # project task neither side writes (sync.transitions)
-        return Result.SKIPPED
-    activity = await activities.get(s, ctx.tenant_id, link.activity_id)
+            return Case(Kind.GONE if gone else Kind.NEW_IN_GOOGLE)
+        relinked = True
+    if link.activity_id is None or link.state in (links.MOVING, links.DETACHED):
+        # parked: waits for a person; moving: the export calendar's sync is taking it out of
+        # this calendar; detached: a project task neither side writes (sync.transitions)
+        return Case(Kind.WAITING, link)
+    activity = await activities.get(session, settings.tenant_id, link.activity_id)
     if activity is None:
-        await links.remove(s, link)
-        return Result.SKIPPED if event.cancelled else Result.UNLINKED
+        gone = event.cancelled
+        return Case(Kind.GONE if gone else Kind.NEW_IN_GOOGLE, link)
+    case = Case(Kind.ENTRY, link, activity, writes=_writes(ctx, link))
     occurrence = activity.recurring_parent_id is not None
-    if (
-        link.state == links.PENDING
-        and event.cancelled
-        and not occurrence
-        and activity.deleted_at is None
-        and ctx.pushes
-    ):
+    live = activity.deleted_at is None
+    if link.state == links.PENDING and event.cancelled and not occurrence and live:
         # our insert met an event of ours Google holds as deleted (the entry was withdrawn
         # when its type stopped being exported, or moved away and back): it comes back with
         # the CRM's fields instead of the CRM entry being deleted
-        link.state = links.LINKED
-        link.google_etag, link.google_updated = event.etag, event.updated
-        link.google_hash, link.crm_hash = CANCELLED, None
-        ctx.restore.add(activity.id)
-        ctx.to_push.add(activity.id)
-        return Result.DONE
-    expected = await expected_instance(ctx, s, activity) if occurrence else None
+        case.kind = Kind.REUSED_ID
+        return case
+    expected = await expected_instance(ctx, session, activity) if occurrence else None
     if expected is not None and event.id != expected:
         # the series moved and took this exception to another occurrence: the push writes it
         # there; the old instance (which Google dropped) is no news
-        return Result.SKIPPED
-    if occurrence and activity.deleted_at is not None and event.cancelled and ctx.pushes:
-        # deleted in the CRM, cancelled in Google: the push decides (the cancelled exception a
-        # user's delete put in its place takes the link over; see push._orphaned_exception)
-        ctx.to_push.add(activity.id)
-        return Result.SKIPPED
-    if event.cancelled and (not occurrence or activity.deleted_at is not None):
-        return await _cancelled(ctx, s, link, activity, event)
-    if link.state != links.PENDING and link.google_etag == event.etag and not ctx.reapply:
-        return Result.UNCHANGED  # our own write coming back, or nothing new
-    if activity.owner_id != ctx.user_id:
+        case.kind = Kind.MOVED_EXCEPTION
+        return case
+    if occurrence and not live and event.cancelled and settings.pushes:
+        case.kind = Kind.CANCELLED_EXCEPTION
+        return case
+    if event.cancelled and (not occurrence or not live):
+        if activity.owner_id != settings.user_id:
+            # an attendee's copy went away (uninvited, or the organiser deleted it): the
+            # organiser's binding decides about the activity
+            case.kind = Kind.ATTENDEE_COPY_GONE
+            return case
+        case.crm, case.google = crm_state(activity, link), State.DELETED
+        return case
+    if link.state != links.PENDING and link.google_etag == event.etag and not settings.reapply:
+        # our own write coming back, or nothing new
+        case.crm, case.google = crm_state(activity, link), State.UNCHANGED
+        return case
+    if activity.owner_id != settings.user_id:
         # an attendee's copy of a meeting another CRM user owns: that user's binding writes
         # the fields; this copy only brings its guests' answers
-        link.read_only = filters.NOT_ORGANIZER
-        await responses(ctx, s, activity, event)
-        link.google_etag, link.google_updated = event.etag, event.updated
-        link.ical_uid = event.i_cal_uid
-        link.state = links.LINKED
-        return Result.DONE
+        case.kind = Kind.ATTENDEE_COPY
+        return case
     policy = filters.policy_for(ctx, activity)
     if event.cancelled and link.snapshot is not None and event.start is None:
-        g = replace(SyncFields.from_json(link.snapshot), cancelled=True)
+        google = replace(SyncFields.from_json(link.snapshot), cancelled=True)
     else:
-        g = filters.google_fields(ctx, event, policy)
+        google = filters.google_fields(ctx, event, policy)
+    case.fields = google
     link.read_only = filters.read_only(ctx, event, policy)
-    await responses(ctx, s, activity, event)
-    g_hash = content_hash(g)
+    case.writes = _writes(ctx, link)
+    if not relinked:
+        await responses(ctx, session, activity, event)
     if link.snapshot is None:
-        await first_link(ctx, s, link, activity, event, g)
-        return Result.DONE
+        # never synced: a deleted entry's delete is the newer fact (the push deletes the event)
+        if live:
+            case.kind = Kind.FIRST_LINK
+        else:
+            case.crm, case.google = State.DELETED, State.UNCHANGED
+        return case
     base = SyncFields.from_json(link.snapshot)
-    google_changed = g_hash != link.google_hash and g != base
-    crm = crm_state(activity, link)
-    if not google_changed:
-        link.google_etag, link.google_updated = event.etag, event.updated
-        link.ical_uid = event.i_cal_uid
-        if link.state == links.PENDING:
-            link.state = links.LINKED
-            link.google_hash = g_hash
-        return Result.UNCHANGED
-    if occurrence and activity.deleted_at is not None and await _series_gone(ctx, s, activity):
+    changed = content_hash(google) != link.google_hash and google != base
+    case.crm = crm_state(activity, link)
+    case.google = State.CHANGED if changed else State.UNCHANGED
+    if changed and occurrence and not live and await _series_gone(ctx, session, activity):
         # the CRM deleted the whole series: an edit of one occurrence in Google does not bring
         # back an exception without its series (an edit beats a deletion of the same entry
         # only); the push deletes the series in Google, and the instance with it
-        await links.remove(s, link)
-        return Result.SKIPPED
-    action = decide(crm, State.CHANGED)
-    if not ctx.applies_to_crm:
-        # crm_to_google: Google's edits are overwritten by the CRM's fields
-        agree(link, event, g, crm=None)
-        ctx.to_push.add(activity.id)
-        return Result.DONE
-    if action is Action.RESTORE_CRM:
-        await links.restore_activity(s, activity)
-        ctx.counts["restored"] += 1
-        action = Action.PULL
-    if action is Action.PULL or not ctx.pushes or link.read_only:
-        if mapping.activity_fields(activity) != g:
-            await write_crm(ctx, s, activity, g)
-        agree(link, event, g, crm=mapping.activity_fields(activity))
-        return Result.DONE
-    merged = merge(
-        base,
-        mapping.activity_fields(activity),
-        g,
-        policy=_policy(ctx, link),
-        crm_updated=activity.updated_at,
-        google_updated=_updated(event, activity),
-    )
-    await _apply_merged(ctx, s, link, activity, event, g, merged)
-    return Result.DONE
+        case.kind = Kind.SERIES_DELETED
+    return case
 
 
-async def _cancelled(
-    ctx: Ctx, s: AsyncSession, link: EventLink, activity: Activity, event: Event
+def _record_event(link: EventLink, event: Event) -> None:
+    link.google_etag, link.google_updated = event.etag, event.updated
+    link.ical_uid = event.i_cal_uid
+
+
+def _owed_restore(ctx: Ctx, link: EventLink, activity: Activity, event: Event) -> None:
+    """Google deleted the event the CRM still wants: the push undeletes it with the CRM's
+    fields (`CANCELLED` marks the link; `crm_hash` cleared keeps it owed across runs)."""
+    link.state = links.LINKED
+    link.google_etag, link.google_updated = event.etag, event.updated
+    link.google_hash, link.crm_hash = CANCELLED, None
+    ctx.progress.restore.add(activity.id)
+    ctx.progress.to_push.add(activity.id)
+
+
+async def reconcile(
+    ctx: Ctx, session: AsyncSession, event: Event, link: EventLink | None
 ) -> Result:
-    if activity.owner_id != ctx.user_id:
-        # an attendee's copy went away (uninvited, or the organiser deleted it): the
-        # organiser's binding decides about the activity
-        await links.remove(s, link)
+    """Bring one event and its activity together: classify, look the action up, carry it out."""
+    case = await classify(ctx, session, event, link)
+    action = case.action
+    link, activity, google = case.link, case.activity, case.fields
+    if action is Action.IMPORT:
+        if link is not None:
+            await links.remove(session, link)  # its activity is gone: the event is new
+        return Result.UNLINKED
+    if action is Action.NOTHING and case.kind is not Kind.ENTRY:
+        return Result.SKIPPED
+    if action is Action.FORGET:
+        if link is not None:
+            await links.remove(session, link)
         return Result.DONE
-    action = decide(crm_state(activity, link), State.DELETED)
-    if action is Action.RESTORE_GOOGLE and ctx.pushes and not link.read_only:
-        # edited in the CRM after Google deleted it: the edit wins, the event comes back
-        link.google_etag, link.google_updated = event.etag, event.updated
-        link.google_hash, link.crm_hash = CANCELLED, None
-        ctx.restore.add(activity.id)
-        ctx.to_push.add(activity.id)
-        return Result.DONE
-    if action is Action.FORGET or not ctx.applies_to_crm:
-        await links.remove(s, link)
-        return Result.DONE
-    occurrences = await links.exceptions(s, activity.id) if activity.recurrence else []
-    await activities.delete(s, activity, origin="sync")  # a series takes its exceptions along
-    await links.remove(s, link)
-    for other in (await links.by_activities(s, ctx.binding_id, occurrences)).values():
-        await links.remove(s, other)
-    ctx.counts["deleted"] += 1
+    assert link is not None and activity is not None
+    if case.kind is Kind.CANCELLED_EXCEPTION:
+        # the cancelled exception a user's delete put in its place takes the link over, or
+        # the instance stays (plan._occurrence_free)
+        ctx.progress.to_push.add(activity.id)
+        return Result.SKIPPED
+    if case.google is State.UNCHANGED:
+        # Google's side is as last synced: nothing to take from it (the push reaches the same
+        # cell from the CRM side and writes a CRM change or delete)
+        return _unchanged(link, event, google)
+    match action:
+        case Action.RESTORE_GOOGLE:
+            _owed_restore(ctx, link, activity, event)
+        case Action.DELETE_CRM:
+            await _delete_activity(ctx, session, link, activity)
+        case Action.ANSWERS:
+            link.read_only = filters.NOT_ORGANIZER
+            await responses(ctx, session, activity, event)
+            _record_event(link, event)
+            link.state = links.LINKED
+        case Action.LINK:
+            assert google is not None
+            await first_link(ctx, session, link, activity, event, google)
+        case Action.PUSH:
+            # the CRM is only read (crm_to_google): Google's edits are overwritten
+            assert google is not None
+            agree(link, event, google, crm=None)
+            ctx.progress.to_push.add(activity.id)
+        case Action.RESTORE_CRM | Action.PULL:
+            assert google is not None
+            if action is Action.RESTORE_CRM:
+                await links.restore_activity(session, activity)
+                ctx.progress.counts["restored"] += 1
+            if mapping.activity_fields(activity) != google:
+                await write_crm(ctx, session, activity, google)
+            agree(link, event, google, crm=mapping.activity_fields(activity))
+        case Action.MERGE:
+            assert google is not None and link.snapshot is not None
+            merged = merge(
+                SyncFields.from_json(link.snapshot),
+                mapping.activity_fields(activity),
+                google,
+                policy=_policy(ctx, link),
+                crm_updated=activity.updated_at,
+                google_updated=_updated(event, activity),
+            )
+            await _apply_merged(ctx, session, link, activity, event, google, merged)
+        case _:
+            raise AssertionError(f"reconcile cannot {action} ({case.kind})")
     return Result.DONE
+
+
+def _unchanged(link: EventLink, event: Event, google: SyncFields | None) -> Result:
+    if google is None:
+        return Result.UNCHANGED  # the same etag: our own write coming back, or nothing new
+    if link.snapshot is None:  # a relinked entry the CRM deleted: the push deletes the event
+        agree(link, event, google, crm=None)
+        return Result.DONE
+    _record_event(link, event)
+    if link.state == links.PENDING:
+        link.state = links.LINKED
+        link.google_hash = content_hash(google)
+    return Result.UNCHANGED
+
+
+async def _delete_activity(
+    ctx: Ctx, session: AsyncSession, link: EventLink, activity: Activity
+) -> None:
+    """Google deleted the event: the activity is tombstoned (a series takes its exceptions
+    along) and its links go."""
+    occurrences = await links.exceptions(session, activity.id) if activity.recurrence else []
+    await activities.delete(session, activity, origin="sync")
+    await links.remove(session, link)
+    for other in (
+        await links.by_activities(session, ctx.settings.binding_id, occurrences)
+    ).values():
+        await links.remove(session, other)
+    ctx.progress.counts["deleted"] += 1

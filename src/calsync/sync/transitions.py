@@ -42,6 +42,7 @@ from calsync.store.models import Activity, CalendarBinding, EventLink
 from . import filters
 from .context import Ctx
 from .mapping import TENANT_KEY, tagged_activity_id
+from .ops import Settled
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def still_exported(ctx: Ctx, activity: Activity) -> bool:
     an entry made in the CRM only while its type is exported (one from Google regardless)."""
     if activity.type_key == PROJECT_TASK:
         return False
-    return not made_in_crm(activity) or filters.exportable(ctx.tenant, activity)
+    return not made_in_crm(activity) or filters.exportable(ctx.settings.tenant, activity)
 
 
 def written_by_calsync(activity: Activity, link: EventLink) -> bool:
@@ -63,7 +64,7 @@ def written_by_calsync(activity: Activity, link: EventLink) -> bool:
 
 async def withdraw(
     ctx: Ctx,
-    s: AsyncSession,
+    session: AsyncSession,
     activity: Activity,
     link: EventLink,
     *,
@@ -73,14 +74,14 @@ async def withdraw(
     calsync wrote (the link goes when Google confirms), or None after detaching the link of an
     event calsync did not write. A series' occurrences go with it. `binding`: the link's
     calendar when it is not this run's (an unticked one, see `withdrawn_elsewhere`)."""
-    binding_id = binding.id if binding is not None else ctx.binding_id
-    calendar_id = binding.google_calendar_id if binding is not None else ctx.calendar_id
+    binding_id = binding.id if binding is not None else ctx.settings.binding_id
+    calendar_id = binding.google_calendar_id if binding is not None else ctx.settings.calendar_id
     for other in (
-        await links.by_activities(s, binding_id, await links.exceptions(s, activity.id))
+        await links.by_activities(session, binding_id, await links.exceptions(session, activity.id))
     ).values():
-        await links.remove(s, other)
+        await links.remove(session, other)
     if written_by_calsync(activity, link) and link.state in (links.LINKED, links.PENDING):
-        ctx.counts["withdrawn"] += 1
+        ctx.progress.counts["withdrawn"] += 1
         return calls.events_delete(
             calendar_id,
             link.google_event_id,
@@ -88,7 +89,7 @@ async def withdraw(
             send_updates="none",
         )
     link.state = links.DETACHED
-    ctx.counts["detached"] += 1
+    ctx.progress.counts["detached"] += 1
     return None
 
 
@@ -99,7 +100,7 @@ def withdrawn_elsewhere(
     CRM or stopped being exported: that calendar's runs are skipped, so the export calendar's
     run withdraws it (an untick keeps entries in place, but the CRM's own entry never stays in
     Google once it is deleted, a project task or of a type no longer exported)."""
-    if elsewhere is None or not ctx.exports:
+    if elsewhere is None or not ctx.settings.exports:
         return None
     link, binding = elsewhere
     if binding.role != bindings.UNSELECTED:
@@ -123,7 +124,7 @@ def movable(
 ) -> EventLink | None:
     """The link to move into this (export) calendar: an event calsync wrote for this CRM entry
     in another calendar of the account that no longer receives CRM entries."""
-    if elsewhere is None or not ctx.exports:
+    if elsewhere is None or not ctx.settings.exports:
         return None
     link, binding = elsewhere
     if binding.role in (bindings.EXPORT, bindings.BOTH):
@@ -135,7 +136,7 @@ def movable(
 
 def move_call(ctx: Ctx, link: EventLink, from_calendar: str) -> ApiCall[Event]:
     link.state = links.MOVING  # committed before the request: the old calendar keeps off it
-    return calls.events_move(from_calendar, link.google_event_id, ctx.calendar_id)
+    return calls.events_move(from_calendar, link.google_event_id, ctx.settings.calendar_id)
 
 
 async def settle_move(
@@ -145,61 +146,63 @@ async def settle_move(
     from_binding: uuid.UUID,
     from_calendar: str,
     result: object,
-) -> str:
-    """Store a move's answer; returns done/again/deferred/parked like push.settle. A move that
+) -> Settled:
+    """Store a move's answer; the outcome like push.settle. A move that
     landed answers "again": the next round patches what the CRM changed since the last write."""
     if isinstance(result, errors.GoogleError) and result.needs_reauth:
         raise result
-    async with ctx.db.session() as s:
-        link = await links.by_activity(s, from_binding, activity_id)
+    async with ctx.settings.db.session() as session:
+        link = await links.by_activity(session, from_binding, activity_id)
         if link is None or link.state != links.MOVING:
-            return "done"
+            return Settled.DONE
         if isinstance(result, Event):
-            await _arrived(ctx, s, link, from_binding, result)
-            await s.commit()
-            ctx.counts["moved"] += 1
+            await _arrived(ctx, session, link, from_binding, result)
+            await session.commit()
+            ctx.progress.counts["moved"] += 1
             # a CRM edit made since the last write is owed here now: one more round writes it
             # (the cursor passes the edit with this run, so it must not wait for the next one)
-            return "again"
+            return Settled.AGAIN
         if isinstance(result, errors.Deleted | errors.NotFound):
             # gone from the old calendar: an earlier move landed before a crash, or someone
             # deleted it there — look in the new calendar
             try:
-                event: Event | None = await ctx.client.get_event(ctx.calendar_id, event_id)
+                event: Event | None = await ctx.settings.client.get_event(
+                    ctx.settings.calendar_id, event_id
+                )
             except errors.NotFound:
                 event = None
             except errors.GoogleError as exc:
                 if exc.needs_reauth:
                     raise
-                return "deferred"
+                return Settled.DEFERRED
             if event is not None and not event.cancelled:
-                await _arrived(ctx, s, link, from_binding, event)
-                ctx.counts["moved"] += 1
+                await _arrived(ctx, session, link, from_binding, event)
+                ctx.progress.counts["moved"] += 1
             else:
-                await _rewrite(ctx, s, link, from_binding)
-            await s.commit()
-            return "again"  # arrived (a CRM edit may be owed) or to be written afresh
+                await _rewrite(ctx, session, link, from_binding)
+            await session.commit()
+            return Settled.AGAIN  # arrived (a CRM edit may be owed) or to be written afresh
         if isinstance(result, errors.Duplicate):
             # the id was used in the new calendar before (moved away and back): remove the old
             # calendar's event, then the push writes the entry where it now belongs
             try:
-                await ctx.client.delete_event(from_calendar, event_id)
+                await ctx.settings.client.delete_event(from_calendar, event_id)
             except (errors.NotFound, errors.Deleted):
                 pass
             except errors.GoogleError as exc:
                 if exc.needs_reauth:
                     raise
-                return "deferred"
-            await _rewrite(ctx, s, link, from_binding)
-            await s.commit()
-            return "again"
+                return Settled.DEFERRED
+            await _rewrite(ctx, session, link, from_binding)
+            await session.commit()
+            return Settled.AGAIN
         if isinstance(result, errors.GoogleError) and not result.retryable:
             link.state = links.LINKED  # it stays where it is, one copy, with an issue
             await runs.report_issue(
-                s,
-                ctx.tenant_id,
-                ctx.binding_id,
-                ctx.run_id,
+                session,
+                ctx.settings.tenant_id,
+                ctx.settings.binding_id,
+                ctx.settings.run_id,
                 code=MOVE_FAILED,
                 message=(
                     "A CRM entry could not be moved from the calendar that received CRM entries "
@@ -213,19 +216,19 @@ async def settle_move(
                 activity_id=activity_id,
                 google_event_id=event_id,
             )
-            await s.commit()
-            ctx.counts["issues"] += 1
-            return "parked"
-    return "deferred"
+            await session.commit()
+            ctx.progress.counts["issues"] += 1
+            return Settled.PARKED
+    return Settled.DEFERRED
 
 
 async def _arrived(
-    ctx: Ctx, s: AsyncSession, link: EventLink, from_binding: uuid.UUID, event: Event
+    ctx: Ctx, session: AsyncSession, link: EventLink, from_binding: uuid.UUID, event: Event
 ) -> None:
     """The event is in this calendar now: its link (and its occurrences') come along. The
     last-synced snapshot stays the merge base; the etag is taken only when Google holds
     nothing newer, so a change made just before the move is still pulled."""
-    await links.move_to(s, from_binding, ctx.binding_id, link)
+    await links.move_to(session, from_binding, ctx.settings.binding_id, link)
     link.state = links.LINKED
     link.google_event_id = event.id or link.google_event_id
     g = filters.google_fields(ctx, event, filters.IMPORT)
@@ -233,10 +236,12 @@ async def _arrived(
         link.google_etag, link.google_updated = event.etag, event.updated
 
 
-async def _rewrite(ctx: Ctx, s: AsyncSession, link: EventLink, from_binding: uuid.UUID) -> None:
+async def _rewrite(
+    ctx: Ctx, session: AsyncSession, link: EventLink, from_binding: uuid.UUID
+) -> None:
     """No live copy in either calendar: the entry is written here afresh (a pending link is
     an insert; a 409 finds the old event of ours and restores it)."""
-    await links.move_to(s, from_binding, ctx.binding_id, link)
+    await links.move_to(session, from_binding, ctx.settings.binding_id, link)
     link.state = links.PENDING
     link.google_etag = None
 
@@ -248,14 +253,17 @@ async def gather(ctx: Ctx) -> None:
     10: the same account relinks without duplicates). The first pull then links them as it
     links any event tagged with its activity. Entries linked elsewhere in the connection,
     deleted, not the user's or no longer exported stay where they are."""
-    if not ctx.exports or not ctx.full:
+    if not ctx.settings.exports or not ctx.progress.full:
         return
-    async with ctx.db.session() as s:
-        if await links.any_in(s, ctx.binding_id):
+    async with ctx.settings.db.session() as session:
+        if await links.any_in(session, ctx.settings.binding_id):
             return  # not this calendar's first sync (a 410 or a full sync asked for)
-        bound = {b.google_calendar_id for b in await bindings.for_connection(s, ctx.connection_id)}
+        bound = {
+            b.google_calendar_id
+            for b in await bindings.for_connection(session, ctx.settings.connection_id)
+        }
     try:
-        calendars = await ctx.client.calendars()
+        calendars = await ctx.settings.client.calendars()
     except errors.GoogleError as exc:
         if exc.needs_reauth:
             raise
@@ -266,13 +274,13 @@ async def gather(ctx: Ctx) -> None:
             continue
         found: dict[uuid.UUID, Event] = {}
         try:
-            async for page in ctx.client.list_events(
+            async for page in ctx.settings.client.list_events(
                 entry.id,
-                private_extended_property={TENANT_KEY: str(ctx.tenant_id)},
-                time_min=ctx.window_start,
+                private_extended_property={TENANT_KEY: str(ctx.settings.tenant_id)},
+                time_min=ctx.settings.window_start,
             ):
                 for event in page.items:
-                    aid = tagged_activity_id(event, ctx.tenant_id)
+                    aid = tagged_activity_id(event, ctx.settings.tenant_id)
                     if aid is None or event.cancelled or event.recurring_event_id:
                         continue  # an exception's instance moves with its series
                     if event.id == google_event_id(aid):
@@ -286,32 +294,32 @@ async def gather(ctx: Ctx) -> None:
 
 
 async def _gather_from(ctx: Ctx, calendar_id: str, found: dict[uuid.UUID, Event]) -> None:
-    async with ctx.db.session() as s:
-        acts = await links.activities(s, ctx.tenant_id, set(found))
+    async with ctx.settings.db.session() as session:
+        acts = await links.activities(session, ctx.settings.tenant_id, set(found))
         linked = await links.linked_in_other_bindings(
-            s, ctx.connection_id, ctx.binding_id, list(found)
+            session, ctx.settings.connection_id, ctx.settings.binding_id, list(found)
         )
     for aid, event in found.items():
         activity = acts.get(aid)
         if (
             activity is None
             or aid in linked
-            or activity.owner_id != ctx.user_id
+            or activity.owner_id != ctx.settings.user_id
             or activity.deleted_at is not None
             or activity.recurring_parent_id is not None
             or not made_in_crm(activity)
-            or not filters.exportable(ctx.tenant, activity)
+            or not filters.exportable(ctx.settings.tenant, activity)
         ):
             continue
         assert event.id is not None
         try:
-            await ctx.client.move_event(calendar_id, event.id, ctx.calendar_id)
+            await ctx.settings.client.move_event(calendar_id, event.id, ctx.settings.calendar_id)
         except errors.Duplicate:
             # the id was used here before (written here, then moved away; or a push's insert
             # landed before a crash): as in settle_move, the forgotten calendar's copy goes and
             # the push writes the entry here (a 409 restores the event of ours with that id)
             try:
-                await ctx.client.delete_event(calendar_id, event.id)
+                await ctx.settings.client.delete_event(calendar_id, event.id)
             except (errors.NotFound, errors.Deleted):
                 pass
         except (errors.NotFound, errors.Deleted):
@@ -321,4 +329,4 @@ async def _gather_from(ctx: Ctx, calendar_id: str, found: dict[uuid.UUID, Event]
                 raise
             log.info("gather: not moved", extra={"activity": str(aid), "error": str(exc)})
             continue
-        ctx.counts["moved"] += 1
+        ctx.progress.counts["moved"] += 1
