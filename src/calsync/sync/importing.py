@@ -20,6 +20,7 @@ from calsync.store.errors import AlreadyExists
 from calsync.store.models import Activity, EventLink
 
 from . import filters, mapping
+from .codes import TEXTS, Code
 from .context import Ctx
 from .reconcile import agree, create_exception, first_link, responses
 
@@ -152,6 +153,24 @@ def _local(value: date | datetime, master: Activity) -> datetime:
     return datetime.combine(value, time())
 
 
+async def park_event(ctx: Ctx, event: Event, why: str) -> None:
+    """Report a Google event calsync cannot store as an issue naming it; it stays in Google
+    and syncs once it changes into something the CRM can hold."""
+    async with ctx.settings.db.session() as session:
+        await runs.report_issue(
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
+            code=Code.EVENT_UNSUPPORTED,
+            message=f"The Google event {event.summary or event.id!r} cannot be stored: {why}",
+            remedy=TEXTS[Code.EVENT_UNSUPPORTED].remedy,
+            google_event_id=event.id,
+        )
+        await session.commit()
+    ctx.progress.counts["issues"] += 1
+
+
 async def import_occurrences(ctx: Ctx, events: list[Event]) -> None:
     """Moved, edited or cancelled occurrences whose master is linked here become (or link to)
     the master's exceptions; those of a master calsync does not hold are left alone."""
@@ -160,8 +179,6 @@ async def import_occurrences(ctx: Ctx, events: list[Event]) -> None:
         try:
             await _occurrence(ctx, event)
         except (ActivityInvalid, AlreadyExists, mapping.Unmappable) as exc:
-            from .pull import park_event
-
             await park_event(ctx, event, str(exc))
 
 

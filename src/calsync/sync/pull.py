@@ -30,7 +30,6 @@ GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
 IMPORT_CHUNK = 100  # new events stored per transaction
 
 AMBIGUOUS = "calsync.ambiguous_match"
-UNSUPPORTED = "calsync.event_unsupported"
 
 
 class MassDelete(Exception):
@@ -182,7 +181,7 @@ async def apply(ctx: Ctx, event: Event) -> Result:
             await session.commit()
             return result
     except (ActivityInvalid, mapping.Unmappable) as exc:
-        await park_event(ctx, event, str(exc))
+        await importing.park_event(ctx, event, str(exc))
         return Result.SKIPPED
 
 
@@ -201,22 +200,6 @@ async def _policy(ctx: Ctx, event: Event) -> str:
     return filters.policy_for_event(ctx, event)
 
 
-async def park_event(ctx: Ctx, event: Event, why: str) -> None:
-    async with ctx.settings.db.session() as session:
-        await runs.report_issue(
-            session,
-            ctx.settings.tenant_id,
-            ctx.settings.binding_id,
-            ctx.settings.run_id,
-            code=UNSUPPORTED,
-            message=f"The Google event {event.summary or event.id!r} cannot be stored: {why}",
-            remedy="Shorten or correct the event in Google Calendar; it syncs after the change.",
-            google_event_id=event.id,
-        )
-        await session.commit()
-    ctx.progress.counts["issues"] += 1
-
-
 async def import_new(ctx: Ctx, events: list[Event]) -> None:
     """Link new events to equal unlinked activities (once, never guessing), import the rest."""
     if not events:
@@ -227,7 +210,7 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
         try:
             fields[event.id] = filters.google_fields(ctx, event)
         except mapping.Unmappable as exc:
-            await park_event(ctx, event, str(exc))
+            await importing.park_event(ctx, event, str(exc))
     by_id = {e.id: e for e in events if e.id in fields}
     async with ctx.settings.db.session() as session:
         candidates = await links.unlinked_activities(
@@ -258,7 +241,7 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
             try:
                 await importing.import_one(ctx, by_id[gid], values)
             except ActivityInvalid as exc:
-                await park_event(ctx, by_id[gid], str(exc))
+                await importing.park_event(ctx, by_id[gid], str(exc))
         else:
             fresh.append((by_id[gid], values))
     for i in range(0, len(fresh), IMPORT_CHUNK):
@@ -292,7 +275,7 @@ async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields)
             await session.commit()
         ctx.progress.counts["linked"] += 1
     except ActivityInvalid as exc:
-        await park_event(ctx, event, str(exc))
+        await importing.park_event(ctx, event, str(exc))
 
 
 async def _park_ambiguous(
@@ -349,7 +332,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
         try:
             checked.append((event, g, validate(mapping.draft(g, None, ctx.settings.time_zone))))
         except ActivityInvalid as exc:
-            await park_event(ctx, event, str(exc))
+            await importing.park_event(ctx, event, str(exc))
     if not checked:
         return
     async with ctx.settings.db.session() as session:
