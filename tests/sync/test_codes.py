@@ -8,6 +8,7 @@ import pytest
 from calsync.google import errors
 from calsync.jobs.execute import BUSY
 from calsync.store import bindings
+from calsync.store.statuses import BindingStage
 from calsync.sync import codes
 from calsync.sync.errors import CalendarGone, Outcome
 from calsync.sync.importing import UNREPRESENTABLE
@@ -22,8 +23,8 @@ from .conftest import Harness, at
 @pytest.mark.parametrize(
     ("stage", "code"),
     [
-        (bindings.DISABLED, "calsync.binding_disabled_stage"),
-        (bindings.PAUSED, "calsync.binding_paused"),
+        (BindingStage.DISABLED, "calsync.binding_disabled_stage"),
+        (BindingStage.PAUSED, "calsync.binding_paused"),
     ],
 )
 async def test_a_stopped_stage_has_its_own_code(h: Harness, stage: str, code: str) -> None:

@@ -33,6 +33,7 @@ from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, tenants, users
 from calsync.store.db import private_dir
 from calsync.store.passwords import hash_password
+from calsync.store.statuses import ConnectionStatus
 from calsync.sync.connect import finish_oauth, user_key
 from calsync.sync.engine import sync_binding
 from gcal_emulator.app import create_app as create_emulator
@@ -161,7 +162,7 @@ class Sandbox:
                         user.password_hash = hash_password(DEMO_PASSWORD)
                     self.logins.append((email, str(user.id)))
                     conn = await connections.for_user(s, user.id)
-                    if conn is not None and conn.status == connections.CONNECTED:
+                    if conn is not None and conn.status == ConnectionStatus.CONNECTED:
                         self.connected.add(email)
             await s.commit()
         print(self.banner(), flush=True)

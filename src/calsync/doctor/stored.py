@@ -11,9 +11,11 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.i18n import N_, Nn_
-from calsync.store import bindings, connections, diagnostics, google_settings
+from calsync.store import diagnostics, google_settings
+from calsync.store.statuses import BindingStage, ConnectionStatus
 from calsync.sync.codes import Code, remedy_for
 
 from .report import FAIL, PASS, SKIP, WARN, Check, Text, aware
@@ -111,7 +113,7 @@ def connection(subject: Subject) -> Check | None:
         return Check(
             "connection", CONNECTION, FAIL, NOT_CONNECTED, connect_remedy(subject), "not_connected"
         )
-    if conn.status == connections.NEEDS_REAUTH:
+    if conn.status == ConnectionStatus.NEEDS_REAUTH:
         code = conn.last_error_code or errors.GrantRevoked.code
         message = conn.last_error_message or errors.GrantRevoked.default_message
         return Check(
@@ -168,12 +170,12 @@ def direction(subject: Subject) -> Check:
     if not subject.stored:
         return Check("direction", title, SKIP, Text(N_("No calendar is chosen yet.")))
     direction = subject.stored[0].direction
-    texts = {
-        bindings.TWO_WAY: N_("Two-way: changes flow both ways."),
-        bindings.GOOGLE_TO_CRM: N_("One-way: only Google changes reach the CRM."),
-        bindings.CRM_TO_GOOGLE: N_("One-way: only CRM changes reach Google."),
+    texts: dict[str, str] = {
+        Direction.TWO_WAY: N_("Two-way: changes flow both ways."),
+        Direction.GOOGLE_TO_CRM: N_("One-way: only Google changes reach the CRM."),
+        Direction.CRM_TO_GOOGLE: N_("One-way: only CRM changes reach Google."),
     }
-    status = PASS if direction == bindings.TWO_WAY else WARN
+    status = PASS if direction == Direction.TWO_WAY else WARN
     remedy = None
     if status == WARN:
         remedy = Text(N_("Choose two-way in Settings → Google Calendar if both should sync."))
@@ -189,10 +191,12 @@ def calendars(subject: Subject) -> Check | None:
     if not any(imports(b) for b in subject.stored) and not any(exports(b) for b in subject.stored):
         return Check("calendars", title, FAIL, Text(N_("No calendar is chosen.")), choose)
     for b in subject.stored:
-        if b.stage in (bindings.PAUSED, bindings.DISABLED):
+        if b.stage in (BindingStage.PAUSED, BindingStage.DISABLED):
             # a disabled stage (calendar gone, write access lost) is not the user's off switch
             code = (
-                Code.BINDING_PAUSED if b.stage == bindings.PAUSED else Code.BINDING_DISABLED_STAGE
+                Code.BINDING_PAUSED
+                if b.stage == BindingStage.PAUSED
+                else Code.BINDING_DISABLED_STAGE
             )
             return Check(
                 "calendars",

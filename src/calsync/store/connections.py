@@ -11,13 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .models import CalendarBinding, EventLink, GoogleConnection
-
-# a connection's status: connected, needs_reauth (Google refused the grant; the user must
-# reconnect) or revoked (the user disconnected: `google_settings.disconnect`); `error` is read
-# by the status API but no code path writes it today
-CONNECTED = "connected"
-NEEDS_REAUTH = "needs_reauth"
-ERROR = "error"
+from .statuses import ConnectionStatus
 
 
 async def get(session: AsyncSession, connection_id: uuid.UUID) -> GoogleConnection | None:
@@ -49,7 +43,7 @@ async def create(
         access_token=access_token,
         access_token_expires_at=access_token_expires_at,
         scopes=list(scopes),
-        status=CONNECTED,
+        status=ConnectionStatus.CONNECTED,
         connected_at=utcnow(),
         linked_at=utcnow(),
     )
@@ -107,7 +101,7 @@ async def mark_needs_reauth(
         update(GoogleConnection)
         .where(GoogleConnection.id == connection_id)
         .values(
-            status=NEEDS_REAUTH,
+            status=ConnectionStatus.NEEDS_REAUTH,
             last_error_code=code,
             last_error_message=message,
             last_error_at=utcnow(),
@@ -141,7 +135,7 @@ async def reconnect(
     connection.access_token_expires_at = access_token_expires_at
     if scopes:
         connection.scopes = list(scopes)
-    connection.status = CONNECTED
+    connection.status = ConnectionStatus.CONNECTED
     connection.last_error_code = None
     connection.last_error_message = None
     connection.connected_at = utcnow()

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain import accounts
+from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.google.oauth import Authorization
 from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
+from calsync.store.statuses import BindingRole, ConnectionStatus
 from calsync.sync.channels.service import Channels
 
 from .google_services import GoogleServices
@@ -80,8 +82,8 @@ async def add_default_binding(
         tenant_id,
         connection.id,
         primary.id if primary else (connection.google_email or "primary"),
-        role=bindings.BOTH,
-        direction=bindings.TWO_WAY,
+        role=BindingRole.BOTH,
+        direction=Direction.TWO_WAY,
         summary=primary.summary if primary else connection.google_email,
         time_zone=primary.time_zone if primary else None,
         access_role=primary.access_role if primary else "owner",
@@ -249,7 +251,7 @@ async def bindings_to_sync(db: Database, connection_id: uuid.UUID) -> list[uuid.
         conn = await connections.get(s, connection_id)
         ids = (
             [b.id for b in await bindings.for_connection(s, connection_id) if b.enabled]
-            if conn is not None and conn.status == connections.CONNECTED and conn.sync_enabled
+            if conn is not None and conn.status == ConnectionStatus.CONNECTED and conn.sync_enabled
             else []
         )
         await s.commit()

@@ -21,6 +21,7 @@ from calsync.google.calendar import RequestCount, count_requests
 from calsync.store import bindings, connections, runs, schedule, tenants
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus
 
 from . import transitions
 from .codes import GUARD_REMEDY, Code
@@ -227,7 +228,7 @@ async def _locked(
 def _skip_reason(
     enabled: bool, stage: str, status: str, connection: object, *, role: str = ""
 ) -> Failure | None:
-    if role == bindings.UNSELECTED:
+    if role == BindingRole.UNSELECTED:
         return Failure(
             Outcome.SKIPPED,
             "calsync.calendar_unselected",
@@ -241,17 +242,17 @@ def _skip_reason(
             "Sync is switched off for this calendar.",
             "Switch it on in Settings → Google Calendar.",
         )
-    if stage in (bindings.PAUSED, bindings.DISABLED):
+    if stage in (BindingStage.PAUSED, BindingStage.DISABLED):
         return Failure(
             Outcome.SKIPPED,
-            Code.BINDING_PAUSED if stage == bindings.PAUSED else Code.BINDING_DISABLED_STAGE,
+            Code.BINDING_PAUSED if stage == BindingStage.PAUSED else Code.BINDING_DISABLED_STAGE,
             f"Sync of this calendar is {stage}.",
             # only the mass-delete guard pauses: its two ways out
             GUARD_REMEDY
-            if stage == bindings.PAUSED
+            if stage == BindingStage.PAUSED
             else "See the calendar's message in Settings → Google Calendar.",
         )
-    if status != connections.CONNECTED:
+    if status != ConnectionStatus.CONNECTED:
         return Failure(
             Outcome.SKIPPED,
             "calsync.not_connected",
@@ -291,7 +292,7 @@ async def _record(
             )
         if outcome is Outcome.DISABLED and failure is not None:
             await bindings.set_stage(
-                session, binding_id, bindings.DISABLED, f"{failure.message} {failure.remedy}"
+                session, binding_id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
             )
         binding = await bindings.get(session, binding_id)
         failures = binding.failure_count if binding is not None else 0

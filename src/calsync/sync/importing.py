@@ -18,6 +18,7 @@ from calsync.store import activities, links, runs, users
 from calsync.store.activities import made_in_crm
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Activity, EventLink
+from calsync.store.statuses import LinkState
 
 from . import filters, mapping
 from .codes import TEXTS, Code
@@ -341,8 +342,8 @@ async def _carry(
             ctx.settings.binding_id,
             activity.id,
             instance,
-            state=links.PENDING,
+            state=LinkState.PENDING,
         )
         session.add(link)
-    link.activity_id, link.state, link.crm_hash = activity.id, links.PENDING, None
+    link.activity_id, link.state, link.crm_hash = activity.id, LinkState.PENDING, None
     ctx.progress.counts["created"] += 1

@@ -17,6 +17,7 @@ from calsync.domain.matching import match
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import activities, bindings, links, runs
+from calsync.store.statuses import LinkState
 
 from . import filters, importing, mapping
 from .codes import GUARD_REMEDY
@@ -262,7 +263,7 @@ async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields)
                     ctx.settings.binding_id,
                     activity.id,
                     event.id,
-                    state=links.LINKED,
+                    state=LinkState.LINKED,
                 )
                 session.add(link)
             link.google_event_id = event.id
@@ -296,7 +297,7 @@ async def _park_ambiguous(
                         ctx.settings.binding_id,
                         activity.id,
                         google_event_id(activity.id),
-                        state=links.PARKED,
+                        state=LinkState.PARKED,
                         crm_hash=content_hash(c),
                     )
                 )
@@ -358,7 +359,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
                 ctx.settings.binding_id,
                 activity.id,
                 event.id,
-                state=links.LINKED,
+                state=LinkState.LINKED,
             )
             agree(link, event, g, crm=mapping.activity_fields(activity))
             session.add(link)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.store import bindings, connections, google_settings
@@ -22,6 +23,7 @@ from calsync.store.models import (
     Tenant,
     User,
 )
+from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus
 from calsync.sync import tokens as sync_tokens
 from calsync.sync.channels.kinds import state_of as channel_state
 from calsync.sync.codes import remedy_for
@@ -72,7 +74,7 @@ def run_out(run: SyncRun, binding: CalendarBinding | None) -> RunOut:
         binding_id=run.binding_id,
         calendar_id=binding.google_calendar_id if binding is not None else "",
         calendar_name=binding.summary if binding is not None else None,
-        calendar_syncing=binding is not None and binding.role != bindings.UNSELECTED,
+        calendar_syncing=binding is not None and binding.role != BindingRole.UNSELECTED,
         trigger=run.trigger,
         full_sync=run.full_sync,
         outcome=run.outcome,
@@ -130,10 +132,10 @@ def merge_calendars(
 
 def _binding_problem(stored: Sequence[CalendarBinding]) -> Problem | None:
     for b in stored:
-        if b.stage in (bindings.PAUSED, bindings.DISABLED):
+        if b.stage in (BindingStage.PAUSED, BindingStage.DISABLED):
             # a disabled stage (calendar gone, write access lost) is not the user's off switch
             code = "calsync.binding_paused"
-            if b.stage == bindings.DISABLED:
+            if b.stage == BindingStage.DISABLED:
                 code = "calsync.binding_disabled_stage"
             return Problem(
                 code=code,
@@ -156,7 +158,7 @@ async def status(
     state = "not_connected"
     last_error: Problem | None = None
     calendars_live: list[CalendarListEntry] | None = None
-    if conn is not None and conn.status == connections.CONNECTED:
+    if conn is not None and conn.status == ConnectionStatus.CONNECTED:
         state = "connected"
         if live:
             try:
@@ -170,14 +172,14 @@ async def status(
                             s, conn.id, code=exc.code, message=exc.message
                         )
                         await s.commit()
-    elif conn is not None and conn.status == connections.NEEDS_REAUTH:
+    elif conn is not None and conn.status == ConnectionStatus.NEEDS_REAUTH:
         state = "needs_reauth"
         last_error = stored_problem(conn.last_error_code, conn.last_error_message) or Problem(
             code=errors.GrantRevoked.code,
             message=errors.GrantRevoked.default_message,
             remedy=errors.GrantRevoked.remedy,
         )
-    elif conn is not None and conn.status == connections.ERROR:
+    elif conn is not None and conn.status == ConnectionStatus.ERROR:
         state = "error"
         last_error = stored_problem(conn.last_error_code, conn.last_error_message)
     if last_error is None and state == "connected":
@@ -200,7 +202,7 @@ async def status(
         auth_mode=auth_mode,  # type: ignore[arg-type]
         enabled=bool(conn.sync_enabled) if conn is not None else False,
         sync_state=sync_state(conn if state != "not_connected" else None, stored),
-        direction=stored[0].direction if stored else bindings.TWO_WAY,  # type: ignore[arg-type]
+        direction=stored[0].direction if stored else Direction.TWO_WAY,  # type: ignore[arg-type]
         private_events=(conn.private_events if conn is not None else "import"),  # type: ignore[arg-type]
         calendars=merge_calendars(calendars_live, stored),
         import_calendar_ids=import_ids,
@@ -230,18 +232,18 @@ def sync_state(conn: GoogleConnection | None, stored: Sequence[CalendarBinding])
         return "not_connected"
     if not conn.sync_enabled:
         return "off"
-    chosen = [b for b in stored if b.role != bindings.UNSELECTED]
+    chosen = [b for b in stored if b.role != BindingRole.UNSELECTED]
     if not chosen:
         return "nothing_selected"
-    if all(b.stage in (bindings.PAUSED, bindings.DISABLED) for b in chosen):
+    if all(b.stage in (BindingStage.PAUSED, BindingStage.DISABLED) for b in chosen):
         return "paused"
     return "on"
 
 
 def binding_state(binding: CalendarBinding) -> str:
-    if binding.role == bindings.UNSELECTED:
+    if binding.role == BindingRole.UNSELECTED:
         return "unselected"
-    if binding.stage in (bindings.PAUSED, bindings.DISABLED):
+    if binding.stage in (BindingStage.PAUSED, BindingStage.DISABLED):
         return binding.stage
     return "syncing" if binding.enabled else "off"
 

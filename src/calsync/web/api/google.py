@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.google import errors
 from calsync.jobs.port import JobQueue
-from calsync.store import connections, google_settings
+from calsync.store import connections
 from calsync.store.db import Database
 from calsync.store.models import GoogleConnection, Tenant, User
+from calsync.store.statuses import ConnectionStatus
 from calsync.sync import connect as connecting
 from calsync.sync import connect_calendars
 from calsync.sync.codes import remedy_for
@@ -91,7 +92,7 @@ def _google_error(exc: errors.GoogleError, status: int = 409) -> ApiError:
 
 
 def not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> ApiError:
-    if conn is not None and conn.status == connections.NEEDS_REAUTH:
+    if conn is not None and conn.status == ConnectionStatus.NEEDS_REAUTH:
         remedy = remedy_for(conn.last_error_code) or errors.GrantRevoked.remedy
         return ApiError(
             409,
@@ -313,7 +314,7 @@ async def disconnect(
     stay, so connecting the same Google account again duplicates nothing."""
     tenant, user = await target(caller, s, user_id)
     conn = await connections.for_user(s, user.id)
-    if conn is None or conn.status == google_settings.REVOKED:
+    if conn is None or conn.status == ConnectionStatus.REVOKED:
         return DisconnectOut(
             status="not_connected", revoked_at_google=False, channels_stopped=0, warnings=[]
         )

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from calsync.jobs.port import JobQueue
 from calsync.store import bindings, connections, google_settings, runs
 from calsync.store.models import CalendarBinding
+from calsync.store.statuses import BindingStage, ConnectionStatus
 from calsync.sync import sync_now as now
 from calsync.sync.codes import remedy_for
 from calsync.sync.engine import COUNTS, RunResult
@@ -101,7 +102,7 @@ async def sync_now(
     tenant, user = await target(caller, s, user_id)
     module_on(tenant)
     conn = await connections.for_user(s, user.id)
-    if conn is None or conn.status != connections.CONNECTED:
+    if conn is None or conn.status != ConnectionStatus.CONNECTED:
         raise not_connected(conn, tenant, user)
     targets = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
     await s.commit()
@@ -245,7 +246,7 @@ async def resume_calendar(
             f"No calendar {binding_id} for this user.",
             f"GET /api/v1/users/{user.id}/google/calendars lists the user's calendars.",
         )
-    if binding.stage != bindings.PAUSED:
+    if binding.stage != BindingStage.PAUSED:
         raise ApiError(
             409,
             "calendar_not_paused",
@@ -253,7 +254,7 @@ async def resume_calendar(
             f"(it is {google_status.binding_state(binding)}).",
             "Nothing to resume; POST .../google/sync syncs now.",
         )
-    if conn.status != connections.CONNECTED:
+    if conn.status != ConnectionStatus.CONNECTED:
         raise not_connected(conn, tenant, user)
     resumed = await bindings.resume(s, binding.id, confirm_deletions=body.confirm_deletions)
     assert resumed is not None
