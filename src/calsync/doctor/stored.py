@@ -15,7 +15,7 @@ from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.i18n import N_, Nn_
 from calsync.store import diagnostics, google_settings
-from calsync.store.statuses import BindingStage, ConnectionStatus
+from calsync.store.statuses import AuthMode, BindingStage, ConnectionStatus, RunOutcome
 from calsync.sync.codes import Code, remedy_for
 
 from .report import FAIL, PASS, SKIP, WARN, Check, Text, aware
@@ -30,7 +30,7 @@ NOT_CONNECTED = Text(N_("Not connected."))
 
 
 def connect_remedy(subject: Subject) -> Text:
-    if subject.tenant.auth_mode == "service_account":
+    if subject.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         return Text(N_("Switch sync on in Settings → Google Calendar."))
     return Text(N_("Connect Google in Settings → Google Calendar."))
 
@@ -52,7 +52,7 @@ def module(subject: Subject) -> Check:
 
 def credentials(subject: Subject) -> Check:
     title = N_("Google credentials")
-    if subject.tenant.auth_mode == "service_account":
+    if subject.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         if subject.tenant.service_account_key is not None:
             return Check(
                 "credentials",
@@ -135,7 +135,7 @@ def account(subject: Subject) -> Check:
     if conn is None or not conn.google_email or subject.no_account:
         return Check("account", title, SKIP, Text(N_("No Google account is connected.")))
     email = conn.google_email
-    if conn.auth_mode == "service_account" and email != subject.user.email.lower():
+    if conn.auth_mode == AuthMode.SERVICE_ACCOUNT and email != subject.user.email.lower():
         return Check(
             "account",
             title,
@@ -285,7 +285,7 @@ def last_sync(subject: Subject) -> Check:
     title = N_("Last sync")
     if not subject.stored:
         return Check("last_sync", title, SKIP, Text(N_("No calendar is chosen yet.")))
-    finished = [r for r in subject.runs if r.outcome != "running"]
+    finished = [r for r in subject.runs if r.outcome != RunOutcome.RUNNING]
     if not finished:
         return Check(
             "last_sync",

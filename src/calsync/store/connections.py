@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .models import CalendarBinding, EventLink, GoogleConnection
-from .statuses import ConnectionStatus
+from .statuses import AuthMode, ConnectionStatus
 
 
 async def get(session: AsyncSession, connection_id: uuid.UUID) -> GoogleConnection | None:
@@ -28,7 +28,7 @@ async def create(
     user_id: uuid.UUID,
     *,
     google_email: str,
-    auth_mode: str = "oauth",
+    auth_mode: str = AuthMode.OAUTH,
     refresh_token: str | None = None,
     access_token: str | None = None,
     access_token_expires_at: datetime | None = None,
@@ -60,7 +60,7 @@ async def grant_in_use(
     sign-in's token, or a replaced account's, is revoked only when no connection relies on it."""
     query = select(GoogleConnection.id).where(
         GoogleConnection.google_email == google_email.strip().lower(),
-        GoogleConnection.auth_mode == "oauth",
+        GoogleConnection.auth_mode == AuthMode.OAUTH,
         GoogleConnection.refresh_token.is_not(None),
     )
     if besides is not None:

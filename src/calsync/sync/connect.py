@@ -26,7 +26,7 @@ from calsync.google.oauth import Authorization
 from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
-from calsync.store.statuses import BindingRole, ConnectionStatus
+from calsync.store.statuses import AuthMode, BindingRole, ConnectionStatus
 from calsync.sync.channels.service import Channels
 
 from .google_services import GoogleServices
@@ -150,7 +150,9 @@ async def release_old_account(
             await s.commit()
             return
         watched = [b.id for b in await bindings.for_connection(s, conn.id) if b.channel_id]
-        token = (conn.refresh_token or conn.access_token) if conn.auth_mode == "oauth" else None
+        token = (
+            (conn.refresh_token or conn.access_token) if conn.auth_mode == AuthMode.OAUTH else None
+        )
         shared = await connections.grant_in_use(s, old_email, besides=conn.id)
         connection_id = conn.id
         await s.commit()
@@ -229,7 +231,7 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
                 access_token_expires_at=_expiry(token.expires_at),
                 scopes=sorted(token.scopes),
             )
-            conn.auth_mode = "oauth"
+            conn.auth_mode = AuthMode.OAUTH
         if not await bindings.for_connection(s, conn.id):
             await add_default_binding(s, tenant.id, conn, calendars)
         await s.commit()
@@ -308,7 +310,7 @@ async def disconnect(
     list_stopped = await Channels(db, services.access, services.settings).unwatch_list(conn.id)
     done.channels_stopped += bool(list_stopped)
     token = conn.refresh_token or conn.access_token
-    if conn.auth_mode == "oauth" and token and services.oauth is not None:
+    if conn.auth_mode == AuthMode.OAUTH and token and services.oauth is not None:
         try:
             await services.oauth.revoke(token)
             done.revoked_at_google = True

@@ -24,7 +24,7 @@ from calsync.store import bindings, connections, google_settings, links
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
-from calsync.store.statuses import BindingRole, ConnectionStatus
+from calsync.store.statuses import AuthMode, BindingRole, ConnectionStatus
 from calsync.sync.channels.service import Channels
 
 from .connect import fetch_calendars
@@ -198,7 +198,7 @@ async def update_settings(
     conn = await connections.for_user(s, user.id)
     await s.commit()
     connected = conn is not None and conn.status == ConnectionStatus.CONNECTED
-    service_account = tenant.auth_mode == "service_account"
+    service_account = tenant.auth_mode == AuthMode.SERVICE_ACCOUNT
     switching_on = change.enabled is True and (
         conn is None or not connected or not conn.sync_enabled
     )
@@ -208,7 +208,7 @@ async def update_settings(
     if (
         service_account
         and change.enabled is True
-        and (conn is None or not connected or conn.auth_mode != "service_account")
+        and (conn is None or not connected or conn.auth_mode != AuthMode.SERVICE_ACCOUNT)
     ):
         conn = await enable_service_account(s, services, tenant, user, conn)
         await s.commit()

@@ -21,7 +21,7 @@ from calsync.google.calendar import RequestCount, count_requests
 from calsync.store import bindings, connections, runs, schedule, tenants
 from calsync.store.base import utcnow
 from calsync.store.db import Database
-from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus
+from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus, PrivateEvents
 
 from . import transitions
 from .codes import GUARD_REMEDY, Code
@@ -158,7 +158,7 @@ async def _locked(
     try:
         tokens = google.tokens(db, tenant, connection)
         client = google.client(tokens)
-        private_events = connection.private_events or "import"
+        private_events = connection.private_events or PrivateEvents.IMPORT
         # the user changed the private-events policy: list everything and re-apply it
         reapply = (
             binding.private_events_applied is not None

@@ -18,7 +18,7 @@ from calsync.store import activities, links, runs, users
 from calsync.store.activities import made_in_crm
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Activity, EventLink
-from calsync.store.statuses import LinkState
+from calsync.store.statuses import ChangeOrigin, LinkState
 
 from . import filters, mapping
 from .codes import TEXTS, Code
@@ -55,7 +55,7 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
                     ctx.settings.binding_id,
                     shared.id,
                     event.id,
-                    state="linked",
+                    state=LinkState.LINKED,
                 )
                 session.add(link)
                 if shared.owner_id == ctx.settings.user_id:
@@ -84,11 +84,15 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
             owner_id=owner,
             values=values,
             organizer_email=organizer or None,
-            origin="sync",
+            origin=ChangeOrigin.SYNC,
             source=ctx.settings.source,
         )
         link = links.new(
-            ctx.settings.tenant_id, ctx.settings.binding_id, activity.id, event.id, state="linked"
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            activity.id,
+            event.id,
+            state=LinkState.LINKED,
         )
         link.read_only = ro if owner == ctx.settings.user_id else filters.NOT_ORGANIZER
         agree(link, event, g, crm=mapping.activity_fields(activity))
@@ -142,7 +146,7 @@ async def forget(ctx: Ctx, event: Event) -> None:
             and activity.owner_id == ctx.settings.user_id
             and ctx.settings.applies_to_crm
         ):
-            await activities.delete(session, activity, origin="sync")
+            await activities.delete(session, activity, origin=ChangeOrigin.SYNC)
             ctx.progress.counts["deleted"] += 1
         await links.remove(session, link)
         await session.commit()
@@ -214,7 +218,7 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
                 ctx.settings.binding_id,
                 existing.id,
                 event.id,
-                state="linked",
+                state=LinkState.LINKED,
             )
             link.read_only = master_link.read_only
             session.add(link)
@@ -262,7 +266,11 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
                 draft = _with_zone(draft, master.time_zone)
         activity = await create_exception(ctx, session, master, draft, parent)
         link = links.new(
-            ctx.settings.tenant_id, ctx.settings.binding_id, activity.id, event.id, state="linked"
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            activity.id,
+            event.id,
+            state=LinkState.LINKED,
         )
         link.read_only = master_link.read_only
         fields = mapping.activity_fields(activity)

@@ -17,7 +17,7 @@ from calsync.domain.matching import match
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import activities, bindings, links, runs
-from calsync.store.statuses import LinkState
+from calsync.store.statuses import ChangeOrigin, LinkState, PrivateEvents
 
 from . import filters, importing, mapping
 from .codes import GUARD_REMEDY
@@ -141,7 +141,11 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
         return
     async with ctx.settings.db.session() as session:
         found = await links.by_events(session, ctx.settings.binding_id, cancelled)
-        ids = [lk.activity_id for lk in found.values() if lk.activity_id and lk.state == "linked"]
+        ids = [
+            lk.activity_id
+            for lk in found.values()
+            if lk.activity_id and lk.state == LinkState.LINKED
+        ]
         acts = await links.activities(session, ctx.settings.tenant_id, ids)
         removing = sum(1 for a in acts.values() if a.deleted_at is None)
         total = await links.count_live(session, ctx.settings.binding_id)
@@ -188,7 +192,7 @@ async def apply(ctx: Ctx, event: Event) -> Result:
 
 async def _policy(ctx: Ctx, event: Event) -> str:
     """The private-events policy for a known event: none for the CRM's own entries."""
-    if ctx.settings.private_events == filters.IMPORT or not filters.is_private(event):
+    if ctx.settings.private_events == PrivateEvents.IMPORT or not filters.is_private(event):
         return ctx.settings.private_events
     assert event.id is not None
     async with ctx.settings.db.session() as session:
@@ -350,7 +354,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
                 )
                 for event, _, values in checked
             ],
-            origin="sync",
+            origin=ChangeOrigin.SYNC,
         )
         for (event, g, _), activity in zip(checked, created, strict=True):
             assert event.id is not None

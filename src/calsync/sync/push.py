@@ -19,7 +19,7 @@ from calsync.domain.fields import content_hash
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import changes, links, runs
-from calsync.store.statuses import LinkState
+from calsync.store.statuses import ChangeOrigin, LinkState
 
 from . import filters, mapping, transitions
 from .context import Ctx
@@ -120,7 +120,7 @@ async def _feed(ctx: Ctx) -> tuple[dict[uuid.UUID, int], int]:
             for change in page:
                 if change.seq > last:
                     break
-                if change.owner_id == ctx.settings.user_id and change.origin != "sync":
+                if change.owner_id == ctx.settings.user_id and change.origin != ChangeOrigin.SYNC:
                     seqs.setdefault(change.activity_id, change.seq)
             after = page[-1].seq
     return seqs, last

@@ -27,7 +27,7 @@ from calsync.domain.recurrence import Series, is_occurrence
 from calsync.google.models import Event
 from calsync.store import activities, links, runs, series
 from calsync.store.models import Activity, EventLink
-from calsync.store.statuses import LinkState
+from calsync.store.statuses import ChangeOrigin, LinkState
 
 from . import filters, mapping
 from .context import Ctx
@@ -147,7 +147,7 @@ async def write_crm(
         mapping.draft(values, activity, ctx.settings.time_zone, attendees=attendees), parent
     )
     before = activities.series(activity) if activity.recurrence and parent is None else None
-    await activities.update(session, activity, checked, origin="sync")
+    await activities.update(session, activity, checked, origin=ChangeOrigin.SYNC)
     ctx.progress.counts["updated"] += 1
     if before is not None and activities.series(activity) != before:
         await exceptions_followed(ctx, session, activity)
@@ -173,7 +173,7 @@ async def create_exception(
         values=validate(draft, parent),
         recurring_parent_id=master.id,
         organizer_email=like.organizer_email,
-        origin="sync",
+        origin=ChangeOrigin.SYNC,
         source=activities.source_of(master),  # an exception belongs where its series does
     )
 
@@ -483,7 +483,7 @@ async def _delete_activity(
     """Google deleted the event: the activity is tombstoned (a series takes its exceptions
     along) and its links go."""
     occurrences = await links.exceptions(session, activity.id) if activity.recurrence else []
-    await activities.delete(session, activity, origin="sync")
+    await activities.delete(session, activity, origin=ChangeOrigin.SYNC)
     await links.remove(session, link)
     for other in (
         await links.by_activities(session, ctx.settings.binding_id, occurrences)

@@ -27,6 +27,7 @@ from calsync.settings import Settings
 from calsync.store import connections
 from calsync.store.db import Database
 from calsync.store.models import GoogleConnection, Tenant
+from calsync.store.statuses import AuthMode
 
 
 class NotConnected(errors.GoogleError):
@@ -95,7 +96,7 @@ class GoogleAccess:
     _service_accounts: dict[uuid.UUID, ServiceAccountTokens] = field(default_factory=dict)
 
     def tokens(self, db: Database, tenant: Tenant, connection: GoogleConnection) -> TokenProvider:
-        if connection.auth_mode == "service_account":
+        if connection.auth_mode == AuthMode.SERVICE_ACCOUNT:
             return self._service_account(tenant).for_user(connection.google_email or "")
         if not connection.refresh_token:
             raise NotConnected()

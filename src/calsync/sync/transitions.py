@@ -38,7 +38,7 @@ from calsync.google.models import Event
 from calsync.store import bindings, links, runs
 from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, CalendarBinding, EventLink
-from calsync.store.statuses import BindingRole, LinkState
+from calsync.store.statuses import BindingRole, LinkState, PrivateEvents
 
 from . import filters
 from .context import Ctx
@@ -236,7 +236,7 @@ async def _arrived(
     await links.move_to(session, from_binding, ctx.settings.binding_id, link)
     link.state = LinkState.LINKED
     link.google_event_id = event.id or link.google_event_id
-    g = filters.google_fields(ctx, event, filters.IMPORT)
+    g = filters.google_fields(ctx, event, PrivateEvents.IMPORT)
     if content_hash(g) == link.google_hash:
         link.google_etag, link.google_updated = event.etag, event.updated
 

@@ -23,12 +23,13 @@ from calsync.store.models import (
     Tenant,
     User,
 )
-from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus
+from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus, RunOutcome
 from calsync.sync import tokens as sync_tokens
 from calsync.sync.channels.kinds import state_of as channel_state
 from calsync.sync.codes import remedy_for
 from calsync.sync.connect import fetch_calendars
 from calsync.sync.connect_calendars import exports, imports
+from calsync.sync.errors import Outcome
 from calsync.sync.google_services import GoogleServices
 
 from .google_schemas import (
@@ -47,7 +48,7 @@ from .google_schemas import (
 log = logging.getLogger(__name__)
 
 # engine outcomes whose run did what it could (an error then is only informative)
-GOOD_OUTCOMES = ("ok", "partial", "skipped", "running")
+GOOD_OUTCOMES = (Outcome.OK, Outcome.PARTIAL, Outcome.SKIPPED, RunOutcome.RUNNING)
 
 
 def problem(exc: errors.GoogleError) -> Problem:
@@ -185,7 +186,7 @@ async def status(
     if last_error is None and state == "connected":
         if last_run is not None and last_run.outcome not in GOOD_OUTCOMES:
             last_error = last_run.error
-            if last_run.outcome == "needs_reauth":
+            if last_run.outcome == Outcome.NEEDS_REAUTH:
                 last_error = None  # connected again since: that problem is solved
         last_error = last_error or _binding_problem(stored)
     if conn is None or state == "not_connected":

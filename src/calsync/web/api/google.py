@@ -20,7 +20,7 @@ from calsync.jobs.port import JobQueue
 from calsync.store import connections
 from calsync.store.db import Database
 from calsync.store.models import GoogleConnection, Tenant, User
-from calsync.store.statuses import ConnectionStatus
+from calsync.store.statuses import AuthMode, ConnectionStatus
 from calsync.sync import connect as connecting
 from calsync.sync import connect_calendars
 from calsync.sync.codes import remedy_for
@@ -100,7 +100,7 @@ def not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> 
             conn.last_error_message or "Google no longer accepts calsync's access.",
             remedy,
         )
-    if tenant.auth_mode == "service_account":
+    if tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         remedy = (
             f"{user.email} switches sync on for themselves: PATCH "
             f'/api/v1/users/{user.id}/google/settings {{"enabled": true}} with their own key.'
@@ -138,7 +138,7 @@ async def start_connect(
     module_on(tenant)
     if services.oauth is None:
         raise _google_error(errors.OAuthNotConfigured())
-    if tenant.auth_mode == "service_account":
+    if tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         raise ApiError(
             409,
             "service_account_mode",

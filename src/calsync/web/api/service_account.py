@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from calsync.google import errors
 from calsync.google.service_account import SCOPE_CALENDAR
+from calsync.store.statuses import AuthMode
 from calsync.sync import connect_service_account as service_account
 
 from ..deps import Admin, Session
@@ -64,7 +65,7 @@ async def upload_key(
     except errors.GoogleError as exc:
         raise _key_error(exc) from exc
     return ServiceAccountOut(
-        auth_mode="service_account",
+        auth_mode=AuthMode.SERVICE_ACCOUNT,
         service_account_email=stored.service_account_email,
         client_id=stored.client_id,
         key_format=stored.key_format,  # type: ignore[arg-type]

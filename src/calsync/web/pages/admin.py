@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile as FormFile
 from calsync import i18n
 from calsync.domain.activity import PROJECT_TASK
 from calsync.store import reports, tenants, users
+from calsync.store.statuses import AuthMode, ConnectionStatus
 
 from ..api import service_account as sa_api
 from ..api import tenant as tenant_api
@@ -59,7 +60,11 @@ async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
     for person in people:
         conn = conns.get(person.id)
         state = "not_connected"
-        if conn is not None and conn.status in ("connected", "needs_reauth", "error"):
+        if conn is not None and conn.status in (
+            ConnectionStatus.CONNECTED,
+            ConnectionStatus.NEEDS_REAUTH,
+            ConnectionStatus.ERROR,
+        ):
             state = conn.status
         rows.append(
             {
@@ -167,7 +172,7 @@ async def company_settings(request: Request) -> Response:
     if minutes is not None:
         values["poll_interval_seconds"] = minutes * 60 if minutes > 0 else minutes
     values["lookback_days"] = number("lookback_days")
-    if form.get("auth_mode") in ("oauth", "service_account"):
+    if form.get("auth_mode") in (AuthMode.OAUTH, AuthMode.SERVICE_ACCOUNT):
         values["auth_mode"] = str(form.get("auth_mode"))
     if await _patch(request, who, values):
         flash(request, "ok", N_("The company settings are saved."))
