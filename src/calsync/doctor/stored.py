@@ -15,8 +15,8 @@ from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.i18n import N_, Nn_
 from calsync.store import diagnostics, google_settings
-from calsync.store.statuses import AuthMode, BindingStage, ConnectionStatus, RunOutcome
-from calsync.sync.codes import Code, remedy_for
+from calsync.store.statuses import AuthMode, BindingStage, Code, ConnectionStatus, RunOutcome
+from calsync.sync.codes import remedy_for
 
 from .report import FAIL, PASS, SKIP, WARN, Check, Text, aware
 from .subject import Subject, exports, imports, name_of

@@ -17,9 +17,7 @@ from calsync.domain.direction import Direction
 
 from .base import utcnow
 from .models import CalendarBinding, SyncIssue
-from .statuses import BindingRole, BindingStage
-
-GUARD_ISSUE = "calsync.mass_delete_guard"
+from .statuses import BindingRole, BindingStage, Code
 
 
 async def create(
@@ -231,7 +229,7 @@ async def resume(
         update(SyncIssue)
         .where(
             SyncIssue.binding_id == binding_id,
-            SyncIssue.code == GUARD_ISSUE,
+            SyncIssue.code == Code.MASS_DELETE_GUARD,
             SyncIssue.resolved_at.is_(None),
         )
         .values(resolved_at=utcnow())

@@ -18,14 +18,12 @@ from calsync.store import activities, links, runs, users
 from calsync.store.activities import made_in_crm
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Activity, EventLink
-from calsync.store.statuses import ChangeOrigin, LinkState
+from calsync.store.statuses import ChangeOrigin, Code, LinkState
 
 from . import filters, mapping
-from .codes import TEXTS, Code
+from .codes import TEXTS
 from .context import Ctx
 from .reconcile import agree, create_exception, first_link, responses
-
-UNREPRESENTABLE = "calsync.recurrence_unsupported"
 
 
 def special(ctx: Ctx, event: Event) -> bool:
@@ -111,14 +109,13 @@ async def _report_unrepresentable(
         ctx.settings.tenant_id,
         ctx.settings.binding_id,
         ctx.settings.run_id,
-        code=UNREPRESENTABLE,
+        code=Code.RECURRENCE_UNSUPPORTED,
         message=(
             f"The Google series {event.summary or event.id!r} repeats in a way the CRM cannot "
             f"represent ({'; '.join(event.recurrence or ())}); it shows as its first "
             "occurrence and is read-only in the CRM."
         ),
-        remedy="Change the series in Google Calendar (e.g. a daily, weekly, monthly or yearly "
-        "rule), or keep editing it there.",
+        remedy=TEXTS[Code.RECURRENCE_UNSUPPORTED].remedy,
         activity_id=activity.id,
         google_event_id=event.id,
     )

@@ -23,14 +23,13 @@ from calsync.google import builders, calls
 from calsync.store import activities, links, runs
 from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, CalendarBinding, EventLink
-from calsync.store.statuses import LinkState
+from calsync.store.statuses import Code, LinkState
 
 from . import filters, mapping, transitions
+from .codes import TEXTS
 from .context import Ctx
 from .ops import Op, OpKind
 from .reconcile import CANCELLED, create_exception, instance_of, write_crm
-
-BAD_RULE = "calsync.recurrence_invalid"
 
 Elsewhere = dict[uuid.UUID, tuple[EventLink, CalendarBinding]]
 
@@ -467,13 +466,12 @@ async def _rule_refused(ctx: Ctx, session: AsyncSession, activity: Activity) -> 
             settings.tenant_id,
             settings.binding_id,
             settings.run_id,
-            code=BAD_RULE,
+            code=Code.RECURRENCE_INVALID,
             message=(
                 f"The CRM series {activity.subject or activity.id!r} has a recurrence Google "
                 f"would refuse ({exc}); it is not synced."
             ),
-            remedy="Change the series' recurrence in the CRM to a daily, weekly, monthly or "
-            "yearly rule.",
+            remedy=TEXTS[Code.RECURRENCE_INVALID].remedy,
             activity_id=activity.id,
         )
         ctx.progress.counts["issues"] += 1

@@ -17,10 +17,10 @@ from calsync.domain.matching import match
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import activities, bindings, links, runs
-from calsync.store.statuses import ChangeOrigin, LinkState, PrivateEvents
+from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
 
 from . import filters, importing, mapping
-from .codes import GUARD_REMEDY
+from .codes import TEXTS
 from .context import Ctx
 from .reconcile import Result, agree, first_link, reconcile
 
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
 IMPORT_CHUNK = 100  # new events stored per transaction
-
-AMBIGUOUS = "calsync.ambiguous_match"
 
 
 class MassDelete(Exception):
@@ -163,9 +161,9 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
-            code="calsync.mass_delete_guard",
+            code=Code.MASS_DELETE_GUARD,
             message=reason,
-            remedy=GUARD_REMEDY,
+            remedy=TEXTS[Code.MASS_DELETE_GUARD].remedy,
         )
         await session.commit()
     ctx.progress.counts["guarded"] = removing
@@ -310,16 +308,13 @@ async def _park_ambiguous(
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
-            code=AMBIGUOUS,
+            code=Code.AMBIGUOUS_MATCH,
             message=(
                 f"{len(event_ids)} Google event(s) and {len(activity_ids)} CRM activities look "
                 f"the same ({g.summary!r} at {g.start}); calsync did not guess which belong "
                 f"together. Google events: {', '.join(event_ids)}."
             ),
-            remedy=(
-                "Delete the duplicates or change one of them (title or time) so each entry is "
-                "unique; calsync links or copies them on the next sync."
-            ),
+            remedy=TEXTS[Code.AMBIGUOUS_MATCH].remedy,
             google_event_id=event_ids[0],
         )
         await session.commit()

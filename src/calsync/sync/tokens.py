@@ -27,11 +27,11 @@ from calsync.settings import Settings
 from calsync.store import connections
 from calsync.store.db import Database
 from calsync.store.models import GoogleConnection, Tenant
-from calsync.store.statuses import AuthMode
+from calsync.store.statuses import AuthMode, Code
 
 
 class NotConnected(errors.GoogleError):
-    code = "calsync.not_connected"
+    code = Code.NOT_CONNECTED
     default_message = "Google Calendar is not connected for this user."
     remedy = "Connect Google Calendar in Settings → Google Calendar."
     needs_reauth = True

@@ -38,16 +38,15 @@ from calsync.google.models import Event
 from calsync.store import bindings, links, runs
 from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, CalendarBinding, EventLink
-from calsync.store.statuses import BindingRole, LinkState, PrivateEvents
+from calsync.store.statuses import BindingRole, Code, LinkState, PrivateEvents
 
 from . import filters
+from .codes import TEXTS
 from .context import Ctx
 from .mapping import TENANT_KEY, tagged_activity_id
 from .ops import Settled
 
 log = logging.getLogger(__name__)
-
-MOVE_FAILED = "calsync.move_failed"
 
 
 def still_exported(ctx: Ctx, activity: Activity) -> bool:
@@ -208,16 +207,12 @@ async def settle_move(
                 ctx.settings.tenant_id,
                 ctx.settings.binding_id,
                 ctx.settings.run_id,
-                code=MOVE_FAILED,
+                code=Code.MOVE_FAILED,
                 message=(
                     "A CRM entry could not be moved from the calendar that received CRM entries "
                     f"before to this one: {result.message}"
                 ),
-                remedy=(
-                    "Move the event in Google Calendar yourself (open it, choose the calendar), "
-                    "or give your account 'Make changes to events' on both calendars; calsync "
-                    "tries again on the entry's next change."
-                ),
+                remedy=TEXTS[Code.MOVE_FAILED].remedy,
                 activity_id=activity_id,
                 google_event_id=event_id,
             )

@@ -23,7 +23,7 @@ from calsync.store.models import (
     Tenant,
     User,
 )
-from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus, RunOutcome
+from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, RunOutcome
 from calsync.sync import tokens as sync_tokens
 from calsync.sync.channels.kinds import state_of as channel_state
 from calsync.sync.codes import remedy_for
@@ -135,9 +135,9 @@ def _binding_problem(stored: Sequence[CalendarBinding]) -> Problem | None:
     for b in stored:
         if b.stage in (BindingStage.PAUSED, BindingStage.DISABLED):
             # a disabled stage (calendar gone, write access lost) is not the user's off switch
-            code = "calsync.binding_paused"
+            code = Code.BINDING_PAUSED
             if b.stage == BindingStage.DISABLED:
-                code = "calsync.binding_disabled_stage"
+                code = Code.BINDING_DISABLED_STAGE
             return Problem(
                 code=code,
                 message=f"{b.summary or b.google_calendar_id}: {b.paused_reason or b.stage}",
