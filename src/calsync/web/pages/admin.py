@@ -51,10 +51,10 @@ POLICIES = {
 
 async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
     """Each user: connection status, Google e-mail, last sync, open issues."""
-    async with db_of(request).session() as s:
-        people = list(await users.list_(s, tenant_id))
-        overview = await reports.connection_overview(s, tenant_id)
-        await s.commit()
+    async with db_of(request).session() as session:
+        people = list(await users.list_(session, tenant_id))
+        overview = await reports.connection_overview(session, tenant_id)
+        await session.commit()
     conns, last_sync, open_issues = overview.by_user, overview.last_sync, overview.open_issues
     rows = []
     for person in people:
@@ -86,9 +86,9 @@ async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
 async def integrations(request: Request) -> Response:
     who = await viewer(request, admin=True)
     settings = settings_of(request)
-    async with db_of(request).session() as s:
-        types = list(await tenants.activity_types(s, who.tenant.id))
-        await s.commit()
+    async with db_of(request).session() as session:
+        types = list(await tenants.activity_types(session, who.tenant.id))
+        await session.commit()
     test = request.session.pop("sa_test", None)
     return render(
         request,
@@ -111,8 +111,8 @@ async def integrations(request: Request) -> Response:
 async def _patch(request: Request, who: Viewer, values: dict[str, Any]) -> bool:
     try:
         body = TenantSettingsPatch(**values)
-        async with who.acting(db_of(request)) as (s, caller):
-            await tenant_api.patch_settings(body, caller, s)
+        async with who.acting(db_of(request)) as (session, caller):
+            await tenant_api.patch_settings(body, caller, session)
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
         flash(
@@ -206,10 +206,10 @@ async def upload_key(request: Request) -> Response:
     client_email = str(form.get("client_email") or "").strip() or None
     mode_before = who.tenant.auth_mode
     try:
-        async with who.acting(db_of(request)) as (s, caller):
+        async with who.acting(db_of(request)) as (session, caller):
             out = await sa_api.upload_key(
                 caller,
-                s,
+                session,
                 services_of(request),
                 file=cast(UploadFile, upload),
                 password=password,
@@ -248,9 +248,9 @@ async def test_key(request: Request) -> Response:
     form = await checked_form(request)
     email = str(form.get("email") or "").strip() or who.user.email
     try:
-        async with who.acting(db_of(request)) as (s, caller):
+        async with who.acting(db_of(request)) as (session, caller):
             out = await sa_api.test_key(
-                caller, s, services_of(request), ServiceAccountTestIn(email=email)
+                caller, session, services_of(request), ServiceAccountTestIn(email=email)
             )
     except ApiError as exc:
         request.session["sa_test"] = {
