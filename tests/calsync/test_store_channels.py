@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+from calsync.domain.direction import Direction
 from calsync.store import bindings, connections, tenants, users
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.statuses import BindingRole, BindingStage
 
 
 async def test_unwanted_and_unwatched_follow_should_watch(db: Database) -> None:
@@ -18,10 +20,10 @@ async def test_unwanted_and_unwatched_follow_should_watch(db: Database) -> None:
         conn = await connections.create(s, tenant.id, user.id, google_email="ch@example.com")
         made: dict[tuple[str, bool], uuid.UUID] = {}
         for name, role, direction, stage in (
-            ("import", bindings.IMPORT, bindings.TWO_WAY, bindings.INCREMENTAL),
-            ("export", bindings.EXPORT, bindings.TWO_WAY, bindings.INCREMENTAL),
-            ("push-only", bindings.BOTH, bindings.CRM_TO_GOOGLE, bindings.INITIAL),
-            ("disabled", bindings.IMPORT, bindings.TWO_WAY, bindings.DISABLED),
+            ("import", BindingRole.IMPORT, Direction.TWO_WAY, BindingStage.INCREMENTAL),
+            ("export", BindingRole.EXPORT, Direction.TWO_WAY, BindingStage.INCREMENTAL),
+            ("push-only", BindingRole.BOTH, Direction.CRM_TO_GOOGLE, BindingStage.INITIAL),
+            ("disabled", BindingRole.IMPORT, Direction.TWO_WAY, BindingStage.DISABLED),
         ):
             for watched in (True, False):
                 b = await bindings.create(

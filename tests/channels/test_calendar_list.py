@@ -14,6 +14,7 @@ import pytest
 from calsync.jobs.port import Reason
 from calsync.store import bindings, connections
 from calsync.store.base import utcnow
+from calsync.store.statuses import BindingRole, BindingStage
 from calsync.sync.channels.calendar_list import GONE_MESSAGE, write_lost_message
 from calsync.sync.channels.service import Channels, renew_due_channels
 from calsync.sync.engine import sync_binding
@@ -81,7 +82,7 @@ async def test_deleted_calendar_disables_its_binding_without_a_poll(served: Serv
     served.emu.control("DELETE", f"/calendars/{team_id}")
 
     async def disabled() -> bool:
-        return bool((await served.binding(team_binding.id)).stage == bindings.DISABLED)
+        return bool((await served.binding(team_binding.id)).stage == BindingStage.DISABLED)
 
     await served.wait_for(disabled)
     await served.services.drain()
@@ -93,7 +94,7 @@ async def test_deleted_calendar_disables_its_binding_without_a_poll(served: Serv
     assert by_id[events_channel]["stopped"] is True
     # the primary calendar syncs on, the CRM keeps the entry, no sync was asked for
     primary = (await _bindings(served, user_id))["bea@example.com"]
-    assert primary.stage != bindings.DISABLED and primary.channel_id
+    assert primary.stage != BindingStage.DISABLED and primary.channel_id
     assert await served.activities(user_id) == before
     assert served.jobs.requests == []
     status = await served.status(user_id)
@@ -132,7 +133,7 @@ async def test_export_calendar_write_access_lost_and_regained(served: Served) ->
     user_id, _, _ = await served.connected("dag@example.com")
     await _choose(served, user_id, export_calendar_id=shared)
     export = (await _bindings(served, user_id))[shared]
-    assert export.role == bindings.EXPORT and export.access_role == "writer"
+    assert export.role == BindingRole.EXPORT and export.access_role == "writer"
     activity_id = await served.activity(user_id, "Demo")
     served.jobs.requests.clear()
 
@@ -141,7 +142,7 @@ async def test_export_calendar_write_access_lost_and_regained(served: Served) ->
         assert resp.status_code == 200, resp.text
 
     async def disabled() -> bool:
-        return bool((await served.binding(export.id)).stage == bindings.DISABLED)
+        return bool((await served.binding(export.id)).stage == BindingStage.DISABLED)
 
     await served.wait_for(disabled)
     after = await served.binding(export.id)
@@ -159,7 +160,7 @@ async def test_export_calendar_write_access_lost_and_regained(served: Served) ->
         assert resp.status_code == 200, resp.text
 
     async def resumed() -> bool:
-        return bool((await served.binding(export.id)).stage != bindings.DISABLED)
+        return bool((await served.binding(export.id)).stage != BindingStage.DISABLED)
 
     await served.wait_for(resumed)
     await served.wait_for(lambda: served.jobs.requests)
@@ -199,7 +200,7 @@ async def test_forged_list_notifications_change_nothing(
     assert [getattr(r, "reason", None) for r in refused] == ["token", "token", "resource_id"]
     assert "forged-list-token" not in caplog.text and conn.list_channel_token not in caplog.text
     assert served.jobs.requests == []
-    assert (await served.binding(binding_id)).stage != bindings.DISABLED
+    assert (await served.binding(binding_id)).stage != BindingStage.DISABLED
     assert (await _connection(served, user_id)).list_channel_id == conn.list_channel_id
     # the genuine notification is checked (one list request), and changes nothing here
     resp = await client.post("/webhooks/google", headers=good)

@@ -15,6 +15,7 @@ from calsync.store import bindings, connections, tenants, users
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.statuses import BindingStage
 from calsync.sync.channels.service import WATCH_RETRY, renew_due_channels
 from tests.channels.conftest import Served
 
@@ -33,7 +34,7 @@ async def _connection_with_binding(db: Database) -> tuple[uuid.UUID, uuid.UUID]:
         user = await users.create(s, tenant.id, "two@example.com")
         conn = await connections.create(s, tenant.id, user.id, google_email="two@example.com")
         binding = await bindings.create(s, tenant.id, conn.id, "two@example.com")
-        await bindings.set_stage(s, binding.id, bindings.INCREMENTAL, None)
+        await bindings.set_stage(s, binding.id, BindingStage.INCREMENTAL, None)
         await s.commit()
     return conn.id, binding.id
 

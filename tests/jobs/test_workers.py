@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from calsync.jobs.procrastinate_runner import apply_schema
 from calsync.store.db import Database
 from calsync.store.models import Activity, EventLink
+from calsync.store.statuses import BindingStage
 from tests.sync.conftest import Harness, at
 
 from .conftest import (
@@ -47,7 +48,7 @@ async def test_two_workers_sync_every_binding_once_at_a_time(
     async with db.session() as s:  # the primary calendar stays out of this test
         from calsync.store import bindings
 
-        await bindings.set_stage(s, h.binding_id, bindings.DISABLED, "not in this test")
+        await bindings.set_stage(s, h.binding_id, BindingStage.DISABLED, "not in this test")
         await s.commit()
     ids = await add_bindings(h, BINDINGS)
     env = worker_env(h, db_url, secret, kind)

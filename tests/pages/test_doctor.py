@@ -11,6 +11,7 @@ from calsync import doctor
 from calsync.cli import app as cli
 from calsync.settings import get_settings
 from calsync.store import bindings, connections, google_settings, tenants
+from calsync.store.statuses import BindingStage
 
 from .conftest import Pages
 
@@ -90,7 +91,7 @@ async def test_a_disabled_calendar_is_not_the_off_switch(pages: Pages) -> None:
         conn = await connections.for_user(s, user_id)
         assert conn is not None
         (binding,) = await bindings.for_connection(s, conn.id)
-        await bindings.set_stage(s, binding.id, bindings.DISABLED, "The calendar is gone.")
+        await bindings.set_stage(s, binding.id, BindingStage.DISABLED, "The calendar is gone.")
         await s.commit()
     services = pages.api.services
     result = await doctor.diagnose(

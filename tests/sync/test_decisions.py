@@ -21,6 +21,7 @@ from calsync.domain.decide import Action, Kind, State, Writes
 from calsync.domain.ids import google_event_id
 from calsync.store import activities, bindings, links, tenants
 from calsync.store.models import Activity
+from calsync.store.statuses import BindingRole, LinkState
 from calsync.sync import plan, reconcile
 from calsync.sync.context import Hooks
 from calsync.sync.engine import sync_binding
@@ -349,7 +350,7 @@ async def test_an_ambiguous_entry_waits(h: Harness, seen: Seen) -> None:
     await h.sync()
     assert reached(seen, Kind.WAITING) is Action.NOTHING
     link = await h.link(first)
-    assert link is not None and link.state == links.PARKED
+    assert link is not None and link.state == LinkState.PARKED
     assert len(await h.events()) == 1
 
 
@@ -485,7 +486,7 @@ async def test_a_crm_exception_is_patched_into_its_instance(h: Harness, seen: Se
     assert reached(seen, Kind.UNPLACED_EXCEPTION) is Action.PLACE
     link = await h.link(cancelled)
     assert link is not None and link.google_event_id == f"{google_event_id(sid)}_{suffix(last)}"
-    assert link.state == links.LINKED
+    assert link.state == LinkState.LINKED
 
 
 async def _google_exception(h: Harness) -> tuple[uuid.UUID, uuid.UUID, str]:
@@ -613,14 +614,14 @@ async def test_a_detached_entry_exported_again_is_attached(h: Harness, seen: See
     await retype(h, row.id, "project_task")
     assert (await h.sync()).ok
     link = await h.link(row.id)
-    assert link is not None and link.state == links.DETACHED  # not ours to delete in Google
+    assert link is not None and link.state == LinkState.DETACHED  # not ours to delete in Google
     await retype(h, row.id, "meeting")
     await h.edit(row.id, subject="From Google, edited")
     seen.clear()
     assert (await h.sync()).ok
     assert reached(seen, Kind.EXPORTED_AGAIN) is Action.ATTACH
     link = await h.link(row.id)
-    assert link is not None and link.state == links.LINKED
+    assert link is not None and link.state == LinkState.LINKED
     assert (await h.person.get_event(h.calendar_id, event.id or "")).summary == (
         "From Google, edited"
     )
@@ -629,7 +630,7 @@ async def test_a_detached_entry_exported_again_is_attached(h: Harness, seen: See
 @walks(Kind.MOVES_HERE)
 async def test_an_entry_follows_a_new_export_calendar(h: Harness, seen: Seen) -> None:
     aid, eid = await synced(h, "Plan")
-    work = await second_calendar(h, role=bindings.BOTH)
+    work = await second_calendar(h, role=BindingRole.BOTH)
     await set_role(h, h.binding_id, "import")  # the primary no longer receives CRM entries
     seen.clear()
     result = await sync_binding(h.db, work, h.google)
@@ -644,8 +645,8 @@ async def test_an_entry_follows_a_new_export_calendar(h: Harness, seen: Seen) ->
 @walks(Kind.WITHDRAWN_ELSEWHERE)
 async def test_a_crm_delete_leaves_an_unticked_calendar(h: Harness, seen: Seen) -> None:
     aid, _ = await synced(h, "Plan")
-    work = await second_calendar(h, role=bindings.BOTH)
-    await set_role(h, h.binding_id, bindings.UNSELECTED)  # unticked: its runs are skipped
+    work = await second_calendar(h, role=BindingRole.BOTH)
+    await set_role(h, h.binding_id, BindingRole.UNSELECTED)  # unticked: its runs are skipped
     await h.delete(aid)
     seen.clear()
     result = await sync_binding(h.db, work, h.google)

@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 
 from calsync.store import bindings
+from calsync.store.statuses import BindingStage
 from calsync.sync.context import Hooks
 from calsync.sync.errors import Outcome
 
 from .conftest import Harness, at
 
 
-@pytest.mark.parametrize("stage", [bindings.DISABLED, bindings.PAUSED])
+@pytest.mark.parametrize("stage", [BindingStage.DISABLED, BindingStage.PAUSED])
 async def test_stage_set_during_a_run_survives_its_end(h: Harness, stage: str) -> None:
     await h.ginsert("Dentist", at(2, 9))
     assert (await h.sync()).outcome is Outcome.OK  # first sync: initial → incremental

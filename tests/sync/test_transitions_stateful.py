@@ -95,6 +95,7 @@ from calsync.store import activities, bindings, connections, crypto
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
 from calsync.store.models import Activity, CalendarBinding, EventLink
+from calsync.store.statuses import BindingRole
 from calsync.sync import engine, mapping
 from calsync.sync.google_services import GoogleServices
 from tests.calsync.conftest import World, make_world
@@ -626,7 +627,7 @@ class TransitionMachine(RuleBasedStateMachine):
         for a in live.values():
             by_title[a.subject] = by_title.get(a.subject, 0) + 1
         for b in bound:
-            if not pulls or b.role not in (bindings.IMPORT, bindings.BOTH):
+            if not pulls or b.role not in (BindingRole.IMPORT, BindingRole.BOTH):
                 continue
             for cal, event in events[account]:
                 key = (account, cal, event.id or "")
@@ -657,7 +658,7 @@ class TransitionMachine(RuleBasedStateMachine):
                         "Google event twice in the CRM (by title)",
                         event.summary,
                     )
-                both_ways = b.role == bindings.BOTH and status["direction"] == "two_way"
+                both_ways = b.role == BindingRole.BOTH and status["direction"] == "two_way"
                 if mine and both_ways and mine[0] not in detached:
                     expected = "Busy" if private and policy == "busy" else event.summary
                     assert live[mine[0]].subject == expected, (

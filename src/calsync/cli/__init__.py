@@ -19,6 +19,7 @@ from calsync.store.bootstrap import database_for, keyring_for
 from calsync.store.db import Database
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Tenant, User
+from calsync.store.statuses import UserRole
 
 from .sync import register as register_sync
 from .worker import register as register_worker
@@ -205,7 +206,7 @@ def user_create(
         async with db.session() as s:
             found = await _tenant(s, tenant)
             user = await users.create(
-                s, found.id, email, name=name, role="admin" if admin else "user"
+                s, found.id, email, name=name, role=UserRole.ADMIN if admin else UserRole.USER
             )
             await s.commit()
             return str(user.id)

@@ -29,10 +29,12 @@ from pydantic import SecretStr
 from calsync.google.auth import StaticToken
 from calsync.google.calendar import CalendarClient
 from calsync.google.models import Event, EventDateTime
+from calsync.jobs.port import Reason
 from calsync.settings import Settings
 from calsync.store import apikeys, bindings, connections, tenants, users
 from calsync.store.db import private_dir
 from calsync.store.passwords import hash_password
+from calsync.store.statuses import ConnectionStatus, UserRole
 from calsync.sync.connect import finish_oauth, user_key
 from calsync.sync.engine import sync_binding
 from gcal_emulator.app import create_app as create_emulator
@@ -161,7 +163,7 @@ class Sandbox:
                         user.password_hash = hash_password(DEMO_PASSWORD)
                     self.logins.append((email, str(user.id)))
                     conn = await connections.for_user(s, user.id)
-                    if conn is not None and conn.status == connections.CONNECTED:
+                    if conn is not None and conn.status == ConnectionStatus.CONNECTED:
                         self.connected.add(email)
             await s.commit()
         print(self.banner(), flush=True)
@@ -197,7 +199,7 @@ class Sandbox:
         db = app.state.db
         async with db.session() as s:
             tenant = await tenants.create(s, TENANT)
-            admin = await users.create(s, tenant.id, ADMIN[0], name=ADMIN[1], role="admin")
+            admin = await users.create(s, tenant.id, ADMIN[0], name=ADMIN[1], role=UserRole.ADMIN)
             members = [await users.create(s, tenant.id, e, name=n) for e, n in USERS]
             await s.commit()
         del admin
@@ -219,7 +221,7 @@ class Sandbox:
                     binding_ids += [b.id for b in await bindings.for_connection(s, conn.id)]
             await s.commit()
         for binding_id in binding_ids:  # the first import, so the demo starts with data
-            await sync_binding(db, binding_id, app.state.google.access, trigger="initial")
+            await sync_binding(db, binding_id, app.state.google.access, trigger=Reason.INITIAL)
         log.info("sandbox demo company created", extra={"users": len(members)})
 
     async def _connect(

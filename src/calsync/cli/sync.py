@@ -32,6 +32,7 @@ from calsync.store.bootstrap import database_for, keyring_for
 from calsync.store.crypto import SecretKeyError, install
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding
+from calsync.store.statuses import BindingStage, ConnectionStatus
 from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.errors import Outcome
 from calsync.sync.tokens import GoogleAccess
@@ -178,7 +179,7 @@ async def _targets(
             fail(f"no user {email!r} in tenant {found.name!r}")
             return None
         conn = await connections.for_user(s, member.id)
-        if conn is None or conn.status != connections.CONNECTED:
+        if conn is None or conn.status != ConnectionStatus.CONNECTED:
             state = "not connected" if conn is None else conn.status
             fail(
                 f"{email}'s Google Calendar is {state}: connect it first "
@@ -278,7 +279,7 @@ async def _resume(
         paused = [
             b
             for b in targets
-            if b.stage == bindings.PAUSED and calendar in (None, b.google_calendar_id)
+            if b.stage == BindingStage.PAUSED and calendar in (None, b.google_calendar_id)
         ]
         if not paused:
             which = f"{calendar} is" if calendar else "no calendar of theirs is"

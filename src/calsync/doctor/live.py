@@ -16,6 +16,7 @@ from calsync.google import errors
 from calsync.google.models import Event
 from calsync.i18n import N_, Nn_
 from calsync.store import connections
+from calsync.store.statuses import ConnectionStatus
 from calsync.sync.mapping import ACTIVITY_KEY
 from calsync.sync.tokens import NotConnected
 
@@ -48,7 +49,7 @@ async def connection(subject: Subject) -> Check:
             async with subject.db.session() as s:
                 await connections.mark_needs_reauth(s, conn.id, code=exc.code, message=exc.message)
                 await s.commit()
-            conn.status = connections.NEEDS_REAUTH
+            conn.status = ConnectionStatus.NEEDS_REAUTH
         return _error_check("connection", CONNECTION, exc)
     subject.tokens = tokens
     return Check(

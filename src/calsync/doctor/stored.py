@@ -11,10 +11,12 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.i18n import N_, Nn_
-from calsync.store import bindings, connections, diagnostics, google_settings
-from calsync.sync.codes import Code, remedy_for
+from calsync.store import diagnostics, google_settings
+from calsync.store.statuses import AuthMode, BindingStage, Code, ConnectionStatus, RunOutcome
+from calsync.sync.codes import remedy_for
 
 from .report import FAIL, PASS, SKIP, WARN, Check, Text, aware
 from .subject import Subject, exports, imports, name_of
@@ -28,7 +30,7 @@ NOT_CONNECTED = Text(N_("Not connected."))
 
 
 def connect_remedy(subject: Subject) -> Text:
-    if subject.tenant.auth_mode == "service_account":
+    if subject.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         return Text(N_("Switch sync on in Settings → Google Calendar."))
     return Text(N_("Connect Google in Settings → Google Calendar."))
 
@@ -50,7 +52,7 @@ def module(subject: Subject) -> Check:
 
 def credentials(subject: Subject) -> Check:
     title = N_("Google credentials")
-    if subject.tenant.auth_mode == "service_account":
+    if subject.tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         if subject.tenant.service_account_key is not None:
             return Check(
                 "credentials",
@@ -111,7 +113,7 @@ def connection(subject: Subject) -> Check | None:
         return Check(
             "connection", CONNECTION, FAIL, NOT_CONNECTED, connect_remedy(subject), "not_connected"
         )
-    if conn.status == connections.NEEDS_REAUTH:
+    if conn.status == ConnectionStatus.NEEDS_REAUTH:
         code = conn.last_error_code or errors.GrantRevoked.code
         message = conn.last_error_message or errors.GrantRevoked.default_message
         return Check(
@@ -133,7 +135,7 @@ def account(subject: Subject) -> Check:
     if conn is None or not conn.google_email or subject.no_account:
         return Check("account", title, SKIP, Text(N_("No Google account is connected.")))
     email = conn.google_email
-    if conn.auth_mode == "service_account" and email != subject.user.email.lower():
+    if conn.auth_mode == AuthMode.SERVICE_ACCOUNT and email != subject.user.email.lower():
         return Check(
             "account",
             title,
@@ -168,12 +170,12 @@ def direction(subject: Subject) -> Check:
     if not subject.stored:
         return Check("direction", title, SKIP, Text(N_("No calendar is chosen yet.")))
     direction = subject.stored[0].direction
-    texts = {
-        bindings.TWO_WAY: N_("Two-way: changes flow both ways."),
-        bindings.GOOGLE_TO_CRM: N_("One-way: only Google changes reach the CRM."),
-        bindings.CRM_TO_GOOGLE: N_("One-way: only CRM changes reach Google."),
+    texts: dict[str, str] = {
+        Direction.TWO_WAY: N_("Two-way: changes flow both ways."),
+        Direction.GOOGLE_TO_CRM: N_("One-way: only Google changes reach the CRM."),
+        Direction.CRM_TO_GOOGLE: N_("One-way: only CRM changes reach Google."),
     }
-    status = PASS if direction == bindings.TWO_WAY else WARN
+    status = PASS if direction == Direction.TWO_WAY else WARN
     remedy = None
     if status == WARN:
         remedy = Text(N_("Choose two-way in Settings → Google Calendar if both should sync."))
@@ -189,10 +191,12 @@ def calendars(subject: Subject) -> Check | None:
     if not any(imports(b) for b in subject.stored) and not any(exports(b) for b in subject.stored):
         return Check("calendars", title, FAIL, Text(N_("No calendar is chosen.")), choose)
     for b in subject.stored:
-        if b.stage in (bindings.PAUSED, bindings.DISABLED):
+        if b.stage in (BindingStage.PAUSED, BindingStage.DISABLED):
             # a disabled stage (calendar gone, write access lost) is not the user's off switch
             code = (
-                Code.BINDING_PAUSED if b.stage == bindings.PAUSED else Code.BINDING_DISABLED_STAGE
+                Code.BINDING_PAUSED
+                if b.stage == BindingStage.PAUSED
+                else Code.BINDING_DISABLED_STAGE
             )
             return Check(
                 "calendars",
@@ -281,7 +285,7 @@ def last_sync(subject: Subject) -> Check:
     title = N_("Last sync")
     if not subject.stored:
         return Check("last_sync", title, SKIP, Text(N_("No calendar is chosen yet.")))
-    finished = [r for r in subject.runs if r.outcome != "running"]
+    finished = [r for r in subject.runs if r.outcome != RunOutcome.RUNNING]
     if not finished:
         return Check(
             "last_sync",

@@ -16,6 +16,7 @@ from calsync.settings import Settings
 from calsync.store import bindings, connections, google_settings
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, SyncRun, Tenant, User
+from calsync.store.statuses import BindingRole, ConnectionStatus
 from calsync.sync.tokens import GoogleAccess
 
 
@@ -46,7 +47,7 @@ class Subject:
     @property
     def no_account(self) -> bool:
         """No connection, or the user disconnected it (`google_settings.disconnect`)."""
-        return self.conn is None or self.conn.status == google_settings.REVOKED
+        return self.conn is None or self.conn.status == ConnectionStatus.REVOKED
 
     @property
     def binding_ids(self) -> list[uuid.UUID]:
@@ -55,12 +56,12 @@ class Subject:
 
 def imports(binding: CalendarBinding) -> bool:
     """The calendar's Google events come into the CRM."""
-    return binding.role in (bindings.IMPORT, bindings.BOTH)
+    return binding.role in (BindingRole.IMPORT, BindingRole.BOTH)
 
 
 def exports(binding: CalendarBinding) -> bool:
     """The calendar receives the CRM's entries."""
-    return binding.role in (bindings.EXPORT, bindings.BOTH)
+    return binding.role in (BindingRole.EXPORT, BindingRole.BOTH)
 
 
 def name_of(binding: CalendarBinding) -> str:

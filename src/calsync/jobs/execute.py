@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from calsync.store import bindings, schedule
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.statuses import Code
 from calsync.sync.engine import RunResult, sync_binding, worker_id
 from calsync.sync.errors import Outcome
 from calsync.sync.owner import holder_dead
@@ -28,8 +29,6 @@ from calsync.sync.tokens import GoogleAccess
 from .port import Reason
 
 log = logging.getLogger(__name__)
-
-BUSY = "calsync.sync_in_progress"
 
 
 @dataclass
@@ -110,5 +109,7 @@ class Executor:
 def busy(result: RunResult) -> bool:
     """Skipped because another process holds the binding (not paused or disconnected)."""
     return (
-        result.outcome is Outcome.SKIPPED and result.error is not None and result.error.code == BUSY
+        result.outcome is Outcome.SKIPPED
+        and result.error is not None
+        and result.error.code == Code.SYNC_IN_PROGRESS
     )

@@ -17,24 +17,7 @@ from calsync.domain.direction import Direction
 
 from .base import utcnow
 from .models import CalendarBinding, SyncIssue
-from .statuses import BindingRole, BindingStage
-
-# The old names of the stage, role and direction values, still used outside store/ (sync/,
-# web/connection.py, web/api/google.py, doctor.py, channels.py, cli_sync.py, tests): remove
-# them once those say BindingStage.PAUSED, BindingRole.EXPORT, Direction.TWO_WAY.
-INITIAL: str = BindingStage.INITIAL
-INCREMENTAL: str = BindingStage.INCREMENTAL
-PAUSED: str = BindingStage.PAUSED
-DISABLED: str = BindingStage.DISABLED
-IMPORT: str = BindingRole.IMPORT
-EXPORT: str = BindingRole.EXPORT
-BOTH: str = BindingRole.BOTH
-UNSELECTED: str = BindingRole.UNSELECTED
-TWO_WAY: str = Direction.TWO_WAY
-GOOGLE_TO_CRM: str = Direction.GOOGLE_TO_CRM
-CRM_TO_GOOGLE: str = Direction.CRM_TO_GOOGLE
-
-GUARD_ISSUE = "calsync.mass_delete_guard"
+from .statuses import BindingRole, BindingStage, Code
 
 
 async def create(
@@ -246,7 +229,7 @@ async def resume(
         update(SyncIssue)
         .where(
             SyncIssue.binding_id == binding_id,
-            SyncIssue.code == GUARD_ISSUE,
+            SyncIssue.code == Code.MASS_DELETE_GUARD,
             SyncIssue.resolved_at.is_(None),
         )
         .values(resolved_at=utcnow())

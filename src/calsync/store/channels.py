@@ -20,11 +20,14 @@ from sqlalchemy import Select, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from calsync.domain.direction import Direction
+
 from .base import Base, utcnow
 from .models import CalendarBinding, GoogleConnection, RetiredChannel
+from .statuses import BindingRole, BindingStage, ConnectionStatus
 
-IMPORT_ROLES = ("import", "both")
-SYNCING_STAGES = ("initial", "incremental")
+IMPORT_ROLES = (BindingRole.IMPORT, BindingRole.BOTH)
+SYNCING_STAGES = (BindingStage.INITIAL, BindingStage.INCREMENTAL)
 RETIRED_KEPT = timedelta(days=31)
 #: a calendarList check that has not finished in this long died with its process: the next
 #: notification may start another
@@ -64,8 +67,8 @@ def _bindings_wanted() -> Select[Any]:
             CalendarBinding.role.in_(IMPORT_ROLES),
             CalendarBinding.enabled.is_(True),
             CalendarBinding.stage.in_(SYNCING_STAGES),
-            CalendarBinding.direction != "crm_to_google",
-            GoogleConnection.status == "connected",
+            CalendarBinding.direction != Direction.CRM_TO_GOOGLE,
+            GoogleConnection.status == ConnectionStatus.CONNECTED,
         )
     )
 
@@ -74,7 +77,7 @@ def _connections_wanted() -> Select[Any]:
     """Connected, with at least one binding switched on (whatever its stage: a binding disabled
     because its calendar vanished is resumed when the list shows the calendar again)."""
     return select(GoogleConnection.id).where(
-        GoogleConnection.status == "connected",
+        GoogleConnection.status == ConnectionStatus.CONNECTED,
         exists().where(
             CalendarBinding.connection_id == GoogleConnection.id,
             CalendarBinding.enabled.is_(True),

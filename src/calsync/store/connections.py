@@ -11,13 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .models import CalendarBinding, EventLink, GoogleConnection
-
-# a connection's status: connected, needs_reauth (Google refused the grant; the user must
-# reconnect) or revoked (the user disconnected: `google_settings.disconnect`); `error` is read
-# by the status API but no code path writes it today
-CONNECTED = "connected"
-NEEDS_REAUTH = "needs_reauth"
-ERROR = "error"
+from .statuses import AuthMode, ConnectionStatus
 
 
 async def get(session: AsyncSession, connection_id: uuid.UUID) -> GoogleConnection | None:
@@ -34,7 +28,7 @@ async def create(
     user_id: uuid.UUID,
     *,
     google_email: str,
-    auth_mode: str = "oauth",
+    auth_mode: str = AuthMode.OAUTH,
     refresh_token: str | None = None,
     access_token: str | None = None,
     access_token_expires_at: datetime | None = None,
@@ -49,7 +43,7 @@ async def create(
         access_token=access_token,
         access_token_expires_at=access_token_expires_at,
         scopes=list(scopes),
-        status=CONNECTED,
+        status=ConnectionStatus.CONNECTED,
         connected_at=utcnow(),
         linked_at=utcnow(),
     )
@@ -66,7 +60,7 @@ async def grant_in_use(
     sign-in's token, or a replaced account's, is revoked only when no connection relies on it."""
     query = select(GoogleConnection.id).where(
         GoogleConnection.google_email == google_email.strip().lower(),
-        GoogleConnection.auth_mode == "oauth",
+        GoogleConnection.auth_mode == AuthMode.OAUTH,
         GoogleConnection.refresh_token.is_not(None),
     )
     if besides is not None:
@@ -107,7 +101,7 @@ async def mark_needs_reauth(
         update(GoogleConnection)
         .where(GoogleConnection.id == connection_id)
         .values(
-            status=NEEDS_REAUTH,
+            status=ConnectionStatus.NEEDS_REAUTH,
             last_error_code=code,
             last_error_message=message,
             last_error_at=utcnow(),
@@ -141,7 +135,7 @@ async def reconnect(
     connection.access_token_expires_at = access_token_expires_at
     if scopes:
         connection.scopes = list(scopes)
-    connection.status = CONNECTED
+    connection.status = ConnectionStatus.CONNECTED
     connection.last_error_code = None
     connection.last_error_message = None
     connection.connected_at = utcnow()

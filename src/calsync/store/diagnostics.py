@@ -11,10 +11,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .bindings import BOTH, IMPORT
-from .google_settings import REVOKED
-from .links import PARKED
 from .models import CalendarBinding, EventLink, GoogleConnection, SyncIssue, SyncRun
+from .statuses import BindingRole, ConnectionStatus, LinkState
 
 
 async def count_errors_since(
@@ -53,7 +51,7 @@ async def count_parked(session: AsyncSession, binding_ids: Collection[uuid.UUID]
     found = await session.scalar(
         select(func.count())
         .select_from(EventLink)
-        .where(EventLink.binding_id.in_(list(binding_ids)), EventLink.state == PARKED)
+        .where(EventLink.binding_id.in_(list(binding_ids)), EventLink.state == LinkState.PARKED)
     )
     return int(found or 0)
 
@@ -68,7 +66,7 @@ async def same_account_elsewhere(
             GoogleConnection.tenant_id == tenant_id,
             GoogleConnection.google_email == google_email,
             GoogleConnection.id != besides,
-            GoogleConnection.status != REVOKED,
+            GoogleConnection.status != ConnectionStatus.REVOKED,
         )
     )
     return result.all()
@@ -89,7 +87,7 @@ async def imported_elsewhere(
             CalendarBinding.tenant_id == tenant_id,
             CalendarBinding.google_calendar_id.in_(list(calendar_ids)),
             CalendarBinding.connection_id != besides,
-            CalendarBinding.role.in_((IMPORT, BOTH)),
+            CalendarBinding.role.in_((BindingRole.IMPORT, BindingRole.BOTH)),
             CalendarBinding.enabled.is_(True),
         )
     )

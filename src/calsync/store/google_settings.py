@@ -14,10 +14,6 @@ from .base import utcnow
 from .models import CalendarBinding, EventLink, GoogleConnection, SyncIssue, SyncRun
 from .statuses import AuthMode, BindingRole, ConnectionStatus
 
-# the old name, still used by web/api/google.py and doctor.py: remove once they say
-# ConnectionStatus.REVOKED
-REVOKED: str = ConnectionStatus.REVOKED
-
 
 async def configure_binding(
     session: AsyncSession,

@@ -22,13 +22,6 @@ from .base import utcnow
 from .models import Activity, CalendarBinding, EventLink, GoogleConnection
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
-# the old names of the link states, still used by sync/: remove once it says LinkState.LINKED
-PENDING: str = LinkState.PENDING
-LINKED: str = LinkState.LINKED
-PARKED: str = LinkState.PARKED
-MOVING: str = LinkState.MOVING
-DETACHED: str = LinkState.DETACHED
-
 
 async def by_event(
     session: AsyncSession, binding_id: uuid.UUID, google_event_id: str

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from calsync.domain.direction import Direction
 
 from .models import CalendarBinding, Change, GoogleConnection, SyncRun, Tenant
-from .statuses import BindingRole, BindingStage, ChangeOrigin, ConnectionStatus, RunOutcome
+from .statuses import BindingRole, BindingStage, ChangeOrigin, Code, ConnectionStatus, RunOutcome
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ async def abandon_runs(
         .values(
             outcome=RunOutcome.ABANDONED,
             finished_at=now,
-            error_code="calsync.run_abandoned",
+            error_code=Code.RUN_ABANDONED,
             error_message="The worker running this sync stopped; another run finished it.",
         )
         .execution_options(synchronize_session=False)

@@ -107,3 +107,27 @@ class ChangeOrigin(StrEnum):
     API = "api"
     SYNC = "sync"
     CLI = "cli"
+
+
+class Code(StrEnum):
+    """sync_issue.code, sync_run.error_code, google_connection.last_error_code: the problems
+    calsync itself reports (Google's own are google/errors.py's `google.*` codes). Named here,
+    below every layer that writes one; sync/codes.py `TEXTS` gives each its message and remedy."""
+
+    SYNC_IN_PROGRESS = "calsync.sync_in_progress"
+    MASS_DELETE_GUARD = "calsync.mass_delete_guard"
+    CALENDAR_UNSELECTED = "calsync.calendar_unselected"
+    #: the user switched sync off for the calendar
+    BINDING_DISABLED = "calsync.binding_disabled"
+    #: the mass-delete guard paused the calendar (nothing else pauses)
+    BINDING_PAUSED = "calsync.binding_paused"
+    #: the calendar's stage is disabled: Google no longer lists it, or write access was lost
+    BINDING_DISABLED_STAGE = "calsync.binding_disabled_stage"
+    NOT_CONNECTED = "calsync.not_connected"
+    CALENDAR_GONE = "calsync.calendar_gone"
+    RUN_ABANDONED = "calsync.run_abandoned"
+    AMBIGUOUS_MATCH = "calsync.ambiguous_match"
+    EVENT_UNSUPPORTED = "calsync.event_unsupported"
+    RECURRENCE_UNSUPPORTED = "calsync.recurrence_unsupported"
+    RECURRENCE_INVALID = "calsync.recurrence_invalid"
+    MOVE_FAILED = "calsync.move_failed"

@@ -2,18 +2,18 @@
 with its message and remedy, in one table: runs, issues and connections store only the code (and
 a message naming the entry), so the API, the pages and the doctor look the remedy up here.
 
-Two codes are written by the store layer, which sits below sync and cannot import this module
-(`store.bindings.GUARD_ISSUE`, `store.schedule`'s abandoned run); tests pin their strings to the
-members here. Two are raised as GoogleError subclasses in sync (`tokens.NotConnected`,
+The codes themselves are the `Code` enum of store/statuses.py, below every layer that writes one
+(the store writes two: the mass-delete guard's issue and the abandoned run); this module, in
+sync, holds their texts. Two are raised as GoogleError subclasses in sync (`tokens.NotConnected`,
 `errors.CalendarGone`): their texts live on the class, and the table reads them from there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from calsync.google import errors
+from calsync.store.statuses import Code
 
 from .errors import CalendarGone
 from .tokens import NotConnected
@@ -26,26 +26,6 @@ GUARD_REMEDY = (
     "purpose, or restore them in Google Calendar and press “Resume: I restored them” (API: POST "
     ".../google/calendars/{binding_id}/resume; CLI: calsync resume)."
 )
-
-
-class Code(StrEnum):
-    SYNC_IN_PROGRESS = "calsync.sync_in_progress"
-    MASS_DELETE_GUARD = "calsync.mass_delete_guard"
-    CALENDAR_UNSELECTED = "calsync.calendar_unselected"
-    #: the user switched sync off for the calendar
-    BINDING_DISABLED = "calsync.binding_disabled"
-    #: the mass-delete guard paused the calendar (nothing else pauses)
-    BINDING_PAUSED = "calsync.binding_paused"
-    #: the calendar's stage is disabled: Google no longer lists it, or write access was lost
-    BINDING_DISABLED_STAGE = "calsync.binding_disabled_stage"
-    NOT_CONNECTED = "calsync.not_connected"
-    CALENDAR_GONE = "calsync.calendar_gone"
-    RUN_ABANDONED = "calsync.run_abandoned"
-    AMBIGUOUS_MATCH = "calsync.ambiguous_match"
-    EVENT_UNSUPPORTED = "calsync.event_unsupported"
-    RECURRENCE_UNSUPPORTED = "calsync.recurrence_unsupported"
-    RECURRENCE_INVALID = "calsync.recurrence_invalid"
-    MOVE_FAILED = "calsync.move_failed"
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain import accounts
+from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.google.oauth import Authorization
 from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
+from calsync.store.statuses import AuthMode, BindingRole, ConnectionStatus
 from calsync.sync.channels.service import Channels
 
 from .google_services import GoogleServices
@@ -80,8 +82,8 @@ async def add_default_binding(
         tenant_id,
         connection.id,
         primary.id if primary else (connection.google_email or "primary"),
-        role=bindings.BOTH,
-        direction=bindings.TWO_WAY,
+        role=BindingRole.BOTH,
+        direction=Direction.TWO_WAY,
         summary=primary.summary if primary else connection.google_email,
         time_zone=primary.time_zone if primary else None,
         access_role=primary.access_role if primary else "owner",
@@ -148,7 +150,9 @@ async def release_old_account(
             await s.commit()
             return
         watched = [b.id for b in await bindings.for_connection(s, conn.id) if b.channel_id]
-        token = (conn.refresh_token or conn.access_token) if conn.auth_mode == "oauth" else None
+        token = (
+            (conn.refresh_token or conn.access_token) if conn.auth_mode == AuthMode.OAUTH else None
+        )
         shared = await connections.grant_in_use(s, old_email, besides=conn.id)
         connection_id = conn.id
         await s.commit()
@@ -227,7 +231,7 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
                 access_token_expires_at=_expiry(token.expires_at),
                 scopes=sorted(token.scopes),
             )
-            conn.auth_mode = "oauth"
+            conn.auth_mode = AuthMode.OAUTH
         if not await bindings.for_connection(s, conn.id):
             await add_default_binding(s, tenant.id, conn, calendars)
         await s.commit()
@@ -249,7 +253,7 @@ async def bindings_to_sync(db: Database, connection_id: uuid.UUID) -> list[uuid.
         conn = await connections.get(s, connection_id)
         ids = (
             [b.id for b in await bindings.for_connection(s, connection_id) if b.enabled]
-            if conn is not None and conn.status == connections.CONNECTED and conn.sync_enabled
+            if conn is not None and conn.status == ConnectionStatus.CONNECTED and conn.sync_enabled
             else []
         )
         await s.commit()
@@ -306,7 +310,7 @@ async def disconnect(
     list_stopped = await Channels(db, services.access, services.settings).unwatch_list(conn.id)
     done.channels_stopped += bool(list_stopped)
     token = conn.refresh_token or conn.access_token
-    if conn.auth_mode == "oauth" and token and services.oauth is not None:
+    if conn.auth_mode == AuthMode.OAUTH and token and services.oauth is not None:
         try:
             await services.oauth.revoke(token)
             done.revoked_at_google = True

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.store import bindings, connections, google_settings, links
 from calsync.store import channels as stored_channels
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
+from calsync.store.statuses import AuthMode, BindingRole, ConnectionStatus
 from calsync.sync.channels.service import Channels
 
 from .connect import fetch_calendars
@@ -34,11 +36,11 @@ CALENDAR_FIELDS = frozenset({"import_calendar_ids", "export_calendar_id"})
 
 
 def imports(binding: CalendarBinding) -> bool:
-    return binding.role in (bindings.IMPORT, bindings.BOTH)
+    return binding.role in (BindingRole.IMPORT, BindingRole.BOTH)
 
 
 def exports(binding: CalendarBinding) -> bool:
-    return binding.role in (bindings.EXPORT, bindings.BOTH)
+    return binding.role in (BindingRole.EXPORT, BindingRole.BOTH)
 
 
 @dataclass(frozen=True)
@@ -132,14 +134,14 @@ async def apply_calendars(
     """Create, change or untick bindings; every binding keeps its links (docs/sync.md, "When
     you change a setting"): an unticked calendar's entries stay in the CRM and re-ticking it
     relinks them; a new export calendar's sync moves the CRM's entries over."""
-    desired: dict[str, str] = dict.fromkeys(import_ids, bindings.IMPORT)
+    desired: dict[str, str] = dict.fromkeys(import_ids, BindingRole.IMPORT)
     if export_id is not None:
-        desired[export_id] = bindings.BOTH if export_id in desired else bindings.EXPORT
+        desired[export_id] = BindingRole.BOTH if export_id in desired else BindingRole.EXPORT
     known = {c.id: c for c in live}
     for binding in existing:
         role = desired.pop(binding.google_calendar_id, None)
         if role is None:
-            if binding.role != bindings.UNSELECTED:
+            if binding.role != BindingRole.UNSELECTED:
                 await google_settings.unselect_binding(s, binding)
             continue
         entry = known.get(binding.google_calendar_id)
@@ -195,8 +197,8 @@ async def update_settings(
     sent = change.sent
     conn = await connections.for_user(s, user.id)
     await s.commit()
-    connected = conn is not None and conn.status == connections.CONNECTED
-    service_account = tenant.auth_mode == "service_account"
+    connected = conn is not None and conn.status == ConnectionStatus.CONNECTED
+    service_account = tenant.auth_mode == AuthMode.SERVICE_ACCOUNT
     switching_on = change.enabled is True and (
         conn is None or not connected or not conn.sync_enabled
     )
@@ -206,7 +208,7 @@ async def update_settings(
     if (
         service_account
         and change.enabled is True
-        and (conn is None or not connected or conn.auth_mode != "service_account")
+        and (conn is None or not connected or conn.auth_mode != AuthMode.SERVICE_ACCOUNT)
     ):
         conn = await enable_service_account(s, services, tenant, user, conn)
         await s.commit()
@@ -215,7 +217,7 @@ async def update_settings(
         raise NotConnected(conn)
     existing = list(await bindings.for_connection(s, conn.id))
     watched = [c for b in existing if (c := await stored_channels.of_binding(s, b.id))]
-    direction = change.direction or (existing[0].direction if existing else bindings.TWO_WAY)
+    direction = change.direction or (existing[0].direction if existing else Direction.TWO_WAY)
     live: list[CalendarListEntry] = []
     if calendars_sent:
         if not connected:
@@ -346,7 +348,7 @@ async def preview(
     export calendar (its id does as well when Google does not answer)."""
     conn = await connections.for_user(s, user.id)
     live: list[CalendarListEntry] = []
-    if conn is not None and conn.status == connections.CONNECTED and change.export_calendar_id:
+    if conn is not None and conn.status == ConnectionStatus.CONNECTED and change.export_calendar_id:
         await s.commit()
         try:
             live = await fetch_calendars(db, services, tenant, conn)

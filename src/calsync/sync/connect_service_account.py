@@ -17,6 +17,7 @@ from calsync.google import errors
 from calsync.google.service_account import ServiceAccountKey, p12_client_id
 from calsync.store import bindings, connections, google_settings, tenants
 from calsync.store.models import GoogleConnection, Tenant, User
+from calsync.store.statuses import AuthMode
 
 from .connect import add_default_binding
 from .google_services import GoogleServices
@@ -60,7 +61,7 @@ async def enable_service_account(
         raise ServiceAccountRefused(exc) from exc
     if conn is None:
         conn = await connections.create(
-            s, tenant.id, user.id, google_email=email, auth_mode="service_account"
+            s, tenant.id, user.id, google_email=email, auth_mode=AuthMode.SERVICE_ACCOUNT
         )
     else:
         if conn.google_email is not None and conn.google_email != email:
@@ -116,7 +117,7 @@ async def store_key(
             "service_account_key_format": fmt,
             "service_account_key_password": password if fmt == "p12" else None,
             "service_account_email": key.client_email,
-            "auth_mode": "service_account",
+            "auth_mode": AuthMode.SERVICE_ACCOUNT,
         },
     )
     await s.commit()

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from calsync.domain.direction import Direction
 from calsync.domain.merge import Policy
 from calsync.google.calendar import CalendarClient
 from calsync.store.activities import Source
 from calsync.store.db import Database
 from calsync.store.models import Tenant
+from calsync.store.statuses import BindingRole, PrivateEvents
 
 Hook = Callable[..., Awaitable[None]]
 
@@ -60,7 +62,7 @@ class RunSettings:
     lock_owner: str
     allow_mass_delete: bool = False
     #: the connection's private-events policy (import / busy / skip) and Google account
-    private_events: str = "import"
+    private_events: str = PrivateEvents.IMPORT
     google_email: str | None = None
     #: the policy changed since the links were made: re-apply it to every listed event
     reapply: bool = False
@@ -76,20 +78,20 @@ class RunSettings:
 
     @property
     def pulls(self) -> bool:
-        return self.direction != "crm_to_google"
+        return self.direction != Direction.CRM_TO_GOOGLE
 
     @property
     def applies_to_crm(self) -> bool:
-        return self.direction != "crm_to_google"
+        return self.direction != Direction.CRM_TO_GOOGLE
 
     @property
     def pushes(self) -> bool:
-        return self.direction != "google_to_crm"
+        return self.direction != Direction.GOOGLE_TO_CRM
 
     @property
     def exports(self) -> bool:
         """New CRM activities go to this calendar (the export target)."""
-        return self.pushes and self.role in ("export", "both")
+        return self.pushes and self.role in (BindingRole.EXPORT, BindingRole.BOTH)
 
 
 @dataclass

@@ -21,9 +21,10 @@ from calsync.google.calendar import RequestCount, count_requests
 from calsync.store import bindings, connections, runs, schedule, tenants
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
 
 from . import transitions
-from .codes import GUARD_REMEDY, Code
+from .codes import TEXTS
 from .context import Ctx, Hooks, RunProgress, RunSettings
 from .errors import Failure, Outcome, backoff_delay, run_failure
 from .owner import holder_dead, process_identity
@@ -111,12 +112,14 @@ async def _lock(session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: t
 
 
 def _busy() -> Failure:
-    return Failure(
-        Outcome.SKIPPED,
-        "calsync.sync_in_progress",
-        "Another sync of this calendar is running.",
-        "Nothing to do: the running sync picks up every change.",
-    )
+    return _failure(Outcome.SKIPPED, Code.SYNC_IN_PROGRESS)
+
+
+def _failure(outcome: Outcome, code: Code, message: str | None = None) -> Failure:
+    """A run stopped for one of calsync's own reasons: the message and remedy of its code
+    (sync/codes.py), the message replaced by one that says more when there is one."""
+    texts = TEXTS[code]
+    return Failure(outcome, code, message or texts.message, texts.remedy or "")
 
 
 async def _locked(
@@ -157,7 +160,7 @@ async def _locked(
     try:
         tokens = google.tokens(db, tenant, connection)
         client = google.client(tokens)
-        private_events = connection.private_events or "import"
+        private_events = connection.private_events or PrivateEvents.IMPORT
         # the user changed the private-events policy: list everything and re-apply it
         reapply = (
             binding.private_events_applied is not None
@@ -209,12 +212,7 @@ async def _locked(
             outcome = Outcome.PARTIAL
     except MassDelete as exc:
         outcome = Outcome.PAUSED
-        failure = Failure(
-            Outcome.PAUSED,
-            "calsync.mass_delete_guard",
-            str(exc),
-            GUARD_REMEDY,
-        )
+        failure = _failure(Outcome.PAUSED, Code.MASS_DELETE_GUARD, str(exc))
     except errors.GoogleError as exc:
         failure = run_failure(exc)
         outcome = failure.outcome
@@ -227,37 +225,16 @@ async def _locked(
 def _skip_reason(
     enabled: bool, stage: str, status: str, connection: object, *, role: str = ""
 ) -> Failure | None:
-    if role == bindings.UNSELECTED:
-        return Failure(
-            Outcome.SKIPPED,
-            "calsync.calendar_unselected",
-            "This calendar is no longer selected: its entries stay in the CRM, no longer synced.",
-            "Tick it again in Settings → Google Calendar to sync it; nothing is duplicated.",
-        )
+    if role == BindingRole.UNSELECTED:
+        return _failure(Outcome.SKIPPED, Code.CALENDAR_UNSELECTED)
     if not enabled:
-        return Failure(
-            Outcome.SKIPPED,
-            "calsync.binding_disabled",
-            "Sync is switched off for this calendar.",
-            "Switch it on in Settings → Google Calendar.",
-        )
-    if stage in (bindings.PAUSED, bindings.DISABLED):
-        return Failure(
-            Outcome.SKIPPED,
-            Code.BINDING_PAUSED if stage == bindings.PAUSED else Code.BINDING_DISABLED_STAGE,
-            f"Sync of this calendar is {stage}.",
-            # only the mass-delete guard pauses: its two ways out
-            GUARD_REMEDY
-            if stage == bindings.PAUSED
-            else "See the calendar's message in Settings → Google Calendar.",
-        )
-    if status != connections.CONNECTED:
-        return Failure(
-            Outcome.SKIPPED,
-            "calsync.not_connected",
-            "Google Calendar must be connected again before calsync can sync.",
-            "Reconnect Google Calendar in Settings → Google Calendar; CRM changes wait.",
-        )
+        return _failure(Outcome.SKIPPED, Code.BINDING_DISABLED)
+    if stage == BindingStage.PAUSED:
+        return _failure(Outcome.SKIPPED, Code.BINDING_PAUSED)  # only the mass-delete guard pauses
+    if stage == BindingStage.DISABLED:
+        return _failure(Outcome.SKIPPED, Code.BINDING_DISABLED_STAGE)
+    if status != ConnectionStatus.CONNECTED:
+        return _failure(Outcome.SKIPPED, Code.NOT_CONNECTED)
     return None
 
 
@@ -291,7 +268,7 @@ async def _record(
             )
         if outcome is Outcome.DISABLED and failure is not None:
             await bindings.set_stage(
-                session, binding_id, bindings.DISABLED, f"{failure.message} {failure.remedy}"
+                session, binding_id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
             )
         binding = await bindings.get(session, binding_id)
         failures = binding.failure_count if binding is not None else 0

@@ -14,6 +14,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from calsync.google import errors
+from calsync.store.statuses import Code
 
 
 class Outcome(StrEnum):
@@ -49,7 +50,7 @@ class Failure:
 
 
 class CalendarGone(errors.GoogleError):
-    code = "calsync.calendar_gone"
+    code = Code.CALENDAR_GONE
     default_message = "The Google calendar no longer exists or is no longer shared with you."
     remedy = (
         "Choose another calendar in Settings → Google Calendar; the CRM's appointments are kept."

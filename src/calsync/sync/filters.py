@@ -18,6 +18,7 @@ from calsync.domain.fields import SyncFields
 from calsync.google.models import Event
 from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, Tenant
+from calsync.store.statuses import PrivateEvents
 
 from . import mapping
 from .context import Ctx
@@ -28,8 +29,6 @@ SKIPPED_EVENT_TYPES = frozenset({"birthday", "workingLocation", "fromGmail"})
 READ_ONLY_EVENT_TYPES = frozenset({"focusTime", "outOfOffice"})
 PRIVATE_VISIBILITIES = frozenset({"private", "confidential"})
 
-#: private-event policies of a connection
-IMPORT, BUSY, SKIP = "import", "busy", "skip"
 BUSY_TITLE = "Busy"
 
 #: read-only reasons stored on a link
@@ -58,7 +57,7 @@ def policy_for(ctx: Ctx, activity: Activity | None) -> str:
     come from Google; an entry made in the CRM is the user's own and never subject to it
     (switching to "busy" or "skip" must not turn it into a busy block or delete it)."""
     if activity is not None and made_in_crm(activity):
-        return IMPORT
+        return PrivateEvents.IMPORT
     return ctx.settings.private_events
 
 
@@ -66,7 +65,7 @@ def policy_for_event(ctx: Ctx, event: Event) -> str:
     """`policy_for` before the activity is known: an event calsync wrote for a CRM entry (or
     an occurrence of one) carries the entry's id."""
     if mapping.tagged_activity_id(event, ctx.settings.tenant_id) is not None:
-        return IMPORT
+        return PrivateEvents.IMPORT
     return ctx.settings.private_events
 
 
@@ -74,11 +73,11 @@ def is_private(event: Event) -> bool:
     return event.visibility in PRIVATE_VISIBILITIES
 
 
-def importable(event: Event, private_events: str = IMPORT) -> bool:
+def importable(event: Event, private_events: str = PrivateEvents.IMPORT) -> bool:
     """Whether a Google event becomes (or stays) an activity."""
     if event.event_type in SKIPPED_EVENT_TYPES:
         return False
-    return not (private_events == SKIP and is_private(event))
+    return not (private_events == PrivateEvents.SKIP and is_private(event))
 
 
 def import_type(ctx: Ctx, event: Event) -> str:
@@ -106,7 +105,7 @@ def read_only(ctx: Ctx, event: Event, policy: str | None = None) -> str | None:
     """Why the CRM may not write this event, or None (`policy`: see `policy_for`)."""
     if event.event_type in READ_ONLY_EVENT_TYPES:
         return EVENT_TYPE
-    if is_private(event) and (policy or ctx.settings.private_events) == BUSY:
+    if is_private(event) and (policy or ctx.settings.private_events) == PrivateEvents.BUSY:
         return BUSY_BLOCK
     if organised_elsewhere(ctx, event):
         return NOT_ORGANIZER
@@ -146,7 +145,7 @@ def google_fields(ctx: Ctx, event: Event, policy: str | None = None) -> SyncFiel
     """The fields of a Google event as the CRM holds them: a busy block without its details,
     a series the CRM cannot represent as its first occurrence (read-only)."""
     g = mapping.event_fields(event, ctx.settings.time_zone)
-    if is_private(event) and (policy or ctx.settings.private_events) == BUSY:
+    if is_private(event) and (policy or ctx.settings.private_events) == PrivateEvents.BUSY:
         g = replace(g, summary=BUSY_TITLE, description="", location="")
     if g.recurrence and not _recurrence_ok(g, ctx.settings.time_zone):
         g = replace(g, recurrence=())

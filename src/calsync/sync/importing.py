@@ -18,12 +18,12 @@ from calsync.store import activities, links, runs, users
 from calsync.store.activities import made_in_crm
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import Activity, EventLink
+from calsync.store.statuses import ChangeOrigin, Code, LinkState
 
 from . import filters, mapping
+from .codes import TEXTS
 from .context import Ctx
 from .reconcile import agree, create_exception, first_link, responses
-
-UNREPRESENTABLE = "calsync.recurrence_unsupported"
 
 
 def special(ctx: Ctx, event: Event) -> bool:
@@ -53,7 +53,7 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
                     ctx.settings.binding_id,
                     shared.id,
                     event.id,
-                    state="linked",
+                    state=LinkState.LINKED,
                 )
                 session.add(link)
                 if shared.owner_id == ctx.settings.user_id:
@@ -82,11 +82,15 @@ async def import_one(ctx: Ctx, event: Event, g: SyncFields) -> None:
             owner_id=owner,
             values=values,
             organizer_email=organizer or None,
-            origin="sync",
+            origin=ChangeOrigin.SYNC,
             source=ctx.settings.source,
         )
         link = links.new(
-            ctx.settings.tenant_id, ctx.settings.binding_id, activity.id, event.id, state="linked"
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            activity.id,
+            event.id,
+            state=LinkState.LINKED,
         )
         link.read_only = ro if owner == ctx.settings.user_id else filters.NOT_ORGANIZER
         agree(link, event, g, crm=mapping.activity_fields(activity))
@@ -105,14 +109,13 @@ async def _report_unrepresentable(
         ctx.settings.tenant_id,
         ctx.settings.binding_id,
         ctx.settings.run_id,
-        code=UNREPRESENTABLE,
+        code=Code.RECURRENCE_UNSUPPORTED,
         message=(
             f"The Google series {event.summary or event.id!r} repeats in a way the CRM cannot "
             f"represent ({'; '.join(event.recurrence or ())}); it shows as its first "
             "occurrence and is read-only in the CRM."
         ),
-        remedy="Change the series in Google Calendar (e.g. a daily, weekly, monthly or yearly "
-        "rule), or keep editing it there.",
+        remedy=TEXTS[Code.RECURRENCE_UNSUPPORTED].remedy,
         activity_id=activity.id,
         google_event_id=event.id,
     )
@@ -140,7 +143,7 @@ async def forget(ctx: Ctx, event: Event) -> None:
             and activity.owner_id == ctx.settings.user_id
             and ctx.settings.applies_to_crm
         ):
-            await activities.delete(session, activity, origin="sync")
+            await activities.delete(session, activity, origin=ChangeOrigin.SYNC)
             ctx.progress.counts["deleted"] += 1
         await links.remove(session, link)
         await session.commit()
@@ -152,6 +155,24 @@ def _local(value: date | datetime, master: Activity) -> datetime:
     return datetime.combine(value, time())
 
 
+async def park_event(ctx: Ctx, event: Event, why: str) -> None:
+    """Report a Google event calsync cannot store as an issue naming it; it stays in Google
+    and syncs once it changes into something the CRM can hold."""
+    async with ctx.settings.db.session() as session:
+        await runs.report_issue(
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.run_id,
+            code=Code.EVENT_UNSUPPORTED,
+            message=f"The Google event {event.summary or event.id!r} cannot be stored: {why}",
+            remedy=TEXTS[Code.EVENT_UNSUPPORTED].remedy,
+            google_event_id=event.id,
+        )
+        await session.commit()
+    ctx.progress.counts["issues"] += 1
+
+
 async def import_occurrences(ctx: Ctx, events: list[Event]) -> None:
     """Moved, edited or cancelled occurrences whose master is linked here become (or link to)
     the master's exceptions; those of a master calsync does not hold are left alone."""
@@ -160,8 +181,6 @@ async def import_occurrences(ctx: Ctx, events: list[Event]) -> None:
         try:
             await _occurrence(ctx, event)
         except (ActivityInvalid, AlreadyExists, mapping.Unmappable) as exc:
-            from .pull import park_event
-
             await park_event(ctx, event, str(exc))
 
 
@@ -196,7 +215,7 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
                 ctx.settings.binding_id,
                 existing.id,
                 event.id,
-                state="linked",
+                state=LinkState.LINKED,
             )
             link.read_only = master_link.read_only
             session.add(link)
@@ -244,7 +263,11 @@ async def _occurrence(ctx: Ctx, event: Event) -> None:
                 draft = _with_zone(draft, master.time_zone)
         activity = await create_exception(ctx, session, master, draft, parent)
         link = links.new(
-            ctx.settings.tenant_id, ctx.settings.binding_id, activity.id, event.id, state="linked"
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            activity.id,
+            event.id,
+            state=LinkState.LINKED,
         )
         link.read_only = master_link.read_only
         fields = mapping.activity_fields(activity)
@@ -324,8 +347,8 @@ async def _carry(
             ctx.settings.binding_id,
             activity.id,
             instance,
-            state=links.PENDING,
+            state=LinkState.PENDING,
         )
         session.add(link)
-    link.activity_id, link.state, link.crm_hash = activity.id, links.PENDING, None
+    link.activity_id, link.state, link.crm_hash = activity.id, LinkState.PENDING, None
     ctx.progress.counts["created"] += 1

@@ -23,13 +23,13 @@ from calsync.google import builders, calls
 from calsync.store import activities, links, runs
 from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, CalendarBinding, EventLink
+from calsync.store.statuses import Code, LinkState
 
 from . import filters, mapping, transitions
+from .codes import TEXTS
 from .context import Ctx
 from .ops import Op, OpKind
 from .reconcile import CANCELLED, create_exception, instance_of, write_crm
-
-BAD_RULE = "calsync.recurrence_invalid"
 
 Elsewhere = dict[uuid.UUID, tuple[EventLink, CalendarBinding]]
 
@@ -88,13 +88,13 @@ async def classify(
     """Which case of the decision table this activity is, seen from the CRM."""
     top_level = activity.recurring_parent_id is None
     live = activity.deleted_at is None
-    if link is not None and link.state == links.MOVING:
+    if link is not None and link.state == LinkState.MOVING:
         return Case(Kind.WAITING, activity, link)  # the export calendar's sync is moving it
     if link is not None and link.read_only:
         return Case(Kind.READ_ONLY, activity, link)
     if link is not None and top_level:
         exported = transitions.still_exported(ctx, activity)
-        if link.state == links.DETACHED:
+        if link.state == LinkState.DETACHED:
             kind = Kind.EXPORTED_AGAIN if exported and live else Kind.WAITING
             return Case(kind, activity, link)
         if not exported and live:
@@ -107,7 +107,7 @@ async def classify(
         master, master_link = await _master(ctx, session, activity)
         if (
             link is None
-            or link.state == links.PENDING
+            or link.state == LinkState.PENDING
             or link.google_event_id != instance_of(activity, master, master_link)
         ):
             return Case(Kind.UNPLACED_EXCEPTION, activity, link)
@@ -131,7 +131,7 @@ async def _ordinary(
     if activity.deleted_at is not None:
         if withdrawn:
             return Case(Kind.WITHDRAWN_ELSEWHERE, activity, link)
-        if link is None or (link.google_etag is None and link.state == links.PARKED):
+        if link is None or (link.google_etag is None and link.state == LinkState.PARKED):
             return Case(Kind.GONE, activity, link)  # never reached Google
         return Case(Kind.ENTRY, activity, link, State.DELETED, State.UNCHANGED)
     if await _rule_refused(ctx, session, activity):
@@ -155,14 +155,14 @@ async def _ordinary(
             moves = transitions.movable(ctx, activity, elsewhere[activity.id]) is not None
             return Case(Kind.MOVES_HERE if moves else Kind.OUT_OF_SCOPE, activity, link)
         return Case(Kind.NEW_IN_CRM, activity, link)
-    if link.state == links.PARKED:
+    if link.state == LinkState.PARKED:
         if crm_hash == link.crm_hash:
             return Case(Kind.WAITING, activity, link)  # waits for a change or a person
         if link.google_etag is None:
             if not settings.exports or not filters.exportable(settings.tenant, activity):
                 return Case(Kind.OUT_OF_SCOPE, activity, link)
             return Case(Kind.NEW_IN_CRM, activity, link)
-    if link.state == links.PENDING:
+    if link.state == LinkState.PENDING:
         return Case(Kind.NEW_IN_CRM, activity, link)  # the insert is unconfirmed: again
     if link.google_hash == CANCELLED:
         # Google deleted it while the CRM edited it (reconcile): it comes back
@@ -251,10 +251,10 @@ def _insert(ctx: Ctx, session: AsyncSession, activity: Activity, link: EventLink
     event_id = google_event_id(activity.id)
     if link is None:
         link = links.new(
-            settings.tenant_id, settings.binding_id, activity.id, event_id, state=links.PENDING
+            settings.tenant_id, settings.binding_id, activity.id, event_id, state=LinkState.PENDING
         )
         session.add(link)
-    link.state = links.PENDING
+    link.state = LinkState.PENDING
     link.snapshot = values.to_json()
     link.crm_hash = link.google_hash = values_hash
     link.google_event_id = event_id
@@ -364,10 +364,10 @@ async def _place(
         return None
     if master is None or master.deleted_at is not None:
         return None
-    if master_link.state in (links.PARKED, links.DETACHED, links.MOVING):
+    if master_link.state in (LinkState.PARKED, LinkState.DETACHED, LinkState.MOVING):
         return None  # the series waits for a person, is not written, or is moving
     if (
-        master_link.state != links.LINKED
+        master_link.state != LinkState.LINKED
         or master_link.google_etag is None
         or master_link.crm_hash != content_hash(mapping.activity_fields(master))
     ):
@@ -385,13 +385,17 @@ async def _place(
         link = await links.by_event(session, settings.binding_id, event_id)
         if link is None:
             link = links.new(
-                settings.tenant_id, settings.binding_id, activity.id, event_id, state=links.PENDING
+                settings.tenant_id,
+                settings.binding_id,
+                activity.id,
+                event_id,
+                state=LinkState.PENDING,
             )
             session.add(link)
         link.activity_id = activity.id
     link.snapshot, link.crm_hash, link.google_hash = values.to_json(), values_hash, values_hash
     link.google_event_id = event_id
-    link.state = links.PENDING  # owed until Google confirms (a retarget too)
+    link.state = LinkState.PENDING  # owed until Google confirms (a retarget too)
     link.google_recurring_event_id = master_link.google_event_id
     call = calls.events_patch(
         settings.calendar_id, event_id, builders.event_changes(values), send_updates="none"
@@ -419,7 +423,7 @@ async def _occurrence_free(
         or master_link is None
         or master_link.read_only
         or original is None
-        or link.state != links.LINKED
+        or link.state != LinkState.LINKED
         or link.google_etag is None
         or link.google_event_id != instance_of(deleted, master, master_link)
         or not is_occurrence(activities.series(master), original)
@@ -462,13 +466,12 @@ async def _rule_refused(ctx: Ctx, session: AsyncSession, activity: Activity) -> 
             settings.tenant_id,
             settings.binding_id,
             settings.run_id,
-            code=BAD_RULE,
+            code=Code.RECURRENCE_INVALID,
             message=(
                 f"The CRM series {activity.subject or activity.id!r} has a recurrence Google "
                 f"would refuse ({exc}); it is not synced."
             ),
-            remedy="Change the series' recurrence in the CRM to a daily, weekly, monthly or "
-            "yearly rule.",
+            remedy=TEXTS[Code.RECURRENCE_INVALID].remedy,
             activity_id=activity.id,
         )
         ctx.progress.counts["issues"] += 1

@@ -17,9 +17,10 @@ from calsync.domain.matching import match
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import activities, bindings, links, runs
+from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
 
 from . import filters, importing, mapping
-from .codes import GUARD_REMEDY
+from .codes import TEXTS
 from .context import Ctx
 from .reconcile import Result, agree, first_link, reconcile
 
@@ -28,9 +29,6 @@ log = logging.getLogger(__name__)
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
 IMPORT_CHUNK = 100  # new events stored per transaction
-
-AMBIGUOUS = "calsync.ambiguous_match"
-UNSUPPORTED = "calsync.event_unsupported"
 
 
 class MassDelete(Exception):
@@ -141,7 +139,11 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
         return
     async with ctx.settings.db.session() as session:
         found = await links.by_events(session, ctx.settings.binding_id, cancelled)
-        ids = [lk.activity_id for lk in found.values() if lk.activity_id and lk.state == "linked"]
+        ids = [
+            lk.activity_id
+            for lk in found.values()
+            if lk.activity_id and lk.state == LinkState.LINKED
+        ]
         acts = await links.activities(session, ctx.settings.tenant_id, ids)
         removing = sum(1 for a in acts.values() if a.deleted_at is None)
         total = await links.count_live(session, ctx.settings.binding_id)
@@ -159,9 +161,9 @@ async def guard(ctx: Ctx, events: list[Event]) -> None:
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
-            code="calsync.mass_delete_guard",
+            code=Code.MASS_DELETE_GUARD,
             message=reason,
-            remedy=GUARD_REMEDY,
+            remedy=TEXTS[Code.MASS_DELETE_GUARD].remedy,
         )
         await session.commit()
     ctx.progress.counts["guarded"] = removing
@@ -182,13 +184,13 @@ async def apply(ctx: Ctx, event: Event) -> Result:
             await session.commit()
             return result
     except (ActivityInvalid, mapping.Unmappable) as exc:
-        await park_event(ctx, event, str(exc))
+        await importing.park_event(ctx, event, str(exc))
         return Result.SKIPPED
 
 
 async def _policy(ctx: Ctx, event: Event) -> str:
     """The private-events policy for a known event: none for the CRM's own entries."""
-    if ctx.settings.private_events == filters.IMPORT or not filters.is_private(event):
+    if ctx.settings.private_events == PrivateEvents.IMPORT or not filters.is_private(event):
         return ctx.settings.private_events
     assert event.id is not None
     async with ctx.settings.db.session() as session:
@@ -201,22 +203,6 @@ async def _policy(ctx: Ctx, event: Event) -> str:
     return filters.policy_for_event(ctx, event)
 
 
-async def park_event(ctx: Ctx, event: Event, why: str) -> None:
-    async with ctx.settings.db.session() as session:
-        await runs.report_issue(
-            session,
-            ctx.settings.tenant_id,
-            ctx.settings.binding_id,
-            ctx.settings.run_id,
-            code=UNSUPPORTED,
-            message=f"The Google event {event.summary or event.id!r} cannot be stored: {why}",
-            remedy="Shorten or correct the event in Google Calendar; it syncs after the change.",
-            google_event_id=event.id,
-        )
-        await session.commit()
-    ctx.progress.counts["issues"] += 1
-
-
 async def import_new(ctx: Ctx, events: list[Event]) -> None:
     """Link new events to equal unlinked activities (once, never guessing), import the rest."""
     if not events:
@@ -227,7 +213,7 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
         try:
             fields[event.id] = filters.google_fields(ctx, event)
         except mapping.Unmappable as exc:
-            await park_event(ctx, event, str(exc))
+            await importing.park_event(ctx, event, str(exc))
     by_id = {e.id: e for e in events if e.id in fields}
     async with ctx.settings.db.session() as session:
         candidates = await links.unlinked_activities(
@@ -258,7 +244,7 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
             try:
                 await importing.import_one(ctx, by_id[gid], values)
             except ActivityInvalid as exc:
-                await park_event(ctx, by_id[gid], str(exc))
+                await importing.park_event(ctx, by_id[gid], str(exc))
         else:
             fresh.append((by_id[gid], values))
     for i in range(0, len(fresh), IMPORT_CHUNK):
@@ -279,7 +265,7 @@ async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields)
                     ctx.settings.binding_id,
                     activity.id,
                     event.id,
-                    state=links.LINKED,
+                    state=LinkState.LINKED,
                 )
                 session.add(link)
             link.google_event_id = event.id
@@ -292,7 +278,7 @@ async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields)
             await session.commit()
         ctx.progress.counts["linked"] += 1
     except ActivityInvalid as exc:
-        await park_event(ctx, event, str(exc))
+        await importing.park_event(ctx, event, str(exc))
 
 
 async def _park_ambiguous(
@@ -313,7 +299,7 @@ async def _park_ambiguous(
                         ctx.settings.binding_id,
                         activity.id,
                         google_event_id(activity.id),
-                        state=links.PARKED,
+                        state=LinkState.PARKED,
                         crm_hash=content_hash(c),
                     )
                 )
@@ -322,16 +308,13 @@ async def _park_ambiguous(
             ctx.settings.tenant_id,
             ctx.settings.binding_id,
             ctx.settings.run_id,
-            code=AMBIGUOUS,
+            code=Code.AMBIGUOUS_MATCH,
             message=(
                 f"{len(event_ids)} Google event(s) and {len(activity_ids)} CRM activities look "
                 f"the same ({g.summary!r} at {g.start}); calsync did not guess which belong "
                 f"together. Google events: {', '.join(event_ids)}."
             ),
-            remedy=(
-                "Delete the duplicates or change one of them (title or time) so each entry is "
-                "unique; calsync links or copies them on the next sync."
-            ),
+            remedy=TEXTS[Code.AMBIGUOUS_MATCH].remedy,
             google_event_id=event_ids[0],
         )
         await session.commit()
@@ -349,7 +332,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
         try:
             checked.append((event, g, validate(mapping.draft(g, None, ctx.settings.time_zone))))
         except ActivityInvalid as exc:
-            await park_event(ctx, event, str(exc))
+            await importing.park_event(ctx, event, str(exc))
     if not checked:
         return
     async with ctx.settings.db.session() as session:
@@ -366,7 +349,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
                 )
                 for event, _, values in checked
             ],
-            origin="sync",
+            origin=ChangeOrigin.SYNC,
         )
         for (event, g, _), activity in zip(checked, created, strict=True):
             assert event.id is not None
@@ -375,7 +358,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
                 ctx.settings.binding_id,
                 activity.id,
                 event.id,
-                state=links.LINKED,
+                state=LinkState.LINKED,
             )
             agree(link, event, g, crm=mapping.activity_fields(activity))
             session.add(link)

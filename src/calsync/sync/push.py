@@ -19,6 +19,7 @@ from calsync.domain.fields import content_hash
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import changes, links, runs
+from calsync.store.statuses import ChangeOrigin, LinkState
 
 from . import filters, mapping, transitions
 from .context import Ctx
@@ -119,7 +120,7 @@ async def _feed(ctx: Ctx) -> tuple[dict[uuid.UUID, int], int]:
             for change in page:
                 if change.seq > last:
                     break
-                if change.owner_id == ctx.settings.user_id and change.origin != "sync":
+                if change.owner_id == ctx.settings.user_id and change.origin != ChangeOrigin.SYNC:
                     seqs.setdefault(change.activity_id, change.seq)
             after = page[-1].seq
     return seqs, last
@@ -148,7 +149,7 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
                 return Settled.DONE
         elif isinstance(result, Event):
             g = mapping.event_fields(result, ctx.settings.time_zone)
-            link.state = links.LINKED
+            link.state = LinkState.LINKED
             link.google_event_id = result.id or op.event_id
             link.snapshot = g.to_json()
             link.google_hash = content_hash(g)
@@ -200,7 +201,7 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
         ):
             if op.values is not None:
                 link.crm_hash = content_hash(op.values)
-            link.state = links.PARKED
+            link.state = LinkState.PARKED
             await runs.report_issue(
                 session,
                 ctx.settings.tenant_id,

@@ -27,6 +27,7 @@ from calsync.domain.recurrence import Series, is_occurrence
 from calsync.google.models import Event
 from calsync.store import activities, links, runs, series
 from calsync.store.models import Activity, EventLink
+from calsync.store.statuses import ChangeOrigin, LinkState
 
 from . import filters, mapping
 from .context import Ctx
@@ -76,7 +77,7 @@ async def relink(ctx: Ctx, session: AsyncSession, event: Event) -> EventLink | N
     ):
         return None  # the entry lives in another calendar; this is a copy made in Google
     link = links.new(
-        settings.tenant_id, settings.binding_id, activity.id, event.id, state=links.LINKED
+        settings.tenant_id, settings.binding_id, activity.id, event.id, state=LinkState.LINKED
     )
     session.add(link)
     ctx.progress.counts["linked"] += 1
@@ -124,7 +125,7 @@ def agree(link: EventLink, event: Event, google: SyncFields, crm: SyncFields | N
     link.google_etag = event.etag
     link.google_updated = event.updated
     link.ical_uid = event.i_cal_uid
-    link.state = links.LINKED
+    link.state = LinkState.LINKED
 
 
 async def write_crm(
@@ -146,7 +147,7 @@ async def write_crm(
         mapping.draft(values, activity, ctx.settings.time_zone, attendees=attendees), parent
     )
     before = activities.series(activity) if activity.recurrence and parent is None else None
-    await activities.update(session, activity, checked, origin="sync")
+    await activities.update(session, activity, checked, origin=ChangeOrigin.SYNC)
     ctx.progress.counts["updated"] += 1
     if before is not None and activities.series(activity) != before:
         await exceptions_followed(ctx, session, activity)
@@ -172,7 +173,7 @@ async def create_exception(
         values=validate(draft, parent),
         recurring_parent_id=master.id,
         organizer_email=like.organizer_email,
-        origin="sync",
+        origin=ChangeOrigin.SYNC,
         source=activities.source_of(master),  # an exception belongs where its series does
     )
 
@@ -307,7 +308,7 @@ async def classify(ctx: Ctx, session: AsyncSession, event: Event, link: EventLin
             gone = event.cancelled and event.recurring_event_id is None
             return Case(Kind.GONE if gone else Kind.NEW_IN_GOOGLE)
         relinked = True
-    if link.activity_id is None or link.state in (links.MOVING, links.DETACHED):
+    if link.activity_id is None or link.state in (LinkState.MOVING, LinkState.DETACHED):
         # parked: waits for a person; moving: the export calendar's sync is taking it out of
         # this calendar; detached: a project task neither side writes (sync.transitions)
         return Case(Kind.WAITING, link)
@@ -318,7 +319,7 @@ async def classify(ctx: Ctx, session: AsyncSession, event: Event, link: EventLin
     case = Case(Kind.ENTRY, link, activity, writes=_writes(ctx, link))
     occurrence = activity.recurring_parent_id is not None
     live = activity.deleted_at is None
-    if link.state == links.PENDING and event.cancelled and not occurrence and live:
+    if link.state == LinkState.PENDING and event.cancelled and not occurrence and live:
         # our insert met an event of ours Google holds as deleted (the entry was withdrawn
         # when its type stopped being exported, or moved away and back): it comes back with
         # the CRM's fields instead of the CRM entry being deleted
@@ -341,7 +342,7 @@ async def classify(ctx: Ctx, session: AsyncSession, event: Event, link: EventLin
             return case
         case.crm, case.google = crm_state(activity, link), State.DELETED
         return case
-    if link.state != links.PENDING and link.google_etag == event.etag and not settings.reapply:
+    if link.state != LinkState.PENDING and link.google_etag == event.etag and not settings.reapply:
         # our own write coming back, or nothing new
         case.crm, case.google = crm_state(activity, link), State.UNCHANGED
         return case
@@ -387,7 +388,7 @@ def _record_event(link: EventLink, event: Event) -> None:
 def _owed_restore(ctx: Ctx, link: EventLink, activity: Activity, event: Event) -> None:
     """Google deleted the event the CRM still wants: the push undeletes it with the CRM's
     fields (`CANCELLED` marks the link; `crm_hash` cleared keeps it owed across runs)."""
-    link.state = links.LINKED
+    link.state = LinkState.LINKED
     link.google_etag, link.google_updated = event.etag, event.updated
     link.google_hash, link.crm_hash = CANCELLED, None
     ctx.progress.restore.add(activity.id)
@@ -430,7 +431,7 @@ async def reconcile(
             link.read_only = filters.NOT_ORGANIZER
             await responses(ctx, session, activity, event)
             _record_event(link, event)
-            link.state = links.LINKED
+            link.state = LinkState.LINKED
         case Action.LINK:
             assert google is not None
             await first_link(ctx, session, link, activity, event, google)
@@ -470,8 +471,8 @@ def _unchanged(link: EventLink, event: Event, google: SyncFields | None) -> Resu
         agree(link, event, google, crm=None)
         return Result.DONE
     _record_event(link, event)
-    if link.state == links.PENDING:
-        link.state = links.LINKED
+    if link.state == LinkState.PENDING:
+        link.state = LinkState.LINKED
         link.google_hash = content_hash(google)
     return Result.UNCHANGED
 
@@ -482,7 +483,7 @@ async def _delete_activity(
     """Google deleted the event: the activity is tombstoned (a series takes its exceptions
     along) and its links go."""
     occurrences = await links.exceptions(session, activity.id) if activity.recurrence else []
-    await activities.delete(session, activity, origin="sync")
+    await activities.delete(session, activity, origin=ChangeOrigin.SYNC)
     await links.remove(session, link)
     for other in (
         await links.by_activities(session, ctx.settings.binding_id, occurrences)

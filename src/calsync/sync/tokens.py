@@ -27,10 +27,11 @@ from calsync.settings import Settings
 from calsync.store import connections
 from calsync.store.db import Database
 from calsync.store.models import GoogleConnection, Tenant
+from calsync.store.statuses import AuthMode, Code
 
 
 class NotConnected(errors.GoogleError):
-    code = "calsync.not_connected"
+    code = Code.NOT_CONNECTED
     default_message = "Google Calendar is not connected for this user."
     remedy = "Connect Google Calendar in Settings → Google Calendar."
     needs_reauth = True
@@ -95,7 +96,7 @@ class GoogleAccess:
     _service_accounts: dict[uuid.UUID, ServiceAccountTokens] = field(default_factory=dict)
 
     def tokens(self, db: Database, tenant: Tenant, connection: GoogleConnection) -> TokenProvider:
-        if connection.auth_mode == "service_account":
+        if connection.auth_mode == AuthMode.SERVICE_ACCOUNT:
             return self._service_account(tenant).for_user(connection.google_email or "")
         if not connection.refresh_token:
             raise NotConnected()

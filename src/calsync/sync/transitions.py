@@ -38,15 +38,15 @@ from calsync.google.models import Event
 from calsync.store import bindings, links, runs
 from calsync.store.activities import made_in_crm
 from calsync.store.models import Activity, CalendarBinding, EventLink
+from calsync.store.statuses import BindingRole, Code, LinkState, PrivateEvents
 
 from . import filters
+from .codes import TEXTS
 from .context import Ctx
 from .mapping import TENANT_KEY, tagged_activity_id
 from .ops import Settled
 
 log = logging.getLogger(__name__)
-
-MOVE_FAILED = "calsync.move_failed"
 
 
 def still_exported(ctx: Ctx, activity: Activity) -> bool:
@@ -80,15 +80,15 @@ async def withdraw(
         await links.by_activities(session, binding_id, await links.exceptions(session, activity.id))
     ).values():
         await links.remove(session, other)
-    if written_by_calsync(activity, link) and link.state in (links.LINKED, links.PENDING):
+    if written_by_calsync(activity, link) and link.state in (LinkState.LINKED, LinkState.PENDING):
         ctx.progress.counts["withdrawn"] += 1
         return calls.events_delete(
             calendar_id,
             link.google_event_id,
-            if_match=link.google_etag if link.state == links.LINKED else None,
+            if_match=link.google_etag if link.state == LinkState.LINKED else None,
             send_updates="none",
         )
-    link.state = links.DETACHED
+    link.state = LinkState.DETACHED
     ctx.progress.counts["detached"] += 1
     return None
 
@@ -103,11 +103,13 @@ def withdrawn_elsewhere(
     if elsewhere is None or not ctx.settings.exports:
         return None
     link, binding = elsewhere
-    if binding.role != bindings.UNSELECTED:
+    if binding.role != BindingRole.UNSELECTED:
         return None
     if activity.deleted_at is None and still_exported(ctx, activity):
         return None
-    if link.state not in (links.LINKED, links.PENDING) or not written_by_calsync(activity, link):
+    if link.state not in (LinkState.LINKED, LinkState.PENDING) or not written_by_calsync(
+        activity, link
+    ):
         return None
     return elsewhere
 
@@ -115,7 +117,7 @@ def withdrawn_elsewhere(
 def attach(link: EventLink) -> None:
     """A detached entry is exported again: its CRM side is owed (a patch with If-Match, so a
     Google change made meanwhile is re-read and merged first)."""
-    link.state = links.LINKED
+    link.state = LinkState.LINKED
     link.crm_hash = None
 
 
@@ -127,15 +129,17 @@ def movable(
     if elsewhere is None or not ctx.settings.exports:
         return None
     link, binding = elsewhere
-    if binding.role in (bindings.EXPORT, bindings.BOTH):
+    if binding.role in (BindingRole.EXPORT, BindingRole.BOTH):
         return None
-    if link.state not in (links.LINKED, links.MOVING) or not written_by_calsync(activity, link):
+    if link.state not in (LinkState.LINKED, LinkState.MOVING) or not written_by_calsync(
+        activity, link
+    ):
         return None
     return link
 
 
 def move_call(ctx: Ctx, link: EventLink, from_calendar: str) -> ApiCall[Event]:
-    link.state = links.MOVING  # committed before the request: the old calendar keeps off it
+    link.state = LinkState.MOVING  # committed before the request: the old calendar keeps off it
     return calls.events_move(from_calendar, link.google_event_id, ctx.settings.calendar_id)
 
 
@@ -153,7 +157,7 @@ async def settle_move(
         raise result
     async with ctx.settings.db.session() as session:
         link = await links.by_activity(session, from_binding, activity_id)
-        if link is None or link.state != links.MOVING:
+        if link is None or link.state != LinkState.MOVING:
             return Settled.DONE
         if isinstance(result, Event):
             await _arrived(ctx, session, link, from_binding, result)
@@ -197,22 +201,18 @@ async def settle_move(
             await session.commit()
             return Settled.AGAIN
         if isinstance(result, errors.GoogleError) and not result.retryable:
-            link.state = links.LINKED  # it stays where it is, one copy, with an issue
+            link.state = LinkState.LINKED  # it stays where it is, one copy, with an issue
             await runs.report_issue(
                 session,
                 ctx.settings.tenant_id,
                 ctx.settings.binding_id,
                 ctx.settings.run_id,
-                code=MOVE_FAILED,
+                code=Code.MOVE_FAILED,
                 message=(
                     "A CRM entry could not be moved from the calendar that received CRM entries "
                     f"before to this one: {result.message}"
                 ),
-                remedy=(
-                    "Move the event in Google Calendar yourself (open it, choose the calendar), "
-                    "or give your account 'Make changes to events' on both calendars; calsync "
-                    "tries again on the entry's next change."
-                ),
+                remedy=TEXTS[Code.MOVE_FAILED].remedy,
                 activity_id=activity_id,
                 google_event_id=event_id,
             )
@@ -229,9 +229,9 @@ async def _arrived(
     last-synced snapshot stays the merge base; the etag is taken only when Google holds
     nothing newer, so a change made just before the move is still pulled."""
     await links.move_to(session, from_binding, ctx.settings.binding_id, link)
-    link.state = links.LINKED
+    link.state = LinkState.LINKED
     link.google_event_id = event.id or link.google_event_id
-    g = filters.google_fields(ctx, event, filters.IMPORT)
+    g = filters.google_fields(ctx, event, PrivateEvents.IMPORT)
     if content_hash(g) == link.google_hash:
         link.google_etag, link.google_updated = event.etag, event.updated
 
@@ -242,7 +242,7 @@ async def _rewrite(
     """No live copy in either calendar: the entry is written here afresh (a pending link is
     an insert; a 409 finds the old event of ours and restores it)."""
     await links.move_to(session, from_binding, ctx.settings.binding_id, link)
-    link.state = links.PENDING
+    link.state = LinkState.PENDING
     link.google_etag = None
 
 

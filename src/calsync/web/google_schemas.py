@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
+from calsync.domain.direction import Direction
+from calsync.store.statuses import AuthMode, BindingRole, ConnectionStatus, PrivateEvents
+
 from .schemas import Strict
 
-ConnectionStatus = Literal["not_connected", "connected", "needs_reauth", "error"]
-Direction = Literal["two_way", "google_to_crm", "crm_to_google"]
-PrivateEvents = Literal["import", "busy", "skip"]
+# Request fields and the API's own states spell the stored values out as Literals (an enum
+# request field would answer a wrong value with the error code `enum` instead of
+# `literal_error`); an assertion ties each to its enum. Responses of stored values use the enums.
+#: ConnectionStatus as the API shows it: a revoked or disconnected connection is `not_connected`
+ConnectionState = Literal["not_connected", "connected", "needs_reauth", "error"]
+DirectionName = Literal["two_way", "google_to_crm", "crm_to_google"]  # Direction
+PrivateEventsName = Literal["import", "busy", "skip"]  # PrivateEvents
+RoleName = Literal["import", "export", "both", "unselected"]  # BindingRole
+assert set(get_args(ConnectionState)) - {"not_connected"} < set(ConnectionStatus)
+assert set(get_args(DirectionName)) == set(Direction)
+assert set(get_args(PrivateEventsName)) == set(PrivateEvents)
+assert set(get_args(RoleName)) == set(BindingRole)
 CalendarId = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -89,12 +101,12 @@ SyncState = Literal["on", "off", "nothing_selected", "paused", "not_connected"]
 
 
 class ConnectionOut(BaseModel):
-    status: ConnectionStatus
+    status: ConnectionState
     google_email: str | None
     linked_at: datetime | None = Field(
         default=None, description="When this Google account was linked (it last changed)"
     )
-    auth_mode: Literal["oauth", "service_account"]
+    auth_mode: AuthMode
     enabled: bool
     sync_state: SyncState = Field(
         default="not_connected",
@@ -102,8 +114,8 @@ class ConnectionOut(BaseModel):
         "nothing to do); paused (every chosen calendar paused, see GET .../google/calendars); "
         "not_connected",
     )
-    direction: Direction
-    private_events: PrivateEvents
+    direction: DirectionName
+    private_events: PrivateEventsName
     calendars: list[CalendarOut]
     import_calendar_ids: list[str]
     export_calendar_id: str | None
@@ -122,8 +134,8 @@ class SettingsPatch(Strict):
     export_calendar_id: CalendarId | None = Field(
         default=None, description="null: CRM entries go to no calendar"
     )
-    direction: Direction | None = None
-    private_events: PrivateEvents | None = None
+    direction: DirectionName | None = None
+    private_events: PrivateEventsName | None = None
 
 
 class SettingsWarning(BaseModel):
@@ -170,8 +182,8 @@ class BindingOut(BaseModel):
     id: uuid.UUID = Field(description="The binding's id (resume with it)")
     calendar_id: str
     calendar_name: str | None
-    role: Literal["import", "export", "both", "unselected"]
-    direction: Direction
+    role: RoleName
+    direction: DirectionName
     state: BindingState = Field(
         description="syncing; off (sync switched off); paused (the mass-delete guard held "
         "deletions back: resume it); disabled (calendar gone or write access lost); "
@@ -264,7 +276,7 @@ class DisconnectOut(BaseModel):
 
 
 class ServiceAccountOut(BaseModel):
-    auth_mode: Literal["oauth", "service_account"]
+    auth_mode: AuthMode
     service_account_email: str
     client_id: str | None = Field(
         description="Authorise this id for domain-wide delegation in the Google Admin console"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.store import bindings, connections, google_settings
@@ -22,11 +23,13 @@ from calsync.store.models import (
     Tenant,
     User,
 )
+from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, RunOutcome
 from calsync.sync import tokens as sync_tokens
 from calsync.sync.channels.kinds import state_of as channel_state
 from calsync.sync.codes import remedy_for
 from calsync.sync.connect import fetch_calendars
 from calsync.sync.connect_calendars import exports, imports
+from calsync.sync.errors import Outcome
 from calsync.sync.google_services import GoogleServices
 
 from .google_schemas import (
@@ -45,7 +48,7 @@ from .google_schemas import (
 log = logging.getLogger(__name__)
 
 # engine outcomes whose run did what it could (an error then is only informative)
-GOOD_OUTCOMES = ("ok", "partial", "skipped", "running")
+GOOD_OUTCOMES = (Outcome.OK, Outcome.PARTIAL, Outcome.SKIPPED, RunOutcome.RUNNING)
 
 
 def problem(exc: errors.GoogleError) -> Problem:
@@ -72,7 +75,7 @@ def run_out(run: SyncRun, binding: CalendarBinding | None) -> RunOut:
         binding_id=run.binding_id,
         calendar_id=binding.google_calendar_id if binding is not None else "",
         calendar_name=binding.summary if binding is not None else None,
-        calendar_syncing=binding is not None and binding.role != bindings.UNSELECTED,
+        calendar_syncing=binding is not None and binding.role != BindingRole.UNSELECTED,
         trigger=run.trigger,
         full_sync=run.full_sync,
         outcome=run.outcome,
@@ -130,11 +133,11 @@ def merge_calendars(
 
 def _binding_problem(stored: Sequence[CalendarBinding]) -> Problem | None:
     for b in stored:
-        if b.stage in (bindings.PAUSED, bindings.DISABLED):
+        if b.stage in (BindingStage.PAUSED, BindingStage.DISABLED):
             # a disabled stage (calendar gone, write access lost) is not the user's off switch
-            code = "calsync.binding_paused"
-            if b.stage == bindings.DISABLED:
-                code = "calsync.binding_disabled_stage"
+            code = Code.BINDING_PAUSED
+            if b.stage == BindingStage.DISABLED:
+                code = Code.BINDING_DISABLED_STAGE
             return Problem(
                 code=code,
                 message=f"{b.summary or b.google_calendar_id}: {b.paused_reason or b.stage}",
@@ -156,7 +159,7 @@ async def status(
     state = "not_connected"
     last_error: Problem | None = None
     calendars_live: list[CalendarListEntry] | None = None
-    if conn is not None and conn.status == connections.CONNECTED:
+    if conn is not None and conn.status == ConnectionStatus.CONNECTED:
         state = "connected"
         if live:
             try:
@@ -170,20 +173,20 @@ async def status(
                             s, conn.id, code=exc.code, message=exc.message
                         )
                         await s.commit()
-    elif conn is not None and conn.status == connections.NEEDS_REAUTH:
+    elif conn is not None and conn.status == ConnectionStatus.NEEDS_REAUTH:
         state = "needs_reauth"
         last_error = stored_problem(conn.last_error_code, conn.last_error_message) or Problem(
             code=errors.GrantRevoked.code,
             message=errors.GrantRevoked.default_message,
             remedy=errors.GrantRevoked.remedy,
         )
-    elif conn is not None and conn.status == connections.ERROR:
+    elif conn is not None and conn.status == ConnectionStatus.ERROR:
         state = "error"
         last_error = stored_problem(conn.last_error_code, conn.last_error_message)
     if last_error is None and state == "connected":
         if last_run is not None and last_run.outcome not in GOOD_OUTCOMES:
             last_error = last_run.error
-            if last_run.outcome == "needs_reauth":
+            if last_run.outcome == Outcome.NEEDS_REAUTH:
                 last_error = None  # connected again since: that problem is solved
         last_error = last_error or _binding_problem(stored)
     if conn is None or state == "not_connected":
@@ -200,7 +203,7 @@ async def status(
         auth_mode=auth_mode,  # type: ignore[arg-type]
         enabled=bool(conn.sync_enabled) if conn is not None else False,
         sync_state=sync_state(conn if state != "not_connected" else None, stored),
-        direction=stored[0].direction if stored else bindings.TWO_WAY,  # type: ignore[arg-type]
+        direction=stored[0].direction if stored else Direction.TWO_WAY,  # type: ignore[arg-type]
         private_events=(conn.private_events if conn is not None else "import"),  # type: ignore[arg-type]
         calendars=merge_calendars(calendars_live, stored),
         import_calendar_ids=import_ids,
@@ -230,18 +233,18 @@ def sync_state(conn: GoogleConnection | None, stored: Sequence[CalendarBinding])
         return "not_connected"
     if not conn.sync_enabled:
         return "off"
-    chosen = [b for b in stored if b.role != bindings.UNSELECTED]
+    chosen = [b for b in stored if b.role != BindingRole.UNSELECTED]
     if not chosen:
         return "nothing_selected"
-    if all(b.stage in (bindings.PAUSED, bindings.DISABLED) for b in chosen):
+    if all(b.stage in (BindingStage.PAUSED, BindingStage.DISABLED) for b in chosen):
         return "paused"
     return "on"
 
 
 def binding_state(binding: CalendarBinding) -> str:
-    if binding.role == bindings.UNSELECTED:
+    if binding.role == BindingRole.UNSELECTED:
         return "unselected"
-    if binding.stage in (bindings.PAUSED, bindings.DISABLED):
+    if binding.stage in (BindingStage.PAUSED, BindingStage.DISABLED):
         return binding.stage
     return "syncing" if binding.enabled else "off"
 

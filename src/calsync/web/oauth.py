@@ -23,6 +23,7 @@ from calsync import i18n
 from calsync.google import errors
 from calsync.google.oauth import CALLBACK_PATH
 from calsync.jobs.port import JobQueue
+from calsync.store.statuses import ConnectionStatus
 from calsync.sync import connect
 from calsync.sync.google_services import GoogleServices
 
@@ -135,7 +136,7 @@ async def google_callback(
     if _wants_json(request):
         return JSONResponse(
             {
-                "status": "connected",
+                "status": ConnectionStatus.CONNECTED,
                 "user_id": str(done.user.id),
                 "google_email": done.google_email,
                 "account_changed": done.account_changed,

@@ -24,6 +24,7 @@ from calsync.store import bindings, connections
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
 from calsync.store.models import CalendarBinding
+from calsync.store.statuses import BindingRole, BindingStage, ConnectionStatus
 from calsync.sync.errors import CalendarGone
 from calsync.sync.tokens import NotConnected
 
@@ -50,7 +51,7 @@ def list_verdict(binding: CalendarBinding, entry: CalendarListEntry | None) -> s
     """Why the binding cannot sync according to the calendar list (None: it can)."""
     if entry is None or entry.deleted:
         return GONE_MESSAGE
-    if binding.role in (bindings.EXPORT, bindings.BOTH) and entry.access_role not in WRITERS:
+    if binding.role in (BindingRole.EXPORT, BindingRole.BOTH) and entry.access_role not in WRITERS:
         name = entry.summary_override or entry.summary or binding.summary
         return write_lost_message(name or binding.google_calendar_id)
     return None
@@ -95,23 +96,23 @@ async def check_calendars(service: Channels, connection_id: uuid.UUID) -> ListCh
     resumed: list[uuid.UUID] = []
     async with db.session() as s:
         conn = await connections.get(s, connection_id)
-        if conn is None or conn.status != connections.CONNECTED:
+        if conn is None or conn.status != ConnectionStatus.CONNECTED:
             return ListCheck()
         for binding in await bindings.for_connection(s, connection_id):
             entry = listed.get(binding.google_calendar_id)
             if entry is not None and entry.access_role and entry.access_role != binding.access_role:
                 binding.access_role = entry.access_role
             verdict = list_verdict(binding, entry)
-            if binding.stage == bindings.DISABLED:
+            if binding.stage == BindingStage.DISABLED:
                 if not disabled_by_list(binding.paused_reason):
                     continue  # disabled for another reason: not ours to lift
                 if verdict is None:
                     await bindings.resume(s, binding.id)
                     resumed.append(binding.id)
                 elif verdict != binding.paused_reason:
-                    await bindings.set_stage(s, binding.id, bindings.DISABLED, verdict)
+                    await bindings.set_stage(s, binding.id, BindingStage.DISABLED, verdict)
             elif verdict is not None:
-                await bindings.set_stage(s, binding.id, bindings.DISABLED, verdict)
+                await bindings.set_stage(s, binding.id, BindingStage.DISABLED, verdict)
                 disabled.append(binding.id)
                 log.warning(
                     "binding disabled by the calendar list",

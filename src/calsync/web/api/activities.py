@@ -62,9 +62,9 @@ def _read_only_out(reasons: set[str] | None) -> ReadOnlyOut | None:
     return None
 
 
-async def read_only_states(s: Session, rows: list[Activity]) -> dict[uuid.UUID, ReadOnlyOut]:
+async def read_only_states(session: Session, rows: list[Activity]) -> dict[uuid.UUID, ReadOnlyOut]:
     """The read-only state of each row that has one (one query for a whole page)."""
-    reasons = await links.read_only_reasons(s, rows)
+    reasons = await links.read_only_reasons(session, rows)
     out: dict[uuid.UUID, ReadOnlyOut] = {}
     for activity_id, found in reasons.items():
         state = _read_only_out(found)
@@ -157,12 +157,12 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-async def load(caller: Principal, s: Session, activity_id: str) -> Activity:
+async def load(caller: Principal, session: Session, activity_id: str) -> Activity:
     try:
         ident = uuid.UUID(activity_id)
     except ValueError:
         raise not_found("activity") from None
-    row = await activities.get(s, caller.tenant_id, ident, caller.viewer)
+    row = await activities.get(session, caller.tenant_id, ident, caller.viewer)
     if row is None:
         raise not_found("activity")
     return row
@@ -174,7 +174,7 @@ async def load(caller: Principal, s: Session, activity_id: str) -> Activity:
 @router.get("/activities", response_model=ActivityList)
 async def list_activities(
     caller: Caller,
-    s: Session,
+    session: Session,
     owner: Annotated[uuid.UUID | None, Query(description="Only this owner's activities")] = None,
     start: Annotated[
         datetime | None, Query(alias="from", description="Range start (inclusive)")
@@ -205,7 +205,7 @@ async def list_activities(
             )
         try:
             items: list[Instance] = await activities.list_expanded(
-                s,
+                session,
                 caller.tenant_id,
                 start=lo,
                 end=hi,
@@ -216,7 +216,7 @@ async def list_activities(
         except rec.TooManyOccurrences as exc:
             raise ApiError(422, "range_too_large", str(exc), "ask for a shorter range") from exc
         page = items[offset : offset + limit]
-        states = await read_only_states(s, [i.activity for i in page])
+        states = await read_only_states(session, [i.activity for i in page])
         return ActivityList(
             activities=[
                 activity_out(i.activity, i.occurrence, states.get(i.activity.id), i.problem)
@@ -224,7 +224,7 @@ async def list_activities(
             ]
         )
     rows = await activities.list_(
-        s,
+        session,
         caller.tenant_id,
         viewer=caller.viewer,
         owner_id=owner,
@@ -235,15 +235,15 @@ async def list_activities(
         limit=limit,
         offset=offset,
     )
-    states = await read_only_states(s, list(rows))
+    states = await read_only_states(session, list(rows))
     return ActivityList(activities=[activity_out(r, read_only=states.get(r.id)) for r in rows])
 
 
 @router.get("/activities/{activity_id}", response_model=ActivityOut)
 async def get_activity(
-    activity_id: str, caller: Caller, s: Session, response: Response
+    activity_id: str, caller: Caller, session: Session, response: Response
 ) -> ActivityOut:
     """One activity; a deleted one is returned as a tombstone (deleted_at set)."""
-    row = await load(caller, s, activity_id)
+    row = await load(caller, session, activity_id)
     response.headers.update(etag(row))
-    return activity_out(row, read_only=(await read_only_states(s, [row])).get(row.id))
+    return activity_out(row, read_only=(await read_only_states(session, [row])).get(row.id))

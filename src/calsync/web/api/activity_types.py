@@ -25,18 +25,18 @@ def type_out(item: ActivityType, tenant: Tenant) -> ActivityTypeOut:
 
 
 @router.get("/activity-types", response_model=ActivityTypeList)
-async def list_types(caller: Caller, s: Session) -> ActivityTypeList:
+async def list_types(caller: Caller, session: Session) -> ActivityTypeList:
     """Every activity type, built-in first."""
-    items = await tenants.activity_types(s, caller.tenant_id)
+    items = await tenants.activity_types(session, caller.tenant_id)
     return ActivityTypeList(activity_types=[type_out(i, caller.tenant) for i in items])
 
 
 @router.post("/activity-types", response_model=ActivityTypeOut, status_code=201)
-async def create_type(body: ActivityTypeIn, caller: Admin, s: Session) -> ActivityTypeOut:
+async def create_type(body: ActivityTypeIn, caller: Admin, session: Session) -> ActivityTypeOut:
     """Add a custom type (not exported to Google until listed in the tenant settings)."""
     try:
-        item = await tenants.add_activity_type(s, caller.tenant_id, body.key, body.name)
-        await s.commit()
+        item = await tenants.add_activity_type(session, caller.tenant_id, body.key, body.name)
+        await session.commit()
     except AlreadyExists as exc:
         raise ApiError(409, "type_exists", str(exc), "choose another key") from exc
     return type_out(item, caller.tenant)

@@ -34,10 +34,10 @@ IF_MATCH = Header(
 )
 
 
-async def _writable(s: Session, row: Activity) -> None:
+async def _writable(session: Session, row: Activity) -> None:
     """409 read_only when Google manages the activity (or its series): the owner may not change
     it through calsync, and neither may an admin, since the next sync would undo the write."""
-    state = (await read_only_states(s, [row])).get(row.id)
+    state = (await read_only_states(session, [row])).get(row.id)
     if state is not None:
         raise ApiError(409, "read_only", f"{state.message}.", state.remedy)
 
@@ -111,8 +111,8 @@ def _validate(fields: dict[str, Any], parent: rec.Series | None) -> rules.Activi
         ) from exc
 
 
-async def _check_type(caller: Principal, s: Session, key: str) -> None:
-    if await tenants.activity_type(s, caller.tenant_id, key) is None:
+async def _check_type(caller: Principal, session: Session, key: str) -> None:
+    if await tenants.activity_type(session, caller.tenant_id, key) is None:
         raise ApiError(
             422,
             "unknown_type",
@@ -122,7 +122,9 @@ async def _check_type(caller: Principal, s: Session, key: str) -> None:
         )
 
 
-async def _check_owner(caller: Principal, s: Session, owner_id: uuid.UUID | None) -> uuid.UUID:
+async def _check_owner(
+    caller: Principal, session: Session, owner_id: uuid.UUID | None
+) -> uuid.UUID:
     if not caller.is_admin:
         assert caller.user is not None
         if owner_id is not None and owner_id != caller.user.id:
@@ -138,7 +140,7 @@ async def _check_owner(caller: Principal, s: Session, owner_id: uuid.UUID | None
             "set owner_id to one of GET /api/v1/users",
             [FieldProblem(field="owner_id", code="required", message="required")],
         )
-    if await users.get(s, caller.tenant_id, owner_id) is None:
+    if await users.get(session, caller.tenant_id, owner_id) is None:
         raise ApiError(
             422,
             "unknown_owner",
@@ -181,7 +183,7 @@ def _gone(row: Activity) -> ApiError:
 
 @router.post("/activities", response_model=ActivityOut, status_code=201)
 async def create_activity(
-    body: ActivityIn, caller: Caller, s: Session, response: Response, request: Request
+    body: ActivityIn, caller: Caller, session: Session, response: Response, request: Request
 ) -> ActivityOut:
     """Create an activity, a recurring master (recurrence), or an exception of a master
     (recurring_parent_id + original_start; status=cancelled removes that occurrence)."""
@@ -189,7 +191,9 @@ async def create_activity(
     parent_series: rec.Series | None = None
     fields: dict[str, Any] = {}
     if body.recurring_parent_id is not None:
-        parent = await activities.get(s, caller.tenant_id, body.recurring_parent_id, caller.viewer)
+        parent = await activities.get(
+            session, caller.tenant_id, body.recurring_parent_id, caller.viewer
+        )
         if parent is None or parent.deleted_at is not None:
             raise ApiError(
                 422,
@@ -205,7 +209,7 @@ async def create_activity(
                 "use the master's id",
             )
         _may_edit(caller, parent)
-        await _writable(s, parent)
+        await _writable(session, parent)
         owner_id, type_key = parent.owner_id, body.type if "type" in sent else parent.type_key
         parent_series = activities.series(parent)
         fields = _stored_fields(parent)
@@ -234,9 +238,9 @@ async def create_activity(
                 "original_start needs recurring_parent_id",
                 "set both or neither",
             )
-        owner_id = await _check_owner(caller, s, body.owner_id)
+        owner_id = await _check_owner(caller, session, body.owner_id)
         type_key = body.type
-    await _check_type(caller, s, type_key)
+    await _check_type(caller, session, type_key)
     for name in DRAFT_FIELDS:
         if name in sent or parent_series is None:
             fields[name] = getattr(body, name)
@@ -245,14 +249,14 @@ async def create_activity(
     values = _validate(fields, parent_series)
     try:
         row = await activities.create(
-            s,
+            session,
             caller.tenant_id,
             type_key=type_key,
             owner_id=owner_id,
             values=values,
             recurring_parent_id=body.recurring_parent_id,
         )
-        await s.commit()
+        await session.commit()
     except AlreadyExists as exc:
         raise ApiError(
             409,
@@ -271,17 +275,17 @@ async def patch_activity(
     activity_id: str,
     body: ActivityPatch,
     caller: Caller,
-    s: Session,
+    session: Session,
     response: Response,
     request: Request,
     if_match: str | None = IF_MATCH,
 ) -> ActivityOut:
     """Change the fields sent. With If-Match, only if the activity is still at that version."""
-    row = await load(caller, s, activity_id)
+    row = await load(caller, session, activity_id)
     if row.deleted_at is not None:
         raise _gone(row)
     _may_edit(caller, row)
-    await _writable(s, row)
+    await _writable(session, row)
     sent = body.model_fields_set
     for name in (
         "subject",
@@ -312,7 +316,7 @@ async def patch_activity(
         fields["attendees"] = _attendees(body.attendees)
     parent_series = None
     if row.recurring_parent_id is not None:
-        parent = await activities.get(s, caller.tenant_id, row.recurring_parent_id)
+        parent = await activities.get(session, caller.tenant_id, row.recurring_parent_id)
         if parent is not None:
             parent_series = activities.series(parent)
             fields["recurrence"] = None
@@ -320,7 +324,7 @@ async def patch_activity(
             fields["original_start"] = original.date() if parent.all_day and original else original
     type_key = None
     if "type" in sent and body.type is not None:
-        await _check_type(caller, s, body.type)
+        await _check_type(caller, session, body.type)
         type_key = body.type
     owner_id = None
     if "owner_id" in sent and body.owner_id is not None and body.owner_id != row.owner_id:
@@ -331,19 +335,19 @@ async def patch_activity(
                 "only an admin can hand an activity to another user",
                 "use an admin key",
             )
-        owner_id = await _check_owner(caller, s, body.owner_id)
+        owner_id = await _check_owner(caller, session, body.owner_id)
     values = _validate(fields, parent_series)
     previous_owner = row.owner_id
     try:
         await activities.update(
-            s,
+            session,
             row,
             values,
             type_key=type_key,
             owner_id=owner_id,
             expected_version=_if_match(if_match),
         )
-        await s.commit()
+        await session.commit()
     except VersionMismatch as exc:
         raise ApiError(
             412,
@@ -362,7 +366,7 @@ async def patch_activity(
 async def delete_activity(
     activity_id: str,
     caller: Caller,
-    s: Session,
+    session: Session,
     request: Request,
     if_match: str | None = IF_MATCH,
 ) -> Response:
@@ -370,19 +374,19 @@ async def delete_activity(
     deleting a series deletes its exceptions. Deleting an exception cancels its occurrence (a
     cancelled exception takes its place, as deleting an instance does in Google); deleting a
     cancelled exception or a tombstone again is a no-op."""
-    row = await load(caller, s, activity_id)
+    row = await load(caller, session, activity_id)
     _may_edit(caller, row)
     if row.deleted_at is not None:
         return Response(status_code=204)
-    await _writable(s, row)
+    await _writable(session, row)
     try:
         if row.recurring_parent_id is not None:
             # as in Google: deleting an occurrence cancels it (it does not reappear at the
             # series' time); deleting a cancellation changes nothing
-            await activities.delete_exception(s, row, expected_version=_if_match(if_match))
+            await activities.delete_exception(session, row, expected_version=_if_match(if_match))
         else:
-            await activities.delete(s, row, expected_version=_if_match(if_match))
-        await s.commit()
+            await activities.delete(session, row, expected_version=_if_match(if_match))
+        await session.commit()
         _changed(request, caller.tenant_id, row.owner_id)
     except VersionMismatch as exc:
         raise ApiError(

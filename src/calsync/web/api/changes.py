@@ -18,7 +18,7 @@ router = APIRouter(tags=["changes"])
 @router.get("/changes", response_model=ChangePage)
 async def list_changes(
     caller: Caller,
-    s: Session,
+    session: Session,
     after: Annotated[int, Query(ge=0, le=2**62, description="Last seq already seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ChangePage:
@@ -27,7 +27,7 @@ async def list_changes(
     smaller number, so polling with `after=next_after` never misses one."""
     viewer = caller.viewer
     rows = await changes.after(
-        s,
+        session,
         caller.tenant_id,
         after,
         limit + 1,

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.google import errors
 from calsync.jobs.port import JobQueue
-from calsync.store import connections, google_settings
+from calsync.store import connections
 from calsync.store.db import Database
 from calsync.store.models import GoogleConnection, Tenant, User
+from calsync.store.statuses import AuthMode, ConnectionStatus
 from calsync.sync import connect as connecting
 from calsync.sync import connect_calendars
 from calsync.sync.codes import remedy_for
@@ -63,11 +64,11 @@ Services = Annotated[GoogleServices, Depends(google_services)]
 Db = Annotated[Database, Depends(database)]
 
 
-async def target(caller: Caller, s: AsyncSession, user_id: uuid.UUID) -> tuple[Tenant, User]:
+async def target(caller: Caller, session: AsyncSession, user_id: uuid.UUID) -> tuple[Tenant, User]:
     """The tenant and the user acted on; ends the read so Google calls hold no transaction."""
-    user = await visible_user(caller, s, user_id)
+    user = await visible_user(caller, session, user_id)
     tenant = caller.tenant
-    await s.commit()
+    await session.commit()
     return tenant, user
 
 
@@ -91,7 +92,7 @@ def _google_error(exc: errors.GoogleError, status: int = 409) -> ApiError:
 
 
 def not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> ApiError:
-    if conn is not None and conn.status == connections.NEEDS_REAUTH:
+    if conn is not None and conn.status == ConnectionStatus.NEEDS_REAUTH:
         remedy = remedy_for(conn.last_error_code) or errors.GrantRevoked.remedy
         return ApiError(
             409,
@@ -99,7 +100,7 @@ def not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> 
             conn.last_error_message or "Google no longer accepts calsync's access.",
             remedy,
         )
-    if tenant.auth_mode == "service_account":
+    if tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         remedy = (
             f"{user.email} switches sync on for themselves: PATCH "
             f'/api/v1/users/{user.id}/google/settings {{"enabled": true}} with their own key.'
@@ -116,28 +117,30 @@ def not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> 
 
 
 @router.post("/users/{user_id}/google/connect", response_model=ConnectOut)
-async def connect(user_id: uuid.UUID, caller: Caller, s: Session, services: Services) -> ConnectOut:
+async def connect(
+    user_id: uuid.UUID, caller: Caller, session: Session, services: Services
+) -> ConnectOut:
     """A Google consent link for the user (single-use, bound to this user, valid 10 minutes).
 
     The CRM sends its user's browser to the link; the Google account that signs in must be one
     the company's account policy allows (GET /api/v1/tenant/settings)."""
-    return await start_connect(user_id, caller, s, services)
+    return await start_connect(user_id, caller, session, services)
 
 
 async def start_connect(
     user_id: uuid.UUID,
     caller: Caller,
-    s: AsyncSession,
+    session: AsyncSession,
     services: GoogleServices,
     *,
     browser: str | None = None,
 ) -> ConnectOut:
     """`connect`, and for the pages bound to the browser that asked (`oauth_browser`)."""
-    tenant, user = await target(caller, s, user_id)
+    tenant, user = await target(caller, session, user_id)
     module_on(tenant)
     if services.oauth is None:
         raise _google_error(errors.OAuthNotConfigured())
-    if tenant.auth_mode == "service_account":
+    if tenant.auth_mode == AuthMode.SERVICE_ACCOUNT:
         raise ApiError(
             409,
             "service_account_mode",
@@ -160,10 +163,10 @@ async def start_connect(
 
 @router.get("/users/{user_id}/google", response_model=ConnectionOut)
 async def get_connection(
-    user_id: uuid.UUID, caller: Caller, s: Session, services: Services, db: Db
+    user_id: uuid.UUID, caller: Caller, session: Session, services: Services, db: Db
 ) -> ConnectionOut:
     """Status, the live calendar list (stored choices if Google fails), last run and error."""
-    tenant, user = await target(caller, s, user_id)
+    tenant, user = await target(caller, session, user_id)
     return await google_status.status(db, services, tenant, user)
 
 
@@ -230,18 +233,18 @@ async def patch_settings(
     user_id: uuid.UUID,
     body: SettingsPatch,
     caller: Caller,
-    s: Session,
+    session: Session,
     services: Services,
     db: Db,
     jobs: Annotated[JobQueue | None, Depends(job_queue)] = None,
 ) -> ConnectionOut:
     """Change what syncs; calendars by id, the export calendar must be writable. Choosing
     calendars or switching sync on queues a sync at once."""
-    tenant, user = await target(caller, s, user_id)
+    tenant, user = await target(caller, session, user_id)
     module_on(tenant)
     try:
         to_sync = await connect_calendars.update_settings(
-            s, db, services, tenant, user, _change(body), by_self=_is_self(caller, user)
+            session, db, services, tenant, user, _change(body), by_self=_is_self(caller, user)
         )
     except connect_calendars.EnableForSelfOnly as exc:
         raise ApiError(
@@ -278,16 +281,16 @@ async def preview_settings(
     user_id: uuid.UUID,
     body: SettingsPatch,
     caller: Caller,
-    s: Session,
+    session: Session,
     services: Services,
     db: Db,
 ) -> SettingsPreview:
     """What PATCH .../google/settings with this body would do that deserves a confirmation
     (nothing left to sync; CRM entries moving to another calendar, with how many). Changes
     nothing; the settings page asks before such a Save."""
-    tenant, user = await target(caller, s, user_id)
+    tenant, user = await target(caller, session, user_id)
     module_on(tenant)
-    found = await connect_calendars.preview(s, db, services, tenant, user, _change(body))
+    found = await connect_calendars.preview(session, db, services, tenant, user, _change(body))
     return SettingsPreview(
         warnings=[
             SettingsWarning(
@@ -307,17 +310,17 @@ async def preview_settings(
 
 @router.delete("/users/{user_id}/google", response_model=DisconnectOut)
 async def disconnect(
-    user_id: uuid.UUID, caller: Caller, s: Session, services: Services, db: Db
+    user_id: uuid.UUID, caller: Caller, session: Session, services: Services, db: Db
 ) -> DisconnectOut:
     """Revoke at Google, stop push channels, forget the tokens; CRM activities and the links
     stay, so connecting the same Google account again duplicates nothing."""
-    tenant, user = await target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
-    if conn is None or conn.status == google_settings.REVOKED:
+    tenant, user = await target(caller, session, user_id)
+    conn = await connections.for_user(session, user.id)
+    if conn is None or conn.status == ConnectionStatus.REVOKED:
         return DisconnectOut(
             status="not_connected", revoked_at_google=False, channels_stopped=0, warnings=[]
         )
-    done = await connecting.disconnect(s, db, services, tenant, conn)
+    done = await connecting.disconnect(session, db, services, tenant, conn)
     return DisconnectOut(
         status="not_connected",
         revoked_at_google=done.revoked_at_google,

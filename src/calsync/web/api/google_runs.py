@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from calsync.jobs.port import JobQueue
 from calsync.store import bindings, connections, google_settings, runs
 from calsync.store.models import CalendarBinding
+from calsync.store.statuses import BindingStage, ConnectionStatus
 from calsync.sync import sync_now as now
 from calsync.sync.codes import remedy_for
 from calsync.sync.engine import COUNTS, RunResult
@@ -89,7 +90,7 @@ def _result_out(result: RunResult, binding: CalendarBinding, stored: Any) -> Run
 async def sync_now(
     user_id: uuid.UUID,
     caller: Caller,
-    s: Session,
+    session: Session,
     services: Services,
     db: Db,
     response: Response,
@@ -98,13 +99,13 @@ async def sync_now(
 ) -> SyncOut:
     """Sync now ("Sync now" button); with `wait` the answer comes when it is done."""
     body = body or SyncIn()
-    tenant, user = await target(caller, s, user_id)
+    tenant, user = await target(caller, session, user_id)
     module_on(tenant)
-    conn = await connections.for_user(s, user.id)
-    if conn is None or conn.status != connections.CONNECTED:
+    conn = await connections.for_user(session, user.id)
+    if conn is None or conn.status != ConnectionStatus.CONNECTED:
         raise not_connected(conn, tenant, user)
-    targets = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
-    await s.commit()
+    targets = [b for b in await bindings.for_connection(session, conn.id) if b.enabled]
+    await session.commit()
     if not targets:
         raise ApiError(
             409,
@@ -155,29 +156,31 @@ async def sync_now(
 async def list_runs(
     user_id: uuid.UUID,
     caller: Caller,
-    s: Session,
+    session: Session,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunList:
     """The user's sync runs, newest first, with counts and errors."""
-    _, user = await target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
+    _, user = await target(caller, session, user_id)
+    conn = await connections.for_user(session, user.id)
     if conn is None:
         return RunList(runs=[])
     # unticked calendars' runs too: their history stays, marked as no longer syncing
-    by_id = {b.id: b for b in await bindings.for_connection(s, conn.id)}
-    rows = await google_settings.recent_runs(s, list(by_id), limit=limit)
+    by_id = {b.id: b for b in await bindings.for_connection(session, conn.id)}
+    rows = await google_settings.recent_runs(session, list(by_id), limit=limit)
     return RunList(runs=[google_status.run_out(r, by_id.get(r.binding_id)) for r in rows])
 
 
 @router.get("/users/{user_id}/google/issues", response_model=IssueList)
-async def list_issues(user_id: uuid.UUID, caller: Caller, s: Session) -> IssueList:
+async def list_issues(user_id: uuid.UUID, caller: Caller, session: Session) -> IssueList:
     """Entries that could not be synced, with what to do about each."""
-    _, user = await target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
+    _, user = await target(caller, session, user_id)
+    conn = await connections.for_user(session, user.id)
     if conn is None:
         return IssueList(issues=[])
-    calendar_of = {b.id: b.google_calendar_id for b in await bindings.for_connection(s, conn.id)}
-    rows = await google_settings.open_issues(s, list(calendar_of))
+    calendar_of = {
+        b.id: b.google_calendar_id for b in await bindings.for_connection(session, conn.id)
+    }
+    rows = await google_settings.open_issues(session, list(calendar_of))
     return IssueList(
         issues=[
             IssueOut(
@@ -203,14 +206,14 @@ async def list_issues(user_id: uuid.UUID, caller: Caller, s: Session) -> IssueLi
 
 
 @router.get("/users/{user_id}/google/calendars", response_model=BindingList)
-async def list_calendars(user_id: uuid.UUID, caller: Caller, s: Session) -> BindingList:
+async def list_calendars(user_id: uuid.UUID, caller: Caller, session: Session) -> BindingList:
     """The calendars calsync keeps for the user (unticked ones too), each with its state; a
     paused one says when and why, and how many deletions the mass-delete guard held back."""
-    _, user = await target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
+    _, user = await target(caller, session, user_id)
+    conn = await connections.for_user(session, user.id)
     if conn is None:
         return BindingList(calendars=[])
-    stored = await bindings.for_connection(s, conn.id)
+    stored = await bindings.for_connection(session, conn.id)
     return BindingList(calendars=[google_status.binding_out(b) for b in stored])
 
 
@@ -224,7 +227,7 @@ async def resume_calendar(
     binding_id: uuid.UUID,
     body: ResumeIn,
     caller: Caller,
-    s: Session,
+    session: Session,
     services: Services,
     db: Db,
     response: Response,
@@ -234,10 +237,10 @@ async def resume_calendar(
     `confirm_deletions: true` applies the deletions Google reported to the CRM; `false` means
     the entries were restored in Google: the sync finds them and deletes nothing (still
     missing, the calendar pauses again). The user or an admin of the tenant may resume."""
-    tenant, user = await target(caller, s, user_id)
+    tenant, user = await target(caller, session, user_id)
     module_on(tenant)
-    conn = await connections.for_user(s, user.id)
-    binding = await bindings.get(s, binding_id)
+    conn = await connections.for_user(session, user.id)
+    binding = await bindings.get(session, binding_id)
     if conn is None or binding is None or binding.connection_id != conn.id:
         raise ApiError(
             404,
@@ -245,7 +248,7 @@ async def resume_calendar(
             f"No calendar {binding_id} for this user.",
             f"GET /api/v1/users/{user.id}/google/calendars lists the user's calendars.",
         )
-    if binding.stage != bindings.PAUSED:
+    if binding.stage != BindingStage.PAUSED:
         raise ApiError(
             409,
             "calendar_not_paused",
@@ -253,11 +256,11 @@ async def resume_calendar(
             f"(it is {google_status.binding_state(binding)}).",
             "Nothing to resume; POST .../google/sync syncs now.",
         )
-    if conn.status != connections.CONNECTED:
+    if conn.status != ConnectionStatus.CONNECTED:
         raise not_connected(conn, tenant, user)
-    resumed = await bindings.resume(s, binding.id, confirm_deletions=body.confirm_deletions)
+    resumed = await bindings.resume(session, binding.id, confirm_deletions=body.confirm_deletions)
     assert resumed is not None
-    await s.commit()
+    await session.commit()
     out = google_status.binding_out(resumed)
     if not body.wait:
         await sync_requests.start(db, services, jobs, [binding.id], False)
@@ -279,18 +282,20 @@ async def resume_calendar(
 async def list_conflicts(
     user_id: uuid.UUID,
     caller: Caller,
-    s: Session,
+    session: Session,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ConflictList:
     """Every field changed on both sides, newest first: the value at the last sync, the CRM's
     and Google's value, and which one calsync kept (the tenant's conflict policy)."""
-    _, user = await target(caller, s, user_id)
-    conn = await connections.for_user(s, user.id)
+    _, user = await target(caller, session, user_id)
+    conn = await connections.for_user(session, user.id)
     if conn is None:
         return ConflictList(conflicts=[], total=0, limit=limit, offset=offset)
-    by_id = {b.id: b for b in await bindings.for_connection(s, conn.id)}
-    rows, total = await runs.conflicts_for_bindings(s, list(by_id), limit=limit, offset=offset)
+    by_id = {b.id: b for b in await bindings.for_connection(session, conn.id)}
+    rows, total = await runs.conflicts_for_bindings(
+        session, list(by_id), limit=limit, offset=offset
+    )
     return ConflictList(
         conflicts=[google_status.conflict_out(c, by_id.get(c.binding_id)) for c in rows],
         total=total,

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from calsync.google import errors
 from calsync.google.service_account import SCOPE_CALENDAR
+from calsync.store.statuses import AuthMode
 from calsync.sync import connect_service_account as service_account
 
 from ..deps import Admin, Session
@@ -33,7 +34,7 @@ def _key_error(exc: errors.GoogleError) -> ApiError:
 @router.put("/tenant/google/service-account", response_model=ServiceAccountOut)
 async def upload_key(
     caller: Admin,
-    s: Session,
+    session: Session,
     services: Services,
     file: Annotated[UploadFile, File(description="The .json or .p12 key from Google Cloud")],
     password: Annotated[str | None, Form(description="P12 password (Google's: notasecret)")] = None,
@@ -52,7 +53,7 @@ async def upload_key(
         )
     try:
         stored = await service_account.store_key(
-            s,
+            session,
             services,
             caller.tenant,
             raw,
@@ -64,7 +65,7 @@ async def upload_key(
     except errors.GoogleError as exc:
         raise _key_error(exc) from exc
     return ServiceAccountOut(
-        auth_mode="service_account",
+        auth_mode=AuthMode.SERVICE_ACCOUNT,
         service_account_email=stored.service_account_email,
         client_id=stored.client_id,
         key_format=stored.key_format,  # type: ignore[arg-type]
@@ -81,7 +82,7 @@ async def upload_key(
 )
 async def test_key(
     caller: Admin,
-    s: Session,
+    session: Session,
     services: Services,
     body: Annotated[ServiceAccountTestIn | None, Body()] = None,
 ) -> ServiceAccountTestOut | JSONResponse:
@@ -90,7 +91,7 @@ async def test_key(
     email = (body.email if body and body.email else None) or (
         caller.user.email if caller.user is not None else None
     )
-    await s.commit()
+    await session.commit()
     if not email:
         raise ApiError(
             422,

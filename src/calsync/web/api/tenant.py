@@ -55,20 +55,22 @@ def _type_problems(
 
 
 @router.get("/tenant/settings", response_model=TenantSettings)
-async def get_settings(caller: Admin, s: Session) -> TenantSettings:
+async def get_settings(caller: Admin, session: Session) -> TenantSettings:
     """The tenant's calendar settings."""
-    tenant = await tenants.get(s, caller.tenant_id)
+    tenant = await tenants.get(session, caller.tenant_id)
     assert tenant is not None
     return settings_out(tenant)
 
 
 @router.patch("/tenant/settings", response_model=TenantSettings)
-async def patch_settings(body: TenantSettingsPatch, caller: Admin, s: Session) -> TenantSettings:
+async def patch_settings(
+    body: TenantSettingsPatch, caller: Admin, session: Session
+) -> TenantSettings:
     """Change some settings; only the fields sent change."""
-    tenant = await tenants.get(s, caller.tenant_id)
+    tenant = await tenants.get(session, caller.tenant_id)
     assert tenant is not None
     sent = body.model_dump(exclude_unset=True)
-    known = {t.key for t in await tenants.activity_types(s, tenant.id)}
+    known = {t.key for t in await tenants.activity_types(session, tenant.id)}
     problems: list[FieldProblem] = []
     changes: dict[str, Any] = {}
     for name, value in sent.items():
@@ -112,9 +114,9 @@ async def patch_settings(body: TenantSettingsPatch, caller: Admin, s: Session) -
             422, "validation_failed", "invalid settings", "fix the listed fields", problems
         )
     try:
-        await tenants.update(s, tenant, changes)
-        await s.commit()
+        await tenants.update(session, tenant, changes)
+        await session.commit()
     except AlreadyExists as exc:
         raise ApiError(409, "name_taken", str(exc), "choose another name") from exc
-    await s.refresh(tenant)
+    await session.refresh(tenant)
     return settings_out(tenant)

@@ -34,19 +34,21 @@ def _taken(exc: AlreadyExists) -> ApiError:
 
 
 @router.get("/users", response_model=UserList)
-async def list_users(caller: Caller, s: Session) -> UserList:
+async def list_users(caller: Caller, session: Session) -> UserList:
     """All live users (admin), or just the caller (user key)."""
     if not caller.is_admin and caller.user is not None:
         return UserList(users=[user_out(caller.user)])
-    return UserList(users=[user_out(u) for u in await users.list_(s, caller.tenant_id)])
+    return UserList(users=[user_out(u) for u in await users.list_(session, caller.tenant_id)])
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-async def create_user(body: UserIn, caller: Admin, s: Session, response: Response) -> UserOut:
+async def create_user(body: UserIn, caller: Admin, session: Session, response: Response) -> UserOut:
     """Add a user; the e-mail must be unique in the company (and equal their Google e-mail)."""
     try:
-        user = await users.create(s, caller.tenant_id, body.email, name=body.name, role=body.role)
-        await s.commit()
+        user = await users.create(
+            session, caller.tenant_id, body.email, name=body.name, role=body.role
+        )
+        await session.commit()
     except AlreadyExists as exc:
         raise _taken(exc) from exc
     response.headers["Location"] = f"/api/v1/users/{user.id}"
@@ -54,38 +56,40 @@ async def create_user(body: UserIn, caller: Admin, s: Session, response: Respons
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-async def get_user(user_id: uuid.UUID, caller: Caller, s: Session) -> UserOut:
+async def get_user(user_id: uuid.UUID, caller: Caller, session: Session) -> UserOut:
     """One user; a user key sees only itself."""
-    return user_out(await visible_user(caller, s, user_id))
+    return user_out(await visible_user(caller, session, user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
-async def patch_user(user_id: uuid.UUID, body: UserPatch, caller: Admin, s: Session) -> UserOut:
+async def patch_user(
+    user_id: uuid.UUID, body: UserPatch, caller: Admin, session: Session
+) -> UserOut:
     """Change e-mail, name or role."""
-    user = await visible_user(caller, s, user_id)
+    user = await visible_user(caller, session, user_id)
     sent = body.model_fields_set
     if ("email" in sent and body.email is None) or ("role" in sent and body.role is None):
         raise ApiError(422, "validation_failed", "email and role cannot be null", "send a value")
     try:
         await users.update_(
-            s,
+            session,
             user,
             email=body.email,
             name=body.name,
             role=body.role,
             clear_name="name" in sent and body.name is None,
         )
-        await s.commit()
+        await session.commit()
     except AlreadyExists as exc:
         raise _taken(exc) from exc
-    await s.refresh(user)
+    await session.refresh(user)
     return user_out(user)
 
 
 @router.delete("/users/{user_id}", status_code=204)
-async def delete_user(user_id: uuid.UUID, caller: Admin, s: Session) -> Response:
+async def delete_user(user_id: uuid.UUID, caller: Admin, session: Session) -> Response:
     """Remove a user: its keys stop working, its activities stay (as a tombstoned owner's)."""
-    user = await visible_user(caller, s, user_id)
-    await users.delete(s, user)
-    await s.commit()
+    user = await visible_user(caller, session, user_id)
+    await users.delete(session, user)
+    await session.commit()
     return Response(status_code=204)

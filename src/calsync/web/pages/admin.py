@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile as FormFile
 from calsync import i18n
 from calsync.domain.activity import PROJECT_TASK
 from calsync.store import reports, tenants, users
+from calsync.store.statuses import AuthMode, ConnectionStatus
 
 from ..api import service_account as sa_api
 from ..api import tenant as tenant_api
@@ -50,16 +51,20 @@ POLICIES = {
 
 async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
     """Each user: connection status, Google e-mail, last sync, open issues."""
-    async with db_of(request).session() as s:
-        people = list(await users.list_(s, tenant_id))
-        overview = await reports.connection_overview(s, tenant_id)
-        await s.commit()
+    async with db_of(request).session() as session:
+        people = list(await users.list_(session, tenant_id))
+        overview = await reports.connection_overview(session, tenant_id)
+        await session.commit()
     conns, last_sync, open_issues = overview.by_user, overview.last_sync, overview.open_issues
     rows = []
     for person in people:
         conn = conns.get(person.id)
         state = "not_connected"
-        if conn is not None and conn.status in ("connected", "needs_reauth", "error"):
+        if conn is not None and conn.status in (
+            ConnectionStatus.CONNECTED,
+            ConnectionStatus.NEEDS_REAUTH,
+            ConnectionStatus.ERROR,
+        ):
             state = conn.status
         rows.append(
             {
@@ -81,9 +86,9 @@ async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
 async def integrations(request: Request) -> Response:
     who = await viewer(request, admin=True)
     settings = settings_of(request)
-    async with db_of(request).session() as s:
-        types = list(await tenants.activity_types(s, who.tenant.id))
-        await s.commit()
+    async with db_of(request).session() as session:
+        types = list(await tenants.activity_types(session, who.tenant.id))
+        await session.commit()
     test = request.session.pop("sa_test", None)
     return render(
         request,
@@ -106,8 +111,8 @@ async def integrations(request: Request) -> Response:
 async def _patch(request: Request, who: Viewer, values: dict[str, Any]) -> bool:
     try:
         body = TenantSettingsPatch(**values)
-        async with who.acting(db_of(request)) as (s, caller):
-            await tenant_api.patch_settings(body, caller, s)
+        async with who.acting(db_of(request)) as (session, caller):
+            await tenant_api.patch_settings(body, caller, session)
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
         flash(
@@ -167,7 +172,7 @@ async def company_settings(request: Request) -> Response:
     if minutes is not None:
         values["poll_interval_seconds"] = minutes * 60 if minutes > 0 else minutes
     values["lookback_days"] = number("lookback_days")
-    if form.get("auth_mode") in ("oauth", "service_account"):
+    if form.get("auth_mode") in (AuthMode.OAUTH, AuthMode.SERVICE_ACCOUNT):
         values["auth_mode"] = str(form.get("auth_mode"))
     if await _patch(request, who, values):
         flash(request, "ok", N_("The company settings are saved."))
@@ -201,10 +206,10 @@ async def upload_key(request: Request) -> Response:
     client_email = str(form.get("client_email") or "").strip() or None
     mode_before = who.tenant.auth_mode
     try:
-        async with who.acting(db_of(request)) as (s, caller):
+        async with who.acting(db_of(request)) as (session, caller):
             out = await sa_api.upload_key(
                 caller,
-                s,
+                session,
                 services_of(request),
                 file=cast(UploadFile, upload),
                 password=password,
@@ -243,9 +248,9 @@ async def test_key(request: Request) -> Response:
     form = await checked_form(request)
     email = str(form.get("email") or "").strip() or who.user.email
     try:
-        async with who.acting(db_of(request)) as (s, caller):
+        async with who.acting(db_of(request)) as (session, caller):
             out = await sa_api.test_key(
-                caller, s, services_of(request), ServiceAccountTestIn(email=email)
+                caller, session, services_of(request), ServiceAccountTestIn(email=email)
             )
     except ApiError as exc:
         request.session["sa_test"] = {

@@ -114,7 +114,7 @@ async def week(request: Request, week: str | None = None) -> Response:
     who = await viewer(request)
     db = db_of(request)
     zone = i18n.zone_of(who.zone)
-    async with db.session() as s:
+    async with db.session() as session:
         today = datetime.now(zone).date()
         try:
             first = _monday(date.fromisoformat(week)) if week else _monday(today)
@@ -123,7 +123,7 @@ async def week(request: Request, week: str | None = None) -> Response:
         start = datetime.combine(first, time(), zone).astimezone(UTC)
         end = datetime.combine(first + timedelta(days=7), time(), zone).astimezone(UTC)
         instances = await activities.list_expanded(
-            s,
+            session,
             who.tenant.id,
             start=start,
             end=end,
@@ -132,8 +132,8 @@ async def week(request: Request, week: str | None = None) -> Response:
         ids = {i.activity.id for i in instances} | {
             i.activity.recurring_parent_id for i in instances if i.activity.recurring_parent_id
         }
-        origins = await changes.creation_origins(s, ids)
-        await s.commit()
+        origins = await changes.creation_origins(session, ids)
+        await session.commit()
     days: dict[date, list[Entry]] = {first + timedelta(days=n): [] for n in range(7)}
     all_day: dict[date, list[Entry]] = {day: [] for day in days}
     for item in instances:

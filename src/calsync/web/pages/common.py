@@ -118,12 +118,12 @@ class Viewer:
     async def acting(self, db: Database) -> AsyncIterator[tuple[AsyncSession, Principal]]:
         """A session and this user as an API caller whose tenant and user live in that session
         (the shared handlers change `caller.tenant` in place, as the API's own session does)."""
-        async with db.sessions() as s:
-            tenant = await tenants.get(s, self.tenant.id)
-            user = await users.get(s, self.tenant.id, self.user.id)
+        async with db.sessions() as session:
+            tenant = await tenants.get(session, self.tenant.id)
+            user = await users.get(session, self.tenant.id, self.user.id)
             if tenant is None or user is None:
                 raise LoginRequired("/")
-            yield s, Principal(tenant, user, self.is_admin)
+            yield session, Principal(tenant, user, self.is_admin)
 
 
 def db_of(request: Request) -> Database:
@@ -192,11 +192,11 @@ async def viewer(request: Request, *, admin: bool = False) -> Viewer:
     ids = _ids(uid, tid)
     if ids is not None:
         user_id, tenant_id = ids
-        async with db_of(request).session() as s:
-            tenant = await tenants.get(s, tenant_id)
-            user = await users.get(s, tenant_id, user_id)
-            zone = await users.shown_zone(s, user) if user is not None else "UTC"
-            await s.commit()
+        async with db_of(request).session() as session:
+            tenant = await tenants.get(session, tenant_id)
+            user = await users.get(session, tenant_id, user_id)
+            zone = await users.shown_zone(session, user) if user is not None else "UTC"
+            await session.commit()
         if tenant is not None and user is not None:
             found = Viewer(tenant, user, zone)
             i18n.activate_zone(zone)
@@ -225,10 +225,10 @@ async def current_viewer(request: Request) -> Viewer | None:
         return None
     user_id, tenant_id = ids
     try:
-        async with db_of(request).session() as s:
-            tenant = await tenants.get(s, tenant_id)
-            user = await users.get(s, tenant_id, user_id)
-            await s.commit()
+        async with db_of(request).session() as session:
+            tenant = await tenants.get(session, tenant_id)
+            user = await users.get(session, tenant_id, user_id)
+            await session.commit()
     except Exception:
         return None
     return Viewer(tenant, user) if tenant is not None and user is not None else None
@@ -448,9 +448,9 @@ def _ways_forward(request: Request, who: Viewer | None, exc: PageError) -> list[
 
 async def _admins(who: Viewer, request: Request) -> list[str]:
     try:
-        async with db_of(request).session() as s:
-            people = await users.list_(s, who.tenant.id)
-            await s.commit()
+        async with db_of(request).session() as session:
+            people = await users.list_(session, who.tenant.id)
+            await session.commit()
     except Exception:
         return []
     return sorted(u.email for u in people if u.role == UserRole.ADMIN)

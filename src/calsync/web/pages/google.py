@@ -146,13 +146,13 @@ def _sync_state(request: Request, who: Viewer) -> dict[str, Any]:
 
 
 async def _running_runs(request: Request, who: Viewer) -> list[SyncRun]:
-    async with db_of(request).session() as s:
-        conn = await connections.for_user(s, who.user.id)
+    async with db_of(request).session() as session:
+        conn = await connections.for_user(session, who.user.id)
         if conn is None:
             return []
-        ids = [b.id for b in await bindings.for_connection(s, conn.id)]
-        rows = await runs.running(s, ids)
-        await s.commit()
+        ids = [b.id for b in await bindings.for_connection(session, conn.id)]
+        rows = await runs.running(session, ids)
+        await session.commit()
     return list(rows)
 
 
@@ -161,11 +161,13 @@ async def _page(request: Request, who: Viewer, pending: dict[str, Any] | None = 
     values to post again with confirm=yes)."""
     db, services = db_of(request), services_of(request)
     status = await google_status.status(db, services, who.tenant, who.user)
-    async with who.acting(db) as (s, caller):
-        recent = (await google_runs.list_runs(who.user.id, caller, s, limit=10)).runs
-        issues = (await google_runs.list_issues(who.user.id, caller, s)).issues
-        calendars = (await google_runs.list_calendars(who.user.id, caller, s)).calendars
-        conflicts = (await google_runs.list_conflicts(who.user.id, caller, s, limit=5)).conflicts
+    async with who.acting(db) as (session, caller):
+        recent = (await google_runs.list_runs(who.user.id, caller, session, limit=10)).runs
+        issues = (await google_runs.list_issues(who.user.id, caller, session)).issues
+        calendars = (await google_runs.list_calendars(who.user.id, caller, session)).calendars
+        conflicts = (
+            await google_runs.list_conflicts(who.user.id, caller, session, limit=5)
+        ).conflicts
     sync = _sync_state(request, who)
     if sync["state"] == "finished":
         _syncs(request).pop(who.user.id, None)  # a result is shown once, not all login long
@@ -264,9 +266,9 @@ async def save_settings(request: Request) -> Response:
     db = db_of(request)
     if form.get("confirm") != "yes":
         # a Save with consequences is asked about first (the page, without JavaScript)
-        async with who.acting(db) as (s, caller):
+        async with who.acting(db) as (session, caller):
             preview = await api.preview_settings(
-                who.user.id, body, caller, s, services_of(request), db
+                who.user.id, body, caller, session, services_of(request), db
             )
         if preview.warnings:
             pending = {
@@ -279,9 +281,9 @@ async def save_settings(request: Request) -> Response:
             }
             return await _page(request, who, pending)
     try:
-        async with who.acting(db) as (s, caller):
+        async with who.acting(db) as (session, caller):
             await api.patch_settings(
-                who.user.id, body, caller, s, services_of(request), db, api.job_queue(request)
+                who.user.id, body, caller, session, services_of(request), db, api.job_queue(request)
             )
     except ApiError as exc:
         flash(request, "error", *problem_of(exc))
@@ -310,13 +312,13 @@ async def resume(request: Request) -> Response:
         return redirect(PAGE)
     db = db_of(request)
     try:
-        async with who.acting(db) as (s, caller):
+        async with who.acting(db) as (session, caller):
             await google_runs.resume_calendar(
                 who.user.id,
                 binding_id,
                 ResumeIn(confirm_deletions=choice == "deletions"),
                 caller,
-                s,
+                session,
                 services_of(request),
                 db,
                 Response(),
@@ -351,9 +353,9 @@ async def connect(request: Request) -> Response:
         raise PageError(409, N_("OAuth not configured"), exc.message, exc.remedy)
     nonce = oauth_browser.nonce_for(request)
     try:
-        async with who.acting(db_of(request)) as (s, caller):
+        async with who.acting(db_of(request)) as (session, caller):
             out = await api.start_connect(
-                who.user.id, caller, s, services, browser=oauth_browser.binding(nonce)
+                who.user.id, caller, session, services, browser=oauth_browser.binding(nonce)
             )
     except ApiError as exc:
         flash(request, "error", *problem_of(exc))
@@ -369,8 +371,8 @@ async def disconnect(request: Request) -> Response:
     who = await viewer(request)
     await checked_form(request)
     db = db_of(request)
-    async with who.acting(db) as (s, caller):
-        out = await api.disconnect(who.user.id, caller, s, services_of(request), db)
+    async with who.acting(db) as (session, caller):
+        out = await api.disconnect(who.user.id, caller, session, services_of(request), db)
     current = _syncs(request).get(who.user.id)
     if current is not None and current.task.done():
         _syncs(request).pop(who.user.id, None)  # its result belongs to the old connection
@@ -397,9 +399,9 @@ async def sync_now(request: Request) -> Response:
     db, services = db_of(request), services_of(request)
 
     async def work() -> SyncOut:
-        async with who.acting(db) as (s, caller):
+        async with who.acting(db) as (session, caller):
             return await google_runs.sync_now(
-                who.user.id, caller, s, services, db, Response(), SyncIn(wait=True)
+                who.user.id, caller, session, services, db, Response(), SyncIn(wait=True)
             )
 
     task = services.spawn(work())

@@ -94,24 +94,24 @@ async def login(request: Request) -> Response:
     )
     address = _address(request)
     db = db_of(request)
-    async with db.session() as s:
-        attempt = await login_throttle.begin(s, email, address, limits)
-        await s.commit()
+    async with db.session() as session:
+        attempt = await login_throttle.begin(session, email, address, limits)
+        await session.commit()
     if isinstance(attempt, int):
         return _throttled(request, context, attempt)
-    async with db.session() as s:  # parallel guesses that passed `begin` together
-        wait = await login_throttle.over_limit(s, attempt, email, address, limits)
-        await s.commit()
+    async with db.session() as session:  # parallel guesses that passed `begin` together
+        wait = await login_throttle.over_limit(session, attempt, email, address, limits)
+        await session.commit()
     if wait is not None:
         return _throttled(request, context, wait)
-    async with db.session() as s:
-        candidates = list(await users.login_candidates(s, email, company))
-        await s.commit()
+    async with db.session() as session:
+        candidates = list(await users.login_candidates(session, email, company))
+        await session.commit()
     matches = await run_in_threadpool(_check, password, candidates)
     if matches:  # the password was right: no failure, and the account starts afresh
-        async with db.session() as s:
-            await login_throttle.succeeded(s, attempt, email)
-            await s.commit()
+        async with db.session() as session:
+            await login_throttle.succeeded(session, attempt, email)
+            await session.commit()
     error = None
     if not matches:
         error = i18n.N_("The e-mail or the password is wrong.")

@@ -29,11 +29,11 @@ async def save_time_zone(request: Request) -> Response:
             N_("Choose a time zone from the list, for example Europe/Oslo."),
             params={"zone": chosen[:64]},
         )
-    async with db_of(request).session() as s:
-        user = await users.get(s, who.tenant.id, who.user.id)
+    async with db_of(request).session() as session:
+        user = await users.get(session, who.tenant.id, who.user.id)
         if user is not None:
-            await users.set_time_zone(s, user, chosen or None)
-        await s.commit()
+            await users.set_time_zone(session, user, chosen or None)
+        await session.commit()
     if chosen:
         flash(request, "ok", N_("Times are now shown in %(zone)s."), params={"zone": chosen})
     else:
