@@ -33,7 +33,7 @@ from calsync.store.statuses import AuthMode, Code
 class NotConnected(errors.GoogleError):
     code = Code.NOT_CONNECTED
     default_message = "Google Calendar is not connected for this user."
-    remedy = "Connect Google Calendar in Settings → Google Calendar."
+    remedy = "Connect Google Calendar in Settings → Google Calendar; CRM changes made meanwhile wait and sync then."
     needs_reauth = True
 
 
