@@ -341,3 +341,16 @@ async def test_framing_setting_is_checked(emulator: Emulator) -> None:
     http = settings_for(emulator, frame_ancestors="https://a.example", public_url="http://x")
     assert not http.framed  # browsers drop SameSite=None without Secure: the cookie stays Lax
     assert settings_for(emulator, frame_ancestors="  ").frame_ancestors is None
+
+
+async def test_portal_texts_are_translated(pages: Pages) -> None:
+    uma_id, _ = await pages.api.user(unique("uma"))
+    browser = pages.browser(**{"accept-language": "de"})
+    path = await new_link(pages, uma_id, return_url=CRM, return_label="Acme CRM")
+    await browser.get(path)
+    page = await browser.get("/settings/google")
+    assert "Zurück zu Acme CRM" in page.text
+    again = await browser.get(path)
+    assert again.status_code == 410
+    assert "Dieser Link ist abgelaufen oder wurde schon verwendet" in again.text
+    assert "erneut aus Acme CRM" in again.text
