@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from calsync.obs import MASK, redact_text
 from calsync.store import crypto
 from calsync.store import portal_sessions as store
 from calsync.store.db import Database
@@ -354,3 +355,11 @@ async def test_portal_texts_are_translated(pages: Pages) -> None:
     assert again.status_code == 410
     assert "Dieser Link ist abgelaufen oder wurde schon verwendet" in again.text
     assert "erneut aus Acme CRM" in again.text
+
+
+async def test_tokens_never_reach_the_log(pages: Pages) -> None:
+    vic_id, _ = await pages.api.user(unique("vic"))
+    path = await new_link(pages, vic_id)
+    line = redact_text(f'127.0.0.1:4711 - "GET {path} HTTP/1.1" 303')
+    assert path.removeprefix("/portal/") not in line
+    assert f'"GET /portal/{MASK} HTTP/1.1"' in line
