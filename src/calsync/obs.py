@@ -56,6 +56,8 @@ _PATTERNS = [
     # an OAuth `code` or `state` parameter in any other URL
     re.compile(r"(?i)([?&](?:code|state)=)[^&\s\"']+"),
     re.compile(r"csk_[A-Za-z0-9._-]+"),
+    # a portal link's one-time token (web/pages/portal.py), as the access log prints its path
+    re.compile(r"(/portal/)[A-Za-z0-9_-]{16,}"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
     re.compile(
         r"(?i)((?:access_token|refresh_token|id_token|client_secret|code_verifier|token|"

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     metrics_cache_seconds: float = Field(default=15.0, ge=0)
     # sandbox: port of the in-process emulator (0 = any free port)
     sandbox_emulator_port: int = 0
+    # portal sessions (web/pages/portal.py): how long a one-time sign-in link lives, and the
+    # origins a CRM's return_url may point at (comma-separated; None = any http(s) URL)
+    portal_link_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    portal_return_origins: str | None = None
+    # who may frame the pages: CSP frame-ancestors sources, space-separated
+    # ("https://crm.example.com https://*.crm.example"); None = nobody (frame-ancestors 'none')
+    frame_ancestors: str | None = None
 
     @model_validator(mode="after")
     def _emulator_endpoints(self) -> Settings:
@@ -110,6 +117,34 @@ class Settings(BaseSettings):
             self.google_revoke_url = f"{base}/revoke"
             self.google_userinfo_url = f"{base}/oauth2/v3/userinfo"
         return self
+
+    @model_validator(mode="after")
+    def _frame_ancestors(self) -> Settings:
+        value = (self.frame_ancestors or "").strip()
+        if any(ch in value for ch in ";,\r\n") or any(ord(ch) < 32 for ch in value):
+            raise ValueError(
+                "CALSYNC_FRAME_ANCESTORS is a space-separated list of origins "
+                "(https://crm.example.com https://*.crm.example), without ';' or ','"
+            )
+        self.frame_ancestors = value or None
+        return self
+
+    @property
+    def portal_origins(self) -> frozenset[str] | None:
+        """CALSYNC_PORTAL_RETURN_ORIGINS as origins (scheme://host[:port], lower case), or None."""
+        if not self.portal_return_origins or not self.portal_return_origins.strip():
+            return None
+        return frozenset(
+            part.strip().rstrip("/").lower()
+            for part in self.portal_return_origins.split(",")
+            if part.strip()
+        )
+
+    @property
+    def framed(self) -> bool:
+        """The pages may be framed by a CRM and the public URL is https: the session cookie is
+        then SameSite=None; Secure (a third-party iframe gets no Lax cookie)."""
+        return self.frame_ancestors is not None and self.public_url.lower().startswith("https://")
 
     @property
     def calendar_api_root(self) -> str:

@@ -31,6 +31,7 @@ TABLES = {
     "retired_channel",
     "web_session",
     "login_failure",
+    "portal_session",
 }
 
 

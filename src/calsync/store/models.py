@@ -516,6 +516,26 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class PortalSession(Base):
+    """A one-time sign-in link a CRM asked for (POST /api/v1/users/{id}/portal-sessions): only
+    the token's SHA-256 is stored; opening the link sets used_at (once) and starts a page
+    session for the user, with a "Back to" link to return_url."""
+
+    __tablename__ = "portal_session"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), index=True
+    )
+    return_url: Mapped[str | None] = mapped_column(Text)
+    return_label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
 class LoginFailure(Base):
     """A failed (or in-flight) page login, by account (the e-mail) and by client address:
     counted over a window to throttle password guessing across every web process."""

@@ -12,6 +12,7 @@ from . import (
     changes,
     google,
     google_runs,
+    portal_sessions,
     service_account,
     tenant,
     users,
@@ -28,5 +29,6 @@ for module in (
     google,
     google_runs,
     service_account,
+    portal_sessions,
 ):
     router.include_router(module.router)

@@ -10,8 +10,15 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from calsync.settings import Settings
 
-from . import admin, calendar, diagnostics, google, login, preferences
-from .common import SESSION_COOKIE, SESSION_MAX_AGE, LoginRequired, PageError, session_secret
+from . import admin, calendar, diagnostics, google, login, portal, preferences
+from .common import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    LoginRequired,
+    PageError,
+    cookie_same_site,
+    session_secret,
+)
 from .common import error_page as _error_page
 from .common import login_required as _login_required
 from .common import page_error as _page_error
@@ -20,7 +27,7 @@ from .sessions import ServerSessions
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 router = APIRouter(include_in_schema=False)
-for module in (login, google, admin, diagnostics, calendar, preferences):
+for module in (login, portal, google, admin, diagnostics, calendar, preferences):
     router.include_router(module.router)
 
 
@@ -33,7 +40,9 @@ def install(app: FastAPI, settings: Settings) -> None:
         secret_key=session_secret(settings),
         session_cookie=SESSION_COOKIE,
         max_age=SESSION_MAX_AGE,
-        same_site="lax",
+        # framed by a CRM (CALSYNC_FRAME_ANCESTORS, https): a third-party iframe only gets a
+        # SameSite=None; Secure cookie (every form still carries its CSRF token)
+        same_site=cookie_same_site(settings),
         https_only=settings.public_url.lower().startswith("https://"),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import Request
@@ -290,16 +290,40 @@ def render(
         "version": __version__,
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "tr": tr,
+        "portal_back": portal_back(request),
     }
     body = ENV.get_template(template).render({**base, **(context or {})})
     headers = {
         "Cache-Control": "no-store",
         "Content-Language": code,
         "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
         "Referrer-Policy": "same-origin",
+        **framing_headers(settings_of(request)),
     }
     return HTMLResponse(body, status_code=status, headers=headers)
+
+
+def framing_headers(settings: Settings) -> dict[str, str]:
+    """Who may frame the pages: nobody by default; the origins of CALSYNC_FRAME_ANCESTORS
+    otherwise (then no X-Frame-Options, which cannot name a list)."""
+    if settings.frame_ancestors is None:
+        return {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
+    return {"Content-Security-Policy": f"frame-ancestors {settings.frame_ancestors}"}
+
+
+def cookie_same_site(settings: Settings) -> Literal["lax", "none"]:
+    """The pages' cookies: SameSite=None (with Secure) when a CRM frames them over https."""
+    return "none" if settings.framed else "lax"
+
+
+def portal_back(request: Request) -> dict[str, str] | None:
+    """The "Back to <CRM>" link of a session opened from a portal link (web/pages/portal.py)."""
+    if "session" not in request.scope:
+        return None
+    url, label = request.session.get("portal_return"), request.session.get("portal_label")
+    if not isinstance(url, str) or not isinstance(label, str):
+        return None
+    return {"url": url, "label": label}
 
 
 # the words of a sync run's outcome, shown in the history and in diagnostics

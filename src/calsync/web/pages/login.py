@@ -20,6 +20,7 @@ from calsync.store.users import normalise_email
 from .common import (
     SESSION_MAX_AGE,
     checked_form,
+    cookie_same_site,
     current_viewer,
     db_of,
     flash,
@@ -143,7 +144,13 @@ async def choose_language(request: Request) -> Response:
     code = str(form.get("lang") or "")
     response = redirect(safe_next(str(form.get("next") or ""), "/"))
     if code in i18n.LANGUAGES:
+        settings = settings_of(request)
         response.set_cookie(
-            i18n.COOKIE, code, max_age=365 * 24 * 3600, samesite="lax", httponly=True
+            i18n.COOKIE,
+            code,
+            max_age=365 * 24 * 3600,
+            samesite=cookie_same_site(settings),
+            secure=settings.framed,
+            httponly=True,
         )
     return response

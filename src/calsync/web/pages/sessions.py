@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from calsync.store import web_sessions
 from calsync.store.db import Database
 
-LOGIN_KEYS = ("uid", "tid", "sid")
+# the login, and the portal's "Back to" link that lives exactly as long (web/pages/portal.py)
+LOGIN_KEYS = ("uid", "tid", "sid", "portal_return", "portal_label")
 
 
 def _ids(session: dict[str, object]) -> tuple[str, uuid.UUID, uuid.UUID] | None:
