@@ -31,6 +31,9 @@ TABLES = {
     "retired_channel",
     "web_session",
     "login_failure",
+    "webhook_endpoint",
+    "webhook_message",
+    "webhook_delivery",
 }
 
 

@@ -140,7 +140,9 @@ def test_watch_sends_sync_then_exists_with_google_headers(
     assert int(expires.timestamp()) == expiration_ms // 1000
     assert sync["body"] == b""
 
-    emulator.world.changed("events", cal)  # what events/copies.py's tell_listeners calls after every mutation
+    emulator.world.changed(
+        "events", cal
+    )  # what events/copies.py's tell_listeners calls after every mutation
     notes = receiver.wait_for(2)
     assert notes[1]["headers"]["X-Goog-Resource-State"] == "exists"
     assert notes[1]["headers"]["X-Goog-Message-Number"] == "2"

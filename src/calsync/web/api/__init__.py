@@ -15,6 +15,7 @@ from . import (
     service_account,
     tenant,
     users,
+    webhook_endpoints,
 )
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
@@ -28,5 +29,6 @@ for module in (
     google,
     google_runs,
     service_account,
+    webhook_endpoints,
 ):
     router.include_router(module.router)
