@@ -51,7 +51,11 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
-async def add_endpoint(world: World, url: str, events: list[str] | None = None) -> dict[str, Any]:
+async def add_endpoint(
+    world: World,  # noqa: F811
+    url: str,
+    events: list[str] | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {"url": url}
     if events is not None:
         body["events"] = events
@@ -61,7 +65,7 @@ async def add_endpoint(world: World, url: str, events: list[str] | None = None) 
     return created
 
 
-async def deliver(db: Database, at: datetime | None = None) -> int:
+async def deliver(db: Database, at: datetime | None = None) -> int:  # noqa: F811
     """One pass of the deliverer (as a runner's tick does), optionally at a moved clock."""
     clock = utcnow if at is None else (lambda: at)
     return await Deliverer(db, allow_private=True, clock=clock).run()

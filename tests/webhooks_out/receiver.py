@@ -48,15 +48,17 @@ class Receiver:
             time.sleep(0.02)
         raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
 
-    async def arrived(self, count: int, timeout: float = 10.0) -> list[Received]:
+    async def arrived(self, count: int) -> list[Received]:
         """As wait_for, letting this event loop run meanwhile (a runner on it delivers)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+        try:
+            async with asyncio.timeout(10):
+                while True:
+                    with self.lock:
+                        if len(self.requests) >= count:
+                            return list(self.requests)
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"expected {count} requests, got {len(self.requests)}") from None
 
     def of_type(self, type_: str) -> list[Received]:
         return [r for r in self.requests if r.json["type"] == type_]
