@@ -22,6 +22,7 @@ from tests.calsync.conftest import (  # noqa: F401
     fresh_url,
     keyring,
     make_world,
+    other_world,
     world,
 )
 
