@@ -3,6 +3,8 @@ exhaustion and disabling; rotation; redirects; the body never stored; a crash in
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -262,3 +264,21 @@ async def test_a_crash_after_the_claim_sends_again_after_the_lease(
     assert await deliver(db, utcnow() + webhook_deliveries.CLAIM_LEASE) == 1
     (request,) = receiver.wait_for(1)
     assert request.headers["webhook-id"] == claim.message_id
+
+
+async def test_the_embedded_runner_sends_at_once_after_a_commit_not_at_its_next_tick(
+    world: World, db: Database, receiver: Receiver, app_settings: Settings
+) -> None:
+    endpoint = await add_endpoint(world, receiver.url)
+    settings = app_settings.model_copy(update={"webhook_tick_seconds": 600})
+    queue = make_job_queue(settings, db, google=None)  # type: ignore[arg-type]
+    await queue.start()
+    try:
+        await asyncio.sleep(0.2)  # its first pass found nothing; the next tick is 10 min away
+        started = time.monotonic()
+        await _activity(world, "Woken")
+        (request,) = await receiver.arrived(1)
+        assert time.monotonic() - started < 5
+        assert Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    finally:
+        await queue.stop()

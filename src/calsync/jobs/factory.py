@@ -46,7 +46,11 @@ def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> Jo
     # outbound webhooks: the outbox is in the database, so whichever process ticks (several
     # may) sends what is due, and a fresh process after a crash sends what the dead one owed
     deliverer = Deliverer(db, allow_private=settings.webhook_allow_private)
-    queue.register_periodic("webhooks", settings.webhook_tick_seconds, deliverer.run)
+    if isinstance(queue, InProcessRunner):  # wakes at once for this process's own writes
+        tick = settings.webhook_tick_seconds
+        queue.register_periodic("webhooks", 0.0, lambda: deliverer.run_and_wait(tick))
+    else:
+        queue.register_periodic("webhooks", settings.webhook_tick_seconds, deliverer.run)
     return queue
 
 

@@ -13,6 +13,7 @@ body is never read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from calsync.store import webhook_deliveries as deliveries
+from calsync.store import webhooks
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.sync.webhook_targets import UnsafeTarget, check_url
@@ -74,6 +76,39 @@ class Deliverer:
         self.allow_private = allow_private
         self.clock = clock
         self.transport = transport
+        self._wake: asyncio.Event | None = None
+        self._notify: Callable[[], None] | None = None
+
+    async def run_and_wait(self, tick: float) -> None:
+        """The embedded runner's loop body: send what is due, then wait for the next tick or
+        for a commit in this process that wrote deliveries, whichever comes first."""
+        if self._wake is None:
+            loop = asyncio.get_running_loop()
+            wake = self._wake = asyncio.Event()
+
+            def notify() -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    loop.call_soon_threadsafe(wake.set)
+
+            self._notify = notify
+            webhooks.add_listener(notify)
+        self._wake.clear()
+        try:
+            try:
+                await self.run()
+            except Exception:  # the database away: log, and try again at the next tick
+                log.exception("webhook deliveries failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), tick)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._notify is not None:
+            webhooks.remove_listener(self._notify)
+        self._notify = None
+        self._wake = None
 
     async def run(self) -> int:
         """Send everything due now (in batches); returns how many attempts were made."""

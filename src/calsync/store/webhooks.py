@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +49,19 @@ SECRET_PREFIX = "whsec_"
 ROTATION_OVERLAP = timedelta(hours=24)
 
 _PENDING = "calsync.webhooks.pending"
+_WRITTEN = "calsync.webhooks.written"
+#: called after a commit that wrote deliveries (the embedded runner's deliverer wakes at once
+#: rather than at its next tick); each must be cheap and safe from any thread
+_listeners: list[Callable[[], None]] = []
+
+
+def add_listener(callback: Callable[[], None]) -> None:
+    _listeners.append(callback)
+
+
+def remove_listener(callback: Callable[[], None]) -> None:
+    if callback in _listeners:
+        _listeners.remove(callback)
 
 
 def new_secret() -> str:
@@ -142,11 +155,20 @@ def _write_outbox(session: Session) -> None:
         session.flush()  # the messages first (no ORM relationship orders the inserts)
         session.add_all(deliveries)
         session.flush()
+        session.info[_WRITTEN] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _written(session: Session) -> None:
+    if session.info.pop(_WRITTEN, False):
+        for callback in list(_listeners):
+            callback()
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_WRITTEN, None)
 
 
 # endpoints ----------------------------------------------------------------------------------
