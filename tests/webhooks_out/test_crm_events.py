@@ -282,3 +282,21 @@ async def test_the_embedded_runner_sends_at_once_after_a_commit_not_at_its_next_
         assert Webhook(endpoint["secret"]).verify(request.body, request.headers)
     finally:
         await queue.stop()
+
+
+async def test_two_deliverers_at_once_send_each_delivery_once(
+    world: World, db: Database, db_url: str, receiver: Receiver
+) -> None:
+    """Several processes tick at the same time: the claim (FOR UPDATE SKIP LOCKED on
+    PostgreSQL, the write lock on SQLite) gives each delivery to one of them."""
+    await add_endpoint(world, receiver.url)
+    for i in range(12):
+        await _activity(world, f"Parallel {i}")
+    other = Database(db_url)
+    try:
+        sent = await asyncio.gather(deliver(db), deliver(other), deliver(db))
+    finally:
+        await other.dispose()
+    assert sum(sent) == 12
+    requests = receiver.wait_for(12)
+    assert len({r.headers["webhook-id"] for r in requests}) == 12 == len(requests)
