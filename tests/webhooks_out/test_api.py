@@ -215,3 +215,19 @@ async def test_a_target_that_turned_private_is_refused_at_delivery(
     (entry,) = (await world.call("GET", f"{BASE}/{endpoint['id']}/deliveries")).json()["deliveries"]
     assert entry["status"] == "failed" and "loopback" in entry["error"]
     assert entry["http_status"] is None
+
+
+async def test_secrets_are_encrypted_at_rest(
+    world: World, db: Database, receiver: Receiver
+) -> None:
+    endpoint = await add_endpoint(world, receiver.url)
+    rotated = (await world.call("POST", f"{BASE}/{endpoint['id']}/rotate-secret")).json()
+    from sqlalchemy import text
+
+    async with db.engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT secret, previous_secret FROM webhook_endpoint"))
+        ).all()
+    stored = repr(rows)
+    assert endpoint["secret"] not in stored and rotated["secret"] not in stored
+    assert endpoint["secret"][6:] not in stored  # not even the base64 part
