@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
@@ -192,12 +192,3 @@ async def replay(
     session.add(delivery)
     await session.flush()
     return delivery
-
-
-async def forget_claims(session: AsyncSession, now: datetime) -> None:
-    """Tests: make every claimed delivery due at once (as if its lease ran out)."""
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.status.in_(DUE), WebhookDelivery.next_attempt_at > now)
-        .values(next_attempt_at=now)
-    )
