@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_cache_seconds: float = Field(default=15.0, ge=0)
+    # outbound webhooks (docs/webhooks.md): how often due deliveries are looked for, and
+    # whether endpoints may be on private, loopback or link-local addresses (SSRF guard)
+    webhook_tick_seconds: float = Field(default=1.0, gt=0)
+    webhook_allow_private: bool = False
     # sandbox: port of the in-process emulator (0 = any free port)
     sandbox_emulator_port: int = 0
     # portal sessions (web/pages/portal.py): how long a one-time sign-in link lives, and the

@@ -32,6 +32,9 @@ TABLES = {
     "web_session",
     "login_failure",
     "portal_session",
+    "webhook_endpoint",
+    "webhook_message",
+    "webhook_delivery",
 }
 
 

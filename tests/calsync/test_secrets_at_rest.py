@@ -145,4 +145,6 @@ def test_every_secret_column_is_encrypted() -> None:
         "calendar_binding.channel_token",
         "google_connection.list_channel_token",
         "oauth_state.code_verifier",
+        "webhook_endpoint.secret",
+        "webhook_endpoint.previous_secret",
     }

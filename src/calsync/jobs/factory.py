@@ -14,6 +14,7 @@ from .polling import PollPolicy
 from .port import JobQueue
 from .procrastinate_runner import ProcrastinateQueue, conninfo
 from .recovery import Recovery
+from .webhooks import Deliverer
 
 #: later recovery passes leave alone what is younger than this (a debounce, a queued sync)
 RECOVERY_SETTLE = timedelta(seconds=30)
@@ -42,6 +43,14 @@ def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> Jo
     queue.register_periodic("recover", settings.recovery_tick_seconds, recovery.run)
     if isinstance(queue, ProcrastinateQueue):
         queue.on_worker_start(recovery.run)
+    # outbound webhooks: the outbox is in the database, so whichever process ticks (several
+    # may) sends what is due, and a fresh process after a crash sends what the dead one owed
+    deliverer = Deliverer(db, allow_private=settings.webhook_allow_private)
+    if isinstance(queue, InProcessRunner):  # wakes at once for this process's own writes
+        tick = settings.webhook_tick_seconds
+        queue.register_periodic("webhooks", 0.0, lambda: deliverer.run_and_wait(tick))
+    else:
+        queue.register_periodic("webhooks", settings.webhook_tick_seconds, deliverer.run)
     return queue
 
 

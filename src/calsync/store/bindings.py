@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.direction import Direction
 
+from . import webhook_events
 from .base import utcnow
 from .models import CalendarBinding, SyncIssue
 from .statuses import BindingRole, BindingStage, Code
@@ -203,6 +204,7 @@ async def pause_for_guard(
         deletions_confirmed=False,
         updated_at=utcnow(),
     )
+    await webhook_events.calendar_paused(session, binding_id, reason=reason, held_back=held_back)
 
 
 async def resume(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Activity, ActivityAttendee, Change, Tenant
 from .statuses import ChangeKind
+from .webhooks import activity_changed
 
 
 async def next_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
@@ -52,6 +53,7 @@ def record(session: AsyncSession, seq: int, activity: Activity, kind: str, origi
         origin=origin,
     )
     session.add(change)
+    activity_changed(session, activity, kind, origin)  # the outbox, in this transaction
     return change
 
 

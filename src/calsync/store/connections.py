@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import webhook_events
 from .base import utcnow
 from .models import CalendarBinding, EventLink, GoogleConnection
 from .statuses import AuthMode, ConnectionStatus
@@ -97,6 +98,7 @@ async def mark_needs_reauth(
     """Google refused the connection's grant: the user must reconnect. The one writer of this
     status (the engine, the push channels, the connection page and the doctor all land here),
     so every place that reads it sees the same error fields, set together."""
+    await webhook_events.needs_reauth(session, connection_id, code=code, message=message)
     await session.execute(
         update(GoogleConnection)
         .where(GoogleConnection.id == connection_id)
@@ -125,6 +127,7 @@ async def reconnect(
     account keeps links and sync state, so nothing is duplicated."""
     email = google_email.strip().lower()
     changed = connection.google_email is not None and connection.google_email != email
+    previous_status = connection.status
     if changed:
         await reset_bindings(session, connection.id)
     if changed or connection.linked_at is None:
@@ -140,6 +143,10 @@ async def reconnect(
     connection.last_error_message = None
     connection.connected_at = utcnow()
     await session.flush()
+    if previous_status != ConnectionStatus.CONNECTED or changed:
+        webhook_events.reconnected(
+            session, connection, previous_status=previous_status, account_changed=changed
+        )
     return changed
 
 

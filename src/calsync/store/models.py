@@ -547,3 +547,8 @@ class LoginFailure(Base):
     kind: Mapped[str] = mapped_column(String(16))  # account / address
     key: Mapped[str] = mapped_column(String(EMAIL))
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# outbound webhooks' tables live in their own module; imported here so `models` is the whole
+# data model (Base.metadata, Alembic, secrets rotation)
+from .webhook_models import WebhookDelivery, WebhookEndpoint, WebhookMessage  # noqa: E402, F401

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import webhook_events
 from .base import utcnow
 from .models import Conflict, SyncIssue, SyncRun
 from .statuses import RunOutcome
@@ -138,6 +139,7 @@ async def report_issue(
         last_seen_at=now,
     )
     session.add(issue)
+    await webhook_events.sync_issue(session, issue)
     return issue
 
 

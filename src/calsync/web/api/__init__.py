@@ -16,6 +16,7 @@ from . import (
     service_account,
     tenant,
     users,
+    webhook_endpoints,
 )
 
 router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
@@ -30,5 +31,6 @@ for module in (
     google_runs,
     service_account,
     portal_sessions,
+    webhook_endpoints,
 ):
     router.include_router(module.router)

@@ -13,7 +13,8 @@ from starlette.datastructures import UploadFile as FormFile
 
 from calsync import i18n
 from calsync.domain.activity import PROJECT_TASK
-from calsync.store import reports, tenants, users
+from calsync.store import reports, tenants, users, webhooks
+from calsync.store import webhook_deliveries as deliveries
 from calsync.store.statuses import AuthMode, ConnectionStatus
 
 from ..api import service_account as sa_api
@@ -82,6 +83,25 @@ async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
     return rows
 
 
+# outbound webhooks' delivery states, as the admin page shows them
+DELIVERY_STATES = {
+    "pending": N_("waiting"),
+    "failed": N_("failed, will retry"),
+    "succeeded": N_("delivered"),
+    "exhausted": N_("gave up"),
+}
+
+
+async def _webhooks(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
+    """Each outbound webhook endpoint with its state and its last few deliveries."""
+    async with db_of(request).session() as s:
+        rows = []
+        for endpoint in await webhooks.endpoints(s, tenant_id):
+            rows.append({"endpoint": endpoint, "log": await deliveries.log(s, endpoint.id, 5)})
+        await s.commit()
+    return rows
+
+
 @router.get(PAGE, include_in_schema=False)
 async def integrations(request: Request) -> Response:
     who = await viewer(request, admin=True)
@@ -102,6 +122,8 @@ async def integrations(request: Request) -> Response:
             "oauth_configured": settings.oauth_configured,
             "redirect_uri": settings.public_url.rstrip("/") + "/oauth/google/callback",
             "people": await _overview(request, who.tenant.id),
+            "webhooks": await _webhooks(request, who.tenant.id),
+            "delivery_states": DELIVERY_STATES,
             "test": test,
         },
         who=who,

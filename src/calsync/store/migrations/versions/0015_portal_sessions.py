@@ -2,7 +2,7 @@
 (POST /api/v1/users/{id}/portal-sessions); only the token's SHA-256 is stored.
 
 Revision ID: 0015_portal_sessions
-Revises: 0013_channel_state
+Revises: 0014_webhook_outbox
 Create Date: 2026-12-03
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_portal_sessions"
-down_revision: str | None = "0013_channel_state"
+down_revision: str | None = "0014_webhook_outbox"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

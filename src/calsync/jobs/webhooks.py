@@ -1,0 +1,180 @@
+"""The outbound webhook deliverer: every `webhook_tick_seconds` (CALSYNC_WEBHOOK_TICK_SECONDS)
+each runner claims the due deliveries (store/webhook_deliveries.py) and POSTs them.
+
+Standard Webhooks: headers `webhook-id` (the message id, the same on every retry and replay),
+`webhook-timestamp` (this attempt's Unix time) and `webhook-signature` (`v1,<base64 HMAC-SHA256
+of "id.timestamp.body">`, signed by standardwebhooks' own `Webhook.sign`; during a secret's
+rotation overlap the previous secret's signature follows, space-separated). The body is
+`{"type", "timestamp", "data"}`. 2xx is success; anything else, a timeout (10 s), a refused
+target or a redirect (never followed) is a failed attempt retried on the schedule. The response
+body is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook
+
+from calsync.store import webhook_deliveries as deliveries
+from calsync.store import webhooks
+from calsync.store.base import utcnow
+from calsync.store.db import Database
+from calsync.sync.webhook_targets import UnsafeTarget, check_url
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 10.0
+BATCH = 50
+
+
+def body_of(claim: deliveries.Claimed) -> str:
+    return json.dumps(
+        {
+            "type": claim.type,
+            "timestamp": claim.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": claim.payload,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def headers_for(claim: deliveries.Claimed, body: str, at: datetime) -> dict[str, str]:
+    signatures = " ".join(
+        Webhook(secret).sign(claim.message_id, at, body) for secret in claim.secrets
+    )
+    return {
+        "webhook-id": claim.message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signatures,
+        "content-type": "application/json",
+        "user-agent": "calsync-webhooks",
+    }
+
+
+class Deliverer:
+    """Claims and sends due deliveries; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        allow_private: bool,
+        clock: Callable[[], datetime] = utcnow,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.allow_private = allow_private
+        self.clock = clock
+        self.transport = transport
+        self._wake: asyncio.Event | None = None
+        self._notify: Callable[[], None] | None = None
+
+    async def run_and_wait(self, tick: float) -> None:
+        """The embedded runner's loop body: send what is due, then wait for the next tick or
+        for a commit in this process that wrote deliveries, whichever comes first."""
+        if self._wake is None:
+            loop = asyncio.get_running_loop()
+            wake = self._wake = asyncio.Event()
+
+            def notify() -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    loop.call_soon_threadsafe(wake.set)
+
+            self._notify = notify
+            webhooks.add_listener(notify)
+        self._wake.clear()
+        try:
+            try:
+                await self.run()
+            except Exception:  # the database away: log, and try again at the next tick
+                log.exception("webhook deliveries failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), tick)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._notify is not None:
+            webhooks.remove_listener(self._notify)
+        self._notify = None
+        self._wake = None
+
+    async def run(self) -> int:
+        """Send everything due now (in batches); returns how many attempts were made."""
+        sent = 0
+        while True:
+            async with self.db.session() as s:
+                claimed = await deliveries.claim_due(s, self.clock(), BATCH)
+                await s.commit()
+            if not claimed:
+                return sent
+            async with httpx.AsyncClient(
+                timeout=TIMEOUT_SECONDS, follow_redirects=False, transport=self.transport
+            ) as client:
+                await asyncio.gather(*(self._attempt(client, c) for c in claimed))
+            sent += len(claimed)
+            if len(claimed) < BATCH:
+                return sent
+
+    async def _attempt(self, client: httpx.AsyncClient, claim: deliveries.Claimed) -> None:
+        body = body_of(claim)
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        try:
+            await check_url(claim.url, allow_private=self.allow_private)
+            async with client.stream(
+                "POST",
+                claim.url,
+                content=body.encode("utf-8"),
+                headers=headers_for(claim, body, self.clock()),
+            ) as response:
+                status = response.status_code  # the body is never read
+            if not 200 <= status < 300:
+                error = _status_error(status)
+        except UnsafeTarget as exc:
+            error = exc.message
+        except httpx.TimeoutException:
+            error = f"no answer within {TIMEOUT_SECONDS:.0f} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        latency = int((time.monotonic() - started) * 1000)
+        async with self.db.session() as s:
+            outcome = await deliveries.record_attempt(
+                s,
+                claim.delivery_id,
+                ok=error is None,
+                http_status=status,
+                latency_ms=latency,
+                error=error,
+                now=self.clock(),
+            )
+            await s.commit()
+        log_args: dict[str, Any] = {
+            "message_id": claim.message_id,
+            "attempt": claim.attempt,
+            "status": outcome,
+            "http_status": status,
+            "latency_ms": latency,
+        }
+        if error is not None:
+            log.warning("webhook delivery failed: %s", error, extra=log_args)
+        else:
+            log.info("webhook delivered", extra=log_args)
+
+
+def _status_error(status: int) -> str:
+    if 300 <= status < 400:
+        return f"HTTP {status}: a redirect (calsync does not follow redirects)"
+    return f"HTTP {status}"
