@@ -131,3 +131,12 @@ class Code(StrEnum):
     RECURRENCE_UNSUPPORTED = "calsync.recurrence_unsupported"
     RECURRENCE_INVALID = "calsync.recurrence_invalid"
     MOVE_FAILED = "calsync.move_failed"
+
+
+class DeliveryStatus(StrEnum):
+    """webhook_delivery.status: one outbound webhook message to one endpoint."""
+
+    PENDING = "pending"  # not tried yet
+    FAILED = "failed"  # the last attempt failed; another is scheduled
+    SUCCEEDED = "succeeded"
+    EXHAUSTED = "exhausted"  # every attempt of the schedule failed

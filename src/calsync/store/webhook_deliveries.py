@@ -14,23 +14,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
+from .statuses import DeliveryStatus
 from .webhook_models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from .webhooks import signing_secrets
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"  # not tried yet
-    FAILED = "failed"  # the last attempt failed; another is scheduled
-    SUCCEEDED = "succeeded"
-    EXHAUSTED = "exhausted"  # every attempt of the schedule failed
-
 
 #: seconds before attempt n+1 (Standard Webhooks' example schedule: immediately, 5 s, 5 min,
 #: 30 min, 2 h, 5 h, 10 h, 10 h — about 27 hours in all); after the last, exhausted

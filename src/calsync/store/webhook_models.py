@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id, utcnow
 from .crypto import EncryptedText
+from .statuses import DeliveryStatus
 
 
 class WebhookEndpoint(Base):
@@ -73,7 +74,7 @@ class WebhookDelivery(Base):
     endpoint_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
     )
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # DeliveryStatus
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column()
     last_attempt_at: Mapped[datetime | None] = mapped_column()

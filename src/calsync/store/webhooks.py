@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from .base import utcnow
 from .models import Activity
+from .statuses import ChangeOrigin, DeliveryStatus
 from .webhook_models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from .webhook_payloads import activity_payload
 
@@ -93,7 +94,7 @@ def emit(session: AsyncSession, tenant_id: uuid.UUID, type_: str, data: dict[str
 def activity_changed(session: AsyncSession, activity: Activity, kind: str, origin: str) -> None:
     """An activity was created/updated/deleted (`changes.record`); `origin` sync means the
     change came from Google, anything else (API, CLI) from the CRM."""
-    source = "google" if origin == "sync" else "crm"
+    source = "google" if origin == ChangeOrigin.SYNC else "crm"
     _queue(session).append(
         _Pending(activity.tenant_id, f"activity.{kind}", activity=activity, source=source)
     )
@@ -145,7 +146,7 @@ def _write_outbox(session: Session) -> None:
                     tenant_id=item.tenant_id,
                     message_id=message.id,
                     endpoint_id=endpoint.id,
-                    status="pending",
+                    status=DeliveryStatus.PENDING,
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,

@@ -15,7 +15,7 @@ from calsync import i18n
 from calsync.domain.activity import PROJECT_TASK
 from calsync.store import reports, tenants, users, webhooks
 from calsync.store import webhook_deliveries as deliveries
-from calsync.store.statuses import AuthMode, ConnectionStatus
+from calsync.store.statuses import AuthMode, ConnectionStatus, DeliveryStatus
 
 from ..api import service_account as sa_api
 from ..api import tenant as tenant_api
@@ -85,10 +85,10 @@ async def _overview(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
 
 # outbound webhooks' delivery states, as the admin page shows them
 DELIVERY_STATES = {
-    "pending": N_("waiting"),
-    "failed": N_("failed, will retry"),
-    "succeeded": N_("delivered"),
-    "exhausted": N_("gave up"),
+    DeliveryStatus.PENDING: N_("waiting"),
+    DeliveryStatus.FAILED: N_("failed, will retry"),
+    DeliveryStatus.SUCCEEDED: N_("delivered"),
+    DeliveryStatus.EXHAUSTED: N_("gave up"),
 }
 
 
