@@ -550,3 +550,17 @@ def test_time_zone_parameter_rewrites_times(ada: Api) -> None:
     assert listed["start"]["dateTime"] == "2024-05-06T03:00:00-04:00"
     resp = ada.req("GET", "/calendars/primary/events", params={"timeZone": "Nowhere/Land"})
     assert resp.status_code == 400
+
+
+def test_a_new_event_is_created_and_updated_at_the_same_instant(
+    ada: Api, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google gives a new event one timestamp for `created` and `updated`; a clock that ticks
+    between two readings (a busy machine crossing a millisecond) must not split them."""
+    clock = emulator.world.clock
+    ticks = iter(range(1_000))
+    start = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: start + next(ticks) * 0.01)
+    ev = ada.insert("primary", timed())
+    assert ev["created"] == ev["updated"]
+    assert ada.get("ada@example.com", ev["id"])["created"] == ev["updated"]

@@ -34,6 +34,10 @@ def commit(
     now = world.clock.now()
     data["etag"] = world.etag(seq)
     data["updated"] = rfc3339(now)
+    if data.get("created") is None:
+        # a new event: `created` is the instant of this commit, the same as `updated`, as
+        # Google gives it (two clock readings could straddle a millisecond)
+        data["created"] = data["updated"]
     if prev is not None:
         old_updated = prev.updated_ts
         prev.data = data

@@ -12,7 +12,6 @@ from starlette.responses import Response
 
 from .. import errors
 from ..auth import json_body
-from ..clock import rfc3339
 from ..state import StoredEvent, World
 from .copies import PERSONAL, own_entry, record_emails, sync_copies, tell_listeners
 from .request import Ctx, Params, calendar_for, check_if_match, context
@@ -52,7 +51,6 @@ def _new_event(
         if not isinstance(ical_uid, str) or not ical_uid:
             raise errors.invalid("Invalid iCalUID value.")
     data = build(body, cal)
-    now = rfc3339(world.clock.now())
     me = world.accounts.get(ctx.tok.email)
     creator = {"email": ctx.tok.email, "self": True}
     if me is not None and me.name:
@@ -70,8 +68,8 @@ def _new_event(
         "id": event_id,
         "status": data.pop("status"),
         "htmlLink": html_link(event_id, cal.id),
-        "created": now,
-        "updated": now,
+        "created": None,  # stamped by storage.commit with the instant it stores
+        "updated": None,
     }
     out.update(data)
     out["creator"] = creator
