@@ -37,14 +37,14 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 test: env chromium
-	$(UV) run --frozen ruff check src tests bench
-	$(UV) run --frozen ruff format --check src tests bench
+	$(UV) run --frozen ruff check src tests bench examples
+	$(UV) run --frozen ruff format --check src tests bench examples
 	$(UV) run --frozen mypy
 	$(UV) run --frozen pytest -n 2 $(PYTEST_ARGS)
 
 lint: env
-	$(UV) run --frozen ruff check src tests bench
-	$(UV) run --frozen ruff format --check src tests bench
+	$(UV) run --frozen ruff check src tests bench examples
+	$(UV) run --frozen ruff format --check src tests bench examples
 
 typecheck: env
 	$(UV) run --frozen mypy
