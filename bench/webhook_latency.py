@@ -10,6 +10,14 @@ emulator → push notification → /webhooks/google → runner → engine → ou
 → the deliverer's tick → POST.
 
   uv run python bench/webhook_latency.py [--bindings 20] [--changes 200] [--tick 1.0]
+  uv run python bench/webhook_latency.py --kill-every 10
+
+With `--kill-every K`, every K-th change is followed (after a random 0–300 ms: before, during or
+after its sync and delivery) by `kill -9` of calsync and a restart; those changes are left out
+of the latency figures. At the end every change must have arrived, each as one message: the
+script counts messages per change (a second message for one change would be an invented
+one) and redeliveries of one `webhook-id` (allowed: at least once), and exits 1 on a loss or an
+invented message.
 """
 
 from __future__ import annotations
@@ -18,11 +26,14 @@ import argparse
 import asyncio
 import os
 import random
+import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +53,9 @@ class Arrivals:
     def __init__(self, secret: str) -> None:
         self.webhook = Webhook(secret)
         self.seen: dict[str, float] = {}  # activity subject → perf_counter at arrival
+        self.ids: dict[str, set[str]] = {}  # activity subject → the webhook-ids that told it
+        self.deliveries = 0
+        self.made: dict[str, float] = {}  # activity subject → perf_counter when made in Google
         self.lock = threading.Lock()
         self.bad = 0
 
@@ -59,8 +73,11 @@ def receiver(arrivals: Arrivals) -> tuple[ThreadingHTTPServer, str]:
                 arrivals.bad += 1
                 return
             if event["type"] == "activity.created":
+                subject = event["data"]["activity"]["subject"]
                 with arrivals.lock:
-                    arrivals.seen.setdefault(event["data"]["activity"]["subject"], at)
+                    arrivals.seen.setdefault(subject, at)
+                    arrivals.ids.setdefault(subject, set()).add(self.headers["webhook-id"])
+                    arrivals.deliveries += 1
 
         def log_message(self, format: str, *args: Any) -> None:
             return None
@@ -71,10 +88,17 @@ def receiver(arrivals: Arrivals) -> tuple[ThreadingHTTPServer, str]:
 
 
 async def measure(
-    setup: base_bench.Setup, emu_url: str, changes: int, arrivals: Arrivals
-) -> list[float]:
+    setup: base_bench.Setup,
+    emu_url: str,
+    changes: int,
+    arrivals: Arrivals,
+    kill_every: int = 0,
+    restart: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[list[float], list[str]]:
+    """The latencies of the changes not followed by a kill, and every change's subject."""
     rng = random.Random(7)
     out: list[float] = []
+    subjects: list[str] = []
     async with httpx.AsyncClient(timeout=30) as http:
         for i in range(changes):
             _, email, token = rng.choice(setup.owners)
@@ -91,6 +115,12 @@ async def measure(
                 },
             )
             resp.raise_for_status()
+            subjects.append(subject)
+            arrivals.made[subject] = t0
+            if kill_every and restart is not None and i % kill_every == kill_every - 1:
+                await asyncio.sleep(rng.uniform(0, 0.3))
+                await restart()
+                continue
             while True:
                 with arrivals.lock:
                     at = arrivals.seen.get(subject)
@@ -100,10 +130,13 @@ async def measure(
                 if time.perf_counter() - t0 > 60:
                     raise RuntimeError(f"no webhook for {subject}")
                 await asyncio.sleep(0.005)
-    return out
+    return out, subjects
 
 
-async def run(n: int, changes: int, tick: float) -> list[float]:
+async def run(
+    n: int, changes: int, tick: float, kill_every: int = 0
+) -> tuple[list[float], list[str], Arrivals, int]:
+    """Latencies, the changes' subjects, what arrived, and how many times calsync was killed."""
     key = crypto.generate_key()
     crypto.install(crypto.Keyring([key]))
     tmp = Path(tempfile.mkdtemp(prefix="calsync-webhook-bench-"))
@@ -161,19 +194,36 @@ async def run(n: int, changes: int, tick: float) -> list[float]:
             "CALSYNC_WEBHOOK_ALLOW_PRIVATE": "true",
             "CALSYNC_WEBHOOK_TICK_SECONDS": str(tick),
         }
-        web = base_bench.spawn(
-            [str(bin_dir / "calsync"), "serve", "--port", str(port), "--no-migrate"], env, log
-        )
-        procs.append(web)
-        await base_bench.wait_up(f"{base}/healthz", web, log)
+        serve = [str(bin_dir / "calsync"), "serve", "--port", str(port), "--no-migrate"]
+        procs.append(base_bench.spawn(serve, env, log))
+        await base_bench.wait_up(f"{base}/healthz", procs[-1], log)
         await base_bench.watch_all(setup, access, binding_ids)
         await access.aclose()
         await base_bench.settle(setup, "embedded")
-        latencies = await measure(setup, emu_url, changes, arrivals)
+        kills = 0
+
+        async def restart() -> None:
+            nonlocal kills
+            web = procs.pop()
+            web.send_signal(signal.SIGKILL)
+            web.wait()
+            kills += 1
+            procs.append(base_bench.spawn(serve, env, log))
+            await base_bench.wait_up(f"{base}/healthz", procs[-1], log)
+
+        latencies, subjects = await measure(setup, emu_url, changes, arrivals, kill_every, restart)
+        # the killed changes: calsync catches up after its restart (recovery, the safety poll)
+        deadline = time.perf_counter() + 300
+        while time.perf_counter() < deadline:
+            with arrivals.lock:
+                if all(s in arrivals.seen for s in subjects):
+                    break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2 * tick + 1)  # room for a late duplicate to show itself
         if arrivals.bad:
             raise RuntimeError(f"{arrivals.bad} webhooks did not verify")
         await setup.db.dispose()
-        return latencies
+        return latencies, subjects, arrivals, kills
     finally:
         if server is not None:
             server.shutdown()
@@ -188,8 +238,13 @@ def main() -> None:
     parser.add_argument("--bindings", type=int, default=20)
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--tick", type=float, default=1.0, help="CALSYNC_WEBHOOK_TICK_SECONDS")
+    parser.add_argument(
+        "--kill-every", type=int, default=0, help="kill -9 calsync after every K-th change"
+    )
     args = parser.parse_args()
-    values = asyncio.run(run(args.bindings, args.changes, args.tick))
+    values, subjects, arrivals, kills = asyncio.run(
+        run(args.bindings, args.changes, args.tick, args.kill_every)
+    )
     ms = [v * 1000 for v in values]
     print(
         f"Google change → webhook delivered, {len(ms)} changes, {args.bindings} bindings, "
@@ -198,6 +253,29 @@ def main() -> None:
     for p in (50, 90, 99):
         print(f"  p{p}: {base_bench.pct(ms, p):.0f} ms")
     print(f"  max: {max(ms):.0f} ms")
+    if args.kill_every:
+        lost = [s for s in subjects if s not in arrivals.ids]
+        invented = {s: ids for s, ids in arrivals.ids.items() if len(ids) > 1}
+        repeats = arrivals.deliveries - sum(len(ids) for ids in arrivals.ids.values())
+        print(
+            f"Crash test: calsync killed -9 {kills} times (after every {args.kill_every}th "
+            f"change); {len(subjects)} changes, {len(subjects) - len(lost)} delivered, "
+            f"{len(lost)} lost, {len(invented)} with more than one message, "
+            f"{repeats} redeliveries of one webhook-id"
+        )
+        killed = [
+            arrivals.seen[s] - arrivals.made[s]
+            for i, s in enumerate(subjects)
+            if i % args.kill_every == args.kill_every - 1 and s in arrivals.seen
+        ]
+        if killed:
+            print(
+                f"  a change followed by a kill arrived after (the restart included): median "
+                f"{statistics.median(killed):.1f} s, max {max(killed):.1f} s"
+            )
+        if lost or invented:
+            print(f"  lost: {lost[:10]}  invented: {list(invented.items())[:5]}")
+            sys.exit(1)
 
 
 if __name__ == "__main__":
