@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from calsync.settings import Settings
 from calsync.store import crypto
@@ -231,3 +232,51 @@ async def test_secrets_are_encrypted_at_rest(
     stored = repr(rows)
     assert endpoint["secret"] not in stored and rotated["secret"] not in stored
     assert endpoint["secret"][6:] not in stored  # not even the base64 part
+
+
+async def test_delivery_connects_to_the_address_that_was_checked(
+    world: World, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No DNS-rebinding window: the deliverer resolves the name once, checks the addresses and
+    connects to the checked one (Host header and TLS server name stay the URL's host), rather
+    than letting the HTTP client resolve the name again — where a rebinding DNS server could
+    answer 127.0.0.1 or the cloud metadata address the second time."""
+    import asyncio
+    import socket
+
+    import httpx
+
+    from calsync.jobs.webhooks import Deliverer
+
+    answers = iter(["93.184.216.34", "127.0.0.1", "169.254.169.254"])
+
+    async def rebinding(host: str, port: int, **kwargs: Any) -> Any:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    endpoint = await add_endpoint(world, "https://crm.example.com:8443/hooks?x=1")
+    owner, _ = await world.user("owner@example.com")
+    await world.call(
+        "POST",
+        "/api/v1/activities",
+        json={
+            "owner_id": str(owner),
+            "subject": "Pinned",
+            "start": "2030-01-07T10:00:00Z",
+            "end": "2030-01-07T11:00:00Z",
+            "time_zone": "UTC",
+        },
+    )
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", rebinding)
+    deliverer = Deliverer(db, allow_private=False, transport=httpx.MockTransport(handler))
+    assert await deliverer.run() == 1
+    (request,) = seen
+    assert str(request.url) == "https://93.184.216.34:8443/hooks?x=1"
+    assert request.headers["host"] == "crm.example.com:8443"
+    assert request.extensions["sni_hostname"] == "crm.example.com"
+    assert Webhook(endpoint["secret"]).verify(request.content, dict(request.headers))

@@ -133,12 +133,19 @@ class Deliverer:
         status: int | None = None
         error: str | None = None
         try:
-            await check_url(claim.url, allow_private=self.allow_private)
+            target = await check_url(claim.url, allow_private=self.allow_private)
+            headers = headers_for(claim, body, self.clock())
+            extensions = {}
+            if target.host is not None:  # connect to the checked address, named as registered
+                headers["host"] = target.host
+            if target.sni_hostname is not None:
+                extensions["sni_hostname"] = target.sni_hostname
             async with client.stream(
                 "POST",
-                claim.url,
+                target.connect_url,
                 content=body.encode("utf-8"),
-                headers=headers_for(claim, body, self.clock()),
+                headers=headers,
+                extensions=extensions,
             ) as response:
                 status = response.status_code  # the body is never read
             if not 200 <= status < 300:

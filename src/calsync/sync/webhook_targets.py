@@ -5,6 +5,11 @@ private, loopback, link-local (cloud metadata at 169.254.169.254), multicast, re
 unspecified addresses are refused unless the operator allows them
 (CALSYNC_WEBHOOK_ALLOW_PRIVATE=true; the sandbox does). Checked when an endpoint is saved and
 again before every delivery, since DNS answers change.
+
+A delivery connects to the address that was checked (`Target.connect_url`), with the URL's
+host in the Host header and as the TLS server name: were the HTTP client to resolve the name
+again, a rebinding DNS server could answer a public address to the check and 127.0.0.1 to the
+connection.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 
@@ -56,11 +62,33 @@ def check_scheme(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-async def check_url(url: str, *, allow_private: bool) -> None:
-    """Raise UnsafeTarget when `url` may not receive webhooks."""
+@dataclass(frozen=True)
+class Target:
+    """Where a checked webhook URL is sent: `connect_url` names the checked address in place of
+    a host name; `host` (the Host header) and `sni_hostname` keep the name, so virtual hosting
+    and certificate checks see what the CRM registered. Both None: send to the URL as it is."""
+
+    connect_url: str
+    host: str | None = None
+    sni_hostname: str | None = None
+
+
+def _pinned(url: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Target:
+    parts = urlsplit(url)
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    netloc = shown if parts.port is None else f"{shown}:{parts.port}"
+    if "@" in parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    host = parts.netloc.rsplit("@", 1)[-1]
+    sni = parts.hostname if parts.scheme == "https" else None
+    return Target(parts._replace(netloc=netloc).geturl(), host=host, sni_hostname=sni)
+
+
+async def check_url(url: str, *, allow_private: bool) -> Target:
+    """Where to send `url`'s webhooks; raise UnsafeTarget when it may not receive them."""
     host, port = check_scheme(url)
     if allow_private:
-        return
+        return Target(url)
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -87,3 +115,6 @@ async def check_url(url: str, *, allow_private: bool) -> None:
                 "send to by default",
                 ALLOW_REMEDY,
             )
+    if literal is not None:
+        return Target(url)
+    return _pinned(url, addresses[0])
