@@ -72,17 +72,17 @@ def _install_keyring(settings: Settings) -> crypto.Keyring:
     return keyring
 
 
-async def _tenant(s: AsyncSession, tenant: str) -> Tenant:
+async def _tenant(session: AsyncSession, tenant: str) -> Tenant:
     """The tenant named (or with the id) `tenant`; exits with an error when there is none."""
-    found = await tenants.find(s, tenant)
+    found = await tenants.find(session, tenant)
     if found is None:
         raise _fail(f"no tenant {tenant!r}")
     return found
 
 
-async def _member(s: AsyncSession, tenant: Tenant, email: str) -> User:
+async def _member(session: AsyncSession, tenant: Tenant, email: str) -> User:
     """The tenant's user with this e-mail; exits with an error when there is none."""
-    member = await users.by_email(s, tenant.id, email)
+    member = await users.by_email(session, tenant.id, email)
     if member is None:
         raise _fail(f"no user {email!r} in tenant {tenant.name!r}")
     return member
@@ -167,9 +167,9 @@ def rotate_key() -> None:
     keyring = _install_keyring(get_settings())
 
     async def work(db: Database) -> int:
-        async with db.session() as s:
-            count = await stored_secrets.rotate(s, keyring)
-            await s.commit()
+        async with db.session() as session:
+            count = await stored_secrets.rotate(session, keyring)
+            await session.commit()
         return count
 
     typer.echo(f"re-encrypted {_with_db(work)} stored secrets with the newest key")
@@ -182,9 +182,9 @@ def tenant_create(
     """Create a tenant with the built-in activity types; prints its id."""
 
     async def work(db: Database) -> str:
-        async with db.session() as s:
-            tenant = await tenants.create(s, name)
-            await s.commit()
+        async with db.session() as session:
+            tenant = await tenants.create(session, name)
+            await session.commit()
             return str(tenant.id)
 
     try:
@@ -203,12 +203,12 @@ def user_create(
     """Create a user in a tenant; prints its id."""
 
     async def work(db: Database) -> str:
-        async with db.session() as s:
-            found = await _tenant(s, tenant)
+        async with db.session() as session:
+            found = await _tenant(session, tenant)
             user = await users.create(
-                s, found.id, email, name=name, role=UserRole.ADMIN if admin else UserRole.USER
+                session, found.id, email, name=name, role=UserRole.ADMIN if admin else UserRole.USER
             )
-            await s.commit()
+            await session.commit()
             return str(user.id)
 
     try:
@@ -229,11 +229,11 @@ def apikey_create(
     """Create an API key and print it. It is shown only this once; calsync keeps a hash."""
 
     async def work(db: Database) -> str:
-        async with db.session() as s:
-            found = await _tenant(s, tenant)
-            user_id = (await _member(s, found, user)).id if user is not None else None
-            _, plain = await apikeys.create(s, found.id, user_id=user_id, name=name)
-            await s.commit()
+        async with db.session() as session:
+            found = await _tenant(session, tenant)
+            user_id = (await _member(session, found, user)).id if user is not None else None
+            _, plain = await apikeys.create(session, found.id, user_id=user_id, name=name)
+            await session.commit()
             return plain
 
     typer.echo(_with_db(work, secrets=True))
@@ -260,11 +260,11 @@ def user_set_password(
     hashed = hash_password(password)
 
     async def work(db: Database) -> int:
-        async with db.session() as s:
-            member = await _member(s, await _tenant(s, tenant), email)
+        async with db.session() as session:
+            member = await _member(session, await _tenant(session, tenant), email)
             member.password_hash = hashed
-            ended = await web_sessions.end_all(s, member.id)
-            await s.commit()
+            ended = await web_sessions.end_all(session, member.id)
+            await session.commit()
             return ended
 
     ended = _with_db(work, secrets=True)

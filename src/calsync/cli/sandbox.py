@@ -149,36 +149,36 @@ class Sandbox:
     async def prepare(self, app: FastAPI) -> None:
         """Create the demo company once; every start, a fresh admin key and the banner."""
         db = app.state.db
-        async with db.session() as s:
-            tenant = await tenants.find(s, TENANT)
-            await s.commit()
+        async with db.session() as session:
+            tenant = await tenants.find(session, TENANT)
+            await session.commit()
         if tenant is None:
             await self._seed(app)
-        async with db.session() as s:
-            tenant = await tenants.find(s, TENANT)
+        async with db.session() as session:
+            tenant = await tenants.find(session, TENANT)
             assert tenant is not None
             stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-            _, self.admin_key = await apikeys.create(s, tenant.id, name=f"sandbox {stamp}")
+            _, self.admin_key = await apikeys.create(session, tenant.id, name=f"sandbox {stamp}")
             self.logins = []
             self.connected = set()
             for email, _ in [ADMIN, *USERS]:
-                user = await users.by_email(s, tenant.id, email)
+                user = await users.by_email(session, tenant.id, email)
                 if user is not None:
                     if user.password_hash is None:  # demo logins for the pages
                         user.password_hash = hash_password(DEMO_PASSWORD)
                     self.logins.append((email, str(user.id)))
-                    conn = await connections.for_user(s, user.id)
+                    conn = await connections.for_user(session, user.id)
                     if conn is not None and conn.status == ConnectionStatus.CONNECTED:
                         self.connected.add(email)
-            await s.commit()
+            await session.commit()
         print(self.banner(), flush=True)
 
     def banner(self) -> str:
-        s = self.settings
+        settings = self.settings
         lines = [
             "",
             "calsync sandbox — Google is the built-in emulator, nothing leaves this machine",
-            f"  calsync:          {s.public_url}   (API docs: {s.public_url}/docs)",
+            f"  calsync:          {settings.public_url}   (API docs: {settings.public_url}/docs)",
             f"  Google emulator:  {self.emulator.url}   (control API: /emulator/v1)",
             f"  Company:          {TENANT}",
             f"  Admin API key:    {self.admin_key}",
@@ -191,22 +191,24 @@ class Sandbox:
         if others:
             lines.append("  Users without a Google account (pages and API only):")
             lines += [f"    {email:<22} user id {uid}" for email, uid in others]
-        lines += [f"  Pages:            {s.public_url}/login   (password {DEMO_PASSWORD})"]
+        lines += [f"  Pages:            {settings.public_url}/login   (password {DEMO_PASSWORD})"]
         lines += [
             "  Try:",
-            f'    curl -H "Authorization: Bearer {self.admin_key}" {s.public_url}/api/v1/activities',
-            "  Reset: stop calsync and delete " + str(s.data_dir.resolve()),
+            f'    curl -H "Authorization: Bearer {self.admin_key}" {settings.public_url}/api/v1/activities',
+            "  Reset: stop calsync and delete " + str(settings.data_dir.resolve()),
             "",
         ]
         return "\n".join(lines)
 
     async def _seed(self, app: FastAPI) -> None:
         db = app.state.db
-        async with db.session() as s:
-            tenant = await tenants.create(s, TENANT)
-            admin = await users.create(s, tenant.id, ADMIN[0], name=ADMIN[1], role=UserRole.ADMIN)
-            members = [await users.create(s, tenant.id, e, name=n) for e, n in USERS]
-            await s.commit()
+        async with db.session() as session:
+            tenant = await tenants.create(session, TENANT)
+            admin = await users.create(
+                session, tenant.id, ADMIN[0], name=ADMIN[1], role=UserRole.ADMIN
+            )
+            members = [await users.create(session, tenant.id, e, name=n) for e, n in USERS]
+            await session.commit()
         del admin
         async with httpx.AsyncClient(base_url=self.emulator.url, timeout=15) as http:
             for user, (email, name) in zip(members, USERS, strict=True):
@@ -219,12 +221,12 @@ class Sandbox:
                 await self._sample_events(http, email)
                 await self._connect(app, tenant.id, user.id, email)
         binding_ids: list[uuid.UUID] = []
-        async with db.session() as s:
+        async with db.session() as session:
             for user in members:
-                conn = await connections.for_user(s, user.id)
+                conn = await connections.for_user(session, user.id)
                 if conn is not None:
-                    binding_ids += [b.id for b in await bindings.for_connection(s, conn.id)]
-            await s.commit()
+                    binding_ids += [b.id for b in await bindings.for_connection(session, conn.id)]
+            await session.commit()
         for binding_id in binding_ids:  # the first import, so the demo starts with data
             await sync_binding(db, binding_id, app.state.google.access, trigger=Reason.INITIAL)
         log.info("sandbox demo company created", extra={"users": len(members)})

@@ -169,16 +169,16 @@ async def _targets(
     def fail(message: str) -> None:
         console.print(f"[red]{message}[/red]")
 
-    async with db.session() as s:
-        found = await tenants.find(s, tenant)
+    async with db.session() as session:
+        found = await tenants.find(session, tenant)
         if found is None:
             fail(f"no tenant {tenant!r}")
             return None
-        member = await users.by_email(s, found.id, email)
+        member = await users.by_email(session, found.id, email)
         if member is None:
             fail(f"no user {email!r} in tenant {found.name!r}")
             return None
-        conn = await connections.for_user(s, member.id)
+        conn = await connections.for_user(session, member.id)
         if conn is None or conn.status != ConnectionStatus.CONNECTED:
             state = "not connected" if conn is None else conn.status
             fail(
@@ -186,7 +186,7 @@ async def _targets(
                 f"(POST /api/v1/users/{member.id}/google/connect)."
             )
             return None
-        targets = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
+        targets = [b for b in await bindings.for_connection(session, conn.id) if b.enabled]
     if not targets:
         fail(f"{email} has no calendar switched on for sync.")
         return None
@@ -285,10 +285,10 @@ async def _resume(
             which = f"{calendar} is" if calendar else "no calendar of theirs is"
             console.print(f"[red]Nothing to resume: {which} paused for {email}.[/red]")
             return 1
-        async with db.session() as s:
+        async with db.session() as session:
             for binding in paused:
-                await bindings.resume(s, binding.id, confirm_deletions=confirm)
-            await s.commit()
+                await bindings.resume(session, binding.id, confirm_deletions=confirm)
+            await session.commit()
         what = "the deletions will be applied" if confirm else "nothing will be deleted"
         for binding in paused:
             console.print(f"Resumed {binding.summary or binding.google_calendar_id}: {what}.")

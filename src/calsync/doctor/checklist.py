@@ -30,14 +30,14 @@ async def diagnose(
     http: httpx.AsyncClient | None = None,
 ) -> Diagnosis:
     """Run every check for one user; `live` talks to Google and the public URL."""
-    async with db.session() as s:
-        tenant = await tenants.get(s, tenant_id)
-        user = await users.get(s, tenant_id, user_id)
+    async with db.session() as session:
+        tenant = await tenants.get(session, tenant_id)
+        user = await users.get(session, tenant_id, user_id)
         if tenant is None or user is None:
             raise LookupError("no such user")
         subject = Subject(db, access, settings, tenant, user, live=live, http=http)
-        await subject.load(s)
-        await s.commit()
+        await subject.load(session)
+        await session.commit()
     return Diagnosis(
         tenant=tenant,
         user=user,
@@ -62,10 +62,10 @@ async def _checks(subject: Subject) -> list[Check]:
         await live_checks.public_url(subject),
         stored.last_sync(subject),
     ]
-    async with subject.db.session() as s:
-        checks.append(await stored.rate_limits(subject, s))
-        checks.append(await stored.parked(subject, s))
-        checks.append(await stored.duplicates(subject, s))
+    async with subject.db.session() as session:
+        checks.append(await stored.rate_limits(subject, session))
+        checks.append(await stored.parked(subject, session))
+        checks.append(await stored.duplicates(subject, session))
     checks.append(await live_checks.other_sync(subject))
     return checks
 
@@ -79,10 +79,10 @@ async def run_cli(settings: Settings, db: Database, tenant: str, email: str, *, 
     console = Console()
     access = GoogleAccess(settings, retry=RetryPolicy(max_attempts=2))
     try:
-        async with db.session() as s:
-            found = await tenants.find(s, tenant)
-            member = await users.by_email(s, found.id, email) if found else None
-            await s.commit()
+        async with db.session() as session:
+            found = await tenants.find(session, tenant)
+            member = await users.by_email(session, found.id, email) if found else None
+            await session.commit()
         if found is None or member is None:
             console.print(f"[red]no user {email!r} in tenant {tenant!r}[/]")
             return 2

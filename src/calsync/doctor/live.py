@@ -46,9 +46,11 @@ async def connection(subject: Subject) -> Check:
         )
     except errors.GoogleError as exc:
         if exc.needs_reauth:
-            async with subject.db.session() as s:
-                await connections.mark_needs_reauth(s, conn.id, code=exc.code, message=exc.message)
-                await s.commit()
+            async with subject.db.session() as session:
+                await connections.mark_needs_reauth(
+                    session, conn.id, code=exc.code, message=exc.message
+                )
+                await session.commit()
             conn.status = ConnectionStatus.NEEDS_REAUTH
         return _error_check("connection", CONNECTION, exc)
     subject.tokens = tokens

@@ -356,10 +356,10 @@ def last_sync(subject: Subject) -> Check:
     )
 
 
-async def rate_limits(subject: Subject, s: AsyncSession) -> Check:
+async def rate_limits(subject: Subject, session: AsyncSession) -> Check:
     title = N_("Rate limiting")
     since = subject.now - timedelta(days=1)
-    hits = await diagnostics.count_errors_since(s, subject.binding_ids, since, RATE_CODES)
+    hits = await diagnostics.count_errors_since(session, subject.binding_ids, since, RATE_CODES)
     if hits:
         return Check(
             "rate_limit",
@@ -379,11 +379,11 @@ async def rate_limits(subject: Subject, s: AsyncSession) -> Check:
         return Check("rate_limit", title, PASS, Text(N_("No rate limiting in the last 24 hours.")))
 
 
-async def parked(subject: Subject, s: AsyncSession) -> Check:
+async def parked(subject: Subject, session: AsyncSession) -> Check:
     title = N_("Entries that could not sync")
     ids = subject.binding_ids
-    issues = list(await google_settings.open_issues(s, ids)) if ids else []
-    count = max(len(issues), await diagnostics.count_parked(s, ids))
+    issues = list(await google_settings.open_issues(session, ids)) if ids else []
+    count = max(len(issues), await diagnostics.count_parked(session, ids))
     if count:
         first = issues[0] if issues else None
         return Check(
@@ -404,13 +404,13 @@ async def parked(subject: Subject, s: AsyncSession) -> Check:
         return Check("parked", title, PASS, Text(N_("Every entry synced.")))
 
 
-async def duplicates(subject: Subject, s: AsyncSession) -> Check:
+async def duplicates(subject: Subject, session: AsyncSession) -> Check:
     title = N_("Duplicate connections")
     conn = subject.conn
     if conn is None or not conn.google_email or subject.no_account:
         return Check("duplicates", title, SKIP, Text(N_("No Google account is connected.")))
     others = await diagnostics.same_account_elsewhere(
-        s, subject.tenant.id, conn.google_email, conn.id
+        session, subject.tenant.id, conn.google_email, conn.id
     )
     if others:
         return Check(
@@ -434,7 +434,7 @@ async def duplicates(subject: Subject, s: AsyncSession) -> Check:
             "duplicate_connection",
         )
     mine = [b.google_calendar_id for b in subject.stored if imports(b)]
-    twice = await diagnostics.imported_elsewhere(s, subject.tenant.id, mine, conn.id)
+    twice = await diagnostics.imported_elsewhere(session, subject.tenant.id, mine, conn.id)
     if twice:
         return Check(
             "duplicates",

@@ -70,7 +70,7 @@ def primary_of(calendars: Sequence[CalendarListEntry]) -> CalendarListEntry | No
 
 
 async def add_default_binding(
-    s: AsyncSession,
+    session: AsyncSession,
     tenant_id: uuid.UUID,
     connection: GoogleConnection,
     calendars: Sequence[CalendarListEntry],
@@ -78,7 +78,7 @@ async def add_default_binding(
     """The primary calendar, both ways: what a user expects before choosing anything."""
     primary = primary_of(calendars)
     binding = await bindings.create(
-        s,
+        session,
         tenant_id,
         connection.id,
         primary.id if primary else (connection.google_email or "primary"),
@@ -90,7 +90,7 @@ async def add_default_binding(
     )
     if not connection.sync_enabled:
         await google_settings.configure_binding(
-            s, binding, role=binding.role, direction=binding.direction, enabled=False
+            session, binding, role=binding.role, direction=binding.direction, enabled=False
         )
     return binding
 
@@ -121,9 +121,9 @@ async def _refuse(
     db: Database, services: GoogleServices, auth: Authorization, verdict: accounts.Verdict
 ) -> AccountRefused:
     """Undo the sign-in at Google, unless the grant is shared (see `grant_in_use`)."""
-    async with db.session() as s:
-        shared = await connections.grant_in_use(s, auth.email)
-        await s.commit()
+    async with db.session() as session:
+        shared = await connections.grant_in_use(session, auth.email)
+        await session.commit()
     revoked = False
     token = auth.refresh_token or auth.token.access_token
     if not shared and token:
@@ -143,19 +143,19 @@ async def release_old_account(
     account's push channels while its tokens still work, and revoke calsync's grant there
     unless another connection relies on it. Best effort: what fails here ends at its expiry,
     and the old account's notifications are then answered as unknown."""
-    async with db.session() as s:
-        conn = await connections.for_user(s, user_id)
+    async with db.session() as session:
+        conn = await connections.for_user(session, user_id)
         old_email = conn.google_email if conn is not None else None
         if conn is None or old_email is None or old_email == new_email.strip().lower():
-            await s.commit()
+            await session.commit()
             return
-        watched = [b.id for b in await bindings.for_connection(s, conn.id) if b.channel_id]
+        watched = [b.id for b in await bindings.for_connection(session, conn.id) if b.channel_id]
         token = (
             (conn.refresh_token or conn.access_token) if conn.auth_mode == AuthMode.OAUTH else None
         )
-        shared = await connections.grant_in_use(s, old_email, besides=conn.id)
+        shared = await connections.grant_in_use(session, old_email, besides=conn.id)
         connection_id = conn.id
-        await s.commit()
+        await session.commit()
     channels = Channels(db, services.access, services.settings)
     for binding_id in watched:
         await channels.unwatch(binding_id)
@@ -178,15 +178,15 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
         raise errors.InvalidState()
     tenant_id, user_id = ids
     oauth = services.require_oauth()
-    async with db.session() as s:
-        tenant = await tenants.get(s, tenant_id)
-        user = await users.get(s, tenant_id, user_id)
+    async with db.session() as session:
+        tenant = await tenants.get(session, tenant_id)
+        user = await users.get(session, tenant_id, user_id)
         if tenant is None or user is None:
             raise errors.InvalidState("The CRM user who started this sign-in no longer exists.")
         verdict = accounts.check(
             tenant.google_account_policy, tenant.google_domains, user.email, auth.email
         )
-        await s.commit()
+        await session.commit()
     if not verdict.allowed:
         raise await _refuse(db, services, auth, verdict)
     await release_old_account(db, services, user_id, auth.email)
@@ -200,18 +200,18 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
         log.warning("calendar list after connect failed: %s", exc)
     finally:
         await client.aclose()
-    async with db.session() as s:
-        tenant = await tenants.get(s, tenant_id)
-        user = await users.get(s, tenant_id, user_id)
+    async with db.session() as session:
+        tenant = await tenants.get(session, tenant_id)
+        user = await users.get(session, tenant_id, user_id)
         if tenant is None or user is None:
             raise errors.InvalidState("The CRM user who started this sign-in no longer exists.")
-        conn = await connections.for_user(s, user.id)
+        conn = await connections.for_user(session, user.id)
         token = auth.token
         changed = False
         previous: str | None = None
         if conn is None:
             conn = await connections.create(
-                s,
+                session,
                 tenant.id,
                 user.id,
                 google_email=auth.email,
@@ -223,7 +223,7 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
         else:
             previous = conn.google_email
             changed = await connections.reconnect(
-                s,
+                session,
                 conn,
                 google_email=auth.email,
                 refresh_token=token.refresh_token,
@@ -232,9 +232,9 @@ async def finish_oauth(db: Database, services: GoogleServices, auth: Authorizati
                 scopes=sorted(token.scopes),
             )
             conn.auth_mode = AuthMode.OAUTH
-        if not await bindings.for_connection(s, conn.id):
-            await add_default_binding(s, tenant.id, conn, calendars)
-        await s.commit()
+        if not await bindings.for_connection(session, conn.id):
+            await add_default_binding(session, tenant.id, conn, calendars)
+        await session.commit()
         done = Connected(user, conn.id, auth.email, changed, previous if changed else None)
     # push channels for the import calendars and a fresh calendarList channel (re-registered
     # on reconnect: the account may have changed)
@@ -249,14 +249,14 @@ async def bindings_to_sync(db: Database, connection_id: uuid.UUID) -> list[uuid.
     sync at once (every switched-on one of a connected connection with sync on): the first
     import, and what changed while the grant was revoked, do not wait for the next poll. The
     caller queues them on its job runner (jobs sit above this layer)."""
-    async with db.session() as s:
-        conn = await connections.get(s, connection_id)
+    async with db.session() as session:
+        conn = await connections.get(session, connection_id)
         ids = (
-            [b.id for b in await bindings.for_connection(s, connection_id) if b.enabled]
+            [b.id for b in await bindings.for_connection(session, connection_id) if b.enabled]
             if conn is not None and conn.status == ConnectionStatus.CONNECTED and conn.sync_enabled
             else []
         )
-        await s.commit()
+        await session.commit()
     return ids
 
 
@@ -274,7 +274,7 @@ class Disconnected:
 
 
 async def disconnect(
-    s: AsyncSession,
+    session: AsyncSession,
     db: Database,
     services: GoogleServices,
     tenant: Tenant,
@@ -284,10 +284,10 @@ async def disconnect(
     stay, so connecting the same Google account again duplicates nothing."""
     channels = [
         b
-        for b in await bindings.for_connection(s, conn.id)
+        for b in await bindings.for_connection(session, conn.id)
         if b.channel_id and b.channel_resource_id
     ]
-    await s.commit()
+    await session.commit()
     done = Disconnected()
     if channels:
         try:
@@ -318,7 +318,7 @@ async def disconnect(
             log.warning("revoking at Google failed: %s", exc)
             done.warnings.append(exc)
     for binding in channels:
-        await google_settings.clear_channel(s, binding.id)
-    await google_settings.disconnect(s, conn)
-    await s.commit()
+        await google_settings.clear_channel(session, binding.id)
+    await google_settings.disconnect(session, conn)
+    await session.commit()
     return done

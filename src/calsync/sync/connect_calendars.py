@@ -122,7 +122,7 @@ def check_calendars(
 
 
 async def apply_calendars(
-    s: AsyncSession,
+    session: AsyncSession,
     tenant: Tenant,
     conn: GoogleConnection,
     existing: Sequence[CalendarBinding],
@@ -142,11 +142,11 @@ async def apply_calendars(
         role = desired.pop(binding.google_calendar_id, None)
         if role is None:
             if binding.role != BindingRole.UNSELECTED:
-                await google_settings.unselect_binding(s, binding)
+                await google_settings.unselect_binding(session, binding)
             continue
         entry = known.get(binding.google_calendar_id)
         await google_settings.configure_binding(
-            s,
+            session,
             binding,
             role=role,
             direction=direction,
@@ -158,7 +158,7 @@ async def apply_calendars(
     for cid, role in desired.items():
         entry = known[cid]
         binding = await bindings.create(
-            s,
+            session,
             tenant.id,
             conn.id,
             cid,
@@ -170,7 +170,7 @@ async def apply_calendars(
         )
         if not conn.sync_enabled:
             await google_settings.configure_binding(
-                s, binding, role=role, direction=direction, enabled=False
+                session, binding, role=role, direction=direction, enabled=False
             )
 
 
@@ -178,7 +178,7 @@ async def apply_calendars(
 
 
 async def update_settings(
-    s: AsyncSession,
+    session: AsyncSession,
     db: Database,
     services: GoogleServices,
     tenant: Tenant,
@@ -195,8 +195,8 @@ async def update_settings(
     `ExportNotWritable`, the service-account errors, or `errors.GoogleError` when the live
     calendar list cannot be read."""
     sent = change.sent
-    conn = await connections.for_user(s, user.id)
-    await s.commit()
+    conn = await connections.for_user(session, user.id)
+    await session.commit()
     connected = conn is not None and conn.status == ConnectionStatus.CONNECTED
     service_account = tenant.auth_mode == AuthMode.SERVICE_ACCOUNT
     switching_on = change.enabled is True and (
@@ -210,19 +210,19 @@ async def update_settings(
         and change.enabled is True
         and (conn is None or not connected or conn.auth_mode != AuthMode.SERVICE_ACCOUNT)
     ):
-        conn = await enable_service_account(s, services, tenant, user, conn)
-        await s.commit()
+        conn = await enable_service_account(session, services, tenant, user, conn)
+        await session.commit()
         connected = True
     if conn is None:
         raise NotConnected(conn)
-    existing = list(await bindings.for_connection(s, conn.id))
-    watched = [c for b in existing if (c := await stored_channels.of_binding(s, b.id))]
+    existing = list(await bindings.for_connection(session, conn.id))
+    watched = [c for b in existing if (c := await stored_channels.of_binding(session, b.id))]
     direction = change.direction or (existing[0].direction if existing else Direction.TWO_WAY)
     live: list[CalendarListEntry] = []
     if calendars_sent:
         if not connected:
             raise NotConnected(conn)
-        await s.commit()
+        await session.commit()
         live = await fetch_calendars(db, services, tenant, conn)
     import_ids = (
         list(dict.fromkeys(change.import_calendar_ids))
@@ -237,18 +237,20 @@ async def update_settings(
     if calendars_sent:
         sent_export = change.export_calendar_id if "export_calendar_id" in sent else None
         check_calendars(live, list(change.import_calendar_ids or []), sent_export)
-        await apply_calendars(s, tenant, conn, existing, live, import_ids, export_id, direction)
+        await apply_calendars(
+            session, tenant, conn, existing, live, import_ids, export_id, direction
+        )
     elif "direction" in sent and change.direction is not None:
         for binding in existing:
             await google_settings.configure_binding(
-                s, binding, role=binding.role, direction=direction, enabled=binding.enabled
+                session, binding, role=binding.role, direction=direction, enabled=binding.enabled
             )
     if change.private_events is not None:
         conn.private_events = change.private_events
     if change.enabled is not None:
-        await google_settings.set_enabled(s, conn, change.enabled)
-    remaining = {b.id for b in await bindings.for_connection(s, conn.id)}
-    await s.commit()
+        await google_settings.set_enabled(session, conn, change.enabled)
+    remaining = {b.id for b in await bindings.for_connection(session, conn.id)}
+    await session.commit()
     # push channels follow the choice: import calendars watched, removed ones stopped
     removed = [c for c in watched if c.binding_id not in remaining]
     await Channels(db, services.access, services.settings).reconcile_connection(
@@ -282,7 +284,7 @@ def _calendar_name(
 
 
 async def consequences(
-    s: AsyncSession,
+    session: AsyncSession,
     conn: GoogleConnection | None,
     change: SettingsChange,
     live: Sequence[CalendarListEntry] = (),
@@ -292,7 +294,7 @@ async def consequences(
     if conn is None:
         return []
     sent = change.sent
-    existing = list(await bindings.for_connection(s, conn.id))
+    existing = list(await bindings.for_connection(session, conn.id))
     current_export = next((b for b in existing if exports(b)), None)
     import_ids = (
         change.import_calendar_ids
@@ -319,7 +321,7 @@ async def consequences(
         and export_id is not None
         and export_id != current_export.google_calendar_id
     ):
-        moving = await links.count_live(s, current_export.id, crm_made=True)
+        moving = await links.count_live(session, current_export.id, crm_made=True)
         if moving:
             old = current_export.summary or current_export.google_calendar_id
             new = _calendar_name(export_id, existing, live)
@@ -337,7 +339,7 @@ async def consequences(
 
 
 async def preview(
-    s: AsyncSession,
+    session: AsyncSession,
     db: Database,
     services: GoogleServices,
     tenant: Tenant,
@@ -346,12 +348,12 @@ async def preview(
 ) -> list[Consequence]:
     """`consequences` of `change` for the user's connection; the live list only names a new
     export calendar (its id does as well when Google does not answer)."""
-    conn = await connections.for_user(s, user.id)
+    conn = await connections.for_user(session, user.id)
     live: list[CalendarListEntry] = []
     if conn is not None and conn.status == ConnectionStatus.CONNECTED and change.export_calendar_id:
-        await s.commit()
+        await session.commit()
         try:
             live = await fetch_calendars(db, services, tenant, conn)
         except errors.GoogleError as exc:
             log.info("calendar list for the preview failed: %s", exc)
-    return await consequences(s, conn, change, live)
+    return await consequences(session, conn, change, live)

@@ -41,7 +41,7 @@ class ServiceAccountRefused(Exception):
 
 
 async def enable_service_account(
-    s: AsyncSession,
+    session: AsyncSession,
     services: GoogleServices,
     tenant: Tenant,
     user: User,
@@ -61,15 +61,15 @@ async def enable_service_account(
         raise ServiceAccountRefused(exc) from exc
     if conn is None:
         conn = await connections.create(
-            s, tenant.id, user.id, google_email=email, auth_mode=AuthMode.SERVICE_ACCOUNT
+            session, tenant.id, user.id, google_email=email, auth_mode=AuthMode.SERVICE_ACCOUNT
         )
     else:
         if conn.google_email is not None and conn.google_email != email:
-            await connections.reset_bindings(s, conn.id)
-        await google_settings.switch_to_service_account(s, conn, email)
-    await google_settings.set_enabled(s, conn, True)
-    if not await bindings.for_connection(s, conn.id):
-        await add_default_binding(s, tenant.id, conn, live)
+            await connections.reset_bindings(session, conn.id)
+        await google_settings.switch_to_service_account(session, conn, email)
+    await google_settings.set_enabled(session, conn, True)
+    if not await bindings.for_connection(session, conn.id):
+        await add_default_binding(session, tenant.id, conn, live)
     return conn
 
 
@@ -84,7 +84,7 @@ class StoredKey:
 
 
 async def store_key(
-    s: AsyncSession,
+    session: AsyncSession,
     services: GoogleServices,
     tenant: Tenant,
     raw: bytes,
@@ -110,7 +110,7 @@ async def store_key(
         )
         client_id = p12_client_id(raw, password)
     await tenants.update(
-        s,
+        session,
         tenant,
         {
             "service_account_key": raw,
@@ -120,7 +120,7 @@ async def store_key(
             "auth_mode": AuthMode.SERVICE_ACCOUNT,
         },
     )
-    await s.commit()
+    await session.commit()
     services.key_replaced(tenant.id)
     return StoredKey(key.client_email, client_id, fmt)
 

@@ -42,9 +42,9 @@ class DbStateStore:
 
     async def put(self, pending: PendingAuthorization) -> None:
         created = datetime.fromtimestamp(pending.created_at, UTC)
-        async with self.db.session() as s:
+        async with self.db.session() as session:
             await oauth_states.put(
-                s,
+                session,
                 pending.state,
                 user_key=pending.user_key,
                 code_verifier=pending.code_verifier,
@@ -54,12 +54,12 @@ class DbStateStore:
                 created_at=created,
                 expires_at=created + timedelta(seconds=self.ttl),
             )
-            await s.commit()
+            await session.commit()
 
     async def take(self, state: str) -> PendingAuthorization | None:
-        async with self.db.session() as s:
-            found = await oauth_states.take(s, state)
-            await s.commit()
+        async with self.db.session() as session:
+            found = await oauth_states.take(session, state)
+            await session.commit()
         if found is None:
             return None
         return PendingAuthorization(

@@ -39,11 +39,11 @@ class NotConnected(errors.GoogleError):
 
 def _persist(db: Database, connection_id: uuid.UUID) -> Callable[[OAuthToken], Awaitable[None]]:
     async def on_token(token: OAuthToken) -> None:
-        async with db.session() as s:
+        async with db.session() as session:
             await connections.store_access_token(
-                s, connection_id, token.access_token, token.expires_at, token.refresh_token
+                session, connection_id, token.access_token, token.expires_at, token.refresh_token
             )
-            await s.commit()
+            await session.commit()
 
     return on_token
 

@@ -150,10 +150,10 @@ async def status(
     db: Database, services: GoogleServices, tenant: Tenant, user: User, *, live: bool = True
 ) -> ConnectionOut:
     """GET .../google: never fails because Google does (the error goes into last_error)."""
-    async with db.session() as s:
-        conn = await connections.for_user(s, user.id)
-        stored = list(await bindings.for_connection(s, conn.id)) if conn else []
-        last = await google_settings.recent_runs(s, [b.id for b in stored], limit=1)
+    async with db.session() as session:
+        conn = await connections.for_user(session, user.id)
+        stored = list(await bindings.for_connection(session, conn.id)) if conn else []
+        last = await google_settings.recent_runs(session, [b.id for b in stored], limit=1)
     by_id = {b.id: b for b in stored}
     last_run = run_out(last[0], by_id.get(last[0].binding_id)) if last else None
     state = "not_connected"
@@ -168,11 +168,11 @@ async def status(
                 last_error = problem(exc)
                 if exc.needs_reauth and not isinstance(exc, sync_tokens.NotConnected):
                     state = "needs_reauth"
-                    async with db.session() as s:
+                    async with db.session() as session:
                         await connections.mark_needs_reauth(
-                            s, conn.id, code=exc.code, message=exc.message
+                            session, conn.id, code=exc.code, message=exc.message
                         )
-                        await s.commit()
+                        await session.commit()
     elif conn is not None and conn.status == ConnectionStatus.NEEDS_REAUTH:
         state = "needs_reauth"
         last_error = stored_problem(conn.last_error_code, conn.last_error_message) or Problem(

@@ -68,9 +68,9 @@ def _stop_later(
     async def later() -> None:
         # a channel just made may notify before its watch call stored it: look again first
         await asyncio.sleep(STALE_GRACE_SECONDS)
-        async with state.db.session() as s:
-            current = await stored.by_channel_id(s, kind_of(channel_id).holder, channel_id)
-            await s.commit()
+        async with state.db.session() as session:
+            current = await stored.by_channel_id(session, kind_of(channel_id).holder, channel_id)
+            await session.commit()
         if current is None:
             await stop(service)
         else:
@@ -123,11 +123,11 @@ class _Notified:
 async def _lookup(request: Request, channel_id: str) -> _Notified:
     """One indexed lookup in the table the channel id's kind says (`list-...`: connections)."""
     kind = kind_of(channel_id)
-    async with request.app.state.db.session() as s:
-        channel = await stored.by_channel_id(s, kind.holder, channel_id)
+    async with request.app.state.db.session() as session:
+        channel = await stored.by_channel_id(session, kind.holder, channel_id)
         owner_id = channel.owner_id if channel else kind.owner_of(channel_id)
-        retired = await stored.retired(s, channel_id) if channel is None else None
-        await s.commit()
+        retired = await stored.retired(session, channel_id) if channel is None else None
+        await session.commit()
     return _Notified(kind, channel, retired, {kind.owner: str(owner_id)})
 
 
@@ -196,11 +196,11 @@ async def _first_time(request: Request, found: _Notified, number: int) -> bool:
     check) before answering; False for a number this channel already sent."""
     channel = found.channel
     assert channel is not None
-    async with request.app.state.db.session() as s:
+    async with request.app.state.db.session() as session:
         fresh = await stored.note_message(
-            s, found.kind.holder, channel.owner_id, channel.channel_id, number, utcnow()
+            session, found.kind.holder, channel.owner_id, channel.channel_id, number, utcnow()
         )
-        await s.commit()
+        await session.commit()
     return fresh
 
 

@@ -94,11 +94,13 @@ DELIVERY_STATES = {
 
 async def _webhooks(request: Request, tenant_id: Any) -> list[dict[str, Any]]:
     """Each outbound webhook endpoint with its state and its last few deliveries."""
-    async with db_of(request).session() as s:
+    async with db_of(request).session() as session:
         rows = []
-        for endpoint in await webhooks.endpoints(s, tenant_id):
-            rows.append({"endpoint": endpoint, "log": await deliveries.log(s, endpoint.id, 5)})
-        await s.commit()
+        for endpoint in await webhooks.endpoints(session, tenant_id):
+            rows.append(
+                {"endpoint": endpoint, "log": await deliveries.log(session, endpoint.id, 5)}
+            )
+        await session.commit()
     return rows
 
 

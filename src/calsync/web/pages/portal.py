@@ -50,11 +50,11 @@ async def open_link(request: Request, token: str) -> Response:
     language_of(request)
     db = db_of(request)
     plausible = len(token) <= 128  # a token is 43 characters; anything long is no token
-    async with db.session() as s:
-        used = await portal_sessions.consume(s, token) if plausible else None
-        user = await users.get(s, used.tenant_id, used.user_id) if used is not None else None
-        seen = await portal_sessions.find(s, token) if user is None and plausible else None
-        await s.commit()
+    async with db.session() as session:
+        used = await portal_sessions.consume(session, token) if plausible else None
+        user = await users.get(session, used.tenant_id, used.user_id) if used is not None else None
+        seen = await portal_sessions.find(session, token) if user is None and plausible else None
+        await session.commit()
     # whoever was signed in on this browser is signed out: the link decides who this is
     await end_session(db, request.session)
     request.session.clear()
@@ -65,7 +65,7 @@ async def open_link(request: Request, token: str) -> Response:
     if used.return_url:
         request.session[RETURN_URL] = used.return_url
         request.session[RETURN_LABEL] = return_name(used.return_url, used.return_label)
-    async with db.session() as s:
-        tenant = await tenants.get(s, user.tenant_id)
+    async with db.session() as session:
+        tenant = await tenants.get(session, user.tenant_id)
     module_on = tenant is not None and tenant.calendar_module_enabled
     return redirect("/settings/google" if module_on else "/calendar")

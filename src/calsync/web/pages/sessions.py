@@ -41,9 +41,9 @@ class ServerSessions:
             live = False
             if ids is not None:
                 db: Database = scope["app"].state.db
-                async with db.session() as s:
-                    live = await web_sessions.alive(s, *ids)
-                    await s.commit()
+                async with db.session() as store:
+                    live = await web_sessions.alive(store, *ids)
+                    await store.commit()
             if not live:
                 for key in LOGIN_KEYS:
                     session.pop(key, None)
@@ -54,9 +54,9 @@ async def begin(
     db: Database, session: dict[str, object], user_id: uuid.UUID, tenant_id: uuid.UUID, max_age: int
 ) -> None:
     """Store a new login and put its id into the (already cleared) cookie session."""
-    async with db.session() as s:
-        sid = await web_sessions.create(s, user_id, tenant_id, timedelta(seconds=max_age))
-        await s.commit()
+    async with db.session() as store:
+        sid = await web_sessions.create(store, user_id, tenant_id, timedelta(seconds=max_age))
+        await store.commit()
     session["sid"] = sid
     session["uid"] = str(user_id)
     session["tid"] = str(tenant_id)
@@ -65,6 +65,6 @@ async def begin(
 async def end(db: Database, session: dict[str, object]) -> None:
     sid = session.get("sid")
     if isinstance(sid, str):
-        async with db.session() as s:
-            await web_sessions.end(s, sid)
-            await s.commit()
+        async with db.session() as store:
+            await web_sessions.end(store, sid)
+            await store.commit()
