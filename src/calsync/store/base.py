@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData, Uuid
@@ -55,8 +55,29 @@ class Base(DeclarativeBase):
     }
 
 
+#: seconds added to the wall clock: 0 in production. A simulation (bench/budget.py, tests of a
+#: simulated day) moves calsync's time with the emulator's clock instead of waiting for it;
+#: every timestamp calsync stores and compares comes from `utcnow`, so one offset moves all.
+_offset_seconds = 0.0
+
+
 def utcnow() -> datetime:
+    if _offset_seconds:
+        return datetime.now(UTC) + timedelta(seconds=_offset_seconds)
     return datetime.now(UTC)
+
+
+def advance_clock(seconds: float) -> None:
+    """Move calsync's clock forward (simulations only; the emulator's clock moves alike)."""
+    global _offset_seconds
+    if seconds < 0:
+        raise ValueError("the clock only moves forward")
+    _offset_seconds += seconds
+
+
+def reset_clock() -> None:
+    global _offset_seconds
+    _offset_seconds = 0.0
 
 
 def new_id() -> uuid.UUID:
