@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from calsync import clock
 
 # Stable constraint names, so migrations can name what they drop on both databases.
 NAMING_CONVENTION = {
@@ -55,29 +57,9 @@ class Base(DeclarativeBase):
     }
 
 
-#: seconds added to the wall clock: 0 in production. A simulation (bench/budget.py, tests of a
-#: simulated day) moves calsync's time with the emulator's clock instead of waiting for it;
-#: every timestamp calsync stores and compares comes from `utcnow`, so one offset moves all.
-_offset_seconds = 0.0
-
-
 def utcnow() -> datetime:
-    if _offset_seconds:
-        return datetime.now(UTC) + timedelta(seconds=_offset_seconds)
-    return datetime.now(UTC)
-
-
-def advance_clock(seconds: float) -> None:
-    """Move calsync's clock forward (simulations only; the emulator's clock moves alike)."""
-    global _offset_seconds
-    if seconds < 0:
-        raise ValueError("the clock only moves forward")
-    _offset_seconds += seconds
-
-
-def reset_clock() -> None:
-    global _offset_seconds
-    _offset_seconds = 0.0
+    """Now, in UTC: the wall clock, or a simulation's (calsync.clock)."""
+    return clock.utcnow()
 
 
 def new_id() -> uuid.UUID:
