@@ -3,7 +3,8 @@
 Google gives a Cloud project a number of requests a minute (10,000 by default) and, since May
 2026, a daily billing threshold (about 1,000,000); every process of a deployment spends from the
 same project, so the count lives in the database (store/budget.py: requests per UTC minute,
-added by every sync run, channel watch and stop) and each process reads it, cached for a second.
+added by every sync run, channel watch and stop — each process writes its own at most once a
+second) and each process reads it, cached for a second.
 
 What waits first: safety-net polls stop at `poll_share` (80 %) of the minute's or the day's
 budget — the poll tick enqueues only as many as the rest allows, the others stay due and are
@@ -58,13 +59,19 @@ class Budget:
         *,
         clock: Callable[[], datetime] = utcnow,
         cache_seconds: float = 1.0,
+        flush_seconds: float = 1.0,
     ) -> None:
         self.db = db
         self.limits = limits or Limits()
         self.clock = clock
         self.cache_seconds = cache_seconds
+        self.flush_seconds = flush_seconds
         self._cached: Usage | None = None
         self._read_at = 0.0
+        # requests spent here, not yet added to the shared count, by minute: one write a
+        # second per process instead of one per sync run (a crash loses at most a second's)
+        self._unsaved: dict[datetime, int] = {}
+        self._saved_at = float("-inf")
         self.postponed_polls = 0  # polls left due because of the budget (this process)
         self.delayed_syncs = 0  # other syncs that waited for the next minute (this process)
 
@@ -74,6 +81,7 @@ class Budget:
         fresh = time.monotonic() - self._read_at < self.cache_seconds
         if cached is not None and fresh and stored.minute_of(cached.at) == stored.minute_of(now):
             return cached
+        await self.flush()
         async with self.db.session() as s:
             minute = await stored.used(s, now)
             day = await stored.used(s, now - DAY)
@@ -87,14 +95,27 @@ class Budget:
         if requests <= 0:
             return
         now = self.clock()
-        async with self.db.session() as s:
-            await stored.record(s, now, requests)
-            if now.minute == 0 and now.second < 10:  # now and then, drop what no window needs
-                await stored.prune(s, now)
-            await s.commit()
+        minute = stored.minute_of(now)
+        self._unsaved[minute] = self._unsaved.get(minute, 0) + requests
+        if time.monotonic() - self._saved_at >= self.flush_seconds:
+            await self.flush()
         cached = self._cached
         if cached is not None and stored.minute_of(cached.at) == stored.minute_of(now):
             self._cached = Usage(cached.minute + requests, cached.day + requests, cached.at)
+
+    async def flush(self) -> None:
+        """Add what this process spent to the shared count (runners call it when stopping)."""
+        self._saved_at = time.monotonic()
+        if not self._unsaved:
+            return
+        unsaved, self._unsaved = self._unsaved, {}
+        now = self.clock()
+        async with self.db.session() as s:
+            for minute, requests in sorted(unsaved.items()):
+                await stored.record(s, minute, requests)
+            if now.minute == 0:  # now and then, drop what no window needs any more
+                await stored.prune(s, now)
+            await s.commit()
 
     async def poll_allowance(self, cost: int = POLL_COST) -> int:
         """How many polls may be enqueued now without passing `poll_share` of either budget."""

@@ -230,6 +230,9 @@ class InProcessRunner:
             if late:
                 log.warning("cancelled %d syncs still running after the grace period", len(late))
                 await asyncio.gather(*late, return_exceptions=True)
+        if self.budget is not None:
+            with contextlib.suppress(Exception):
+                await self.budget.flush()
         leftover = [b for b, p in self._pending.items() if p.reason is not Reason.POLL]
         self._pending.clear()
         self._waiting.clear()

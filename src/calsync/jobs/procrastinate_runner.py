@@ -203,6 +203,9 @@ class ProcrastinateQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self.budget is not None:
+            with contextlib.suppress(Exception):
+                await self.budget.flush()
         if self._depth_task is not None:
             self._depth_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
