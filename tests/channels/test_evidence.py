@@ -71,11 +71,10 @@ class Simulation:
     def request_seq(self) -> int:
         return int(self.served.emu.control("GET", "/requests?after=0").json()["last_seq"])
 
-    def requests_since(self, seq: int) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.served.emu.control(
-            "GET", f"/requests?after={seq}"
-        ).json()["items"]
-        return items
+    def requests_since(self, seq: int, account: str) -> list[dict[str, Any]]:
+        """The account's requests (the emulator is shared: other tests' leftovers run too)."""
+        items = self.served.emu.control("GET", f"/requests?after={seq}").json()["items"]
+        return [r for r in items if r["account"] == account]
 
     async def polls(self, binding_id: uuid.UUID) -> int:
         runs = await runs_of(self.served.world.db, [binding_id])
@@ -96,7 +95,7 @@ async def test_an_idle_calendar_with_a_healthy_channel_costs_at_most_two_request
     seq = sim.request_seq()
     for _ in range(24 * 3600 // STEP):
         await sim.tick()
-    sent = sim.requests_since(seq)
+    sent = sim.requests_since(seq, "idle@example.com")
     # today: a safety poll every 6 h (4 polls, each a token refresh and a list): 8 requests
     assert len(sent) <= 2, [(r["method"], r["path"]) for r in sent]
     assert await sim.polls(binding_id) <= 1
@@ -104,7 +103,9 @@ async def test_an_idle_calendar_with_a_healthy_channel_costs_at_most_two_request
     for _ in range(int(0.1 * 24 * 3600) // STEP + 1):
         await sim.tick()
     assert await sim.polls(binding_id) == 1
-    calendar_calls = [r for r in sim.requests_since(seq) if r["path"].startswith("/calendar/")]
+    calendar_calls = [
+        r for r in sim.requests_since(seq, "idle@example.com") if r["path"].startswith("/calendar/")
+    ]
     assert len(calendar_calls) == 1, [(r["seq"], r["at"], r["query"][:50]) for r in calendar_calls]
 
 
