@@ -57,3 +57,4 @@ bench: env
 	$(UV) run --frozen python bench/latency.py
 	$(UV) run --frozen python bench/webhook_latency.py
 	$(UV) run --frozen python bench/webhook_latency.py --changes 100 --kill-every 10
+	$(UV) run --frozen python bench/budget.py --days 2

@@ -56,9 +56,18 @@ class Settings(BaseSettings):
     recovery_tick_seconds: float = 60.0
     # SIGTERM: in-flight syncs get this long to finish before they are handed back
     shutdown_grace_seconds: float = 30.0
-    # a binding whose push channel works is polled this rarely; others at the tenant's interval
-    healthy_poll_interval_seconds: int = 6 * 3600
-    poll_jitter: float = 0.1  # due up to this fraction of the interval early, per binding
+    # a binding whose push channel works (by evidence: no poll found changes it did not
+    # announce) is polled this rarely, up to poll_jitter of it later; others at the tenant's
+    # interval, up to poll_jitter of it earlier
+    healthy_poll_interval_seconds: int = Field(default=24 * 3600, ge=60)
+    poll_jitter: float = Field(default=0.1, ge=0, lt=1)
+    # the project-wide Google request budget every process spends from (counted in the
+    # database): Google's defaults for a new Cloud project, 10,000 requests a minute and a
+    # daily billing threshold near 1,000,000. Safety-net polls stop at budget_poll_share of
+    # either; webhook, CRM-change and other syncs wait only when the minute's budget is spent
+    google_budget_per_minute: int = Field(default=10_000, ge=1)
+    google_budget_per_day: int = Field(default=1_000_000, ge=1)
+    google_budget_poll_share: float = Field(default=0.8, gt=0, le=1)
     poll_tick_seconds: float = 10.0
     stuck_tick_seconds: float = 30.0
     # a request for a binding another process is syncing is tried again after this long
@@ -82,6 +91,9 @@ class Settings(BaseSettings):
     # push notifications (calsync.sync.channels): lifetime asked of Google for each channel, and
     # where Google posts them (default: public_url + /webhooks/google; must be https for Google)
     push_channel_ttl_seconds: int = 604_800
+    # each channel asks for up to this fraction less, at random, so channels made together
+    # expire (and are renewed) spread out rather than all in one renewal pass
+    push_channel_ttl_jitter: float = Field(default=0.1, ge=0, lt=1)
     webhook_url: str | None = None
     # operations: structured logs (calsync.logging)
     log_level: str = "INFO"

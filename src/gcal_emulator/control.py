@@ -318,6 +318,20 @@ async def list_channels(request: Request) -> Response:
 
 
 @_handler
+async def silence_channel(request: Request) -> Response:
+    """Make a channel stop delivering without a trace (or deliver again): it stays live for
+    watch, stop and expiry, as a Google channel that silently broke does."""
+    world = world_of(request)
+    data = await _json(request)
+    with world.lock:
+        channel = world.channels.get(request.path_params["channel_id"])
+        if channel is None:
+            return _err(404, "no such channel")
+        channel.silent = bool(data.get("silent", True))
+    return JSONResponse(asdict(channel))
+
+
+@_handler
 async def clock(request: Request) -> Response:
     world = world_of(request)
     if request.method == "POST":
@@ -361,5 +375,6 @@ routes = [
     Route(f"{PREFIX}/emails", list_emails, methods=["GET"]),
     Route(f"{PREFIX}/deliveries", list_deliveries, methods=["GET"]),
     Route(f"{PREFIX}/channels", list_channels, methods=["GET"]),
+    Route(f"{PREFIX}/channels/{{channel_id}}/silence", silence_channel, methods=["POST"]),
     Route(f"{PREFIX}/clock", clock, methods=["GET", "POST"]),
 ]

@@ -141,7 +141,7 @@ class Dispatcher:
             pending = self.queues[id(channel)][1]
             while pending:
                 state = pending.popleft()
-                if not is_live(self.world, channel):
+                if not is_live(self.world, channel) or channel.silent:
                     pending.clear()
                     break
                 await self._deliver(channel, state)

@@ -153,6 +153,9 @@ class Channel:
     params: dict[str, str] = field(default_factory=dict)
     message_number: int = 0
     stopped: bool = False
+    #: still live to Google's API (watch, stop, expiry) but delivers nothing: a channel that
+    #: silently stopped working (set by the control API, `POST /channels/{id}/silence`)
+    silent: bool = False
 
 
 @dataclass

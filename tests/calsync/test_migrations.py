@@ -35,6 +35,7 @@ TABLES = {
     "webhook_endpoint",
     "webhook_message",
     "webhook_delivery",
+    "google_request_minute",
 }
 
 

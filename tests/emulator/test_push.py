@@ -286,6 +286,32 @@ def test_stop_ends_delivery(emulator: Emulator, receiver: Receiver) -> None:
     assert again.json()["error"]["errors"][0]["reason"] == "notFound"
 
 
+def test_a_silenced_channel_delivers_nothing_but_stays_live(
+    emulator: Emulator, receiver: Receiver
+) -> None:
+    """A channel that silently broke: Google still knows it (stop answers 204, it expires as
+    before) but no notification arrives; a new channel on the same calendar delivers."""
+    cal = emulator.account(ADA)
+    token = emulator.token(ADA)
+    channel = _watch(emulator, token, receiver.url).json()
+    receiver.wait_for(1)
+    silenced = emulator.control("POST", "/channels/chan-1/silence", {"silent": True}).json()
+    assert silenced["silent"] is True
+    missing = emulator.http.post("/emulator/v1/channels/nope/silence", json={})
+    assert missing.status_code == 404
+    emulator.world.changed("events", cal)
+    time.sleep(0.3)
+    assert len(receiver.received) == 1  # the sync message only
+    _watch(emulator, token, receiver.url, id="chan-2")
+    emulator.world.changed("events", cal)
+    got = receiver.wait_for(3)
+    assert {r["headers"]["X-Goog-Channel-ID"] for r in got[1:]} == {"chan-2"}
+    body = {"id": "chan-1", "resourceId": channel["resourceId"]}
+    auth = {"Authorization": f"Bearer {token}"}
+    resp = emulator.http.post("/calendar/v3/channels/stop", json=body, headers=auth)
+    assert resp.status_code == 204
+
+
 @pytest.mark.usefixtures("fast_retries")
 def test_5xx_receiver_is_retried_with_backoff(emulator: Emulator, receiver: Receiver) -> None:
     emulator.account(ADA)

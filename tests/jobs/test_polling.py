@@ -39,7 +39,7 @@ def candidate(**kw: object) -> PollCandidate:
 def test_interval_follows_the_channel_and_the_tenant() -> None:
     healthy = candidate(channel_id="c", channel_expires_at=NOW + timedelta(days=1))
     expired = candidate(channel_id="c", channel_expires_at=NOW - timedelta(seconds=1))
-    assert polling.interval(healthy, POLICY, NOW) == timedelta(hours=6)
+    assert polling.interval(healthy, POLICY, NOW) == timedelta(hours=24)  # issue 16: daily
     assert polling.interval(expired, POLICY, NOW) == timedelta(minutes=5)
     assert polling.interval(candidate(tenant_poll_interval=5), POLICY, NOW) == timedelta(seconds=30)
     failing = candidate(failure_count=4)  # the engine's backoff is the floor
@@ -74,10 +74,10 @@ async def test_due_bindings_with_an_injected_clock(h: Harness, db: Database) -> 
         await s.commit()
     assert await polling.due_bindings(db, POLICY, NOW + timedelta(seconds=50)) == []
     due = set(await polling.due_bindings(db, POLICY, NOW + timedelta(seconds=61)))
-    assert due == {h.binding_id, quiet}  # the watched one waits for its 6 hours
+    assert due == {h.binding_id, quiet}  # the watched one waits for its day
     # claimed: a second poller at the same moment gets nothing
     assert await polling.due_bindings(db, POLICY, NOW + timedelta(seconds=62)) == []
-    later = NOW + timedelta(hours=6, seconds=1)
+    later = NOW + timedelta(hours=24 * 1.1, seconds=1)  # a day, and its jitter (later)
     assert watched in set(await polling.due_bindings(db, POLICY, later))
 
 

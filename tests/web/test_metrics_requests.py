@@ -163,3 +163,28 @@ async def test_metrics_read_requests_per_binding_from_the_database(
                 == per_trigger[trigger]
             )
         assert gauge(text, 'calsync_google_requests_last_day{trigger="webhook"}') == 0
+
+
+async def test_metrics_show_the_request_budget_every_process_spends(
+    emulator: Emulator,
+    db: Database,
+    keyring: crypto.Keyring,  # noqa: F811
+) -> None:
+    """Issue 16: the budget's use in this minute and the last day, from the shared count, and
+    its limits; two web processes report the same figures."""
+    from calsync.jobs.budget import Budget
+
+    await Budget(db).spend(40)
+    await Budget(db).spend(2)  # another process
+    register_client(emulator)
+    settings = settings_for(emulator, google_budget_per_minute=500, google_budget_per_day=9000)
+    for _ in range(2):
+        app = build_app(settings, db, keyring)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://calsync.test") as c:
+            text = (await c.get("/metrics")).text
+        assert gauge(text, 'calsync_google_budget_used{window="day"}') == 42
+        assert gauge(text, 'calsync_google_budget_used{window="minute"}') in (0, 2, 42)
+        assert gauge(text, 'calsync_google_budget_limit{window="minute"}') == 500
+        assert gauge(text, 'calsync_google_budget_limit{window="day"}') == 9000
+        assert gauge(text, "calsync_push_channels_suspect") == 0

@@ -107,7 +107,9 @@ def serve(
     Configured by CALSYNC_DATABASE_URL (default: a SQLite file in CALSYNC_DATA_DIR) and
     CALSYNC_SECRET_KEY (required unless in sandbox mode). Protect /metrics with
     CALSYNC_METRICS_TOKEN (bearer) or serve it on CALSYNC_METRICS_PORT only (docs/deploy.md,
-    "Security").
+    "Security"). Google's request budget, shared by every process: CALSYNC_GOOGLE_BUDGET_PER_MINUTE
+    (10000), CALSYNC_GOOGLE_BUDGET_PER_DAY (1000000); safety polls stop at
+    CALSYNC_GOOGLE_BUDGET_POLL_SHARE (0.8) of either (docs/deploy.md, "Jobs").
     """
     import uvicorn
 

@@ -38,7 +38,9 @@ def worker(
     ] = None,
 ) -> None:
     """Run sync jobs (polling, webhooks, CRM changes, Sync now) until SIGTERM; syncs in
-    flight get CALSYNC_SHUTDOWN_GRACE_SECONDS to finish."""
+    flight get CALSYNC_SHUTDOWN_GRACE_SECONDS to finish. Polls and syncs respect Google's
+    request budget shared by every process (CALSYNC_GOOGLE_BUDGET_PER_MINUTE, _PER_DAY,
+    _POLL_SHARE; docs/deploy.md, "Jobs")."""
     settings = get_settings()
     overrides: dict[str, Any] = {}
     if concurrency is not None:

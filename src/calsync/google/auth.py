@@ -8,10 +8,11 @@ so concurrent callers of one connection never refresh twice (share one provider 
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
+
+from calsync import clock as wall
 
 from .errors import TokenExpired
 from .models import OAuthToken
@@ -44,7 +45,7 @@ class CachedTokenProvider(ABC):
         *,
         token: OAuthToken | None = None,
         on_token: Callable[[OAuthToken], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall.now,
     ) -> None:
         self._account = account
         self._token = token

@@ -12,7 +12,6 @@ token under a per-connection lock, so concurrent refreshes never race.
 from __future__ import annotations
 
 import secrets
-import time
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import authlib.deprecate
 import httpx
 
+from calsync import clock as wall
 from calsync.settings import Settings, get_settings
 
 from . import errors
@@ -114,7 +114,7 @@ class GoogleOAuth:
         scopes: tuple[str, ...] = DEFAULT_SCOPES,
         state_ttl: float = STATE_TTL_SECONDS,
         retry: RetryPolicy | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall.now,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings or get_settings()
@@ -358,7 +358,7 @@ class UserCredentials(CachedTokenProvider):
         account: str,
         token: OAuthToken | None = None,
         on_token: Callable[[OAuthToken], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall.now,
     ) -> None:
         super().__init__(account, token=token, on_token=on_token, clock=clock)
         self.oauth = oauth

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt
 from google.auth import jwt as google_jwt
 
+from calsync import clock as wall
 from calsync.settings import Settings, get_settings
 
 from . import errors
@@ -220,7 +220,7 @@ class ServiceAccountTokens:
         http: httpx.AsyncClient | None = None,
         scopes: tuple[str, ...] = (SCOPE_CALENDAR,),
         retry: RetryPolicy | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall.now,
     ) -> None:
         self.key = key
         self.settings = settings or get_settings()

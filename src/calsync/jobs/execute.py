@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from calsync.google.calendar import count_requests
 from calsync.store import bindings, schedule
 from calsync.store.base import utcnow
 from calsync.store.db import Database
@@ -26,6 +27,7 @@ from calsync.sync.errors import Outcome
 from calsync.sync.owner import holder_dead
 from calsync.sync.tokens import GoogleAccess
 
+from .budget import Budget
 from .port import Reason
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,50 @@ class Executor:
     heartbeat: float = 5.0
     clock: Callable[[], datetime] = utcnow  # polling's clock; locks and runs use real time
     owner_prefix: str = field(default_factory=worker_id)
+    #: the shared request budget every run's requests are counted in (None: not counted)
+    budget: Budget | None = None
+    #: makes a new channel for a binding whose channel a poll caught silent (None: the poll's
+    #: evidence is not looked at)
+    rewatch: Callable[[uuid.UUID], Awaitable[object]] | None = None
 
     async def run(self, binding_id: uuid.UUID, reason: Reason, full: bool) -> RunResult:
         """Sync one binding now; cancelled (shutdown past the grace period) → the lock is
-        released by the engine and the open run is closed as abandoned."""
+        released by the engine and the open run is closed as abandoned. After a poll that found
+        changes no notification announced, the binding's channel is not trusted any more."""
+        evidence: schedule.ChannelEvidence | None = None
+        if reason is Reason.POLL and self.rewatch is not None:
+            async with self.db.session() as s:
+                evidence = await schedule.channel_evidence(s, binding_id)
+                await s.commit()
+        result = await self._run(binding_id, reason, full)
+        if self.budget is not None:
+            await self.budget.spend(result.google_requests)
+        if evidence is not None and _caught_silent(evidence, result):
+            assert evidence.channel_id is not None
+            await self._silent(binding_id, evidence.channel_id)
+        return result
+
+    async def _silent(self, binding_id: uuid.UUID, channel_id: str) -> None:
+        """Poll at the tenant's interval until a notification arrives, and re-create the
+        channel at once (a new channel is the usual cure; its notification lifts the doubt)."""
+        async with self.db.session() as s:
+            marked = await schedule.mark_suspect(s, binding_id, channel_id, self.clock())
+            await s.commit()
+        if not marked or self.rewatch is None:
+            return
+        log.warning(
+            "a poll found changes the push channel did not announce; making a new channel",
+            extra={"binding": str(binding_id), "channel": channel_id},
+        )
+        with count_requests() as sent:
+            try:
+                await self.rewatch(binding_id)
+            except Exception:
+                log.exception("could not re-create a silent push channel")
+        if self.budget is not None:
+            await self.budget.spend(sent.n)
+
+    async def _run(self, binding_id: uuid.UUID, reason: Reason, full: bool) -> RunResult:
         owner = f"{self.owner_prefix}:{uuid.uuid4().hex[:6]}"
         started = utcnow()
         keeper = asyncio.create_task(self._keep_lock(binding_id, owner))
@@ -104,6 +146,18 @@ class Executor:
         if freed:
             log.warning("released bindings left in progress by a dead worker: %d", len(freed))
         return freed
+
+
+def _caught_silent(evidence: schedule.ChannelEvidence, result: RunResult) -> bool:
+    """A poll of a watched binding listed changes since its sync token, and no notification
+    had announced any: the channel missed them."""
+    return (
+        evidence.channel_id is not None
+        and evidence.incremental
+        and not evidence.notified
+        and result.ok
+        and result.counts.get("pulled", 0) > 0
+    )
 
 
 def busy(result: RunResult) -> bool:

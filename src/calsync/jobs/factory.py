@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
+from calsync.google.calendar import count_requests
 from calsync.settings import Settings
 from calsync.store.db import Database
-from calsync.sync.channels.service import CHANNEL_RENEWAL_SECONDS, renew_due_channels
+from calsync.sync.channels.service import CHANNEL_RENEWAL_SECONDS, Channels, renew_due_channels
 from calsync.sync.tokens import GoogleAccess
 
+from .budget import Budget, Limits
 from .inprocess import InProcessRunner
 from .polling import PollPolicy
-from .port import JobQueue
+from .port import JobQueue, Reason
 from .procrastinate_runner import ProcrastinateQueue, conninfo
 from .recovery import Recovery
 from .webhooks import Deliverer
@@ -32,12 +35,19 @@ def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> Jo
     """The configured runner with its maintenance ticks (push-channel renewal) registered, so a
     web process and a `calsync worker` run the same periodic work; procrastinate refuses
     anything but PostgreSQL (NeedsPostgres)."""
-    queue = _runner(settings, db, google)
-    queue.register_periodic(
-        "renew_channels",
-        CHANNEL_RENEWAL_SECONDS,
-        lambda: renew_due_channels(db, google, settings),
-    )
+    budget = make_budget(settings, db)
+    queue = _runner(settings, db, google, budget)
+
+    async def renew() -> None:
+        # renewals spend from the shared budget too; they wait only for a spent minute (a
+        # channel let expire would cost its binding a poll every few minutes instead)
+        if await budget.wait_for(Reason.RETRY) > 0:
+            return
+        with count_requests() as sent:
+            await renew_due_channels(db, google, settings)
+        await budget.spend(sent.n)
+
+    queue.register_periodic("renew_channels", CHANNEL_RENEWAL_SECONDS, renew)
     recovery = Recovery(db, queue, settle=RECOVERY_SETTLE)
     # in-process: its first tick runs at start; procrastinate: each worker runs it at start
     queue.register_periodic("recover", settings.recovery_tick_seconds, recovery.run)
@@ -54,8 +64,25 @@ def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> Jo
     return queue
 
 
-def _runner(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
+def make_budget(settings: Settings, db: Database) -> Budget:
+    """The project-wide Google request budget (CALSYNC_GOOGLE_BUDGET_*), shared through the
+    database by every process."""
+    return Budget(
+        db,
+        Limits(
+            per_minute=settings.google_budget_per_minute,
+            per_day=settings.google_budget_per_day,
+            poll_share=settings.google_budget_poll_share,
+        ),
+    )
+
+
+def _runner(settings: Settings, db: Database, google: GoogleAccess, budget: Budget) -> JobQueue:
     lock_ttl = timedelta(seconds=settings.lock_timeout_seconds)
+
+    async def rewatch(binding_id: uuid.UUID) -> bool:
+        return await Channels(db, google, settings).watch(binding_id)
+
     if settings.jobs == "procrastinate":
         url = settings.effective_database_url
         conninfo(url)  # fails early and clearly on SQLite
@@ -73,6 +100,8 @@ def _runner(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
             stuck_every=settings.stuck_tick_seconds,
             heartbeat=settings.worker_heartbeat_seconds,
             stalled_after=settings.worker_stalled_seconds,
+            budget=budget,
+            rewatch=rewatch,
         )
     return InProcessRunner(
         db,
@@ -85,4 +114,6 @@ def _runner(settings: Settings, db: Database, google: GoogleAccess) -> JobQueue:
         poll_policy=poll_policy(settings),
         poll_every=settings.poll_tick_seconds,
         stuck_every=settings.stuck_tick_seconds,
+        budget=budget,
+        rewatch=rewatch,
     )

@@ -25,7 +25,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,6 +36,7 @@ from calsync.sync.engine import RunResult
 from calsync.sync.tokens import GoogleAccess
 
 from . import polling
+from .budget import Budget
 from .execute import Executor, busy
 from .port import Periodic, Reason
 
@@ -82,6 +83,7 @@ class Stats:
     coalesced: int = 0
     busy_retries: int = 0
     errors: int = 0
+    postponed: int = 0  # taken from the queue, then held back by the request budget
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
@@ -102,6 +104,8 @@ class InProcessRunner:
         poll_every: float | None = 10.0,
         stuck_every: float | None = 30.0,
         clock: Callable[[], datetime] = utcnow,
+        budget: Budget | None = None,
+        rewatch: Callable[[uuid.UUID], Awaitable[object]] | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.db = db
@@ -113,8 +117,15 @@ class InProcessRunner:
             claim_hold=max(lock_ttl, timedelta(seconds=60))
         )
         self.clock = clock
+        self.budget = budget
         self.executor = executor or Executor(
-            db, google, lock_ttl=lock_ttl, heartbeat=lock_heartbeat, clock=clock
+            db,
+            google,
+            lock_ttl=lock_ttl,
+            heartbeat=lock_heartbeat,
+            clock=clock,
+            budget=budget,
+            rewatch=rewatch,
         )
         self.stats = Stats()
         self._pending: dict[uuid.UUID, _Pending] = {}
@@ -219,6 +230,9 @@ class InProcessRunner:
             if late:
                 log.warning("cancelled %d syncs still running after the grace period", len(late))
                 await asyncio.gather(*late, return_exceptions=True)
+        if self.budget is not None:
+            with contextlib.suppress(Exception):
+                await self.budget.flush()
         leftover = [b for b, p in self._pending.items() if p.reason is not Reason.POLL]
         self._pending.clear()
         self._waiting.clear()
@@ -249,8 +263,12 @@ class InProcessRunner:
         await self._idle.wait()
 
     async def poll_once(self) -> None:
-        """Enqueue every binding due for a poll (claimed, so other pollers skip it)."""
-        for binding_id in await polling.due_bindings(self.db, self.poll_policy, self.clock()):
+        """Enqueue the bindings due for a poll (claimed, so other pollers skip them), as many
+        as the request budget allows: the rest stay due (postponed)."""
+        limit = await polling.allowance(self.budget)
+        for binding_id in await polling.due_bindings(
+            self.db, self.poll_policy, self.clock(), limit=limit
+        ):
             self._request(binding_id, Reason.POLL, False, 0.0)
 
     async def release_stuck(self) -> None:
@@ -327,6 +345,9 @@ class InProcessRunner:
     async def _run(self, binding_id: uuid.UUID, pending: _Pending) -> None:
         self.stats.started += 1
         try:
+            if await self._over_budget(binding_id, pending):
+                self.stats.postponed += 1
+                return
             result = await self.executor.run(binding_id, pending.reason, pending.full)
             self._after(binding_id, pending, result)
         except asyncio.CancelledError:
@@ -342,6 +363,18 @@ class InProcessRunner:
             self._running.pop(binding_id, None)
             self._polling.discard(binding_id)
             self._wake.set()
+
+    async def _over_budget(self, binding_id: uuid.UUID, pending: _Pending) -> bool:
+        """The request budget is spent: a poll is dropped (it stays due and is polled when its
+        claim runs out), anything else waits for the next minute. True → not run now."""
+        if self.budget is None:
+            return False
+        wait = await self.budget.wait_for(pending.reason)
+        if wait <= 0:
+            return False
+        if pending.reason is not Reason.POLL:
+            self._request(binding_id, pending.reason, pending.full, wait, pending.failures)
+        return True
 
     def _after(self, binding_id: uuid.UUID, pending: _Pending, result: RunResult) -> None:
         key = result.outcome.value

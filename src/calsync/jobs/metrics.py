@@ -65,6 +65,9 @@ class _Snapshot(Collector):
         self.queue_depth: int | None = None
         self.requests_per_binding_day: float | None = None
         self.requests_last_day: dict[str, int] = {}
+        self.budget: reports.BudgetUse | None = None
+        self.budget_limits: tuple[int, int] = (0, 0)  # per minute, per day
+        self.budget_held: dict[str, int] = {}  # this process: polls postponed, syncs delayed
 
     def collect(self) -> Iterator[Metric]:
         syncs = CounterMetricFamily(
@@ -108,6 +111,44 @@ class _Snapshot(Collector):
         for trigger, n in sorted(self.requests_last_day.items()):
             last_day.add_metric([trigger], n)
         yield last_day
+        yield from self._budget()
+
+    def _budget(self) -> Iterator[Metric]:
+        use = self.budget
+        if use is None:
+            return
+        used = GaugeMetricFamily(
+            "calsync_google_budget_used",
+            "Google requests counted against the project-wide budget by every process: in the "
+            "current UTC minute and in the last 24 hours (sync runs, channel watches and stops).",
+            labels=["window"],
+        )
+        used.add_metric(["minute"], use.minute)
+        used.add_metric(["day"], use.day)
+        yield used
+        limit = GaugeMetricFamily(
+            "calsync_google_budget_limit",
+            "The request budget (CALSYNC_GOOGLE_BUDGET_PER_MINUTE / _PER_DAY).",
+            labels=["window"],
+        )
+        limit.add_metric(["minute"], self.budget_limits[0])
+        limit.add_metric(["day"], self.budget_limits[1])
+        yield limit
+        held = CounterMetricFamily(
+            "calsync_google_budget_held",
+            "Work this process held back for the budget: poll passes cut short (polls left due "
+            "for later) and syncs that waited for the next minute.",
+            labels=["what"],
+        )
+        for what, n in sorted(self.budget_held.items()):
+            held.add_metric([what], n)
+        yield held
+        yield GaugeMetricFamily(
+            "calsync_push_channels_suspect",
+            "Push channels a poll caught missing a change, not trusted (the calendar polls at "
+            "its tenant's interval) until a notification arrives on them again.",
+            value=use.suspect_channels,
+        )
 
 
 class Metrics:
@@ -171,7 +212,18 @@ class Metrics:
             last_day = dict.fromkeys((r.value for r in Reason), 0)
             last_day.update(await reports.google_requests_by_trigger(s, now - DAY))
             await self._applied(s, now)
+            self.snapshot.budget = await reports.budget_use(s, now)
             await s.commit()
+        self.snapshot.budget_limits = (
+            settings.google_budget_per_minute,
+            settings.google_budget_per_day,
+        )
+        budget = getattr(jobs, "budget", None)
+        if budget is not None:
+            self.snapshot.budget_held = {
+                "polls": int(budget.postponed_polls),
+                "syncs": int(budget.delayed_syncs),
+            }
         self.snapshot.requests_last_day = last_day
         total = sum(last_day.values())
         self.snapshot.requests_per_binding_day = total / enabled if enabled else None

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from calsync.sync.owner import holder_dead
 from calsync.sync.tokens import GoogleAccess
 
 from . import polling
+from .budget import Budget
 from .execute import Executor, busy
 from .port import Periodic, Reason
 
@@ -117,6 +118,8 @@ class ProcrastinateQueue:
         heartbeat: float = 10.0,
         stalled_after: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
+        budget: Budget | None = None,
+        rewatch: Callable[[uuid.UUID], Awaitable[object]] | None = None,
     ) -> None:
         self.db = db
         self.concurrency = max(1, concurrency)
@@ -128,8 +131,15 @@ class ProcrastinateQueue:
         self.poll_policy = poll_policy or polling.PollPolicy(
             claim_hold=max(lock_ttl, timedelta(seconds=60))
         )
+        self.budget = budget
         self.executor = Executor(
-            db, google, lock_ttl=lock_ttl, heartbeat=lock_heartbeat, clock=clock
+            db,
+            google,
+            lock_ttl=lock_ttl,
+            heartbeat=lock_heartbeat,
+            clock=clock,
+            budget=budget,
+            rewatch=rewatch,
         )
         self.app = App(connector=PsycopgConnector(conninfo=conninfo(database_url)))
         self._opened = False
@@ -193,6 +203,9 @@ class ProcrastinateQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self.budget is not None:
+            with contextlib.suppress(Exception):
+                await self.budget.flush()
         if self._depth_task is not None:
             self._depth_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -244,7 +257,11 @@ class ProcrastinateQueue:
         )
 
     async def poll_once(self) -> None:
-        for binding_id in await polling.due_bindings(self.db, self.poll_policy, self.clock()):
+        """Enqueue the bindings due for a poll, as many as the request budget allows."""
+        limit = await polling.allowance(self.budget)
+        for binding_id in await polling.due_bindings(
+            self.db, self.poll_policy, self.clock(), limit=limit
+        ):
             await self.enqueue_sync(binding_id, Reason.POLL)
 
     async def release_stuck(self) -> None:
@@ -311,6 +328,11 @@ class ProcrastinateQueue:
     async def _sync_job(self, binding_id: str, reason: str, full: bool, attempt: int = 0) -> str:
         target = uuid.UUID(binding_id)
         why = Reason(reason)
+        wait = await self.budget.wait_for(why) if self.budget is not None else 0.0
+        if wait > 0:  # the request budget is spent: a poll stays due, the rest waits
+            if why is not Reason.POLL:
+                await self._again(target, why, full, wait, attempt)
+            return "postponed"
         try:
             result = await self.executor.run(target, why, full)
         except asyncio.CancelledError:

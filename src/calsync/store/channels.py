@@ -98,7 +98,9 @@ EVENTS = Holder(
     message_seq=CalendarBinding.channel_message_seq,
     retry_after=CalendarBinding.channel_retry_after,
     wanted=_bindings_wanted,
-    owed=lambda at: {"sync_owed_at": at},  # a sync, durable before the 200 (jobs/recovery.py)
+    # a sync, durable before the 200 (jobs/recovery.py); and evidence the channel delivers,
+    # so a channel a poll found silent is trusted again (migration 0017)
+    owed=lambda at: {"sync_owed_at": at, "channel_suspect_since": None},
 )
 CALENDAR_LIST = Holder(
     kind="calendar_list",

@@ -351,6 +351,9 @@ class CalendarBinding(Base):
     channel_message_seq: Mapped[int | None] = mapped_column(BigInteger)
     #: migration 0013: a failed watch is tried again by the renewal tick of any process after
     channel_retry_after: Mapped[datetime | None] = mapped_column()
+    #: migration 0017: a poll found changes no notification announced; the channel is not
+    #: trusted (polls at the tenant's interval) until a notification arrives again
+    channel_suspect_since: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -551,4 +554,5 @@ class LoginFailure(Base):
 
 # outbound webhooks' tables live in their own module; imported here so `models` is the whole
 # data model (Base.metadata, Alembic, secrets rotation)
+from .budget import GoogleRequestMinute  # noqa: E402, F401
 from .webhook_models import WebhookDelivery, WebhookEndpoint, WebhookMessage  # noqa: E402, F401

@@ -7,12 +7,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import channels
+from . import budget, channels, schedule
 from .models import CalendarBinding, GoogleConnection, SyncIssue, SyncRun
 
 CHANNEL_STATES = ("active", "expiring", "expired")
@@ -76,6 +76,24 @@ async def google_requests_by_trigger(session: AsyncSession, since: datetime) -> 
         .group_by(SyncRun.trigger)
     )
     return {str(trigger): int(n) for trigger, n in rows.all()}
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """Google requests of every process in the current UTC minute and the last 24 hours, and
+    the push channels a poll caught silent (not trusted until they notify again)."""
+
+    minute: int
+    day: int
+    suspect_channels: int
+
+
+async def budget_use(session: AsyncSession, now: datetime) -> BudgetUse:
+    return BudgetUse(
+        minute=await budget.used(session, now),
+        day=await budget.used(session, now - timedelta(days=1)),
+        suspect_channels=await schedule.suspect_channels(session),
+    )
 
 
 async def finished_runs(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.direction import Direction
@@ -31,6 +31,8 @@ class PollCandidate:
     channel_id: str | None
     channel_expires_at: datetime | None
     tenant_poll_interval: int
+    #: a poll found changes the channel did not announce; no notification since (migration 0017)
+    channel_suspect: bool = False
 
 
 def _live() -> list[ColumnElement[bool]]:
@@ -57,6 +59,7 @@ async def poll_candidates(
         CalendarBinding.channel_id.is_(None),
         CalendarBinding.channel_expires_at.is_(None),
         CalendarBinding.channel_expires_at <= now,
+        CalendarBinding.channel_suspect_since.is_not(None),
     )
     stale = or_(
         CalendarBinding.last_sync_at.is_(None),
@@ -72,6 +75,7 @@ async def poll_candidates(
             CalendarBinding.channel_id,
             CalendarBinding.channel_expires_at,
             Tenant.poll_interval_seconds,
+            CalendarBinding.channel_suspect_since,
         )
         .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
         .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
@@ -94,6 +98,7 @@ async def poll_candidates(
             channel_id,
             channel_expires_at,
             int(poll_interval or 300),
+            suspect is not None,
         )
         for (
             binding_id,
@@ -103,6 +108,7 @@ async def poll_candidates(
             channel_id,
             channel_expires_at,
             poll_interval,
+            suspect,
         ) in rows.all()
     ]
 
@@ -285,3 +291,58 @@ async def behind_feed(
         .limit(limit)
     )
     return list(rows.all())
+
+
+# -- a channel judged by evidence -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelEvidence:
+    """What a binding's push channel has shown before a sync: whether it has one, and whether
+    a notification owed this sync (a poll with changes and no notification is evidence the
+    channel stopped delivering)."""
+
+    channel_id: str | None
+    notified: bool  # a notification owed a sync (sync_owed_at) when the run started
+    incremental: bool  # the run lists changes since a sync token (a full list finds all)
+
+
+async def channel_evidence(session: AsyncSession, binding_id: uuid.UUID) -> ChannelEvidence:
+    row = (
+        await session.execute(
+            select(
+                CalendarBinding.channel_id,
+                CalendarBinding.sync_owed_at,
+                CalendarBinding.sync_token,
+            ).where(CalendarBinding.id == binding_id)
+        )
+    ).first()
+    if row is None:
+        return ChannelEvidence(None, False, False)
+    channel_id, owed, token = row
+    return ChannelEvidence(channel_id or None, owed is not None, token is not None)
+
+
+async def mark_suspect(
+    session: AsyncSession, binding_id: uuid.UUID, channel_id: str, at: datetime
+) -> bool:
+    """The channel missed a change: not trusted (tenant-interval polls) until a notification
+    arrives (store.channels' `owed` clears it). False when the binding has another channel by
+    now."""
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.channel_id == channel_id)
+        .values(channel_suspect_since=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def suspect_channels(session: AsyncSession) -> int:
+    """Bindings whose channel missed a change and has not notified since (/metrics)."""
+    found = await session.scalar(
+        select(func.count())
+        .select_from(CalendarBinding)
+        .where(CalendarBinding.channel_suspect_since.is_not(None))
+    )
+    return int(found or 0)

@@ -51,6 +51,7 @@ class RunResult:
     run_id: uuid.UUID | None = None
     counts: dict[str, int] = field(default_factory=dict)
     error: Failure | None = None
+    google_requests: int = 0  # HTTP requests this run sent to Google (the request budget)
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,7 @@ async def sync_binding(
             result = await _locked(
                 db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now, sent
             )
+        result.google_requests = sent.n
         if owed is not None and result.ok:  # this run covered the acknowledged webhook
             async with db.session() as session:
                 await bindings.settle_owed(session, binding_id, owed)

@@ -161,6 +161,7 @@ def _refresh(request: Request, world: World, params: dict[str, str]) -> Response
             )
         scopes = asked
     tok = world.issue_access_token(rt.email, scopes, client.client_id, grant_id=rt.grant_id)
+    request.state.account = rt.email  # the request log says whose refresh it was
     id_token = None
     if "openid" in scopes:
         id_token = sign_id_token(world, rt.email, client.client_id, client.client_id, scopes)

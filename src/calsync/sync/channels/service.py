@@ -10,6 +10,7 @@ for `WATCH_RETRY` — a time stored on its row, so every process's tick honours 
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 CHANNEL_RENEWAL_SECONDS = 3600.0  # how often the periodic renewal task runs
 # an owner whose watch failed is retried by the periodic task after this long, not every tick
 WATCH_RETRY = timedelta(minutes=30)
+
+
+def ttl_of(settings: Settings) -> int:
+    """The lifetime asked for one channel: up to `push_channel_ttl_jitter` less, at random, so
+    channels made in one go (a deployment, a reconnect of many) expire, and are renewed, spread
+    over hours instead of in one renewal pass."""
+    ttl = settings.push_channel_ttl_seconds
+    return max(60, int(ttl * (1 - settings.push_channel_ttl_jitter * random.random())))
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ class Channels:
             channel_id=kind.new_id(owner_id),
             address=webhook_address(self.settings),
             token=secrets.token_urlsafe(32),
-            ttl_seconds=self.settings.push_channel_ttl_seconds,
+            ttl_seconds=ttl_of(self.settings),
         )
         try:
             client = await self.client_of(target.connection_id)
