@@ -115,7 +115,13 @@ async def run_gcal_sync(url: str, token: str) -> dict[str, Any]:
 
 
 def child(args: argparse.Namespace) -> None:
-    if args.child == "calsync":
+    if args.child == "calsync" and args.profile:
+        import cProfile
+
+        with cProfile.Profile() as prof:
+            out = asyncio.run(run_calsync(args.url, args.token, args.workdir))
+        prof.dump_stats(args.profile)
+    elif args.child == "calsync":
         out = asyncio.run(run_calsync(args.url, args.token, args.workdir))
     else:
         out = asyncio.run(run_gcal_sync(args.url, args.token))
@@ -186,6 +192,8 @@ def parent(args: argparse.Namespace) -> None:
                 mark = last_seq(http)
                 cmd = [sys.executable, __file__, "--child", name, "--url", server.url]
                 cmd += ["--token", token, "--workdir", workdir]
+                if name == "calsync" and args.profile:
+                    cmd += ["--profile", args.profile]
                 started = time.perf_counter()
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
                 wall = time.perf_counter() - started
@@ -229,6 +237,7 @@ def main() -> None:
     p.add_argument("--url")
     p.add_argument("--token")
     p.add_argument("--workdir")
+    p.add_argument("--profile", help="cProfile the calsync child into this file (pstats)")
     args = p.parse_args()
     if args.child:
         child(args)

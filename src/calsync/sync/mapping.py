@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from calsync.domain.activity import RESPONSE_STATUSES as RESPONSES
-from calsync.domain.activity import ActivityDraft, Attendee
+from calsync.domain.activity import ActivityDraft, ActivityValues, Attendee
 from calsync.domain.fields import SyncFields, make
 from calsync.google.models import Event
 from calsync.store.models import Activity
@@ -93,6 +93,30 @@ def activity_fields(activity: Activity) -> SyncFields:
         transparency=activity.transparency,
         recurrence=activity.recurrence,
         cancelled=activity.status == "cancelled" and activity.recurring_parent_id is not None,
+    )
+
+
+def values_fields(values: ActivityValues) -> SyncFields:
+    """`activity_fields` of an activity about to be stored with `values` (the bulk import
+    writes rows, not objects): the same canonical fields, so the same hash."""
+    t = values.timing
+    if t.all_day:
+        s: date | datetime = t.start_local.date()
+        e: date | datetime = t.end_local.date()
+        zone = ""
+    else:
+        s, e, zone = t.start_utc, t.end_utc, t.time_zone
+    return make(
+        summary=values.subject,
+        description=values.description,
+        location=values.location,
+        start=s,
+        end=e,
+        time_zone=zone,
+        visibility=values.visibility,
+        transparency=values.transparency,
+        recurrence=list(values.recurrence) if values.recurrence else None,
+        cancelled=False,  # not an exception: a cancelled entry is only ever an exception
     )
 
 
