@@ -199,6 +199,8 @@ class CalendarClient:
         resp = await self.send_authorized(lambda token: self.build_request(call, token))
         if resp.status_code >= 400:
             raise errors.from_response(resp.status_code, resp.headers, resp.content)
+        if call.parse_json is not None and resp.content:
+            return call.parse_json(resp.content)
         return call.parse(resp.json() if resp.content else None)
 
     async def execute(self, call: ApiCall[T]) -> T:

@@ -75,9 +75,9 @@ async def insert_imported(
         _activity_row(aid, tenant_id, item, type_key, owner_id, source, now)
         for aid, item in zip(ids, items, strict=True)
     ]
-    await session.execute(insert(Activity), activity_rows)
+    await session.execute(insert(Activity.__table__), activity_rows)
     await session.execute(
-        insert(Change),
+        insert(Change.__table__),
         [
             {
                 "tenant_id": tenant_id,
@@ -93,7 +93,7 @@ async def insert_imported(
         ],
     )
     await session.execute(
-        insert(EventLink),
+        insert(EventLink.__table__),
         [
             {
                 "id": new_id(),
