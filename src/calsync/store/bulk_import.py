@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.activity import ActivityValues
@@ -28,6 +28,12 @@ from .base import new_id, utcnow
 from .models import Activity, Change, EventLink
 from .statuses import ActivitySource, ChangeKind, LinkState
 from .webhook_models import WebhookEndpoint
+
+# the tables themselves: an insert of the mapped class would take the ORM's bulk path, which
+# still builds per-row state; a Core insert with a list of dicts is one executemany
+_ACTIVITY = cast(Table, Activity.__table__)
+_CHANGE = cast(Table, Change.__table__)
+_LINK = cast(Table, EventLink.__table__)
 
 #: ids per IN (...) list: far below SQLite's 32,766 bound parameters and PostgreSQL's 65,535
 ID_CHUNK = 500
@@ -75,9 +81,9 @@ async def insert_imported(
         _activity_row(aid, tenant_id, item, type_key, owner_id, source, now)
         for aid, item in zip(ids, items, strict=True)
     ]
-    await session.execute(insert(Activity.__table__), activity_rows)
+    await session.execute(insert(_ACTIVITY), activity_rows)
     await session.execute(
-        insert(Change.__table__),
+        insert(_CHANGE),
         [
             {
                 "tenant_id": tenant_id,
@@ -93,7 +99,7 @@ async def insert_imported(
         ],
     )
     await session.execute(
-        insert(EventLink.__table__),
+        insert(_LINK),
         [
             {
                 "id": new_id(),

@@ -162,8 +162,7 @@ def draft(
         end: date | datetime = date.fromisoformat(values.end)
     else:
         zone = values.time_zone
-        start = datetime.strptime(values.start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        end = datetime.strptime(values.end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        start, end = _utc_instant(values.start), _utc_instant(values.end)
     current: tuple[Attendee, ...] = ()
     current_status = "confirmed"
     if activity is not None:
@@ -200,6 +199,14 @@ def draft(
         recurrence=list(values.recurrence) or None,
         original_start=original_start,
     )
+
+
+def _utc_instant(text: str) -> datetime:
+    """A `fields.instant` string ("…Z") back to an aware UTC datetime: fromisoformat reads
+    the "Z" since Python 3.11 and is many times faster than strptime on a large import."""
+    if text.endswith("Z") and len(text) == 20:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def event_attendees(event: Event) -> tuple[Attendee, ...] | None:
