@@ -63,20 +63,18 @@ def rss_mb() -> float:
 # -- children ---------------------------------------------------------------------------------------
 
 
-async def run_calsync(url: str, token: str, workdir: str, database: str | None) -> dict[str, Any]:
+async def run_calsync(url: str, token: str, database: str) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from calsync.google.retry import RetryPolicy
     from calsync.settings import Settings
     from calsync.store import bindings, connections, crypto, tenants, users
     from calsync.store.db import Database
-    from calsync.store.migrate import upgrade
     from calsync.sync.engine import sync_binding
     from calsync.sync.tokens import GoogleAccess
 
     crypto.install(crypto.Keyring([crypto.generate_key()]))
-    db = Database(database or f"sqlite+aiosqlite:///{workdir}/calsync-{uuid.uuid4().hex}.db")
-    await upgrade(db)
+    db = Database(database)  # migrated by the "migrate" child: alembic is not the import's
     async with db.session() as s:
         tenant = await tenants.create(s, "bench")
         user = await users.create(s, tenant.id, ACCOUNT)
@@ -144,15 +142,28 @@ async def run_gcal_sync(url: str, token: str) -> dict[str, Any]:
     }
 
 
+async def run_migrate(database: str) -> dict[str, Any]:
+    from calsync.store.db import Database
+    from calsync.store.migrate import upgrade
+
+    db = Database(database)
+    await upgrade(db)
+    await db.dispose()
+    return {}
+
+
 def child(args: argparse.Namespace) -> None:
+    if args.child == "migrate":
+        print(json.dumps(asyncio.run(run_migrate(args.database))))
+        return
     if args.child == "calsync" and args.profile:
         import cProfile
 
         with cProfile.Profile() as prof:
-            out = asyncio.run(run_calsync(args.url, args.token, args.workdir, args.database))
+            out = asyncio.run(run_calsync(args.url, args.token, args.database))
         prof.dump_stats(args.profile)
     elif args.child == "calsync":
-        out = asyncio.run(run_calsync(args.url, args.token, args.workdir, args.database))
+        out = asyncio.run(run_calsync(args.url, args.token, args.database))
     else:
         out = asyncio.run(run_gcal_sync(args.url, args.token))
     print(json.dumps(out))
@@ -250,11 +261,16 @@ def one_size(args: argparse.Namespace, events: int) -> dict[str, dict[str, float
                 mark = last_seq(http)
                 cmd = [sys.executable, __file__, "--url", server.url, "--token", token]
                 cmd += ["--child", "gcal_sync" if name == "gcal_sync" else "calsync"]
-                cmd += ["--workdir", workdir]
                 database = None
                 if name == "calsync-pg":
                     database = f"calsync_bench_import_{os.getpid()}_{round_}"
-                    cmd += ["--database", postgres_database(args.postgres, database)]
+                    url = postgres_database(args.postgres, database)
+                else:
+                    url = f"sqlite+aiosqlite:///{workdir}/calsync-{uuid.uuid4().hex}.db"
+                if name != "gcal_sync":
+                    migrate = [sys.executable, __file__, "--child", "migrate", "--database", url]
+                    subprocess.run(migrate, check=True, capture_output=True, cwd=ROOT)
+                    cmd += ["--database", url]
                 if name == "calsync" and args.profile and round_ == 0:
                     cmd += ["--profile", args.profile]
                 started = time.perf_counter()
@@ -314,10 +330,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", default="10000,50000", help="sizes, comma-separated")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--child", choices=("calsync", "gcal_sync"))
+    p.add_argument("--child", choices=("calsync", "gcal_sync", "migrate"))
     p.add_argument("--url")
     p.add_argument("--token")
-    p.add_argument("--workdir")
     p.add_argument("--profile", help="cProfile the calsync child into this file (pstats)")
     p.add_argument(
         "--postgres",
