@@ -24,7 +24,7 @@ from calsync.domain.ids import activity_id_from_event_id, google_event_id
 from calsync.domain.matching import MatchKey, match, match_key
 from calsync.google import errors
 from calsync.google.calendar import Pages
-from calsync.google.models import Event, EventsPage
+from calsync.google.models import Event, RawEventsPage
 from calsync.store import activities, bindings, bulk_import, links, runs
 from calsync.store.base import utcnow
 from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
@@ -45,16 +45,18 @@ class MassDelete(Exception):
     """The pull would delete too much; the binding was paused instead."""
 
 
-def _listing(ctx: Ctx) -> Pages[EventsPage]:
-    """The incremental (or full) listing; the sync token comes with its last page."""
+def _listing(ctx: Ctx) -> Pages[RawEventsPage]:
+    """The incremental (or full) listing; the sync token comes with its last page. Pages come
+    as their bodies (parsed by `stream` when it gets to them): the page read ahead waits as
+    bytes, not as 2,500 models."""
     if ctx.settings.sync_token and not ctx.progress.full:
-        return ctx.settings.client.list_events(
+        return ctx.settings.client.list_events_raw(
             ctx.settings.calendar_id,
             sync_token=ctx.settings.sync_token,
             show_deleted=True,
             max_results=MAX_RESULTS,
         )
-    return ctx.settings.client.list_events(
+    return ctx.settings.client.list_events_raw(
         ctx.settings.calendar_id,
         time_min=ctx.settings.window_start,
         show_deleted=True,
@@ -63,14 +65,14 @@ def _listing(ctx: Ctx) -> Pages[EventsPage]:
     )
 
 
-async def _next_page(pages: Pages[EventsPage]) -> EventsPage | None:
+async def _next_page(pages: Pages[RawEventsPage]) -> RawEventsPage | None:
     try:
         return await anext(pages)
     except StopAsyncIteration:
         return None
 
 
-async def prefetched(pages: Pages[EventsPage]) -> AsyncIterator[EventsPage]:
+async def prefetched(pages: Pages[RawEventsPage]) -> AsyncIterator[RawEventsPage]:
     """The pages in order, page n+1 already on its way while the caller stores page n (the
     request waits on the network while this process parses, maps and writes). Hand-written:
     a one-slot read-ahead is a few lines, and the errors stay those of the page they belong
@@ -83,6 +85,7 @@ async def prefetched(pages: Pages[EventsPage]) -> AsyncIterator[EventsPage]:
                 return
             ahead = asyncio.ensure_future(_next_page(pages))
             yield page
+            del page  # the caller is done with it: not alive while the next one is awaited
     finally:
         if not ahead.done():
             ahead.cancel()
@@ -149,11 +152,14 @@ async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:
     pages = _listing(ctx)
     held = Held()
     zone: str | None = None
-    async for page in prefetched(pages):
-        zone = zone or page.time_zone
+    async for raw in prefetched(pages):
+        zone = zone or raw.time_zone
         ctx.learn_time_zone(zone)  # before anything is written
-        await _page(ctx, page.items, held)
-        ctx.progress.counts["pulled"] += len(page.items)
+        events = raw.parse().items
+        del raw
+        await _page(ctx, events, held)
+        ctx.progress.counts["pulled"] += len(events)
+        del events
     return held, pages.next_sync_token, zone
 
 

@@ -51,3 +51,19 @@ def test_listings_parse_raw_json_like_the_dict_route() -> None:
     assert page.items[0].attendees is not None
     assert page.items[0].attendees[0].response_status == "accepted"
     assert page.model_extra == {"futureField": {"kept": True}}
+
+
+def test_a_raw_page_reads_its_tokens_and_parses_its_events_later() -> None:
+    raw = json.dumps({**BODY, "nextPageToken": "p2"}).encode()
+    call = calls.events_list_raw("primary", max_results=2500)
+    assert call.params == calls.events_list("primary", max_results=2500).params
+    assert call.parse_json is not None
+    page = call.parse_json(raw)
+    assert (page.next_page_token, page.next_sync_token, page.time_zone) == (
+        "p2",
+        "tok",
+        "Europe/Oslo",
+    )
+    assert page.parse() == EventsPage.model_validate_json(raw)
+    # a batch answer (already a dict) gives the same page
+    assert call.parse(json.loads(raw)).parse() == page.parse()
