@@ -87,7 +87,10 @@ def instant(value: date | datetime) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timed values must be timezone-aware")
-        return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+        utc = value.astimezone(UTC)
+        if utc.year >= 1000:  # isoformat is several times faster than strftime, same text
+            return utc.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+        return utc.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value.isoformat()
 
 

@@ -31,13 +31,14 @@ from .models import (
     Channel,
     Event,
     EventsPage,
+    RawEventsPage,
     SendUpdates,
 )
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 
 T = TypeVar("T")
-P = TypeVar("P", bound=EventsPage | CalendarListPage)
+P = TypeVar("P", bound=EventsPage | CalendarListPage | RawEventsPage)
 
 USER_AGENT = "calsync (+https://github.com/calsync) httpx"
 
@@ -199,6 +200,8 @@ class CalendarClient:
         resp = await self.send_authorized(lambda token: self.build_request(call, token))
         if resp.status_code >= 400:
             raise errors.from_response(resp.status_code, resp.headers, resp.content)
+        if call.parse_json is not None and resp.content:
+            return call.parse_json(resp.content)
         return call.parse(resp.json() if resp.content else None)
 
     async def execute(self, call: ApiCall[T]) -> T:
@@ -290,6 +293,14 @@ class CalendarClient:
 
         call_for(None)  # validate the arguments now, not on first iteration
         return Pages(self, call_for)
+
+    def list_events_raw(self, calendar_id: str, **kwargs: Any) -> Pages[RawEventsPage]:
+        """`list_events` (same arguments) with each page kept as its body until `parse()`:
+        a caller that reads one page ahead holds that page as bytes, not as models."""
+        calls.events_list_raw(calendar_id, **kwargs)  # validate the arguments now
+        return Pages(
+            self, lambda token: calls.events_list_raw(calendar_id, page_token=token, **kwargs)
+        )
 
     async def get_event(
         self, calendar_id: str, event_id: str, *, time_zone: str | None = None

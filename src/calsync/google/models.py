@@ -8,6 +8,7 @@ does not know (`extra="allow"`), so whatever Google adds survives a read-modify-
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -156,6 +157,35 @@ class EventsPage(WireModel):
     next_page_token: str | None = None
     next_sync_token: str | None = None
     items: list[Event] = Field(default_factory=list)
+
+
+class EventsPageHead(BaseModel):
+    """A listing page's tokens and zone, read from its body without building its events."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+
+    next_page_token: str | None = None
+    next_sync_token: str | None = None
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True)
+class RawEventsPage:
+    """A page of events.list kept as its body until the caller gets to it (`parse`): a listing
+    read one page ahead then holds the next page as ~2 MB of bytes, not as 2,500 models."""
+
+    body: bytes
+    next_page_token: str | None
+    next_sync_token: str | None
+    time_zone: str | None
+
+    @classmethod
+    def of(cls, body: bytes) -> RawEventsPage:
+        head = EventsPageHead.model_validate_json(body)
+        return cls(body, head.next_page_token, head.next_sync_token, head.time_zone)
+
+    def parse(self) -> EventsPage:
+        return EventsPage.model_validate_json(self.body)
 
 
 # -- calendars --------------------------------------------------------------------------------

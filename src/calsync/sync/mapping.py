@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from calsync.domain.activity import RESPONSE_STATUSES as RESPONSES
-from calsync.domain.activity import ActivityDraft, Attendee
+from calsync.domain.activity import ActivityDraft, ActivityValues, Attendee
 from calsync.domain.fields import SyncFields, make
 from calsync.google.models import Event
 from calsync.store.models import Activity
@@ -96,6 +96,30 @@ def activity_fields(activity: Activity) -> SyncFields:
     )
 
 
+def values_fields(values: ActivityValues) -> SyncFields:
+    """`activity_fields` of an activity about to be stored with `values` (the bulk import
+    writes rows, not objects): the same canonical fields, so the same hash."""
+    t = values.timing
+    if t.all_day:
+        s: date | datetime = t.start_local.date()
+        e: date | datetime = t.end_local.date()
+        zone = ""
+    else:
+        s, e, zone = t.start_utc, t.end_utc, t.time_zone
+    return make(
+        summary=values.subject,
+        description=values.description,
+        location=values.location,
+        start=s,
+        end=e,
+        time_zone=zone,
+        visibility=values.visibility,
+        transparency=values.transparency,
+        recurrence=list(values.recurrence) if values.recurrence else None,
+        cancelled=False,  # not an exception: a cancelled entry is only ever an exception
+    )
+
+
 def tags(activity_id: uuid.UUID, tenant_id: uuid.UUID) -> dict[str, str]:
     """The private tags calsync writes into a new event (`tagged_activity_id` reads them)."""
     return {ACTIVITY_KEY: str(activity_id), TENANT_KEY: str(tenant_id)}
@@ -138,8 +162,7 @@ def draft(
         end: date | datetime = date.fromisoformat(values.end)
     else:
         zone = values.time_zone
-        start = datetime.strptime(values.start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        end = datetime.strptime(values.end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        start, end = _utc_instant(values.start), _utc_instant(values.end)
     current: tuple[Attendee, ...] = ()
     current_status = "confirmed"
     if activity is not None:
@@ -176,6 +199,14 @@ def draft(
         recurrence=list(values.recurrence) or None,
         original_start=original_start,
     )
+
+
+def _utc_instant(text: str) -> datetime:
+    """A `fields.instant` string ("…Z") back to an aware UTC datetime: fromisoformat reads
+    the "Z" since Python 3.11 and is many times faster than strptime on a large import."""
+    if text.endswith("Z") and len(text) == 20:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def event_attendees(event: Event) -> tuple[Attendee, ...] | None:

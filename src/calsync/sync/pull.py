@@ -1,69 +1,117 @@
-"""Pull: read Google's changes (every page first), guard against mass deletion, apply each
-event in its own transaction, match or import what is new, and only then store the sync token.
+"""Pull: read Google's changes page by page and apply each page as it arrives (the next page
+is fetched meanwhile): changes of known events one per transaction, new events matched or
+imported in bulk. Deletions of linked entries wait for the end of the listing, where the
+mass-delete guard counts them (ids and counts only); the sync token is stored last.
 
 A crash anywhere leaves the old token in place, so the next run lists the same changes again;
-applying them twice is harmless because each event is compared by content and etag.
+applying them twice is harmless because each event is compared by content and etag, and an
+event imported before the crash has its link, so it is never imported twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from calsync.domain.activity import ActivityInvalid, validate
 from calsync.domain.fields import SyncFields, content_hash
 from calsync.domain.ids import activity_id_from_event_id, google_event_id
-from calsync.domain.matching import match
+from calsync.domain.matching import MatchKey, match, match_key
 from calsync.google import errors
-from calsync.google.models import Event
-from calsync.store import activities, bindings, links, runs
+from calsync.google.calendar import Pages
+from calsync.google.models import Event, RawEventsPage
+from calsync.store import activities, bindings, bulk_import, links, runs
+from calsync.store.base import utcnow
 from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
 
 from . import filters, importing, mapping
 from .codes import TEXTS
 from .context import Ctx
-from .reconcile import Result, agree, first_link, reconcile
+from .reconcile import Result, first_link, reconcile
 
 log = logging.getLogger(__name__)
 
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
-IMPORT_CHUNK = 100  # new events stored per transaction
+IMPORT_CHUNK = 500  # new events stored per transaction (a few ms of bulk inserts)
 
 
 class MassDelete(Exception):
     """The pull would delete too much; the binding was paused instead."""
 
 
-async def list_all(ctx: Ctx) -> tuple[list[Event], str | None, str | None]:
-    """Every page of the incremental (or full) listing; the sync token comes with the last."""
+def _listing(ctx: Ctx) -> Pages[RawEventsPage]:
+    """The incremental (or full) listing; the sync token comes with its last page. Pages come
+    as their bodies (parsed by `stream` when it gets to them): the page read ahead waits as
+    bytes, not as 2,500 models."""
     if ctx.settings.sync_token and not ctx.progress.full:
-        pages = ctx.settings.client.list_events(
+        return ctx.settings.client.list_events_raw(
             ctx.settings.calendar_id,
             sync_token=ctx.settings.sync_token,
             show_deleted=True,
             max_results=MAX_RESULTS,
         )
-    else:
-        pages = ctx.settings.client.list_events(
-            ctx.settings.calendar_id,
-            time_min=ctx.settings.window_start,
-            show_deleted=True,
-            single_events=False,
-            max_results=MAX_RESULTS,
-        )
-    events: list[Event] = []
-    zone: str | None = None
-    async for page in pages:
-        events.extend(page.items)
-        zone = zone or page.time_zone
-    return events, pages.next_sync_token, zone
+    return ctx.settings.client.list_events_raw(
+        ctx.settings.calendar_id,
+        time_min=ctx.settings.window_start,
+        show_deleted=True,
+        single_events=False,
+        max_results=MAX_RESULTS,
+    )
+
+
+async def _next_page(pages: Pages[RawEventsPage]) -> RawEventsPage | None:
+    try:
+        return await anext(pages)
+    except StopAsyncIteration:
+        return None
+
+
+async def prefetched(pages: Pages[RawEventsPage]) -> AsyncIterator[RawEventsPage]:
+    """The pages in order, page n+1 already on its way while the caller stores page n (the
+    request waits on the network while this process parses, maps and writes). Hand-written:
+    a one-slot read-ahead is a few lines, and the errors stay those of the page they belong
+    to (a 410 still comes from the first request)."""
+    ahead = asyncio.ensure_future(_next_page(pages))
+    try:
+        while True:
+            page = await ahead
+            if page is None:
+                return
+            ahead = asyncio.ensure_future(_next_page(pages))
+            yield page
+            del page  # the caller is done with it: not alive while the next one is awaited
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, errors.GoogleError):
+                await ahead
+
+
+@dataclass
+class Held:
+    """What a streamed pull keeps until the listing has ended, all of it proportional to the
+    changes, never to the calendar: deletions of linked entries (the mass-delete guard counts
+    them first), series exceptions (their masters may come on a later page) and new events
+    that may match an unlinked CRM entry (matching never guesses, so it sees all of them)."""
+
+    cancelled: list[Event] = field(default_factory=list)
+    occurrences: list[Event] = field(default_factory=list)
+    matchable: list[tuple[Event, SyncFields]] = field(default_factory=list)
+    #: match keys of the unlinked CRM entries at the start (None: not read yet)
+    crm_keys: set[MatchKey] | None = None
 
 
 async def pull(ctx: Ctx) -> None:
-    """Raises MassDelete when the guard paused the binding (nothing applied)."""
+    """Raises MassDelete when the guard paused the binding (no deletion applied)."""
+    started = utcnow()
     try:
-        events, token, zone = await list_all(ctx)
+        held, token, zone = await stream(ctx)
     except errors.SyncTokenExpired:
         # Google wants a full sync: list the window again and relink; links are kept
         async with ctx.settings.db.session() as session:
@@ -71,36 +119,24 @@ async def pull(ctx: Ctx) -> None:
             await session.commit()
         ctx.progress.full = True
         ctx.progress.counts["full_resyncs"] += 1
-        events, token, zone = await list_all(ctx)
-    ctx.learn_time_zone(zone)
-    await guard(ctx, events)
+        held, token, zone = await stream(ctx)
+    deletions = [e.id for e in (*held.cancelled, *held.occurrences) if e.cancelled and e.id]
+    await guard(ctx, deletions, started)
     unlinked: list[Event] = []
-    known = await _known(ctx, events)
-    # occurrences after everything else: their masters are linked or imported by then
-    series = [e for e in events if e.recurring_event_id is None]
-    occurrences = [e for e in events if e.recurring_event_id is not None]
-    for event in series:
-        if event.id is None:
-            continue
-        if event.id not in known:
-            # no link and nothing to relink: only matching or import can use it
-            policy = filters.policy_for_event(ctx, event)
-            if not event.cancelled and filters.importable(event, policy):
-                unlinked.append(event)
-            continue
-        result = await apply(ctx, event)
-        if result is Result.UNLINKED:
+    for event in held.cancelled:
+        if await apply(ctx, event) is Result.UNLINKED:
             unlinked.append(event)
     await import_new(ctx, unlinked)
+    await _import_matchable(ctx, held.matchable)
+    # occurrences after everything else: their masters are linked or imported by then
+    known = await _known(ctx, held.occurrences)
     new_occurrences: list[Event] = []
-    for event in occurrences:
-        if event.id is None or not filters.importable(event, filters.policy_for_event(ctx, event)):
-            continue
+    for event in held.occurrences:
+        assert event.id is not None
         if event.id in known and await apply(ctx, event) is not Result.UNLINKED:
             continue
         new_occurrences.append(event)
     await importing.import_occurrences(ctx, new_occurrences)
-    ctx.progress.counts["pulled"] += len(events)
     await ctx.settings.hooks.fire("after_pull", ctx)
     async with ctx.settings.db.session() as session:
         await bindings.save_sync_token(session, ctx.settings.binding_id, token, zone)
@@ -110,10 +146,53 @@ async def pull(ctx: Ctx) -> None:
         await session.commit()
 
 
+async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:
+    """Apply each page as it arrives: changes of known events, new events imported (a chunk
+    per transaction); what must wait for the end of the listing is `Held`."""
+    pages = _listing(ctx)
+    held = Held()
+    zone: str | None = None
+    async for raw in prefetched(pages):
+        zone = zone or raw.time_zone
+        ctx.learn_time_zone(zone)  # before anything is written
+        events = raw.parse().items
+        del raw
+        await _page(ctx, events, held)
+        ctx.progress.counts["pulled"] += len(events)
+        del events
+    return held, pages.next_sync_token, zone
+
+
+async def _page(ctx: Ctx, events: list[Event], held: Held) -> None:
+    series = [e for e in events if e.id is not None and e.recurring_event_id is None]
+    for event in events:
+        if event.id is not None and event.recurring_event_id is not None:
+            if filters.importable(event, filters.policy_for_event(ctx, event)):
+                held.occurrences.append(event)
+    known = await _known(ctx, series)
+    unlinked: list[Event] = []
+    for event in series:
+        assert event.id is not None
+        if event.id not in known:
+            # no link and nothing to relink: only matching or import can use it
+            policy = filters.policy_for_event(ctx, event)
+            if not event.cancelled and filters.importable(event, policy):
+                unlinked.append(event)
+            continue
+        if event.cancelled:
+            held.cancelled.append(event)  # applied once the guard has counted them all
+            continue
+        if await apply(ctx, event) is Result.UNLINKED:
+            unlinked.append(event)
+    await import_new(ctx, unlinked, held)
+
+
 async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
     """Event ids that have a link, or name (tag or deterministic id) an activity of the owner:
     these go through reconcile one by one; the rest are new (found in bulk, not per event)."""
     ids = [e.id for e in events if e.id]
+    if not ids:
+        return set()
     named: dict[str, uuid.UUID] = {}
     for event in events:
         if event.id is None:
@@ -124,30 +203,29 @@ async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
         if aid is not None:
             named[event.id] = aid
     async with ctx.settings.db.session() as session:
-        known = set(await links.by_events(session, ctx.settings.binding_id, ids))
-        found = await links.activities(session, ctx.settings.tenant_id, set(named.values()))
-    owned = {aid for aid, a in found.items() if a.owner_id == ctx.settings.user_id}
+        known = await bulk_import.linked_event_ids(session, ctx.settings.binding_id, ids)
+        owned = await bulk_import.owned_activity_ids(
+            session, ctx.settings.tenant_id, ctx.settings.user_id, set(named.values())
+        )
     known.update(eid for eid, aid in named.items() if aid in owned)
     return known
 
 
-async def guard(ctx: Ctx, events: list[Event]) -> None:
+async def guard(ctx: Ctx, cancelled: list[str], started: datetime) -> None:
     """Pause instead of removing more than half of the binding's linked activities (and more
-    than GUARD_MIN): an emptied calendar is far more often an accident than an intention."""
-    cancelled = [e.id for e in events if e.cancelled and e.id]
+    than GUARD_MIN): an emptied calendar is far more often an accident than an intention.
+
+    Works from ids and counts: `cancelled` are the listed deletions of known events (held
+    back, unapplied, until now); the base is the live links the binding had before this pull
+    (`started`), as if nothing the stream imported meanwhile had been there."""
     if len(cancelled) <= GUARD_MIN or ctx.settings.allow_mass_delete:
         return
     async with ctx.settings.db.session() as session:
-        found = await links.by_events(session, ctx.settings.binding_id, cancelled)
-        ids = [
-            lk.activity_id
-            for lk in found.values()
-            if lk.activity_id and lk.state == LinkState.LINKED
-        ]
-        acts = await links.activities(session, ctx.settings.tenant_id, ids)
-        removing = sum(1 for a in acts.values() if a.deleted_at is None)
-        total = await links.count_live(session, ctx.settings.binding_id)
-        if removing <= GUARD_MIN or removing * 2 <= total:
+        removing = await bulk_import.count_live_linked(session, ctx.settings.binding_id, cancelled)
+        if removing <= GUARD_MIN:
+            return
+        total = await bulk_import.count_live_links(session, ctx.settings.binding_id, before=started)
+        if removing * 2 <= total:
             return
         reason = (
             f"Sync paused: Google reported {removing} of the {total} synced appointments of "
@@ -203,18 +281,33 @@ async def _policy(ctx: Ctx, event: Event) -> str:
     return filters.policy_for_event(ctx, event)
 
 
-async def import_new(ctx: Ctx, events: list[Event]) -> None:
-    """Link new events to equal unlinked activities (once, never guessing), import the rest."""
+async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) -> None:
+    """Link new events to equal unlinked activities (once, never guessing), import the rest.
+
+    Streamed (`held` given): an event whose match key no unlinked CRM entry has is imported
+    at once; the others wait in `held` for `_import_matchable` at the end of the listing, so
+    a key met twice across pages is still reported as ambiguous, never guessed."""
     if not events:
         return
-    fields: dict[str, SyncFields] = {}
+    fields: list[tuple[Event, SyncFields]] = []
     for event in events:
         assert event.id is not None
         try:
-            fields[event.id] = filters.google_fields(ctx, event)
+            fields.append((event, filters.google_fields(ctx, event)))
         except mapping.Unmappable as exc:
             await importing.park_event(ctx, event, str(exc))
-    by_id = {e.id: e for e in events if e.id in fields}
+    if held is None:
+        await _import_matchable(ctx, fields)
+        return
+    if held.crm_keys is None:
+        held.crm_keys = {match_key(values) for _, values in await _candidates(ctx)}
+    keys = held.crm_keys
+    held.matchable += [(e, g) for e, g in fields if match_key(g) in keys]
+    await _import_fresh(ctx, [(e, g) for e, g in fields if match_key(g) not in keys])
+
+
+async def _candidates(ctx: Ctx) -> list[tuple[uuid.UUID, SyncFields]]:
+    """The owner's unlinked CRM entries new Google events may be matched with."""
     async with ctx.settings.db.session() as session:
         candidates = await links.unlinked_activities(
             session,
@@ -227,26 +320,37 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
         elsewhere = await links.linked_in_other_bindings(
             session, ctx.settings.connection_id, ctx.settings.binding_id, [a.id for a in candidates]
         )
-        crm = [(a.id, mapping.activity_fields(a)) for a in candidates if a.id not in elsewhere]
-    found = match(list(fields.items()), crm)
+        return [(a.id, mapping.activity_fields(a)) for a in candidates if a.id not in elsewhere]
+
+
+async def _import_matchable(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> None:
+    if not fields:
+        return
+    by_id = {e.id: e for e, _ in fields}
+    values = {e.id: g for e, g in fields if e.id is not None}
+    found = match(list(values.items()), await _candidates(ctx))
     taken: set[str] = set()
     for gid, aid in found.pairs:
         taken.add(gid)
-        await _link_pair(ctx, by_id[gid], aid, fields[gid])
+        await _link_pair(ctx, by_id[gid], aid, values[gid])
     for amb in found.ambiguous:
         taken.update(amb.google)
-        await _park_ambiguous(ctx, amb.google, amb.crm, fields[amb.google[0]])
+        await _park_ambiguous(ctx, amb.google, amb.crm, values[amb.google[0]])
+    await _import_fresh(ctx, [(e, g) for e, g in fields if e.id not in taken])
+
+
+async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> None:
+    """New events nothing in the CRM matches: the special ones one by one (importing.py),
+    the rest in bulk, a chunk per transaction."""
     fresh = []
-    for gid, values in fields.items():
-        if gid in taken:
-            continue
-        if importing.special(ctx, by_id[gid]):
+    for event, g in fields:
+        if importing.special(ctx, event):
             try:
-                await importing.import_one(ctx, by_id[gid], values)
+                await importing.import_one(ctx, event, g)
             except ActivityInvalid as exc:
-                await importing.park_event(ctx, by_id[gid], str(exc))
+                await importing.park_event(ctx, event, str(exc))
         else:
-            fresh.append((by_id[gid], values))
+            fresh.append((event, g))
     for i in range(0, len(fresh), IMPORT_CHUNK):
         await _import(ctx, fresh[i : i + IMPORT_CHUNK])
 
@@ -326,41 +430,44 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
 
     New events are stored a chunk per transaction: atomic like one event per transaction (a
     crash stores none of the chunk and the unchanged sync token lists them again), without a
-    commit per event on an initial import of thousands."""
-    checked = []
+    commit per event on an initial import of thousands. The rows go in as Core bulk inserts
+    (store.bulk_import): the link's merge base and hashes are reconcile.agree's, computed from
+    the validated values instead of from ORM objects."""
+    checked: list[bulk_import.ImportedEvent] = []
     for event, g in chunk:
+        assert event.id is not None
         try:
-            checked.append((event, g, validate(mapping.draft(g, None, ctx.settings.time_zone))))
+            values = validate(mapping.draft(g, None, ctx.settings.time_zone))
         except ActivityInvalid as exc:
             await importing.park_event(ctx, event, str(exc))
+            continue
+        crm = mapping.values_fields(values)
+        google_hash = content_hash(g)
+        checked.append(
+            bulk_import.ImportedEvent(
+                values=values,
+                google_event_id=event.id,
+                organizer_email=event.organizer.email if event.organizer else None,
+                snapshot=g.to_json(),
+                google_hash=google_hash,
+                crm_hash=google_hash if crm == g else content_hash(crm),
+                google_etag=event.etag,
+                google_updated=event.updated,
+                ical_uid=event.i_cal_uid,
+            )
+        )
     if not checked:
         return
     async with ctx.settings.db.session() as session:
-        created = await activities.create_many(
+        await bulk_import.insert_imported(
             session,
             ctx.settings.tenant_id,
-            [
-                activities.NewActivity(
-                    type_key=ctx.settings.tenant.default_import_type_key,
-                    owner_id=ctx.settings.user_id,
-                    values=values,
-                    organizer_email=event.organizer.email if event.organizer else None,
-                    source=ctx.settings.source,
-                )
-                for event, _, values in checked
-            ],
+            ctx.settings.binding_id,
+            checked,
+            type_key=ctx.settings.tenant.default_import_type_key,
+            owner_id=ctx.settings.user_id,
+            source=ctx.settings.source,
             origin=ChangeOrigin.SYNC,
         )
-        for (event, g, _), activity in zip(checked, created, strict=True):
-            assert event.id is not None
-            link = links.new(
-                ctx.settings.tenant_id,
-                ctx.settings.binding_id,
-                activity.id,
-                event.id,
-                state=LinkState.LINKED,
-            )
-            agree(link, event, g, crm=mapping.activity_fields(activity))
-            session.add(link)
         await session.commit()
     ctx.progress.counts["created"] += len(checked)

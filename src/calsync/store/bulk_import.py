@@ -1,0 +1,276 @@
+"""A first import's writes as SQLAlchemy Core bulk inserts, and the id-and-count reads the
+streamed pull needs (store.links keeps the per-link ORM reads the reconcile path uses).
+
+The plain import of thousands of Google events is where the ORM's bookkeeping cost most
+(building an Activity, an EventLink and a Change object per event, then flushing them): one
+executemany per table for a chunk writes the same rows. Everything else about a write stays
+as activities.create_many does it: the tenant's change-feed numbers are reserved first in the
+same transaction (changes.reserve: the feed's order-and-no-gaps guarantee), one `created`
+change per activity, and the outbound-webhook outbox gets its message in the same commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calsync.domain.activity import ActivityValues
+
+from . import changes, webhooks
+from .activities import Source
+from .base import new_id, utcnow
+from .models import Activity, Change, EventLink
+from .statuses import ActivitySource, ChangeKind, LinkState
+from .webhook_models import WebhookEndpoint
+
+# the tables themselves: an insert of the mapped class would take the ORM's bulk path, which
+# still builds per-row state; a Core insert with a list of dicts is one executemany
+_ACTIVITY = cast(Table, Activity.__table__)
+_CHANGE = cast(Table, Change.__table__)
+_LINK = cast(Table, EventLink.__table__)
+
+#: ids per IN (...) list: far below SQLite's 32,766 bound parameters and PostgreSQL's 65,535
+ID_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class ImportedEvent:
+    """One Google event to store as a new activity with its link (already validated)."""
+
+    values: ActivityValues
+    google_event_id: str
+    organizer_email: str | None
+    #: the link's merge base and hashes (reconcile.agree's values)
+    snapshot: dict[str, Any]
+    google_hash: str
+    crm_hash: str
+    google_etag: str | None
+    google_updated: datetime | None
+    ical_uid: str | None
+    read_only: str | None = None
+
+
+async def insert_imported(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    items: Sequence[ImportedEvent],
+    *,
+    type_key: str,
+    owner_id: uuid.UUID,
+    source: Source,
+    origin: str,
+) -> list[uuid.UUID]:
+    """Store the activities, their `created` changes and their links; returns the new ids.
+    The caller commits (one chunk per transaction keeps each one short)."""
+    if not items:
+        return []
+    if any(item.values.attendees for item in items):
+        raise ValueError("the bulk import stores no attendees (import_one does)")
+    last = await changes.reserve(session, tenant_id, len(items))
+    first = last - len(items) + 1
+    now = utcnow()
+    ids = [new_id() for _ in items]
+    activity_rows = [
+        _activity_row(aid, tenant_id, item, type_key, owner_id, source, now)
+        for aid, item in zip(ids, items, strict=True)
+    ]
+    await session.execute(insert(_ACTIVITY), activity_rows)
+    await session.execute(
+        insert(_CHANGE),
+        [
+            {
+                "tenant_id": tenant_id,
+                "seq": seq,
+                "activity_id": aid,
+                "owner_id": owner_id,
+                "kind": ChangeKind.CREATED,
+                "version": 1,
+                "origin": origin,
+                "created_at": now,
+            }
+            for seq, aid in enumerate(ids, start=first)
+        ],
+    )
+    await session.execute(
+        insert(_LINK),
+        [
+            {
+                "id": new_id(),
+                "tenant_id": tenant_id,
+                "binding_id": binding_id,
+                "activity_id": aid,
+                "google_event_id": item.google_event_id,
+                "google_recurring_event_id": None,
+                "ical_uid": item.ical_uid,
+                "read_only": item.read_only,
+                "google_etag": item.google_etag,
+                "google_updated": item.google_updated,
+                "state": LinkState.LINKED,
+                "snapshot": item.snapshot,
+                "crm_hash": item.crm_hash,
+                "google_hash": item.google_hash,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for aid, item in zip(ids, items, strict=True)
+        ],
+    )
+    if await _wants_created(session, tenant_id):
+        _emit_created(session, activity_rows, origin)
+    return ids
+
+
+def _activity_row(
+    aid: uuid.UUID,
+    tenant_id: uuid.UUID,
+    item: ImportedEvent,
+    type_key: str,
+    owner_id: uuid.UUID,
+    source: Source,
+    now: datetime,
+) -> dict[str, Any]:
+    v, t = item.values, item.values.timing
+    # the columns activities._apply sets, for a new entry from Google without guests
+    return {
+        "id": aid,
+        "tenant_id": tenant_id,
+        "type_key": type_key,
+        "owner_id": owner_id,
+        "subject": v.subject,
+        "description": v.description,
+        "location": v.location,
+        "all_day": t.all_day,
+        "time_zone": t.time_zone,
+        "start_local": t.start_local,
+        "end_local": t.end_local,
+        "start_utc": t.start_utc,
+        "end_utc": t.end_utc,
+        "range_start_utc": v.range_start_utc,
+        "range_end_utc": v.range_end_utc,
+        "visibility": v.visibility,
+        "transparency": v.transparency,
+        "status": v.status,
+        "recurrence": list(v.recurrence) if v.recurrence else None,
+        "recurring_parent_id": None,
+        "original_start_local": v.original_start_local,
+        "organizer_email": item.organizer_email,
+        "source": ActivitySource.GOOGLE,
+        "source_calendar_id": source.calendar_id,
+        "source_account": source.account,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
+
+
+async def _wants_created(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """Whether an enabled outbound-webhook endpoint of the tenant takes activity.created (one
+    indexed read per chunk, as the outbox itself pays)."""
+    rows = await session.scalars(
+        select(WebhookEndpoint.events).where(
+            WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.enabled.is_(True)
+        )
+    )
+    return any(events is None or webhooks.ACTIVITY_CREATED in events for events in rows)
+
+
+def _emit_created(session: AsyncSession, rows: Sequence[dict[str, Any]], origin: str) -> None:
+    """The outbox messages `changes.record` would have queued, rendered from the rows: a
+    transient Activity (never added to the session) is what `activity_payload` reads."""
+    for row in rows:
+        activity = Activity(**row)
+        activity.attendees = []
+        webhooks.activity_changed(session, activity, ChangeKind.CREATED, origin)
+
+
+# reads by ids and counts -------------------------------------------------------------------
+
+
+async def linked_event_ids(
+    session: AsyncSession, binding_id: uuid.UUID, google_event_ids: Collection[str]
+) -> set[str]:
+    """Which of these events have a link in the binding (ids only, no rows loaded)."""
+    out: set[str] = set()
+    ids = list(google_event_ids)
+    for i in range(0, len(ids), ID_CHUNK):
+        rows = await session.scalars(
+            select(EventLink.google_event_id).where(
+                EventLink.binding_id == binding_id,
+                EventLink.google_event_id.in_(ids[i : i + ID_CHUNK]),
+            )
+        )
+        out.update(rows)
+    return out
+
+
+async def owned_activity_ids(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    activity_ids: Collection[uuid.UUID],
+) -> set[uuid.UUID]:
+    """Which of these activities exist and belong to `owner_id`."""
+    out: set[uuid.UUID] = set()
+    ids = list(activity_ids)
+    for i in range(0, len(ids), ID_CHUNK):
+        rows = await session.scalars(
+            select(Activity.id).where(
+                Activity.tenant_id == tenant_id,
+                Activity.owner_id == owner_id,
+                Activity.id.in_(ids[i : i + ID_CHUNK]),
+            )
+        )
+        out.update(rows)
+    return out
+
+
+async def count_live_linked(
+    session: AsyncSession, binding_id: uuid.UUID, google_event_ids: Collection[str]
+) -> int:
+    """How many of these events are linked to a live activity (what a deletion of them would
+    remove from the CRM: the mass-delete guard's count)."""
+    total = 0
+    ids = list(google_event_ids)
+    for i in range(0, len(ids), ID_CHUNK):
+        total += int(
+            await session.scalar(
+                select(func.count())
+                .select_from(EventLink)
+                .join(Activity, Activity.id == EventLink.activity_id)
+                .where(
+                    EventLink.binding_id == binding_id,
+                    EventLink.state == LinkState.LINKED,
+                    EventLink.google_event_id.in_(ids[i : i + ID_CHUNK]),
+                    Activity.deleted_at.is_(None),
+                )
+            )
+            or 0
+        )
+    return total
+
+
+async def count_live_links(
+    session: AsyncSession, binding_id: uuid.UUID, *, before: datetime
+) -> int:
+    """Linked live activities of the binding whose link existed before `before` (the guard's
+    base: the calendar as it was when the pull began, not what the stream added since)."""
+    value = await session.scalar(
+        select(func.count())
+        .select_from(EventLink)
+        .join(Activity, Activity.id == EventLink.activity_id)
+        .where(
+            EventLink.binding_id == binding_id,
+            EventLink.state == LinkState.LINKED,
+            EventLink.created_at < before,
+            Activity.deleted_at.is_(None),
+        )
+    )
+    return int(value or 0)

@@ -1,0 +1,212 @@
+"""The pull as a stream: each page of Google's listing is stored as it arrives (the next one
+already on its way), a crash halfway leaves no duplicates and the next run finishes the
+import, the bulk-written links agree with what the ORM path would have stored, and the
+mass-delete guard still pauses when the deletions are spread over many pages."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from calsync.domain.fields import content_hash
+from calsync.google import calls
+from calsync.google.models import Event
+from calsync.store import bindings, bulk_import
+from calsync.store.models import Activity, CalendarBinding, Change, EventLink
+from calsync.sync import mapping, pull
+from calsync.sync.context import Ctx
+from calsync.sync.errors import Outcome
+
+from .conftest import ZONE, Harness, at
+
+PAGE = 5
+
+
+@pytest.fixture(autouse=True)
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 5 and chunks of 2, so a few dozen events make many pages and chunks."""
+    monkeypatch.setattr(pull, "MAX_RESULTS", PAGE)
+    monkeypatch.setattr(pull, "IMPORT_CHUNK", 2)
+
+
+async def _google_events(h: Harness, n: int, prefix: str = "Imported") -> None:
+    start = at(1, 8)
+    inserts = [
+        calls.events_insert(
+            h.calendar_id,
+            {
+                "summary": f"{prefix} {i}",
+                "start": {
+                    "dateTime": (start + timedelta(hours=i)).isoformat(),
+                    "timeZone": ZONE,
+                },
+                "end": {
+                    "dateTime": (start + timedelta(hours=i, minutes=45)).isoformat(),
+                    "timeZone": ZONE,
+                },
+            },
+        )
+        for i in range(n)
+    ]
+    results = await h.person.batch(inserts, chunk_size=1000)
+    assert not [r for r in results if isinstance(r, Exception)]
+
+
+def _list_requests(h: Harness, mark: int) -> int:
+    return sum(
+        1
+        for item in h.requests_since(mark)
+        if item["method"] == "GET" and str(item["path"]).endswith("/events")
+    )
+
+
+async def _feed_seqs(h: Harness) -> list[int]:
+    async with h.db.session() as s:
+        rows = await s.scalars(
+            select(Change.seq).where(Change.tenant_id == h.tenant_id).order_by(Change.seq)
+        )
+        return list(rows)
+
+
+async def test_each_page_is_stored_as_it_arrives_with_the_next_one_prefetched(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _google_events(h, 17)
+    seen: list[tuple[int, int, int]] = []  # (page, activities stored, list requests sent)
+    real_page = pull._page
+    mark = h.mark()
+
+    async def page(ctx: Ctx, events: list[Event], held: pull.Held) -> None:
+        seen.append((len(seen), len(await h.live_activities()), _list_requests(h, mark)))
+        await real_page(ctx, events, held)
+
+    monkeypatch.setattr(pull, "_page", page)
+    result = await h.sync()
+    assert result.ok and result.counts["created"] == 17
+    assert len(seen) == 4  # 5 + 5 + 5 + 2
+    for number, stored, requested in seen:
+        # the earlier pages are in the database before this one is applied ...
+        assert stored == PAGE * number
+        # ... and the listing reads at most one page ahead, never the whole calendar first
+        assert requested <= number + 2
+    assert await _feed_seqs(h) == list(range(1, 18))
+
+
+async def test_a_crash_mid_import_leaves_no_duplicates_and_the_next_run_finishes(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _google_events(h, 13)
+    real = bulk_import.insert_imported
+    chunks = 0
+
+    async def dies_at_the_fourth_chunk(*args: Any, **kwargs: Any) -> list[Any]:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 4:
+            raise RuntimeError("killed mid-import")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(bulk_import, "insert_imported", dies_at_the_fourth_chunk)
+    with pytest.raises(RuntimeError, match="killed mid-import"):
+        await h.sync()
+    # the first page's chunks (2 + 2 + 1) committed, the second page's first one not
+    assert len(await h.live_activities()) == 5
+    async with h.db.session() as s:
+        binding = await s.get(CalendarBinding, h.binding_id)
+        assert binding is not None and binding.sync_token is None  # the listing starts over
+    monkeypatch.setattr(bulk_import, "insert_imported", real)
+
+    result = await h.sync()
+    assert result.ok, result
+    live = await h.live_activities()
+    assert len(live) == 13
+    assert sorted(a.subject for a in live) == sorted(f"Imported {i}" for i in range(13))
+    async with h.db.session() as s:
+        event_ids = list(
+            await s.scalars(
+                select(EventLink.google_event_id).where(EventLink.binding_id == h.binding_id)
+            )
+        )
+    assert len(event_ids) == len(set(event_ids)) == 13
+    assert await _feed_seqs(h) == list(range(1, 14))  # in order, without gaps
+    # and nothing is left to do
+    again = await h.sync()
+    assert again.ok and again.counts.get("created", 0) == 0
+    assert again.counts.get("updated", 0) == 0 and again.counts.get("pushed", 0) == 0
+
+
+async def test_bulk_links_agree_with_the_stored_activities(h: Harness) -> None:
+    """The bulk import computes each link's CRM hash from the values it writes; it must be the
+    hash of the activity as stored, or the next sync would see a CRM change that is none."""
+    await _google_events(h, 3)
+    day = date.today() + timedelta(days=3)
+    await h.person.insert_event(
+        h.calendar_id,
+        {
+            "summary": "Holiday",
+            "start": {"date": day.isoformat()},
+            "end": {"date": (day + timedelta(days=2)).isoformat()},
+            "transparency": "transparent",
+        },
+    )
+    start = at(2, 9)
+    await h.person.insert_event(
+        h.calendar_id,
+        {
+            "summary": "Weekly",
+            "location": "Room 4",
+            "start": {"dateTime": start.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (start + timedelta(minutes=30)).isoformat(), "timeZone": ZONE},
+            "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=5"],
+        },
+    )
+    result = await h.sync()
+    assert result.ok and result.counts["created"] == 5
+    async with h.db.session() as s:
+        rows = (
+            await s.execute(
+                select(EventLink, Activity)
+                .join(Activity, Activity.id == EventLink.activity_id)
+                .where(EventLink.binding_id == h.binding_id)
+            )
+        ).all()
+    assert len(rows) == 5
+    for link, activity in rows:
+        assert link.crm_hash == content_hash(mapping.activity_fields(activity))
+        assert link.state == "linked" and link.snapshot is not None
+    again = await h.sync()
+    assert again.ok and again.counts.get("updated", 0) == 0 and again.counts.get("pushed", 0) == 0
+
+
+async def test_guard_pauses_a_streamed_sync_whose_deletions_span_pages(h: Harness) -> None:
+    for i in range(24):
+        await h.activity(f"Customer visit {i}", at(1 + i % 5, 8 + i % 8))
+    await h.sync()
+    # Google: 30 new events first, then every synced one deleted; the new ones are imported
+    # page by page before the deletions are even listed, and must not dilute the guard's base
+    await _google_events(h, 30, prefix="New")
+    visits = [e for e in await h.events() if (e.summary or "").startswith("Customer visit")]
+    for event in visits:
+        await h.gdelete(event.id or "")
+    result = await h.sync()
+    assert result.outcome is Outcome.PAUSED and result.error is not None
+    assert "Nothing was deleted" in result.error.message
+    live = await h.live_activities()
+    assert sum(a.subject.startswith("Customer visit") for a in live) == 24
+    async with h.db.session() as s:
+        b = await s.get(CalendarBinding, h.binding_id)
+        assert b is not None and b.stage == "paused" and "24 of the 24" in (b.paused_reason or "")
+        links_now = await s.scalar(
+            select(func.count()).select_from(EventLink).where(EventLink.binding_id == h.binding_id)
+        )
+    assert links_now == 54  # the new events were stored once, the deletions held back
+    async with h.db.session() as s:
+        await bindings.resume(s, h.binding_id)
+        await s.commit()
+    result = await h.sync(allow_mass_delete=True)
+    assert result.ok and result.counts["deleted"] == 24
+    live = await h.live_activities()
+    assert sorted(a.subject for a in live) == sorted(f"New {i}" for i in range(30))
