@@ -69,7 +69,7 @@ async def pull(ctx: Ctx) -> None:
         async with ctx.settings.db.session() as session:
             await bindings.drop_sync_token(session, ctx.settings.binding_id)
             await session.commit()
-        ctx.progress.full = True
+        ctx.progress.full = ctx.progress.scan = True  # the push scans the window too
         ctx.progress.counts["full_resyncs"] += 1
         events, token, zone = await list_all(ctx)
     ctx.learn_time_zone(zone)
