@@ -298,3 +298,37 @@ async def test_owed_links_and_the_owners_feed_are_read_through_their_partial_ind
     owed, feed = (s for s in sent if s[0].lstrip().upper().startswith("SELECT"))
     assert "ix_event_link_binding_id_owed" in await explain(h.db, *owed)
     assert "ix_change_tenant_id_owner_id_seq_pushable" in await explain(h.db, *feed)
+
+
+async def test_a_new_google_event_is_matched_among_the_entries_around_its_start(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Matching needs an equal start: an incremental sync reads the owner's unlinked entries
+    a day either side of the new events' starts, not the whole window — and still matches."""
+    async with h.db.session() as s:
+        tenant = await tenants.get(s, h.tenant_id)
+        assert tenant is not None
+        tenant.exported_type_keys = [k for k in tenant.exported_type_keys if k != "call"]
+        await s.commit()
+    near = await h.activity("Call Bob", at(3, 10), type_key="call")  # not exported: unlinked
+    far = await h.activity("Call Bob", at(40, 10), type_key="call")
+    assert (await h.sync()).ok
+    assert await h.events() == []
+    asked: list[Any] = []
+    real = links.unlinked_activities
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("starting"))
+        found = await real(*args, **kwargs)
+        asked.append({a.id for a in found})
+        return found
+
+    monkeypatch.setattr(links, "unlinked_activities", spy)
+    await h.ginsert("Call Bob", at(3, 10))
+    result = await h.sync()
+    assert result.ok and result.counts["linked"] == 1 and not result.counts.get("created"), result
+    link = await h.link(near)
+    assert link is not None and link.state == "linked"
+    assert await h.link(far) is None
+    starting, found = asked
+    assert starting is not None and found == {near}

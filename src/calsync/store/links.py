@@ -272,10 +272,13 @@ async def unlinked_activities(
     since: datetime,
     type_keys: Collection[str] | None = None,
     from_calendar: tuple[str, str | None] | None = None,
+    starting: tuple[datetime, datetime] | None = None,
 ) -> Sequence[Activity]:
     """The owner's live top-level activities from `since` on without a link in this binding:
     those made in the CRM, and those imported from `from_calendar` (calendar id, account) —
-    never an entry another Google calendar brought, which belongs to that calendar alone."""
+    never an entry another Google calendar brought, which belongs to that calendar alone.
+    With `starting`, only those whose first start falls in that range (matching a few new
+    events reads the entries around them, not the calendar)."""
     linked = select(EventLink.activity_id).where(
         EventLink.binding_id == binding_id,
         EventLink.activity_id.is_not(None),
@@ -303,6 +306,8 @@ async def unlinked_activities(
         )
     if type_keys is not None:
         query = query.where(Activity.type_key.in_(list(type_keys)))
+    if starting is not None:
+        query = query.where(Activity.range_start_utc.between(*starting))
     result = await session.scalars(query.order_by(Activity.range_start_utc, Activity.id))
     return result.all()
 

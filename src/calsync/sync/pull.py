@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime, time, timedelta
 
 from calsync.domain.activity import ActivityInvalid, validate
 from calsync.domain.fields import SyncFields, content_hash
@@ -223,6 +224,7 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
             ctx.settings.binding_id,
             since=ctx.settings.window_start,
             from_calendar=(ctx.settings.calendar_id, ctx.settings.google_email),
+            starting=None if ctx.progress.full else _starts_around(list(by_id.values())),
         )
         elsewhere = await links.linked_in_other_bindings(
             session, ctx.settings.connection_id, ctx.settings.binding_id, [a.id for a in candidates]
@@ -249,6 +251,26 @@ async def import_new(ctx: Ctx, events: list[Event]) -> None:
             fresh.append((by_id[gid], values))
     for i in range(0, len(fresh), IMPORT_CHUNK):
         await _import(ctx, fresh[i : i + IMPORT_CHUNK])
+
+
+def _starts_around(events: list[Event]) -> tuple[datetime, datetime] | None:
+    """A range holding every start an entry equal to one of these events can have (matching
+    needs an equal start): a day either side of theirs covers any time zone and all-day
+    dates. None (every entry) when an event has no start."""
+    starts = []
+    for event in events:
+        if event.start is None:
+            return None
+        if event.start.date_time is not None:
+            at = event.start.date_time
+            starts.append(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+        elif event.start.date is not None:
+            starts.append(datetime.combine(event.start.date, time(), UTC))
+        else:
+            return None
+    if not starts:
+        return None
+    return min(starts) - timedelta(days=1), max(starts) + timedelta(days=1)
 
 
 async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields) -> None:
