@@ -36,9 +36,9 @@ MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third i
 
 
 async def push(ctx: Ctx) -> None:
-    seqs, last = await _feed(ctx)
-    todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
     async with ctx.settings.db.session() as session:
+        seqs, last = await _feed(ctx, session)
+        todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
         todo.update(await links.dirty(session, ctx.settings.binding_id))
         if ctx.progress.scan:
             todo.update(await _scan(ctx, session))
@@ -112,17 +112,16 @@ async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:
     return found
 
 
-async def _feed(ctx: Ctx) -> tuple[dict[uuid.UUID, int], int]:
+async def _feed(ctx: Ctx, session: AsyncSession) -> tuple[dict[uuid.UUID, int], int]:
     """The owner's activities changed after the cursor by anyone but the sync (first seq of
     each), and the last seq: the owner's new changes only (changes.pushable)."""
     seqs: dict[uuid.UUID, int] = {}
-    async with ctx.settings.db.session() as session:
-        last = await changes.last_seq(session, ctx.settings.tenant_id)
-        if last > ctx.progress.push_seq:
-            for activity_id, seq in await changes.pushable(
-                session, ctx.settings.tenant_id, ctx.settings.user_id, ctx.progress.push_seq, last
-            ):
-                seqs.setdefault(activity_id, seq)
+    last = await changes.last_seq(session, ctx.settings.tenant_id)
+    if last > ctx.progress.push_seq:
+        for activity_id, seq in await changes.pushable(
+            session, ctx.settings.tenant_id, ctx.settings.user_id, ctx.progress.push_seq, last
+        ):
+            seqs.setdefault(activity_id, seq)
     return seqs, last
 
 
