@@ -96,6 +96,20 @@ async def seed(emu_url: str, owners: list[tuple[uuid.UUID, str, str]]) -> dict[s
     return out
 
 
+async def wait_long(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """bench/latency.py's wait_up with 5 minutes' patience: on a loaded 2-core machine the
+    web process's start (imports, recovery over 1,000 bindings) outlasted its minute."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            await wait_up(url, proc, log)
+            return
+        except RuntimeError:
+            if proc.poll() is not None:
+                raise
+    raise RuntimeError(f"{url} never answered")
+
+
 async def runs_since(setup: Setup, since: datetime) -> dict[str, int]:
     async with setup.db.session() as s:
         rows = await s.execute(
@@ -206,7 +220,7 @@ async def run(
         if runner == "procrastinate":
             procs += [spawn([str(bin_dir / "calsync"), "worker"], env, log) for _ in range(2)]
         everything += procs
-        await wait_up(f"{base}/healthz", web, log)
+        await wait_long(f"{base}/healthz", web, log)
         await watch_all(setup, access, binding_ids)
         await access.aclose()
         await settle(setup, runner)
