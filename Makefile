@@ -55,3 +55,5 @@ bench: env
 	$(UV) run --frozen python bench/google_client.py
 	$(UV) run --frozen python bench/import.py --rounds 2
 	$(UV) run --frozen python bench/latency.py
+	$(UV) run --frozen python bench/incremental.py
+	$(UV) run --frozen python bench/throughput.py
