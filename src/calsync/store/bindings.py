@@ -183,6 +183,11 @@ async def set_push_seq(session: AsyncSession, binding_id: uuid.UUID, seq: int) -
     await _set(session, binding_id, push_seq=seq)
 
 
+async def set_scanned_key(session: AsyncSession, binding_id: uuid.UUID, key: str) -> None:
+    """The push scanned the whole window under these settings (sync.scans)."""
+    await _set(session, binding_id, scanned_key=key)
+
+
 async def set_stage(
     session: AsyncSession, binding_id: uuid.UUID, stage: str, reason: str | None
 ) -> None:

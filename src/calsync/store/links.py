@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
 from .base import utcnow
-from .models import Activity, CalendarBinding, EventLink, GoogleConnection
+from .models import OWED_WRITE, Activity, CalendarBinding, EventLink, GoogleConnection
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
 
@@ -272,10 +272,13 @@ async def unlinked_activities(
     since: datetime,
     type_keys: Collection[str] | None = None,
     from_calendar: tuple[str, str | None] | None = None,
+    starting: tuple[datetime, datetime] | None = None,
 ) -> Sequence[Activity]:
     """The owner's live top-level activities from `since` on without a link in this binding:
     those made in the CRM, and those imported from `from_calendar` (calendar id, account) —
-    never an entry another Google calendar brought, which belongs to that calendar alone."""
+    never an entry another Google calendar brought, which belongs to that calendar alone.
+    With `starting`, only those whose first start falls in that range (matching a few new
+    events reads the entries around them, not the calendar)."""
     linked = select(EventLink.activity_id).where(
         EventLink.binding_id == binding_id,
         EventLink.activity_id.is_not(None),
@@ -303,6 +306,8 @@ async def unlinked_activities(
         )
     if type_keys is not None:
         query = query.where(Activity.type_key.in_(list(type_keys)))
+    if starting is not None:
+        query = query.where(Activity.range_start_utc.between(*starting))
     result = await session.scalars(query.order_by(Activity.range_start_utc, Activity.id))
     return result.all()
 
@@ -339,14 +344,12 @@ async def restore_activity(
 async def dirty(session: AsyncSession, binding_id: uuid.UUID) -> list[uuid.UUID]:
     """Activities whose Google side is owed a write: unconfirmed inserts, merges and restores
     the push has not finished (crm_hash cleared)."""
+    # the condition of the partial index ix_event_link_binding_id_owed, word for word and with
+    # its values inline (a bound parameter would keep the planner from using it): the few owed
+    # links are read, not every link of the calendar
     rows = await session.scalars(
         select(EventLink.activity_id).where(
-            EventLink.binding_id == binding_id,
-            EventLink.activity_id.is_not(None),
-            or_(
-                EventLink.state == LinkState.PENDING,
-                (EventLink.state == LinkState.LINKED) & EventLink.crm_hash.is_(None),
-            ),
+            EventLink.binding_id == binding_id, OWED_WRITE, EventLink.activity_id.is_not(None)
         )
     )
     return [r for r in rows if r is not None]

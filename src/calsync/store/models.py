@@ -44,6 +44,14 @@ from .statuses import (
 
 EMAIL = 320  # RFC 5321 path limit
 NOT_DELETED = text("deleted_at IS NULL")
+#: links owing a Google write (links.dirty): few at any time, found without reading the rest
+#: (in parentheses: a text clause joins a query's other conditions as it is written)
+OWED_WRITE = text(
+    f"(state = '{LinkState.PENDING.value}' "
+    f"OR (state = '{LinkState.LINKED.value}' AND crm_hash IS NULL))"
+)
+#: changes the push writes to Google (not the sync's own): the owner's feed (changes.pushable)
+NOT_FROM_SYNC = text(f"(origin != '{ChangeOrigin.SYNC.value}')")
 
 
 def _created() -> Mapped[datetime]:
@@ -245,6 +253,16 @@ class Change(Base):
     """One create/update/delete of an activity: the change feed and the sync engine's push queue."""
 
     __tablename__ = "change"
+    __table_args__ = (
+        Index(
+            "ix_change_tenant_id_owner_id_seq_pushable",
+            "tenant_id",
+            "owner_id",
+            "seq",
+            sqlite_where=NOT_FROM_SYNC,
+            postgresql_where=NOT_FROM_SYNC,
+        ),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tenant.id", ondelete="CASCADE"), primary_key=True
@@ -343,6 +361,9 @@ class CalendarBinding(Base):
     #: the connection's private-events policy the stored links were made under; a change
     #: makes the next sync list the window again and re-apply it
     private_events_applied: Mapped[str | None] = mapped_column(String(16))
+    #: migration 0016: the settings (a digest, sync.scans) the push last scanned the whole
+    #: window under; another digest (a setting changed) makes the next push scan again
+    scanned_key: Mapped[str | None] = mapped_column(String(64))
     locked_by: Mapped[str | None] = mapped_column(String(128))
     locked_until: Mapped[datetime | None] = mapped_column()
     # a webhook was acknowledged: a sync is owed until one that started after it succeeds
@@ -365,6 +386,12 @@ class EventLink(Base):
     __table_args__ = (
         UniqueConstraint("binding_id", "google_event_id"),
         Index("ix_event_link_binding_id_state", "binding_id", "state"),
+        Index(
+            "ix_event_link_binding_id_owed",
+            "binding_id",
+            sqlite_where=OWED_WRITE,
+            postgresql_where=OWED_WRITE,
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -66,6 +66,8 @@ class RunSettings:
     google_email: str | None = None
     #: the policy changed since the links were made: re-apply it to every listed event
     reapply: bool = False
+    #: the digest of the settings the push's scans depend on (sync.scans.settings_key)
+    scan_key: str = ""
 
     @property
     def source(self) -> Source:
@@ -103,6 +105,9 @@ class RunProgress:
     push_seq: int
     #: the run lists the whole window (asked for, no token yet, or Google expired the token)
     full: bool = False
+    #: the push reads every entry of the window, not only the change feed and the owed links
+    #: (a first sync, a 410, a full sync asked for, a setting changed: sync.scans)
+    scan: bool = False
     counts: Counter[str] = field(default_factory=Counter)
     #: activities the pull found need Google writing (a merge's CRM side, a restore)
     to_push: set[uuid.UUID] = field(default_factory=set)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain.direction import Direction
 from calsync.domain.merge import Policy
 from calsync.google import errors
 from calsync.google.calendar import RequestCount, count_requests
@@ -23,7 +24,7 @@ from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
 
-from . import transitions
+from . import scans, transitions
 from .codes import TEXTS
 from .context import Ctx, Hooks, RunProgress, RunSettings
 from .errors import Failure, Outcome, backoff_delay, run_failure
@@ -143,6 +144,12 @@ async def _locked(
         connection = await connections.get(session, binding.connection_id)
         tenant = await tenants.get(session, binding.tenant_id)
         assert connection is not None and tenant is not None
+        scan_key = scans.settings_key(
+            tenant,
+            binding,
+            await bindings.for_connection(session, connection.id),
+            connection.google_email,
+        )
         skip = _skip_reason(
             binding.enabled, binding.stage, connection.status, connection, role=binding.role
         )
@@ -194,8 +201,19 @@ async def _locked(
                 private_events=private_events,
                 google_email=connection.google_email,
                 reapply=reapply,
+                scan_key=scan_key,
             ),
-            RunProgress(push_seq=binding.push_seq, full=full_run),
+            RunProgress(
+                push_seq=binding.push_seq,
+                full=full_run,
+                scan=scans.needs_scan(
+                    binding,
+                    scan_key,
+                    full=full,
+                    reapply=reapply,
+                    pulls=binding.direction != Direction.CRM_TO_GOOGLE,
+                ),
+            ),
         )
         try:
             # an account used before: its old export calendar's events come here first

@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 from calsync.domain.activity import ActivityInvalid, validate
 from calsync.domain.fields import SyncFields, content_hash
@@ -117,7 +117,7 @@ async def pull(ctx: Ctx) -> None:
         async with ctx.settings.db.session() as session:
             await bindings.drop_sync_token(session, ctx.settings.binding_id)
             await session.commit()
-        ctx.progress.full = True
+        ctx.progress.full = ctx.progress.scan = True  # the push scans the window too
         ctx.progress.counts["full_resyncs"] += 1
         held, token, zone = await stream(ctx)
     deletions = [e.id for e in (*held.cancelled, *held.occurrences) if e.cancelled and e.id]
@@ -299,15 +299,24 @@ async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) ->
     if held is None:
         await _import_matchable(ctx, fields)
         return
-    if held.crm_keys is None:
-        held.crm_keys = {match_key(values) for _, values in await _candidates(ctx)}
-    keys = held.crm_keys
+    if not fields:
+        return
+    if held.crm_keys is not None:
+        keys = held.crm_keys
+    else:
+        # a full listing reads the owner's unlinked entries once; an incremental one only
+        # those starting near this page's new events (matching needs an equal start)
+        around = None if ctx.progress.full else [e for e, _ in fields]
+        keys = {match_key(values) for _, values in await _candidates(ctx, around)}
+        if ctx.progress.full:
+            held.crm_keys = keys
     held.matchable += [(e, g) for e, g in fields if match_key(g) in keys]
     await _import_fresh(ctx, [(e, g) for e, g in fields if match_key(g) not in keys])
 
 
-async def _candidates(ctx: Ctx) -> list[tuple[uuid.UUID, SyncFields]]:
-    """The owner's unlinked CRM entries new Google events may be matched with."""
+async def _candidates(ctx: Ctx, around: list[Event] | None) -> list[tuple[uuid.UUID, SyncFields]]:
+    """The owner's unlinked CRM entries new Google events may be matched with: all of them in
+    a full sync (`around` None), else those starting near one of `around`'s events."""
     async with ctx.settings.db.session() as session:
         candidates = await links.unlinked_activities(
             session,
@@ -316,6 +325,7 @@ async def _candidates(ctx: Ctx) -> list[tuple[uuid.UUID, SyncFields]]:
             ctx.settings.binding_id,
             since=ctx.settings.window_start,
             from_calendar=(ctx.settings.calendar_id, ctx.settings.google_email),
+            starting=None if ctx.progress.full or around is None else _starts_around(around),
         )
         elsewhere = await links.linked_in_other_bindings(
             session, ctx.settings.connection_id, ctx.settings.binding_id, [a.id for a in candidates]
@@ -328,7 +338,7 @@ async def _import_matchable(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) ->
         return
     by_id = {e.id: e for e, _ in fields}
     values = {e.id: g for e, g in fields if e.id is not None}
-    found = match(list(values.items()), await _candidates(ctx))
+    found = match(list(values.items()), await _candidates(ctx, list(by_id.values())))
     taken: set[str] = set()
     for gid, aid in found.pairs:
         taken.add(gid)
@@ -353,6 +363,26 @@ async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> Non
             fresh.append((event, g))
     for i in range(0, len(fresh), IMPORT_CHUNK):
         await _import(ctx, fresh[i : i + IMPORT_CHUNK])
+
+
+def _starts_around(events: list[Event]) -> tuple[datetime, datetime] | None:
+    """A range holding every start an entry equal to one of these events can have (matching
+    needs an equal start): a day either side of theirs covers any time zone and all-day
+    dates. None (every entry) when an event has no start."""
+    starts = []
+    for event in events:
+        if event.start is None:
+            return None
+        if event.start.date_time is not None:
+            at = event.start.date_time
+            starts.append(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+        elif event.start.date is not None:
+            starts.append(datetime.combine(event.start.date, time(), UTC))
+        else:
+            return None
+    if not starts:
+        return None
+    return min(starts) - timedelta(days=1), max(starts) + timedelta(days=1)
 
 
 async def _link_pair(ctx: Ctx, event: Event, activity_id: object, g: SyncFields) -> None:

@@ -14,12 +14,14 @@ import logging
 import uuid
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import content_hash
 from calsync.google import errors
 from calsync.google.models import Event
-from calsync.store import changes, links, runs
-from calsync.store.statuses import ChangeOrigin, LinkState
+from calsync.store import bindings, changes, links, runs
+from calsync.store.statuses import LinkState
 
 from . import filters, mapping, transitions
 from .context import Ctx
@@ -31,44 +33,15 @@ from .reconcile import reconcile
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third is left to later
-FEED_PAGE = 1000
 
 
 async def push(ctx: Ctx) -> None:
-    seqs, last = await _feed(ctx)
-    todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
     async with ctx.settings.db.session() as session:
+        seqs, last = await _feed(ctx, session)
+        todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
         todo.update(await links.dirty(session, ctx.settings.binding_id))
-        # entries that stopped being exported (their type, or the admin's exported types)
-        todo.update(
-            await links.unexported(
-                session,
-                ctx.settings.binding_id,
-                filters.exported_types(ctx.settings.tenant),
-                PROJECT_TASK,
-            )
-        )
-        if ctx.settings.exports:
-            # CRM entries in an unticked calendar deleted or no longer exported leave Google
-            todo.update(
-                await links.unexported_unselected(
-                    session,
-                    ctx.settings.connection_id,
-                    filters.exported_types(ctx.settings.tenant),
-                    PROJECT_TASK,
-                )
-            )
-            # every exportable activity without a link: new on a first sync, and those of a
-            # type the admin exports since (the change feed never named them for Google)
-            fresh = await links.unlinked_activities(
-                session,
-                ctx.settings.tenant_id,
-                ctx.settings.user_id,
-                ctx.settings.binding_id,
-                since=ctx.settings.window_start,
-                type_keys=filters.exported_types(ctx.settings.tenant),
-            )
-            todo.update(a.id for a in fresh if filters.exportable(ctx.settings.tenant, a))
+        if ctx.progress.scan:
+            todo.update(await _scan(ctx, session))
     deferred: set[uuid.UUID] = set()
     rounds = 0
     while todo and rounds < MAX_ROUNDS:
@@ -96,33 +69,59 @@ async def push(ctx: Ctx) -> None:
         if aid in seqs:
             cursor = min(cursor, seqs[aid] - 1)
     ctx.progress.counts["deferred"] += len(deferred)
-    if cursor != ctx.progress.push_seq:
-        from calsync.store import bindings
-
+    cursor = max(cursor, ctx.progress.push_seq)
+    # the scan is done once everything it found was written (sync.scans): a deferred entry
+    # keeps the old key, so the next run scans again and finds it
+    scanned = ctx.progress.scan and not deferred
+    if cursor != ctx.progress.push_seq or scanned:
         async with ctx.settings.db.session() as session:
-            await bindings.set_push_seq(
-                session, ctx.settings.binding_id, max(cursor, ctx.progress.push_seq)
-            )
+            if cursor != ctx.progress.push_seq:
+                await bindings.set_push_seq(session, ctx.settings.binding_id, cursor)
+            if scanned:
+                await bindings.set_scanned_key(
+                    session, ctx.settings.binding_id, ctx.settings.scan_key
+                )
             await session.commit()
-        ctx.progress.push_seq = max(cursor, ctx.progress.push_seq)
+        ctx.progress.push_seq = cursor
 
 
-async def _feed(ctx: Ctx) -> tuple[dict[uuid.UUID, int], int]:
-    """The owner's activities changed after the cursor (first seq of each) and the last seq."""
+async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:
+    """Every entry of the window a setting may have made owe a write (sync.scans: only on a
+    first sync, a 410, a full sync asked for, or a changed setting)."""
+    exported = filters.exported_types(ctx.settings.tenant)
+    # entries that stopped being exported (their type, or the admin's exported types)
+    found = set(await links.unexported(session, ctx.settings.binding_id, exported, PROJECT_TASK))
+    if ctx.settings.exports:
+        # CRM entries in an unticked calendar deleted or no longer exported leave Google
+        found.update(
+            await links.unexported_unselected(
+                session, ctx.settings.connection_id, exported, PROJECT_TASK
+            )
+        )
+        # every exportable activity without a link: new on a first sync, and those of a
+        # type the admin exports since (the change feed never named them for Google)
+        fresh = await links.unlinked_activities(
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.user_id,
+            ctx.settings.binding_id,
+            since=ctx.settings.window_start,
+            type_keys=exported,
+        )
+        found.update(a.id for a in fresh if filters.exportable(ctx.settings.tenant, a))
+    return found
+
+
+async def _feed(ctx: Ctx, session: AsyncSession) -> tuple[dict[uuid.UUID, int], int]:
+    """The owner's activities changed after the cursor by anyone but the sync (first seq of
+    each), and the last seq: the owner's new changes only (changes.pushable)."""
     seqs: dict[uuid.UUID, int] = {}
-    async with ctx.settings.db.session() as session:
-        last = await changes.last_seq(session, ctx.settings.tenant_id)
-        after = ctx.progress.push_seq
-        while after < last:
-            page = await changes.after(session, ctx.settings.tenant_id, after, FEED_PAGE)
-            if not page:
-                break
-            for change in page:
-                if change.seq > last:
-                    break
-                if change.owner_id == ctx.settings.user_id and change.origin != ChangeOrigin.SYNC:
-                    seqs.setdefault(change.activity_id, change.seq)
-            after = page[-1].seq
+    last = await changes.last_seq(session, ctx.settings.tenant_id)
+    if last > ctx.progress.push_seq:
+        for activity_id, seq in await changes.pushable(
+            session, ctx.settings.tenant_id, ctx.settings.user_id, ctx.progress.push_seq, last
+        ):
+            seqs.setdefault(activity_id, seq)
     return seqs, last
 
 

@@ -8,7 +8,7 @@ minute for every process.
   stops), the shared count the project-wide request budget is checked against.
 
 Revision ID: 0017_channel_evidence
-Revises: 0015_portal_sessions
+Revises: 0016_incremental_sync
 Create Date: 2026-12-03
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_channel_evidence"
-down_revision: str | None = "0015_portal_sessions"
+down_revision: str | None = "0016_incremental_sync"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
