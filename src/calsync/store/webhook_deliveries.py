@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
@@ -63,7 +63,21 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
     rows = (await session.execute(query)).all()
     claimed = []
     for delivery, message, endpoint in rows:
-        delivery.next_attempt_at = now + CLAIM_LEASE
+        # compare-and-set: SQLite takes no lock for the SELECT above (its transaction begins
+        # at the first write), so another process may have claimed this row since; only the
+        # update that still finds the row as it was read takes it
+        taken = await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery.id,
+                WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
+                WebhookDelivery.status.in_(DUE),
+            )
+            .values(next_attempt_at=now + CLAIM_LEASE)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(taken, "rowcount", 0) != 1:
+            continue
         claimed.append(
             Claimed(
                 delivery_id=delivery.id,
