@@ -288,7 +288,8 @@ async def test_two_deliverers_at_once_send_each_delivery_once(
     world: World, db: Database, db_url: str, receiver: Receiver
 ) -> None:
     """Several processes tick at the same time: the claim (FOR UPDATE SKIP LOCKED on
-    PostgreSQL, the write lock on SQLite) gives each delivery to one of them."""
+    PostgreSQL, a compare-and-set on the row as read on SQLite) gives each delivery to
+    one of them."""
     await add_endpoint(world, receiver.url)
     for i in range(12):
         await _activity(world, f"Parallel {i}")

@@ -58,25 +58,22 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
     rows = (await session.execute(query)).all()
-    claimed = []
-    for delivery, message, endpoint in rows:
-        # compare-and-set: SQLite takes no lock for the SELECT above (its transaction begins
-        # at the first write), so another process may have claimed this row since; only the
-        # update that still finds the row as it was read takes it
-        taken = await session.execute(
+    if postgres and rows:
+        # the rows are locked for this transaction (SKIP LOCKED left others' alone): one UPDATE
+        # takes them all
+        await session.execute(
             update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id == delivery.id,
-                WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
-                WebhookDelivery.status.in_(DUE),
-            )
+            .where(WebhookDelivery.id.in_([delivery.id for delivery, _, _ in rows]))
             .values(next_attempt_at=now + CLAIM_LEASE)
             .execution_options(synchronize_session=False)
         )
-        if getattr(taken, "rowcount", 0) != 1:
+    claimed = []
+    for delivery, message, endpoint in rows:
+        if not postgres and not await _take(session, delivery, now):
             continue
         claimed.append(
             Claimed(
@@ -92,6 +89,23 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
         )
     await session.flush()
     return claimed
+
+
+async def _take(session: AsyncSession, delivery: WebhookDelivery, now: datetime) -> bool:
+    """Compare-and-set on SQLite, which takes no lock for the claim's SELECT (its transaction
+    begins at the first write), so another process may have claimed this row since: only the
+    update that still finds the row as it was read takes it."""
+    taken = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery.id,
+            WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
+            WebhookDelivery.status.in_(DUE),
+        )
+        .values(next_attempt_at=now + CLAIM_LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(taken, "rowcount", 0) == 1
 
 
 async def record_attempt(
