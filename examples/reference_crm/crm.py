@@ -54,6 +54,8 @@ from starlette.routing import Route
 log = logging.getLogger("reference_crm")
 NAME = "Reference CRM"
 BACKFILL_DAYS = (30, 365)  # the window copied at start: 30 days back, a year ahead
+ROTATE_AFTER_DAYS = 90  # at start, a webhook secret older than this is rotated
+OVERLAP = timedelta(hours=24)  # how long calsync signs with the old secret too after a rotation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -174,8 +176,11 @@ class CalsyncError(Exception):
         self.status, self.code = status, code
 
 
-def connect(store: Store, calsync: Calsync, public_url: str) -> None:
-    """Register the webhook endpoint (once), copy the users, backfill the activities."""
+def connect(
+    store: Store, calsync: Calsync, public_url: str, rotate_after_days: int = ROTATE_AFTER_DAYS
+) -> None:
+    """Register the webhook endpoint (once; its secret rotated when it is older than
+    `rotate_after_days`), copy the users, backfill the activities."""
     hook_url = public_url.rstrip("/") + "/webhooks/calsync"
     endpoint_id = store.setting("endpoint_id")
     if endpoint_id is not None:
@@ -195,6 +200,9 @@ def connect(store: Store, calsync: Calsync, public_url: str) -> None:
         )
         store.set_setting("endpoint_id", created["id"])
         store.set_setting("webhook_secret", created["secret"])
+        store.set_setting("webhook_secret_since", now())
+    elif secret_age(store) > timedelta(days=rotate_after_days):
+        rotate_secret(store, calsync)
     users = calsync.call("GET", "/users")["users"]
     start = datetime.now(UTC) - timedelta(days=BACKFILL_DAYS[0])
     end = datetime.now(UTC) + timedelta(days=BACKFILL_DAYS[1])
@@ -222,6 +230,42 @@ def connect(store: Store, calsync: Calsync, public_url: str) -> None:
         if len(page) < 500:
             break
         offset += len(page)
+
+
+def secret_age(store: Store) -> timedelta:
+    since = store.setting("webhook_secret_since")
+    if since is None:  # stored before the CRM kept the date: count it as due
+        return timedelta.max
+    return datetime.now(UTC) - datetime.fromisoformat(since)
+
+
+def rotate_secret(store: Store, calsync: Calsync) -> None:
+    """A new signing secret from calsync, stored at once. For the next 24 hours calsync signs
+    every message with both secrets; the old one is kept as long, so a message signed just
+    before the rotation (in flight while it ran) still verifies instead of being retried."""
+    endpoint_id = store.setting("endpoint_id")
+    old = store.setting("webhook_secret")
+    rotated = calsync.call("POST", f"/webhook-endpoints/{endpoint_id}/rotate-secret")
+    with store.transaction() as db:
+        for key, value in (
+            ("webhook_secret", rotated["secret"]),
+            ("webhook_secret_since", now()),
+            ("previous_webhook_secret", old or ""),
+            ("previous_webhook_secret_until", (datetime.now(UTC) + OVERLAP).isoformat()),
+        ):
+            db.execute("INSERT OR REPLACE INTO setting (key, value) VALUES (?, ?)", (key, value))
+    log.info("rotated the webhook signing secret of endpoint %s", endpoint_id)
+
+
+def signing_secrets(store: Store) -> list[str]:
+    """The secrets a message may be signed with: the current one, and the previous one during
+    the 24 hours after a rotation."""
+    secrets = [s for s in [store.setting("webhook_secret")] if s]
+    previous = store.setting("previous_webhook_secret")
+    until = store.setting("previous_webhook_secret_until")
+    if previous and until and datetime.now(UTC) < datetime.fromisoformat(until):
+        secrets.append(previous)
+    return secrets
 
 
 # -- the webhook receiver ---------------------------------------------------------------------
@@ -260,14 +304,19 @@ class _Missing(dict[str, Any]):
 
 async def receive(request: Request) -> Response:
     store: Store = request.app.state.store
-    secret = store.setting("webhook_secret")
-    if secret is None:
+    secrets = signing_secrets(store)
+    if not secrets:
         return JSONResponse({"error": "not set up"}, status_code=503)
     body = await request.body()  # the raw bytes, exactly as signed
-    try:
-        event = Webhook(secret).verify(body, dict(request.headers))
-    except WebhookVerificationError as exc:
-        log.warning("refused a webhook: %s", exc)
+    event = None
+    for secret in secrets:
+        try:
+            event = Webhook(secret).verify(body, dict(request.headers))
+            break
+        except WebhookVerificationError as exc:
+            failure = exc
+    if event is None:
+        log.warning("refused a webhook: %s", failure)
         return JSONResponse({"error": "bad signature"}, status_code=400)
     message_id = request.headers["webhook-id"]
     with store.transaction() as db:
@@ -304,7 +353,22 @@ async def home(request: Request) -> Response:
         f"&lt;{html.escape(r['email'])}&gt;</li>"
         for r in rows
     )
-    return page("Users", f"<ul>{items}</ul>")
+    since = store.setting("webhook_secret_since")
+    rotation = (
+        f"<h2>Webhook secret</h2><p>In use since {html.escape(since or 'before this CRM kept the date')};"
+        f" rotated at start when older than {ROTATE_AFTER_DAYS} days.</p>"
+        f"<form method='post' action='/admin/rotate-webhook-secret'><button>Rotate now</button></form>"
+    )
+    return page("Users", f"<ul>{items}</ul>{rotation}")
+
+
+async def rotate_now(request: Request) -> Response:
+    """ "Rotate now" (e.g. after the secret may have leaked)."""
+    try:
+        await run_in_threadpool(rotate_secret, request.app.state.store, request.app.state.calsync)
+    except CalsyncError as exc:
+        return page("Not rotated", f"<p>{html.escape(str(exc))}</p>")
+    return RedirectResponse("/", status_code=303)
 
 
 async def user_page(request: Request) -> Response:
@@ -402,6 +466,7 @@ def create_app(store: Store, calsync: Calsync, public_url: str) -> Starlette:
             Route("/users/{user_id}/activities", create_activity, methods=["POST"]),
             Route("/users/{user_id}/google-calendar", open_google_settings, methods=["POST"]),
             Route("/webhooks/calsync", receive, methods=["POST"]),
+            Route("/admin/rotate-webhook-secret", rotate_now, methods=["POST"]),
         ]
     )
     app.state.store, app.state.calsync, app.state.public_url = store, calsync, public_url
@@ -416,13 +481,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8780)
     parser.add_argument("--public-url", help="how calsync reaches this CRM (default: host:port)")
     parser.add_argument("--db", default=str(Path("reference-crm.db")))
+    parser.add_argument(
+        "--rotate-after-days",
+        type=int,
+        default=ROTATE_AFTER_DAYS,
+        help="rotate the webhook signing secret at start when it is older (0: every start)",
+    )
     args = parser.parse_args(argv)
     if not args.admin_key:
         parser.error("--admin-key (or CALSYNC_ADMIN_KEY) is required: `make run` prints one")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     public_url = args.public_url or f"http://{args.host}:{args.port}"
     store, calsync = Store(args.db), Calsync(args.calsync, args.admin_key)
-    connect(store, calsync, public_url)
+    connect(store, calsync, public_url, args.rotate_after_days)
     count = store.query("SELECT count(*) AS n FROM activity")[0]["n"]
     print(f"{NAME} on {public_url} — {count} activities copied from calsync", flush=True)
     uvicorn.run(create_app(store, calsync, public_url), host=args.host, port=args.port)

@@ -10,7 +10,7 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,7 +39,7 @@ class Crm:
         module = load()
         self.store = module.Store(str(tmp_path / "crm.db"))
         self.store.set_setting("webhook_secret", SECRET)
-        app = module.create_app(self.store, calsync=None, public_url="http://crm.test")
+        app = self.app = module.create_app(self.store, calsync=None, public_url="http://crm.test")
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url="http://crm.test"
         )
@@ -71,10 +71,12 @@ def activity(version: int, subject: str, deleted: bool = False) -> dict[str, Any
     }
 
 
-async def send(client: Crm, body: dict[str, Any], msg_id: str | None = None) -> int:
+async def send(
+    client: Crm, body: dict[str, Any], msg_id: str | None = None, secret: str = SECRET
+) -> int:
     payload = json.dumps(body)
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    signature = Webhook(SECRET).sign(msg_id, datetime.now(UTC), payload)
+    signature = Webhook(secret).sign(msg_id, datetime.now(UTC), payload)
     headers = {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
@@ -146,6 +148,64 @@ async def test_connection_events_become_notices_and_reconnecting_clears_them(crm
     await send(crm, {"type": "connection.reconnected", "timestamp": "t", "data": data})
     rows = crm.store.query("SELECT kind FROM notice")
     assert [r["kind"] for r in rows] == ["connection.reconnected"]
+
+
+NEW_SECRET = "whsec_" + "bmV3LXNlY3JldC1uZXctc2VjcmV0LW5ldy1zZWNyZXQ="
+HOOK = "http://crm.test/webhooks/calsync"
+
+
+class FakeCalsync:
+    """calsync's answers to the calls the CRM makes around a rotation, and what was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.calls.append((method, path))
+        answers = {
+            ("POST", "/webhook-endpoints/ep_1/rotate-secret"): {"secret": NEW_SECRET},
+            ("GET", "/webhook-endpoints/ep_1"): {"url": HOOK, "enabled": True},
+            ("GET", "/users"): {"users": []},
+            ("GET", "/activities"): {"activities": []},
+        }
+        return answers[(method, path)]
+
+
+async def test_rotating_stores_the_new_secret_and_accepts_the_old_one_for_a_day(crm: Crm) -> None:
+    fake = FakeCalsync()
+    crm.store.set_setting("endpoint_id", "ep_1")
+    crm.app.state.calsync = fake
+    resp = await crm.http.post("/admin/rotate-webhook-secret")
+    assert resp.status_code == 303
+    assert fake.calls == [("POST", "/webhook-endpoints/ep_1/rotate-secret")]
+    assert crm.store.setting("webhook_secret") == NEW_SECRET
+    # calsync signs with both for 24 h; a message signed with the old one alone (in flight
+    # while the rotation ran) still verifies, and so does one signed with the new one
+    assert await send(crm, event("activity.created", activity(1, "Old key"))) == 204
+    assert (
+        await send(crm, event("activity.updated", activity(2, "New key")), secret=NEW_SECRET) == 204
+    )
+    assert subjects(crm) == [("New key", 2, 0)]
+    # a day later the old secret is no longer accepted
+    crm.store.set_setting("previous_webhook_secret_until", "2000-01-01T00:00:00+00:00")
+    assert await send(crm, event("activity.updated", activity(3, "Stale key"))) == 400
+    assert subjects(crm) == [("New key", 2, 0)]
+
+
+@pytest.mark.parametrize(("age_days", "rotated"), [(10, False), (100, True)])
+def test_the_crm_rotates_an_old_secret_at_start(
+    tmp_path: Path, age_days: int, rotated: bool
+) -> None:
+    module = load()
+    store = module.Store(str(tmp_path / "crm.db"))
+    store.set_setting("endpoint_id", "ep_1")
+    store.set_setting("webhook_secret", SECRET)
+    since = datetime.now(UTC) - timedelta(days=age_days)
+    store.set_setting("webhook_secret_since", since.isoformat())
+    fake = FakeCalsync()
+    module.connect(store, fake, "http://crm.test", rotate_after_days=90)
+    assert (("POST", "/webhook-endpoints/ep_1/rotate-secret") in fake.calls) is rotated
+    assert store.setting("webhook_secret") == (NEW_SECRET if rotated else SECRET)
 
 
 def test_it_uses_calsync_only_over_http() -> None:
