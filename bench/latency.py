@@ -121,6 +121,10 @@ async def prepare(
         _, admin_key = await apikeys.create(s, tenant.id)
         await s.commit()
     sem = asyncio.Semaphore(32)
+    # the emulator calls run 32 at a time, the database writes one at a time: SQLite's deferred
+    # transactions that read before they write cannot wait for each other ("database is
+    # locked" under load), and one writer is as fast here
+    writing = asyncio.Lock()
 
     async def one(i: int) -> None:
         email = f"u{i}@bench.example"
@@ -129,7 +133,7 @@ async def prepare(
             tok = (
                 await http.post(f"/emulator/v1/accounts/{email}/tokens", json={"expires_in": 86400})
             ).json()
-            async with db.session() as s:
+            async with writing, db.session() as s:
                 user = await users.create(s, tenant.id, email)
                 conn = await connections.create(
                     s,
