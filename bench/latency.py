@@ -256,13 +256,58 @@ async def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     async with httpx.AsyncClient(timeout=2) as http:
         for _ in range(600):
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited: see {log}")
+                raise RuntimeError(f"{proc.args!r} exited: see {log}")
             try:
                 await http.get(url)
                 return
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} never answered")
+
+
+async def start_emulator(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The emulator as its own process, answering."""
+    args = [sys.executable, "-m", "gcal_emulator", "--port", str(port), *EMULATOR_FLAGS]
+    emu = spawn(args, dict(os.environ), log)
+    try:
+        await wait_up(f"http://127.0.0.1:{port}/.well-known/openid-configuration", emu, log)
+    except BaseException:
+        stop_all([emu])
+        raise
+    return emu
+
+
+def calsync_env(
+    database_url: str, key: str, base: str, emu_url: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a benchmarked `calsync serve`/`worker`: production mode against the
+    emulator, Google's rate limit off (the emulator has none), quiet logs; `extra` adds
+    CALSYNC_* settings (e.g. CALSYNC_JOBS="procrastinate")."""
+    return {
+        **os.environ,
+        "CALSYNC_DATABASE_URL": database_url,
+        "CALSYNC_SECRET_KEY": key,
+        "CALSYNC_MODE": "production",
+        "CALSYNC_PUBLIC_URL": base,
+        "CALSYNC_GOOGLE_EMULATOR_URL": emu_url,
+        "CALSYNC_GOOGLE_CLIENT_ID": CLIENT_ID,
+        "CALSYNC_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
+        "CALSYNC_GOOGLE_REQUESTS_PER_MINUTE": "0",
+        "CALSYNC_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the processes, the last started first; kill one that does not stop in 30 s."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 @dataclass
@@ -288,32 +333,20 @@ async def run(runner: str, n: int, changes: int, pg_url: str | None, concurrency
     procs: list[subprocess.Popen[bytes]] = []
     log = tmp / "processes.log"
     try:
-        emu = spawn(
-            [sys.executable, "-m", "gcal_emulator", "--port", str(emu_port), *EMULATOR_FLAGS],
-            dict(os.environ),
-            log,
-        )
-        procs.append(emu)
-        await wait_up(f"{emu_url}/.well-known/openid-configuration", emu, log)
+        procs.append(await start_emulator(emu_port, log))
         setup, binding_ids = await prepare(
             emu_url, database_url, f"{base}/webhooks/google", n, jobs, key, concurrency
         )
         t = time.perf_counter()
         access = await first_syncs(setup, binding_ids)
-        env = {
-            **os.environ,
-            "CALSYNC_DATABASE_URL": database_url,
-            "CALSYNC_SECRET_KEY": key,
-            "CALSYNC_MODE": "production",
-            "CALSYNC_PUBLIC_URL": base,
-            "CALSYNC_JOBS": jobs,
-            "CALSYNC_JOBS_CONCURRENCY": str(concurrency),
-            "CALSYNC_GOOGLE_EMULATOR_URL": emu_url,
-            "CALSYNC_GOOGLE_CLIENT_ID": CLIENT_ID,
-            "CALSYNC_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
-            "CALSYNC_GOOGLE_REQUESTS_PER_MINUTE": "0",
-            "CALSYNC_LOG_LEVEL": "WARNING",
-        }
+        env = calsync_env(
+            database_url,
+            key,
+            base,
+            emu_url,
+            CALSYNC_JOBS=jobs,
+            CALSYNC_JOBS_CONCURRENCY=str(concurrency),
+        )
         web = spawn(
             [str(bin_dir / "calsync"), "serve", "--port", str(port), "--no-migrate"], env, log
         )
@@ -339,13 +372,7 @@ async def run(runner: str, n: int, changes: int, pg_url: str | None, concurrency
         await setup.db.dispose()
         return Result(latencies, runs)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 def main() -> None:

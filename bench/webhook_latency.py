@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import signal
 import statistics
@@ -150,20 +149,7 @@ async def run(
     procs = []
     server = None
     try:
-        emu = base_bench.spawn(
-            [
-                sys.executable,
-                "-m",
-                "gcal_emulator",
-                "--port",
-                str(emu_port),
-                *base_bench.EMULATOR_FLAGS,
-            ],
-            dict(os.environ),
-            log,
-        )
-        procs.append(emu)
-        await base_bench.wait_up(f"{emu_url}/.well-known/openid-configuration", emu, log)
+        procs.append(await base_bench.start_emulator(emu_port, log))
         setup, binding_ids = await base_bench.prepare(
             emu_url, database_url, f"{base}/webhooks/google", n, "inprocess", key, 4
         )
@@ -182,20 +168,14 @@ async def run(
             server, url = receiver(arrivals)
             endpoint.url = url
             await s.commit()
-        env = {
-            **os.environ,
-            "CALSYNC_DATABASE_URL": database_url,
-            "CALSYNC_SECRET_KEY": key,
-            "CALSYNC_MODE": "production",
-            "CALSYNC_PUBLIC_URL": base,
-            "CALSYNC_GOOGLE_EMULATOR_URL": emu_url,
-            "CALSYNC_GOOGLE_CLIENT_ID": base_bench.CLIENT_ID,
-            "CALSYNC_GOOGLE_CLIENT_SECRET": base_bench.CLIENT_SECRET,
-            "CALSYNC_GOOGLE_REQUESTS_PER_MINUTE": "0",
-            "CALSYNC_LOG_LEVEL": "WARNING",
-            "CALSYNC_WEBHOOK_ALLOW_PRIVATE": "true",
-            "CALSYNC_WEBHOOK_TICK_SECONDS": str(tick),
-        }
+        env = base_bench.calsync_env(
+            database_url,
+            key,
+            base,
+            emu_url,
+            CALSYNC_WEBHOOK_ALLOW_PRIVATE="true",
+            CALSYNC_WEBHOOK_TICK_SECONDS=str(tick),
+        )
         serve = [str(bin_dir / "calsync"), "serve", "--port", str(port), "--no-migrate"]
         procs.append(base_bench.spawn(serve, env, log))
         await base_bench.wait_up(f"{base}/healthz", procs[-1], log)
@@ -229,10 +209,7 @@ async def run(
     finally:
         if server is not None:
             server.shutdown()
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        base_bench.stop_all(procs)
 
 
 def main() -> None:
