@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from calsync.jobs.execute import Executor
+from calsync.jobs.execute import Executor, busy
 from calsync.jobs.port import Reason
 from calsync.jobs.recovery import Recovery
 from calsync.store import bindings, schedule
@@ -177,3 +177,28 @@ async def h_binding(h: Harness) -> CalendarBinding:
         found = await bindings.get(s, h.binding_id)
         assert found is not None
         return found
+
+
+async def test_a_sync_that_lost_its_lock_stops_before_writing_more(h: Harness) -> None:
+    """A worker whose renewals failed for longer than the lock timeout (a stall; CI once saw a
+    renewal starved by SQLite's writer lock) finds the binding taken by another when its next
+    renewal lands: it stops that sync at once instead of going on writing beside the new holder."""
+    h.emu.control("POST", "/latency", {"ms": 300})  # every Google answer takes 0.3 s
+    executor = Executor(h.db, h.google, lock_ttl=timedelta(seconds=3), heartbeat=0.05)
+    try:
+        run = asyncio.create_task(executor.run(h.binding_id, Reason.MANUAL, False))
+        async with asyncio.timeout(10):
+            while True:  # the sync has its lock
+                async with h.db.session() as s:
+                    if await schedule.lock_holder(s, h.binding_id) is not None:
+                        break
+                await asyncio.sleep(0.01)
+        await lock_as(h, "far.example:1:1:new-holder")  # as after the old lock ran out
+        result = await run
+    finally:
+        h.emu.control("POST", "/latency", {"ms": 0})
+    assert busy(result), result
+    async with h.db.session() as s:
+        assert await schedule.lock_holder(s, h.binding_id) == "far.example:1:1:new-holder"
+        binding = await s.get(CalendarBinding, h.binding_id)
+        assert binding is not None and binding.sync_token is None  # the stopped sync saved nothing

@@ -22,8 +22,9 @@ from calsync.store import bindings, schedule
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.statuses import Code
+from calsync.sync.context import Hooks
 from calsync.sync.engine import RunResult, sync_binding, worker_id
-from calsync.sync.errors import Outcome
+from calsync.sync.errors import Failure, Outcome
 from calsync.sync.owner import holder_dead
 from calsync.sync.tokens import GoogleAccess
 
@@ -89,9 +90,23 @@ class Executor:
     async def _run(self, binding_id: uuid.UUID, reason: Reason, full: bool) -> RunResult:
         owner = f"{self.owner_prefix}:{uuid.uuid4().hex[:6]}"
         started = utcnow()
-        keeper = asyncio.create_task(self._keep_lock(binding_id, owner))
+        this = asyncio.current_task()
+        assert this is not None
+        lost = asyncio.Event()
+        keeper: asyncio.Task[None] | None = None
+
+        async def keep() -> None:  # the engine holds the lock now
+            nonlocal keeper
+            keeper = asyncio.create_task(self._keep_lock(binding_id, owner, this, lost))
+
+        async def stop_keeping() -> None:  # the engine is about to release it
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.wait([keeper])  # (a cancellation of this task still propagates)
+
         try:
-            result = await sync_binding(
+            # a dead worker's run of this binding is closed when the engine takes its lock
+            return await sync_binding(
                 self.db,
                 binding_id,
                 self.google,
@@ -99,28 +114,46 @@ class Executor:
                 full=full,
                 owner=owner,
                 lock_ttl=self.lock_ttl,
+                hooks=Hooks(after_lock=keep, before_release=stop_keeping),
             )
-            # a dead worker's run of this binding was closed when the engine took its lock
-            return result
         except asyncio.CancelledError:
+            if lost.is_set() and this.uncancel() == 0:
+                # stopped by the keeper, not by a shutdown: the binding is the new holder's (it
+                # closes this run as abandoned when it takes the lock), so nothing is handed back
+                log.error(
+                    "lost the lock of a binding during its sync (renewals failed for longer than "
+                    "the lock timeout) and stopped the sync; the new holder syncs it",
+                    extra={"binding": str(binding_id)},
+                )
+                return RunResult(Outcome.SKIPPED, error=lock_lost())
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._abandon(binding_id, started))
             raise
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await stop_keeping()
 
-    async def _keep_lock(self, binding_id: uuid.UUID, owner: str) -> None:
+    async def _keep_lock(
+        self, binding_id: uuid.UUID, owner: str, sync: asyncio.Task[object], lost: asyncio.Event
+    ) -> None:
+        """Renew the lock while the sync runs. Renewals that failed for longer than the TTL
+        (a stalled process, a database that did not answer) let another worker take the
+        binding: the renewal then finds the lock not ours, and the sync is stopped at once so
+        two workers never go on writing one binding's events (a fence; the new holder redoes
+        whatever this one left half done, as after a crash)."""
         every = max(0.05, min(self.heartbeat, self.lock_ttl.total_seconds() / 3))
         while True:
             await asyncio.sleep(every)
             try:
                 async with self.db.session() as s:
-                    await bindings.extend_lock(s, binding_id, owner, self.lock_ttl)
+                    held = await bindings.extend_lock(s, binding_id, owner, self.lock_ttl)
                     await s.commit()
             except Exception:  # a failed renewal is retried; the TTL leaves room for two
                 log.warning("could not renew a binding lock", exc_info=True)
+                continue
+            if not held:
+                lost.set()
+                sync.cancel()
+                return
 
     async def _abandon(self, binding_id: uuid.UUID, since: datetime) -> None:
         async with self.db.session() as s:
@@ -157,6 +190,16 @@ def _caught_silent(evidence: schedule.ChannelEvidence, result: RunResult) -> boo
         and not evidence.notified
         and result.ok
         and result.counts.get("pulled", 0) > 0
+    )
+
+
+def lock_lost() -> Failure:
+    """The run stopped because another worker holds the binding now (counted as busy)."""
+    return Failure(
+        Outcome.SKIPPED,
+        Code.SYNC_IN_PROGRESS,
+        "Another worker took over this calendar's sync; this one stopped.",
+        "",
     )
 
 

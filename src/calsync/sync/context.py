@@ -28,6 +28,10 @@ class Hooks:
 
     after_pull: Hook | None = None
     after_google_write: Hook | None = None  # (ctx, calls, results)
+    # the runner's lock keeper: from the moment the binding's lock is taken until just before
+    # it is released (jobs/execute.py), so it never mistakes its own release for a loss
+    after_lock: Hook | None = None
+    before_release: Hook | None = None
 
     async def fire(self, name: str, *args: Any) -> None:
         hook = getattr(self, name)

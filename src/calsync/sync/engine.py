@@ -85,7 +85,9 @@ async def sync_binding(
         await session.commit()
     if not locked:
         return RunResult(Outcome.SKIPPED, error=_busy())
+    hooks = hooks or Hooks()
     try:
+        await hooks.fire("after_lock")
         # every HTTP request to Google this run sends, stored with the run (/metrics)
         with count_requests() as sent:
             result = await _locked(
@@ -98,6 +100,7 @@ async def sync_binding(
                 await session.commit()
         return result
     finally:
+        await hooks.fire("before_release")
         async with db.session() as session:
             await bindings.release(session, binding_id, owner)
             await session.commit()
