@@ -24,6 +24,7 @@ from calsync.store import bindings, changes, links, runs
 from calsync.store.statuses import LinkState
 
 from . import filters, mapping, transitions
+from .channels import echo
 from .context import Ctx
 from .errors import parks
 from .ops import Op, OpKind, Settled
@@ -51,6 +52,7 @@ async def push(ctx: Ctx) -> None:
         # written (type not exported, import-only calendar, read-only) — never "pending"
         todo = set()
         if ops:
+            await echo.expect(ctx.settings, ops)  # the channel owes these writes' echo
             results = await ctx.settings.client.batch([op.call for op in ops])
             await ctx.settings.hooks.fire("after_google_write", ctx, ops, results)
             for op, result in zip(ops, results, strict=True):
