@@ -190,11 +190,19 @@ async def test_runs_count_a_calendars_google_side_changes(
     await h.ginsert("Made in Google", at(3, 9))
     await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)
     await wait_until(await ran(2))
+
+    async def counted() -> bool:  # written after the run's record
+        async with db.session() as s:
+            return (await schedule.change_rate(s, h.binding_id))[0] is not None
+
+    await wait_until(counted)
     async with db.session() as s:
-        rate, rate_at = await schedule.change_rate(s, h.binding_id)
+        rate, rate_at, _ = await schedule.change_rate(s, h.binding_id)
         await s.commit()
     assert rate is not None and rate_at is not None
-    assert rate == pytest.approx(1 / 7)  # one change, a week's memory
+    # one change on the binding's first day reads one a day (not a seventh: a week's memory
+    # counts only the time the binding has been watched)
+    assert rate == pytest.approx(1.0, rel=0.1)
 
 
 def test_a_busy_calendars_healthy_channel_is_trusted_for_a_shorter_silence() -> None:
@@ -242,6 +250,13 @@ def test_the_rate_reads_changes_a_day() -> None:
         for _ in range(10):
             rate, at = polling.added(rate, at, 1, when), when
     assert 9 <= polling.decayed(rate, at, now + timedelta(days=59, hours=12)) <= 11
+    # from the first day of a binding's life on (not after a week of warming up)
+    rate, at = None, None
+    for day in range(3):
+        when = now + timedelta(days=day, hours=23)
+        for _ in range(10):
+            rate, at = polling.added(rate, at, 1, when, since=now), when
+        assert 9 <= polling.decayed(rate, at, when) <= 11, (day, rate)
     assert polling.added(None, None, 10_000, now) == pytest.approx(5 / 7)
 
 

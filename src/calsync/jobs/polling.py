@@ -99,10 +99,28 @@ def decayed(rate: float | None, at: datetime | None, now: datetime) -> float:
     return rate * math.exp(-max(0.0, (now - at) / RATE_MEMORY))
 
 
-def added(rate: float | None, at: datetime | None, changes: int, now: datetime) -> float:
+def _watched_share(since: datetime | None, at: datetime) -> float:
+    """How much of the rate's memory the binding has existed for (at least a day of it): a
+    binding watched for a day has seen a day of traffic, not a week's."""
+    if since is None:
+        return 1.0
+    watched = max(timedelta(days=1), at - since)
+    return 1.0 - math.exp(-(watched / RATE_MEMORY))
+
+
+def added(
+    rate: float | None,
+    at: datetime | None,
+    changes: int,
+    now: datetime,
+    since: datetime | None = None,
+) -> float:
     """The rate after a run applied `changes` Google-side changes at `now`: an exponentially
-    weighted count, so `r` changes a day, kept up, read `r`."""
-    return decayed(rate, at, now) + min(changes, RATE_RUN_CAP) / (RATE_MEMORY / timedelta(days=1))
+    weighted count over the time the binding has been watched (`since`), so `r` changes a day
+    read `r` from the first day on."""
+    weighted = decayed(rate, at, now) * (_watched_share(since, at) if at is not None else 1.0)
+    weighted += min(changes, RATE_RUN_CAP) / (RATE_MEMORY / timedelta(days=1))
+    return weighted / _watched_share(since, now)
 
 
 def healthy_interval(candidate: PollCandidate, policy: PollPolicy, now: datetime) -> timedelta:
@@ -210,6 +228,6 @@ async def note_changes(db: Database, binding_id: uuid.UUID, changes: int, now: d
     if changes <= 0:
         return
     async with db.session() as s:
-        rate, at = await schedule.change_rate(s, binding_id)
-        await schedule.set_change_rate(s, binding_id, added(rate, at, changes, now), now)
+        rate, at, since = await schedule.change_rate(s, binding_id)
+        await schedule.set_change_rate(s, binding_id, added(rate, at, changes, now, since), now)
         await s.commit()
