@@ -163,3 +163,42 @@ async def test_a_new_channel_does_not_owe_the_old_ones_echo(served: Served) -> N
     async with served.world.db.session() as s:
         assert await stored.echo_owed(s, binding_id) is None
         await s.commit()
+
+
+async def test_a_write_google_did_not_apply_owes_no_echo(
+    served: Served, runner: InProcessRunner
+) -> None:
+    """Deleting an event already gone at Google changes nothing there, so nothing will be
+    announced: the expectation is withdrawn and the channel keeps its trust."""
+    user_id, binding_id = await _connected(served, "gone@example.com")
+    await push_crm_entry(served, runner, user_id, binding_id, "Soon gone")
+    await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)
+    channel = (await served.binding(binding_id)).channel_id
+    served.emu.control("POST", f"/channels/{channel}/silence", {})  # nothing heard from here on
+    (event,) = [e for e in served.events("gone@example.com") if e["summary"] == "Soon gone"]
+    (activity,) = [a for a in await served.activities(user_id) if a["subject"] == "Soon gone"]
+    resp = await served.call("DELETE", f"/api/v1/activities/{activity['id']}")
+    assert resp.status_code in (200, 204), resp.text
+
+    async def gone_meanwhile(*_: Any) -> None:  # after the pull, before the push's delete
+        with served.google("gone@example.com") as g:
+            g.delete(f"/calendars/gone@example.com/events/{event['id']}")
+
+    mark = last_seq(served)
+    await sync_binding(
+        served.world.db,
+        binding_id,
+        served.services.access,
+        trigger="change",
+        hooks=Hooks(after_pull=gone_meanwhile),
+    )
+    deletes = [
+        r for r in calendar_calls(served, mark, "gone@example.com") if r["method"] == "DELETE"
+    ]
+    assert len(deletes) == 2, deletes  # the person's, then calsync's: already gone
+    async with served.world.db.session() as s:
+        assert await stored.echo_owed(s, binding_id) is None
+        await s.commit()
+    await tick(served, runner, GRACE.total_seconds() + 60)
+    binding = await served.binding(binding_id)
+    assert binding.channel_suspect_since is None and binding.channel_id == channel

@@ -438,6 +438,17 @@ async def expect_echo(session: AsyncSession, binding_id: uuid.UUID, since: datet
     )
 
 
+async def withdraw_echo(session: AsyncSession, binding_id: uuid.UUID, since: datetime) -> None:
+    """Google changed nothing after all: the expectation stored at `since` is no more (an older
+    one still owed stays)."""
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.channel_echo_since == since)
+        .values(channel_echo_since=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 @dataclass(frozen=True)
 class OwedEcho:
     binding_id: uuid.UUID

@@ -52,8 +52,9 @@ async def push(ctx: Ctx) -> None:
         # written (type not exported, import-only calendar, read-only) — never "pending"
         todo = set()
         if ops:
-            await echo.expect(ctx.settings, ops)  # the channel owes these writes' echo
-            results = await ctx.settings.client.batch([op.call for op in ops])
+            # the calendar's channel owes these writes' echo (sync/channels/echo.py)
+            batch = ctx.settings.client.batch([op.call for op in ops])
+            results = await echo.written(ctx.settings, ops, batch)
             await ctx.settings.hooks.fire("after_google_write", ctx, ops, results)
             for op, result in zip(ops, results, strict=True):
                 outcome = await settle(ctx, op, result)

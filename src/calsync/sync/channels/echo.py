@@ -20,9 +20,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from calsync.domain.direction import Direction
+from calsync.google.models import Event
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
 from calsync.store.db import Database
@@ -46,13 +47,36 @@ def watched(settings: RunSettings) -> bool:
     )
 
 
-async def expect(settings: RunSettings, ops: Sequence[Op]) -> None:
+async def written(
+    settings: RunSettings, ops: Sequence[Op], batch: Awaitable[list[Any]]
+) -> list[Any]:
+    """The push's batch of writes (`batch`, awaited here) with its echo expected: stored before
+    the request leaves — so neither a crash right after it nor an echo faster than the push's
+    own bookkeeping is missed — and withdrawn when Google changed nothing (every write refused,
+    or a delete of an event gone already), which no channel would announce."""
+    since = await _expect(settings, ops)
+    results = await batch
+    if since is not None and not any(_changed(r) for r in results):
+        async with settings.db.session() as session:
+            await stored.withdraw_echo(session, settings.binding_id, since)
+            await session.commit()
+    return results
+
+
+def _changed(result: Any) -> bool:
+    """A write Google applied: an event back (insert, patch, move) or a delete's empty answer."""
+    return result is None or isinstance(result, Event)
+
+
+async def _expect(settings: RunSettings, ops: Sequence[Op]) -> datetime | None:
     """Before the push's writes to the binding's own calendar: its channel owes their echo."""
     if not watched(settings) or all(op.from_binding is not None for op in ops):
-        return
+        return None
+    since = utcnow() - SKEW
     async with settings.db.session() as session:
-        await stored.expect_echo(session, settings.binding_id, utcnow() - SKEW)
+        await stored.expect_echo(session, settings.binding_id, since)
         await session.commit()
+    return since
 
 
 async def check(
