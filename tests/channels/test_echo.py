@@ -184,6 +184,8 @@ async def test_a_write_google_did_not_apply_owes_no_echo(
         with served.google("gone@example.com") as g:
             g.delete(f"/calendars/gone@example.com/events/{event['id']}")
 
+    served.emu.control("POST", "/clock", {"advance_seconds": 60})  # the last echo is old
+    clock.advance(60)
     mark = last_seq(served)
     await sync_binding(
         served.world.db,
