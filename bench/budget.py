@@ -14,7 +14,8 @@ Google-side edits a day, CRM entries a day, each at random moments — Poisson):
 change on neither side; light ones a couple of times a day; busy ones twenty times a day in
 Google and five times in the CRM (each CRM entry is pushed to Google at once, as the CRM-change
 debounce would). A share of the channels (`--broken`, default 5 %, across the classes) is
-silenced at the start (the emulator's `POST /emulator/v1/channels/{id}/silence`: still live at
+silenced after `--silence-after` days (default 1: until then every channel works, so calsync
+learns each calendar's traffic as it would over its life) (the emulator's `POST /emulator/v1/channels/{id}/silence`: still live at
 Google, delivering nothing). The days are simulated: every tick moves the emulator's clock and
 calsync's (`calsync.clock`) by `--tick` seconds, makes the tick's changes, runs calsync's poll
 tick (the in-process runner's `poll_once`, with the request budget) and channel renewal, and
@@ -295,18 +296,14 @@ async def simulate(
                 + [(t, "crm") for t in poisson_times(rng, crm, day)]
             )
         at += count
+    silence_at = 86400.0 * args.silence_after  # channels work (rates are learned) until then
     for cal in rng.sample(cals, max(1, round(len(cals) * args.broken))):
         cal.broken = True
-        if not cal.plan:  # an idle calendar's silence shows only when something changes
-            cal.plan = [(rng.uniform(0, min(day, 86400.0)), rng.choice(["google", "crm"]))]
-    async with db.session() as s:
-        channel_of = dict(
-            (await s.execute(select(CalendarBinding.id, CalendarBinding.channel_id))).all()
-        )
-    for cal in cals:
-        cal.channel_id = str(channel_of[cal.binding_id])
-        if cal.broken:
-            await http.post(f"/emulator/v1/channels/{cal.channel_id}/silence", json={})
+        if not any(t >= silence_at for t, _ in cal.plan):  # an idle calendar's silence shows
+            when = silence_at + rng.uniform(0, min(day - silence_at, 86400.0) * 0.9)
+            cal.plan.append((when, rng.choice(["google", "crm"])))  # only when it changes
+    silenced = False
+    delivery_seq = 0
 
     seq = int((await http.get("/emulator/v1/requests?after=0")).json()["last_seq"])
     sim_start = clock.utcnow()
@@ -321,7 +318,18 @@ async def simulate(
         await http.post("/emulator/v1/clock", json={"advance_seconds": step})
         clock.advance(step)
         elapsed += step
+        if not silenced and elapsed >= silence_at:
+            silenced = True
+            async with db.session() as s:
+                channel_of = dict(
+                    (await s.execute(select(CalendarBinding.id, CalendarBinding.channel_id))).all()
+                )
+            for cal in cals:
+                cal.channel_id = str(channel_of[cal.binding_id])
+                if cal.broken:
+                    await http.post(f"/emulator/v1/channels/{cal.channel_id}/silence", json={})
         made_any = False
+        announced: set[uuid.UUID] = set()  # calendars whose working channel will notify
         for cal in cals:
             while (
                 cursor[cal.binding_id] < len(cal.plan)
@@ -331,19 +339,24 @@ async def simulate(
                 cursor[cal.binding_id] += 1
                 n += 1
                 # made at this tick (the tick's resolution applies to every figure alike)
-                if cal.broken and cal.first_change is None:
+                silent = silenced and cal.broken and cal.caught_at is None
+                if silent and cal.first_change is None:
                     cal.first_change = (elapsed, kind)
+                if not silent:
+                    announced.add(cal.binding_id)
                 if kind == "google":
                     subject = f"google edit {n}"
                     await google_edit(http, cal, subject)
-                    google_edits[subject] = (cal, elapsed)
+                    if silent or not cal.broken:
+                        google_edits[subject] = (cal, elapsed)
                 else:
                     await crm_entry(db, tenant_id, cal, f"crm entry {n}")
                     await runner.enqueue_sync(cal.binding_id, Reason.CHANGE)
                 made_any = True
         if made_any:
             await runner.drain()
-            await asyncio.sleep(0.1)  # the notifications (and echoes) land
+            # the notifications (and echoes) land: one at least per working channel changed
+            delivery_seq = await notified(http, delivery_seq, len(announced))
             await runner.drain()
         while True:  # a tick enqueues at most 1,000 polls: run passes until none is due
             before = runner.stats.started
@@ -392,6 +405,20 @@ async def simulate(
     await db.dispose()
 
 
+async def notified(http: httpx.AsyncClient, after: int, expected: int) -> int:
+    """Wait (real time, at most 5 s) until the emulator has delivered `expected` more
+    notifications; returns the last delivery's number."""
+    last = after
+    deadline = time.monotonic() + 5.0
+    while True:
+        items = (await http.get(f"/emulator/v1/deliveries?after={after}")).json()["items"]
+        if items:
+            last = max(last, max(int(d["seq"]) for d in items))
+        if len(items) >= expected or time.monotonic() > deadline:
+            return last
+        await asyncio.sleep(0.02)
+
+
 async def google_edit(http: httpx.AsyncClient, cal: Cal, subject: str) -> None:
     start = (clock.utcnow() + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
     body = {
@@ -421,7 +448,7 @@ async def crm_entry(db: Database, tenant_id: uuid.UUID, cal: Cal, subject: str) 
 
 async def note_caught(db: Database, cals: list[Cal], elapsed: float) -> None:
     """A broken calendar is caught when calsync has replaced its silent channel."""
-    waiting = {c.binding_id: c for c in cals if c.broken and c.caught_at is None}
+    waiting = {c.binding_id: c for c in cals if c.broken and c.channel_id and c.caught_at is None}
     if not waiting:
         return
     async with db.session() as s:
@@ -550,6 +577,9 @@ def main() -> None:
     parser.add_argument("--silence-changes", type=float, default=2.0, help="0: daily poll only")
     parser.add_argument("--echo-grace", type=float, default=120.0)
     parser.add_argument("--no-echo", action="store_true", help="no echo check (before)")
+    parser.add_argument(
+        "--silence-after", type=float, default=1.0, help="days of working channels first"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(run(args))
