@@ -1,23 +1,35 @@
-"""Google's request budget over a simulated day: requests per calendar, and how long a silently
-broken push channel goes unnoticed.
+"""Google's request budget over simulated days: requests per calendar, and how long a silently
+broken push channel hides a change.
 
-Sets up N calendars (default 1,000; the issue's figure is 10,000: `--calendars 10000`), each of
+Sets up N calendars (default 200; the issue's figure is 10,000: `--calendars 10000`), each of
 its own Google account in the emulator (a subprocess, standing in for Google), connected, synced
 once and watched by a push channel (and the account's calendarList channel: per calendar here,
-the worst case — one calendar per connection). Then 1 % of the channels are silenced (the emulator's
-`POST /emulator/v1/channels/{id}/silence`: still live at Google, delivering nothing) and each of
-those calendars gets one change at a random moment of the day. The day is simulated: every tick
-moves the emulator's clock and calsync's (`calsync.clock`) by `--tick` seconds, runs calsync's
-poll tick (the in-process runner's `poll_once`, with the request budget) and channel renewal,
-and waits for the syncs it queued — no real waiting.
+the worst case — one calendar per connection). Each binding imports and exports (one calendar
+both ways), and calsync's webhook receiver is served (uvicorn, in this process) so the emulator's
+notifications land as in production: a healthy channel announces Google-side edits and the echo
+of calsync's own writes.
 
-Prints, from the emulator's request log: Calendar API requests per healthy calendar per day
-(the quota Google counts), per broken calendar, OAuth token requests apart (not Calendar quota);
-and for each broken channel how long from its change until a poll caught it (the channel then
-re-created and the change imported in that same run). `--healthy-hours 6 --trust-expiry` runs
-the schedule before issue 16 (a 6-hour safety poll, a channel trusted until it expires).
+Traffic, a realistic mix (`--mix`, default `idle:0.7:0:0,light:0.2:2:1,busy:0.1:20:5`: share,
+Google-side edits a day, CRM entries a day, each at random moments — Poisson): idle calendars
+change on neither side; light ones a couple of times a day; busy ones twenty times a day in
+Google and five times in the CRM (each CRM entry is pushed to Google at once, as the CRM-change
+debounce would). A share of the channels (`--broken`, default 5 %, across the classes) is
+silenced after `--silence-after` days (default 1: until then every channel works, so calsync
+learns each calendar's traffic as it would over its life) (the emulator's `POST /emulator/v1/channels/{id}/silence`: still live at
+Google, delivering nothing). The days are simulated: every tick moves the emulator's clock and
+calsync's (`calsync.clock`) by `--tick` seconds, makes the tick's changes, runs calsync's poll
+tick (the in-process runner's `poll_once`, with the request budget) and channel renewal, and
+waits for the syncs it queued — no real waiting.
 
-  uv run python bench/budget.py [--calendars 1000] [--days 1] [--tick 600] [--broken 0.01]
+Prints, from the emulator's request log and the sync runs: Calendar API requests and safety
+polls per healthy calendar per day, per class (the bench's own edits made in Google are not
+counted); and for each broken channel how long from the silencing's first change until calsync
+caught it (re-created the channel), by the kind of that change (a CRM entry pushed to Google —
+caught by its missing echo —, or an edit made in Google only — caught by a poll), and for every
+edit made in Google while its channel was silent how long until it was in the CRM.
+
+  uv run python bench/budget.py [--calendars 200] [--days 7] [--tick 120] [--broken 0.05]
+  uv run python bench/budget.py --no-echo --silence-changes 0   # before: the daily poll alone
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import random
 import socket
 import subprocess
@@ -32,28 +45,33 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from calsync import clock
+from calsync.domain.activity import ActivityDraft, validate
 from calsync.google.calendar import make_http_client
 from calsync.jobs.budget import Budget
 from calsync.jobs.inprocess import InProcessRunner
 from calsync.jobs.polling import PollPolicy
+from calsync.jobs.port import Reason
 from calsync.settings import Settings
-from calsync.store import bindings, connections, crypto, tenants, users
+from calsync.store import activities, bindings, connections, crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
-from calsync.store.models import CalendarBinding
+from calsync.store.models import Activity, CalendarBinding, SyncRun
 from calsync.sync.channels.kinds import CALENDAR_LIST
 from calsync.sync.channels.service import Channels, renew_due_channels
 from calsync.sync.engine import sync_binding
 from calsync.sync.tokens import GoogleAccess
+from calsync.web.app import create_app
 
 CLIENT_ID = "bench.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-bench"
@@ -66,15 +84,44 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+@dataclass
+class Cal:
+    """One simulated calendar: its binding, account, class, and what happens to it."""
+
+    binding_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    token: str
+    klass: str = "idle"
+    broken: bool = False
+    channel_id: str = ""
+    #: (simulated second, kind) of each change to make: "google" (an edit in Google) or "crm"
+    plan: list[tuple[float, str]] = field(default_factory=list)
+    first_change: tuple[float, str] | None = None  # the first after the silencing (broken)
+    caught_at: float | None = None  # when calsync re-created the silent channel
 
 
-async def prepare(
-    http: httpx.AsyncClient, db: Database, settings: Settings, n: int
-) -> list[tuple[uuid.UUID, str, str]]:
-    """N accounts, each with a connection and an import binding of its primary calendar."""
+def parse_mix(text: str) -> list[tuple[str, float, float, float]]:
+    out = []
+    for part in text.split(","):
+        name, share, google, crm = part.split(":")
+        out.append((name, float(share), float(google), float(crm)))
+    return out
+
+
+def poisson_times(rng: random.Random, per_day: float, seconds: float) -> list[float]:
+    times: list[float] = []
+    if per_day <= 0:
+        return times
+    t = rng.expovariate(per_day / 86400.0)
+    while t < seconds:
+        times.append(t)
+        t += rng.expovariate(per_day / 86400.0)
+    return times
+
+
+async def prepare(http: httpx.AsyncClient, db: Database, n: int) -> tuple[uuid.UUID, list[Cal]]:
+    """N accounts, each with a connection and a binding of its primary calendar both ways."""
     await http.post(
         "/emulator/v1/oauth-clients",
         json={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": []},
@@ -82,7 +129,7 @@ async def prepare(
     async with db.session() as s:
         tenant = await tenants.create(s, f"bench-{uuid.uuid4().hex[:8]}")
         await s.commit()
-    made: list[tuple[uuid.UUID, str, str]] = []
+    made: list[Cal] = []
     sem = asyncio.Semaphore(16)
 
     async def one(i: int) -> None:
@@ -106,13 +153,13 @@ async def prepare(
                     access_token_expires_at=datetime.now(UTC) + timedelta(days=29),
                 )
                 b = await bindings.create(
-                    s, tenant.id, conn.id, email, role="import", direction="google_to_crm"
+                    s, tenant.id, conn.id, email, role="both", direction="two_way"
                 )
                 await s.commit()
-            made.append((b.id, email, tok["access_token"]))
+            made.append(Cal(b.id, user.id, email, tok["access_token"]))
 
     await asyncio.gather(*(one(i) for i in range(n)))
-    return made
+    return tenant.id, made
 
 
 async def first_syncs_and_watches(
@@ -134,6 +181,13 @@ async def first_syncs_and_watches(
             assert await service.watch(connection_id, CALENDAR_LIST), "list watch failed"
 
     await asyncio.gather(*(one(b) for b in ids))
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -173,13 +227,15 @@ async def simulate(
     args: argparse.Namespace, http: httpx.AsyncClient, emu_url: str, tmp: Path
 ) -> None:
     key = crypto.generate_key()
-    crypto.install(crypto.Keyring([key]))
+    keyring = crypto.Keyring([key])
+    crypto.install(keyring)
     url = f"sqlite+aiosqlite:///{tmp / 'calsync.db'}"
+    sock = free_socket()
     settings = Settings(
         database_url=url,
         secret_key=SecretStr(key),
         mode="production",
-        public_url=f"http://127.0.0.1:{free_port()}",  # nobody listens: no notification lands
+        public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",  # calsync's receiver, below
         google_emulator_url=emu_url,
         google_client_id=CLIENT_ID,
         google_client_secret=SecretStr(CLIENT_SECRET),
@@ -189,79 +245,122 @@ async def simulate(
     db = Database(url)
     await upgrade(db)
     access = GoogleAccess(settings, http=make_http_client(settings))
-    started = time.perf_counter()
-    made = await prepare(http, db, settings, args.calendars)
-    ids = [b for b, _, _ in made]
-    await first_syncs_and_watches(db, access, settings, ids)
-    setup_seconds = time.perf_counter() - started
-
-    rng = random.Random(16)
-    broken = rng.sample(made, max(1, round(args.calendars * args.broken)))
-    broken_ids = {b for b, _, _ in broken}
-    async with db.session() as s:
-        channel_of = dict(
-            (
-                await s.execute(
-                    select(CalendarBinding.id, CalendarBinding.channel_id).where(
-                        CalendarBinding.id.in_(list(broken_ids))
-                    )
-                )
-            ).all()
-        )
-    for binding_id in broken_ids:
-        await http.post(f"/emulator/v1/channels/{channel_of[binding_id]}/silence", json={})
-    day = 86400.0 * args.days
-    change_at = {b: rng.uniform(0, min(day, 86400.0) * 0.9) for b, _, _ in broken}
-    account_of = {b: (email, token) for b, email, token in made}
-
     rewatch_service = Channels(db, access, settings)
 
     async def rewatch(binding_id: uuid.UUID) -> bool:
         return await rewatch_service.watch(binding_id)
 
     budget = Budget(db)
+    grace = timedelta(days=3650) if args.no_echo else timedelta(seconds=args.echo_grace)
     runner = InProcessRunner(
         db,
         access,
         concurrency=4,
-        poll_policy=PollPolicy(healthy_interval=timedelta(hours=args.healthy_hours)),
+        poll_policy=PollPolicy(
+            healthy_interval=timedelta(hours=args.healthy_hours),
+            silence_changes=args.silence_changes,
+            echo_grace=grace,
+        ),
         poll_every=None,
         stuck_every=None,
         budget=budget,
-        rewatch=None if args.trust_expiry else rewatch,
+        rewatch=rewatch,
     )
+    # calsync's own webhook receiver, served over HTTP for the emulator's notifications
+    app = create_app(settings, database=db, keyring=keyring)
+    app.state.jobs = runner
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
+        await asyncio.sleep(0.01)
+
+    started = time.perf_counter()
+    tenant_id, cals = await prepare(http, db, args.calendars)
+    await first_syncs_and_watches(db, access, settings, [c.binding_id for c in cals])
+    await asyncio.sleep(1.0)  # the channels' `sync` messages
+    await runner.drain()
+    setup_seconds = time.perf_counter() - started
+
+    rng = random.Random(16)
+    mix = parse_mix(args.mix)
+    day = 86400.0 * args.days
+    shuffled = cals[:]
+    rng.shuffle(shuffled)
+    at = 0
+    for name, share, google, crm in mix:
+        count = round(share * len(cals))
+        for cal in shuffled[at : at + count]:
+            cal.klass = name
+            cal.plan = sorted(
+                [(t, "google") for t in poisson_times(rng, google, day)]
+                + [(t, "crm") for t in poisson_times(rng, crm, day)]
+            )
+        at += count
+    silence_at = 86400.0 * args.silence_after  # channels work (rates are learned) until then
+    for cal in rng.sample(cals, max(1, round(len(cals) * args.broken))):
+        cal.broken = True
+        if not any(t >= silence_at for t, _ in cal.plan):  # an idle calendar's silence shows
+            when = silence_at + rng.uniform(0, min(day - silence_at, 86400.0) * 0.9)
+            cal.plan.append((when, rng.choice(["google", "crm"])))  # only when it changes
+    silenced = False
+    delivery_seq = 0
+
     seq = int((await http.get("/emulator/v1/requests?after=0")).json()["last_seq"])
     sim_start = clock.utcnow()
     elapsed = 0.0
-    changed: set[uuid.UUID] = set()
-    inserts = 0
-    caught: dict[uuid.UUID, float] = {}
+    google_edits: dict[str, tuple[Cal, float]] = {}  # subject → (calendar, when made)
+    cursor = {c.binding_id: 0 for c in cals}
     cpu0, wall0 = time.process_time(), time.perf_counter()
     next_renewal = 3600.0
+    n = 0
     while elapsed < day:
         step = min(args.tick, day - elapsed)
         await http.post("/emulator/v1/clock", json={"advance_seconds": step})
         clock.advance(step)
         elapsed += step
-        for binding_id, when in change_at.items():
-            if binding_id not in changed and when <= elapsed:
-                email, token = account_of[binding_id]
-                start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0)
-                body = {
-                    "summary": "made while the channel was silent",
-                    "start": {"dateTime": start.isoformat()},
-                    "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-                }
-                resp = await http.post(
-                    f"/calendar/v3/calendars/{email}/events",
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}"},
+        if not silenced and elapsed >= silence_at:
+            silenced = True
+            async with db.session() as s:
+                channel_of = dict(
+                    (await s.execute(select(CalendarBinding.id, CalendarBinding.channel_id))).all()
                 )
-                assert resp.status_code == 200, resp.text
-                changed.add(binding_id)
-                inserts += 1
+            for cal in cals:
+                cal.channel_id = str(channel_of[cal.binding_id])
+                if cal.broken:
+                    await http.post(f"/emulator/v1/channels/{cal.channel_id}/silence", json={})
+        made_any = False
+        announced: set[uuid.UUID] = set()  # calendars whose working channel will notify
+        for cal in cals:
+            while (
+                cursor[cal.binding_id] < len(cal.plan)
+                and cal.plan[cursor[cal.binding_id]][0] <= elapsed
+            ):
+                _, kind = cal.plan[cursor[cal.binding_id]]
+                cursor[cal.binding_id] += 1
+                n += 1
+                # made at this tick (the tick's resolution applies to every figure alike)
+                silent = silenced and cal.broken and cal.caught_at is None
+                if silent and cal.first_change is None:
+                    cal.first_change = (elapsed, kind)
+                if not silent:
+                    announced.add(cal.binding_id)
+                if kind == "google":
+                    subject = f"google edit {n}"
+                    await google_edit(http, cal, subject)
+                    if silent or not cal.broken:
+                        google_edits[subject] = (cal, elapsed)
+                else:
+                    await crm_entry(db, tenant_id, cal, f"crm entry {n}")
+                    await runner.enqueue_sync(cal.binding_id, Reason.CHANGE)
+                made_any = True
+        if made_any:
+            await runner.drain()
+            # the notifications (and echoes) land: one at least per working channel changed
+            delivery_seq = await notified(http, delivery_seq, len(announced))
+            await runner.drain()
         while True:  # a tick enqueues at most 1,000 polls: run passes until none is due
             before = runner.stats.started
+            await runner.drain()
             await runner.poll_once()
             await runner.drain()
             if runner.stats.started == before:
@@ -269,111 +368,218 @@ async def simulate(
         if elapsed >= next_renewal:
             await renew_due_channels(db, access, settings)
             next_renewal += 3600.0
-        await note_caught(db, broken_ids, caught, changed, change_at, sim_start, args.trust_expiry)
+        await note_caught(db, cals, elapsed)
+    await runner.drain()
     await runner.stop()
+    await budget.flush()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     log = (await http.get(f"/emulator/v1/requests?after={seq}")).json()["items"]
-    report(args, log, made, broken_ids, caught, change_at, inserts, setup_seconds, cpu, wall)
+    async with db.session() as s:
+        imported = dict(
+            (
+                await s.execute(
+                    select(Activity.subject, Activity.created_at).where(
+                        Activity.subject.like("google edit %")
+                    )
+                )
+            ).all()
+        )
+        polls: dict[uuid.UUID, int] = {}
+        for binding_id, trigger in (
+            await s.execute(
+                select(SyncRun.binding_id, SyncRun.trigger).where(SyncRun.started_at >= sim_start)
+            )
+        ).all():
+            if trigger == "poll":
+                polls[binding_id] = polls.get(binding_id, 0) + 1
+    delivered = {
+        subject: (cal, (created - sim_start).total_seconds() - when)
+        for subject, (cal, when) in google_edits.items()
+        if (created := imported.get(subject)) is not None
+    }
+    report(args, log, cals, polls, delivered, google_edits, setup_seconds, cpu, wall)
+    server.should_exit = True
+    await serving
+    sock.close()
     await access.aclose()
     await db.dispose()
 
 
-async def note_caught(
-    db: Database,
-    broken: set[uuid.UUID],
-    caught: dict[uuid.UUID, float],
-    changed: set[uuid.UUID],
-    change_at: dict[uuid.UUID, float],
-    sim_start: datetime,
-    trust_expiry: bool,
-) -> None:
-    """When a broken calendar's change reached calsync: its binding was marked suspect (a poll
-    caught the silent channel) or, trusting expiry, its last poll came after the change."""
+async def notified(http: httpx.AsyncClient, after: int, expected: int) -> int:
+    """Wait (real time, at most 5 s) until the emulator has delivered `expected` more
+    notifications; returns the last delivery's number."""
+    last = after
+    deadline = time.monotonic() + 5.0
+    while True:
+        items = (await http.get(f"/emulator/v1/deliveries?after={after}")).json()["items"]
+        if items:
+            last = max(last, max(int(d["seq"]) for d in items))
+        if len(items) >= expected or time.monotonic() > deadline:
+            return last
+        await asyncio.sleep(0.02)
+
+
+async def google_edit(http: httpx.AsyncClient, cal: Cal, subject: str) -> None:
+    start = (clock.utcnow() + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    body = {
+        "summary": subject,
+        "start": {"dateTime": start.isoformat()},
+        "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+    }
+    resp = await http.post(
+        f"/calendar/v3/calendars/{cal.email}/events",
+        json=body,
+        headers={"Authorization": f"Bearer {cal.token}"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+async def crm_entry(db: Database, tenant_id: uuid.UUID, cal: Cal, subject: str) -> None:
+    start = (clock.utcnow() + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    values = validate(
+        ActivityDraft(start=start, end=start + timedelta(hours=1), subject=subject, time_zone="UTC")
+    )
+    async with db.session() as s:
+        await activities.create(
+            s, tenant_id, type_key="meeting", owner_id=cal.user_id, values=values
+        )
+        await s.commit()
+
+
+async def note_caught(db: Database, cals: list[Cal], elapsed: float) -> None:
+    """A broken calendar is caught when calsync has replaced its silent channel."""
+    waiting = {c.binding_id: c for c in cals if c.broken and c.channel_id and c.caught_at is None}
+    if not waiting:
+        return
     async with db.session() as s:
         rows = (
             await s.execute(
-                select(
-                    CalendarBinding.id,
-                    CalendarBinding.channel_suspect_since,
-                    CalendarBinding.last_success_at,
-                ).where(CalendarBinding.id.in_(list(broken - caught.keys())))
+                select(CalendarBinding.id, CalendarBinding.channel_id).where(
+                    CalendarBinding.id.in_(list(waiting))
+                )
             )
         ).all()
-    for binding_id, suspect, last in rows:
-        if binding_id not in changed:
-            continue
-        seen = last if trust_expiry else suspect
-        if seen is None:
-            continue
-        at = (seen - sim_start).total_seconds()
-        if at >= change_at[binding_id]:
-            caught[binding_id] = at - change_at[binding_id]
+    for binding_id, channel_id in rows:
+        cal = waiting[binding_id]
+        if channel_id != cal.channel_id:
+            cal.caught_at = elapsed
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+def minutes(values: list[float]) -> str:
+    if not values:
+        return "none"
+    return (
+        f"p50 {pct(values, 50) / 60:.0f} min, p90 {pct(values, 90) / 60:.0f} min, "
+        f"max {max(values) / 60:.0f} min, within 1 h {sum(1 for v in values if v <= 3600)}/"
+        f"{len(values)}"
+    )
 
 
 def report(
     args: argparse.Namespace,
     log: list[dict[str, Any]],
-    made: list[tuple[uuid.UUID, str, str]],
-    broken: set[uuid.UUID],
-    caught: dict[uuid.UUID, float],
-    change_at: dict[uuid.UUID, float],
-    inserts: int,
+    cals: list[Cal],
+    polls: dict[uuid.UUID, int],
+    delivered: dict[str, tuple[Cal, float]],
+    google_edits: dict[str, tuple[Cal, float]],
     setup_seconds: float,
     cpu: float,
     wall: float,
 ) -> None:
-    email_broken = {email for b, email, _ in made if b in broken}
-    calendar = [e for e in log if not e["path"].startswith(("/token", "/emulator"))]
-    oauth = [e for e in log if e["path"].startswith("/token")]
-    healthy_n = len(made) - len(broken)
-    on_healthy = sum(1 for e in calendar if e["account"] not in email_broken)
-    on_broken = sum(1 for e in calendar if e["account"] in email_broken) - inserts
     days = args.days
-    if args.verbose:
-        kinds: dict[str, int] = {}
-        for e in calendar:
-            key = f"{e['method']} {e['path'].rsplit('/', 1)[-1]} {e['status']}"
-            kinds[key] = kinds.get(key, 0) + 1
-        print("  requests by kind:", kinds)
+    by_email = {c.email: c for c in cals}
+    calendar = [e for e in log if not e["path"].startswith(("/token", "/emulator"))]
+    spent: dict[str, int] = {}
+    for e in calendar:
+        cal = by_email.get(e["account"])
+        if cal is None:
+            continue
+        spent[e["account"]] = spent.get(e["account"], 0) + 1
+    edits = {c.email: 0 for c in cals}
+    for cal, _ in google_edits.values():
+        edits[cal.email] += 1
     print(
-        f"calendars {len(made)} ({len(broken)} with a silenced channel), {days:g} simulated "
-        f"day(s), tick {args.tick:g} s, healthy poll every {args.healthy_hours:g} h"
-        + (
-            ", channels trusted until expiry"
-            if args.trust_expiry
-            else ", channels judged by evidence"
-        )
+        f"calendars {len(cals)} ({sum(c.broken for c in cals)} with a silenced channel), "
+        f"{days:g} simulated day(s), tick {args.tick:g} s, healthy poll every "
+        f"{args.healthy_hours:g} h, silence rule {args.silence_changes:g} changes, echo "
+        + ("off" if args.no_echo else f"grace {args.echo_grace:g} s")
+        + f", mix {args.mix}"
     )
     print(f"  set-up {setup_seconds:.0f} s; simulation {wall:.0f} s wall, {cpu:.0f} s CPU")
-    print(
-        f"  Calendar API requests per healthy calendar per day: {on_healthy / healthy_n / days:.2f}"
-        f"   per broken calendar per day: {on_broken / max(1, len(broken)) / days:.1f}"
-        f"   OAuth token requests: {len(oauth)}"
-    )
-    delays = sorted(caught.values())
-    missed = len(broken) - len(caught)
-    if delays:
+    print("  healthy calendars, per calendar per day (calsync's Calendar API requests; polls):")
+    for klass in dict.fromkeys(c.klass for c in cals):
+        group = [c for c in cals if c.klass == klass and not c.broken]
+        if not group:
+            continue
+        requests = sum(spent.get(c.email, 0) - edits[c.email] for c in group)
+        n_polls = sum(polls.get(c.binding_id, 0) for c in group)
+        changes = sum(len(c.plan) for c in group)
         print(
-            f"  broken channel: change → caught and imported: p50 {pct(delays, 50) / 60:.0f} min, "
-            f"p90 {pct(delays, 90) / 60:.0f} min, max {delays[-1] / 60:.0f} min; within 1 h: "
-            f"{sum(1 for d in delays if d <= 3600)}/{len(broken)}; not caught within the day: "
-            f"{missed}"
+            f"    {klass:6} ({len(group):4}): {requests / len(group) / days:6.2f} requests, "
+            f"{n_polls / len(group) / days:5.2f} safety polls "
+            f"({changes / len(group) / days:.1f} changes a day)"
         )
-    else:
-        print(f"  broken channels caught: 0 of {len(broken)}")
+    healthy = [c for c in cals if not c.broken]
+    total = sum(spent.get(c.email, 0) - edits[c.email] for c in healthy)
+    print(f"    all    ({len(healthy):4}): {total / len(healthy) / days:6.2f} requests")
+    broken = [c for c in cals if c.broken]
+    for kind, label in (("crm", "a CRM entry pushed"), ("google", "an edit in Google")):
+        caught = [
+            c.caught_at - c.first_change[0]
+            for c in broken
+            if c.first_change and c.first_change[1] == kind and c.caught_at is not None
+        ]
+        never = sum(
+            1
+            for c in broken
+            if c.first_change and c.first_change[1] == kind and c.caught_at is None
+        )
+        print(
+            f"  silent channel, first change {label} → caught: {minutes(caught)}"
+            + (f"; not caught: {never}" if never else "")
+        )
+    # the bench's own edits in Google (subtracted above) are the user's, not calsync's
+    for klass in dict.fromkeys(c.klass for c in cals):
+        made = sum(
+            1
+            for c, when in google_edits.values()
+            if c.broken and c.klass == klass and (c.caught_at is None or when < c.caught_at)
+        )
+        silent = [
+            d
+            for subject, (c, d) in delivered.items()
+            if c.broken
+            and c.klass == klass
+            and (c.caught_at is None or google_edits[subject][1] < c.caught_at)
+        ]
+        if made:
+            print(
+                f"  edits in Google while silent ({klass}), made → in the CRM: {minutes(silent)}"
+                f" (of {made}; {made - len(silent)} not arrived)"
+            )
+    ok = [d for _, (c, d) in delivered.items() if not c.broken]
+    print(f"  edits in Google on healthy channels, made → in the CRM: {minutes(ok)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calendars", type=int, default=1000)
-    parser.add_argument("--days", type=float, default=1.0)
-    parser.add_argument("--tick", type=float, default=600.0, help="simulated seconds per tick")
-    parser.add_argument("--broken", type=float, default=0.01, help="share of silenced channels")
+    parser.add_argument("--calendars", type=int, default=200)
+    parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument("--tick", type=float, default=120.0, help="simulated seconds per tick")
+    parser.add_argument("--broken", type=float, default=0.05, help="share of silenced channels")
     parser.add_argument("--healthy-hours", type=float, default=24.0)
+    parser.add_argument("--mix", default="idle:0.7:0:0,light:0.2:2:1,busy:0.1:20:5")
+    parser.add_argument("--silence-changes", type=float, default=2.0, help="0: daily poll only")
+    parser.add_argument("--echo-grace", type=float, default=120.0)
+    parser.add_argument("--no-echo", action="store_true", help="no echo check (before)")
     parser.add_argument(
-        "--trust-expiry", action="store_true", help="before issue 16: no evidence, no re-creation"
+        "--silence-after", type=float, default=1.0, help="days of working channels first"
     )
-    parser.add_argument("--verbose", action="store_true", help="requests by kind")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(run(args))

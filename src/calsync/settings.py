@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # interval, up to poll_jitter of it earlier
     healthy_poll_interval_seconds: int = Field(default=24 * 3600, ge=60)
     poll_jitter: float = Field(default=0.1, ge=0, lt=1)
+    # a healthy channel on a busy calendar is polled after a silence in which it would have
+    # announced about this many changes (0: the daily poll for every healthy channel)
+    poll_silence_changes: float = Field(default=2.0, ge=0)
+    # a channel that has not announced calsync's own write to its calendar this long after it
+    # is suspect: re-created, and the calendar synced at once (sync/channels/echo.py)
+    channel_echo_grace_seconds: float = Field(default=120.0, ge=1)
     # the project-wide Google request budget every process spends from (counted in the
     # database): Google's defaults for a new Cloud project, 10,000 requests a minute and a
     # daily billing threshold near 1,000,000. Safety-net polls stop at budget_poll_share of

@@ -28,6 +28,8 @@ async def test_connect_watches_the_import_calendar(served: Served) -> None:
             "calendar_id": "ada@example.com",
             "state": "active",
             "expires_at": status["push_channels"][0]["expires_at"],
+            "suspect_since": None,  # trusted: no poll found it silent
+            "polled_every_seconds": None,
         }
     ]
     # the `sync` messages (events and calendarList) arrived, answered 200 without a sync

@@ -8,15 +8,20 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import update
+
 from calsync.jobs import polling
 from calsync.jobs.budget import Budget, Limits
 from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Reason
 from calsync.store import budget as stored
+from calsync.store import schedule
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.models import CalendarBinding
 from calsync.store.schedule import PollCandidate
-from tests.sync.conftest import Harness
+from tests.sync.conftest import Harness, at
 
 from .conftest import add_bindings, runs_of, start_running, wait_until
 
@@ -92,3 +97,178 @@ def test_healthy_channel_polled_at_most_once_a_day() -> None:
             uuid.uuid4(), None, now, 0, "ch", now + timedelta(days=6), 300, True
         )
         assert polling.interval(suspect, policy, now) == timedelta(minutes=5)
+
+
+# -- the echo of calsync's own writes, and a busy calendar's silence (issue 16) ---------------
+
+
+async def _watched(db: Database, binding_id: uuid.UUID, **values: Any) -> None:
+    """Give the binding a (made-up) live channel, and the columns given."""
+    async with db.session() as s:
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == binding_id)
+            .values(
+                channel_id=f"{binding_id.hex}-echo",
+                channel_resource_id="res",
+                channel_expires_at=utcnow() + timedelta(days=6),
+                **values,
+            )
+        )
+        await s.commit()
+
+
+async def test_a_channel_silent_after_our_write_is_rewatched_and_synced_at_once(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    """Both runners' poll tick: a write the channel has not announced within the grace makes
+    the channel suspect, re-creates it and syncs the calendar now — once, in whichever
+    process gets there first; an echo that was heard leaves the channel alone."""
+    await h.sync(trigger="initial")
+    heard = (await add_bindings(h, 1, event=False))[0]
+    await h.sync(trigger="initial")
+    written = utcnow() - timedelta(minutes=3)
+    await _watched(db, h.binding_id, channel_echo_since=written, last_sync_at=utcnow())
+    await _watched(
+        db,
+        heard,
+        channel_echo_since=written,
+        channel_heard_at=written + timedelta(seconds=1),
+        last_sync_at=utcnow(),
+    )
+    rewatched: list[uuid.UUID] = []
+
+    async def rewatch(binding_id: uuid.UUID) -> bool:
+        rewatched.append(binding_id)
+        return True
+
+    runner = await make_runner(
+        rewatch=rewatch, poll_policy=PollPolicy(echo_grace=timedelta(minutes=2))
+    )
+    await start_running(runner)
+    await runner.poll_once()
+
+    async def caught_up() -> bool:
+        runs = await runs_of(db, [h.binding_id])
+        return any(r.trigger == "retry" and r.finished_at is not None for r in runs)
+
+    await wait_until(caught_up)
+    assert rewatched == [h.binding_id]
+    async with db.session() as s:
+        mine = await s.get(CalendarBinding, h.binding_id)
+        other = await s.get(CalendarBinding, heard)
+        assert mine is not None and other is not None
+        assert mine.channel_suspect_since is not None and mine.channel_echo_since is None
+        assert other.channel_suspect_since is None
+        await s.commit()
+    await runner.poll_once()  # settled: a second tick does not act again
+    assert rewatched == [h.binding_id]
+    assert [r.trigger for r in await runs_of(db, [heard])].count("retry") == 0
+
+
+async def test_runs_count_a_calendars_google_side_changes(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    """A run that applies Google-side changes adds them to the binding's rate; the first sync's
+    import does not (it is the calendar's past, not its traffic)."""
+    runner = await make_runner()
+    await start_running(runner)
+    await h.ginsert("Before", at(2, 9))
+    await runner.enqueue_sync(h.binding_id, Reason.INITIAL)
+
+    async def ran(n: int) -> Any:
+        async def check() -> bool:
+            runs = await runs_of(db, [h.binding_id])
+            return len([r for r in runs if r.finished_at is not None]) >= n
+
+        return check
+
+    await wait_until(await ran(1))
+    async with db.session() as s:
+        assert (await schedule.change_rate(s, h.binding_id))[0] is None
+        await s.commit()
+    await h.ginsert("Made in Google", at(3, 9))
+    await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)
+    await wait_until(await ran(2))
+
+    async def counted() -> bool:  # written after the run's record
+        async with db.session() as s:
+            return (await schedule.change_rate(s, h.binding_id))[0] is not None
+
+    await wait_until(counted)
+    async with db.session() as s:
+        rate, rate_at, _ = await schedule.change_rate(s, h.binding_id)
+        await s.commit()
+    assert rate is not None and rate_at is not None
+    # one change on the binding's first day reads one a day (not a seventh: a week's memory
+    # counts only the time the binding has been watched)
+    assert rate == pytest.approx(1.0, rel=0.1)
+
+
+def test_a_busy_calendars_healthy_channel_is_trusted_for_a_shorter_silence() -> None:
+    """Silence is polled after about `silence_changes` (2) changes' worth of it: hourly at 48
+    changes a day or more, every 2 h at 24, …, 16 h at 3; idle and quiet calendars daily."""
+    now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    policy = PollPolicy()
+
+    def candidate(rate: float | None, at: datetime = now, suspect: bool = False) -> PollCandidate:
+        return PollCandidate(
+            uuid.uuid4(), None, now, 0, "ch", now + timedelta(days=6), 300, suspect, rate, at
+        )
+
+    hours = {
+        None: 24,
+        0.5: 24,
+        3.0: 16,
+        6.0: 8,
+        12.0: 4,
+        30.0: 2,
+        48.0: 1,
+        500.0: 1,
+    }
+    for rate, expected in hours.items():
+        assert polling.interval(candidate(rate), policy, now) == timedelta(hours=expected), rate
+    # three weeks without a change: 30 a day has decayed to 30/e³ ≈ 1.5, back to daily
+    assert polling.interval(candidate(30.0, now - timedelta(days=21)), policy, now) == timedelta(
+        days=1
+    )
+    # a suspect channel polls at the tenant's interval whatever the rate
+    assert polling.interval(candidate(30.0, suspect=True), policy, now) == timedelta(minutes=5)
+    # switched off: every healthy channel daily
+    off = PollPolicy(silence_changes=0)
+    assert polling.interval(candidate(500.0), off, now) == timedelta(days=1)
+
+
+def test_the_rate_reads_changes_a_day() -> None:
+    """Ten Google-side changes every day read about ten a day; a run's relisting counts at most
+    five."""
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    rate: float | None = None
+    at: datetime | None = None
+    for day in range(60):
+        when = now + timedelta(days=day)
+        for _ in range(10):
+            rate, at = polling.added(rate, at, 1, when), when
+    assert 9 <= polling.decayed(rate, at, now + timedelta(days=59, hours=12)) <= 11
+    # from the first day of a binding's life on (not after a week of warming up)
+    rate, at = None, None
+    for day in range(3):
+        when = now + timedelta(days=day, hours=23)
+        for _ in range(10):
+            rate, at = polling.added(rate, at, 1, when, since=now), when
+        assert 9 <= polling.decayed(rate, at, when) <= 11, (day, rate)
+    assert polling.added(None, None, 10_000, now) == pytest.approx(5 / 7)
+
+
+async def test_a_busy_binding_is_due_after_its_shorter_silence(h: Harness, db: Database) -> None:
+    """The poll query finds a busy binding whose healthy channel has been silent for its
+    interval (3 h at 30 changes a day), not an idle one synced as long ago."""
+    idle = (await add_bindings(h, 1, event=False))[0]
+    now = utcnow()
+    three_hours_ago = now - timedelta(hours=3)
+    await _watched(
+        db, h.binding_id, last_sync_at=three_hours_ago, google_change_rate=30.0, google_rate_at=now
+    )
+    await _watched(db, idle, last_sync_at=three_hours_ago)
+    due = await polling.due_bindings(db, PollPolicy(jitter=0.0), now)
+    assert h.binding_id in due and idle not in due

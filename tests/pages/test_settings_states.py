@@ -163,3 +163,28 @@ async def test_the_sync_now_result_shows_once(pages: Pages) -> None:
     await pages.api.services.drain()
     assert "Sync now finished:" in await page_text(browser)
     assert "Sync now finished:" not in await page_text(browser)
+
+
+async def test_a_calendar_under_suspicion_is_explained_with_nothing_to_do(pages: Pages) -> None:
+    """A channel that missed a change (or the echo of calsync's write) is shown per calendar:
+    what happened, that calsync polls it meanwhile (the tenant's interval), and that the user
+    need not do anything — in every language; nothing is shown while it is trusted."""
+    user_id, _, browser, _ = await connected(pages)
+    text = await page_text(browser)
+    assert "Google stopped telling calsync" not in text
+    async with pages.api.world.db.session() as s:
+        conn = await connections.for_user(s, user_id)
+        assert conn is not None
+        (binding,) = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
+        binding.channel_suspect_since = binding.created_at
+        await s.commit()
+    text = await page_text(browser)
+    start = text.find("channel-suspect")
+    assert start > 0, text[text.find("status-heading") :][:3000]
+    notice = text[start:][:1200]
+    assert "Google stopped telling calsync about changes to" in notice
+    assert "calsync checks this calendar itself every 5 minutes" in notice
+    assert "What to do:" in notice and "goes away by itself" in notice
+    norsk = await page_text(browser, **{"accept-language": "nb"})
+    assert "Google sluttet å varsle calsync om endringer i" in norsk
+    assert "hvert 5. minutt" in norsk

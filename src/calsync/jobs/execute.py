@@ -28,6 +28,7 @@ from calsync.sync.errors import Failure, Outcome
 from calsync.sync.owner import holder_dead
 from calsync.sync.tokens import GoogleAccess
 
+from . import polling
 from .budget import Budget
 from .port import Reason
 
@@ -62,6 +63,8 @@ class Executor:
         result = await self._run(binding_id, reason, full)
         if self.budget is not None:
             await self.budget.spend(result.google_requests)
+        if result.ok and reason is not Reason.INITIAL and not full:  # a busy calendar's rate
+            await polling.note_changes(self.db, binding_id, google_changes(result), self.clock())
         if evidence is not None and _caught_silent(evidence, result):
             assert evidence.channel_id is not None
             await self._silent(binding_id, evidence.channel_id)
@@ -201,6 +204,11 @@ def lock_lost() -> Failure:
         "Another worker took over this calendar's sync; this one stopped.",
         "",
     )
+
+
+def google_changes(result: RunResult) -> int:
+    """The Google-side changes a run applied to the CRM (not the echo of its own writes)."""
+    return sum(result.counts.get(k, 0) for k in ("created", "updated", "deleted"))
 
 
 def busy(result: RunResult) -> bool:

@@ -27,6 +27,8 @@ def poll_policy(settings: Settings) -> PollPolicy:
     return PollPolicy(
         healthy_interval=timedelta(seconds=settings.healthy_poll_interval_seconds),
         jitter=settings.poll_jitter,
+        silence_changes=settings.poll_silence_changes,
+        echo_grace=timedelta(seconds=settings.channel_echo_grace_seconds),
         claim_hold=max(timedelta(seconds=settings.lock_timeout_seconds), timedelta(seconds=60)),
     )
 

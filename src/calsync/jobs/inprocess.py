@@ -265,6 +265,14 @@ class InProcessRunner:
     async def poll_once(self) -> None:
         """Enqueue the bindings due for a poll (claimed, so other pollers skip them), as many
         as the request budget allows: the rest stay due (postponed)."""
+        for binding_id in await polling.missed_echoes(  # a channel silent after our write
+            self.db,
+            self.poll_policy,
+            self.clock(),
+            rewatch=self.executor.rewatch,
+            budget=self.budget,
+        ):
+            self._request(binding_id, Reason.RETRY, False, 0.0)
         limit = await polling.allowance(self.budget)
         for binding_id in await polling.due_bindings(
             self.db, self.poll_policy, self.clock(), limit=limit

@@ -5,6 +5,17 @@ channel is healthy is polled every `healthy_interval` (default 24 h: at most onc
 without a working channel at its tenant's `poll_interval_seconds` (default 300, never under 30).
 A channel is judged by evidence, not by its expiry: one a poll caught missing a change
 (`channel_suspect`, jobs/execute.py) counts as not working until a notification arrives on it.
+A healthy channel on a busy calendar is trusted less long: a calendar with `r` Google-side
+changes a day (decayed over a week, counted by the runs that applied them) would, with a
+working channel, have announced about `silence_changes` (2) changes after `silence_changes / r`
+days, so a silence that long is polled — at the first of 1, 2, 4, 8 or 16 hours that covers it,
+never more often than hourly. Notifications keep such a calendar's `last_sync_at` fresh, so a
+healthy busy calendar is rarely polled (in its quiet hours, at most `r / silence_changes` times
+a day: half a request per change it already costs), and a broken one is caught within those
+hours instead of a day. An idle calendar stays at the daily poll. And a channel that missed the
+echo of calsync's own write (sync/channels/echo.py) is suspect after `echo_grace`: re-created,
+synced at once (`missed_echoes`, run by each runner's poll tick).
+
 Each binding is due at a fixed, binding-specific fraction of the interval off (jitter) — later
 for the daily poll (so never more than once a day), earlier for the tenant's interval — so
 bindings synced together drift apart instead of stampeding. After failures the engine's backoff
@@ -14,20 +25,29 @@ is the lower bound.
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from calsync.google.calendar import count_requests
 from calsync.store import schedule
 from calsync.store.db import Database
 from calsync.store.schedule import PollCandidate
+from calsync.sync.channels import echo
 from calsync.sync.errors import backoff_delay
 
 from .budget import Budget
 
 MIN_POLL_SECONDS = 30
 DEFAULT_POLL_SECONDS = 300
+#: the shorter intervals a busy calendar's healthy channel is polled at (hours)
+BUSY_HOURS = (1, 2, 4, 8, 16)
+#: a Google-side change rate's memory: its weight falls by e every week
+RATE_MEMORY = timedelta(days=7)
+#: one run adds at most this many changes to the rate (a 410's relisting is not traffic)
+RATE_RUN_CAP = 5
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,19 @@ class PollPolicy:
     jitter: float = 0.1  # fraction of the interval a binding's due time is moved
     # how long a claimed binding stays off the poll list if its sync never reports back
     claim_hold: timedelta = timedelta(minutes=15)
+    #: how many changes a working channel would have announced in a silence that is polled
+    #: (0: every healthy channel polled at `healthy_interval`, whatever its calendar's traffic)
+    silence_changes: float = 2.0
+    #: how long after a write of calsync's its channel may take to announce it
+    echo_grace: timedelta = echo.GRACE
+
+    def busy_tiers(self) -> list[tuple[float, timedelta]]:
+        """(changes a day at least, interval) for each busy interval, shortest first."""
+        if self.silence_changes <= 0:
+            return []
+        day = timedelta(days=1)
+        tiers = [timedelta(hours=h) for h in BUSY_HOURS]
+        return [(self.silence_changes * (day / t), t) for t in tiers if t < self.healthy_interval]
 
     @property
     def floor(self) -> timedelta:
@@ -59,10 +92,50 @@ def healthy(candidate: PollCandidate, now: datetime) -> bool:
     )
 
 
+def decayed(rate: float | None, at: datetime | None, now: datetime) -> float:
+    """A stored change rate (changes a day) as it stands at `now`."""
+    if not rate or at is None:
+        return 0.0
+    return rate * math.exp(-max(0.0, (now - at) / RATE_MEMORY))
+
+
+def _watched_share(since: datetime | None, at: datetime) -> float:
+    """How much of the rate's memory the binding has existed for (at least a day of it): a
+    binding watched for a day has seen a day of traffic, not a week's."""
+    if since is None:
+        return 1.0
+    watched = max(timedelta(days=1), at - since)
+    return 1.0 - math.exp(-(watched / RATE_MEMORY))
+
+
+def added(
+    rate: float | None,
+    at: datetime | None,
+    changes: int,
+    now: datetime,
+    since: datetime | None = None,
+) -> float:
+    """The rate after a run applied `changes` Google-side changes at `now`: an exponentially
+    weighted count over the time the binding has been watched (`since`), so `r` changes a day
+    read `r` from the first day on."""
+    weighted = decayed(rate, at, now) * (_watched_share(since, at) if at is not None else 1.0)
+    weighted += min(changes, RATE_RUN_CAP) / (RATE_MEMORY / timedelta(days=1))
+    return weighted / _watched_share(since, now)
+
+
+def healthy_interval(candidate: PollCandidate, policy: PollPolicy, now: datetime) -> timedelta:
+    """How long a healthy channel's silence is trusted on this calendar: shorter the busier."""
+    rate = decayed(candidate.google_change_rate, candidate.google_rate_at, now)
+    for at_least, every in policy.busy_tiers():
+        if rate >= at_least:
+            return every
+    return policy.healthy_interval
+
+
 def interval(candidate: PollCandidate, policy: PollPolicy, now: datetime) -> timedelta:
     """The poll interval that applies to this binding now (before jitter)."""
     if healthy(candidate, now):
-        base = policy.healthy_interval
+        base = healthy_interval(candidate, policy, now)
     else:
         seconds = candidate.tenant_poll_interval or DEFAULT_POLL_SECONDS
         base = timedelta(seconds=max(MIN_POLL_SECONDS, seconds))
@@ -113,6 +186,7 @@ async def due_bindings(
             now,
             floor=policy.floor,
             healthy_floor=policy.healthy_interval * (1 - policy.jitter),
+            busy=policy.busy_tiers(),
             limit=max(limit, 1000),
         )
         await s.commit()
@@ -130,3 +204,30 @@ async def due_bindings(
         if ok:
             picked.append(candidate.binding_id)
     return picked
+
+
+async def missed_echoes(
+    db: Database,
+    policy: PollPolicy,
+    now: datetime,
+    *,
+    rewatch: Callable[[uuid.UUID], Awaitable[object]] | None = None,
+    budget: Budget | None = None,
+) -> list[uuid.UUID]:
+    """Bindings whose channel missed the echo of calsync's write (marked suspect, channel
+    re-created — its requests counted in the budget): the runner syncs them now."""
+    with count_requests() as sent:
+        missed = await echo.check(db, now, grace=policy.echo_grace, rewatch=rewatch)
+    if budget is not None:
+        await budget.spend(sent.n)
+    return missed
+
+
+async def note_changes(db: Database, binding_id: uuid.UUID, changes: int, now: datetime) -> None:
+    """Add a run's Google-side changes to the binding's rate (only runs that applied some)."""
+    if changes <= 0:
+        return
+    async with db.session() as s:
+        rate, at, since = await schedule.change_rate(s, binding_id)
+        await schedule.set_change_rate(s, binding_id, added(rate, at, changes, now, since), now)
+        await s.commit()

@@ -258,6 +258,14 @@ class ProcrastinateQueue:
 
     async def poll_once(self) -> None:
         """Enqueue the bindings due for a poll, as many as the request budget allows."""
+        for binding_id in await polling.missed_echoes(  # a channel silent after our write
+            self.db,
+            self.poll_policy,
+            self.clock(),
+            rewatch=self.executor.rewatch,
+            budget=self.budget,
+        ):
+            await self.enqueue_sync(binding_id, Reason.RETRY)
         limit = await polling.allowance(self.budget)
         for binding_id in await polling.due_bindings(
             self.db, self.poll_policy, self.clock(), limit=limit

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, or_, select, update
+from sqlalchemy import Select, and_, case, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -56,6 +56,8 @@ class Holder:
     wanted: Callable[[], Select[Any]]
     #: the values a verified, first-seen notification writes with its message number
     owed: Callable[[datetime], dict[str, Any]]
+    #: what a new channel resets besides the channel columns (an echo the old one owed)
+    fresh: Callable[[], dict[str, Any]] = dict
 
 
 def _bindings_wanted() -> Select[Any]:
@@ -99,8 +101,11 @@ EVENTS = Holder(
     retry_after=CalendarBinding.channel_retry_after,
     wanted=_bindings_wanted,
     # a sync, durable before the 200 (jobs/recovery.py); and evidence the channel delivers,
-    # so a channel a poll found silent is trusted again (migration 0017)
-    owed=lambda at: {"sync_owed_at": at, "channel_suspect_since": None},
+    # so a channel a poll found silent is trusted again (migration 0017), and the echo of
+    # calsync's own writes is heard (migration 0019) — all in the one write per notification
+    owed=lambda at: {"sync_owed_at": at, "channel_suspect_since": None, "channel_heard_at": at},
+    # a new channel never announces what was written before it existed
+    fresh=lambda: {"channel_echo_since": None},
 )
 CALENDAR_LIST = Holder(
     kind="calendar_list",
@@ -213,6 +218,7 @@ async def replace(
                 holder.token.key: token,
                 holder.expires_at.key: expires_at,
                 holder.message_seq.key: None,  # Google numbers each channel's messages afresh
+                **holder.fresh(),
                 "updated_at": utcnow(),
             }
         )
@@ -410,3 +416,93 @@ async def abandon_list_check(session: AsyncSession, connection_id: uuid.UUID) ->
         .values(list_check_started_at=None, list_check_owed=False)
         .execution_options(synchronize_session=False)
     )
+
+
+# -- the echo: a channel announces calsync's own writes too (sync/channels/echo.py) -----------
+
+
+async def expect_echo(session: AsyncSession, binding_id: uuid.UUID, since: datetime) -> None:
+    """calsync is about to write to the binding's calendar: its channel owes a notification
+    from `since` on. An expectation already owed (not yet heard) keeps its older time; one the
+    channel answered since starts afresh. Nothing for a binding without a channel."""
+    b = CalendarBinding
+    answered = or_(
+        b.channel_echo_since.is_(None),
+        and_(b.channel_heard_at.is_not(None), b.channel_heard_at >= b.channel_echo_since),
+    )
+    await session.execute(
+        update(b)
+        .where(b.id == binding_id, b.channel_id.is_not(None))
+        .values(channel_echo_since=case((answered, since), else_=b.channel_echo_since))
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def withdraw_echo(session: AsyncSession, binding_id: uuid.UUID, since: datetime) -> None:
+    """Google changed nothing after all: the expectation stored at `since` is no more (an older
+    one still owed stays)."""
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.channel_echo_since == since)
+        .values(channel_echo_since=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class OwedEcho:
+    binding_id: uuid.UUID
+    channel_id: str
+    since: datetime
+
+
+async def echoes_overdue(
+    session: AsyncSession, before: datetime, *, limit: int = 500
+) -> Sequence[OwedEcho]:
+    """Bindings whose channel has not announced a write of calsync's made before `before`
+    (no verified notification since it): through the index on `channel_echo_since`."""
+    b = CalendarBinding
+    rows = await session.execute(
+        select(b.id, b.channel_id, b.channel_echo_since)
+        .where(
+            b.channel_echo_since.is_not(None),
+            b.channel_echo_since < before,
+            b.channel_id.is_not(None),
+            or_(b.channel_heard_at.is_(None), b.channel_heard_at < b.channel_echo_since),
+        )
+        .order_by(b.channel_echo_since)
+        .limit(limit)
+    )
+    return [OwedEcho(bid, cid or "", since) for bid, cid, since in rows.all() if since is not None]
+
+
+async def echo_missed(session: AsyncSession, owed: OwedEcho, at: datetime) -> bool:
+    """The channel missed its echo: suspect from `at` (tenant-interval polls until a
+    notification arrives), the expectation settled. A compare-and-set on what was read, so one
+    process of many acts on it; False when a notification or a new channel came meanwhile."""
+    b = CalendarBinding
+    result = await session.execute(
+        update(b)
+        .where(
+            b.id == owed.binding_id,
+            b.channel_id == owed.channel_id,
+            b.channel_echo_since == owed.since,
+            or_(b.channel_heard_at.is_(None), b.channel_heard_at < b.channel_echo_since),
+        )
+        .values(channel_echo_since=None, channel_suspect_since=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def echo_owed(session: AsyncSession, binding_id: uuid.UUID) -> datetime | None:
+    """Since when the binding's channel owes the echo of a write (None: it owes none)."""
+    b = CalendarBinding
+    row = (
+        await session.execute(
+            select(b.channel_echo_since, b.channel_heard_at).where(b.id == binding_id)
+        )
+    ).first()
+    if row is None or row[0] is None or (row[1] is not None and row[1] >= row[0]):
+        return None
+    return row[0]

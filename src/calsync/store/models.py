@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -375,6 +376,14 @@ class CalendarBinding(Base):
     #: migration 0017: a poll found changes no notification announced; the channel is not
     #: trusted (polls at the tenant's interval) until a notification arrives again
     channel_suspect_since: Mapped[datetime | None] = mapped_column()
+    #: migration 0019: calsync wrote to the calendar then and the channel has not announced it
+    #: yet (its echo); past a grace the channel is suspect (sync/channels/echo.py)
+    channel_echo_since: Mapped[datetime | None] = mapped_column(index=True)
+    #: migration 0019: the last verified notification (written with its message number)
+    channel_heard_at: Mapped[datetime | None] = mapped_column()
+    #: migration 0019: Google-side changes a day, decayed over a week, as of `google_rate_at`
+    google_change_rate: Mapped[float | None] = mapped_column(Float)
+    google_rate_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

@@ -33,6 +33,9 @@ class PollCandidate:
     tenant_poll_interval: int
     #: a poll found changes the channel did not announce; no notification since (migration 0017)
     channel_suspect: bool = False
+    #: Google-side changes a day, decayed over a week, as of `google_rate_at` (migration 0019)
+    google_change_rate: float | None = None
+    google_rate_at: datetime | None = None
 
 
 def _live() -> list[ColumnElement[bool]]:
@@ -50,11 +53,14 @@ async def poll_candidates(
     *,
     floor: timedelta,
     healthy_floor: timedelta,
+    busy: Sequence[tuple[float, timedelta]] = (),
     limit: int = 1000,
 ) -> Sequence[PollCandidate]:
     """Bindings that may be due: a past `next_sync_at`, never synced, or synced longer ago than
-    the shortest interval that could apply (`floor`, `healthy_floor` with a working channel).
-    The caller decides exactly (intervals per tenant, jitter)."""
+    the shortest interval that could apply (`floor`, `healthy_floor` with a working channel;
+    for each `(rate, interval)` of `busy`, `interval` for a binding with at least `rate`
+    Google-side changes a day, as last stored). The caller decides exactly (intervals per
+    tenant, the decayed rate, jitter)."""
     unhealthy = or_(
         CalendarBinding.channel_id.is_(None),
         CalendarBinding.channel_expires_at.is_(None),
@@ -65,6 +71,13 @@ async def poll_candidates(
         CalendarBinding.last_sync_at.is_(None),
         and_(unhealthy, CalendarBinding.last_sync_at <= now - floor),
         CalendarBinding.last_sync_at <= now - healthy_floor,
+        *(
+            and_(
+                CalendarBinding.google_change_rate >= rate,
+                CalendarBinding.last_sync_at <= now - every,
+            )
+            for rate, every in busy
+        ),
     )
     rows = await session.execute(
         select(
@@ -76,6 +89,8 @@ async def poll_candidates(
             CalendarBinding.channel_expires_at,
             Tenant.poll_interval_seconds,
             CalendarBinding.channel_suspect_since,
+            CalendarBinding.google_change_rate,
+            CalendarBinding.google_rate_at,
         )
         .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
         .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
@@ -99,6 +114,8 @@ async def poll_candidates(
             channel_expires_at,
             int(poll_interval or 300),
             suspect is not None,
+            rate,
+            rate_at,
         )
         for (
             binding_id,
@@ -109,6 +126,8 @@ async def poll_candidates(
             channel_expires_at,
             poll_interval,
             suspect,
+            rate,
+            rate_at,
         ) in rows.all()
     ]
 
@@ -346,3 +365,56 @@ async def suspect_channels(session: AsyncSession) -> int:
         .where(CalendarBinding.channel_suspect_since.is_not(None))
     )
     return int(found or 0)
+
+
+async def change_rate(
+    session: AsyncSession, binding_id: uuid.UUID
+) -> tuple[float | None, datetime | None, datetime | None]:
+    """The binding's stored Google-side change rate, when it was stored, and since when the
+    binding exists (how long its traffic has been watched)."""
+    row = (
+        await session.execute(
+            select(
+                CalendarBinding.google_change_rate,
+                CalendarBinding.google_rate_at,
+                CalendarBinding.created_at,
+            ).where(CalendarBinding.id == binding_id)
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else (None, None, None)
+
+
+async def set_change_rate(
+    session: AsyncSession, binding_id: uuid.UUID, rate: float, at: datetime
+) -> None:
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(google_change_rate=rate, google_rate_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def channel_watch(session: AsyncSession, binding_id: uuid.UUID) -> ChannelWatch:
+    """What the connection status shows of a binding's channel: under suspicion since when,
+    and whether it owes the echo of a write."""
+    row = (
+        await session.execute(
+            select(
+                CalendarBinding.channel_suspect_since,
+                CalendarBinding.channel_echo_since,
+                CalendarBinding.channel_heard_at,
+            ).where(CalendarBinding.id == binding_id)
+        )
+    ).first()
+    if row is None:
+        return ChannelWatch(None, None)
+    suspect, echo, heard = row
+    owed = echo if echo is not None and (heard is None or heard < echo) else None
+    return ChannelWatch(suspect, owed)
+
+
+@dataclass(frozen=True)
+class ChannelWatch:
+    suspect_since: datetime | None
+    echo_owed_since: datetime | None

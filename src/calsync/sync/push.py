@@ -24,6 +24,7 @@ from calsync.store import bindings, changes, links, runs
 from calsync.store.statuses import LinkState
 
 from . import filters, mapping, transitions
+from .channels import echo
 from .context import Ctx
 from .errors import parks
 from .ops import Op, OpKind, Settled
@@ -51,7 +52,9 @@ async def push(ctx: Ctx) -> None:
         # written (type not exported, import-only calendar, read-only) — never "pending"
         todo = set()
         if ops:
-            results = await ctx.settings.client.batch([op.call for op in ops])
+            # the calendar's channel owes these writes' echo (sync/channels/echo.py)
+            batch = ctx.settings.client.batch([op.call for op in ops])
+            results = await echo.written(ctx.settings, ops, batch)
             await ctx.settings.hooks.fire("after_google_write", ctx, ops, results)
             for op, result in zip(ops, results, strict=True):
                 outcome = await settle(ctx, op, result)

@@ -87,6 +87,11 @@ class PushChannelOut(BaseModel):
     calendar_id: str
     state: Literal["active", "expiring", "none"]
     expires_at: datetime | None
+    #: since when the channel is under suspicion (it missed a change, or the echo of calsync's
+    #: own write): calsync polls the calendar every `polled_every_seconds` meanwhile and makes
+    #: a new channel; it clears by itself when a notification arrives. None: trusted
+    suspect_since: datetime | None = None
+    polled_every_seconds: int | None = None
 
 
 class ListChannelOut(BaseModel):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from calsync.domain.direction import Direction
 from calsync.google import errors
 from calsync.google.models import CalendarListEntry
+from calsync.jobs.polling import DEFAULT_POLL_SECONDS, MIN_POLL_SECONDS
 from calsync.store import bindings, connections, google_settings
 from calsync.store.db import Database
 from calsync.store.models import (
@@ -218,6 +219,12 @@ async def status(
                     b.channel_expires_at if b.channel_id else None, services.settings
                 ),
                 expires_at=b.channel_expires_at if b.channel_id else None,
+                suspect_since=b.channel_suspect_since,
+                polled_every_seconds=(
+                    max(MIN_POLL_SECONDS, tenant.poll_interval_seconds or DEFAULT_POLL_SECONDS)
+                    if b.channel_suspect_since is not None
+                    else None
+                ),
             )
             for b in stored
             if imports(b)

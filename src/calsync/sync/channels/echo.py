@@ -1,0 +1,113 @@
+"""The echo: evidence that a push channel works, at no request cost.
+
+Google notifies a channel of every change to its calendar, calsync's own writes included. So
+when the push writes to a watched calendar, a healthy channel announces it within seconds. The
+push records the expectation before it writes (`expect`: one UPDATE per batch of writes, on the
+binding's row, so a crash leaves it to be checked); the notification that answers it costs no
+write of its own — the receiver's one UPDATE per notification stamps `channel_heard_at`
+(store.channels, EVENTS.owed). A channel that has not been heard from `grace` after a write
+(`check`, run by the poll tick of every runner) is suspect: it is re-created at once and the
+binding synced now, then polled at its tenant's interval until a notification arrives.
+
+Clocks: the write's time is taken `SKEW` early, so a web process whose clock is a few seconds
+behind the worker's still counts the notification as the echo (a notification a few seconds
+before the write proves the channel as well).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from calsync.domain.direction import Direction
+from calsync.google.models import Event
+from calsync.store import channels as stored
+from calsync.store.base import utcnow
+from calsync.store.db import Database
+from calsync.store.statuses import BindingRole
+
+if TYPE_CHECKING:
+    from calsync.sync.context import RunSettings
+    from calsync.sync.ops import Op
+
+log = logging.getLogger(__name__)
+
+GRACE = timedelta(minutes=2)  # CALSYNC_CHANNEL_ECHO_GRACE_SECONDS
+SKEW = timedelta(seconds=5)
+
+
+def watched(settings: RunSettings) -> bool:
+    """Whether the binding's calendar has an events channel to echo (it imports)."""
+    return (
+        settings.role in (BindingRole.IMPORT, BindingRole.BOTH)
+        and settings.direction != Direction.CRM_TO_GOOGLE
+    )
+
+
+async def written(
+    settings: RunSettings, ops: Sequence[Op], batch: Awaitable[list[Any]]
+) -> list[Any]:
+    """The push's batch of writes (`batch`, awaited here) with its echo expected: stored before
+    the request leaves — so neither a crash right after it nor an echo faster than the push's
+    own bookkeeping is missed — and withdrawn when Google changed nothing (every write refused,
+    or a delete of an event gone already), which no channel would announce."""
+    since = await _expect(settings, ops)
+    results = await batch
+    if since is not None and not any(_changed(r) for r in results):
+        async with settings.db.session() as session:
+            await stored.withdraw_echo(session, settings.binding_id, since)
+            await session.commit()
+    return results
+
+
+def _changed(result: Any) -> bool:
+    """A write Google applied: an event back (insert, patch, move) or a delete's empty answer."""
+    return result is None or isinstance(result, Event)
+
+
+async def _expect(settings: RunSettings, ops: Sequence[Op]) -> datetime | None:
+    """Before the push's writes to the binding's own calendar: its channel owes their echo."""
+    if not watched(settings) or all(op.from_binding is not None for op in ops):
+        return None
+    since = utcnow() - SKEW
+    async with settings.db.session() as session:
+        await stored.expect_echo(session, settings.binding_id, since)
+        await session.commit()
+    return since
+
+
+async def check(
+    db: Database,
+    now: datetime,
+    *,
+    grace: timedelta = GRACE,
+    rewatch: Callable[[uuid.UUID], Awaitable[object]] | None = None,
+    limit: int = 500,
+) -> list[uuid.UUID]:
+    """Channels that missed the echo of a write made before `now - grace`: each marked
+    suspect (once, whichever process gets there first) and re-created; returns their bindings,
+    which the caller syncs now (what the dead channel kept quiet arrives in that run)."""
+    async with db.session() as session:
+        overdue = await stored.echoes_overdue(session, now - grace, limit=limit)
+        await session.commit()
+    missed: list[uuid.UUID] = []
+    for owed in overdue:
+        async with db.session() as session:
+            taken = await stored.echo_missed(session, owed, now)
+            await session.commit()
+        if not taken:
+            continue
+        log.warning(
+            "the push channel did not announce calsync's own write; making a new channel",
+            extra={"binding": str(owed.binding_id), "channel": owed.channel_id},
+        )
+        missed.append(owed.binding_id)
+        if rewatch is not None:
+            try:
+                await rewatch(owed.binding_id)
+            except Exception:
+                log.exception("could not re-create a push channel that missed its echo")
+    return missed
