@@ -11,8 +11,11 @@ import httpx
 import pytest
 
 from calsync.settings import Settings
+from calsync.store import crypto
+from calsync.store.db import Database
+from calsync.web.app import create_app
 
-from .conftest import World
+from .conftest import World, make_world
 
 C = "/api/v1/changes"
 
@@ -73,3 +76,20 @@ async def test_never_more_than_the_limit_at_once(world: World, client: httpx.Asy
     await watcher
     assert [a.status_code for a in answers if a.status_code != 200] == []
     assert lowest == 0 and gate._value == 2 and not gate.locked()
+
+
+async def test_on_by_default_below_the_connection_pool(
+    db: Database, keyring: crypto.Keyring, tmp_path: Any
+) -> None:
+    """Default: 10 at once, fewer than a process's pooled connections (SQLAlchemy's 5 + 10),
+    so the API alone never takes every connection from the webhooks and the pushes (under
+    bench/api_load.py on PostgreSQL the pool timed out ~100 times in 30 s without it)."""
+    app = create_app(Settings(data_dir=tmp_path, mode="sandbox"), database=db, keyring=keyring)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://calsync.test") as c:
+        world = await make_world(db, c)
+        assert (await world.call("GET", C)).status_code == 200
+        gate = gate_of(c)
+        assert gate._value == 10
+    pool = db.engine.pool
+    assert 10 < pool.size() + pool._max_overflow  # type: ignore[attr-defined]
