@@ -29,8 +29,11 @@ targets (reported against, not asserted): Google → CRM p99 < 1 s on PostgreSQL
 SQLite during the load; API p99 < 250 ms at 100 req/s (--rate paces the clients to a total
 request rate; the default, 0, lets each client go as fast as its answers come).
 
+Also printed: each process's CPU seconds during the load (Linux), and with --profile where
+`calsync serve`'s CPU went (cProfile, top functions by own time).
+
   uv run python bench/api_load.py [--clients 50] [--seconds 60] [--google-rate 2]
-      [--bindings 50] [--rate 0] [--db sqlite|postgres|both] [--postgres-url URL]
+      [--bindings 50] [--rate 0] [--db sqlite|postgres|both] [--postgres-url URL] [--profile]
 """
 
 from __future__ import annotations
