@@ -44,6 +44,7 @@ import logging
 import os
 import pstats
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -407,7 +408,12 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
         if server is not None:
             server.shutdown()
         for p in reversed(procs):
-            p.terminate()
+            if fig.profile is not None and p is procs[1]:
+                # uvicorn re-raises SIGTERM after its shutdown, which would end the process
+                # before cProfile writes; SIGINT ends it with KeyboardInterrupt, and it writes
+                p.send_signal(signal.SIGINT)
+            else:
+                p.terminate()
         for p in procs:
             try:
                 p.wait(timeout=30)
