@@ -29,8 +29,11 @@ targets (reported against, not asserted): Google → CRM p99 < 1 s on PostgreSQL
 SQLite during the load; API p99 < 250 ms at 100 req/s (--rate paces the clients to a total
 request rate; the default, 0, lets each client go as fast as its answers come).
 
+Also printed: each process's CPU seconds during the load (Linux), and with --profile where
+`calsync serve`'s CPU went (cProfile, top functions by own time).
+
   uv run python bench/api_load.py [--clients 50] [--seconds 60] [--google-rate 2]
-      [--bindings 50] [--rate 0] [--db sqlite|postgres|both] [--postgres-url URL]
+      [--bindings 50] [--rate 0] [--db sqlite|postgres|both] [--postgres-url URL] [--profile]
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ import argparse
 import asyncio
 import logging
 import os
+import pstats
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +86,8 @@ class Figures:
     hooks: dict[str, float] = field(default_factory=dict)  # Google subject → webhook arrived
     runs: dict[str, int] = field(default_factory=dict)  # sync runs during the load, by trigger
     load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
+    profile: Path | None = None  # cProfile's output for `calsync serve` (--profile)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process during the load
 
     @property
     def requests(self) -> int:
@@ -240,6 +247,15 @@ async def change_feed(http: httpx.AsyncClient, fig: Figures, stop: asyncio.Event
     await asyncio.gather(*lookups)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drop_db(admin_url: str, database_url: str) -> None:
     name = make_url(database_url).database
     admin = make_url(admin_url).set(drivername="postgresql")
@@ -322,7 +338,11 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             "CALSYNC_WEBHOOK_TICK_SECONDS": str(args.tick),
         }
         calsync = str(bin_dir / "calsync")
-        web = base_bench.spawn([calsync, "serve", "--port", str(port), "--no-migrate"], env, log)
+        serve = [calsync, "serve", "--port", str(port), "--no-migrate"]
+        if args.profile:  # cProfile writes when serve exits (SIGTERM stops it cleanly)
+            serve = [sys.executable, "-m", "cProfile", "-o", str(tmp / "serve.prof"), *serve]
+            fig.profile = tmp / "serve.prof"
+        web = base_bench.spawn(serve, env, log)
         procs.append(web)
         if jobs == "procrastinate":
             procs += [base_bench.spawn([calsync, "worker"], env, log) for _ in range(2)]
@@ -348,6 +368,9 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             await asyncio.sleep(0.5)  # the feed poller has found the feed's end
             since = datetime.now(UTC)
             load_start = os.getloadavg()[0]
+            named = {"emulator": procs[0], "serve": procs[1]}
+            named.update({f"worker {n}": p for n, p in enumerate(procs[2:], 1)})
+            cpu_start = {name: cpu_seconds(p.pid) for name, p in named.items()}
             t0 = time.perf_counter()
             deadline = t0 + args.seconds
             producer = asyncio.create_task(
@@ -358,6 +381,7 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             )
             fig.seconds = time.perf_counter() - t0
             fig.load_avg = (load_start, os.getloadavg()[0])
+            fig.cpu = {n: cpu_seconds(p.pid) - cpu_start[n] for n, p in named.items()}
             await producer
             # the Google changes still on their way: wait for them (a bounded time)
             until = time.perf_counter() + STRAGGLERS_SECONDS
@@ -384,7 +408,12 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
         if server is not None:
             server.shutdown()
         for p in reversed(procs):
-            p.terminate()
+            if fig.profile is not None and p is procs[1]:
+                # uvicorn re-raises SIGTERM after its shutdown, which would end the process
+                # before cProfile writes; SIGINT ends it with KeyboardInterrupt, and it writes
+                p.send_signal(signal.SIGINT)
+            else:
+                p.terminate()
         for p in procs:
             try:
                 p.wait(timeout=30)
@@ -450,6 +479,15 @@ def report(figs: list[Figures], args: argparse.Namespace) -> None:
     for name, values in rows:
         print(f"{name:<{width}}" + "".join(f"{v:>32}" for v in values))
     for f in figs:
+        if f.cpu:
+            print(
+                f"{f.label}: CPU s during the load: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in f.cpu.items())
+            )
+        if f.profile is not None and f.profile.exists():
+            print(f"{f.label}: calsync serve, top functions by own time ({f.profile}):")
+            pstats.Stats(str(f.profile)).sort_stats("tottime").print_stats(20)
+    for f in figs:
         runs = ", ".join(f"{k} {v}" for k, v in sorted(f.runs.items()))
         errors = ", ".join(f"{k} × {v}" for k, v in f.errors.most_common(6)) or "none"
         print(f"{f.label}: sync runs by trigger: {runs}; errors: {errors}")
@@ -468,6 +506,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="CALSYNC_JOBS_CONCURRENCY")
     parser.add_argument("--tick", type=float, default=1.0, help="CALSYNC_WEBHOOK_TICK_SECONDS")
     parser.add_argument("--postgres-url", default=os.environ.get("CALSYNC_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run `calsync serve` under cProfile and print where its CPU time went",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     busy_retry_seconds: float = 5.0
     # CRM edits within this window go to Google as one batch
     change_debounce_seconds: float = 1.0
+    # the CRM API (/api/v1): at most this many requests worked on at once per process (0 = no
+    # limit); the rest wait their turn, and one that waited api_queue_seconds gets 503 with
+    # Retry-After. Keeps the event loop and the connection pool (5 + 10) free enough for the
+    # webhooks and the sync (issue 16)
+    api_max_concurrent: int = Field(default=10, ge=0)
+    api_queue_seconds: float = Field(default=30.0, gt=0)
     # procrastinate workers: heartbeat, and when a silent worker's jobs count as stalled
     worker_heartbeat_seconds: float = 5.0
     worker_stalled_seconds: float = 20.0

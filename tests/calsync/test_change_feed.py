@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from calsync.store import changes
+from calsync.domain.activity import ActivityDraft, ActivityValues, validate
+from calsync.store import activities, changes
 from calsync.store.db import Database
+from calsync.store.errors import VersionMismatch
+from calsync.store.models import Activity
 
 from .conftest import World
 
@@ -79,22 +84,129 @@ async def test_paging(world: World) -> None:
     assert empty == {"changes": [], "next_after": 5, "has_more": False}
 
 
-async def test_a_later_writer_waits_for_an_earlier_one(world: World, db: Database) -> None:
-    """Whoever holds number N commits before anyone gets N+1, so readers cannot skip N."""
-    async with db.session() as first:
-        seq = await changes.next_seq(first, world.tenant_id)
+def _values(subject: str) -> ActivityValues:
+    return validate(
+        ActivityDraft(
+            subject=subject,
+            start=datetime(2025, 6, 2, 9),
+            end=datetime(2025, 6, 2, 10),
+            time_zone="UTC",
+        )
+    )
 
-        async def second_writer() -> int:
+
+async def _create(db: Database, world: World, owner: uuid.UUID, subject: str) -> uuid.UUID:
+    async with db.session() as s:
+        row = await activities.create(
+            s, world.tenant_id, type_key="meeting", owner_id=owner, values=_values(subject)
+        )
+        await s.commit()
+        return row.id
+
+
+async def test_numbers_follow_commit_order(world: World, db: Database, backend: str) -> None:
+    """A write that started first but commits last gets the later number, so a reader that has
+    seen N never misses a commit with a smaller one. On PostgreSQL the open write does not hold
+    the other up at all (issue 16: one tenant's API writes and syncs ran one at a time, each
+    holding the feed's lock until its commit): the second write commits while the first is
+    still open — a wait for the first would fail it (lock_timeout) instead of hanging."""
+    owner, _ = await world.user("ann@acme.test")
+    async with db.session() as first:
+        await activities.create(
+            first, world.tenant_id, type_key="meeting", owner_id=owner, values=_values("first")
+        )
+        await first.flush()
+
+        async def second_writer() -> None:
             async with db.session() as second:
-                value = await changes.next_seq(second, world.tenant_id)
+                if backend == "postgres":
+                    await second.execute(text("SET LOCAL lock_timeout = '5s'"))
+                await activities.create(
+                    second,
+                    world.tenant_id,
+                    type_key="meeting",
+                    owner_id=owner,
+                    values=_values("second"),
+                )
                 await second.commit()
-                return value
 
         task = asyncio.create_task(second_writer())
-        await asyncio.sleep(0.3)
-        assert not task.done()  # blocked behind the first transaction
+        if backend == "postgres":
+            await task  # committed while the first write is open
         await first.commit()
-    assert await asyncio.wait_for(task, 10) == seq + 1
+    await task  # SQLite: one writer at a time, the second went after the first's commit
+    got = [(c["seq"], c["kind"]) for c in (await feed(world))["changes"]]
+    assert got == [(1, "created"), (2, "created")]
+    async with db.session() as s:
+        subjects = [
+            (await s.get(Activity, uuid.UUID(c["activity_id"]))).subject  # type: ignore[union-attr]
+            for c in (await feed(world))["changes"]
+        ]
+    order = ["second", "first"] if backend == "postgres" else ["first", "second"]
+    assert subjects == order
+
+
+async def test_a_rolled_back_write_leaves_no_gap(world: World, db: Database) -> None:
+    owner, _ = await world.user("ann@acme.test")
+    async with db.session() as s:
+        await activities.create(
+            s, world.tenant_id, type_key="meeting", owner_id=owner, values=_values("gone")
+        )
+        await s.flush()
+        await s.rollback()
+    await _create(db, world, owner, "kept")
+    assert [c["seq"] for c in (await feed(world))["changes"]] == [1]
+    async with db.session() as s:
+        assert await changes.last_seq(s, world.tenant_id) == 1
+
+
+async def test_one_write_many_changes_numbered_in_order(world: World, db: Database) -> None:
+    """A write's changes keep the order it recorded them in (one reserve for a batch, several
+    next_seq calls), numbered consecutively."""
+    owner, _ = await world.user("ann@acme.test")
+    made = await _create(db, world, owner, "one")
+    async with db.session() as s:
+        batch = await activities.create_many(
+            s,
+            world.tenant_id,
+            [activities.NewActivity("meeting", owner, _values(f"b{n}")) for n in range(3)],
+        )
+        row = await s.get(Activity, made)
+        assert row is not None
+        await activities.update(s, row, _values("one, edited"))
+        await s.commit()
+    got = [(c["seq"], c["activity_id"], c["kind"]) for c in (await feed(world))["changes"]]
+    assert got == [
+        (1, str(made), "created"),
+        *[(2 + n, str(a.id), "created") for n, a in enumerate(batch)],
+        (5, str(made), "updated"),
+    ]
+
+
+async def test_two_edits_of_one_activity_at_once(world: World, db: Database) -> None:
+    """Both expected version 1: the one that locks the activity first wins, the other is
+    refused once the first commits — never two version-2 changes."""
+    owner, _ = await world.user("ann@acme.test")
+    made = await _create(db, world, owner, "v1")
+    async with db.session() as first:
+        row = await first.get(Activity, made)
+        assert row is not None
+        await activities.update(first, row, _values("first"), expected_version=1)
+
+        async def second_edit() -> None:
+            async with db.session() as second:
+                other = await second.get(Activity, made)
+                assert other is not None
+                await activities.update(second, other, _values("second"), expected_version=1)
+                await second.commit()
+
+        task = asyncio.create_task(second_edit())
+        await asyncio.sleep(0.2)  # the second edit reaches the activity's lock (or SQLite's)
+        await first.commit()
+    with pytest.raises(VersionMismatch):
+        await task
+    got = [(c["kind"], c["version"]) for c in (await feed(world))["changes"]]
+    assert got == [("created", 1), ("updated", 2)]
 
 
 async def test_twenty_concurrent_writers_and_a_reader(world: World, backend: str) -> None:

@@ -56,6 +56,10 @@ async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_r
         # a person waiting for their change must not wait behind safety-net polls (a first poll
         # pass can queue every binding of the process at once)
         (Reason.POLL, Reason.WEBHOOK),
+        # a change made in Google must not wait behind the pushes of a busy CRM's writes
+        # (issue 16)
+        (Reason.CHANGE, Reason.WEBHOOK),
+        (Reason.POLL, Reason.CHANGE),
     ],
 )
 async def test_who_jumps_the_queue(

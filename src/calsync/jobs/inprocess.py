@@ -6,7 +6,8 @@
   after `busy_retry_seconds`);
 - coalescing: a request for a queued binding merges into it (`full` upgrades it, the earlier
   due time wins); one arriving while the binding runs becomes exactly one follow-up run;
-- MANUAL ("Sync now") goes ahead of every other ready request, and safety-net polls never
+- MANUAL ("Sync now") goes ahead of every other ready request, Google's notifications ahead
+  of the pushes of CRM changes, and safety-net polls never
   take the last free slots (`reserved` of them stay for webhooks, CRM changes and Sync now),
   so a poll pass that queues every binding (a restart, an outage) cannot make a change wait
   for a poll to finish;
@@ -44,10 +45,13 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS = 300.0
 
-# Who runs first when syncs queue up: a person who pressed Sync now, then changes someone is
-# waiting to see (webhooks, CRM edits, retries), and the safety-net polls last, so a first poll
-# pass that queues every binding never delays a webhook.
-RANK = {Reason.MANUAL: 0, Reason.POLL: 2}
+# Who runs first when syncs queue up: a person who pressed Sync now, then Google's changes
+# (webhooks, retries, first syncs), then the pushes of CRM edits, and the safety-net polls last,
+# so a first poll pass that queues every binding never delays a webhook, and a busy CRM's
+# pushes (each followed by Google's notification of its own echo) never make a change made in
+# Google wait behind them (issue 16). A push is at most a few seconds behind: its debounce
+# already waits a second.
+RANK = {Reason.MANUAL: 0, Reason.CHANGE: 2, Reason.POLL: 3}
 
 
 def reserved_slots(concurrency: int) -> int:

@@ -5,8 +5,9 @@
   notifications coalesces into the one job waiting (`AlreadyEnqueued` is the coalescing, not an
   error) and a request arriving while the job runs waits as exactly one follow-up;
 - lanes: MANUAL has its own lane at a higher priority (it jumps the queue even when an ordinary
-  job is waiting), polls one below ordinary jobs (a poll pass never delays a webhook), delayed
-  requests have their own at a lower one (a job waiting for its time
+  job is waiting), the pushes of CRM changes one below Google's notifications (a busy CRM's
+  writes never hold back a change made in Google), polls below those (a poll pass never delays
+  a webhook), delayed requests have their own at a lower one (a job waiting for its time
   never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
 - periodic tasks (once per cluster per tick): polling, release of stalled jobs and of binding
   locks a dead worker left, and anything registered (channel renewal);
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 SYNC_TASK = "calsync.sync_binding"
 QUEUE = "calsync"
-PRIORITY = {"manual": 10, "now": 0, "poll": -5, "later": -10}
+PRIORITY = {"manual": 10, "now": 0, "change": -2, "poll": -5, "later": -10}
 MAX_RETRY_SECONDS = 300.0
 
 
@@ -165,6 +166,8 @@ class ProcrastinateQueue:
             lane = "later"
         elif reason is Reason.POLL:
             lane = "poll"  # behind webhooks and CRM changes someone is waiting to see
+        elif reason is Reason.CHANGE:
+            lane = "change"  # behind Google's notifications (issue 16)
         else:
             lane = "now"
         key = f"{binding_id}:{lane}" + (":full" if full else "")

@@ -1,7 +1,8 @@
 """Activities: create, read, list by time range (optionally expanded), update, soft delete.
 
-Every write takes the tenant's change-feed lock first (changes.next_seq) and records a change
-in the same transaction; the caller commits.
+Every write records a change in the same transaction (numbered in commit order: see
+store/changes.py); an edit locks its activity's row before it checks the version; the caller
+commits.
 """
 
 from __future__ import annotations
@@ -351,7 +352,9 @@ async def _lock_and_reload(
     session: AsyncSession, activity: Activity, expected_version: int | None
 ) -> int:
     seq = await changes.next_seq(session, activity.tenant_id)
-    await session.refresh(activity)
+    # the row lock keeps two edits of one activity apart (PostgreSQL; SQLite's write lock,
+    # taken by next_seq, already does)
+    await session.refresh(activity, with_for_update=True)
     if activity.deleted_at is not None:
         raise Deleted(f"activity {activity.id} is deleted")
     if expected_version is not None and activity.version != expected_version:

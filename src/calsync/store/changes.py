@@ -1,14 +1,28 @@
-"""The change feed: a per-tenant sequence that is monotonic in commit order.
+"""The change feed: a per-tenant sequence that is monotonic in commit order, without gaps.
 
-Every writing transaction first bumps `tenant.change_seq` with an UPDATE. The row lock that
-UPDATE takes is held until commit, so the tenant's writers queue up on it: whoever gets number
-N commits (or rolls back, releasing N) before anyone gets N+1. A reader that has seen N can
-therefore never miss a later commit with a smaller number, and there are no gaps.
-(On SQLite the database-wide write lock gives the same order.)
+A reader that has seen number N must never miss a later commit with a smaller number, so a
+number is given out only to a transaction that commits before anyone gets the next one:
+
+- PostgreSQL: a write records its changes under provisional negative numbers (`reserve`,
+  no lock, no round trip). At COMMIT a deferred constraint trigger (migration
+  0018_feed_order, `change_number`) bumps `tenant.change_seq` and gives each of the
+  transaction's changes its number, in the order they were inserted. The tenant's row lock
+  is therefore held only while the commit itself runs, inside the server — not for the
+  transaction's whole life, during which its process may be busy with other work — so one
+  tenant's API writes and syncs no longer run one at a time. A rollback (or a commit that
+  fails) takes its numbers back with it. Concurrent edits of one activity are kept apart by
+  that activity's row lock (`activities`: SELECT ... FOR UPDATE before the version check).
+- SQLite: the database has one writer at a time anyway, so a write takes the next number
+  first with an UPDATE of `tenant.change_seq` (which takes the write lock) and holds it until
+  commit.
+
+Changes are only read after their commit (`after`, `pushable`, the API): the provisional
+numbers of an open transaction are never seen by anyone else.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Collection, Sequence
 
@@ -19,19 +33,36 @@ from .models import NOT_FROM_SYNC, Activity, ActivityAttendee, Change, Tenant
 from .statuses import ChangeKind
 from .webhooks import activity_changed
 
+#: where a session's provisional numbers start (PostgreSQL): far below zero, at random, so two
+#: open transactions of one tenant never insert the same (tenant_id, seq) key
+_PROVISIONAL_SPAN = 2**62
+_PROVISIONAL_KEY = "calsync.change_provisional"
+
+
+def numbered_at_commit(session: AsyncSession) -> bool:
+    """True when this database numbers the feed at commit (PostgreSQL's trigger)."""
+    return session.get_bind().dialect.name == "postgresql"
+
 
 async def next_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:
-    """Take the tenant's write lock and the next sequence number (call first in a write)."""
+    """The number for the next change of this write (provisional on PostgreSQL)."""
     return await reserve(session, tenant_id, 1)
 
 
 async def reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> int:
-    """Take the tenant's write lock and `count` consecutive numbers; returns the last of them.
+    """`count` consecutive numbers for this write's next changes; returns the last of them.
 
-    One UPDATE for a whole batch keeps the feed's order-and-no-gaps guarantee: the range is the
-    transaction's until it commits, or released as a whole if it rolls back."""
+    PostgreSQL: provisional negative numbers, ascending within the session, that the commit
+    replaces by the feed's (in insertion order); no lock is taken. SQLite: one UPDATE takes the
+    tenant's write lock and the range, the transaction's until it commits or rolls back."""
     if count < 1:
         raise ValueError("reserve at least one sequence number")
+    if numbered_at_commit(session):
+        start = session.info.get(_PROVISIONAL_KEY)
+        if start is None:
+            start = -_PROVISIONAL_SPAN - secrets.randbelow(_PROVISIONAL_SPAN)
+        session.info[_PROVISIONAL_KEY] = start + count
+        return int(start + count - 1)
     result = await session.execute(
         update(Tenant)
         .where(Tenant.id == tenant_id)

@@ -332,7 +332,7 @@ async def restore_activity(
 ) -> None:
     """Undo a tombstone (an edit in Google beats a delete in the CRM); records a change."""
     seq = await changes.next_seq(session, activity.tenant_id)
-    await session.refresh(activity)
+    await session.refresh(activity, with_for_update=True)
     activity.deleted_at = None
     activity.version += 1
     activity.updated_at = utcnow()

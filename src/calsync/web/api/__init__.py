@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from ..errors import ERROR_RESPONSES
 from . import (
     activities,
     activity_types,
     activity_writes,
+    admission,
     changes,
     google,
     google_runs,
@@ -19,7 +20,10 @@ from . import (
     webhook_endpoints,
 )
 
-router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+# every API request holds one of the process's slots (CALSYNC_API_MAX_CONCURRENT; admission)
+router = APIRouter(
+    prefix="/api/v1", responses=ERROR_RESPONSES, dependencies=[Depends(admission.admit)]
+)
 for module in (
     tenant,
     users,
