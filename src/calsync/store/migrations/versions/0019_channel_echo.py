@@ -10,7 +10,7 @@ Google-side changes (issue 16):
   decayed over a week — a busy calendar's silence is suspicious sooner (jobs/polling.py).
 
 Revision ID: 0019_channel_echo
-Revises: 0017_channel_evidence
+Revises: 0018_feed_order
 Create Date: 2026-12-03
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0019_channel_echo"
-down_revision: str | None = "0017_channel_evidence"
+down_revision: str | None = "0018_feed_order"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
