@@ -282,20 +282,7 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
     procs: list[subprocess.Popen[bytes]] = []
     server = None
     try:
-        emu = base_bench.spawn(
-            [
-                sys.executable,
-                "-m",
-                "gcal_emulator",
-                "--port",
-                str(emu_port),
-                *base_bench.EMULATOR_FLAGS,
-            ],
-            dict(os.environ),
-            log,
-        )
-        procs.append(emu)
-        await base_bench.wait_up(f"{emu_url}/.well-known/openid-configuration", emu, log)
+        procs.append(await base_bench.start_emulator(emu_port, log))
         t = time.perf_counter()
         setup, binding_ids = await base_bench.prepare(
             emu_url,
@@ -321,22 +308,16 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             server, url = hook_bench.receiver(arrivals)
             endpoint.url = url
             await s.commit()
-        env = {
-            **os.environ,
-            "CALSYNC_DATABASE_URL": database_url,
-            "CALSYNC_SECRET_KEY": key,
-            "CALSYNC_MODE": "production",
-            "CALSYNC_PUBLIC_URL": base,
-            "CALSYNC_JOBS": jobs,
-            "CALSYNC_JOBS_CONCURRENCY": str(args.concurrency),
-            "CALSYNC_GOOGLE_EMULATOR_URL": emu_url,
-            "CALSYNC_GOOGLE_CLIENT_ID": base_bench.CLIENT_ID,
-            "CALSYNC_GOOGLE_CLIENT_SECRET": base_bench.CLIENT_SECRET,
-            "CALSYNC_GOOGLE_REQUESTS_PER_MINUTE": "0",
-            "CALSYNC_LOG_LEVEL": "WARNING",
-            "CALSYNC_WEBHOOK_ALLOW_PRIVATE": "true",
-            "CALSYNC_WEBHOOK_TICK_SECONDS": str(args.tick),
-        }
+        env = base_bench.calsync_env(
+            database_url,
+            key,
+            base,
+            emu_url,
+            CALSYNC_JOBS=jobs,
+            CALSYNC_JOBS_CONCURRENCY=str(args.concurrency),
+            CALSYNC_WEBHOOK_ALLOW_PRIVATE="true",
+            CALSYNC_WEBHOOK_TICK_SECONDS=str(args.tick),
+        )
         calsync = str(bin_dir / "calsync")
         serve = [calsync, "serve", "--port", str(port), "--no-migrate"]
         if args.profile:  # cProfile writes when serve exits (SIGTERM stops it cleanly)

@@ -40,7 +40,6 @@ import logging
 import math
 import random
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,9 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).parent))
+import latency as base_bench
 
 from calsync import clock
 from calsync.domain.activity import ActivityDraft, validate
@@ -193,34 +195,14 @@ def free_socket() -> socket.socket:
 async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="calsync-budget-"))
     port = free_port()
-    emu = subprocess.Popen(  # noqa: ASYNC220 (started once, before anything runs)
-        [
-            sys.executable,
-            "-m",
-            "gcal_emulator",
-            "--port",
-            str(port),
-            "--allow-http-webhooks",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / "emulator.log").open("wb"),
-    )
+    emu = await base_bench.start_emulator(port, tmp / "emulator.log")
     emu_url = f"http://127.0.0.1:{port}"
     http = httpx.AsyncClient(base_url=emu_url, timeout=60)
     try:
-        for _ in range(100):
-            try:
-                await http.get("/emulator/v1/accounts")
-                break
-            except httpx.HTTPError:
-                await asyncio.sleep(0.1)
         await simulate(args, http, emu_url, tmp)
     finally:
         await http.aclose()
-        emu.terminate()
-        emu.wait(10)
+        base_bench.stop_all([emu])
 
 
 async def simulate(
