@@ -5,17 +5,20 @@ mass-delete guard still pauses when the deletions are spread over many pages."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Any
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, delete, func, insert, select, text
 
 from calsync.domain.fields import content_hash
 from calsync.google import calls
 from calsync.google.models import Event
 from calsync.store import bindings, bulk_import
 from calsync.store.models import Activity, CalendarBinding, Change, EventLink
+from calsync.store.statuses import ChangeKind, ChangeOrigin, LinkState
 from calsync.sync import mapping, pull
 from calsync.sync.context import Ctx
 from calsync.sync.errors import Outcome
@@ -210,3 +213,91 @@ async def test_guard_pauses_a_streamed_sync_whose_deletions_span_pages(h: Harnes
     assert result.ok and result.counts["deleted"] == 24
     live = await h.live_activities()
     assert sorted(a.subject for a in live) == sorted(f"New {i}" for i in range(30))
+
+
+async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
+    """bulk_import.insert_rows hands the driver pre-rendered rows instead of going through
+    SQLAlchemy's bind processors: every column must come out as a Core insert stores it."""
+    now = datetime(2026, 3, 29, 0, 30, tzinfo=ZoneInfo("Europe/Oslo"))  # +01:00, then DST
+    aid = uuid.uuid4()
+    activity: dict[str, Any] = {c.name: None for c in cast(Table, Activity.__table__).columns} | {
+        "id": aid,
+        "tenant_id": h.tenant_id,
+        "type_key": "meeting",
+        "owner_id": h.user_id,
+        "subject": "Æ ø “quoted”",
+        "all_day": False,
+        "time_zone": ZONE,
+        "start_local": datetime(2026, 3, 29, 9, 0),  # no microseconds
+        "end_local": datetime(2026, 3, 29, 9, 45, 0, 1500),
+        "start_utc": datetime(2026, 3, 29, 7, 0, tzinfo=UTC),
+        "end_utc": datetime(2026, 3, 29, 9, 45, 0, 1500, tzinfo=ZoneInfo(ZONE)),
+        "range_start_utc": now,
+        "visibility": "default",
+        "transparency": "opaque",
+        "status": "confirmed",
+        "source": "google",
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    repeating = activity | {"id": uuid.uuid4(), "recurrence": ["RRULE:FREQ=DAILY"]}
+    change = {
+        "tenant_id": h.tenant_id,
+        "seq": 10**9,
+        "activity_id": aid,
+        "owner_id": h.user_id,
+        "kind": ChangeKind.CREATED,
+        "version": 1,
+        "origin": ChangeOrigin.SYNC,
+        "created_at": now,
+    }
+    link = {c.name: None for c in cast(Table, EventLink.__table__).columns} | {
+        "id": uuid.uuid4(),
+        "tenant_id": h.tenant_id,
+        "binding_id": h.binding_id,
+        "activity_id": aid,
+        "google_event_id": "abc123",
+        "google_updated": now,
+        "state": LinkState.LINKED,
+        "snapshot": {"summary": "Æ", "n": [1, None]},
+        "created_at": now,
+        "updated_at": now,
+    }
+    tables = [
+        (cast(Table, Activity.__table__), [activity, repeating]),
+        (cast(Table, Change.__table__), [change]),
+        (cast(Table, EventLink.__table__), [link]),
+    ]
+
+    async def stored() -> list[list[tuple[Any, ...]]]:
+        async with h.db.session() as s:
+            conn = await s.connection()
+            out = []
+            for table, _ in tables:
+                rows = await conn.execute(
+                    select(text("*")).select_from(table).where(table.c.tenant_id == h.tenant_id)
+                )
+                out.append(sorted(tuple(map(repr, r)) for r in rows))
+            return out
+
+    async def wipe() -> None:
+        async with h.db.session() as s:
+            for table, _ in reversed(tables):
+                await s.execute(delete(table).where(table.c.tenant_id == h.tenant_id))
+            await s.commit()
+
+    await wipe()  # the harness's own tenant holds nothing else these tables need
+    async with h.db.session() as s:
+        for table, rows in tables:
+            await s.execute(insert(table), rows)
+        await s.commit()
+    by_core = await stored()
+    await wipe()
+    async with h.db.session() as s:
+        conn = await s.connection()
+        for table, rows in tables:
+            await bulk_import.insert_rows(conn, table, rows)
+        await s.commit()
+    assert await stored() == by_core
+    assert [len(rows) for rows in by_core] == [2, 1, 1]
