@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import event as sa_event
 
 from calsync.domain.fields import content_hash
 from calsync.google import calls
@@ -301,3 +302,35 @@ async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
         await s.commit()
     assert await stored() == by_core
     assert [len(rows) for rows in by_core] == [2, 1, 1]
+
+
+async def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a bulk load PostgreSQL's planner has no statistics of the tables it filled
+    (autovacuum analyses them later), and the push's first queries took seconds: a pull that
+    imported many events has them analysed before it ends. SQLite plans without them."""
+    monkeypatch.setattr(pull, "ANALYZE_AFTER", 10)
+    sent: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    async def sync_counting_analyze() -> list[str]:
+        sent.clear()
+        sa_event.listen(h.db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            assert (await h.sync()).ok
+        finally:
+            sa_event.remove(h.db.engine.sync_engine, "before_cursor_execute", record)
+        return [s for s in sent if s.lstrip().upper().startswith("ANALYZE")]
+
+    await _google_events(h, 12)
+    analysed = await sync_counting_analyze()
+    if h.db.dialect == "postgresql":
+        assert analysed == ["ANALYZE activity, change, event_link"]
+    else:
+        assert analysed == []
+    await _google_events(h, 3, prefix="Later")  # a few: autovacuum's business
+    assert await sync_counting_analyze() == []
+    assert len(await h.live_activities()) == 15

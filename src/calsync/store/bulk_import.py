@@ -38,8 +38,9 @@ _ACTIVITY = cast(Table, Activity.__table__)
 _CHANGE = cast(Table, Change.__table__)
 _LINK = cast(Table, EventLink.__table__)
 
-#: ids per IN (...) list: far below SQLite's 32,766 bound parameters and PostgreSQL's 65,535
-ID_CHUNK = 500
+#: ids per IN (...) list: a page of Google's listing (2,500) in one query, far below SQLite's
+#: 32,766 bound parameters (since 3.32) and asyncpg's 32,767
+ID_CHUNK = 2500
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,23 @@ def _emit_created(session: AsyncSession, rows: Sequence[dict[str, Any]], origin:
         activity = Activity(**row)
         activity.attendees = []
         webhooks.activity_changed(session, activity, ChangeKind.CREATED, origin)
+
+
+async def refresh_statistics(session: AsyncSession) -> bool:
+    """After a large bulk import, PostgreSQL: ANALYZE the tables it filled, in the caller's
+    transaction. Until autovacuum gets to them (a minute or more later) the planner knows
+    nothing of the rows just loaded, and picked nested loops over them that made the push's
+    first window query (`links.unexported`) take seconds per thousand events. A role that
+    does not own the tables gets a warning from PostgreSQL, not an error. SQLite plans
+    without statistics (its ANALYZE would pin plans to this moment's table sizes): nothing.
+    Returns whether it ran."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        return False
+    quote = connection.dialect.identifier_preparer.format_table
+    names = ", ".join(quote(t) for t in sorted((_ACTIVITY, _CHANGE, _LINK), key=lambda t: t.name))
+    await connection.exec_driver_sql(f"ANALYZE {names}")
+    return True
 
 
 # reads by ids and counts -------------------------------------------------------------------
