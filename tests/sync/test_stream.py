@@ -17,7 +17,7 @@ from sqlalchemy import event as sa_event
 from calsync.domain.fields import content_hash
 from calsync.google import calls
 from calsync.google.models import Event
-from calsync.store import bindings, bulk_import
+from calsync.store import activities, bindings, bulk_import, tenants
 from calsync.store.models import Activity, CalendarBinding, Change, EventLink
 from calsync.store.statuses import ChangeKind, ChangeOrigin, LinkState
 from calsync.sync import mapping, pull
@@ -334,3 +334,42 @@ async def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(
     await _google_events(h, 3, prefix="Later")  # a few: autovacuum's business
     assert await sync_counting_analyze() == []
     assert len(await h.live_activities()) == 15
+
+
+async def test_an_entry_deleted_while_the_listing_streams_is_not_matched_at_its_end(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unlinked CRM entries a new event may match are read with its page and kept for the
+    end of the listing; one deleted in the CRM meanwhile is no longer a match there."""
+    async with h.db.session() as s:
+        tenant = await tenants.get(s, h.tenant_id)
+        assert tenant is not None
+        tenant.exported_type_keys = [k for k in tenant.exported_type_keys if k != "call"]
+        await s.commit()
+    aid = await h.activity("Call Bob", at(3, 10), type_key="call")  # not exported: unlinked
+    assert (await h.sync()).ok
+    await h.ginsert("Call Bob", at(3, 10))
+    await _google_events(h, 6)  # a second page
+    real_page = pull._page
+    pages = 0
+
+    async def page(ctx: Ctx, events: list[Event], held: pull.Held) -> None:
+        nonlocal pages
+        await real_page(ctx, events, held)
+        pages += 1
+        if pages == 1:
+            assert [g.summary for _, g in held.matchable] == ["Call Bob"]
+            async with h.db.session() as s:
+                activity = await activities.get(s, h.tenant_id, aid)
+                assert activity is not None
+                await activities.delete(s, activity)
+                await s.commit()
+
+    monkeypatch.setattr(pull, "_page", page)
+    result = await h.sync()
+    assert result.ok and pages == 2 and result.counts["created"] == 7, result
+    assert not result.counts.get("linked")
+    assert await h.link(aid) is None
+    live = await h.live_activities()
+    assert sorted(a.subject for a in live).count("Call Bob") == 1
+    assert aid not in {a.id for a in live}

@@ -12,6 +12,7 @@ change per activity, and the outbound-webhook outbox gets its message in the sam
 from __future__ import annotations
 
 import json
+import operator
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -151,17 +152,20 @@ def _sqlite_naive(value: datetime) -> str:
 
 
 def _sqlite_utc(value: datetime) -> str:
-    return _sqlite_naive(_pg_utc(value).replace(tzinfo=None))
+    # naive UTC as UTCDateTime stores it on SQLite: the aware text without its "+00:00"
+    # (isoformat always writes a 4-digit year, so the first 26 characters are the rest)
+    return _pg_utc(value).isoformat(" ", "microseconds")[:26]
 
 
 def _pg_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         raise ValueError("UTCDateTime needs an aware datetime")
     return value.astimezone(UTC)
 
 
-def _uuid_hex(value: uuid.UUID) -> str:
-    return value.hex
+_uuid_hex = operator.attrgetter("hex")
 
 
 @dataclass(frozen=True)
