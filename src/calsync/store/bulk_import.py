@@ -82,57 +82,71 @@ async def insert_imported(
     first = last - len(items) + 1
     now = utcnow()
     ids = [new_id() for _ in items]
-    activity_rows = [
-        _activity_row(aid, tenant_id, item, type_key, owner_id, source, now)
-        for aid, item in zip(ids, items, strict=True)
-    ]
-    change_rows = [
-        {
-            "tenant_id": tenant_id,
-            "seq": seq,
-            "activity_id": aid,
-            "owner_id": owner_id,
-            "kind": ChangeKind.CREATED,
-            "version": 1,
-            "origin": origin,
-            "created_at": now,
-        }
-        for seq, aid in enumerate(ids, start=first)
-    ]
+    # the columns activities._apply sets, for new entries from Google without guests
+    activity_shared = {
+        "tenant_id": tenant_id,
+        "type_key": type_key,
+        "owner_id": owner_id,
+        "recurring_parent_id": None,
+        "source": ActivitySource.GOOGLE,
+        "source_calendar_id": source.calendar_id,
+        "source_account": source.account,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
+    activity_rows = [_activity_row(aid, item) for aid, item in zip(ids, items, strict=True)]
+    change_shared = {
+        "tenant_id": tenant_id,
+        "owner_id": owner_id,
+        "kind": ChangeKind.CREATED,
+        "version": 1,
+        "origin": origin,
+        "created_at": now,
+    }
+    change_rows = [{"seq": seq, "activity_id": aid} for seq, aid in enumerate(ids, start=first)]
+    link_shared = {
+        "tenant_id": tenant_id,
+        "binding_id": binding_id,
+        "google_recurring_event_id": None,
+        "state": LinkState.LINKED,
+        "created_at": now,
+        "updated_at": now,
+    }
     link_rows = [
         {
             "id": new_id(),
-            "tenant_id": tenant_id,
-            "binding_id": binding_id,
             "activity_id": aid,
             "google_event_id": item.google_event_id,
-            "google_recurring_event_id": None,
             "ical_uid": item.ical_uid,
             "read_only": item.read_only,
             "google_etag": item.google_etag,
             "google_updated": item.google_updated,
-            "state": LinkState.LINKED,
             "snapshot": item.snapshot,
             "crm_hash": item.crm_hash,
             "google_hash": item.google_hash,
-            "created_at": now,
-            "updated_at": now,
         }
         for aid, item in zip(ids, items, strict=True)
     ]
     connection = await session.connection()
-    for table, rows in ((_ACTIVITY, activity_rows), (_CHANGE, change_rows), (_LINK, link_rows)):
-        await insert_rows(connection, table, rows)
+    await insert_rows(connection, _ACTIVITY, activity_rows, activity_shared)
+    await insert_rows(connection, _CHANGE, change_rows, change_shared)
+    await insert_rows(connection, _LINK, link_rows, link_shared)
     if await _wants_created(session, tenant_id):
-        _emit_created(session, activity_rows, origin)
+        _emit_created(session, [activity_shared | row for row in activity_rows], origin)
     return ids
 
 
 async def insert_rows(
-    connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    shared: Mapping[str, Any] | None = None,
 ) -> None:
-    """One executemany of `rows` (a value for every column) handed to the driver as
-    `_DriverRows` renders them.
+    """One executemany of `rows` handed to the driver as `_DriverRows` renders them: a value
+    for every column, in the row or in `shared` (the columns all rows have the same value
+    in: rendered once).
 
     Hand-written because SQLAlchemy's own executemany runs every value of every row through
     its bind processors (UTCDateTime's conversion, then SQLite's datetime formatting, the
@@ -143,7 +157,7 @@ async def insert_rows(
     Column defaults are not applied: every column must be given (a KeyError otherwise)."""
     if rows:
         render = _DriverRows.of(connection.dialect, table)
-        await connection.exec_driver_sql(render.sql, [render.row(r) for r in rows])
+        await connection.exec_driver_sql(render.sql, render.rows(rows, shared or {}))
 
 
 def _sqlite_naive(value: datetime) -> str:
@@ -217,34 +231,42 @@ class _DriverRows:
                 raise NotImplementedError(f"{table.name}.{column.name}: {kind!r}")
         return cls(compiled.string, names, tuple(convert))
 
-    def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        out = [values[name] for name in self.names]
+    def rows(
+        self, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        convert: list[tuple[Callable[[Any], Any], bool] | None] = [None] * len(self.names)
         for i, fn, nulls in self.convert:
-            value = out[i]
-            if value is not None or nulls:
-                out[i] = fn(value)
-        return tuple(out)  # exec_driver_sql takes a list of tuples as an executemany
+            convert[i] = (fn, nulls)
+        template: list[Any] = [None] * len(self.names)
+        own: list[tuple[int, str, tuple[Callable[[Any], Any], bool] | None]] = []
+        for i, name in enumerate(self.names):
+            if name in shared:
+                template[i] = self._render(convert[i], shared[name])
+            else:
+                own.append((i, name, convert[i]))
+        out = []
+        for values in rows:
+            row = template.copy()
+            for i, name, how in own:
+                row[i] = self._render(how, values[name]) if how else values[name]
+            out.append(tuple(row))  # exec_driver_sql takes a list of tuples as an executemany
+        return out
+
+    @staticmethod
+    def _render(how: tuple[Callable[[Any], Any], bool] | None, value: Any) -> Any:
+        if how is None or (value is None and not how[1]):
+            return value
+        return how[0](value)
 
 
 _RENDERS: dict[tuple[str, str], _DriverRows] = {}
 
 
-def _activity_row(
-    aid: uuid.UUID,
-    tenant_id: uuid.UUID,
-    item: ImportedEvent,
-    type_key: str,
-    owner_id: uuid.UUID,
-    source: Source,
-    now: datetime,
-) -> dict[str, Any]:
+def _activity_row(aid: uuid.UUID, item: ImportedEvent) -> dict[str, Any]:
+    """An activity's own columns (insert_imported gives those all its rows share)."""
     v, t = item.values, item.values.timing
-    # the columns activities._apply sets, for a new entry from Google without guests
     return {
         "id": aid,
-        "tenant_id": tenant_id,
-        "type_key": type_key,
-        "owner_id": owner_id,
         "subject": v.subject,
         "description": v.description,
         "location": v.location,
@@ -260,16 +282,8 @@ def _activity_row(
         "transparency": v.transparency,
         "status": v.status,
         "recurrence": list(v.recurrence) if v.recurrence else None,
-        "recurring_parent_id": None,
         "original_start_local": v.original_start_local,
         "organizer_email": item.organizer_email,
-        "source": ActivitySource.GOOGLE,
-        "source_calendar_id": source.calendar_id,
-        "source_account": source.account,
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-        "deleted_at": None,
     }
 
 
