@@ -283,25 +283,34 @@ def one_size(args: argparse.Namespace, events: int) -> dict[str, dict[str, float
                 out = json.loads(proc.stdout.strip().splitlines()[-1])
                 out["requests"] = requests_since(http, mark)
                 out["process_seconds"] = wall
+                out["load"] = os.getloadavg()[0]
                 rows[name].append(out)
                 print(
                     f"  {events:>6} {name:<10} {out['seconds']:7.2f} s wall {out['cpu']:7.2f} s CPU"
                     f" {out['requests']:4d} requests {out['rss_mb']:7.1f} MB peak"
-                    f" ({out['rss_start']:.1f} at start)  {out['items']} events",
+                    f" ({out['rss_start']:.1f} at start)  {out['items']} events"
+                    f"  load {out['load']:.1f}",
                     flush=True,
                 )
-    return {
+    out = {
         name: {k: statistics.median(r[k] for r in runs) for k in KEYS}
         for name, runs in rows.items()
     }
+    loads = [r["load"] for runs in rows.values() for r in runs]
+    out["load"] = {"min": min(loads), "max": max(loads)}
+    return out
 
 
 def parent(args: argparse.Namespace) -> None:
     sizes = [int(n) for n in str(args.events).split(",") if n.strip()]
     results = {n: one_size(args, n) for n in sizes}
     for n, med in results.items():
+        load = med.pop("load")
         print()
-        print(f"First import of {n} events, {args.rounds} alternating rounds (medians)")
+        print(
+            f"First import of {n} events, {args.rounds} alternating rounds (medians; 1-minute "
+            f"load average {load['min']:.1f}-{load['max']:.1f} after each run)"
+        )
         names = list(med)
         header = "".join(f"{name:>12}" for name in names)
         ratios = "".join(f"{name + '/gcal':>16}" for name in names if name != "gcal_sync")

@@ -5,17 +5,21 @@ mass-delete guard still pauses when the deletions are spread over many pages."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Any
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import event as sa_event
 
 from calsync.domain.fields import content_hash
 from calsync.google import calls
 from calsync.google.models import Event
-from calsync.store import bindings, bulk_import
+from calsync.store import activities, bindings, bulk_import, tenants
 from calsync.store.models import Activity, CalendarBinding, Change, EventLink
+from calsync.store.statuses import ChangeKind, ChangeOrigin, LinkState
 from calsync.sync import mapping, pull
 from calsync.sync.context import Ctx
 from calsync.sync.errors import Outcome
@@ -210,3 +214,166 @@ async def test_guard_pauses_a_streamed_sync_whose_deletions_span_pages(h: Harnes
     assert result.ok and result.counts["deleted"] == 24
     live = await h.live_activities()
     assert sorted(a.subject for a in live) == sorted(f"New {i}" for i in range(30))
+
+
+async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
+    """bulk_import.insert_rows hands the driver pre-rendered rows instead of going through
+    SQLAlchemy's bind processors: every column must come out as a Core insert stores it."""
+    now = datetime(2026, 3, 29, 0, 30, tzinfo=ZoneInfo("Europe/Oslo"))  # +01:00, then DST
+    aid = uuid.uuid4()
+    activity: dict[str, Any] = {c.name: None for c in cast(Table, Activity.__table__).columns} | {
+        "id": aid,
+        "tenant_id": h.tenant_id,
+        "type_key": "meeting",
+        "owner_id": h.user_id,
+        "subject": "Æ ø “quoted”",
+        "all_day": False,
+        "time_zone": ZONE,
+        "start_local": datetime(2026, 3, 29, 9, 0),  # no microseconds
+        "end_local": datetime(2026, 3, 29, 9, 45, 0, 1500),
+        "start_utc": datetime(2026, 3, 29, 7, 0, tzinfo=UTC),
+        "end_utc": datetime(2026, 3, 29, 9, 45, 0, 1500, tzinfo=ZoneInfo(ZONE)),
+        "range_start_utc": now,
+        "visibility": "default",
+        "transparency": "opaque",
+        "status": "confirmed",
+        "source": "google",
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    repeating = activity | {"id": uuid.uuid4(), "recurrence": ["RRULE:FREQ=DAILY"]}
+    change = {
+        "tenant_id": h.tenant_id,
+        "seq": 10**9,
+        "activity_id": aid,
+        "owner_id": h.user_id,
+        "kind": ChangeKind.CREATED,
+        "version": 1,
+        "origin": ChangeOrigin.SYNC,
+        "created_at": now,
+    }
+    link = {c.name: None for c in cast(Table, EventLink.__table__).columns} | {
+        "id": uuid.uuid4(),
+        "tenant_id": h.tenant_id,
+        "binding_id": h.binding_id,
+        "activity_id": aid,
+        "google_event_id": "abc123",
+        "google_updated": now,
+        "state": LinkState.LINKED,
+        "snapshot": {"summary": "Æ", "n": [1, None]},
+        "created_at": now,
+        "updated_at": now,
+    }
+    tables = [
+        (cast(Table, Activity.__table__), [activity, repeating]),
+        (cast(Table, Change.__table__), [change]),
+        (cast(Table, EventLink.__table__), [link]),
+    ]
+
+    async def stored() -> list[list[tuple[Any, ...]]]:
+        async with h.db.session() as s:
+            conn = await s.connection()
+            out = []
+            for table, _ in tables:
+                rows = await conn.execute(
+                    select(text("*")).select_from(table).where(table.c.tenant_id == h.tenant_id)
+                )
+                out.append(sorted(tuple(map(repr, r)) for r in rows))
+            return out
+
+    async def wipe() -> None:
+        async with h.db.session() as s:
+            for table, _ in reversed(tables):
+                await s.execute(delete(table).where(table.c.tenant_id == h.tenant_id))
+            await s.commit()
+
+    await wipe()  # the harness's own tenant holds nothing else these tables need
+    async with h.db.session() as s:
+        for table, rows in tables:
+            await s.execute(insert(table), rows)
+        await s.commit()
+    by_core = await stored()
+    await wipe()
+    async with h.db.session() as s:
+        conn = await s.connection()
+        for table, rows in tables:
+            # the values every row has in common given once (rendered once), as the import does
+            same = {"tenant_id", "created_at", "owner_id", "range_end_utc", "state"}
+            shared = {k: v for k, v in rows[0].items() if k in same}
+            own = [{k: v for k, v in row.items() if k not in same} for row in rows]
+            await bulk_import.insert_rows(conn, table, own, shared)
+        await s.commit()
+    assert await stored() == by_core
+    assert [len(rows) for rows in by_core] == [2, 1, 1]
+
+
+async def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a bulk load PostgreSQL's planner has no statistics of the tables it filled
+    (autovacuum analyses them later), and the push's first queries took seconds: a pull that
+    imported many events has them analysed before it ends. SQLite plans without them."""
+    monkeypatch.setattr(pull, "ANALYZE_AFTER", 10)
+    sent: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    async def sync_counting_analyze() -> list[str]:
+        sent.clear()
+        sa_event.listen(h.db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            assert (await h.sync()).ok
+        finally:
+            sa_event.remove(h.db.engine.sync_engine, "before_cursor_execute", record)
+        return [s for s in sent if s.lstrip().upper().startswith("ANALYZE")]
+
+    await _google_events(h, 12)
+    analysed = await sync_counting_analyze()
+    if h.db.dialect == "postgresql":
+        assert analysed == ["ANALYZE activity, change, event_link"]
+    else:
+        assert analysed == []
+    await _google_events(h, 3, prefix="Later")  # a few: autovacuum's business
+    assert await sync_counting_analyze() == []
+    assert len(await h.live_activities()) == 15
+
+
+async def test_an_entry_deleted_while_the_listing_streams_is_not_matched_at_its_end(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unlinked CRM entries a new event may match are read with its page and kept for the
+    end of the listing; one deleted in the CRM meanwhile is no longer a match there."""
+    async with h.db.session() as s:
+        tenant = await tenants.get(s, h.tenant_id)
+        assert tenant is not None
+        tenant.exported_type_keys = [k for k in tenant.exported_type_keys if k != "call"]
+        await s.commit()
+    aid = await h.activity("Call Bob", at(3, 10), type_key="call")  # not exported: unlinked
+    assert (await h.sync()).ok
+    await h.ginsert("Call Bob", at(3, 10))
+    await _google_events(h, 6)  # a second page
+    real_page = pull._page
+    pages = 0
+
+    async def page(ctx: Ctx, events: list[Event], held: pull.Held) -> None:
+        nonlocal pages
+        await real_page(ctx, events, held)
+        pages += 1
+        if pages == 1:
+            assert [g.summary for _, g in held.matchable] == ["Call Bob"]
+            async with h.db.session() as s:
+                activity = await activities.get(s, h.tenant_id, aid)
+                assert activity is not None
+                await activities.delete(s, activity)
+                await s.commit()
+
+    monkeypatch.setattr(pull, "_page", page)
+    result = await h.sync()
+    assert result.ok and pages == 2 and result.counts["created"] == 7, result
+    assert not result.counts.get("linked")
+    assert await h.link(aid) is None
+    live = await h.live_activities()
+    assert sorted(a.subject for a in live).count("Call Bob") == 1
+    assert aid not in {a.id for a in live}

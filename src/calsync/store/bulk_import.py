@@ -11,32 +11,37 @@ change per activity, and the outbound-webhook outbox gets its message in the sam
 
 from __future__ import annotations
 
+import json
+import operator
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Table, Uuid, func, insert, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.types import TypeDecorator
 
 from calsync.domain.activity import ActivityValues
 
 from . import changes, webhooks
 from .activities import Source
-from .base import new_id, utcnow
+from .base import UTCDateTime, new_id, utcnow
 from .models import Activity, Change, EventLink
 from .statuses import ActivitySource, ChangeKind, LinkState
 from .webhook_models import WebhookEndpoint
 
 # the tables themselves: an insert of the mapped class would take the ORM's bulk path, which
-# still builds per-row state; a Core insert with a list of dicts is one executemany
+# still builds per-row state; their rows go to the driver's executemany (insert_rows)
 _ACTIVITY = cast(Table, Activity.__table__)
 _CHANGE = cast(Table, Change.__table__)
 _LINK = cast(Table, EventLink.__table__)
 
-#: ids per IN (...) list: far below SQLite's 32,766 bound parameters and PostgreSQL's 65,535
-ID_CHUNK = 500
+#: ids per IN (...) list: a page of Google's listing (2,500) in one query, far below SQLite's
+#: 32,766 bound parameters (since 3.32) and asyncpg's 32,767
+ID_CHUNK = 2500
 
 
 @dataclass(frozen=True)
@@ -77,72 +82,191 @@ async def insert_imported(
     first = last - len(items) + 1
     now = utcnow()
     ids = [new_id() for _ in items]
-    activity_rows = [
-        _activity_row(aid, tenant_id, item, type_key, owner_id, source, now)
-        for aid, item in zip(ids, items, strict=True)
-    ]
-    await session.execute(insert(_ACTIVITY), activity_rows)
-    await session.execute(
-        insert(_CHANGE),
-        [
-            {
-                "tenant_id": tenant_id,
-                "seq": seq,
-                "activity_id": aid,
-                "owner_id": owner_id,
-                "kind": ChangeKind.CREATED,
-                "version": 1,
-                "origin": origin,
-                "created_at": now,
-            }
-            for seq, aid in enumerate(ids, start=first)
-        ],
-    )
-    await session.execute(
-        insert(_LINK),
-        [
-            {
-                "id": new_id(),
-                "tenant_id": tenant_id,
-                "binding_id": binding_id,
-                "activity_id": aid,
-                "google_event_id": item.google_event_id,
-                "google_recurring_event_id": None,
-                "ical_uid": item.ical_uid,
-                "read_only": item.read_only,
-                "google_etag": item.google_etag,
-                "google_updated": item.google_updated,
-                "state": LinkState.LINKED,
-                "snapshot": item.snapshot,
-                "crm_hash": item.crm_hash,
-                "google_hash": item.google_hash,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for aid, item in zip(ids, items, strict=True)
-        ],
-    )
-    if await _wants_created(session, tenant_id):
-        _emit_created(session, activity_rows, origin)
-    return ids
-
-
-def _activity_row(
-    aid: uuid.UUID,
-    tenant_id: uuid.UUID,
-    item: ImportedEvent,
-    type_key: str,
-    owner_id: uuid.UUID,
-    source: Source,
-    now: datetime,
-) -> dict[str, Any]:
-    v, t = item.values, item.values.timing
-    # the columns activities._apply sets, for a new entry from Google without guests
-    return {
-        "id": aid,
+    # the columns activities._apply sets, for new entries from Google without guests
+    activity_shared = {
         "tenant_id": tenant_id,
         "type_key": type_key,
         "owner_id": owner_id,
+        "recurring_parent_id": None,
+        "source": ActivitySource.GOOGLE,
+        "source_calendar_id": source.calendar_id,
+        "source_account": source.account,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
+    activity_rows = [_activity_row(aid, item) for aid, item in zip(ids, items, strict=True)]
+    change_shared = {
+        "tenant_id": tenant_id,
+        "owner_id": owner_id,
+        "kind": ChangeKind.CREATED,
+        "version": 1,
+        "origin": origin,
+        "created_at": now,
+    }
+    change_rows = [{"seq": seq, "activity_id": aid} for seq, aid in enumerate(ids, start=first)]
+    link_shared = {
+        "tenant_id": tenant_id,
+        "binding_id": binding_id,
+        "google_recurring_event_id": None,
+        "state": LinkState.LINKED,
+        "created_at": now,
+        "updated_at": now,
+    }
+    link_rows = [
+        {
+            "id": new_id(),
+            "activity_id": aid,
+            "google_event_id": item.google_event_id,
+            "ical_uid": item.ical_uid,
+            "read_only": item.read_only,
+            "google_etag": item.google_etag,
+            "google_updated": item.google_updated,
+            "snapshot": item.snapshot,
+            "crm_hash": item.crm_hash,
+            "google_hash": item.google_hash,
+        }
+        for aid, item in zip(ids, items, strict=True)
+    ]
+    connection = await session.connection()
+    await insert_rows(connection, _ACTIVITY, activity_rows, activity_shared)
+    await insert_rows(connection, _CHANGE, change_rows, change_shared)
+    await insert_rows(connection, _LINK, link_rows, link_shared)
+    if await _wants_created(session, tenant_id):
+        _emit_created(session, [activity_shared | row for row in activity_rows], origin)
+    return ids
+
+
+async def insert_rows(
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    shared: Mapping[str, Any] | None = None,
+) -> None:
+    """One executemany of `rows` handed to the driver as `_DriverRows` renders them: a value
+    for every column, in the row or in `shared` (the columns all rows have the same value
+    in: rendered once).
+
+    Hand-written because SQLAlchemy's own executemany runs every value of every row through
+    its bind processors (UTCDateTime's conversion, then SQLite's datetime formatting, the
+    UUIDs' hex, JSON) one function call at a time: at 10,000 events that was the largest
+    part of an import's CPU. `_DriverRows` renders what those processors render, on SQLite
+    and on PostgreSQL (asyncpg); a column type it does not know is refused, not guessed, and
+    tests/sync/test_stream.py compares its rows with a Core insert's on both databases.
+    Column defaults are not applied: every column must be given (a KeyError otherwise)."""
+    if rows:
+        render = _DriverRows.of(connection.dialect, table)
+        await connection.exec_driver_sql(render.sql, render.rows(rows, shared or {}))
+
+
+def _sqlite_naive(value: datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME storage format: microseconds always written
+    return value.isoformat(" ", "microseconds")
+
+
+def _sqlite_utc(value: datetime) -> str:
+    # naive UTC as UTCDateTime stores it on SQLite: the aware text without its "+00:00"
+    # (isoformat always writes a 4-digit year, so the first 26 characters are the rest)
+    return _pg_utc(value).isoformat(" ", "microseconds")[:26]
+
+
+def _pg_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
+    if value.tzinfo is None:
+        raise ValueError("UTCDateTime needs an aware datetime")
+    return value.astimezone(UTC)
+
+
+_uuid_hex = operator.attrgetter("hex")
+
+
+@dataclass(frozen=True)
+class _DriverRows:
+    """A table's INSERT of every column in the dialect's (positional) parameter style, and
+    per column how a value becomes what SQLAlchemy's bind processor would have handed the
+    driver: SQLite takes UUIDs as hex and datetimes as text, asyncpg both as they are (aware
+    UTC for UTCDateTime); JSON is its text on both (SQLAlchemy's JSON type writes None as
+    the JSON text 'null', so it converts None too); str, int and bool pass as they are."""
+
+    sql: str
+    names: tuple[str, ...]
+    #: (column index, converter, converts None too)
+    convert: tuple[tuple[int, Callable[[Any], Any], bool], ...]
+
+    @classmethod
+    def of(cls, dialect: Dialect, table: Table) -> _DriverRows:
+        key = (dialect.name, table.name)
+        found = _RENDERS.get(key)
+        if found is None:
+            found = _RENDERS[key] = cls._build(dialect, table)
+        return found
+
+    @classmethod
+    def _build(cls, dialect: Dialect, table: Table) -> _DriverRows:
+        if dialect.name not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"no driver rows for {dialect.name}")
+        sqlite = dialect.name == "sqlite"
+        names = tuple(c.name for c in table.columns)
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
+        if tuple(compiled.positiontup or ()) != names:
+            raise NotImplementedError(f"{dialect.name}: not a positional INSERT of every column")
+        convert: list[tuple[int, Callable[[Any], Any], bool]] = []
+        for i, column in enumerate(table.columns):
+            kind = column.type
+            if isinstance(kind, UTCDateTime):
+                convert.append((i, _sqlite_utc if sqlite else _pg_utc, False))
+            elif isinstance(kind, TypeDecorator):
+                raise NotImplementedError(f"{table.name}.{column.name}: {kind!r}")
+            elif isinstance(kind, DateTime):
+                if sqlite:
+                    convert.append((i, _sqlite_naive, False))
+            elif isinstance(kind, Uuid):
+                if sqlite:
+                    convert.append((i, _uuid_hex, False))
+            elif isinstance(kind, JSON):
+                convert.append((i, json.dumps, True))
+            elif not isinstance(kind, (String, Integer, Boolean)):
+                raise NotImplementedError(f"{table.name}.{column.name}: {kind!r}")
+        return cls(compiled.string, names, tuple(convert))
+
+    def rows(
+        self, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        convert: list[tuple[Callable[[Any], Any], bool] | None] = [None] * len(self.names)
+        for i, fn, nulls in self.convert:
+            convert[i] = (fn, nulls)
+        template: list[Any] = [None] * len(self.names)
+        own: list[tuple[int, str, tuple[Callable[[Any], Any], bool] | None]] = []
+        for i, name in enumerate(self.names):
+            if name in shared:
+                template[i] = self._render(convert[i], shared[name])
+            else:
+                own.append((i, name, convert[i]))
+        out = []
+        for values in rows:
+            row = template.copy()
+            for i, name, how in own:
+                row[i] = self._render(how, values[name]) if how else values[name]
+            out.append(tuple(row))  # exec_driver_sql takes a list of tuples as an executemany
+        return out
+
+    @staticmethod
+    def _render(how: tuple[Callable[[Any], Any], bool] | None, value: Any) -> Any:
+        if how is None or (value is None and not how[1]):
+            return value
+        return how[0](value)
+
+
+_RENDERS: dict[tuple[str, str], _DriverRows] = {}
+
+
+def _activity_row(aid: uuid.UUID, item: ImportedEvent) -> dict[str, Any]:
+    """An activity's own columns (insert_imported gives those all its rows share)."""
+    v, t = item.values, item.values.timing
+    return {
+        "id": aid,
         "subject": v.subject,
         "description": v.description,
         "location": v.location,
@@ -158,16 +282,8 @@ def _activity_row(
         "transparency": v.transparency,
         "status": v.status,
         "recurrence": list(v.recurrence) if v.recurrence else None,
-        "recurring_parent_id": None,
         "original_start_local": v.original_start_local,
         "organizer_email": item.organizer_email,
-        "source": ActivitySource.GOOGLE,
-        "source_calendar_id": source.calendar_id,
-        "source_account": source.account,
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-        "deleted_at": None,
     }
 
 
@@ -189,6 +305,23 @@ def _emit_created(session: AsyncSession, rows: Sequence[dict[str, Any]], origin:
         activity = Activity(**row)
         activity.attendees = []
         webhooks.activity_changed(session, activity, ChangeKind.CREATED, origin)
+
+
+async def refresh_statistics(session: AsyncSession) -> bool:
+    """After a large bulk import, PostgreSQL: ANALYZE the tables it filled, in the caller's
+    transaction. Until autovacuum gets to them (a minute or more later) the planner knows
+    nothing of the rows just loaded, and picked nested loops over them that made the push's
+    first window query (`links.unexported`) take seconds per thousand events. A role that
+    does not own the tables gets a warning from PostgreSQL, not an error. SQLite plans
+    without statistics (its ANALYZE would pin plans to this moment's table sizes): nothing.
+    Returns whether it ran."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        return False
+    quote = connection.dialect.identifier_preparer.format_table
+    names = ", ".join(quote(t) for t in sorted((_ACTIVITY, _CHANGE, _LINK), key=lambda t: t.name))
+    await connection.exec_driver_sql(f"ANALYZE {names}")
+    return True
 
 
 # reads by ids and counts -------------------------------------------------------------------

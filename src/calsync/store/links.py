@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
 from .base import utcnow
+from .bulk_import import ID_CHUNK
 from .models import OWED_WRITE, Activity, CalendarBinding, EventLink, GoogleConnection
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
@@ -263,6 +264,41 @@ async def count_live(
     return int(value or 0)
 
 
+def _linked_here(binding_id: uuid.UUID) -> Any:
+    """The activities that have a link in the binding (an activity parked before it ever
+    reached Google does not: it may still be matched)."""
+    return select(EventLink.activity_id).where(
+        EventLink.binding_id == binding_id,
+        EventLink.activity_id.is_not(None),
+        or_(EventLink.state != LinkState.PARKED, EventLink.google_etag.is_not(None)),
+    )
+
+
+async def still_unlinked(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    activity_ids: Collection[uuid.UUID],
+) -> set[uuid.UUID]:
+    """Which of these entries `unlinked_activities` returned are still the owner's, live and
+    without a link in the binding (ids only: a streamed pull keeps what it read)."""
+    out: set[uuid.UUID] = set()
+    ids = list(activity_ids)
+    for i in range(0, len(ids), ID_CHUNK):
+        rows = await session.scalars(
+            select(Activity.id).where(
+                Activity.tenant_id == tenant_id,
+                Activity.owner_id == owner_id,
+                Activity.deleted_at.is_(None),
+                Activity.id.in_(ids[i : i + ID_CHUNK]),
+                Activity.id.not_in(_linked_here(binding_id)),
+            )
+        )
+        out.update(rows)
+    return out
+
+
 async def unlinked_activities(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -279,19 +315,13 @@ async def unlinked_activities(
     never an entry another Google calendar brought, which belongs to that calendar alone.
     With `starting`, only those whose first start falls in that range (matching a few new
     events reads the entries around them, not the calendar)."""
-    linked = select(EventLink.activity_id).where(
-        EventLink.binding_id == binding_id,
-        EventLink.activity_id.is_not(None),
-        # an activity parked before it ever reached Google may still be matched
-        or_(EventLink.state != LinkState.PARKED, EventLink.google_etag.is_not(None)),
-    )
     query = select(Activity).where(
         Activity.tenant_id == tenant_id,
         Activity.owner_id == owner_id,
         Activity.deleted_at.is_(None),
         Activity.recurring_parent_id.is_(None),
         or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > since),
-        Activity.id.not_in(linked),
+        Activity.id.not_in(_linked_here(binding_id)),
     )
     if from_calendar is None:
         query = query.where(Activity.source == ActivitySource.CRM)

@@ -76,21 +76,14 @@ def _aware(value: datetime, zone: str) -> datetime:
 
 def activity_fields(activity: Activity) -> SyncFields:
     """The canonical fields of a stored activity."""
-    if activity.all_day:
-        s: date | datetime = activity.start_local.date()
-        e: date | datetime = activity.end_local.date()
-        zone = ""
-    else:
-        s, e, zone = activity.start_utc, activity.end_utc, activity.time_zone
-    return make(
-        summary=activity.subject,
-        description=activity.description,
-        location=activity.location,
-        start=s,
-        end=e,
-        time_zone=zone,
-        visibility=activity.visibility,
-        transparency=activity.transparency,
+    return _crm_fields(
+        activity,
+        all_day=activity.all_day,
+        start_local=activity.start_local,
+        end_local=activity.end_local,
+        start_utc=activity.start_utc,
+        end_utc=activity.end_utc,
+        time_zone=activity.time_zone,
         recurrence=activity.recurrence,
         cancelled=activity.status == "cancelled" and activity.recurring_parent_id is not None,
     )
@@ -100,23 +93,50 @@ def values_fields(values: ActivityValues) -> SyncFields:
     """`activity_fields` of an activity about to be stored with `values` (the bulk import
     writes rows, not objects): the same canonical fields, so the same hash."""
     t = values.timing
-    if t.all_day:
-        s: date | datetime = t.start_local.date()
-        e: date | datetime = t.end_local.date()
+    return _crm_fields(
+        values,
+        all_day=t.all_day,
+        start_local=t.start_local,
+        end_local=t.end_local,
+        start_utc=t.start_utc,
+        end_utc=t.end_utc,
+        time_zone=t.time_zone,
+        recurrence=list(values.recurrence) if values.recurrence else None,
+        cancelled=False,  # not an exception: a cancelled entry is only ever an exception
+    )
+
+
+def _crm_fields(
+    texts: Activity | ActivityValues,
+    *,
+    all_day: bool,
+    start_local: datetime,
+    end_local: datetime,
+    start_utc: datetime,
+    end_utc: datetime,
+    time_zone: str,
+    recurrence: list[str] | None,
+    cancelled: bool,
+) -> SyncFields:
+    """The CRM side's canonical fields, from an activity or the values of one (`texts` gives
+    subject, description, location, visibility and transparency: both name them alike)."""
+    if all_day:
+        s: date | datetime = start_local.date()
+        e: date | datetime = end_local.date()
         zone = ""
     else:
-        s, e, zone = t.start_utc, t.end_utc, t.time_zone
+        s, e, zone = start_utc, end_utc, time_zone
     return make(
-        summary=values.subject,
-        description=values.description,
-        location=values.location,
+        summary=texts.subject,
+        description=texts.description,
+        location=texts.location,
         start=s,
         end=e,
         time_zone=zone,
-        visibility=values.visibility,
-        transparency=values.transparency,
-        recurrence=list(values.recurrence) if values.recurrence else None,
-        cancelled=False,  # not an exception: a cancelled entry is only ever an exception
+        visibility=texts.visibility,
+        transparency=texts.transparency,
+        recurrence=recurrence,
+        cancelled=cancelled,
     )
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, time, timedelta
 from calsync.domain.activity import ActivityInvalid, validate
 from calsync.domain.fields import SyncFields, content_hash
 from calsync.domain.ids import activity_id_from_event_id, google_event_id
-from calsync.domain.matching import MatchKey, match, match_key
+from calsync.domain.matching import match, match_key
 from calsync.google import errors
 from calsync.google.calendar import Pages
 from calsync.google.models import Event, RawEventsPage
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
 IMPORT_CHUNK = 500  # new events stored per transaction (a few ms of bulk inserts)
+#: events a pull bulk-imports before it has PostgreSQL's planner statistics refreshed
+#: (store.bulk_import.refresh_statistics); fewer are autovacuum's business
+ANALYZE_AFTER = 1000
 
 
 class MassDelete(Exception):
@@ -98,18 +101,23 @@ class Held:
     """What a streamed pull keeps until the listing has ended, all of it proportional to the
     changes, never to the calendar: deletions of linked entries (the mass-delete guard counts
     them first), series exceptions (their masters may come on a later page) and new events
-    that may match an unlinked CRM entry (matching never guesses, so it sees all of them)."""
+    that may match an unlinked CRM entry (matching never guesses, so it sees all of them),
+    with those entries."""
 
     cancelled: list[Event] = field(default_factory=list)
     occurrences: list[Event] = field(default_factory=list)
     matchable: list[tuple[Event, SyncFields]] = field(default_factory=list)
-    #: match keys of the unlinked CRM entries at the start (None: not read yet)
-    crm_keys: set[MatchKey] | None = None
+    #: the unlinked CRM entries `matchable` may match, as read (id -> fields)
+    candidates: dict[uuid.UUID, SyncFields] = field(default_factory=dict)
+    #: a full listing's read of all the owner's unlinked entries (None: not read yet), kept
+    #: until the listing ends: their ids and fields
+    crm: list[tuple[uuid.UUID, SyncFields]] | None = None
 
 
 async def pull(ctx: Ctx) -> None:
     """Raises MassDelete when the guard paused the binding (no deletion applied)."""
     started = utcnow()
+    created = ctx.progress.counts.get("created", 0)
     try:
         held, token, zone = await stream(ctx)
     except errors.SyncTokenExpired:
@@ -127,7 +135,8 @@ async def pull(ctx: Ctx) -> None:
         if await apply(ctx, event) is Result.UNLINKED:
             unlinked.append(event)
     await import_new(ctx, unlinked)
-    await _import_matchable(ctx, held.matchable)
+    held.crm = None
+    await _import_matchable(ctx, held.matchable, held.candidates)
     # occurrences after everything else: their masters are linked or imported by then
     known = await _known(ctx, held.occurrences)
     new_occurrences: list[Event] = []
@@ -139,6 +148,8 @@ async def pull(ctx: Ctx) -> None:
     await importing.import_occurrences(ctx, new_occurrences)
     await ctx.settings.hooks.fire("after_pull", ctx)
     async with ctx.settings.db.session() as session:
+        if ctx.progress.counts.get("created", 0) - created >= ANALYZE_AFTER:
+            await bulk_import.refresh_statistics(session)  # before the push's window queries
         await bindings.save_sync_token(session, ctx.settings.binding_id, token, zone)
         binding = await bindings.get(session, ctx.settings.binding_id)
         if binding is not None:
@@ -286,7 +297,9 @@ async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) ->
 
     Streamed (`held` given): an event whose match key no unlinked CRM entry has is imported
     at once; the others wait in `held` for `_import_matchable` at the end of the listing, so
-    a key met twice across pages is still reported as ambiguous, never guessed."""
+    a key met twice across pages is still reported as ambiguous, never guessed. The entries
+    they may match wait with them: the end of the listing does not read them again, it only
+    drops those linked or deleted since (store.links.still_unlinked)."""
     if not events:
         return
     fields: list[tuple[Event, SyncFields]] = []
@@ -301,16 +314,17 @@ async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) ->
         return
     if not fields:
         return
-    if held.crm_keys is not None:
-        keys = held.crm_keys
-    else:
-        # a full listing reads the owner's unlinked entries once; an incremental one only
-        # those starting near this page's new events (matching needs an equal start)
-        around = None if ctx.progress.full else [e for e, _ in fields]
-        keys = {match_key(values) for _, values in await _candidates(ctx, around)}
-        if ctx.progress.full:
-            held.crm_keys = keys
-    held.matchable += [(e, g) for e, g in fields if match_key(g) in keys]
+    # a full listing reads all the owner's unlinked entries, once; an incremental one those
+    # starting near this page's new events (matching needs an equal start)
+    found = held.crm if held.crm is not None else await _candidates(ctx, _around(ctx, fields))
+    if ctx.progress.full:
+        held.crm = found
+    keys = {match_key(values) for _, values in found}
+    matchable = [(e, g) for e, g in fields if match_key(g) in keys]
+    held.matchable += matchable
+    # the entries they may match are kept for the end of the listing (not read again)
+    wanted = {match_key(g) for _, g in matchable}
+    held.candidates.update((aid, c) for aid, c in found if match_key(c) in wanted)
     await _import_fresh(ctx, [(e, g) for e, g in fields if match_key(g) not in keys])
 
 
@@ -333,12 +347,30 @@ async def _candidates(ctx: Ctx, around: list[Event] | None) -> list[tuple[uuid.U
         return [(a.id, mapping.activity_fields(a)) for a in candidates if a.id not in elsewhere]
 
 
-async def _import_matchable(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> None:
+async def _import_matchable(
+    ctx: Ctx,
+    fields: list[tuple[Event, SyncFields]],
+    candidates: dict[uuid.UUID, SyncFields] | None = None,
+) -> None:
+    """Match new events with the owner's unlinked entries (read now, or `candidates` read
+    while streaming: those linked or deleted since are left out), import the rest."""
     if not fields:
         return
     by_id = {e.id: e for e, _ in fields}
     values = {e.id: g for e, g in fields if e.id is not None}
-    found = match(list(values.items()), await _candidates(ctx, list(by_id.values())))
+    if candidates is None:
+        crm = await _candidates(ctx, list(by_id.values()))
+    else:
+        async with ctx.settings.db.session() as session:
+            still = await links.still_unlinked(
+                session,
+                ctx.settings.tenant_id,
+                ctx.settings.user_id,
+                ctx.settings.binding_id,
+                list(candidates),
+            )
+        crm = [(aid, c) for aid, c in candidates.items() if aid in still]
+    found = match(list(values.items()), crm)
     taken: set[str] = set()
     for gid, aid in found.pairs:
         taken.add(gid)
@@ -363,6 +395,10 @@ async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> Non
             fresh.append((event, g))
     for i in range(0, len(fresh), IMPORT_CHUNK):
         await _import(ctx, fresh[i : i + IMPORT_CHUNK])
+
+
+def _around(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> list[Event] | None:
+    return None if ctx.progress.full else [e for e, _ in fields]
 
 
 def _starts_around(events: list[Event]) -> tuple[datetime, datetime] | None:
