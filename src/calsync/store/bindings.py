@@ -155,10 +155,15 @@ async def release(session: AsyncSession, binding_id: uuid.UUID, owner: str) -> N
 
 
 async def save_sync_token(
-    session: AsyncSession, binding_id: uuid.UUID, token: str | None, time_zone: str | None
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    token: str | None,
+    time_zone: str | None,
+    private_events: str | None = None,
 ) -> None:
     """Remember the token a finished list gave; a first sync becomes incremental. A stage set
-    while the run was going (disabled by the calendarList check, paused) is left alone."""
+    while the run was going (disabled by the calendarList check, paused) is left alone.
+    `private_events`: the private-events policy the listing applied (in the same UPDATE)."""
     values: dict[str, object] = {
         "sync_token": token,
         "stage": case(
@@ -172,6 +177,8 @@ async def save_sync_token(
     }
     if time_zone:
         values["time_zone"] = time_zone
+    if private_events is not None:
+        values["private_events_applied"] = private_events
     await _set(session, binding_id, **values)
 
 

@@ -108,6 +108,9 @@ class RunProgress:
     #: the push reads every entry of the window, not only the change feed and the owed links
     #: (a first sync, a 410, a full sync asked for, a setting changed: sync.scans)
     scan: bool = False
+    #: the scan ran and everything it found was written: the engine stores `scan_key` with
+    #: the push cursor at the run's end (sync.scans)
+    scanned: bool = False
     counts: Counter[str] = field(default_factory=Counter)
     #: activities the pull found need Google writing (a merge's CRM side, a restore)
     to_push: set[uuid.UUID] = field(default_factory=set)

@@ -139,10 +139,9 @@ async def pull(ctx: Ctx) -> None:
     await importing.import_occurrences(ctx, new_occurrences)
     await ctx.settings.hooks.fire("after_pull", ctx)
     async with ctx.settings.db.session() as session:
-        await bindings.save_sync_token(session, ctx.settings.binding_id, token, zone)
-        binding = await bindings.get(session, ctx.settings.binding_id)
-        if binding is not None:
-            binding.private_events_applied = ctx.settings.private_events
+        await bindings.save_sync_token(
+            session, ctx.settings.binding_id, token, zone, ctx.settings.private_events
+        )
         await session.commit()
 
 

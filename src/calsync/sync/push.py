@@ -20,7 +20,7 @@ from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import content_hash
 from calsync.google import errors
 from calsync.google.models import Event
-from calsync.store import bindings, changes, links, runs
+from calsync.store import changes, links, runs
 from calsync.store.statuses import LinkState
 
 from . import filters, mapping, transitions
@@ -71,18 +71,11 @@ async def push(ctx: Ctx) -> None:
     ctx.progress.counts["deferred"] += len(deferred)
     cursor = max(cursor, ctx.progress.push_seq)
     # the scan is done once everything it found was written (sync.scans): a deferred entry
-    # keeps the old key, so the next run scans again and finds it
-    scanned = ctx.progress.scan and not deferred
-    if cursor != ctx.progress.push_seq or scanned:
-        async with ctx.settings.db.session() as session:
-            if cursor != ctx.progress.push_seq:
-                await bindings.set_push_seq(session, ctx.settings.binding_id, cursor)
-            if scanned:
-                await bindings.set_scanned_key(
-                    session, ctx.settings.binding_id, ctx.settings.scan_key
-                )
-            await session.commit()
-        ctx.progress.push_seq = cursor
+    # keeps the old key, so the next run scans again and finds it. The cursor and the key are
+    # stored by the engine with the run's end (one transaction fewer per sync); a crash before
+    # then leaves both behind, and the next run finds what they covered written already
+    ctx.progress.scanned = ctx.progress.scan and not deferred
+    ctx.progress.push_seq = cursor
 
 
 async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:

@@ -1,0 +1,175 @@
+"""The rows one sync reads at its start and writes at its end, in as few statements as the
+engine can take (issue 16: a sync's CPU is mostly its fixed cost per statement and per
+transaction, not its work).
+
+- `start`: the lock (a compare-and-set UPDATE, as store.bindings.try_lock), then the binding,
+  its connection, its tenant and every calendar's (id, role) of the connection in ONE SELECT,
+  then the run's row — one transaction, three statements.
+- `finish`: the run's outcome and the binding's end of run (last sync, failure count, the push
+  cursor and scan key the push reached, the webhook debt it paid, the lock released) — one
+  transaction, two statements.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import String, case, cast, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .base import utcnow
+from .models import CalendarBinding, GoogleConnection, SyncRun, Tenant
+from .statuses import Code, RunOutcome
+
+#: between a calendar id and its role, and between two calendars, in the aggregated column;
+#: control characters, which neither a Google calendar id nor a role contains
+_FIELD, _ROW = "\x1f", "\x1e"
+
+
+async def lock_free(
+    session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta
+) -> bool:
+    """Take the binding when nobody holds it (released cleanly by the last run, so no run of a
+    dead worker is left open); False when someone holds it, even an expired holder (the
+    caller then goes through store.bindings.try_lock, which closes that holder's run)."""
+    now = utcnow()
+    result = await session.execute(
+        update(CalendarBinding)
+        .where(
+            CalendarBinding.id == binding_id,
+            or_(CalendarBinding.locked_by.is_(None), CalendarBinding.locked_by == owner),
+        )
+        .values(locked_by=owner, locked_until=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+@dataclass
+class Loaded:
+    """A locked binding with what its run reads: connection, tenant, the connection's
+    calendars as (Google calendar id, role)."""
+
+    binding: CalendarBinding
+    connection: GoogleConnection
+    tenant: Tenant
+    calendars: list[tuple[str, str]]
+
+
+async def load(session: AsyncSession, binding_id: uuid.UUID) -> Loaded | None:
+    """One SELECT: the binding joined to its connection and tenant, and the connection's
+    calendars aggregated into one column."""
+    other = CalendarBinding.__table__.alias("other")
+    calendars = (
+        select(
+            func.aggregate_strings(
+                other.c.google_calendar_id + _FIELD + cast(other.c.role, String), _ROW
+            )
+        )
+        .where(other.c.connection_id == CalendarBinding.connection_id)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(CalendarBinding, GoogleConnection, Tenant, calendars)
+            .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+            .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
+            .where(CalendarBinding.id == binding_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    binding, connection, tenant, packed = row
+    pairs = [p.split(_FIELD, 1) for p in (packed or "").split(_ROW) if p]
+    return Loaded(binding, connection, tenant, [(c, r) for c, r in pairs])
+
+
+async def start_run(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    *,
+    trigger: str,
+    full_sync: bool,
+) -> uuid.UUID:
+    """The run's row, "running" (store.runs.start without an ORM object)."""
+    run_id = uuid.uuid4()
+    await session.execute(
+        insert(SyncRun).values(
+            id=run_id,
+            tenant_id=tenant_id,
+            binding_id=binding_id,
+            trigger=trigger,
+            full_sync=full_sync,
+            started_at=utcnow(),
+            outcome=RunOutcome.RUNNING,
+        )
+    )
+    return run_id
+
+
+async def end_binding(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    owner: str,
+    *,
+    ok: bool,
+    at: datetime,
+    retry_in: timedelta | None = None,
+    push_seq: int | None = None,
+    scanned_key: str | None = None,
+    owed: datetime | None = None,
+    deletions_applied: bool = False,
+) -> None:
+    """One UPDATE for the binding's end of run: store.bindings.finished, set_push_seq,
+    set_scanned_key, settle_owed, deletions_applied and release together. The lock and the
+    debt are cleared only if still this owner's and still the debt seen at the start."""
+    values: dict[str, object] = {
+        "last_sync_at": at,
+        "locked_by": case(
+            (CalendarBinding.locked_by == owner, None), else_=CalendarBinding.locked_by
+        ),
+        "locked_until": case(
+            (CalendarBinding.locked_by == owner, None), else_=CalendarBinding.locked_until
+        ),
+    }
+    if ok:
+        values.update(last_success_at=at, failure_count=0, next_sync_at=None)
+    else:
+        values["failure_count"] = CalendarBinding.failure_count + 1
+        if retry_in is not None:
+            values["next_sync_at"] = at + retry_in
+    if push_seq is not None:
+        values["push_seq"] = push_seq
+    if scanned_key is not None:
+        values["scanned_key"] = scanned_key
+    if owed is not None:
+        values["sync_owed_at"] = case(
+            (CalendarBinding.sync_owed_at == owed, None), else_=CalendarBinding.sync_owed_at
+        )
+    if deletions_applied:
+        values.update(deletions_confirmed=False, guarded_deletions=None)
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def close_running(session: AsyncSession, run_id: uuid.UUID) -> None:
+    """A run whose end was never stored (an unexpected error): closed as abandoned, as a dead
+    worker's run is (store.schedule.abandon_runs), so it never stays "running"."""
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.outcome == RunOutcome.RUNNING)
+        .values(
+            outcome=RunOutcome.ABANDONED,
+            finished_at=utcnow(),
+            error_code=Code.RUN_ABANDONED,
+            error_message="The sync stopped on an unexpected error before it finished.",
+        )
+        .execution_options(synchronize_session=False)
+    )
