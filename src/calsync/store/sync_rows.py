@@ -12,11 +12,27 @@ transaction, not its work).
 
 from __future__ import annotations
 
+import functools
+import typing
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, case, cast, func, insert, or_, select, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
@@ -36,15 +52,23 @@ async def lock_free(
     caller then goes through store.bindings.try_lock, which closes that holder's run)."""
     now = utcnow()
     result = await session.execute(
-        update(CalendarBinding)
-        .where(
-            CalendarBinding.id == binding_id,
-            or_(CalendarBinding.locked_by.is_(None), CalendarBinding.locked_by == owner),
-        )
-        .values(locked_by=owner, locked_until=now + ttl)
-        .execution_options(synchronize_session=False)
+        _lock_statement(), {"binding_id": binding_id, "owner": owner, "until": now + ttl}
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+@functools.cache
+def _lock_statement() -> Update:
+    """Built once (see `_load_statement`)."""
+    table = typing.cast(Table, CalendarBinding.__table__)
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("binding_id"),
+            or_(table.c.locked_by.is_(None), table.c.locked_by == bindparam("owner")),
+        )
+        .values(locked_by=bindparam("owner"), locked_until=bindparam("until"))
+    )
 
 
 @dataclass
@@ -61,6 +85,18 @@ class Loaded:
 async def load(session: AsyncSession, binding_id: uuid.UUID) -> Loaded | None:
     """One SELECT: the binding joined to its connection and tenant, and the connection's
     calendars aggregated into one column."""
+    row = (await session.execute(_load_statement(), {"binding_id": binding_id})).first()
+    if row is None:
+        return None
+    binding, connection, tenant, packed = row
+    pairs = [p.split(_FIELD, 1) for p in (packed or "").split(_ROW) if p]
+    return Loaded(binding, connection, tenant, [(c, r) for c, r in pairs])
+
+
+@functools.cache
+def _load_statement() -> Select[CalendarBinding, GoogleConnection, Tenant, str | None]:
+    """Built once: a statement object keeps its cache key, so each run skips building the
+    SELECT and its alias's column proxies and computing the key again."""
     other = CalendarBinding.__table__.alias("other")
     calendars = (
         select(
@@ -71,19 +107,12 @@ async def load(session: AsyncSession, binding_id: uuid.UUID) -> Loaded | None:
         .where(other.c.connection_id == CalendarBinding.connection_id)
         .scalar_subquery()
     )
-    row = (
-        await session.execute(
-            select(CalendarBinding, GoogleConnection, Tenant, calendars)
-            .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
-            .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
-            .where(CalendarBinding.id == binding_id)
-        )
-    ).first()
-    if row is None:
-        return None
-    binding, connection, tenant, packed = row
-    pairs = [p.split(_FIELD, 1) for p in (packed or "").split(_ROW) if p]
-    return Loaded(binding, connection, tenant, [(c, r) for c, r in pairs])
+    return (
+        select(CalendarBinding, GoogleConnection, Tenant, calendars)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
+        .where(CalendarBinding.id == bindparam("binding_id"))
+    )
 
 
 async def start_run(
@@ -97,17 +126,24 @@ async def start_run(
     """The run's row, "running" (store.runs.start without an ORM object)."""
     run_id = uuid.uuid4()
     await session.execute(
-        insert(SyncRun).values(
-            id=run_id,
-            tenant_id=tenant_id,
-            binding_id=binding_id,
-            trigger=trigger,
-            full_sync=full_sync,
-            started_at=utcnow(),
-            outcome=RunOutcome.RUNNING,
-        )
+        _run_statement(),
+        {
+            "id": run_id,
+            "tenant_id": tenant_id,
+            "binding_id": binding_id,
+            "trigger": trigger,
+            "full_sync": full_sync,
+            "started_at": utcnow(),
+            "outcome": RunOutcome.RUNNING,
+        },
     )
     return run_id
+
+
+@functools.cache
+def _run_statement() -> Insert:
+    """Built once (see `_load_statement`); the table's, not the ORM's (no bulk-insert path)."""
+    return insert(typing.cast(Table, SyncRun.__table__))
 
 
 async def end_binding(
