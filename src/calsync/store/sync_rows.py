@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    CompoundSelect,
     Insert,
     Select,
     String,
@@ -29,14 +30,16 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    null,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
-from .models import CalendarBinding, GoogleConnection, SyncRun, Tenant
+from .models import OWED_WRITE, CalendarBinding, EventLink, GoogleConnection, SyncRun, Tenant
 from .statuses import Code, RunOutcome
 
 #: between a calendar id and its role, and between two calendars, in the aggregated column;
@@ -209,3 +212,34 @@ async def close_running(session: AsyncSession, run_id: uuid.UUID) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+
+
+async def push_reads(
+    session: AsyncSession, tenant_id: uuid.UUID, binding_id: uuid.UUID
+) -> tuple[int, list[uuid.UUID]]:
+    """What every push reads first, in one statement: the tenant's last change-feed seq
+    (store.changes.last_seq) and the activities whose links owe Google a write
+    (store.links.dirty, through the same partial index)."""
+    rows = await session.execute(
+        _push_reads_statement(), {"tenant_id": tenant_id, "binding_id": binding_id}
+    )
+    last, owed = 0, []
+    for activity_id, seq in rows:
+        if activity_id is None:
+            last = int(seq or 0)
+        else:
+            owed.append(activity_id)
+    return last, owed
+
+
+@functools.cache
+def _push_reads_statement() -> CompoundSelect[uuid.UUID | None, int | None]:
+    """Built once (see `_load_statement`). The owed links' condition is the partial index's,
+    word for word, as in store.links.dirty."""
+    owed = select(EventLink.activity_id, null().label("seq")).where(
+        EventLink.binding_id == bindparam("binding_id"),
+        OWED_WRITE,
+        EventLink.activity_id.is_not(None),
+    )
+    last = select(null(), Tenant.change_seq).where(Tenant.id == bindparam("tenant_id"))
+    return union_all(owed, last)
