@@ -5,9 +5,10 @@ transaction, not its work).
 - `start`: the lock (a compare-and-set UPDATE, as store.bindings.try_lock), then the binding,
   its connection, its tenant and every calendar's (id, role) of the connection in ONE SELECT,
   then the run's row — one transaction, three statements.
-- `finish`: the run's outcome and the binding's end of run (last sync, failure count, the push
-  cursor and scan key the push reached, the webhook debt it paid, the lock released) — one
-  transaction, two statements.
+- `end_binding`: with store.runs.finish, the run's end: the binding's last sync and failure
+  count, the sync token the pull reached, the push cursor and scan key the push reached, the
+  webhook debt it paid, the lock released — one transaction, two statements.
+- `push_reads`: the feed's last seq and the links owing a write, one statement.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    literal,
     null,
     or_,
     select,
@@ -40,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
 from .models import OWED_WRITE, CalendarBinding, EventLink, GoogleConnection, SyncRun, Tenant
-from .statuses import Code, RunOutcome
+from .statuses import BindingStage, Code, RunOutcome
 
 #: between a calendar id and its role, and between two calendars, in the aggregated column;
 #: control characters, which neither a Google calendar id nor a role contains
@@ -161,9 +163,11 @@ async def end_binding(
     scanned_key: str | None = None,
     owed: datetime | None = None,
     deletions_applied: bool = False,
+    listed: tuple[str | None, str | None, str] | None = None,
 ) -> None:
-    """One UPDATE for the binding's end of run: store.bindings.finished, set_push_seq,
-    set_scanned_key, settle_owed, deletions_applied and release together. The lock and the
+    """One UPDATE for the binding's end of run: store.bindings.finished, save_sync_token
+    (`listed`: token, zone, private-events policy), set_push_seq, set_scanned_key,
+    settle_owed, deletions_applied and release together. The lock and the
     debt are cleared only if still this owner's and still the debt seen at the start."""
     values: dict[str, object] = {
         "last_sync_at": at,
@@ -190,6 +194,23 @@ async def end_binding(
         )
     if deletions_applied:
         values.update(deletions_confirmed=False, guarded_deletions=None)
+    if listed is not None:
+        # store.bindings.save_sync_token: a first sync becomes incremental; a stage set while
+        # the run was going (disabled by the calendarList check, paused) is left alone
+        token, zone, private_events = listed
+        values.update(
+            sync_token=token,
+            private_events_applied=private_events,
+            stage=case(
+                (
+                    CalendarBinding.stage == BindingStage.INITIAL,
+                    literal(BindingStage.INCREMENTAL, CalendarBinding.stage.type),
+                ),
+                else_=CalendarBinding.stage,
+            ),
+        )
+        if zone:
+            values["time_zone"] = zone
     await session.execute(
         update(CalendarBinding)
         .where(CalendarBinding.id == binding_id)

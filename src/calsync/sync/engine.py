@@ -3,7 +3,8 @@
 The lock is a row-level compare-and-set with an expiry (store.bindings.try_lock), so two workers
 never sync one binding at once and a crashed worker's binding is free again after `lock_ttl`.
 Every event is applied in its own transaction; the sync token and the push cursor move only
-after the work they cover is stored, so a crash loses nothing and the next run finishes it.
+after the work they cover is stored (both with the run's end, store.sync_rows.end_binding), so
+a crash loses nothing and the next run finishes it.
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ async def sync_binding(
     """Sync one binding now. Returns SKIPPED without touching anything when another worker
     holds it, it is paused or disabled, or its connection waits for the user.
 
-    Three transactions when nothing fails: the start (lock, one read of binding, connection
-    and tenant, the run's row), the pull's and push's own, and the end (the run's outcome, the
-    binding's end of run and the lock's release in one UPDATE)."""
+    Transactions when nothing fails: the start (lock, one read of binding, connection and
+    tenant, the run's row), the pull's and push's own (none when nothing changed but the push's
+    read), and the end (the run's outcome; the binding's sync token, push cursor, end of run and
+    lock release in one UPDATE)."""
     owner = owner or worker_id()
     run = _Run(owner)
     try:
@@ -351,6 +353,16 @@ async def _record(
             # this run covered the acknowledged webhook
             owed=run.owed if ok else None,
             deletions_applied=ok and ctx is not None and ctx.settings.allow_mass_delete,
+            listed=_listed(ctx),
         )
         await session.commit()
     run.ended = True
+
+
+def _listed(ctx: Ctx | None) -> tuple[str | None, str | None, str] | None:
+    """The sync token to store when the pull read its listing to the end (whatever the push
+    did after: what the pull applied is stored), with the zone and policy it applied."""
+    if ctx is None or ctx.progress.listed is None:
+        return None
+    listed = ctx.progress.listed
+    return listed.sync_token, listed.time_zone, ctx.settings.private_events

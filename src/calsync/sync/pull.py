@@ -31,7 +31,7 @@ from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
 
 from . import filters, importing, mapping
 from .codes import TEXTS
-from .context import Ctx
+from .context import Ctx, Listed
 from .reconcile import Result, first_link, reconcile
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,8 @@ async def pull(ctx: Ctx) -> None:
         new_occurrences.append(event)
     await importing.import_occurrences(ctx, new_occurrences)
     await ctx.settings.hooks.fire("after_pull", ctx)
-    async with ctx.settings.db.session() as session:
-        await bindings.save_sync_token(
-            session, ctx.settings.binding_id, token, zone, ctx.settings.private_events
-        )
-        await session.commit()
+    # the token is stored by the engine with the run's end (one transaction fewer a sync)
+    ctx.progress.listed = Listed(token, zone)
 
 
 async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:
