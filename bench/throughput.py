@@ -13,8 +13,8 @@ merged into one sync), each from a quiet system to a quiet system:
 - one change: one event edited in Google; the emulator's own notification triggers the sync.
 
 CPU is the calsync processes' user + system time (/proc/<pid>/stat) during the phase, less
-what the same processes spend idle in as long (measured first), divided by the sync runs the
-phase made. A whole project's quota, 10,000 requests/min, is about 170 syncs/s: at 6 ms of CPU a
+what the same processes spend idle in as long (the quietest of three 4 s windows before the
+phases, or after them if that is quieter), divided by the sync runs the phase made. A whole project's quota, 10,000 requests/min, is about 170 syncs/s: at 6 ms of CPU a
 sync that is one core.
 """
 
