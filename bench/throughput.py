@@ -160,11 +160,16 @@ async def edit_once(
             await asyncio.sleep(PACE)
 
 
-async def idle_rate(procs: list[subprocess.Popen[bytes]], windows: int = 3) -> float:
+async def idle_rate(
+    procs: list[subprocess.Popen[bytes]], windows: int = 3, quiet: float = 0.05, wait: float = 120
+) -> float:
     """CPU seconds per second the processes spend with nothing to do: the least of `windows`
-    windows of 4 s (a burst of background work in one does not count as idle)."""
-    rates = []
-    for _ in range(windows):
+    windows of 4 s (a burst of background work in one does not count as idle). While the
+    least is above `quiet` (the embedded runner's work after the set-up went on for more than
+    12 s at 0.4 CPU), windows go on for up to `wait` seconds, so the phases start quiet."""
+    rates: list[float] = []
+    deadline = time.monotonic() + wait
+    while len(rates) < windows or (min(rates) > quiet and time.monotonic() < deadline):
         start, t = cpu_seconds(procs), time.perf_counter()
         await asyncio.sleep(4)
         rates.append((cpu_seconds(procs) - start) / (time.perf_counter() - t))
