@@ -155,15 +155,10 @@ async def release(session: AsyncSession, binding_id: uuid.UUID, owner: str) -> N
 
 
 async def save_sync_token(
-    session: AsyncSession,
-    binding_id: uuid.UUID,
-    token: str | None,
-    time_zone: str | None,
-    private_events: str | None = None,
+    session: AsyncSession, binding_id: uuid.UUID, token: str | None, time_zone: str | None
 ) -> None:
     """Remember the token a finished list gave; a first sync becomes incremental. A stage set
-    while the run was going (disabled by the calendarList check, paused) is left alone.
-    `private_events`: the private-events policy the listing applied (in the same UPDATE)."""
+    while the run was going (disabled by the calendarList check, paused) is left alone."""
     values: dict[str, object] = {
         "sync_token": token,
         "stage": case(
@@ -177,8 +172,6 @@ async def save_sync_token(
     }
     if time_zone:
         values["time_zone"] = time_zone
-    if private_events is not None:
-        values["private_events_applied"] = private_events
     await _set(session, binding_id, **values)
 
 
