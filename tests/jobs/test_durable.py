@@ -17,6 +17,7 @@ from calsync.jobs.recovery import Recovery
 from calsync.store import bindings, schedule
 from calsync.store.base import utcnow
 from calsync.store.models import CalendarBinding
+from calsync.sync.context import Hooks
 from calsync.sync.engine import sync_binding
 from calsync.sync.errors import Outcome
 from calsync.sync.owner import _start_ticks, holder_dead, process_identity
@@ -202,3 +203,21 @@ async def test_a_sync_that_lost_its_lock_stops_before_writing_more(h: Harness) -
         assert await schedule.lock_holder(s, h.binding_id) == "far.example:1:1:new-holder"
         binding = await s.get(CalendarBinding, h.binding_id)
         assert binding is not None and binding.sync_token is None  # the stopped sync saved nothing
+
+
+async def test_a_run_whose_lock_was_taken_stores_nothing_over_the_new_holder(h: Harness) -> None:
+    """Without a keeper (a sync run directly, or one stalled between its last renewal and its
+    end): the run's end finds the lock someone else's and leaves the binding's cursors alone."""
+
+    async def taken(ctx: object) -> None:
+        await lock_as(h, "far.example:1:1:new-holder")
+
+    result = await sync_binding(
+        h.db, h.binding_id, h.google, trigger="retry", hooks=Hooks(after_pull=taken)
+    )
+    assert result.run_id is not None
+    async with h.db.session() as s:
+        binding = await s.get(CalendarBinding, h.binding_id)
+        assert binding is not None
+        assert binding.sync_token is None and binding.last_sync_at is None
+        assert binding.locked_by == "far.example:1:1:new-holder"

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import event, insert, select, update
 
 from calsync.domain.ids import google_event_id
-from calsync.store import bindings, changes, links, tenants
+from calsync.store import bindings, changes, links, sync_rows, tenants
 from calsync.store.db import Database
-from calsync.store.models import Activity, CalendarBinding, Change, EventLink, Tenant
+from calsync.store.models import Activity, CalendarBinding, Change, EventLink, SyncRun, Tenant
 from calsync.sync.context import Ctx, Hooks
 
 from .conftest import Harness, at
@@ -140,6 +140,10 @@ async def test_a_sync_of_one_change_costs_the_same_statements_in_a_large_calenda
     finally:
         await bob.aclose()
     assert small == large, (small, large)
+    # pinned (issue 16): lock + one read of binding, connection and tenant + the run's row at
+    # the start; the push's read of the feed's end and the owed links; the run's end and the
+    # binding's end of run (sync token, cursor, release) in two at the end
+    assert small == {"no-op": 6, "google": 19, "crm": 13}, small
     # and only the first syncs scanned (one per calendar), never the later ones
     assert scans.count("unexported") == 2, scans
 
@@ -293,10 +297,12 @@ async def test_owed_links_and_the_owners_feed_are_read_through_their_partial_ind
         async with h.db.session() as s:
             await links.dirty(s, h.binding_id)
             await changes.pushable(s, h.tenant_id, h.user_id, 0, 10)
+            await sync_rows.push_reads(s, h.tenant_id, h.binding_id)  # what the push runs
     finally:
         event.remove(h.db.engine.sync_engine, "before_cursor_execute", record)
-    owed, feed = (s for s in sent if s[0].lstrip().upper().startswith("SELECT"))
+    owed, feed, push_reads = (s for s in sent if s[0].lstrip().upper().startswith("SELECT"))
     assert "ix_event_link_binding_id_owed" in await explain(h.db, *owed)
+    assert "ix_event_link_binding_id_owed" in await explain(h.db, *push_reads)
     assert "ix_change_tenant_id_owner_id_seq_pushable" in await explain(h.db, *feed)
 
 
@@ -335,3 +341,43 @@ async def test_a_new_google_event_is_matched_among_the_entries_around_its_start(
     assert len(reads) == 1 and all(
         starting is not None and found == {near} for starting, found in reads
     ), reads
+
+
+async def test_a_crm_to_google_binding_gathers_and_scans_only_on_its_first_sync(
+    h: Harness, scans: list[str]
+) -> None:
+    """A CRM → Google calendar never has a sync token: its first sync is the one before its
+    first completed scan, not every sync (transitions.gather lists the account's calendars)."""
+    async with h.db.session() as s:
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == h.binding_id)
+            .values(direction="crm_to_google")
+        )
+        await s.commit()
+    mark = h.mark()
+    first = await h.sync()
+    assert first.ok, first
+    assert any(str(i["path"]).endswith("/calendarList") for i in h.requests_since(mark))
+    scans.clear()
+    for _ in range(2):
+        mark = h.mark()
+        result = await h.sync()
+        assert result.ok, result
+        assert h.requests_since(mark) == []  # no calendar list, no listing: nothing to write
+    assert scans == []
+    async with h.db.session() as s:
+        ran = (
+            await s.scalars(
+                select(SyncRun.full_sync)
+                .where(SyncRun.binding_id == h.binding_id)
+                .order_by(SyncRun.started_at)
+            )
+        ).all()
+    assert ran == [True, False, False]
+    # and a CRM entry made since is written by the next sync, without a scan
+    aid = await h.activity("Made in the CRM", at(1, 9))
+    result = await h.sync()
+    assert result.ok and result.counts["pushed"] == 1, result
+    assert [e.id for e in await h.events()] == [google_event_id(aid)]
+    assert scans == []

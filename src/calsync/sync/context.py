@@ -100,6 +100,14 @@ class RunSettings:
         return self.pushes and self.role in (BindingRole.EXPORT, BindingRole.BOTH)
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A listing read to its end: the token the next one starts from, the calendar's zone."""
+
+    sync_token: str | None
+    time_zone: str | None
+
+
 @dataclass
 class RunProgress:
     """What the run accumulates: the counts it reports and the work one stage leaves to the
@@ -112,6 +120,12 @@ class RunProgress:
     #: the push reads every entry of the window, not only the change feed and the owed links
     #: (a first sync, a 410, a full sync asked for, a setting changed: sync.scans)
     scan: bool = False
+    #: the scan ran and everything it found was written: the engine stores `scan_key` with
+    #: the push cursor at the run's end (sync.scans)
+    scanned: bool = False
+    #: the pull applied every page of its listing: the engine stores the new sync token (and
+    #: the private-events policy it applied) with the run's end
+    listed: Listed | None = None
     counts: Counter[str] = field(default_factory=Counter)
     #: activities the pull found need Google writing (a merge's CRM side, a restore)
     to_push: set[uuid.UUID] = field(default_factory=set)

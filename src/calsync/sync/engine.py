@@ -3,7 +3,8 @@
 The lock is a row-level compare-and-set with an expiry (store.bindings.try_lock), so two workers
 never sync one binding at once and a crashed worker's binding is free again after `lock_ttl`.
 Every event is applied in its own transaction; the sync token and the push cursor move only
-after the work they cover is stored, so a crash loses nothing and the next run finishes it.
+after the work they cover is stored (both with the run's end, store.sync_rows.end_binding), so
+a crash loses nothing and the next run finishes it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from calsync.domain.direction import Direction
 from calsync.domain.merge import Policy
 from calsync.google import errors
 from calsync.google.calendar import RequestCount, count_requests
-from calsync.store import bindings, connections, runs, schedule, tenants
+from calsync.store import bindings, connections, runs, schedule, sync_rows
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.models import CalendarBinding
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
 
 from . import scans, transitions
@@ -73,37 +75,99 @@ async def sync_binding(
     now: datetime | None = None,
 ) -> RunResult:
     """Sync one binding now. Returns SKIPPED without touching anything when another worker
-    holds it, it is paused or disabled, or its connection waits for the user."""
+    holds it, it is paused or disabled, or its connection waits for the user.
+
+    Transactions when nothing fails: the start (lock, one read of binding, connection and
+    tenant, the run's row), the pull's and push's own (none when nothing changed but the push's
+    read), and the end (the run's outcome; the binding's sync token, push cursor, end of run and
+    lock release in one UPDATE)."""
     owner = owner or worker_id()
-    async with db.session() as session:
-        locked = await _lock(session, binding_id, owner, lock_ttl)
-        owed = await bindings.owed_since(session, binding_id) if locked else None
-        if locked:
-            # holding the lock, any run of this binding still "running" is a dead worker's
-            # (a live one renews its lock): close it now, not after this run
-            await schedule.abandon_runs(session, binding_id, utcnow(), before=utcnow())
-        await session.commit()
-    if not locked:
-        return RunResult(Outcome.SKIPPED, error=_busy())
     hooks = hooks or Hooks()
+    run = _Run(owner)
     try:
+        async with db.session() as session:
+            loaded = await _start(session, binding_id, owner, lock_ttl, run, trigger, full)
+            await session.commit()
+        if loaded is None:
+            return RunResult(Outcome.SKIPPED, error=_busy())
+        run.locked = True
+        if run.id is None:  # paused, disabled, not connected: nothing was started
+            assert run.skip is not None
+            return RunResult(Outcome.SKIPPED, error=run.skip)
         await hooks.fire("after_lock")
         # every HTTP request to Google this run sends, stored with the run (/metrics)
         with count_requests() as sent:
             result = await _locked(
-                db, binding_id, google, trigger, full, allow_mass_delete, owner, hooks, now, sent
+                db, loaded, run, google, full, allow_mass_delete, hooks, now, sent
             )
         result.google_requests = sent.n
-        if owed is not None and result.ok:  # this run covered the acknowledged webhook
-            async with db.session() as session:
-                await bindings.settle_owed(session, binding_id, owed)
-                await session.commit()
         return result
     finally:
-        await hooks.fire("before_release")
-        async with db.session() as session:
-            await bindings.release(session, binding_id, owner)
-            await session.commit()
+        if run.locked and not run.ended:
+            # skipped, or an unexpected error before the run's end was stored: free the
+            # binding, and close the run so it never stays "running" beside a newer one
+            await hooks.fire("before_release")
+            async with db.session() as session:
+                if run.id is not None:
+                    await sync_rows.close_running(session, run.id)
+                await bindings.release(session, binding_id, owner)
+                await session.commit()
+
+
+@dataclass
+class _Run:
+    """One call's state between its transactions."""
+
+    owner: str
+    locked: bool = False
+    ended: bool = False
+    id: uuid.UUID | None = None
+    skip: Failure | None = None
+    owed: datetime | None = None
+
+
+async def _start(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    owner: str,
+    ttl: timedelta,
+    run: _Run,
+    trigger: str,
+    full: bool,
+) -> sync_rows.Loaded | None:
+    """Lock, read, and start the run in the caller's transaction (None: not locked)."""
+    if not await sync_rows.lock_free(session, binding_id, owner, ttl):
+        if not await _lock(session, binding_id, owner, ttl):
+            return None
+        # the lock was taken from an expired or dead holder: its run of this binding is
+        # still "running" — close it now, not after this run
+        await schedule.abandon_runs(session, binding_id, utcnow(), before=utcnow())
+    run.locked = True
+    loaded = await sync_rows.load(session, binding_id)
+    if loaded is None:
+        raise LookupError(f"no binding {binding_id}")
+    binding, connection = loaded.binding, loaded.connection
+    run.owed = binding.sync_owed_at
+    run.skip = _skip_reason(
+        binding.enabled, binding.stage, connection.status, connection, role=binding.role
+    )
+    if run.skip is None:
+        run.id = await sync_rows.start_run(
+            session,
+            binding.tenant_id,
+            binding.id,
+            trigger=trigger,
+            full_sync=full or _first_sync(binding),
+        )
+    return loaded
+
+
+def _first_sync(binding: CalendarBinding) -> bool:
+    """The binding never completed a sync: no sync token, or for a calendar that does not
+    pull (CRM → Google, which never has one), no completed scan (sync.scans)."""
+    if binding.direction == Direction.CRM_TO_GOOGLE:
+        return binding.scanned_key is None
+    return binding.sync_token is None
 
 
 async def _lock(session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
@@ -130,42 +194,18 @@ def _failure(outcome: Outcome, code: Code, message: str | None = None) -> Failur
 
 async def _locked(
     db: Database,
-    binding_id: uuid.UUID,
+    loaded: sync_rows.Loaded,
+    run: _Run,
     google: GoogleAccess,
-    trigger: str,
     full: bool,
     allow_mass_delete: bool,
-    owner: str,
     hooks: Hooks | None,
     now: datetime | None,
     sent: RequestCount,
 ) -> RunResult:
-    async with db.session() as session:
-        binding = await bindings.get(session, binding_id)
-        if binding is None:
-            raise LookupError(f"no binding {binding_id}")
-        connection = await connections.get(session, binding.connection_id)
-        tenant = await tenants.get(session, binding.tenant_id)
-        assert connection is not None and tenant is not None
-        scan_key = scans.settings_key(
-            tenant,
-            binding,
-            await bindings.for_connection(session, connection.id),
-            connection.google_email,
-        )
-        skip = _skip_reason(
-            binding.enabled, binding.stage, connection.status, connection, role=binding.role
-        )
-        if skip is not None:
-            return RunResult(Outcome.SKIPPED, error=skip)
-        run = await runs.start(
-            session,
-            tenant.id,
-            binding.id,
-            trigger=trigger,
-            full_sync=full or binding.sync_token is None,
-        )
-        await session.commit()
+    binding, connection, tenant = loaded.binding, loaded.connection, loaded.tenant
+    assert run.id is not None
+    scan_key = scans.settings_key(tenant, binding, loaded.calendars, connection.google_email)
     ctx: Ctx | None = None
     failure: Failure | None = None
     outcome = Outcome.OK
@@ -178,7 +218,7 @@ async def _locked(
             binding.private_events_applied is not None
             and binding.private_events_applied != private_events
         )
-        full_run = full or reapply or binding.sync_token is None
+        full_run = full or reapply or _first_sync(binding)
         ctx = Ctx(
             RunSettings(
                 db=db,
@@ -198,7 +238,7 @@ async def _locked(
                 lookback=timedelta(days=tenant.lookback_days or 30),
                 policy=Policy(tenant.conflict_policy or "latest_wins"),
                 hooks=hooks or Hooks(),
-                lock_owner=owner,
+                lock_owner=run.owner,
                 # the user confirmed the deletions the guard held back (bindings.resume)
                 allow_mass_delete=allow_mass_delete or binding.deletions_confirmed,
                 private_events=private_events,
@@ -239,9 +279,10 @@ async def _locked(
     except errors.GoogleError as exc:
         failure = run_failure(exc)
         outcome = failure.outcome
-        log.warning("sync failed", extra={"binding": str(binding_id), "code": exc.code})
+        log.warning("sync failed", extra={"binding": str(binding.id), "code": exc.code})
     counts = dict(ctx.progress.counts) if ctx is not None else {}
-    await _record(db, binding_id, connection.id, run.id, outcome, failure, counts, ctx, sent.n)
+    await (hooks or Hooks()).fire("before_release")  # the end below releases the lock
+    await _record(db, loaded, run, outcome, failure, counts, ctx, sent.n)
     return RunResult(outcome, run.id, counts, failure)
 
 
@@ -263,21 +304,32 @@ def _skip_reason(
 
 async def _record(
     db: Database,
-    binding_id: uuid.UUID,
-    connection_id: uuid.UUID,
-    run_id: uuid.UUID,
+    loaded: sync_rows.Loaded,
+    run: _Run,
     outcome: Outcome,
     failure: Failure | None,
     counts: dict[str, int],
     ctx: Ctx | None,
     google_requests: int,
 ) -> None:
+    """The run's end in one transaction: its outcome, the binding's end of run (the push
+    cursor and scan key the push reached, the acknowledged webhook this run covered) and the
+    lock's release."""
+    assert run.id is not None
+    binding = loaded.binding
     at = utcnow()
+    ok = outcome in (Outcome.OK, Outcome.PARTIAL)
+    push_seq = scanned_key = None
+    if ctx is not None:
+        if ctx.progress.push_seq != binding.push_seq:
+            push_seq = ctx.progress.push_seq
+        if ctx.progress.scanned:
+            scanned_key = ctx.settings.scan_key
     async with db.session() as session:
         stored = {k: int(counts.get(k, 0)) for k in COUNTS}
         await runs.finish(
             session,
-            run_id,
+            run.id,
             outcome=outcome.value,
             counts=stored,
             full_sync=bool(ctx and ctx.progress.full),
@@ -287,22 +339,34 @@ async def _record(
         )
         if outcome is Outcome.NEEDS_REAUTH and failure is not None:
             await connections.mark_needs_reauth(
-                session, connection_id, code=failure.code, message=failure.message
+                session, loaded.connection.id, code=failure.code, message=failure.message
             )
         if outcome is Outcome.DISABLED and failure is not None:
             await bindings.set_stage(
-                session, binding_id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
+                session, binding.id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
             )
-        binding = await bindings.get(session, binding_id)
-        failures = binding.failure_count if binding is not None else 0
-        ok = outcome in (Outcome.OK, Outcome.PARTIAL)
-        if ok and ctx is not None and ctx.settings.allow_mass_delete:
-            await bindings.deletions_applied(session, binding_id)
-        await bindings.finished(
+        await sync_rows.end_binding(
             session,
-            binding_id,
+            binding.id,
+            run.owner,
             ok=ok,
             at=at,
-            retry_in=None if ok else backoff_delay(failures),
+            retry_in=None if ok else backoff_delay(binding.failure_count or 0),
+            push_seq=push_seq,
+            scanned_key=scanned_key,
+            # this run covered the acknowledged webhook
+            owed=run.owed if ok else None,
+            deletions_applied=ok and ctx is not None and ctx.settings.allow_mass_delete,
+            listed=_listed(ctx),
         )
         await session.commit()
+    run.ended = True
+
+
+def _listed(ctx: Ctx | None) -> tuple[str | None, str | None, str] | None:
+    """The sync token to store when the pull read its listing to the end (whatever the push
+    did after: what the pull applied is stored), with the zone and policy it applied."""
+    if ctx is None or ctx.progress.listed is None:
+        return None
+    listed = ctx.progress.listed
+    return listed.sync_token, listed.time_zone, ctx.settings.private_events

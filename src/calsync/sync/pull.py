@@ -31,7 +31,7 @@ from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
 
 from . import filters, importing, mapping
 from .codes import TEXTS
-from .context import Ctx
+from .context import Ctx, Listed
 from .reconcile import Result, first_link, reconcile
 
 log = logging.getLogger(__name__)
@@ -147,14 +147,12 @@ async def pull(ctx: Ctx) -> None:
         new_occurrences.append(event)
     await importing.import_occurrences(ctx, new_occurrences)
     await ctx.settings.hooks.fire("after_pull", ctx)
-    async with ctx.settings.db.session() as session:
-        if ctx.progress.counts.get("created", 0) - created >= ANALYZE_AFTER:
+    if ctx.progress.counts.get("created", 0) - created >= ANALYZE_AFTER:
+        async with ctx.settings.db.session() as session:
             await bulk_import.refresh_statistics(session)  # before the push's window queries
-        await bindings.save_sync_token(session, ctx.settings.binding_id, token, zone)
-        binding = await bindings.get(session, ctx.settings.binding_id)
-        if binding is not None:
-            binding.private_events_applied = ctx.settings.private_events
-        await session.commit()
+            await session.commit()
+    # the token is stored by the engine with the run's end (one transaction fewer a sync)
+    ctx.progress.listed = Listed(token, zone)
 
 
 async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:

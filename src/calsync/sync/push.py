@@ -20,7 +20,7 @@ from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import content_hash
 from calsync.google import errors
 from calsync.google.models import Event
-from calsync.store import bindings, changes, links, runs
+from calsync.store import changes, links, runs, sync_rows
 from calsync.store.statuses import LinkState
 
 from . import filters, mapping, transitions
@@ -38,9 +38,13 @@ MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third i
 
 async def push(ctx: Ctx) -> None:
     async with ctx.settings.db.session() as session:
-        seqs, last = await _feed(ctx, session)
+        # the feed's last seq and the links owing a write, one statement
+        last, owed = await sync_rows.push_reads(
+            session, ctx.settings.tenant_id, ctx.settings.binding_id
+        )
+        seqs = await _feed(ctx, session, last)
         todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
-        todo.update(await links.dirty(session, ctx.settings.binding_id))
+        todo.update(owed)
         if ctx.progress.scan:
             todo.update(await _scan(ctx, session))
     deferred: set[uuid.UUID] = set()
@@ -74,18 +78,11 @@ async def push(ctx: Ctx) -> None:
     ctx.progress.counts["deferred"] += len(deferred)
     cursor = max(cursor, ctx.progress.push_seq)
     # the scan is done once everything it found was written (sync.scans): a deferred entry
-    # keeps the old key, so the next run scans again and finds it
-    scanned = ctx.progress.scan and not deferred
-    if cursor != ctx.progress.push_seq or scanned:
-        async with ctx.settings.db.session() as session:
-            if cursor != ctx.progress.push_seq:
-                await bindings.set_push_seq(session, ctx.settings.binding_id, cursor)
-            if scanned:
-                await bindings.set_scanned_key(
-                    session, ctx.settings.binding_id, ctx.settings.scan_key
-                )
-            await session.commit()
-        ctx.progress.push_seq = cursor
+    # keeps the old key, so the next run scans again and finds it. The cursor and the key are
+    # stored by the engine with the run's end (one transaction fewer per sync); a crash before
+    # then leaves both behind, and the next run finds what they covered written already
+    ctx.progress.scanned = ctx.progress.scan and not deferred
+    ctx.progress.push_seq = cursor
 
 
 async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:
@@ -115,17 +112,16 @@ async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:
     return found
 
 
-async def _feed(ctx: Ctx, session: AsyncSession) -> tuple[dict[uuid.UUID, int], int]:
-    """The owner's activities changed after the cursor by anyone but the sync (first seq of
-    each), and the last seq: the owner's new changes only (changes.pushable)."""
+async def _feed(ctx: Ctx, session: AsyncSession, last: int) -> dict[uuid.UUID, int]:
+    """The owner's activities changed after the cursor up to `last` by anyone but the sync
+    (first seq of each): the owner's new changes only (changes.pushable)."""
     seqs: dict[uuid.UUID, int] = {}
-    last = await changes.last_seq(session, ctx.settings.tenant_id)
     if last > ctx.progress.push_seq:
         for activity_id, seq in await changes.pushable(
             session, ctx.settings.tenant_id, ctx.settings.user_id, ctx.progress.push_seq, last
         ):
             seqs.setdefault(activity_id, seq)
-    return seqs, last
+    return seqs
 
 
 async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:

@@ -32,10 +32,11 @@ from calsync.store.models import CalendarBinding, Tenant
 def settings_key(
     tenant: Tenant,
     binding: CalendarBinding,
-    connection_bindings: Iterable[CalendarBinding],
+    connection_calendars: Iterable[tuple[str, str]],
     google_email: str | None,
 ) -> str:
-    """A digest of every setting that decides which entries the push's scans find."""
+    """A digest of every setting that decides which entries the push's scans find;
+    `connection_calendars`: (Google calendar id, role) of every binding of the connection."""
     described = {
         "exported": sorted(tenant.exported_type_keys or ()),
         "lookback": tenant.lookback_days,
@@ -43,7 +44,7 @@ def settings_key(
         "role": binding.role,
         "direction": binding.direction,
         "account": google_email,
-        "calendars": sorted((b.google_calendar_id, b.role) for b in connection_bindings),
+        "calendars": sorted((c, str(r)) for c, r in connection_calendars),
     }
     text = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]

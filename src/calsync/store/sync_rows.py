@@ -1,0 +1,265 @@
+"""The rows one sync reads at its start and writes at its end, in as few statements as the
+engine can take (issue 16: a sync's CPU is mostly its fixed cost per statement and per
+transaction, not its work).
+
+- `start`: the lock (a compare-and-set UPDATE, as store.bindings.try_lock), then the binding,
+  its connection, its tenant and every calendar's (id, role) of the connection in ONE SELECT,
+  then the run's row — one transaction, three statements.
+- `end_binding`: with store.runs.finish, the run's end: the binding's last sync and failure
+  count, the sync token the pull reached, the push cursor and scan key the push reached, the
+  webhook debt it paid, the lock released — one transaction, two statements.
+- `push_reads`: the feed's last seq and the links owing a write, one statement.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    CompoundSelect,
+    Insert,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .base import utcnow
+from .models import OWED_WRITE, CalendarBinding, EventLink, GoogleConnection, SyncRun, Tenant
+from .statuses import BindingStage, Code, RunOutcome
+
+#: between a calendar id and its role, and between two calendars, in the aggregated column;
+#: control characters, which neither a Google calendar id nor a role contains
+_FIELD, _ROW = "\x1f", "\x1e"
+
+
+async def lock_free(
+    session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta
+) -> bool:
+    """Take the binding when nobody holds it (released cleanly by the last run, so no run of a
+    dead worker is left open); False when someone holds it, even an expired holder (the
+    caller then goes through store.bindings.try_lock, which closes that holder's run)."""
+    now = utcnow()
+    result = await session.execute(
+        _lock_statement(), {"binding_id": binding_id, "owner": owner, "until": now + ttl}
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+@functools.cache
+def _lock_statement() -> Update:
+    """Built once (see `_load_statement`)."""
+    table = typing.cast(Table, CalendarBinding.__table__)
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("binding_id"),
+            or_(table.c.locked_by.is_(None), table.c.locked_by == bindparam("owner")),
+        )
+        .values(locked_by=bindparam("owner"), locked_until=bindparam("until"))
+    )
+
+
+@dataclass
+class Loaded:
+    """A locked binding with what its run reads: connection, tenant, the connection's
+    calendars as (Google calendar id, role)."""
+
+    binding: CalendarBinding
+    connection: GoogleConnection
+    tenant: Tenant
+    calendars: list[tuple[str, str]]
+
+
+async def load(session: AsyncSession, binding_id: uuid.UUID) -> Loaded | None:
+    """One SELECT: the binding joined to its connection and tenant, and the connection's
+    calendars aggregated into one column."""
+    row = (await session.execute(_load_statement(), {"binding_id": binding_id})).first()
+    if row is None:
+        return None
+    binding, connection, tenant, packed = row
+    pairs = [p.split(_FIELD, 1) for p in (packed or "").split(_ROW) if p]
+    return Loaded(binding, connection, tenant, [(c, r) for c, r in pairs])
+
+
+@functools.cache
+def _load_statement() -> Select[CalendarBinding, GoogleConnection, Tenant, str | None]:
+    """Built once: a statement object keeps its cache key, so each run skips building the
+    SELECT and its alias's column proxies and computing the key again."""
+    other = CalendarBinding.__table__.alias("other")
+    calendars = (
+        select(
+            func.aggregate_strings(
+                other.c.google_calendar_id + _FIELD + cast(other.c.role, String), _ROW
+            )
+        )
+        .where(other.c.connection_id == CalendarBinding.connection_id)
+        .scalar_subquery()
+    )
+    return (
+        select(CalendarBinding, GoogleConnection, Tenant, calendars)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
+        .where(CalendarBinding.id == bindparam("binding_id"))
+    )
+
+
+async def start_run(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    *,
+    trigger: str,
+    full_sync: bool,
+) -> uuid.UUID:
+    """The run's row, "running" (store.runs.start without an ORM object)."""
+    run_id = uuid.uuid4()
+    await session.execute(
+        _run_statement(),
+        {
+            "id": run_id,
+            "tenant_id": tenant_id,
+            "binding_id": binding_id,
+            "trigger": trigger,
+            "full_sync": full_sync,
+            "started_at": utcnow(),
+            "outcome": RunOutcome.RUNNING,
+        },
+    )
+    return run_id
+
+
+@functools.cache
+def _run_statement() -> Insert:
+    """Built once (see `_load_statement`); the table's, not the ORM's (no bulk-insert path)."""
+    return insert(typing.cast(Table, SyncRun.__table__))
+
+
+async def end_binding(
+    session: AsyncSession,
+    binding_id: uuid.UUID,
+    owner: str,
+    *,
+    ok: bool,
+    at: datetime,
+    retry_in: timedelta | None = None,
+    push_seq: int | None = None,
+    scanned_key: str | None = None,
+    owed: datetime | None = None,
+    deletions_applied: bool = False,
+    listed: tuple[str | None, str | None, str] | None = None,
+) -> None:
+    """One UPDATE for the binding's end of run: store.bindings.finished, save_sync_token
+    (`listed`: token, zone, private-events policy), set_push_seq, set_scanned_key,
+    settle_owed, deletions_applied and release together, only while the lock is this owner's;
+    the debt is cleared only if still the one seen at the start."""
+    values: dict[str, object] = {
+        "last_sync_at": at,
+        "locked_by": None,  # released (the UPDATE is this owner's only)
+        "locked_until": None,
+    }
+    if ok:
+        values.update(last_success_at=at, failure_count=0, next_sync_at=None)
+    else:
+        values["failure_count"] = CalendarBinding.failure_count + 1
+        if retry_in is not None:
+            values["next_sync_at"] = at + retry_in
+    if push_seq is not None:
+        values["push_seq"] = push_seq
+    if scanned_key is not None:
+        values["scanned_key"] = scanned_key
+    if owed is not None:
+        values["sync_owed_at"] = case(
+            (CalendarBinding.sync_owed_at == owed, None), else_=CalendarBinding.sync_owed_at
+        )
+    if deletions_applied:
+        values.update(deletions_confirmed=False, guarded_deletions=None)
+    if listed is not None:
+        # store.bindings.save_sync_token: a first sync becomes incremental; a stage set while
+        # the run was going (disabled by the calendarList check, paused) is left alone
+        token, zone, private_events = listed
+        values.update(
+            sync_token=token,
+            private_events_applied=private_events,
+            stage=case(
+                (
+                    CalendarBinding.stage == BindingStage.INITIAL,
+                    literal(BindingStage.INCREMENTAL, CalendarBinding.stage.type),
+                ),
+                else_=CalendarBinding.stage,
+            ),
+        )
+        if zone:
+            values["time_zone"] = zone
+    # a fence: a run that lost its lock (another worker took the binding after its renewals
+    # failed past the timeout) stores nothing over the new holder's cursors; what it did is
+    # read again by a later run, as after a crash
+    await session.execute(
+        update(CalendarBinding)
+        .where(CalendarBinding.id == binding_id, CalendarBinding.locked_by == owner)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def close_running(session: AsyncSession, run_id: uuid.UUID) -> None:
+    """A run whose end was never stored (an unexpected error): closed as abandoned, as a dead
+    worker's run is (store.schedule.abandon_runs), so it never stays "running"."""
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.outcome == RunOutcome.RUNNING)
+        .values(
+            outcome=RunOutcome.ABANDONED,
+            finished_at=utcnow(),
+            error_code=Code.RUN_ABANDONED,
+            error_message="The sync stopped on an unexpected error before it finished.",
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def push_reads(
+    session: AsyncSession, tenant_id: uuid.UUID, binding_id: uuid.UUID
+) -> tuple[int, list[uuid.UUID]]:
+    """What every push reads first, in one statement: the tenant's last change-feed seq
+    (store.changes.last_seq) and the activities whose links owe Google a write
+    (store.links.dirty, through the same partial index)."""
+    rows = await session.execute(
+        _push_reads_statement(), {"tenant_id": tenant_id, "binding_id": binding_id}
+    )
+    last, owed = 0, []
+    for activity_id, seq in rows:
+        if activity_id is None:
+            last = int(seq or 0)
+        else:
+            owed.append(activity_id)
+    return last, owed
+
+
+@functools.cache
+def _push_reads_statement() -> CompoundSelect[uuid.UUID | None, int | None]:
+    """Built once (see `_load_statement`). The owed links' condition is the partial index's,
+    word for word, as in store.links.dirty."""
+    owed = select(EventLink.activity_id, null().label("seq")).where(
+        EventLink.binding_id == bindparam("binding_id"),
+        OWED_WRITE,
+        EventLink.activity_id.is_not(None),
+    )
+    last = select(null(), Tenant.change_seq).where(Tenant.id == bindparam("tenant_id"))
+    return union_all(owed, last)
