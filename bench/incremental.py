@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,10 +106,53 @@ async def fill(db: Any, tenant_id: uuid.UUID, binding_id: uuid.UUID, n: int) -> 
             await conn.commit()
 
 
-async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> dict[str, Any]:
+@dataclass
+class Linked:
+    """One connected calendar of REAL_EVENTS events made in Google and as many CRM entries,
+    synced once (linked both ways), and what a benchmark needs to change either side."""
+
+    db: Any
+    tenant_id: uuid.UUID
+    binding_id: uuid.UUID
+    email: str
+    events: list[Any]  # the Google events
+    crm_ids: list[uuid.UUID]
+    person: Any  # a CalendarClient acting as the user in Google
+    google: Any  # calsync's GoogleAccess
+    shared: Any  # its HTTP client
+
+    async def edit_in_google(self, r: int) -> None:
+        event = self.events[r % REAL_EVENTS]
+        await self.person.patch_event(self.email, str(event.id), {"summary": f"G {r}"})
+
+    async def edit_in_crm(self, r: int) -> None:
+        from calsync.domain.activity import ActivityDraft, validate
+        from calsync.store import activities
+
+        async with self.db.session() as s:
+            act = await activities.get(s, self.tenant_id, self.crm_ids[r % REAL_EVENTS])
+            assert act is not None
+            draft = ActivityDraft(
+                start=act.start_local,
+                end=act.end_local,
+                subject=f"CRM edit {r}",
+                time_zone=act.time_zone,
+            )
+            await activities.update(s, act, validate(draft))
+            await s.commit()
+
+    async def aclose(self) -> None:
+        await self.person.aclose()
+        await self.google.aclose()
+        await self.shared.aclose()
+        await self.db.dispose()
+
+
+async def linked_calendar(url: str, db_url: str | None, prefix: str) -> Linked:
+    """The calendar of `Linked` on a fresh database (SQLite in a temporary directory, or
+    `db_url`), against the emulator at `url`; also bench/profile_sync.py's set-up."""
     import httpx
     from pydantic import SecretStr
-    from sqlalchemy import event
 
     from calsync.domain.activity import ActivityDraft, validate
     from calsync.google.auth import StaticToken
@@ -122,10 +166,10 @@ async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> 
     from calsync.sync.tokens import GoogleAccess
 
     crypto.install(crypto.Keyring([crypto.generate_key()]))
-    workdir = tempfile.mkdtemp(prefix="calsync-incr-")
+    workdir = tempfile.mkdtemp(prefix=f"calsync-{prefix}-")
     db = Database(db_url or f"sqlite+aiosqlite:///{workdir}/calsync.db")
     await upgrade(db)
-    email = f"incr-{uuid.uuid4().hex[:8]}@bench.example"
+    email = f"{prefix}-{uuid.uuid4().hex[:8]}@bench.example"
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         (await http.post("/emulator/v1/accounts", json={"email": email})).raise_for_status()
         made = await http.post(f"/emulator/v1/accounts/{email}/tokens", json={"expires_in": 36000})
@@ -148,7 +192,7 @@ async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> 
         }
         events.append(await person.insert_event(email, body))
     async with db.session() as s:
-        tenant = await tenants.create(s, f"bench-{uuid.uuid4().hex[:6]}")
+        tenant = await tenants.create(s, f"{prefix}-{uuid.uuid4().hex[:6]}")
         user = await users.create(s, tenant.id, email)
         conn = await connections.create(
             s,
@@ -180,7 +224,17 @@ async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> 
     )
     first = await sync_binding(db, binding.id, google, trigger="initial")
     assert first.ok, first
-    await fill(db, tenant.id, binding.id, size - 2 * REAL_EVENTS)
+    return Linked(db, tenant.id, binding.id, email, events, crm_ids, person, google, shared)
+
+
+async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> dict[str, Any]:
+    from sqlalchemy import event
+
+    from calsync.sync.engine import sync_binding
+
+    cal = await linked_calendar(url, db_url, "incr")
+    db, google = cal.db, cal.google
+    await fill(db, cal.tenant_id, cal.binding_id, size - 2 * REAL_EVENTS)
     statements = 0
 
     def count(*_: Any) -> None:
@@ -196,7 +250,7 @@ async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> 
         statements = 0
         before = server.seconds() if server else 0.0
         cpu = time.process_time()
-        result = await sync_binding(db, binding.id, google, trigger="webhook")
+        result = await sync_binding(db, cal.binding_id, google, trigger="webhook")
         spent = time.process_time() - cpu
         # the database server's share: its backends' CPU during this sync
         backend = (server.seconds() - before) if server else 0.0
@@ -208,17 +262,9 @@ async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> 
     rows: dict[str, list[tuple[float, int, float]]] = {"noop": [], "google": [], "crm": []}
     for r in range(repeats):
         rows["noop"].append(await timed())
-        await person.patch_event(email, str(events[r % REAL_EVENTS].id), {"summary": f"G {r}"})
+        await cal.edit_in_google(r)
         rows["google"].append(await timed())
-        async with db.session() as s:
-            act = await activities.get(s, tenant.id, crm_ids[r % REAL_EVENTS])
-            assert act is not None
-            t = act.start_local
-            draft = ActivityDraft(
-                start=t, end=act.end_local, subject=f"CRM edit {r}", time_zone=act.time_zone
-            )
-            await activities.update(s, act, validate(draft))
-            await s.commit()
+        await cal.edit_in_crm(r)
         rows["crm"].append(await timed())
     for kind, values in rows.items():
         out[kind] = {
@@ -227,12 +273,9 @@ async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> 
             + statistics.mean(v[2] for v in values),
             "sql": statistics.median(v[1] for v in values),
         }
-    await person.aclose()
     if server:
         server.conn.close()
-    await google.aclose()
-    await shared.aclose()
-    await db.dispose()
+    await cal.aclose()
     return out
 
 

@@ -18,98 +18,23 @@ import cProfile
 import os
 import pstats
 import sys
-import tempfile
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CLIENT_ID = "bench.apps.googleusercontent.com"
-REAL_EVENTS = 4
-
 
 async def run(url: str, args: argparse.Namespace) -> None:
-    import httpx
-    from pydantic import SecretStr
+    from incremental import fresh_postgres, linked_calendar
     from sqlalchemy import event
 
-    from calsync.domain.activity import ActivityDraft, validate
-    from calsync.google.auth import StaticToken
-    from calsync.google.calendar import CalendarClient, make_http_client
-    from calsync.google.retry import RetryPolicy
-    from calsync.settings import Settings
-    from calsync.store import activities, bindings, connections, crypto, tenants, users
-    from calsync.store.db import Database
-    from calsync.store.migrate import upgrade
     from calsync.sync.engine import sync_binding
-    from calsync.sync.tokens import GoogleAccess
 
-    crypto.install(crypto.Keyring([crypto.generate_key()]))
-    workdir = tempfile.mkdtemp(prefix="calsync-prof-")
-    db_url = args.postgres_url
-    if db_url:
-        from incremental import fresh_postgres
-
-        db_url = fresh_postgres(db_url)
-    db = Database(db_url or f"sqlite+aiosqlite:///{workdir}/calsync.db")
-    await upgrade(db)
-    email = f"prof-{uuid.uuid4().hex[:8]}@bench.example"
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        (await http.post("/emulator/v1/accounts", json={"email": email})).raise_for_status()
-        made = await http.post(f"/emulator/v1/accounts/{email}/tokens", json={"expires_in": 36000})
-        token = made.json()["access_token"]
-    settings = Settings(
-        google_emulator_url=url,
-        google_client_id=CLIENT_ID,
-        google_client_secret=SecretStr("bench"),
-        google_requests_per_minute=0,
-        google_timeout_seconds=60,
+    cal = await linked_calendar(
+        url, fresh_postgres(args.postgres_url) if args.postgres_url else None, "prof"
     )
-    person = CalendarClient(StaticToken(token, email), settings=settings)
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
-    events = []
-    for i in range(REAL_EVENTS):
-        body = {
-            "summary": f"Google {i}",
-            "start": {"dateTime": (start + timedelta(hours=2 * i)).isoformat()},
-            "end": {"dateTime": (start + timedelta(hours=2 * i + 1)).isoformat()},
-        }
-        events.append(await person.insert_event(email, body))
-    async with db.session() as s:
-        tenant = await tenants.create(s, f"prof-{uuid.uuid4().hex[:6]}")
-        user = await users.create(s, tenant.id, email)
-        conn = await connections.create(
-            s,
-            tenant.id,
-            user.id,
-            google_email=email,
-            refresh_token="unused",
-            access_token=token,
-            access_token_expires_at=datetime.now(UTC) + timedelta(hours=10),
-        )
-        binding = await bindings.create(s, tenant.id, conn.id, email, role="both")
-        crm_ids = []
-        for i in range(REAL_EVENTS):
-            t = (start + timedelta(days=1, hours=2 * i)).replace(tzinfo=None)
-            values = validate(
-                ActivityDraft(
-                    start=t, end=t + timedelta(hours=1), subject=f"CRM {i}", time_zone="UTC"
-                )
-            )
-            row = await activities.create(
-                s, tenant.id, type_key="meeting", owner_id=user.id, values=values
-            )
-            crm_ids.append(row.id)
-        await s.commit()
-    shared = make_http_client(settings)
-    google = GoogleAccess(
-        settings, http=shared, retry=RetryPolicy(max_attempts=3), rate_limiter=None
-    )
-    first = await sync_binding(db, binding.id, google, trigger="initial")
-    assert first.ok, first
+    db, google = cal.db, cal.google
     statements = 0
 
     last: list[str] = []
@@ -124,27 +49,17 @@ async def run(url: str, args: argparse.Namespace) -> None:
     cpu = 0.0
     for r in range(args.syncs + 1):
         if args.kind == "google":
-            await person.patch_event(email, str(events[r % REAL_EVENTS].id), {"summary": f"G {r}"})
+            await cal.edit_in_google(r)
         elif args.kind == "crm":
-            async with db.session() as s:
-                act = await activities.get(s, tenant.id, crm_ids[r % REAL_EVENTS])
-                assert act is not None
-                draft = ActivityDraft(
-                    start=act.start_local,
-                    end=act.end_local,
-                    subject=f"CRM edit {r}",
-                    time_zone=act.time_zone,
-                )
-                await activities.update(s, act, validate(draft))
-                await s.commit()
+            await cal.edit_in_crm(r)
         if r == 0:  # warm-up, not profiled
-            await sync_binding(db, binding.id, google, trigger="webhook")
+            await sync_binding(db, cal.binding_id, google, trigger="webhook")
             statements = 0
             continue
         last.clear()
         began = time.process_time()
         profile.enable()
-        result = await sync_binding(db, binding.id, google, trigger="webhook")
+        result = await sync_binding(db, cal.binding_id, google, trigger="webhook")
         profile.disable()
         cpu += time.process_time() - began
         assert result.ok, result
@@ -162,10 +77,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
         stats.dump_stats(args.out)
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
-    await person.aclose()
-    await google.aclose()
-    await shared.aclose()
-    await db.dispose()
+    await cal.aclose()
 
 
 def main() -> None:
