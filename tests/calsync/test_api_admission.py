@@ -52,6 +52,9 @@ async def test_a_request_waits_for_a_free_slot(world: World, client: httpx.Async
     assert (await waiting).status_code == 200
     gate.release()
     assert (await world.call("GET", C)).status_code == 200
+    # and the schema says a CRM may meet it
+    spec = (await client.get("/openapi.json")).json()
+    assert "503" in spec["paths"][C]["get"]["responses"]
 
 
 async def test_never_more_than_the_limit_at_once(world: World, client: httpx.AsyncClient) -> None:

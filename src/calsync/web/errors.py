@@ -127,6 +127,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (410, "Deleted (tombstone)"),
         (412, "If-Match does not match the current version"),
         (422, "Invalid field values"),
+        (503, "Busy: every API slot of the process stayed taken; retry after Retry-After"),
     )
 }
 
