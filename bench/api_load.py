@@ -175,19 +175,8 @@ async def google_changes(
     async def one(http: httpx.AsyncClient, i: int) -> None:
         _, email, token = rng.choice(setup.owners)
         subject = f"google {i} {uuid.uuid4().hex[:6]}"
-        start = (datetime.now(UTC) + timedelta(days=1 + i % 20)).replace(microsecond=0)
-        t0 = time.perf_counter()
         try:
-            resp = await http.post(
-                f"/calendar/v3/calendars/{email}/events",
-                headers={"Authorization": f"Bearer {token}"},
-                json={
-                    "summary": subject,
-                    "start": {"dateTime": start.isoformat()},
-                    "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-                },
-            )
-            resp.raise_for_status()
+            t0 = await base_bench.insert_in_google(http, "", email, token, subject, day=1 + i % 20)
         except httpx.HTTPError:
             fig.insert_errors += 1
             return

@@ -222,18 +222,7 @@ async def measure(base: str, setup: Setup, emu_url: str, changes: int) -> list[f
         for i in range(changes):
             user_id, email, token = rng.choice(setup.owners)
             subject = f"change {i} {uuid.uuid4().hex[:6]}"
-            start = (datetime.now(UTC) + timedelta(days=1 + i % 20)).replace(microsecond=0)
-            t0 = time.perf_counter()
-            resp = await http.post(
-                f"{emu_url}/calendar/v3/calendars/{email}/events",
-                headers={"Authorization": f"Bearer {token}"},
-                json={
-                    "summary": subject,
-                    "start": {"dateTime": start.isoformat()},
-                    "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-                },
-            )
-            resp.raise_for_status()
+            t0 = await insert_in_google(http, emu_url, email, token, subject, day=1 + i % 20)
             while True:
                 got = await http.get(
                     f"{base}/api/v1/activities", params={"owner": str(user_id)}, headers=headers
@@ -245,6 +234,26 @@ async def measure(base: str, setup: Setup, emu_url: str, changes: int) -> list[f
                 await asyncio.sleep(POLL_API_SECONDS)
             out.append(time.perf_counter() - t0)
     return out
+
+
+async def insert_in_google(
+    http: httpx.AsyncClient, emu_url: str, email: str, token: str, subject: str, *, day: int
+) -> float:
+    """An hour-long event made in Google (the emulator) by its owner, `day` days ahead;
+    returns time.perf_counter() from just before the request (a change's start)."""
+    start = (datetime.now(UTC) + timedelta(days=day)).replace(microsecond=0)
+    t0 = time.perf_counter()
+    resp = await http.post(
+        f"{emu_url}/calendar/v3/calendars/{email}/events",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "summary": subject,
+            "start": {"dateTime": start.isoformat()},
+            "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+        },
+    )
+    resp.raise_for_status()
+    return t0
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -33,7 +33,6 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -103,18 +102,9 @@ async def measure(
         for i in range(changes):
             _, email, token = rng.choice(setup.owners)
             subject = f"change {i} {uuid.uuid4().hex[:6]}"
-            start = (datetime.now(UTC) + timedelta(days=1 + i % 20)).replace(microsecond=0)
-            t0 = time.perf_counter()
-            resp = await http.post(
-                f"{emu_url}/calendar/v3/calendars/{email}/events",
-                headers={"Authorization": f"Bearer {token}"},
-                json={
-                    "summary": subject,
-                    "start": {"dateTime": start.isoformat()},
-                    "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
-                },
+            t0 = await base_bench.insert_in_google(
+                http, emu_url, email, token, subject, day=1 + i % 20
             )
-            resp.raise_for_status()
             subjects.append(subject)
             arrivals.made[subject] = t0
             if kill_every and restart is not None and i % kill_every == kill_every - 1:
