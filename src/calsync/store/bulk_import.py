@@ -28,7 +28,7 @@ from calsync.domain.activity import ActivityValues
 
 from . import changes, webhooks
 from .activities import Source
-from .base import UTCDateTime, new_id, utcnow
+from .base import UTCDateTime, chunked, new_id, utcnow
 from .models import Activity, Change, EventLink
 from .statuses import ActivitySource, ChangeKind, LinkState
 from .webhook_models import WebhookEndpoint
@@ -38,10 +38,6 @@ from .webhook_models import WebhookEndpoint
 _ACTIVITY = cast(Table, Activity.__table__)
 _CHANGE = cast(Table, Change.__table__)
 _LINK = cast(Table, EventLink.__table__)
-
-#: ids per IN (...) list: a page of Google's listing (2,500) in one query, far below SQLite's
-#: 32,766 bound parameters (since 3.32) and asyncpg's 32,767
-ID_CHUNK = 2500
 
 
 @dataclass(frozen=True)
@@ -332,12 +328,11 @@ async def linked_event_ids(
 ) -> set[str]:
     """Which of these events have a link in the binding (ids only, no rows loaded)."""
     out: set[str] = set()
-    ids = list(google_event_ids)
-    for i in range(0, len(ids), ID_CHUNK):
+    for chunk in chunked(google_event_ids):
         rows = await session.scalars(
             select(EventLink.google_event_id).where(
                 EventLink.binding_id == binding_id,
-                EventLink.google_event_id.in_(ids[i : i + ID_CHUNK]),
+                EventLink.google_event_id.in_(chunk),
             )
         )
         out.update(rows)
@@ -352,13 +347,12 @@ async def owned_activity_ids(
 ) -> set[uuid.UUID]:
     """Which of these activities exist and belong to `owner_id`."""
     out: set[uuid.UUID] = set()
-    ids = list(activity_ids)
-    for i in range(0, len(ids), ID_CHUNK):
+    for chunk in chunked(activity_ids):
         rows = await session.scalars(
             select(Activity.id).where(
                 Activity.tenant_id == tenant_id,
                 Activity.owner_id == owner_id,
-                Activity.id.in_(ids[i : i + ID_CHUNK]),
+                Activity.id.in_(chunk),
             )
         )
         out.update(rows)
@@ -371,8 +365,7 @@ async def count_live_linked(
     """How many of these events are linked to a live activity (what a deletion of them would
     remove from the CRM: the mass-delete guard's count)."""
     total = 0
-    ids = list(google_event_ids)
-    for i in range(0, len(ids), ID_CHUNK):
+    for chunk in chunked(google_event_ids):
         total += int(
             await session.scalar(
                 select(func.count())
@@ -381,7 +374,7 @@ async def count_live_linked(
                 .where(
                     EventLink.binding_id == binding_id,
                     EventLink.state == LinkState.LINKED,
-                    EventLink.google_event_id.in_(ids[i : i + ID_CHUNK]),
+                    EventLink.google_event_id.in_(chunk),
                     Activity.deleted_at.is_(None),
                 )
             )

@@ -18,8 +18,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
-from .base import utcnow
-from .bulk_import import ID_CHUNK
+from .base import chunked, utcnow
 from .models import OWED_WRITE, Activity, CalendarBinding, EventLink, GoogleConnection
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
@@ -38,12 +37,11 @@ async def by_events(
     session: AsyncSession, binding_id: uuid.UUID, google_event_ids: Collection[str]
 ) -> dict[str, EventLink]:
     out: dict[str, EventLink] = {}
-    ids = list(google_event_ids)
-    for i in range(0, len(ids), 500):
+    for chunk in chunked(google_event_ids):
         rows = await session.scalars(
             select(EventLink).where(
                 EventLink.binding_id == binding_id,
-                EventLink.google_event_id.in_(ids[i : i + 500]),
+                EventLink.google_event_id.in_(chunk),
             )
         )
         out.update({row.google_event_id: row for row in rows})
@@ -64,11 +62,10 @@ async def by_activities(
     session: AsyncSession, binding_id: uuid.UUID, activity_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, EventLink]:
     out: dict[uuid.UUID, EventLink] = {}
-    ids = list(activity_ids)
-    for i in range(0, len(ids), 500):
+    for chunk in chunked(activity_ids):
         rows = await session.scalars(
             select(EventLink).where(
-                EventLink.binding_id == binding_id, EventLink.activity_id.in_(ids[i : i + 500])
+                EventLink.binding_id == binding_id, EventLink.activity_id.in_(chunk)
             )
         )
         out.update({row.activity_id: row for row in rows if row.activity_id is not None})
@@ -88,11 +85,10 @@ async def linked_in_other_bindings(
         CalendarBinding.connection_id == connection_id, CalendarBinding.id != binding_id
     )
     out: set[uuid.UUID] = set()
-    ids = list(activity_ids)
-    for i in range(0, len(ids), 500):
+    for chunk in chunked(activity_ids):
         rows = await session.scalars(
             select(EventLink.activity_id).where(
-                EventLink.binding_id.in_(others), EventLink.activity_id.in_(ids[i : i + 500])
+                EventLink.binding_id.in_(others), EventLink.activity_id.in_(chunk)
             )
         )
         out.update(r for r in rows if r is not None)
@@ -107,15 +103,14 @@ async def links_elsewhere(
 ) -> dict[uuid.UUID, tuple[EventLink, CalendarBinding]]:
     """Each activity's link in another calendar of the same connection, with that calendar."""
     out: dict[uuid.UUID, tuple[EventLink, CalendarBinding]] = {}
-    ids = list(activity_ids)
-    for i in range(0, len(ids), 500):
+    for chunk in chunked(activity_ids):
         rows = await session.execute(
             select(EventLink, CalendarBinding)
             .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
             .where(
                 CalendarBinding.connection_id == connection_id,
                 CalendarBinding.id != binding_id,
-                EventLink.activity_id.in_(ids[i : i + 500]),
+                EventLink.activity_id.in_(chunk),
             )
             .order_by(EventLink.created_at)
         )
@@ -284,14 +279,13 @@ async def still_unlinked(
     """Which of these entries `unlinked_activities` returned are still the owner's, live and
     without a link in the binding (ids only: a streamed pull keeps what it read)."""
     out: set[uuid.UUID] = set()
-    ids = list(activity_ids)
-    for i in range(0, len(ids), ID_CHUNK):
+    for chunk in chunked(activity_ids):
         rows = await session.scalars(
             select(Activity.id).where(
                 Activity.tenant_id == tenant_id,
                 Activity.owner_id == owner_id,
                 Activity.deleted_at.is_(None),
-                Activity.id.in_(ids[i : i + ID_CHUNK]),
+                Activity.id.in_(chunk),
                 Activity.id.not_in(_linked_here(binding_id)),
             )
         )
@@ -346,12 +340,9 @@ async def activities(
     session: AsyncSession, tenant_id: uuid.UUID, activity_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, Activity]:
     out: dict[uuid.UUID, Activity] = {}
-    ids = list(activity_ids)
-    for i in range(0, len(ids), 500):
+    for chunk in chunked(activity_ids):
         rows = await session.scalars(
-            select(Activity).where(
-                Activity.tenant_id == tenant_id, Activity.id.in_(ids[i : i + 500])
-            )
+            select(Activity).where(Activity.tenant_id == tenant_id, Activity.id.in_(chunk))
         )
         out.update({row.id: row for row in rows})
     return out
@@ -444,13 +435,12 @@ async def read_only_reasons(
         if item.recurring_parent_id is not None:
             wanted.setdefault(item.recurring_parent_id, []).append(item)
     out: dict[uuid.UUID, set[str]] = {}
-    ids = list(wanted)
-    for i in range(0, len(ids), 500):
+    for chunk in chunked(wanted):
         rows = await session.execute(
             select(EventLink.activity_id, EventLink.read_only, GoogleConnection.user_id)
             .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
             .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
-            .where(EventLink.activity_id.in_(ids[i : i + 500]), EventLink.read_only.is_not(None))
+            .where(EventLink.activity_id.in_(chunk), EventLink.read_only.is_not(None))
         )
         for activity_id, reason, user_id in rows:
             if activity_id is None or reason is None:
