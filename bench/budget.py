@@ -45,7 +45,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ from calsync.jobs.inprocess import InProcessRunner
 from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Reason
 from calsync.settings import Settings
-from calsync.store import activities, bindings, connections, crypto, tenants, users
+from calsync.store import activities, bindings, crypto, tenants
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
 from calsync.store.models import Activity, CalendarBinding, SyncRun
@@ -132,33 +132,22 @@ async def prepare(http: httpx.AsyncClient, db: Database, n: int) -> tuple[uuid.U
         tenant = await tenants.create(s, f"bench-{uuid.uuid4().hex[:8]}")
         await s.commit()
     made: list[Cal] = []
-    sem = asyncio.Semaphore(16)
+    sem, writing = asyncio.Semaphore(16), asyncio.Lock()
 
     async def one(i: int) -> None:
         email = f"u{i}@budget.example"
         async with sem:
-            await http.post("/emulator/v1/accounts", json={"email": email})
-            tok = (
-                await http.post(
-                    f"/emulator/v1/accounts/{email}/tokens", json={"expires_in": TOKEN_SECONDS}
-                )
-            ).json()
-            async with db.session() as s:
-                user = await users.create(s, tenant.id, email)
-                conn = await connections.create(
-                    s,
-                    tenant.id,
-                    user.id,
-                    google_email=email,
-                    refresh_token="bench-no-refresh",
-                    access_token=tok["access_token"],
-                    access_token_expires_at=datetime.now(UTC) + timedelta(days=29),
-                )
-                b = await bindings.create(
-                    s, tenant.id, conn.id, email, role="both", direction="two_way"
-                )
-                await s.commit()
-            made.append(Cal(b.id, user.id, email, tok["access_token"]))
+            user_id, binding_id, token = await base_bench.connect_account(
+                http,
+                db,
+                tenant.id,
+                email,
+                token_seconds=TOKEN_SECONDS,
+                writing=writing,
+                role="both",
+                direction="two_way",
+            )
+            made.append(Cal(binding_id, user_id, email, token))
 
     await asyncio.gather(*(one(i) for i in range(n)))
     return tenant.id, made

@@ -36,6 +36,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -120,38 +121,58 @@ async def prepare(
         tenant = await tenants.create(s, f"bench-{uuid.uuid4().hex[:8]}")
         _, admin_key = await apikeys.create(s, tenant.id)
         await s.commit()
-    sem = asyncio.Semaphore(32)
-    # the emulator calls run 32 at a time, the database writes one at a time: SQLite's deferred
-    # transactions that read before they write cannot wait for each other ("database is
-    # locked" under load), and one writer is as fast here
-    writing = asyncio.Lock()
+    sem, writing = asyncio.Semaphore(32), asyncio.Lock()
 
     async def one(i: int) -> None:
         email = f"u{i}@bench.example"
         async with sem:
-            await http.post("/emulator/v1/accounts", json={"email": email})
-            tok = (
-                await http.post(f"/emulator/v1/accounts/{email}/tokens", json={"expires_in": 86400})
-            ).json()
-            async with writing, db.session() as s:
-                user = await users.create(s, tenant.id, email)
-                conn = await connections.create(
-                    s,
-                    tenant.id,
-                    user.id,
-                    google_email=email,
-                    refresh_token="bench-no-refresh",
-                    access_token=tok["access_token"],
-                    access_token_expires_at=datetime.now(UTC) + timedelta(hours=23),
-                )
-                b = await bindings.create(s, tenant.id, conn.id, email, summary=email)
-                await s.commit()
-            owners.append((user.id, email, tok["access_token"]))
-            binding_ids.append(b.id)
+            user_id, binding_id, token = await connect_account(
+                http, db, tenant.id, email, token_seconds=86400, writing=writing, summary=email
+            )
+            owners.append((user_id, email, token))
+            binding_ids.append(binding_id)
 
     await asyncio.gather(*(one(i) for i in range(n)))
     await http.aclose()
     return Setup(db, settings, admin_key, owners), binding_ids
+
+
+async def connect_account(
+    http: httpx.AsyncClient,
+    db: Database,
+    tenant_id: uuid.UUID,
+    email: str,
+    *,
+    token_seconds: int,
+    writing: asyncio.Lock,
+    **binding: Any,
+) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A Google account in the emulator with an access token (`http`: the emulator's), and in
+    calsync its user, its connection and a binding of its primary calendar (`binding`:
+    bindings.create's options); returns (user id, binding id, access token). The emulator
+    calls may run many at a time; the database writes take `writing`, one at a time: SQLite's
+    deferred transactions that read before they write cannot wait for each other ("database
+    is locked" under load), and one writer is as fast here."""
+    await http.post("/emulator/v1/accounts", json={"email": email})
+    made = await http.post(
+        f"/emulator/v1/accounts/{email}/tokens", json={"expires_in": token_seconds}
+    )
+    token = str(made.json()["access_token"])
+    async with writing, db.session() as s:
+        user = await users.create(s, tenant_id, email)
+        conn = await connections.create(
+            s,
+            tenant_id,
+            user.id,
+            google_email=email,
+            refresh_token="bench-no-refresh",
+            access_token=token,
+            # an hour early: the engine never refreshes (the refresh token is a placeholder)
+            access_token_expires_at=datetime.now(UTC) + timedelta(seconds=token_seconds - 3600),
+        )
+        b = await bindings.create(s, tenant_id, conn.id, email, **binding)
+        await s.commit()
+    return user.id, b.id, token
 
 
 async def first_syncs(setup: Setup, binding_ids: list[uuid.UUID]) -> GoogleAccess:
