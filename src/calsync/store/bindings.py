@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, literal, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.direction import Direction
@@ -110,26 +110,8 @@ async def _set(session: AsyncSession, binding_id: uuid.UUID, **values: object) -
     )
 
 
-async def owed_since(session: AsyncSession, binding_id: uuid.UUID) -> datetime | None:
-    """When a webhook last asked for a sync not yet done (None: nothing owed)."""
-    return await session.scalar(
-        select(CalendarBinding.sync_owed_at).where(CalendarBinding.id == binding_id)
-    )
-
-
 async def mark_owed(session: AsyncSession, binding_id: uuid.UUID, at: datetime) -> None:
     await _set(session, binding_id, sync_owed_at=at)
-
-
-async def settle_owed(session: AsyncSession, binding_id: uuid.UUID, seen: datetime) -> None:
-    """A sync that started after the webhook marked at `seen` succeeded: nothing is owed, unless
-    another webhook came meanwhile (then the mark changed and stays)."""
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id, CalendarBinding.sync_owed_at == seen)
-        .values(sync_owed_at=None)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def extend_lock(
@@ -154,38 +136,8 @@ async def release(session: AsyncSession, binding_id: uuid.UUID, owner: str) -> N
     )
 
 
-async def save_sync_token(
-    session: AsyncSession, binding_id: uuid.UUID, token: str | None, time_zone: str | None
-) -> None:
-    """Remember the token a finished list gave; a first sync becomes incremental. A stage set
-    while the run was going (disabled by the calendarList check, paused) is left alone."""
-    values: dict[str, object] = {
-        "sync_token": token,
-        "stage": case(
-            # a bare enum member in a CASE would be a bind of no type: say it is the column's
-            (
-                CalendarBinding.stage == BindingStage.INITIAL,
-                literal(BindingStage.INCREMENTAL, CalendarBinding.stage.type),
-            ),
-            else_=CalendarBinding.stage,
-        ),
-    }
-    if time_zone:
-        values["time_zone"] = time_zone
-    await _set(session, binding_id, **values)
-
-
 async def drop_sync_token(session: AsyncSession, binding_id: uuid.UUID) -> None:
     await _set(session, binding_id, sync_token=None)
-
-
-async def set_push_seq(session: AsyncSession, binding_id: uuid.UUID, seq: int) -> None:
-    await _set(session, binding_id, push_seq=seq)
-
-
-async def set_scanned_key(session: AsyncSession, binding_id: uuid.UUID, key: str) -> None:
-    """The push scanned the whole window under these settings (sync.scans)."""
-    await _set(session, binding_id, scanned_key=key)
 
 
 async def set_stage(
@@ -244,27 +196,3 @@ async def resume(
     )
     await session.refresh(binding)
     return binding
-
-
-async def deletions_applied(session: AsyncSession, binding_id: uuid.UUID) -> None:
-    """A run applied the confirmed deletions: the confirmation is used up."""
-    await _set(session, binding_id, deletions_confirmed=False, guarded_deletions=None)
-
-
-async def finished(
-    session: AsyncSession,
-    binding_id: uuid.UUID,
-    *,
-    ok: bool,
-    at: datetime,
-    retry_in: timedelta | None = None,
-) -> None:
-    """Record a sync's end: success resets the failure count, failure counts up and backs off."""
-    values: dict[str, object] = {"last_sync_at": at}
-    if ok:
-        values.update(last_success_at=at, failure_count=0, next_sync_at=None)
-    else:
-        values["failure_count"] = CalendarBinding.failure_count + 1
-        if retry_in is not None:
-            values["next_sync_at"] = at + retry_in
-    await _set(session, binding_id, **values)

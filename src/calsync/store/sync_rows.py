@@ -165,10 +165,11 @@ async def end_binding(
     deletions_applied: bool = False,
     listed: tuple[str | None, str | None, str] | None = None,
 ) -> None:
-    """One UPDATE for the binding's end of run: store.bindings.finished, save_sync_token
-    (`listed`: token, zone, private-events policy), set_push_seq, set_scanned_key,
-    settle_owed, deletions_applied and release together, only while the lock is this owner's;
-    the debt is cleared only if still the one seen at the start."""
+    """One UPDATE for the binding's end of run, only while the lock is this owner's: last sync
+    and failure count (backing off after a failure), the sync token the listing reached
+    (`listed`: token, zone, private-events policy), the push cursor, the scan key, the
+    webhook debt (cleared only if still the one seen at the start), the confirmed deletions
+    used up, and the lock released."""
     values: dict[str, object] = {
         "last_sync_at": at,
         "locked_by": None,  # released (the UPDATE is this owner's only)
@@ -191,8 +192,8 @@ async def end_binding(
     if deletions_applied:
         values.update(deletions_confirmed=False, guarded_deletions=None)
     if listed is not None:
-        # store.bindings.save_sync_token: a first sync becomes incremental; a stage set while
-        # the run was going (disabled by the calendarList check, paused) is left alone
+        # a first sync becomes incremental; a stage set while the run was going (disabled by
+        # the calendarList check, paused) is left alone
         token, zone, private_events = listed
         values.update(
             sync_token=token,
