@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync import clock
 from calsync.jobs.inprocess import InProcessRunner
 from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Reason
 from calsync.store import channels as stored
+from calsync.store.models import CalendarBinding
 from calsync.sync.channels.service import Channels
 from calsync.sync.context import Hooks
 from calsync.sync.engine import sync_binding
@@ -23,6 +26,21 @@ from tests.jobs.conftest import runs_of
 
 from .conftest import Served
 from .test_evidence import _connected
+
+
+async def echo_owed(session: AsyncSession, binding_id: uuid.UUID) -> datetime | None:
+    """Since when the binding's channel owes the echo of a write (None: it owes none): an
+    expectation stored and no verified notification since."""
+    row = (
+        await session.execute(
+            select(CalendarBinding.channel_echo_since, CalendarBinding.channel_heard_at).where(
+                CalendarBinding.id == binding_id
+            )
+        )
+    ).one()
+    since, heard = row
+    return since if since is not None and (heard is None or heard < since) else None
+
 
 GRACE = timedelta(minutes=2)
 
@@ -86,7 +104,7 @@ async def test_a_healthy_channel_echoes_our_write_and_nothing_more_is_spent(
     # the receiver heard the echo: the one write per notification stamped it
     await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)
     async with served.world.db.session() as s:
-        assert await stored.echo_owed(s, binding_id) is None
+        assert await echo_owed(s, binding_id) is None
         await s.commit()
     seq = last_seq(served)
     await tick(served, runner, GRACE.total_seconds() + 60)
@@ -136,7 +154,7 @@ async def test_the_expectation_is_stored_before_the_write(
 
     async def after_write(*_: Any) -> None:
         async with served.world.db.session() as s:
-            seen.append(await stored.echo_owed(s, binding_id))
+            seen.append(await echo_owed(s, binding_id))
             await s.commit()
         raise RuntimeError("the process dies right after Google's answer")
 
@@ -161,7 +179,7 @@ async def test_a_new_channel_does_not_owe_the_old_ones_echo(served: Served) -> N
     db, access, settings = served.world.db, served.services.access, served.services.settings
     assert await Channels(db, access, settings).watch(binding_id)
     async with served.world.db.session() as s:
-        assert await stored.echo_owed(s, binding_id) is None
+        assert await echo_owed(s, binding_id) is None
         await s.commit()
 
 
@@ -199,7 +217,7 @@ async def test_a_write_google_did_not_apply_owes_no_echo(
     ]
     assert len(deletes) == 2, deletes  # the person's, then calsync's: already gone
     async with served.world.db.session() as s:
-        assert await stored.echo_owed(s, binding_id) is None
+        assert await echo_owed(s, binding_id) is None
         await s.commit()
     await tick(served, runner, GRACE.total_seconds() + 60)
     binding = await served.binding(binding_id)

@@ -493,16 +493,3 @@ async def echo_missed(session: AsyncSession, owed: OwedEcho, at: datetime) -> bo
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
-
-
-async def echo_owed(session: AsyncSession, binding_id: uuid.UUID) -> datetime | None:
-    """Since when the binding's channel owes the echo of a write (None: it owes none)."""
-    b = CalendarBinding
-    row = (
-        await session.execute(
-            select(b.channel_echo_since, b.channel_heard_at).where(b.id == binding_id)
-        )
-    ).first()
-    if row is None or row[0] is None or (row[1] is not None and row[1] >= row[0]):
-        return None
-    return row[0]

@@ -393,28 +393,3 @@ async def set_change_rate(
         .values(google_change_rate=rate, google_rate_at=at)
         .execution_options(synchronize_session=False)
     )
-
-
-async def channel_watch(session: AsyncSession, binding_id: uuid.UUID) -> ChannelWatch:
-    """What the connection status shows of a binding's channel: under suspicion since when,
-    and whether it owes the echo of a write."""
-    row = (
-        await session.execute(
-            select(
-                CalendarBinding.channel_suspect_since,
-                CalendarBinding.channel_echo_since,
-                CalendarBinding.channel_heard_at,
-            ).where(CalendarBinding.id == binding_id)
-        )
-    ).first()
-    if row is None:
-        return ChannelWatch(None, None)
-    suspect, echo, heard = row
-    owed = echo if echo is not None and (heard is None or heard < echo) else None
-    return ChannelWatch(suspect, owed)
-
-
-@dataclass(frozen=True)
-class ChannelWatch:
-    suspect_since: datetime | None
-    echo_owed_since: datetime | None
