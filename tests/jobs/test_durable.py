@@ -217,6 +217,74 @@ async def test_a_sync_that_lost_its_lock_stops_before_writing_more(h: Harness) -
         assert binding is not None and binding.sync_token is None  # the stopped sync saved nothing
 
 
+class Stall:
+    """The executor's monotonic clock, moved by the test: a process stopped (SIGSTOP, a long GC
+    pause, a starved VM) sees its clock jump when it wakes, with no renewal run meanwhile."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def stalled_in_its_pull(h: Harness, executor: Executor, stall: Stall, *, taken: bool):
+    """Run the executor's sync of a CRM entry; while its listing is under way, the process
+    "stalls" past its lock timeout (and, if `taken`, another worker takes the binding)."""
+    await h.activity("Written only by the holder", at(3, 10))
+    h.emu.control("POST", "/latency", {"ms": 400})  # the listing is under way a while
+    try:
+        run = asyncio.create_task(executor.run(h.binding_id, Reason.MANUAL, False))
+        async with asyncio.timeout(10):
+            while True:  # the sync has its lock
+                async with h.db.session() as s:
+                    if await schedule.lock_holder(s, h.binding_id) is not None:
+                        break
+                await asyncio.sleep(0.01)
+        if taken:
+            await lock_as(h, "far.example:1:1:new-holder")  # as after the old lock ran out
+        stall.now += executor.lock_ttl.total_seconds() + 1
+        return await run
+    finally:
+        h.emu.control("POST", "/latency", {"ms": 0})
+
+
+async def test_a_sync_that_wakes_past_its_lock_writes_nothing_to_google(h: Harness) -> None:
+    """A process stalled past its lock timeout wakes in the middle of a sync. Its keeper renews
+    only every few seconds, so without a check the push would write to Google beside the new
+    holder before the keeper noticed. Before every request that changes Google the runner looks
+    at its lease: older than half the timeout, it is renewed first; found taken, the sync stops
+    and Google is not written."""
+    stall = Stall()
+    executor = Executor(
+        h.db, h.google, lock_ttl=timedelta(seconds=60), heartbeat=30, monotonic=stall
+    )
+    mark = h.mark()
+    result = await stalled_in_its_pull(h, executor, stall, taken=True)
+    assert busy(result), result
+    writes = [r for r in h.requests_since(mark) if r["method"] != "GET"]
+    assert writes == [], writes
+    assert [e.summary for e in await h.events()] == []
+    async with h.db.session() as s:
+        assert await schedule.lock_holder(s, h.binding_id) == "far.example:1:1:new-holder"
+
+
+async def test_a_sync_that_wakes_with_its_lock_still_free_renews_it_and_writes(
+    h: Harness,
+) -> None:
+    """The same stall with nobody taking the binding over: the stale lease is renewed before
+    the write, and the sync goes on and writes the entry once."""
+    stall = Stall()
+    executor = Executor(
+        h.db, h.google, lock_ttl=timedelta(seconds=60), heartbeat=30, monotonic=stall
+    )
+    result = await stalled_in_its_pull(h, executor, stall, taken=False)
+    assert result.ok, result.error
+    assert [e.summary for e in await h.events()] == ["Written only by the holder"]
+    async with h.db.session() as s:
+        assert await schedule.lock_holder(s, h.binding_id) is None
+
+
 async def test_a_run_whose_lock_was_taken_stores_nothing_over_the_new_holder(h: Harness) -> None:
     """Without a keeper (a sync run directly, or one stalled between its last renewal and its
     end): the run's end finds the lock someone else's and leaves the binding's cursors alone."""

@@ -131,7 +131,11 @@ async def _send_chunk(
             },
         )
 
+    writes = any(call.method != "GET" for call in batch_calls)
+
     async def once() -> list[Any]:
+        if writes and client.before_write is not None:
+            await client.before_write()
         resp = await client.send_authorized(make, cost=len(batch_calls))
         if resp.status_code >= 400:
             raise errors.from_response(resp.status_code, resp.headers, resp.content)

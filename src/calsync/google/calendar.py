@@ -10,7 +10,7 @@ Many clients may share one pooled `httpx.AsyncClient` (`make_http_client`) and o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -151,6 +151,9 @@ class CalendarClient:
         self.api_root = self.settings.calendar_api_root
         self.batch_url = self.settings.batch_url
         self.batch_size = batch_size or self.settings.google_batch_size
+        #: awaited before every request that changes Google (each attempt of it): a runner's
+        #: check that it still holds the calendar's lock (jobs/execute.py); it raises to stop
+        self.before_write: Callable[[], Awaitable[None]] | None = None
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -197,6 +200,8 @@ class CalendarClient:
         return resp
 
     async def _once(self, call: ApiCall[T]) -> T:
+        if call.method != "GET" and self.before_write is not None:
+            await self.before_write()
         resp = await self.send_authorized(lambda token: self.build_request(call, token))
         if resp.status_code >= 400:
             raise errors.from_response(resp.status_code, resp.headers, resp.content)

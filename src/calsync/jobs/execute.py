@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from calsync.google.calendar import count_requests
 from calsync.store import bindings, schedule
@@ -50,6 +52,8 @@ class Executor:
     #: makes a new channel for a binding whose channel a poll caught silent (None: the poll's
     #: evidence is not looked at)
     rewatch: Callable[[uuid.UUID], Awaitable[object]] | None = None
+    #: the lease's clock (a process's stall shows as a jump in it; tests move it)
+    monotonic: Callable[[], float] = time.monotonic
 
     async def run(self, binding_id: uuid.UUID, reason: Reason, full: bool) -> RunResult:
         """Sync one binding now; cancelled (shutdown past the grace period) → the lock is
@@ -95,12 +99,13 @@ class Executor:
         started = utcnow()
         this = asyncio.current_task()
         assert this is not None
-        lost = asyncio.Event()
+        # taken before the lock is, so the lease is never thought longer than the lock's
+        lease = _Lease(self, binding_id, owner, this, since=self.monotonic())
         keeper: asyncio.Task[None] | None = None
 
         async def keep() -> None:  # the engine holds the lock now
             nonlocal keeper
-            keeper = asyncio.create_task(self._keep_lock(binding_id, owner, this, lost))
+            keeper = asyncio.create_task(self._keep_lock(lease))
 
         async def stop_keeping() -> None:  # the engine is about to release it
             if keeper is not None:
@@ -117,12 +122,15 @@ class Executor:
                 full=full,
                 owner=owner,
                 lock_ttl=self.lock_ttl,
-                hooks=Hooks(after_lock=keep, before_release=stop_keeping),
+                hooks=Hooks(
+                    after_lock=keep, before_release=stop_keeping, before_google_write=lease.check
+                ),
             )
         except asyncio.CancelledError:
-            if lost.is_set() and this.uncancel() == 0:
-                # stopped by the keeper, not by a shutdown: the binding is the new holder's (it
-                # closes this run as abandoned when it takes the lock), so nothing is handed back
+            if lease.lost and this.uncancel() == 0:
+                # stopped because the lock is another's, not by a shutdown: the binding is the
+                # new holder's (it closes this run as abandoned when it takes the lock), so
+                # nothing is handed back
                 log.error(
                     "lost the lock of a binding during its sync (renewals failed for longer than "
                     "the lock timeout) and stopped the sync; the new holder syncs it",
@@ -135,27 +143,23 @@ class Executor:
         finally:
             await stop_keeping()
 
-    async def _keep_lock(
-        self, binding_id: uuid.UUID, owner: str, sync: asyncio.Task[object], lost: asyncio.Event
-    ) -> None:
+    async def _keep_lock(self, lease: _Lease) -> None:
         """Renew the lock while the sync runs. Renewals that failed for longer than the TTL
         (a stalled process, a database that did not answer) let another worker take the
         binding: the renewal then finds the lock not ours, and the sync is stopped at once so
         two workers never go on writing one binding's events (a fence; the new holder redoes
-        whatever this one left half done, as after a crash)."""
+        whatever this one left half done, as after a crash). Google writes are fenced by the
+        lease's own check (`_Lease.check`), which does not wait for this loop to wake."""
         every = max(0.05, min(self.heartbeat, self.lock_ttl.total_seconds() / 3))
         while True:
             await asyncio.sleep(every)
             try:
-                async with self.db.session() as s:
-                    held = await bindings.extend_lock(s, binding_id, owner, self.lock_ttl)
-                    await s.commit()
+                held = await lease.renew()
             except Exception:  # a failed renewal is retried; the TTL leaves room for two
                 log.warning("could not renew a binding lock", exc_info=True)
                 continue
             if not held:
-                lost.set()
-                sync.cancel()
+                lease.lose()
                 return
 
     async def _abandon(self, binding_id: uuid.UUID, since: datetime) -> None:
@@ -182,6 +186,49 @@ class Executor:
         if freed:
             log.warning("released bindings left in progress by a dead worker: %d", len(freed))
         return freed
+
+
+@dataclass
+class _Lease:
+    """How long this run can count on its binding's lock: since its last renewal (by this
+    process's monotonic clock, which a stall moves on) plus the lock's TTL."""
+
+    executor: Executor
+    binding_id: uuid.UUID
+    owner: str
+    sync: asyncio.Task[Any]
+    since: float
+    lost: bool = False
+
+    async def renew(self) -> bool:
+        """Extend the lock; False when it is another worker's now."""
+        at = self.executor.monotonic()
+        async with self.executor.db.session() as s:
+            held = await bindings.extend_lock(
+                s, self.binding_id, self.owner, self.executor.lock_ttl
+            )
+            await s.commit()
+        if held:
+            self.since = max(self.since, at)
+        return held
+
+    def lose(self) -> None:
+        """Stop the sync: another worker holds the binding."""
+        self.lost = True
+        self.sync.cancel()
+
+    async def check(self) -> None:
+        """Before a request that changes Google. The keeper renews every few seconds, but a
+        process that stalled past the lock's TTL wakes with the sync and the keeper both due,
+        in no set order: a lease older than half the TTL is renewed here first, and a lock
+        found taken stops the sync before the write leaves (no statement while it is fresh)."""
+        if self.executor.monotonic() - self.since < self.executor.lock_ttl.total_seconds() / 2:
+            return
+        if await self.renew():
+            return
+        self.lose()
+        await asyncio.sleep(0)  # the cancellation lands here, in the sync's own task
+        raise asyncio.CancelledError  # (only if it ran outside the sync's task)
 
 
 def _caught_silent(evidence: schedule.ChannelEvidence, result: RunResult) -> bool:

@@ -32,6 +32,9 @@ class Hooks:
     # it is released (jobs/execute.py), so it never mistakes its own release for a loss
     after_lock: Hook | None = None
     before_release: Hook | None = None
+    # () before every request that changes Google (CalendarClient.before_write): the runner's
+    # check that its lock was not taken while the process stalled; it raises to stop the run
+    before_google_write: Hook | None = None
 
     async def fire(self, name: str, *args: Any) -> None:
         hook = getattr(self, name)

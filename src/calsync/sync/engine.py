@@ -212,6 +212,8 @@ async def _locked(
     try:
         tokens = google.tokens(db, tenant, connection)
         client = google.client(tokens)
+        if hooks is not None:
+            client.before_write = hooks.before_google_write
         private_events = connection.private_events or PrivateEvents.IMPORT
         # the user changed the private-events policy: list everything and re-apply it
         reapply = (
