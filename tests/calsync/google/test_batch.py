@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from calsync.google import batch, calls, errors
 from calsync.google.calendar import CalendarClient
 from calsync.google.models import Event
@@ -155,3 +157,40 @@ def test_encode_and_decode_round_trip() -> None:
     assert parts["x+0"][0] == 200 and parts["x+0"][1]["etag"] == '"10"'
     assert parts["x+0"][2].strip() == b'{"id": "e1"}'
     assert parts["x+1"][0] == 204
+
+
+async def test_before_write_runs_before_every_request_that_changes_google(
+    emulator: Emulator, client: CalendarClient, alice: str
+) -> None:
+    """The runner's lease check (jobs/execute.py) hangs on `before_write`: awaited before each
+    write, single or batched, never before a read; raising from it sends nothing."""
+    checks: list[str] = []
+
+    async def check() -> None:
+        checks.append("check")
+
+    client.before_write = check
+    created = await client.insert_event(alice, meeting("checked"))
+    assert created.id is not None
+    await client.get_event(alice, created.id)
+    [page async for page in client.list_events(alice)]
+    assert checks == ["check"]
+    await client.batch([calls.events_get(alice, created.id)])
+    assert checks == ["check"]
+    await client.batch([calls.events_patch(alice, created.id, {"summary": "x"})])
+    assert checks == ["check", "check"]
+
+    class Stop(Exception):
+        pass
+
+    async def refuse() -> None:
+        raise Stop
+
+    client.before_write = refuse
+    mark = log_mark(emulator)
+    with pytest.raises(Stop):
+        await client.delete_event(alice, created.id)
+    with pytest.raises(Stop):
+        await client.batch([calls.events_delete(alice, created.id)])
+    assert log_since(emulator, mark) == []
+    assert (await client.get_event(alice, created.id)).summary == "x"
