@@ -26,7 +26,9 @@ async def test_is_a_job_queue(make_runner: Any) -> None:
 
 
 async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_runner: Any) -> None:
-    """100 webhook notifications for one binding → at most 2 syncs, never two at once."""
+    """100 webhook notifications for one binding → at most 2 syncs, never two at once: one
+    running and one waiting at any moment, so the burst that arrives while a sync runs is one
+    follow-up."""
     h.emu.control("POST", "/latency", {"ms": 100})  # a sync outlasts the burst
     runner = await make_runner()
     await start_running(runner)
@@ -34,6 +36,7 @@ async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_r
         await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)
         if i % 10 == 0:
             await asyncio.sleep(0.005)  # let the first one start: the rest arrive meanwhile
+    burst_over = utcnow()
 
     async def settled() -> bool:
         runs = await runs_of(db, [h.binding_id])
@@ -43,7 +46,11 @@ async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_r
     await asyncio.sleep(1.5)  # a follow-up, if any, has had time to start and finish
     await wait_until(settled)
     runs = await runs_of(db, [h.binding_id])
-    assert 1 <= len(runs) <= 2, [(r.trigger, r.outcome) for r in runs]
+    # each sync that ended while the burst was still arriving (a loaded machine enqueues slower
+    # than a sync runs; CI saw 3 syncs at load 10) lets the next waiting one start: beyond those,
+    # one running and one waiting when the burst ended
+    ended_during = sum(1 for r in runs if r.finished_at is not None and r.finished_at < burst_over)
+    assert 1 <= len(runs) <= 2 + ended_during, [(r.trigger, r.outcome) for r in runs]
     assert all(r.trigger == "webhook" and r.outcome == "ok" for r in runs)
     assert_never_concurrent(runs)
 
