@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
-from .models import CalendarBinding, EventLink, GoogleConnection, SyncIssue, SyncRun
+from .models import CalendarBinding, GoogleConnection, SyncIssue, SyncRun
 from .statuses import AuthMode, BindingRole, ConnectionStatus
 
 
@@ -54,13 +54,6 @@ async def unselect_binding(session: AsyncSession, binding: CalendarBinding) -> N
         .execution_options(synchronize_session=False)
     )
     await session.flush()
-
-
-async def remove_binding(session: AsyncSession, binding_id: uuid.UUID) -> None:
-    """A calendar the user no longer syncs: its links, runs and issues go; activities stay."""
-    await session.execute(delete(EventLink).where(EventLink.binding_id == binding_id))
-    await session.execute(delete(SyncIssue).where(SyncIssue.binding_id == binding_id))
-    await session.execute(delete(CalendarBinding).where(CalendarBinding.id == binding_id))
 
 
 async def set_enabled(session: AsyncSession, connection: GoogleConnection, enabled: bool) -> None:

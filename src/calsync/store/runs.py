@@ -80,18 +80,6 @@ async def running(session: AsyncSession, binding_ids: Collection[uuid.UUID]) -> 
     return result.all()
 
 
-async def for_binding(
-    session: AsyncSession, binding_id: uuid.UUID, limit: int = 50
-) -> Sequence[SyncRun]:
-    result = await session.scalars(
-        select(SyncRun)
-        .where(SyncRun.binding_id == binding_id)
-        .order_by(SyncRun.started_at.desc())
-        .limit(limit)
-    )
-    return result.all()
-
-
 async def report_issue(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -207,13 +195,6 @@ def record_conflict(
     )
     session.add(conflict)
     return conflict
-
-
-async def conflicts_for_binding(session: AsyncSession, binding_id: uuid.UUID) -> Sequence[Conflict]:
-    result = await session.scalars(
-        select(Conflict).where(Conflict.binding_id == binding_id).order_by(Conflict.decided_at)
-    )
-    return result.all()
 
 
 async def conflicts_for_bindings(
