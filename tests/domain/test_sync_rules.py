@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -266,6 +267,19 @@ def test_google_ids_are_valid_and_reversible(value: uuid.UUID) -> None:
     assert is_valid_client_id(event_id) and len(event_id) == 26
     assert activity_id_from_event_id(event_id) == value
     assert google_event_id(value) == event_id  # deterministic
+
+
+@given(
+    st.text(alphabet="0123456789abcdefghijklmnopqrstuv", min_size=26, max_size=26)
+    | st.text(alphabet="0123456789abcdefghijklmnopqrstuvwxyzV_-", min_size=24, max_size=28)
+)
+def test_ids_read_back_as_base64_decodes_them(event_id: str) -> None:
+    """activity_id_from_event_id reads the id with int(..., 32): the same UUID as base64's
+    base32hex decoder for every id (padding bits set or not), None for the same ones."""
+    expected = None
+    if len(event_id) == 26 and is_valid_client_id(event_id):
+        expected = uuid.UUID(bytes=base64.b32hexdecode(event_id.upper() + "======"))
+    assert activity_id_from_event_id(event_id) == expected
 
 
 def test_foreign_ids_are_not_ours() -> None:
