@@ -78,8 +78,11 @@ def text(value: str | None) -> str:
     """Line endings and trailing white space differ between clients; the words do not."""
     if not value:
         return ""
-    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "\n".join(line.rstrip() for line in lines).strip()
+    if "\n" not in value and "\r" not in value:
+        return value.strip()  # one line (most titles and places): the same, without the split
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in value.split("\n")).strip()
 
 
 def instant(value: date | datetime) -> str:
