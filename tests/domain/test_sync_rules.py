@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -122,6 +125,23 @@ def test_text_normalises_as_line_by_line_did(value: str) -> None:
     expected = "\n".join(line.rstrip() for line in lines).strip()
     assert f.text(value) == expected
     assert f.text(f.text(value)) == f.text(value)
+
+
+@given(
+    st.text(max_size=6),
+    st.sampled_from(["", "Room é", 'a"b\\']),
+    st.booleans(),
+    st.lists(st.sampled_from(["RRULE:FREQ=DAILY;COUNT=2", "EXDATE:20260310T080000Z"])),
+)
+def test_hashes_are_the_sha256_of_sorted_compact_json(
+    summary: str, location: str, cancelled: bool, recurrence: list[str]
+) -> None:
+    """Links store these hashes: however content_hash writes its JSON, it must stay the text
+    json.dumps(sort_keys=True, separators=(",", ":")) gave, or every link would look changed."""
+    values = entry(summary, location=location, recurrence=recurrence)
+    values = dataclasses.replace(values, cancelled=cancelled)
+    text = json.dumps(values.to_json(), sort_keys=True, separators=(",", ":"))
+    assert f.content_hash(values) == hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def test_json_round_trip() -> None:
