@@ -66,6 +66,7 @@ def rss_mb() -> float:
 async def run_calsync(url: str, token: str, database: str) -> dict[str, Any]:
     from pydantic import SecretStr
 
+    from calsync import runtime
     from calsync.google.retry import RetryPolicy
     from calsync.settings import Settings
     from calsync.store import bindings, connections, crypto, tenants, users
@@ -73,6 +74,7 @@ async def run_calsync(url: str, token: str, database: str) -> dict[str, Any]:
     from calsync.sync.engine import sync_binding
     from calsync.sync.tokens import GoogleAccess
 
+    runtime.tune_gc()  # as `calsync serve`, `worker` and `sync` start
     crypto.install(crypto.Keyring([crypto.generate_key()]))
     db = Database(database)  # migrated by the "migrate" child: alembic is not the import's
     async with db.session() as s:

@@ -21,7 +21,7 @@ MAX_LINES = 600
 
 # bottom → top: a module may import its own layer and any layer of a lower rank
 LAYERS: dict[str, int] = {
-    "base": 0,  # calsync/__init__, settings, obs, i18n, clock: imported by everything
+    "base": 0,  # calsync/__init__, settings, obs, i18n, clock, runtime: imported by everything
     "domain": 1,
     "google": 2,
     "store": 2,
@@ -31,7 +31,14 @@ LAYERS: dict[str, int] = {
     "web": 5,
     "cli": 6,
 }
-BASE = {"calsync", "calsync.settings", "calsync.obs", "calsync.i18n", "calsync.clock"}
+BASE = {
+    "calsync",
+    "calsync.settings",
+    "calsync.obs",
+    "calsync.i18n",
+    "calsync.clock",
+    "calsync.runtime",
+}
 # same rank, and still not allowed to know each other
 APART = {frozenset({"google", "store"}), frozenset({"jobs", "doctor"})}
 # SQL is built in store/ only; the rest may name a session, a driver error or a URL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from calsync import runtime
 from calsync.cli import app
 from calsync.settings import Settings, get_settings
 from calsync.store import crypto
@@ -214,3 +216,43 @@ def test_set_password_ends_the_users_page_sessions(env: Path) -> None:
     )
     assert out == "password set for ann@acme.test; ended 1 page sessions"
     assert not asyncio.run(still_in(cookies))
+
+
+@pytest.fixture
+def gc_threshold() -> Iterator[tuple[int, int, int]]:
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's default
+    yield before
+    gc.set_threshold(*before)
+
+
+def test_the_commands_that_sync_make_full_collections_rarer(
+    env: Path, monkeypatch: pytest.MonkeyPatch, gc_threshold: tuple[int, int, int]
+) -> None:
+    """`serve`, `worker` and `sync` set the process's GC policy (calsync.runtime): a large
+    import's pages made CPython walk the whole heap once per page at its default."""
+    import uvicorn
+
+    from calsync.cli import sync as sync_command
+    from calsync.cli import worker as worker_command
+
+    async def no_jobs(*args: object) -> None:
+        return None
+
+    async def no_sync(*args: object) -> int:
+        return 0
+
+    monkeypatch.setenv("CALSYNC_GOOGLE_EMULATOR_URL", "http://127.0.0.1:9")  # no sandbox started
+    get_settings.cache_clear()
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(worker_command, "serve_jobs", no_jobs)
+    monkeypatch.setattr(sync_command, "_sync", no_sync)
+    for command in (
+        ["serve", "--no-migrate"],
+        ["worker"],
+        ["sync", "--tenant", "t", "--user", "u"],
+    ):
+        gc.set_threshold(700, 10, 10)
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, (command, result.output)
+        assert gc.get_threshold() == (700, 10, runtime.FULL_COLLECTION_EVERY), command

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -110,6 +114,34 @@ def test_mixed_or_naive_times_are_refused() -> None:
             end=datetime(2026, 1, 2),
             time_zone="UTC",
         )
+
+
+@given(st.text(alphabet=st.sampled_from("ab \t\r\n\u2028\x0b\x1c\u00a0é"), max_size=12))
+def test_text_normalises_as_line_by_line_did(value: str) -> None:
+    """fields.text takes shortcuts for one-line values and values without CR; the text must
+    be what normalising every line always gave (hashes stored at earlier syncs depend on it),
+    and normalising twice changes nothing (the bulk import relies on that)."""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    expected = "\n".join(line.rstrip() for line in lines).strip()
+    assert f.text(value) == expected
+    assert f.text(f.text(value)) == f.text(value)
+
+
+@given(
+    st.text(max_size=6),
+    st.sampled_from(["", "Room é", 'a"b\\']),
+    st.booleans(),
+    st.lists(st.sampled_from(["RRULE:FREQ=DAILY;COUNT=2", "EXDATE:20260310T080000Z"])),
+)
+def test_hashes_are_the_sha256_of_sorted_compact_json(
+    summary: str, location: str, cancelled: bool, recurrence: list[str]
+) -> None:
+    """Links store these hashes: however content_hash writes its JSON, it must stay the text
+    json.dumps(sort_keys=True, separators=(",", ":")) gave, or every link would look changed."""
+    values = entry(summary, location=location, recurrence=recurrence)
+    values = dataclasses.replace(values, cancelled=cancelled)
+    text = json.dumps(values.to_json(), sort_keys=True, separators=(",", ":"))
+    assert f.content_hash(values) == hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def test_json_round_trip() -> None:
@@ -266,6 +298,19 @@ def test_google_ids_are_valid_and_reversible(value: uuid.UUID) -> None:
     assert is_valid_client_id(event_id) and len(event_id) == 26
     assert activity_id_from_event_id(event_id) == value
     assert google_event_id(value) == event_id  # deterministic
+
+
+@given(
+    st.text(alphabet="0123456789abcdefghijklmnopqrstuv", min_size=26, max_size=26)
+    | st.text(alphabet="0123456789abcdefghijklmnopqrstuvwxyzV_-", min_size=24, max_size=28)
+)
+def test_ids_read_back_as_base64_decodes_them(event_id: str) -> None:
+    """activity_id_from_event_id reads the id with int(..., 32): the same UUID as base64's
+    base32hex decoder for every id (padding bits set or not), None for the same ones."""
+    expected = None
+    if len(event_id) == 26 and is_valid_client_id(event_id):
+        expected = uuid.UUID(bytes=base64.b32hexdecode(event_id.upper() + "======"))
+    assert activity_id_from_event_id(event_id) == expected
 
 
 def test_foreign_ids_are_not_ours() -> None:

@@ -377,3 +377,100 @@ async def test_an_entry_deleted_while_the_listing_streams_is_not_matched_at_its_
     live = await h.live_activities()
     assert sorted(a.subject for a in live).count("Call Bob") == 1
     assert aid not in {a.id for a in live}
+
+
+async def test_imported_links_hash_as_the_full_mapping_for_varied_events(h: Harness) -> None:
+    """Whatever path a new event takes (bulk rows with mapping.imported_fields' shortcut, or
+    importing.import_one, or an occurrence of a series), its link stores the hashes of the
+    full mapping: Google's side from the listed event, the CRM's from the stored activity;
+    and the next sync finds nothing to do."""
+    day = date.today() + timedelta(days=4)
+    ny = datetime(day.year, day.month, day.day, 9, tzinfo=ZoneInfo("America/New_York"))
+    weekly = at(2, 7, 30)
+    bodies: list[dict[str, Any]] = [
+        {  # timed in another zone, texts to normalise, fields calsync does not map
+            "summary": "  Board meeting \t",
+            "description": "Agenda:\r\n 1. numbers   \r\n\r\n 2. plans\t\n",
+            "location": "Room 4 ",
+            "start": {"dateTime": ny.isoformat(), "timeZone": "America/New_York"},
+            "end": {"dateTime": (ny + timedelta(minutes=50)).isoformat(), "timeZone": "UTC"},
+            "colorId": "5",
+            "reminders": {"useDefault": False, "overrides": [{"method": "popup", "minutes": 5}]},
+            "source": {"title": "Ticket", "url": "https://example.com/t/1"},
+        },
+        {  # all-day over two days, free
+            "summary": "Conference",
+            "start": {"date": day.isoformat()},
+            "end": {"date": (day + timedelta(days=2)).isoformat()},
+            "transparency": "transparent",
+        },
+        {  # private
+            "summary": "Dentist",
+            "visibility": "private",
+            "start": {"dateTime": at(3, 15).isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": at(3, 16).isoformat(), "timeZone": ZONE},
+        },
+        {  # guests: import_one
+            "summary": "Customer call",
+            "start": {"dateTime": at(5, 10).isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": at(5, 11).isoformat(), "timeZone": ZONE},
+            "attendees": [{"email": "bob@example.com", "responseStatus": "accepted"}],
+        },
+        {  # extended properties of another tool
+            "summary": "Tagged elsewhere",
+            "start": {"dateTime": at(6, 12).isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": at(6, 13).isoformat(), "timeZone": ZONE},
+            "extendedProperties": {"private": {"tool": "x"}, "shared": {"ref": "42"}},
+        },
+        {  # a series; one occurrence moved, one cancelled (below)
+            "summary": "Stand-up",
+            "start": {"dateTime": weekly.isoformat(), "timeZone": ZONE},
+            "end": {"dateTime": (weekly + timedelta(minutes=15)).isoformat(), "timeZone": ZONE},
+            "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=4"],
+        },
+    ]
+    made = [await h.person.insert_event(h.calendar_id, body) for body in bodies]
+    gone = await h.ginsert("Cancelled before the first sync", at(7, 9))
+    await h.gdelete(gone.id or "")
+    series = made[-1]
+    occurrences = [
+        e async for page in h.person.instances(h.calendar_id, series.id or "") for e in page.items
+    ]
+    moved = occurrences[1].start.date_time if occurrences[1].start else None
+    assert moved is not None
+    await h.gpatch(
+        occurrences[1].id or "",
+        {
+            "summary": "Stand-up (moved)",
+            "start": {"dateTime": (moved + timedelta(hours=1)).isoformat(), "timeZone": ZONE},
+            "end": {
+                "dateTime": (moved + timedelta(hours=1, minutes=15)).isoformat(),
+                "timeZone": ZONE,
+            },
+        },
+    )
+    await h.gdelete(occurrences[2].id or "")
+
+    result = await h.sync()
+    assert result.ok, result
+    listed = {e.id: e for e in await h.events(deleted=True)}
+    async with h.db.session() as s:
+        rows = (
+            await s.execute(
+                select(EventLink, Activity)
+                .join(Activity, Activity.id == EventLink.activity_id)
+                .where(EventLink.binding_id == h.binding_id)
+            )
+        ).all()
+    by_event = {link.google_event_id: (link, activity) for link, activity in rows}
+    # six events and two exceptions of the series; the deleted event is not imported
+    assert len(by_event) == 8 and gone.id not in by_event
+    for event_id, (link, activity) in by_event.items():
+        event = listed.get(event_id)
+        if event is None:  # an occurrence: listed as an instance of the series
+            event = next(e for e in await h.events(deleted=True) if e.id == event_id)
+        assert link.crm_hash == content_hash(mapping.activity_fields(activity)), event_id
+        assert link.google_hash == content_hash(mapping.event_fields(event, ZONE)), event_id
+    again = await h.sync()
+    assert again.ok and again.counts.get("created", 0) == 0
+    assert again.counts.get("updated", 0) == 0 and again.counts.get("pushed", 0) == 0

@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from calsync import __version__
+from calsync import __version__, runtime
 from calsync.jobs.worker import migrate_jobs
 from calsync.settings import Settings, get_settings
 from calsync.store import apikeys, crypto, tenants, users, web_sessions
@@ -118,6 +118,7 @@ def serve(
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
+    runtime.tune_gc()
     _install_keyring(settings)
     if migrate:
         _with_db(migrations.upgrade)

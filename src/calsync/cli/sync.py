@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from calsync import runtime
 from calsync.google.auth import TokenProvider
 from calsync.google.calendar import CalendarClient
 from calsync.google.calls import ApiCall
@@ -143,6 +144,7 @@ def sync(
     """Sync one user's Google calendars now, with progress and a summary table."""
     settings = get_settings()
     console = Console()
+    runtime.tune_gc()
     try:
         install(keyring_for(settings))
     except SecretKeyError as exc:

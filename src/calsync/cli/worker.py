@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from calsync import runtime
 from calsync.jobs.procrastinate_runner import NeedsPostgres
 from calsync.jobs.worker import MetricsPortError, serve_jobs
 from calsync.obs import setup as setup_logging
@@ -53,6 +54,7 @@ def worker(
         settings = settings.model_copy(update=overrides)
     # JSON lines with secrets redacted, as `calsync serve` writes them
     setup_logging(settings.log_level, settings.log_format)
+    runtime.tune_gc()
     try:
         crypto.install(keyring_for(settings))
     except crypto.SecretKeyError as exc:

@@ -505,7 +505,7 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
         except ActivityInvalid as exc:
             await importing.park_event(ctx, event, str(exc))
             continue
-        crm = mapping.values_fields(values)
+        crm = mapping.imported_fields(g, values)
         google_hash = content_hash(g)
         checked.append(
             bulk_import.ImportedEvent(
