@@ -365,31 +365,3 @@ async def suspect_channels(session: AsyncSession) -> int:
         .where(CalendarBinding.channel_suspect_since.is_not(None))
     )
     return int(found or 0)
-
-
-async def change_rate(
-    session: AsyncSession, binding_id: uuid.UUID
-) -> tuple[float | None, datetime | None, datetime | None]:
-    """The binding's stored Google-side change rate, when it was stored, and since when the
-    binding exists (how long its traffic has been watched)."""
-    row = (
-        await session.execute(
-            select(
-                CalendarBinding.google_change_rate,
-                CalendarBinding.google_rate_at,
-                CalendarBinding.created_at,
-            ).where(CalendarBinding.id == binding_id)
-        )
-    ).first()
-    return (row[0], row[1], row[2]) if row is not None else (None, None, None)
-
-
-async def set_change_rate(
-    session: AsyncSession, binding_id: uuid.UUID, rate: float, at: datetime
-) -> None:
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(google_change_rate=rate, google_rate_at=at)
-        .execution_options(synchronize_session=False)
-    )

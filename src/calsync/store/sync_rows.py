@@ -7,7 +7,8 @@ transaction, not its work).
   then the run's row — one transaction, three statements.
 - `end_binding`: with store.runs.finish, the run's end: the binding's last sync and failure
   count, the sync token the pull reached, the push cursor and scan key the push reached, the
-  webhook debt it paid, the lock released — one transaction, two statements.
+  webhook debt it paid, the Google-side change rate, the lock released — one transaction, two
+  statements.
 - `push_reads`: the feed's last seq and the links owing a write, one statement.
 """
 
@@ -164,12 +165,14 @@ async def end_binding(
     owed: datetime | None = None,
     deletions_applied: bool = False,
     listed: tuple[str | None, str | None, str] | None = None,
+    rate: tuple[float, datetime] | None = None,
 ) -> None:
     """One UPDATE for the binding's end of run, only while the lock is this owner's: last sync
     and failure count (backing off after a failure), the sync token the listing reached
     (`listed`: token, zone, private-events policy), the push cursor, the scan key, the
     webhook debt (cleared only if still the one seen at the start), the confirmed deletions
-    used up, and the lock released."""
+    used up, the Google-side change rate with the run's changes added (`rate`: the rate and
+    when; domain.rates) and the lock released."""
     values: dict[str, object] = {
         "last_sync_at": at,
         "locked_by": None,  # released (the UPDATE is this owner's only)
@@ -208,6 +211,8 @@ async def end_binding(
         )
         if zone:
             values["time_zone"] = zone
+    if rate is not None:
+        values.update(google_change_rate=rate[0], google_rate_at=rate[1])
     # a fence: a run that lost its lock (another worker took the binding after its renewals
     # failed past the timeout) stores nothing over the new holder's cursors; what it did is
     # read again by a later run, as after a crash
