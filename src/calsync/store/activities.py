@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from calsync.domain import recurrence as rec
 from calsync.domain.activity import ActivityDraft, ActivityValues, Attendee, validate
@@ -195,7 +196,10 @@ async def get(
         tenant_id,
         viewer,
     )
-    return await session.scalar(query)
+    # its attendees in the same statement (a LEFT JOIN), not a second SELECT: every sync of
+    # a changed event reads its activity
+    query = query.options(joinedload(Activity.attendees))
+    return (await session.scalars(query)).unique().first()
 
 
 def _visible(
@@ -353,8 +357,15 @@ async def _lock_and_reload(
 ) -> int:
     seq = await changes.next_seq(session, activity.tenant_id)
     # the row lock keeps two edits of one activity apart (PostgreSQL; SQLite's write lock,
-    # taken by next_seq, already does)
-    await session.refresh(activity, with_for_update=True)
+    # taken by next_seq, already does). Every write of an activity bumps its version, so the
+    # object as read is current iff the locked row's version is the one it holds: it is
+    # reloaded (its attendees too) only when someone wrote the row since (or it is expired)
+    held = inspect(activity).dict.get("version")
+    current = await session.scalar(
+        select(Activity.version).where(Activity.id == activity.id).with_for_update()
+    )
+    if held is None or current != held:
+        await session.refresh(activity)
     if activity.deleted_at is not None:
         raise Deleted(f"activity {activity.id} is deleted")
     if expected_version is not None and activity.version != expected_version:
