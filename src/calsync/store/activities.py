@@ -22,7 +22,7 @@ from sqlalchemy.orm import joinedload
 from calsync.domain import recurrence as rec
 from calsync.domain.activity import ActivityDraft, ActivityValues, Attendee, validate
 
-from . import changes
+from . import changes, webhooks
 from .base import new_id, utcnow
 from .errors import AlreadyExists, Deleted, VersionMismatch
 from .models import Activity, ActivityAttendee
@@ -361,9 +361,18 @@ async def _lock_and_reload(
     # object as read is current iff the locked row's version is the one it holds: it is
     # reloaded (its attendees too) only when someone wrote the row since (or it is expired)
     held = inspect(activity).dict.get("version")
-    current = await session.scalar(
-        select(Activity.version).where(Activity.id == activity.id).with_for_update()
-    )
+    row = (
+        await session.execute(
+            select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
+            .where(Activity.id == activity.id)
+            .with_for_update(of=Activity)
+        )
+    ).first()
+    current = None
+    if row is not None:
+        current, enabled = row
+        # the outbound webhooks' endpoints, read with the row: none → the commit reads none
+        webhooks.note_endpoints(session, activity.tenant_id, enabled)
     if held is None or current != held:
         await session.refresh(activity)
     if activity.deleted_at is not None:
