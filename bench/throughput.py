@@ -19,9 +19,10 @@ phases, or after them if that is quieter), divided by the sync runs the phase ma
 project's quota, 10,000 requests/min, is about 170 syncs/s: at 6 ms of CPU a sync that is one
 core.
 
-`--profile DIR` runs each calsync process under cProfile (DIR/<runner>-serve.prof,
-DIR/<runner>-worker-<n>.prof, written when it stops): the webhook request, the runner and the
-sync together, which bench/profile_sync.py does not show. Its CPU figures are the profiler's.
+`--profile DIR` runs each calsync process under cProfile (bench/profiled.py: CPU time, during
+the phases only; DIR/<runner>-serve.prof, DIR/<runner>-worker-<n>.prof, written when it stops):
+the webhook request, the runner and the sync together, which bench/profile_sync.py does not
+show. Its CPU figures are then the profiler's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -194,7 +196,8 @@ def calsync_command(args: list[str], profile: Path | None, name: str) -> list[st
     script = str(Path(sys.executable).parent / "calsync")
     if profile is None:
         return [script, *args]
-    return [sys.executable, "-m", "cProfile", "-o", str(profile / f"{name}.prof"), script, *args]
+    wrapper = str(Path(__file__).resolve().parent / "profiled.py")
+    return [sys.executable, wrapper, str(profile / f"{name}.prof"), *args]
 
 
 async def run(
@@ -280,12 +283,18 @@ async def run(
         out: dict[str, Phase] = {}
         for name, picks in (("no change", order[:half]), ("one change", order[half : 2 * half])):
             since = datetime.now(UTC)
+            if profile is not None:
+                for p in procs:
+                    p.send_signal(signal.SIGUSR1)  # bench/profiled.py: profile from here
             cpu0, t0 = cpu_seconds(procs), time.perf_counter()
             if name == "no change":
                 await notify_unchanged(base, setup, [setup.owners[i][1] for i in picks])
             else:
                 await edit_once(emu_url, setup, event_ids, picks)
             await settle(setup, runner)
+            if profile is not None:
+                for p in procs:
+                    p.send_signal(signal.SIGUSR2)  # to here
             seconds = time.perf_counter() - t0
             cpu = cpu_seconds(procs) - cpu0 - idle_per_s * seconds
             runs = await runs_since(setup, since)
