@@ -40,7 +40,7 @@ from .tokens import GoogleAccess
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TTL = timedelta(minutes=15)
-COUNTS = ("pulled", "pushed", "created", "updated", "deleted", "conflicts", "issues")
+COUNTS = runs.RUN_COUNTS
 
 
 def worker_id() -> str:
