@@ -5,7 +5,9 @@ Writing a message is part of the change it reports. A writer calls `emit` (or, f
 `changes.record` does) while its transaction is open; just before that transaction commits,
 `_write_outbox` inserts one `webhook_message` and one `webhook_delivery` per enabled endpoint of
 the tenant that wants the event type. Both commit with the change or neither does: a crash
-never loses a message and never invents one. A tenant without endpoints pays one indexed read.
+never loses a message and never invents one. A tenant without endpoints pays one indexed read,
+or none when the writer learnt it with a row it read anyway (`note_endpoints`: an activity
+edit's locked read).
 """
 
 from __future__ import annotations
