@@ -54,14 +54,11 @@ class Executor:
         """Sync one binding now; cancelled (shutdown past the grace period) → the lock is
         released by the engine and the open run is closed as abandoned. After a poll that found
         changes no notification announced, the binding's channel is not trusted any more."""
-        evidence: schedule.ChannelEvidence | None = None
-        if reason is Reason.POLL and self.rewatch is not None:
-            async with self.db.session() as s:
-                evidence = await schedule.channel_evidence(s, binding_id)
-                await s.commit()
         result = await self._run(binding_id, reason, full)
         if self.budget is not None:
             await self.budget.spend(result.google_requests)
+        # the channel as the run found it at its start (read with the binding, under the lock)
+        evidence = result.evidence if reason is Reason.POLL and self.rewatch is not None else None
         if evidence is not None and _caught_silent(evidence, result):
             assert evidence.channel_id is not None
             await self._silent(binding_id, evidence.channel_id)

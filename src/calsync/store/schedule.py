@@ -317,29 +317,13 @@ async def behind_feed(
 
 @dataclass(frozen=True)
 class ChannelEvidence:
-    """What a binding's push channel has shown before a sync: whether it has one, and whether
-    a notification owed this sync (a poll with changes and no notification is evidence the
-    channel stopped delivering)."""
+    """What a binding's push channel has shown before a sync (read by the sync's start, under
+    its lock): whether it has one, and whether a notification owed this sync (a poll with
+    changes and no notification is evidence the channel stopped delivering)."""
 
     channel_id: str | None
     notified: bool  # a notification owed a sync (sync_owed_at) when the run started
     incremental: bool  # the run lists changes since a sync token (a full list finds all)
-
-
-async def channel_evidence(session: AsyncSession, binding_id: uuid.UUID) -> ChannelEvidence:
-    row = (
-        await session.execute(
-            select(
-                CalendarBinding.channel_id,
-                CalendarBinding.sync_owed_at,
-                CalendarBinding.sync_token,
-            ).where(CalendarBinding.id == binding_id)
-        )
-    ).first()
-    if row is None:
-        return ChannelEvidence(None, False, False)
-    channel_id, owed, token = row
-    return ChannelEvidence(channel_id or None, owed is not None, token is not None)
 
 
 async def mark_suspect(

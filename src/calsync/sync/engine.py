@@ -26,6 +26,7 @@ from calsync.store import bindings, connections, runs, schedule, sync_rows
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding
+from calsync.store.schedule import ChannelEvidence
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
 
 from . import scans, transitions
@@ -57,6 +58,9 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
     error: Failure | None = None
     google_requests: int = 0  # HTTP requests this run sent to Google (the request budget)
+    #: the binding's push channel as the run found it under its lock (None: not started): a
+    #: poll that lists changes no notification announced is evidence against the channel
+    evidence: ChannelEvidence | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,6 +106,7 @@ async def sync_binding(
         if run.id is None:  # paused, disabled, not connected: nothing was started
             assert run.skip is not None
             return RunResult(Outcome.SKIPPED, error=run.skip)
+        binding = loaded.binding
         await hooks.fire("after_lock")
         # every HTTP request to Google this run sends, stored with the run (/metrics)
         with count_requests() as sent:
@@ -109,6 +114,9 @@ async def sync_binding(
                 db, loaded, run, google, full, allow_mass_delete, hooks, now, sent, rate_clock
             )
         result.google_requests = sent.n
+        result.evidence = ChannelEvidence(
+            binding.channel_id or None, run.owed is not None, binding.sync_token is not None
+        )
         return result
     finally:
         if run.locked and not run.ended:
