@@ -8,13 +8,14 @@ commits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, inspect, or_, select
+from sqlalchemy import Select, bindparam, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -191,15 +192,31 @@ async def get(
     viewer: Viewer | None = None,
 ) -> Activity | None:
     """One activity (tombstones included) if it belongs to the tenant and the viewer sees it."""
+    if viewer is None:  # the sync's read: the statement built once
+        found = await session.scalars(
+            _get_statement(), {"activity_id": activity_id, "tenant_id": tenant_id}
+        )
+        return found.unique().first()
     query = _visible(
         select(Activity).where(Activity.id == activity_id, Activity.tenant_id == tenant_id),
         tenant_id,
         viewer,
     )
-    # its attendees in the same statement (a LEFT JOIN), not a second SELECT: every sync of
-    # a changed event reads its activity
     query = query.options(joinedload(Activity.attendees))
     return (await session.scalars(query)).unique().first()
+
+
+@functools.cache
+def _get_statement() -> Select[Activity]:
+    """An activity with its attendees in one statement (a LEFT JOIN), not selectin's second
+    SELECT, built once: every sync of a changed event reads its activity."""
+    return (
+        select(Activity)
+        .where(
+            Activity.id == bindparam("activity_id"), Activity.tenant_id == bindparam("tenant_id")
+        )
+        .options(joinedload(Activity.attendees))
+    )
 
 
 def _visible(
@@ -361,13 +378,7 @@ async def _lock_and_reload(
     # object as read is current iff the locked row's version is the one it holds: it is
     # reloaded (its attendees too) only when someone wrote the row since (or it is expired)
     held = inspect(activity).dict.get("version")
-    row = (
-        await session.execute(
-            select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
-            .where(Activity.id == activity.id)
-            .with_for_update(of=Activity)
-        )
-    ).first()
+    row = (await session.execute(_version_statement(), {"activity_id": activity.id})).first()
     current = None
     if row is not None:
         current, enabled = row
@@ -380,6 +391,17 @@ async def _lock_and_reload(
     if expected_version is not None and activity.version != expected_version:
         raise VersionMismatch(activity.version)
     return seq
+
+
+@functools.cache
+def _version_statement() -> Select[int, bool]:
+    """The locked row's version and whether its tenant has an enabled outbound-webhook
+    endpoint (built once: every edit runs it)."""
+    return (
+        select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
+        .where(Activity.id == bindparam("activity_id"))
+        .with_for_update(of=Activity)
+    )
 
 
 async def update(

@@ -22,12 +22,14 @@ numbers of an open transaction are never seen by anyone else.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from .models import Activity, ActivityAttendee, Change, Tenant
 from .statuses import ChangeKind
@@ -63,14 +65,20 @@ async def reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> in
             start = -_PROVISIONAL_SPAN - secrets.randbelow(_PROVISIONAL_SPAN)
         session.info[_PROVISIONAL_KEY] = start + count
         return int(start + count - 1)
-    result = await session.execute(
+    result = await session.execute(_reserve_statement(), {"tenant_id": tenant_id, "count": count})
+    return int(result.scalar_one())
+
+
+@functools.cache
+def _reserve_statement() -> ReturningUpdate[int]:
+    """Built once (SQLite: every write of an activity runs it)."""
+    return (
         update(Tenant)
-        .where(Tenant.id == tenant_id)
-        .values(change_seq=Tenant.change_seq + count, updated_at=Tenant.updated_at)
+        .where(Tenant.id == bindparam("tenant_id"))
+        .values(change_seq=Tenant.change_seq + bindparam("count"), updated_at=Tenant.updated_at)
         .returning(Tenant.change_seq)
         .execution_options(synchronize_session=False)
     )
-    return int(result.scalar_one())
 
 
 def record(session: AsyncSession, seq: int, activity: Activity, kind: str, origin: str) -> Change:

@@ -9,12 +9,13 @@ when neither side is written any more (see sync.transitions).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
@@ -27,9 +28,17 @@ async def by_event(
     session: AsyncSession, binding_id: uuid.UUID, google_event_id: str
 ) -> EventLink | None:
     return await session.scalar(
-        select(EventLink).where(
-            EventLink.binding_id == binding_id, EventLink.google_event_id == google_event_id
-        )
+        _by_event_statement(), {"binding_id": binding_id, "google_event_id": google_event_id}
+    )
+
+
+@functools.cache
+def _by_event_statement() -> Select[EventLink]:
+    """Built once (every changed event a pull applies reads its link): a reused statement
+    keeps its cache key, so it is neither built nor keyed again."""
+    return select(EventLink).where(
+        EventLink.binding_id == bindparam("binding_id"),
+        EventLink.google_event_id == bindparam("google_event_id"),
     )
 
 
