@@ -362,7 +362,10 @@ async def restore_activity(
 ) -> None:
     """Undo a tombstone (an edit in Google beats a delete in the CRM); records a change."""
     seq = await changes.next_seq(session, activity.tenant_id)
-    await session.refresh(activity, with_for_update=True)
+    # the row lock first, then the reload: a refresh repeats the loader options the activity
+    # was read with (its attendees joined), and PostgreSQL refuses FOR UPDATE on an outer join
+    await session.execute(select(Activity.id).where(Activity.id == activity.id).with_for_update())
+    await session.refresh(activity)
     activity.deleted_at = None
     activity.version += 1
     activity.updated_at = utcnow()
