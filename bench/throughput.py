@@ -1,6 +1,7 @@
 """CPU of the calsync process(es) per webhook-triggered sync, over 1,000 connected calendars.
 
     uv run python bench/throughput.py [--bindings 1000] [--syncs 300] [--runner embedded|procrastinate|both]
+                                      [--profile DIR]
 
 Set up as bench/latency.py does (every part its own process: the emulator, `calsync serve`,
 and for procrastinate two `calsync worker`s; each calendar holds one synced event and has a push
@@ -14,8 +15,14 @@ merged into one sync), each from a quiet system to a quiet system:
 
 CPU is the calsync processes' user + system time (/proc/<pid>/stat) during the phase, less
 what the same processes spend idle in as long (the quietest of three 4 s windows before the
-phases, or after them if that is quieter), divided by the sync runs the phase made. A whole project's quota, 10,000 requests/min, is about 170 syncs/s: at 6 ms of CPU a
-sync that is one core.
+phases, or after them if that is quieter), divided by the sync runs the phase made. A whole
+project's quota, 10,000 requests/min, is about 170 syncs/s: at 6 ms of CPU a sync that is one
+core.
+
+`--profile DIR` runs each calsync process under cProfile (bench/profiled.py: CPU time, during
+the phases only; DIR/<runner>-serve.prof, DIR/<runner>-worker-<n>.prof, written when it stops):
+the webhook request, the runner and the sync together, which bench/profile_sync.py does not
+show. Its CPU figures are then the profiler's.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -183,8 +191,22 @@ class Phase:
     seconds: float
 
 
+def calsync_command(args: list[str], profile: Path | None, name: str) -> list[str]:
+    """The `calsync` command, under cProfile when `profile` names a directory."""
+    script = str(Path(sys.executable).parent / "calsync")
+    if profile is None:
+        return [script, *args]
+    wrapper = str(Path(__file__).resolve().parent / "profiled.py")
+    return [sys.executable, wrapper, str(profile / f"{name}.prof"), *args]
+
+
 async def run(
-    runner: str, n: int, syncs: int, pg_url: str | None, concurrency: int
+    runner: str,
+    n: int,
+    syncs: int,
+    pg_url: str | None,
+    concurrency: int,
+    profile: Path | None = None,
 ) -> dict[str, Phase]:
     key = crypto.generate_key()
     crypto.install(crypto.Keyring([key]))
@@ -198,7 +220,6 @@ async def run(
         jobs = "inprocess"
     emu_port, port = free_port(), free_port()
     emu_url, base = f"http://127.0.0.1:{emu_port}", f"http://127.0.0.1:{port}"
-    bin_dir = Path(sys.executable).parent
     procs: list[subprocess.Popen[bytes]] = []  # calsync's own: the CPU measured
     everything: list[subprocess.Popen[bytes]] = []
     log = tmp / "processes.log"
@@ -231,11 +252,18 @@ async def run(
             "CALSYNC_LOG_LEVEL": "WARNING",
         }
         web = spawn(
-            [str(bin_dir / "calsync"), "serve", "--port", str(port), "--no-migrate"], env, log
+            calsync_command(
+                ["serve", "--port", str(port), "--no-migrate"], profile, f"{runner}-serve"
+            ),
+            env,
+            log,
         )
         procs.append(web)
         if runner == "procrastinate":
-            procs += [spawn([str(bin_dir / "calsync"), "worker"], env, log) for _ in range(2)]
+            procs += [
+                spawn(calsync_command(["worker"], profile, f"{runner}-worker-{i}"), env, log)
+                for i in range(2)
+            ]
         everything += procs
         await wait_long(f"{base}/healthz", web, log)
         await watch_all(setup, access, binding_ids)
@@ -255,12 +283,18 @@ async def run(
         out: dict[str, Phase] = {}
         for name, picks in (("no change", order[:half]), ("one change", order[half : 2 * half])):
             since = datetime.now(UTC)
+            if profile is not None:
+                for p in procs:
+                    p.send_signal(signal.SIGUSR1)  # bench/profiled.py: profile from here
             cpu0, t0 = cpu_seconds(procs), time.perf_counter()
             if name == "no change":
                 await notify_unchanged(base, setup, [setup.owners[i][1] for i in picks])
             else:
                 await edit_once(emu_url, setup, event_ids, picks)
             await settle(setup, runner)
+            if profile is not None:
+                for p in procs:
+                    p.send_signal(signal.SIGUSR2)  # to here
             seconds = time.perf_counter() - t0
             cpu = cpu_seconds(procs) - cpu0 - idle_per_s * seconds
             runs = await runs_since(setup, since)
@@ -295,7 +329,10 @@ def main() -> None:
     parser.add_argument("--runner", choices=["embedded", "procrastinate", "both"], default="both")
     parser.add_argument("--concurrency", type=int, default=4, help="CALSYNC_JOBS_CONCURRENCY")
     parser.add_argument("--postgres-url", default=os.environ.get("CALSYNC_TEST_POSTGRES_URL"))
+    parser.add_argument("--profile", type=Path, help="directory for the processes' cProfiles")
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     runners = ["embedded", "procrastinate"] if args.runner == "both" else [args.runner]
     if "procrastinate" in runners and not args.postgres_url:
@@ -306,7 +343,14 @@ def main() -> None:
         for attempt in range(3):
             try:
                 phases = asyncio.run(
-                    run(runner, args.bindings, args.syncs, args.postgres_url, args.concurrency)
+                    run(
+                        runner,
+                        args.bindings,
+                        args.syncs,
+                        args.postgres_url,
+                        args.concurrency,
+                        args.profile,
+                    )
                 )
                 break
             except (RuntimeError, OperationalError) as exc:

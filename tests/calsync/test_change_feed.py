@@ -14,7 +14,7 @@ from sqlalchemy import text
 from calsync.domain.activity import ActivityDraft, ActivityValues, validate
 from calsync.store import activities, changes
 from calsync.store.db import Database
-from calsync.store.errors import VersionMismatch
+from calsync.store.errors import Deleted, VersionMismatch
 from calsync.store.models import Activity
 
 from .conftest import World
@@ -207,6 +207,44 @@ async def test_two_edits_of_one_activity_at_once(world: World, db: Database) -> 
         await task
     got = [(c["kind"], c["version"]) for c in (await feed(world))["changes"]]
     assert got == [("created", 1), ("updated", 2)]
+
+
+async def test_an_edit_of_an_activity_read_before_another_write_builds_on_that_write(
+    world: World, db: Database
+) -> None:
+    """An activity read, then written by someone else, then edited: the edit is checked against
+    the row as it is under the lock (the object is reloaded only when the locked row's version
+    differs from its own), so it gets the next version and never edits a deleted entry."""
+    owner, _ = await world.user("ann@acme.test")
+    made = await _create(db, world, owner, "v1")
+    gone = await _create(db, world, owner, "to delete")
+    async with db.session() as stale:
+        row = await stale.get(Activity, made)
+        doomed = await stale.get(Activity, gone)
+        assert row is not None and doomed is not None and row.version == 1
+        await stale.commit()  # the objects stay as read (expire_on_commit=False)
+        async with db.session() as other:
+            fresh = await other.get(Activity, made)
+            victim = await other.get(Activity, gone)
+            assert fresh is not None and victim is not None
+            await activities.update(other, fresh, _values("someone else's"))
+            await activities.delete(other, victim)
+            await other.commit()
+        await activities.update(stale, row, _values("mine"))
+        assert row.version == 3
+        with pytest.raises(Deleted):
+            await activities.update(stale, doomed, _values("too late"))
+        await stale.rollback()
+        row = await stale.get(Activity, made)
+        assert row is not None
+        await activities.update(stale, row, _values("mine"))
+        await stale.commit()
+    got = [(c["activity_id"], c["kind"], c["version"]) for c in (await feed(world))["changes"]]
+    assert got[2:] == [
+        (str(made), "updated", 2),
+        (str(gone), "deleted", 2),
+        (str(made), "updated", 3),
+    ]
 
 
 async def test_twenty_concurrent_writers_and_a_reader(world: World, backend: str) -> None:

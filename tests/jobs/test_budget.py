@@ -9,18 +9,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.event import listen, remove
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from calsync.domain import rates
 from calsync.jobs import polling
 from calsync.jobs.budget import Budget, Limits
 from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Reason
 from calsync.store import budget as stored
-from calsync.store import schedule
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding
 from calsync.store.schedule import PollCandidate
+from calsync.sync.context import Hooks
 from tests.sync.conftest import Harness, at
 
 from .conftest import add_bindings, runs_of, start_running, wait_until
@@ -31,6 +34,23 @@ MINUTE = utcnow().replace(second=30, microsecond=0)
 
 def fixed() -> datetime:
     return MINUTE
+
+
+async def change_rate(
+    session: AsyncSession, binding_id: uuid.UUID
+) -> tuple[float | None, datetime | None, datetime | None]:
+    """The binding's stored Google-side change rate, when it was stored, and since when the
+    binding exists."""
+    row = (
+        await session.execute(
+            select(
+                CalendarBinding.google_change_rate,
+                CalendarBinding.google_rate_at,
+                CalendarBinding.created_at,
+            ).where(CalendarBinding.id == binding_id)
+        )
+    ).one()
+    return row[0], row[1], row[2]
 
 
 async def test_every_process_counts_into_one_budget(db: Database) -> None:
@@ -185,24 +205,71 @@ async def test_runs_count_a_calendars_google_side_changes(
 
     await wait_until(await ran(1))
     async with db.session() as s:
-        assert (await schedule.change_rate(s, h.binding_id))[0] is None
+        assert (await change_rate(s, h.binding_id))[0] is None
         await s.commit()
     await h.ginsert("Made in Google", at(3, 9))
     await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)
     await wait_until(await ran(2))
 
-    async def counted() -> bool:  # written after the run's record
+    async def counted() -> bool:  # written with the run's end
         async with db.session() as s:
-            return (await schedule.change_rate(s, h.binding_id))[0] is not None
+            return (await change_rate(s, h.binding_id))[0] is not None
 
     await wait_until(counted)
     async with db.session() as s:
-        rate, rate_at, _ = await schedule.change_rate(s, h.binding_id)
+        rate, rate_at, _ = await change_rate(s, h.binding_id)
         await s.commit()
     assert rate is not None and rate_at is not None
     # one change on the binding's first day reads one a day (not a seventh: a week's memory
     # counts only the time the binding has been watched)
     assert rate == pytest.approx(1.0, rel=0.1)
+
+
+async def test_the_rate_is_stored_by_the_runs_end_under_its_lock(h: Harness, db: Database) -> None:
+    """The run's Google-side changes go into the rate in the UPDATE that ends the run and
+    releases the lock (no transaction of its own after it: a crash between the two cannot
+    lose the count), fenced like the rest of the end: a run that lost its lock stores none."""
+    event = await h.ginsert("Made in Google", at(3, 9))
+    assert (await h.sync()).ok  # the first sync: no clock, nothing counted
+    async with db.session() as s:
+        assert (await change_rate(s, h.binding_id))[0] is None
+    when = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    assert event.id is not None
+    await h.gpatch(event.id, {"summary": "Moved in Google"})
+    sent: list[str] = []
+
+    def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        result = await h.sync(rate_clock=lambda: when)
+    finally:
+        remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert result.ok and result.counts["updated"] == 1
+    async with db.session() as s:
+        rate, rate_at, since = await change_rate(s, h.binding_id)
+    assert rate == pytest.approx(rates.added(None, None, 1, when, since))
+    assert rate_at is not None and rate_at.replace(tzinfo=UTC) == when
+    # the last statement of the run ends it: the rate, the release and the rest in one UPDATE
+    assert "google_change_rate" in sent[-1] and "locked_by" in sent[-1], sent[-1]
+    assert sum(q.startswith("UPDATE") and "google_change_rate" in q for q in sent) == 1
+
+    async def steal() -> None:  # another worker takes the binding over during the run
+        async with db.session() as s:
+            await s.execute(
+                update(CalendarBinding)
+                .where(CalendarBinding.id == h.binding_id)
+                .values(locked_by="someone-else")
+            )
+            await s.commit()
+
+    await h.gpatch(event.id, {"summary": "Moved again"})
+    later = when + timedelta(hours=1)
+    fenced = await h.sync(rate_clock=lambda: later, hooks=Hooks(before_release=steal))
+    assert fenced.counts["updated"] == 1
+    async with db.session() as s:
+        assert (await change_rate(s, h.binding_id))[0] == pytest.approx(rate)
 
 
 def test_a_busy_calendars_healthy_channel_is_trusted_for_a_shorter_silence() -> None:
@@ -248,16 +315,16 @@ def test_the_rate_reads_changes_a_day() -> None:
     for day in range(60):
         when = now + timedelta(days=day)
         for _ in range(10):
-            rate, at = polling.added(rate, at, 1, when), when
-    assert 9 <= polling.decayed(rate, at, now + timedelta(days=59, hours=12)) <= 11
+            rate, at = rates.added(rate, at, 1, when), when
+    assert 9 <= rates.decayed(rate, at, now + timedelta(days=59, hours=12)) <= 11
     # from the first day of a binding's life on (not after a week of warming up)
     rate, at = None, None
     for day in range(3):
         when = now + timedelta(days=day, hours=23)
         for _ in range(10):
-            rate, at = polling.added(rate, at, 1, when, since=now), when
-        assert 9 <= polling.decayed(rate, at, when) <= 11, (day, rate)
-    assert polling.added(None, None, 10_000, now) == pytest.approx(5 / 7)
+            rate, at = rates.added(rate, at, 1, when, since=now), when
+        assert 9 <= rates.decayed(rate, at, when) <= 11, (day, rate)
+    assert rates.added(None, None, 10_000, now) == pytest.approx(5 / 7)
 
 
 async def test_a_busy_binding_is_due_after_its_shorter_silence(h: Harness, db: Database) -> None:

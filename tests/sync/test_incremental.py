@@ -141,12 +141,18 @@ async def test_a_sync_of_one_change_costs_the_same_statements_in_a_large_calenda
         await bob.aclose()
     assert small == large, (small, large)
     # pinned (issue 16): lock + one read of binding, connection and tenant + the run's row at
-    # the start; the push's read of the feed's end and the owed links; the run's end and the
-    # binding's end of run (sync token, cursor, release) in two at the end; a CRM change's
+    # the start; the push's read of the feed's end, the owed links and the owner's changes
+    # after the cursor (one statement; two after a change until 2026-12-03); the run's end and
+    # the binding's end of run (sync token, cursor, release) in two at the end; a CRM change's
     # write also stores the echo its channel owes (sync/channels/echo.py) before it leaves;
-    # PostgreSQL numbers the feed at commit (no UPDATE of the tenant's counter in the pull)
+    # PostgreSQL numbers the feed at commit (no UPDATE of the tenant's counter in the pull).
+    # A Google change's pull: which listed events are linked (an id naming an activity is
+    # looked up only for the others), the link, the activity with its attendees (one
+    # statement), the feed's number, the activity's version under the lock with whether the
+    # tenant has outbound-webhook endpoints (the activity is read again only if someone wrote
+    # it since, the endpoints only if there are some), the writes
     numbering = 0 if h.db.engine.dialect.name == "postgresql" else 1
-    assert small == {"no-op": 6, "google": 18 + numbering, "crm": 14}, small
+    assert small == {"no-op": 6, "google": 13 + numbering, "crm": 13}, small
     # and only the first syncs scanned (one per calendar), never the later ones
     assert scans.count("unexported") == 2, scans
 
@@ -299,14 +305,15 @@ async def test_owed_links_and_the_owners_feed_are_read_through_their_partial_ind
     try:
         async with h.db.session() as s:
             await links.dirty(s, h.binding_id)
-            await changes.pushable(s, h.tenant_id, h.user_id, 0, 10)
-            await sync_rows.push_reads(s, h.tenant_id, h.binding_id)  # what the push runs
+            # what the push runs: the feed's end, the owed links and the owner's feed at once
+            await sync_rows.push_reads(s, h.tenant_id, h.binding_id, h.user_id, 0)
     finally:
         event.remove(h.db.engine.sync_engine, "before_cursor_execute", record)
-    owed, feed, push_reads = (s for s in sent if s[0].lstrip().upper().startswith("SELECT"))
+    owed, push_reads = (s for s in sent if s[0].lstrip().upper().startswith("SELECT"))
     assert "ix_event_link_binding_id_owed" in await explain(h.db, *owed)
-    assert "ix_event_link_binding_id_owed" in await explain(h.db, *push_reads)
-    assert "ix_change_tenant_id_owner_id_seq_pushable" in await explain(h.db, *feed)
+    plan = await explain(h.db, *push_reads)
+    assert "ix_event_link_binding_id_owed" in plan, plan
+    assert "ix_change_tenant_id_owner_id_seq_pushable" in plan, plan
 
 
 async def test_a_new_google_event_is_matched_among_the_entries_around_its_start(

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from calsync.domain.activity import ActivityDraft, validate
 from calsync.jobs.factory import make_job_queue
 from calsync.settings import Settings
+from calsync.store import activities, webhooks
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.store.models import Activity
 from calsync.store.webhook_deliveries import RETRY_DELAYS
+from calsync.store.webhook_models import WebhookMessage
 from tests.calsync.conftest import World
 
 from .conftest import add_endpoint, deliver
@@ -301,3 +307,53 @@ async def test_two_deliverers_at_once_send_each_delivery_once(
     assert sum(sent) == 12
     requests = receiver.wait_for(12)
     assert len({r.headers["webhook-id"] for r in requests}) == 12 == len(requests)
+
+
+async def test_an_edit_reads_the_endpoints_with_the_activity_and_a_new_one_still_counts(
+    world: World, db: Database
+) -> None:
+    """An edit learns whether the tenant has an enabled endpoint from its locked read of the
+    activity (no second read at commit when it has none), and an endpoint made later in the
+    same transaction still gets the edit's message."""
+    created = await _activity(world)
+
+    def edit(subject: str) -> Any:
+        return validate(
+            ActivityDraft(
+                subject=subject,
+                start=datetime(2030, 1, 7, 10),
+                end=datetime(2030, 1, 7, 11),
+                time_zone="Europe/Oslo",
+            )
+        )
+
+    async def messages() -> int:
+        async with db.session() as s:
+            found = await s.scalar(
+                select(func.count())
+                .select_from(WebhookMessage)
+                .where(WebhookMessage.tenant_id == world.tenant_id)
+            )
+        return int(found or 0)
+
+    async with db.session() as s:
+        row = await s.get(Activity, uuid.UUID(created["id"]))
+        assert row is not None
+        await activities.update(s, row, edit("no endpoint yet"))
+        await s.commit()
+    assert await messages() == 0
+    async with db.session() as s:
+        row = await s.get(Activity, uuid.UUID(created["id"]))
+        assert row is not None
+        await activities.update(s, row, edit("the endpoint comes in this transaction"))
+        await webhooks.create_endpoint(
+            s, world.tenant_id, url="https://example.com/hook", events=None, description=None
+        )
+        await s.commit()
+    assert await messages() == 1
+    async with db.session() as s:  # with an enabled endpoint, the commit reads them
+        row = await s.get(Activity, uuid.UUID(created["id"]))
+        assert row is not None
+        await activities.update(s, row, edit("an endpoint there"))
+        await s.commit()
+    assert await messages() == 2

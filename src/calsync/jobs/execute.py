@@ -30,7 +30,6 @@ from calsync.sync.errors import Failure, Outcome
 from calsync.sync.owner import holder_dead
 from calsync.sync.tokens import GoogleAccess
 
-from . import polling
 from .budget import Budget
 from .port import Reason
 
@@ -59,16 +58,11 @@ class Executor:
         """Sync one binding now; cancelled (shutdown past the grace period) → the lock is
         released by the engine and the open run is closed as abandoned. After a poll that found
         changes no notification announced, the binding's channel is not trusted any more."""
-        evidence: schedule.ChannelEvidence | None = None
-        if reason is Reason.POLL and self.rewatch is not None:
-            async with self.db.session() as s:
-                evidence = await schedule.channel_evidence(s, binding_id)
-                await s.commit()
         result = await self._run(binding_id, reason, full)
         if self.budget is not None:
             await self.budget.spend(result.google_requests)
-        if result.ok and reason is not Reason.INITIAL and not full:  # a busy calendar's rate
-            await polling.note_changes(self.db, binding_id, google_changes(result), self.clock())
+        # the channel as the run found it at its start (read with the binding, under the lock)
+        evidence = result.evidence if reason is Reason.POLL and self.rewatch is not None else None
         if evidence is not None and _caught_silent(evidence, result):
             assert evidence.channel_id is not None
             await self._silent(binding_id, evidence.channel_id)
@@ -112,6 +106,9 @@ class Executor:
                 keeper.cancel()
                 await asyncio.wait([keeper])  # (a cancellation of this task still propagates)
 
+        # a busy calendar's rate (jobs/polling.py) counts the Google-side changes of every run
+        # but a first or full one, stored with the run's end
+        counted = reason is not Reason.INITIAL and not full
         try:
             # a dead worker's run of this binding is closed when the engine takes its lock
             return await sync_binding(
@@ -125,6 +122,7 @@ class Executor:
                 hooks=Hooks(
                     after_lock=keep, before_release=stop_keeping, before_google_write=lease.check
                 ),
+                rate_clock=self.clock if counted else None,
             )
         except asyncio.CancelledError:
             if lease.lost and this.uncancel() == 0:
@@ -251,11 +249,6 @@ def lock_lost() -> Failure:
         "Another worker took over this calendar's sync; this one stopped.",
         "",
     )
-
-
-def google_changes(result: RunResult) -> int:
-    """The Google-side changes a run applied to the CRM (not the echo of its own writes)."""
-    return sum(result.counts.get(k, 0) for k in ("created", "updated", "deleted"))
 
 
 def busy(result: RunResult) -> bool:

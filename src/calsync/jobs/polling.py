@@ -25,12 +25,12 @@ is the lower bound.
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from calsync.domain.rates import decayed
 from calsync.google.calendar import count_requests
 from calsync.store import schedule
 from calsync.store.db import Database
@@ -44,10 +44,6 @@ MIN_POLL_SECONDS = 30
 DEFAULT_POLL_SECONDS = 300
 #: the shorter intervals a busy calendar's healthy channel is polled at (hours)
 BUSY_HOURS = (1, 2, 4, 8, 16)
-#: a Google-side change rate's memory: its weight falls by e every week
-RATE_MEMORY = timedelta(days=7)
-#: one run adds at most this many changes to the rate (a 410's relisting is not traffic)
-RATE_RUN_CAP = 5
 
 
 @dataclass(frozen=True)
@@ -90,37 +86,6 @@ def healthy(candidate: PollCandidate, now: datetime) -> bool:
     return not candidate.channel_suspect and channel_healthy(
         candidate.channel_id, candidate.channel_expires_at, now
     )
-
-
-def decayed(rate: float | None, at: datetime | None, now: datetime) -> float:
-    """A stored change rate (changes a day) as it stands at `now`."""
-    if not rate or at is None:
-        return 0.0
-    return rate * math.exp(-max(0.0, (now - at) / RATE_MEMORY))
-
-
-def _watched_share(since: datetime | None, at: datetime) -> float:
-    """How much of the rate's memory the binding has existed for (at least a day of it): a
-    binding watched for a day has seen a day of traffic, not a week's."""
-    if since is None:
-        return 1.0
-    watched = max(timedelta(days=1), at - since)
-    return 1.0 - math.exp(-(watched / RATE_MEMORY))
-
-
-def added(
-    rate: float | None,
-    at: datetime | None,
-    changes: int,
-    now: datetime,
-    since: datetime | None = None,
-) -> float:
-    """The rate after a run applied `changes` Google-side changes at `now`: an exponentially
-    weighted count over the time the binding has been watched (`since`), so `r` changes a day
-    read `r` from the first day on."""
-    weighted = decayed(rate, at, now) * (_watched_share(since, at) if at is not None else 1.0)
-    weighted += min(changes, RATE_RUN_CAP) / (RATE_MEMORY / timedelta(days=1))
-    return weighted / _watched_share(since, now)
 
 
 def healthy_interval(candidate: PollCandidate, policy: PollPolicy, now: datetime) -> timedelta:
@@ -221,13 +186,3 @@ async def missed_echoes(
     if budget is not None:
         await budget.spend(sent.n)
     return missed
-
-
-async def note_changes(db: Database, binding_id: uuid.UUID, changes: int, now: datetime) -> None:
-    """Add a run's Google-side changes to the binding's rate (only runs that applied some)."""
-    if changes <= 0:
-        return
-    async with db.session() as s:
-        rate, at, since = await schedule.change_rate(s, binding_id)
-        await schedule.set_change_rate(s, binding_id, added(rate, at, changes, now, since), now)
-        await s.commit()

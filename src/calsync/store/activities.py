@@ -8,20 +8,22 @@ commits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, bindparam, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from calsync.domain import recurrence as rec
 from calsync.domain.activity import ActivityDraft, ActivityValues, Attendee, validate
 
-from . import changes
+from . import changes, webhooks
 from .base import new_id, utcnow
 from .errors import AlreadyExists, Deleted, VersionMismatch
 from .models import Activity, ActivityAttendee
@@ -190,12 +192,31 @@ async def get(
     viewer: Viewer | None = None,
 ) -> Activity | None:
     """One activity (tombstones included) if it belongs to the tenant and the viewer sees it."""
+    if viewer is None:  # the sync's read: the statement built once
+        found = await session.scalars(
+            _get_statement(), {"activity_id": activity_id, "tenant_id": tenant_id}
+        )
+        return found.unique().first()
     query = _visible(
         select(Activity).where(Activity.id == activity_id, Activity.tenant_id == tenant_id),
         tenant_id,
         viewer,
     )
-    return await session.scalar(query)
+    query = query.options(joinedload(Activity.attendees))
+    return (await session.scalars(query)).unique().first()
+
+
+@functools.cache
+def _get_statement() -> Select[Activity]:
+    """An activity with its attendees in one statement (a LEFT JOIN), not selectin's second
+    SELECT, built once: every sync of a changed event reads its activity."""
+    return (
+        select(Activity)
+        .where(
+            Activity.id == bindparam("activity_id"), Activity.tenant_id == bindparam("tenant_id")
+        )
+        .options(joinedload(Activity.attendees))
+    )
 
 
 def _visible(
@@ -353,13 +374,34 @@ async def _lock_and_reload(
 ) -> int:
     seq = await changes.next_seq(session, activity.tenant_id)
     # the row lock keeps two edits of one activity apart (PostgreSQL; SQLite's write lock,
-    # taken by next_seq, already does)
-    await session.refresh(activity, with_for_update=True)
+    # taken by next_seq, already does). Every write of an activity bumps its version, so the
+    # object as read is current iff the locked row's version is the one it holds: it is
+    # reloaded (its attendees too) only when someone wrote the row since (or it is expired)
+    held = inspect(activity).dict.get("version")
+    row = (await session.execute(_version_statement(), {"activity_id": activity.id})).first()
+    current = None
+    if row is not None:
+        current, enabled = row
+        # the outbound webhooks' endpoints, read with the row: none → the commit reads none
+        webhooks.note_endpoints(session, activity.tenant_id, enabled)
+    if held is None or current != held:
+        await session.refresh(activity)
     if activity.deleted_at is not None:
         raise Deleted(f"activity {activity.id} is deleted")
     if expected_version is not None and activity.version != expected_version:
         raise VersionMismatch(activity.version)
     return seq
+
+
+@functools.cache
+def _version_statement() -> Select[int, bool]:
+    """The locked row's version and whether its tenant has an enabled outbound-webhook
+    endpoint (built once: every edit runs it)."""
+    return (
+        select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
+        .where(Activity.id == bindparam("activity_id"))
+        .with_for_update(of=Activity)
+    )
 
 
 async def update(

@@ -16,20 +16,22 @@ number is given out only to a transaction that commits before anyone gets the ne
   first with an UPDATE of `tenant.change_seq` (which takes the write lock) and holds it until
   commit.
 
-Changes are only read after their commit (`after`, `pushable`, the API): the provisional
+Changes are only read after their commit (`after`, the push's `sync_rows.push_reads`, the API): the provisional
 numbers of an open transaction are never seen by anyone else.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
 
-from .models import NOT_FROM_SYNC, Activity, ActivityAttendee, Change, Tenant
+from .models import Activity, ActivityAttendee, Change, Tenant
 from .statuses import ChangeKind
 from .webhooks import activity_changed
 
@@ -63,14 +65,20 @@ async def reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> in
             start = -_PROVISIONAL_SPAN - secrets.randbelow(_PROVISIONAL_SPAN)
         session.info[_PROVISIONAL_KEY] = start + count
         return int(start + count - 1)
-    result = await session.execute(
+    result = await session.execute(_reserve_statement(), {"tenant_id": tenant_id, "count": count})
+    return int(result.scalar_one())
+
+
+@functools.cache
+def _reserve_statement() -> ReturningUpdate[int]:
+    """Built once (SQLite: every write of an activity runs it)."""
+    return (
         update(Tenant)
-        .where(Tenant.id == tenant_id)
-        .values(change_seq=Tenant.change_seq + count, updated_at=Tenant.updated_at)
+        .where(Tenant.id == bindparam("tenant_id"))
+        .values(change_seq=Tenant.change_seq + bindparam("count"), updated_at=Tenant.updated_at)
         .returning(Tenant.change_seq)
         .execution_options(synchronize_session=False)
     )
-    return int(result.scalar_one())
 
 
 def record(session: AsyncSession, seq: int, activity: Activity, kind: str, origin: str) -> Change:
@@ -106,27 +114,6 @@ async def after(
         query = query.where(or_(Change.owner_id == user_id, and_(Change.activity_id.in_(attends))))
     result = await session.scalars(query.order_by(Change.seq).limit(limit))
     return result.all()
-
-
-async def pushable(
-    session: AsyncSession, tenant_id: uuid.UUID, owner_id: uuid.UUID, after: int, upto: int
-) -> Sequence[tuple[uuid.UUID, int]]:
-    """(activity, seq) of the owner's changes in (after, upto] the push writes to Google (not
-    the sync's own), in order. Read through the partial index
-    ix_change_tenant_id_owner_id_seq_pushable (its condition word for word, the value inline):
-    the owner's new changes only, not the tenant's nor the imports'."""
-    rows = await session.execute(
-        select(Change.activity_id, Change.seq)
-        .where(
-            Change.tenant_id == tenant_id,
-            Change.owner_id == owner_id,
-            NOT_FROM_SYNC,
-            Change.seq > after,
-            Change.seq <= upto,
-        )
-        .order_by(Change.seq)
-    )
-    return [(activity_id, seq) for activity_id, seq in rows.all()]
 
 
 async def last_seq(session: AsyncSession, tenant_id: uuid.UUID) -> int:

@@ -9,12 +9,13 @@ when neither side is written any more (see sync.transitions).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import changes
@@ -27,9 +28,17 @@ async def by_event(
     session: AsyncSession, binding_id: uuid.UUID, google_event_id: str
 ) -> EventLink | None:
     return await session.scalar(
-        select(EventLink).where(
-            EventLink.binding_id == binding_id, EventLink.google_event_id == google_event_id
-        )
+        _by_event_statement(), {"binding_id": binding_id, "google_event_id": google_event_id}
+    )
+
+
+@functools.cache
+def _by_event_statement() -> Select[EventLink]:
+    """Built once (every changed event a pull applies reads its link): a reused statement
+    keeps its cache key, so it is neither built nor keyed again."""
+    return select(EventLink).where(
+        EventLink.binding_id == bindparam("binding_id"),
+        EventLink.google_event_id == bindparam("google_event_id"),
     )
 
 
@@ -353,7 +362,10 @@ async def restore_activity(
 ) -> None:
     """Undo a tombstone (an edit in Google beats a delete in the CRM); records a change."""
     seq = await changes.next_seq(session, activity.tenant_id)
-    await session.refresh(activity, with_for_update=True)
+    # the row lock first, then the reload: a refresh repeats the loader options the activity
+    # was read with (its attendees joined), and PostgreSQL refuses FOR UPDATE on an outer join
+    await session.execute(select(Activity.id).where(Activity.id == activity.id).with_for_update())
+    await session.refresh(activity)
     activity.deleted_at = None
     activity.version += 1
     activity.updated_at = utcnow()

@@ -51,7 +51,7 @@ OWED_WRITE = text(
     f"(state = '{LinkState.PENDING.value}' "
     f"OR (state = '{LinkState.LINKED.value}' AND crm_hash IS NULL))"
 )
-#: changes the push writes to Google (not the sync's own): the owner's feed (changes.pushable)
+#: changes the push writes to Google (not the sync's own): the owner's feed (sync_rows.push_reads)
 NOT_FROM_SYNC = text(f"(origin != '{ChangeOrigin.SYNC.value}')")
 
 

@@ -317,29 +317,13 @@ async def behind_feed(
 
 @dataclass(frozen=True)
 class ChannelEvidence:
-    """What a binding's push channel has shown before a sync: whether it has one, and whether
-    a notification owed this sync (a poll with changes and no notification is evidence the
-    channel stopped delivering)."""
+    """What a binding's push channel has shown before a sync (read by the sync's start, under
+    its lock): whether it has one, and whether a notification owed this sync (a poll with
+    changes and no notification is evidence the channel stopped delivering)."""
 
     channel_id: str | None
     notified: bool  # a notification owed a sync (sync_owed_at) when the run started
     incremental: bool  # the run lists changes since a sync token (a full list finds all)
-
-
-async def channel_evidence(session: AsyncSession, binding_id: uuid.UUID) -> ChannelEvidence:
-    row = (
-        await session.execute(
-            select(
-                CalendarBinding.channel_id,
-                CalendarBinding.sync_owed_at,
-                CalendarBinding.sync_token,
-            ).where(CalendarBinding.id == binding_id)
-        )
-    ).first()
-    if row is None:
-        return ChannelEvidence(None, False, False)
-    channel_id, owed, token = row
-    return ChannelEvidence(channel_id or None, owed is not None, token is not None)
 
 
 async def mark_suspect(
@@ -365,31 +349,3 @@ async def suspect_channels(session: AsyncSession) -> int:
         .where(CalendarBinding.channel_suspect_since.is_not(None))
     )
     return int(found or 0)
-
-
-async def change_rate(
-    session: AsyncSession, binding_id: uuid.UUID
-) -> tuple[float | None, datetime | None, datetime | None]:
-    """The binding's stored Google-side change rate, when it was stored, and since when the
-    binding exists (how long its traffic has been watched)."""
-    row = (
-        await session.execute(
-            select(
-                CalendarBinding.google_change_rate,
-                CalendarBinding.google_rate_at,
-                CalendarBinding.created_at,
-            ).where(CalendarBinding.id == binding_id)
-        )
-    ).first()
-    return (row[0], row[1], row[2]) if row is not None else (None, None, None)
-
-
-async def set_change_rate(
-    session: AsyncSession, binding_id: uuid.UUID, rate: float, at: datetime
-) -> None:
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id)
-        .values(google_change_rate=rate, google_rate_at=at)
-        .execution_options(synchronize_session=False)
-    )

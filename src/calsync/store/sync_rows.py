@@ -7,8 +7,10 @@ transaction, not its work).
   then the run's row — one transaction, three statements.
 - `end_binding`: with store.runs.finish, the run's end: the binding's last sync and failure
   count, the sync token the pull reached, the push cursor and scan key the push reached, the
-  webhook debt it paid, the lock released — one transaction, two statements.
-- `push_reads`: the feed's last seq and the links owing a write, one statement.
+  webhook debt it paid, the Google-side change rate, the lock released — one transaction, two
+  statements.
+- `push_reads`: the feed's last seq, the links owing a write and the owner's changes after the
+  push cursor, one statement.
 """
 
 from __future__ import annotations
@@ -41,7 +43,16 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .base import utcnow
-from .models import OWED_WRITE, CalendarBinding, EventLink, GoogleConnection, SyncRun, Tenant
+from .models import (
+    NOT_FROM_SYNC,
+    OWED_WRITE,
+    CalendarBinding,
+    Change,
+    EventLink,
+    GoogleConnection,
+    SyncRun,
+    Tenant,
+)
 from .statuses import BindingStage, Code, RunOutcome
 
 #: between a calendar id and its role, and between two calendars, in the aggregated column;
@@ -164,12 +175,14 @@ async def end_binding(
     owed: datetime | None = None,
     deletions_applied: bool = False,
     listed: tuple[str | None, str | None, str] | None = None,
+    rate: tuple[float, datetime] | None = None,
 ) -> None:
     """One UPDATE for the binding's end of run, only while the lock is this owner's: last sync
     and failure count (backing off after a failure), the sync token the listing reached
     (`listed`: token, zone, private-events policy), the push cursor, the scan key, the
     webhook debt (cleared only if still the one seen at the start), the confirmed deletions
-    used up, and the lock released."""
+    used up, the Google-side change rate with the run's changes added (`rate`: the rate and
+    when; domain.rates) and the lock released."""
     values: dict[str, object] = {
         "last_sync_at": at,
         "locked_by": None,  # released (the UPDATE is this owner's only)
@@ -208,14 +221,16 @@ async def end_binding(
         )
         if zone:
             values["time_zone"] = zone
+    if rate is not None:
+        values.update(google_change_rate=rate[0], google_rate_at=rate[1])
     # a fence: a run that lost its lock (another worker took the binding after its renewals
     # failed past the timeout) stores nothing over the new holder's cursors; what it did is
     # read again by a later run, as after a crash
+    # on the table, not the entity: the same UPDATE without the ORM's bulk-update path, which
+    # cost more than the statement itself (every sync ends with it)
+    table = typing.cast(Table, CalendarBinding.__table__)
     await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id, CalendarBinding.locked_by == owner)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        update(table).where(table.c.id == binding_id, table.c.locked_by == owner).values(**values)
     )
 
 
@@ -235,32 +250,58 @@ async def close_running(session: AsyncSession, run_id: uuid.UUID) -> None:
     )
 
 
+@dataclass
+class PushReads:
+    """What every push reads first: the tenant's last change-feed seq, the activities whose
+    links owe Google a write, and the owner's changes after the push cursor up to that seq
+    that the sync did not make (activity, seq), in feed order."""
+
+    last: int
+    owed: list[uuid.UUID]
+    feed: list[tuple[uuid.UUID, int]]
+
+
 async def push_reads(
-    session: AsyncSession, tenant_id: uuid.UUID, binding_id: uuid.UUID
-) -> tuple[int, list[uuid.UUID]]:
-    """What every push reads first, in one statement: the tenant's last change-feed seq
-    (store.changes.last_seq) and the activities whose links owe Google a write
-    (store.links.dirty, through the same partial index)."""
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    after: int,
+) -> PushReads:
+    """One statement (one snapshot, so the changes and the last seq agree): the tenant's last
+    seq (store.changes.last_seq), the links owing a write (store.links.dirty) and the owner's
+    changes after `after` that the sync did not make, each part through its partial index."""
     rows = await session.execute(
-        _push_reads_statement(), {"tenant_id": tenant_id, "binding_id": binding_id}
+        _push_reads_statement(),
+        {"tenant_id": tenant_id, "binding_id": binding_id, "owner_id": owner_id, "after": after},
     )
-    last, owed = 0, []
+    last, owed, feed = 0, [], []
     for activity_id, seq in rows:
         if activity_id is None:
             last = int(seq or 0)
-        else:
+        elif seq is None:
             owed.append(activity_id)
-    return last, owed
+        else:
+            feed.append((activity_id, int(seq)))
+    feed.sort(key=lambda row: row[1])
+    return PushReads(last, owed, [(a, seq) for a, seq in feed if seq <= last])
 
 
 @functools.cache
 def _push_reads_statement() -> CompoundSelect[uuid.UUID | None, int | None]:
     """Built once (see `_load_statement`). The owed links' condition is the partial index's,
-    word for word, as in store.links.dirty."""
+    word for word, as in store.links.dirty; the feed's is
+    ix_change_tenant_id_owner_id_seq_pushable's (NOT_FROM_SYNC, the value inline)."""
     owed = select(EventLink.activity_id, null().label("seq")).where(
         EventLink.binding_id == bindparam("binding_id"),
         OWED_WRITE,
         EventLink.activity_id.is_not(None),
     )
     last = select(null(), Tenant.change_seq).where(Tenant.id == bindparam("tenant_id"))
-    return union_all(owed, last)
+    feed = select(Change.activity_id, Change.seq).where(
+        Change.tenant_id == bindparam("tenant_id"),
+        Change.owner_id == bindparam("owner_id"),
+        NOT_FROM_SYNC,
+        Change.seq > bindparam("after"),
+    )
+    return union_all(owed, last, feed)

@@ -5,7 +5,9 @@ Writing a message is part of the change it reports. A writer calls `emit` (or, f
 `changes.record` does) while its transaction is open; just before that transaction commits,
 `_write_outbox` inserts one `webhook_message` and one `webhook_delivery` per enabled endpoint of
 the tenant that wants the event type. Both commit with the change or neither does: a crash
-never loses a message and never invents one. A tenant without endpoints pays one indexed read.
+never loses a message and never invents one. A tenant without endpoints pays one indexed read,
+or none when the writer learnt it with a row it read anyway (`note_endpoints`: an activity
+edit's locked read).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import ColumnElement, delete, event, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session, object_session
 
 from .base import utcnow
 from .models import Activity
@@ -50,6 +52,7 @@ SECRET_PREFIX = "whsec_"
 ROTATION_OVERLAP = timedelta(hours=24)
 
 _PENDING = "calsync.webhooks.pending"
+_NO_ENDPOINTS = "calsync.webhooks.no_endpoints"  # tenants read without one in this transaction
 _WRITTEN = "calsync.webhooks.written"
 #: called after a commit that wrote deliveries (the embedded runner's deliverer wakes at once
 #: rather than at its next tick); each must be cheap and safe from any thread
@@ -100,6 +103,30 @@ def activity_changed(session: AsyncSession, activity: Activity, kind: str, origi
     )
 
 
+def endpoints_enabled(
+    tenant_id: ColumnElement[uuid.UUID] | QueryableAttribute[uuid.UUID],
+) -> ColumnElement[bool]:
+    """Whether the tenant has an enabled endpoint: an EXISTS a writer that reads a row of the
+    tenant anyway adds to that SELECT, then passes to `note_endpoints`."""
+    return exists().where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.enabled.is_(True))
+
+
+def note_endpoints(session: AsyncSession, tenant_id: uuid.UUID, enabled: bool) -> None:
+    """The tenant has no enabled endpoint (`enabled` False), as read in this transaction: its
+    commit writes no outbox row without reading the endpoints again (one SELECT fewer for
+    every sync that edits an activity). Read under the writer's lock — on SQLite the
+    database's write lock, so no endpoint can appear before the commit; on PostgreSQL the
+    commit's own read had the same race with an endpoint created meanwhile."""
+    if not enabled:
+        session.sync_session.info.setdefault(_NO_ENDPOINTS, set()).add(tenant_id)
+
+
+def _endpoints_changed(session: Session, tenant_id: uuid.UUID) -> None:
+    """An endpoint made or switched on in this transaction: what `note_endpoints` noted for
+    the tenant no longer holds."""
+    session.info.get(_NO_ENDPOINTS, set()).discard(tenant_id)
+
+
 def _queue(session: AsyncSession) -> list[_Pending]:
     queue: list[_Pending] = session.sync_session.info.setdefault(_PENDING, [])
     return queue
@@ -110,10 +137,11 @@ def _write_outbox(session: Session) -> None:
     """Runs inside the committing transaction (on the async session's greenlet, so plain
     `session.execute` may do I/O)."""
     pending: list[_Pending] = session.info.pop(_PENDING, [])
-    if not pending:
+    without: set[uuid.UUID] = session.info.pop(_NO_ENDPOINTS, set())
+    if all(item.tenant_id in without for item in pending):
         return
     session.flush()  # the activities' final columns (created_at, version) before rendering
-    wanted: dict[uuid.UUID, list[WebhookEndpoint]] = {}
+    wanted: dict[uuid.UUID, list[WebhookEndpoint]] = {t: [] for t in without}
     deliveries: list[WebhookDelivery] = []
     now = utcnow()
     for item in pending:
@@ -169,6 +197,7 @@ def _written(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_NO_ENDPOINTS, None)
     session.info.pop(_WRITTEN, None)
 
 
@@ -193,6 +222,7 @@ async def create_endpoint(
         consecutive_failures=0,
     )
     session.add(endpoint)
+    _endpoints_changed(session.sync_session, tenant_id)
     await session.flush()
     return endpoint
 
@@ -220,6 +250,9 @@ def set_enabled(endpoint: WebhookEndpoint, enabled: bool, reason: str | None = N
     """Enable (clears the failure state; waiting deliveries resume) or disable with a reason."""
     endpoint.enabled = enabled
     endpoint.updated_at = utcnow()
+    session = object_session(endpoint)
+    if session is not None:
+        _endpoints_changed(session, endpoint.tenant_id)
     if enabled:
         endpoint.disabled_at = None
         endpoint.disabled_reason = None

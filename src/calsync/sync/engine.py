@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.direction import Direction
 from calsync.domain.merge import Policy
+from calsync.domain.rates import added
 from calsync.google import errors
 from calsync.google.calendar import RequestCount, count_requests
 from calsync.store import bindings, connections, runs, schedule, sync_rows
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding
+from calsync.store.schedule import ChannelEvidence
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
 
 from . import scans, transitions
@@ -38,7 +41,7 @@ from .tokens import GoogleAccess
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TTL = timedelta(minutes=15)
-COUNTS = ("pulled", "pushed", "created", "updated", "deleted", "conflicts", "issues")
+COUNTS = runs.RUN_COUNTS
 
 
 def worker_id() -> str:
@@ -55,6 +58,9 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
     error: Failure | None = None
     google_requests: int = 0  # HTTP requests this run sent to Google (the request budget)
+    #: the binding's push channel as the run found it under its lock (None: not started): a
+    #: poll that lists changes no notification announced is evidence against the channel
+    evidence: ChannelEvidence | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,9 +79,15 @@ async def sync_binding(
     lock_ttl: timedelta = DEFAULT_LOCK_TTL,
     hooks: Hooks | None = None,
     now: datetime | None = None,
+    rate_clock: Callable[[], datetime] | None = None,
 ) -> RunResult:
     """Sync one binding now. Returns SKIPPED without touching anything when another worker
     holds it, it is paused or disabled, or its connection waits for the user.
+
+    `rate_clock` given: a run that applies Google-side changes adds them to the binding's
+    change rate (domain.rates) as of that clock's time, with the run's end (the runners pass
+    their poll clock for every run but a first or full one: an import is the calendar's past,
+    not its traffic).
 
     Transactions when nothing fails: the start (lock, one read of binding, connection and
     tenant, the run's row), the pull's and push's own (none when nothing changed but the push's
@@ -94,13 +106,17 @@ async def sync_binding(
         if run.id is None:  # paused, disabled, not connected: nothing was started
             assert run.skip is not None
             return RunResult(Outcome.SKIPPED, error=run.skip)
+        binding = loaded.binding
         await hooks.fire("after_lock")
         # every HTTP request to Google this run sends, stored with the run (/metrics)
         with count_requests() as sent:
             result = await _locked(
-                db, loaded, run, google, full, allow_mass_delete, hooks, now, sent
+                db, loaded, run, google, full, allow_mass_delete, hooks, now, sent, rate_clock
             )
         result.google_requests = sent.n
+        result.evidence = ChannelEvidence(
+            binding.channel_id or None, run.owed is not None, binding.sync_token is not None
+        )
         return result
     finally:
         if run.locked and not run.ended:
@@ -202,6 +218,7 @@ async def _locked(
     hooks: Hooks | None,
     now: datetime | None,
     sent: RequestCount,
+    rate_clock: Callable[[], datetime] | None,
 ) -> RunResult:
     binding, connection, tenant = loaded.binding, loaded.connection, loaded.tenant
     assert run.id is not None
@@ -284,7 +301,7 @@ async def _locked(
         log.warning("sync failed", extra={"binding": str(binding.id), "code": exc.code})
     counts = dict(ctx.progress.counts) if ctx is not None else {}
     await (hooks or Hooks()).fire("before_release")  # the end below releases the lock
-    await _record(db, loaded, run, outcome, failure, counts, ctx, sent.n)
+    await _record(db, loaded, run, outcome, failure, counts, ctx, sent.n, rate_clock)
     return RunResult(outcome, run.id, counts, failure)
 
 
@@ -313,10 +330,11 @@ async def _record(
     counts: dict[str, int],
     ctx: Ctx | None,
     google_requests: int,
+    rate_clock: Callable[[], datetime] | None = None,
 ) -> None:
     """The run's end in one transaction: its outcome, the binding's end of run (the push
-    cursor and scan key the push reached, the acknowledged webhook this run covered) and the
-    lock's release."""
+    cursor and scan key the push reached, the acknowledged webhook this run covered, the
+    Google-side changes it applied added to the change rate) and the lock's release."""
     assert run.id is not None
     binding = loaded.binding
     at = utcnow()
@@ -360,9 +378,30 @@ async def _record(
             owed=run.owed if ok else None,
             deletions_applied=ok and ctx is not None and ctx.settings.allow_mass_delete,
             listed=_listed(ctx),
+            rate=_rate(binding, counts, rate_clock) if ok else None,
         )
         await session.commit()
     run.ended = True
+
+
+def google_changes(counts: dict[str, int]) -> int:
+    """The Google-side changes a run applied to the CRM (not the echo of its own writes)."""
+    return sum(counts.get(k, 0) for k in ("created", "updated", "deleted"))
+
+
+def _rate(
+    binding: CalendarBinding, counts: dict[str, int], clock: Callable[[], datetime] | None
+) -> tuple[float, datetime] | None:
+    """The binding's change rate with this run's Google-side changes added (None: unchanged).
+    Read at the start under the lock, which every writer of the rate holds."""
+    changes = google_changes(counts)
+    if clock is None or changes <= 0:
+        return None
+    at = clock()
+    rate = added(
+        binding.google_change_rate, binding.google_rate_at, changes, at, binding.created_at
+    )
+    return rate, at
 
 
 def _listed(ctx: Ctx | None) -> tuple[str | None, str | None, str] | None:

@@ -202,21 +202,24 @@ async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
     ids = [e.id for e in events if e.id]
     if not ids:
         return set()
-    named: dict[str, uuid.UUID] = {}
-    for event in events:
-        if event.id is None:
-            continue
-        aid = mapping.tagged_activity_id(
-            event, ctx.settings.tenant_id
-        ) or activity_id_from_event_id(event.id)
-        if aid is not None:
-            named[event.id] = aid
     async with ctx.settings.db.session() as session:
         known = await bulk_import.linked_event_ids(session, ctx.settings.binding_id, ids)
-        owned = await bulk_import.owned_activity_ids(
-            session, ctx.settings.tenant_id, ctx.settings.user_id, set(named.values())
-        )
-    known.update(eid for eid, aid in named.items() if aid in owned)
+        # the activities the others name, if any (an event already linked goes through
+        # reconcile anyway: the usual case of an incremental sync reads no more)
+        named: dict[str, uuid.UUID] = {}
+        for event in events:
+            if event.id is None or event.id in known:
+                continue
+            aid = mapping.tagged_activity_id(
+                event, ctx.settings.tenant_id
+            ) or activity_id_from_event_id(event.id)
+            if aid is not None:
+                named[event.id] = aid
+        if named:
+            owned = await bulk_import.owned_activity_ids(
+                session, ctx.settings.tenant_id, ctx.settings.user_id, set(named.values())
+            )
+            known.update(eid for eid, aid in named.items() if aid in owned)
     return known
 
 

@@ -20,7 +20,7 @@ from calsync.domain.activity import PROJECT_TASK
 from calsync.domain.fields import content_hash
 from calsync.google import errors
 from calsync.google.models import Event
-from calsync.store import changes, links, runs, sync_rows
+from calsync.store import links, runs, sync_rows
 from calsync.store.statuses import LinkState
 
 from . import filters, mapping, transitions
@@ -38,13 +38,21 @@ MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third i
 
 async def push(ctx: Ctx) -> None:
     async with ctx.settings.db.session() as session:
-        # the feed's last seq and the links owing a write, one statement
-        last, owed = await sync_rows.push_reads(
-            session, ctx.settings.tenant_id, ctx.settings.binding_id
+        # the feed's last seq, the links owing a write and the owner's changes after the
+        # cursor that the sync did not make, one statement
+        reads = await sync_rows.push_reads(
+            session,
+            ctx.settings.tenant_id,
+            ctx.settings.binding_id,
+            ctx.settings.user_id,
+            ctx.progress.push_seq,
         )
-        seqs = await _feed(ctx, session, last)
+        last = reads.last
+        seqs: dict[uuid.UUID, int] = {}  # the first seq of each activity
+        for activity_id, seq in reads.feed:
+            seqs.setdefault(activity_id, seq)
         todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
-        todo.update(owed)
+        todo.update(reads.owed)
         if ctx.progress.scan:
             todo.update(await _scan(ctx, session))
     deferred: set[uuid.UUID] = set()
@@ -110,18 +118,6 @@ async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:
         )
         found.update(a.id for a in fresh if filters.exportable(ctx.settings.tenant, a))
     return found
-
-
-async def _feed(ctx: Ctx, session: AsyncSession, last: int) -> dict[uuid.UUID, int]:
-    """The owner's activities changed after the cursor up to `last` by anyone but the sync
-    (first seq of each): the owner's new changes only (changes.pushable)."""
-    seqs: dict[uuid.UUID, int] = {}
-    if last > ctx.progress.push_seq:
-        for activity_id, seq in await changes.pushable(
-            session, ctx.settings.tenant_id, ctx.settings.user_id, ctx.progress.push_seq, last
-        ):
-            seqs.setdefault(activity_id, seq)
-    return seqs
 
 
 async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:

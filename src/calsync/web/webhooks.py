@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.jobs.metrics import Metrics
 from calsync.jobs.port import JobQueue, Reason
@@ -120,14 +121,12 @@ class _Notified:
         )
 
 
-async def _lookup(request: Request, channel_id: str) -> _Notified:
+async def _lookup(session: AsyncSession, channel_id: str) -> _Notified:
     """One indexed lookup in the table the channel id's kind says (`list-...`: connections)."""
     kind = kind_of(channel_id)
-    async with request.app.state.db.session() as session:
-        channel = await stored.by_channel_id(session, kind.holder, channel_id)
-        owner_id = channel.owner_id if channel else kind.owner_of(channel_id)
-        retired = await stored.retired(session, channel_id) if channel is None else None
-        await session.commit()
+    channel = await stored.by_channel_id(session, kind.holder, channel_id)
+    owner_id = channel.owner_id if channel else kind.owner_of(channel_id)
+    retired = await stored.retired(session, channel_id) if channel is None else None
     return _Notified(kind, channel, retired, {kind.owner: str(owner_id)})
 
 
@@ -191,17 +190,14 @@ def _message_number(raw: str | None) -> int | None:
     return int(text) or None
 
 
-async def _first_time(request: Request, found: _Notified, number: int) -> bool:
+async def _first_time(session: AsyncSession, found: _Notified, number: int) -> bool:
     """Store the message number and the work it owes (a binding's sync, a calendar-list
     check) before answering; False for a number this channel already sent."""
     channel = found.channel
     assert channel is not None
-    async with request.app.state.db.session() as session:
-        fresh = await stored.note_message(
-            session, found.kind.holder, channel.owner_id, channel.channel_id, number, utcnow()
-        )
-        await session.commit()
-    return fresh
+    return await stored.note_message(
+        session, found.kind.holder, channel.owner_id, channel.channel_id, number, utcnow()
+    )
 
 
 @router.post(WEBHOOK_PATH, include_in_schema=False)
@@ -216,23 +212,28 @@ async def google_push(request: Request) -> Response:
         if metrics:
             metrics.webhooks.labels(result="malformed").inc()
         return Response(status_code=400)
-    found = await _lookup(request, channel_id)
-    refused = _refused(request, found, channel_id, resource_id, state_name, metrics)
-    if refused is not None:
-        return refused
-    channel = found.channel
-    jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
-    if jobs is None and found.kind is EVENTS:
-        log.error("push notification dropped: no job runner", extra={"channel": channel_id})
-        return Response(status_code=503)
-    number = _message_number(headers.get("x-goog-message-number"))
-    if number is None:
-        if metrics:
-            metrics.webhooks.labels(result="malformed").inc()
-        return PlainTextResponse(
-            "X-Goog-Message-Number must be a positive whole number.", status_code=400
-        )
-    if not await _first_time(request, found, number):
+    # the lookup and the message number's write in one transaction (one session a
+    # notification: its fixed cost is a good part of a webhook-triggered sync's)
+    async with request.app.state.db.session() as session:
+        found = await _lookup(session, channel_id)
+        refused = _refused(request, found, channel_id, resource_id, state_name, metrics)
+        if refused is not None:
+            return refused
+        channel = found.channel
+        jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
+        if jobs is None and found.kind is EVENTS:
+            log.error("push notification dropped: no job runner", extra={"channel": channel_id})
+            return Response(status_code=503)
+        number = _message_number(headers.get("x-goog-message-number"))
+        if number is None:
+            if metrics:
+                metrics.webhooks.labels(result="malformed").inc()
+            return PlainTextResponse(
+                "X-Goog-Message-Number must be a positive whole number.", status_code=400
+            )
+        fresh = await _first_time(session, found, number)
+        await session.commit()
+    if not fresh:
         log.info("push notification replayed", extra={"channel": channel_id, "number": number})
         if metrics:
             metrics.webhooks.labels(result="replay").inc()
