@@ -36,8 +36,8 @@ edit made in Google while its channel was silent how long until it was in the CR
 
 Cost: the work is the syncs the traffic causes (≈ 4 a calendar a day with the default mix, ≈ 35
 ms of this process's CPU each with its notification, echo and the bench's own edit) plus the
-set-up (≈ 50 ms a calendar: first sync and two watches); at 10,000 calendars that is ≈ 8 min of
-set-up and ≈ 25 min of CPU a simulated day, so `make bench` runs the default 200. Progress goes
+set-up (≈ 55 ms a calendar: first sync and two watches); at 10,000 calendars that is ≈ 10 min
+of set-up and ≈ 22 min of CPU a simulated day, so `make bench` runs the default 200. Progress goes
 to stderr; `--max-minutes` stops a long run and reports the simulated time it covered.
 """
 
@@ -311,6 +311,7 @@ async def simulate(
     delivery_seq = 0
 
     seq = int((await http.get("/emulator/v1/requests?after=0")).json()["last_seq"])
+    first_delivery = delivery_seq = await notified(http, 0, 0)
     sim_start = clock.utcnow()
     elapsed = 0.0
     google_edits: dict[str, tuple[Cal, float]] = {}  # subject → (calendar, when made)
@@ -383,6 +384,12 @@ async def simulate(
     await budget.flush()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     log = (await http.get(f"/emulator/v1/requests?after={seq}")).json()["items"]
+    attempts = (await http.get(f"/emulator/v1/deliveries?after={first_delivery}")).json()["items"]
+    outcome: dict[str, int] = {}
+    for d in attempts:
+        key = f"{d['status'] or d['error']}" + (" (a retry)" if d["attempt"] > 1 else "")
+        outcome[key] = outcome.get(key, 0) + 1
+    print(f"  notifications delivered during the days, by the receiver's answer: {outcome}")
     async with db.session() as s:
         imported = dict(
             (
