@@ -54,7 +54,9 @@ lint: env
 typecheck: env
 	$(UV) run --frozen mypy
 
-# whole-run benchmarks, printed side by side (see bench/*.py for options)
+# whole-run benchmarks, printed side by side (see bench/*.py for options); budget.py runs 200
+# calendars here: the issue's 10,000 (`bench/budget.py --calendars 10000 --days 2 --broken 0.01`)
+# takes about an hour on 2 cores (docs/deploy.md, "Google's request budget")
 bench: env
 	$(UV) run --frozen python bench/emulator.py
 	$(UV) run --frozen python bench/google_client.py

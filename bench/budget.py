@@ -2,9 +2,11 @@
 broken push channel hides a change.
 
 Sets up N calendars (default 200; the issue's figure is 10,000: `--calendars 10000`), each of
-its own Google account in the emulator (a subprocess, standing in for Google), connected, synced
-once and watched by a push channel (and the account's calendarList channel: per calendar here,
-the worst case — one calendar per connection). Each binding imports and exports (one calendar
+its own Google account in the emulator (a subprocess, standing in for Google; the accounts and
+their tokens seeded 1,000 a request, calsync's users, connections and bindings 1,000 a
+transaction), then synced once and watched by a push channel (and the account's calendarList
+channel: per calendar here, the worst case — one calendar per connection) as calsync does it,
+8 calendars at a time. Each binding imports and exports (one calendar
 both ways), and calsync's webhook receiver is served (uvicorn, in this process) so the emulator's
 notifications land as in production: a healthy channel announces Google-side edits and the echo
 of calsync's own writes.
@@ -30,6 +32,13 @@ edit made in Google while its channel was silent how long until it was in the CR
 
   uv run python bench/budget.py [--calendars 200] [--days 7] [--tick 120] [--broken 0.05]
   uv run python bench/budget.py --no-echo --silence-changes 0   # before: the daily poll alone
+  uv run python bench/budget.py --calendars 10000 --days 2 --broken 0.01   # the issue's figure
+
+Cost: the work is the syncs the traffic causes (≈ 4 a calendar a day with the default mix, ≈ 35
+ms of this process's CPU each with its notification, echo and the bench's own edit) plus the
+set-up (≈ 55 ms a calendar: first sync and two watches); at 10,000 calendars that is ≈ 10 min
+of set-up and ≈ 22 min of CPU a simulated day, so `make bench` runs the default 200. Progress goes
+to stderr; `--max-minutes` stops a long run and reports the simulated time it covered.
 """
 
 from __future__ import annotations
@@ -38,7 +47,9 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import random
+import resource
 import socket
 import sys
 import tempfile
@@ -77,6 +88,7 @@ from calsync.web.app import create_app
 
 CLIENT_ID = "bench.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-bench"
+RUN_STARTED = time.perf_counter()
 TOKEN_SECONDS = 30 * 86400  # long-lived access tokens: refreshes are counted apart anyway
 
 
@@ -131,26 +143,14 @@ async def prepare(http: httpx.AsyncClient, db: Database, n: int) -> tuple[uuid.U
     async with db.session() as s:
         tenant = await tenants.create(s, f"bench-{uuid.uuid4().hex[:8]}")
         await s.commit()
-    made: list[Cal] = []
-    sem, writing = asyncio.Semaphore(16), asyncio.Lock()
-
-    async def one(i: int) -> None:
-        email = f"u{i}@budget.example"
-        async with sem:
-            user_id, binding_id, token = await base_bench.connect_account(
-                http,
-                db,
-                tenant.id,
-                email,
-                token_seconds=TOKEN_SECONDS,
-                writing=writing,
-                role="both",
-                direction="two_way",
-            )
-            made.append(Cal(binding_id, user_id, email, token))
-
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return tenant.id, made
+    emails = [f"u{i}@budget.example" for i in range(n)]
+    made = await base_bench.connect_accounts(
+        http, db, tenant.id, emails, token_seconds=TOKEN_SECONDS, role="both", direction="two_way"
+    )
+    return tenant.id, [
+        Cal(binding_id, user_id, email, token)
+        for email, (user_id, binding_id, token) in zip(emails, made, strict=True)
+    ]
 
 
 async def first_syncs_and_watches(
@@ -174,6 +174,18 @@ async def first_syncs_and_watches(
     await asyncio.gather(*(one(b) for b in ids))
 
 
+def progress(what: str, wall0: float, cpu0: float) -> None:
+    """A line on stderr while a long run goes on (wall and CPU seconds since the phase began,
+    the load average)."""
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"[{time.perf_counter() - wall0:6.0f} s, {time.process_time() - cpu0:6.0f} s CPU, "
+        f"load {load}] {what}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -187,11 +199,31 @@ async def run(args: argparse.Namespace) -> None:
     emu = await base_bench.start_emulator(port, tmp / "emulator.log")
     emu_url = f"http://127.0.0.1:{port}"
     http = httpx.AsyncClient(base_url=emu_url, timeout=60)
+    load = os.getloadavg()
     try:
         await simulate(args, http, emu_url, tmp)
+        print(
+            f"  peak RSS: this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+            f" MB, the emulator {peak_rss_mb(emu.pid):.0f} MB; load average (1, 5, 15 min) "
+            + " ".join(f"{x:.1f}" for x in load)
+            + " at the start, "
+            + " ".join(f"{x:.1f}" for x in os.getloadavg())
+            + " at the end (2 cores)"
+        )
     finally:
         await http.aclose()
         base_bench.stop_all([emu])
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A running process's peak resident set (Linux's VmHWM; 0 where /proc has none)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 async def simulate(
@@ -245,12 +277,14 @@ async def simulate(
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
         await asyncio.sleep(0.01)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     tenant_id, cals = await prepare(http, db, args.calendars)
+    progress(f"{len(cals)} accounts seeded", started, cpu_started)
     await first_syncs_and_watches(db, access, settings, [c.binding_id for c in cals])
     await asyncio.sleep(1.0)  # the channels' `sync` messages
     await runner.drain()
-    setup_seconds = time.perf_counter() - started
+    progress("first syncs and watches done", started, cpu_started)
+    setup = (time.perf_counter() - started, time.process_time() - cpu_started)
 
     rng = random.Random(16)
     mix = parse_mix(args.mix)
@@ -277,14 +311,19 @@ async def simulate(
     delivery_seq = 0
 
     seq = int((await http.get("/emulator/v1/requests?after=0")).json()["last_seq"])
+    first_delivery = delivery_seq = await notified(http, 0, 0)
     sim_start = clock.utcnow()
     elapsed = 0.0
     google_edits: dict[str, tuple[Cal, float]] = {}  # subject → (calendar, when made)
-    cursor = {c.binding_id: 0 for c in cals}
+    # every change of every calendar, in the order they are due (calendar order within a tick)
+    agenda = sorted((t, i, kind) for i, cal in enumerate(cals) for t, kind in cal.plan)
+    at_change = 0
+    broken = [c for c in cals if c.broken]
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    next_renewal = 3600.0
+    next_renewal = next_progress = 3600.0
     n = 0
-    while elapsed < day:
+    limit = RUN_STARTED + args.max_minutes * 60 if args.max_minutes else math.inf
+    while elapsed < day and time.perf_counter() < limit:
         step = min(args.tick, day - elapsed)
         await http.post("/emulator/v1/clock", json={"advance_seconds": step})
         clock.advance(step)
@@ -301,29 +340,26 @@ async def simulate(
                     await http.post(f"/emulator/v1/channels/{cal.channel_id}/silence", json={})
         made_any = False
         announced: set[uuid.UUID] = set()  # calendars whose working channel will notify
-        for cal in cals:
-            while (
-                cursor[cal.binding_id] < len(cal.plan)
-                and cal.plan[cursor[cal.binding_id]][0] <= elapsed
-            ):
-                _, kind = cal.plan[cursor[cal.binding_id]]
-                cursor[cal.binding_id] += 1
-                n += 1
-                # made at this tick (the tick's resolution applies to every figure alike)
-                silent = silenced and cal.broken and cal.caught_at is None
-                if silent and cal.first_change is None:
-                    cal.first_change = (elapsed, kind)
-                if not silent:
-                    announced.add(cal.binding_id)
-                if kind == "google":
-                    subject = f"google edit {n}"
-                    await google_edit(http, cal, subject)
-                    if silent or not cal.broken:
-                        google_edits[subject] = (cal, elapsed)
-                else:
-                    await crm_entry(db, tenant_id, cal, f"crm entry {n}")
-                    await runner.enqueue_sync(cal.binding_id, Reason.CHANGE)
-                made_any = True
+        while at_change < len(agenda) and agenda[at_change][0] <= elapsed:
+            _, i, kind = agenda[at_change]
+            at_change += 1
+            cal = cals[i]
+            n += 1
+            # made at this tick (the tick's resolution applies to every figure alike)
+            silent = silenced and cal.broken and cal.caught_at is None
+            if silent and cal.first_change is None:
+                cal.first_change = (elapsed, kind)
+            if not silent:
+                announced.add(cal.binding_id)
+            if kind == "google":
+                subject = f"google edit {n}"
+                await google_edit(http, cal, subject)
+                if silent or not cal.broken:
+                    google_edits[subject] = (cal, elapsed)
+            else:
+                await crm_entry(db, tenant_id, cal, f"crm entry {n}")
+                await runner.enqueue_sync(cal.binding_id, Reason.CHANGE)
+            made_any = True
         if made_any:
             await runner.drain()
             # the notifications (and echoes) land: one at least per working channel changed
@@ -339,12 +375,21 @@ async def simulate(
         if elapsed >= next_renewal:
             await renew_due_channels(db, access, settings)
             next_renewal += 3600.0
-        await note_caught(db, cals, elapsed)
+        await note_caught(db, broken, elapsed)
+        if elapsed >= next_progress:
+            progress(f"day {elapsed / 86400:.2f}, {runner.stats.started} syncs", wall0, cpu0)
+            next_progress += 6 * 3600.0
     await runner.drain()
     await runner.stop()
     await budget.flush()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     log = (await http.get(f"/emulator/v1/requests?after={seq}")).json()["items"]
+    attempts = (await http.get(f"/emulator/v1/deliveries?after={first_delivery}")).json()["items"]
+    outcome: dict[str, int] = {}
+    for d in attempts:
+        key = f"{d['status'] or d['error']}" + (" (a retry)" if d["attempt"] > 1 else "")
+        outcome[key] = outcome.get(key, 0) + 1
+    print(f"  notifications delivered during the days, by the receiver's answer: {outcome}")
     async with db.session() as s:
         imported = dict(
             (
@@ -368,7 +413,7 @@ async def simulate(
         for subject, (cal, when) in google_edits.items()
         if (created := imported.get(subject)) is not None
     }
-    report(args, log, cals, polls, delivered, google_edits, setup_seconds, cpu, wall)
+    report(args, elapsed / 86400, log, cals, polls, delivered, google_edits, setup, cpu, wall)
     server.should_exit = True
     await serving
     sock.close()
@@ -417,9 +462,9 @@ async def crm_entry(db: Database, tenant_id: uuid.UUID, cal: Cal, subject: str) 
         await s.commit()
 
 
-async def note_caught(db: Database, cals: list[Cal], elapsed: float) -> None:
+async def note_caught(db: Database, broken: list[Cal], elapsed: float) -> None:
     """A broken calendar is caught when calsync has replaced its silent channel."""
-    waiting = {c.binding_id: c for c in cals if c.broken and c.channel_id and c.caught_at is None}
+    waiting = {c.binding_id: c for c in broken if c.channel_id and c.caught_at is None}
     if not waiting:
         return
     async with db.session() as s:
@@ -453,16 +498,16 @@ def minutes(values: list[float]) -> str:
 
 def report(
     args: argparse.Namespace,
+    days: float,
     log: list[dict[str, Any]],
     cals: list[Cal],
     polls: dict[uuid.UUID, int],
     delivered: dict[str, tuple[Cal, float]],
     google_edits: dict[str, tuple[Cal, float]],
-    setup_seconds: float,
+    setup: tuple[float, float],
     cpu: float,
     wall: float,
 ) -> None:
-    days = args.days
     by_email = {c.email: c for c in cals}
     calendar = [e for e in log if not e["path"].startswith(("/token", "/emulator"))]
     spent: dict[str, int] = {}
@@ -476,12 +521,17 @@ def report(
         edits[cal.email] += 1
     print(
         f"calendars {len(cals)} ({sum(c.broken for c in cals)} with a silenced channel), "
-        f"{days:g} simulated day(s), tick {args.tick:g} s, healthy poll every "
+        f"{days:.3g} simulated day(s)"
+        + (f" (of {args.days:g}: stopped by --max-minutes)" if days < args.days else "")
+        + f", tick {args.tick:g} s, healthy poll every "
         f"{args.healthy_hours:g} h, silence rule {args.silence_changes:g} changes, echo "
         + ("off" if args.no_echo else f"grace {args.echo_grace:g} s")
         + f", mix {args.mix}"
     )
-    print(f"  set-up {setup_seconds:.0f} s; simulation {wall:.0f} s wall, {cpu:.0f} s CPU")
+    print(
+        f"  set-up {setup[0]:.0f} s wall, {setup[1]:.0f} s CPU; simulation {wall:.0f} s wall, "
+        f"{cpu:.0f} s CPU (this process: calsync and the bench; the emulator apart)"
+    )
     print("  healthy calendars, per calendar per day (calsync's Calendar API requests; polls):")
     for klass in dict.fromkeys(c.klass for c in cals):
         group = [c for c in cals if c.klass == klass and not c.broken]
@@ -489,7 +539,7 @@ def report(
             continue
         requests = sum(spent.get(c.email, 0) - edits[c.email] for c in group)
         n_polls = sum(polls.get(c.binding_id, 0) for c in group)
-        changes = sum(len(c.plan) for c in group)
+        changes = sum(1 for c in group for t, _ in c.plan if t <= days * 86400)
         print(
             f"    {klass:6} ({len(group):4}): {requests / len(group) / days:6.2f} requests, "
             f"{n_polls / len(group) / days:5.2f} safety polls "
@@ -541,6 +591,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calendars", type=int, default=200)
     parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0,
+        help="stop simulating when the run (set-up included) has taken this many minutes of"
+        " wall time (0: never); the figures then cover the simulated time done",
+    )
     parser.add_argument("--tick", type=float, default=120.0, help="simulated seconds per tick")
     parser.add_argument("--broken", type=float, default=0.05, help="share of silenced channels")
     parser.add_argument("--healthy-hours", type=float, default=24.0)

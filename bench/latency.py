@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,58 +122,64 @@ async def prepare(
         tenant = await tenants.create(s, f"bench-{uuid.uuid4().hex[:8]}")
         _, admin_key = await apikeys.create(s, tenant.id)
         await s.commit()
-    sem, writing = asyncio.Semaphore(32), asyncio.Lock()
-
-    async def one(i: int) -> None:
-        email = f"u{i}@bench.example"
-        async with sem:
-            user_id, binding_id, token = await connect_account(
-                http, db, tenant.id, email, token_seconds=86400, writing=writing, summary=email
-            )
-            owners.append((user_id, email, token))
-            binding_ids.append(binding_id)
-
-    await asyncio.gather(*(one(i) for i in range(n)))
+    emails = [f"u{i}@bench.example" for i in range(n)]
+    for email, (user_id, binding_id, token) in zip(
+        emails,
+        await connect_accounts(http, db, tenant.id, emails, token_seconds=86400),
+        strict=True,
+    ):
+        owners.append((user_id, email, token))
+        binding_ids.append(binding_id)
     await http.aclose()
     return Setup(db, settings, admin_key, owners), binding_ids
 
 
-async def connect_account(
+async def connect_accounts(
     http: httpx.AsyncClient,
     db: Database,
     tenant_id: uuid.UUID,
-    email: str,
+    emails: Sequence[str],
     *,
     token_seconds: int,
-    writing: asyncio.Lock,
+    chunk: int = 1000,
     **binding: Any,
-) -> tuple[uuid.UUID, uuid.UUID, str]:
-    """A Google account in the emulator with an access token (`http`: the emulator's), and in
-    calsync its user, its connection and a binding of its primary calendar (`binding`:
-    bindings.create's options); returns (user id, binding id, access token). The emulator
-    calls may run many at a time; the database writes take `writing`, one at a time: SQLite's
-    deferred transactions that read before they write cannot wait for each other ("database
-    is locked" under load), and one writer is as fast here."""
-    await http.post("/emulator/v1/accounts", json={"email": email})
-    made = await http.post(
-        f"/emulator/v1/accounts/{email}/tokens", json={"expires_in": token_seconds}
-    )
-    token = str(made.json()["access_token"])
-    async with writing, db.session() as s:
-        user = await users.create(s, tenant_id, email)
-        conn = await connections.create(
-            s,
-            tenant_id,
-            user.id,
-            google_email=email,
-            refresh_token="bench-no-refresh",
-            access_token=token,
-            # an hour early: the engine never refreshes (the refresh token is a placeholder)
-            access_token_expires_at=datetime.now(UTC) + timedelta(seconds=token_seconds - 3600),
+) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """Google accounts in the emulator, each with an access token (`http`: the emulator's;
+    `chunk` accounts a control request), and in calsync for each its user, its connection and
+    a binding of its primary calendar (`binding`: bindings.create's options), made by the
+    store's own repositories, `chunk` calendars a transaction; returns (user id, binding id,
+    access token) per e-mail, in order. One writer at a time: SQLite's deferred transactions
+    that read before they write cannot wait for each other ("database is locked")."""
+    made: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+    for at in range(0, len(emails), chunk):
+        part = emails[at : at + chunk]
+        seeded = await http.post(
+            "/emulator/v1/accounts/batch",
+            json={
+                "accounts": [{"email": email} for email in part],
+                "token": {"expires_in": token_seconds},
+            },
         )
-        b = await bindings.create(s, tenant_id, conn.id, email, **binding)
-        await s.commit()
-    return user.id, b.id, token
+        seeded.raise_for_status()
+        tokens = [str(item["access_token"]) for item in seeded.json()["items"]]
+        # an hour early: the engine never refreshes (the refresh token is a placeholder)
+        expires = datetime.now(UTC) + timedelta(seconds=token_seconds - 3600)
+        async with db.session() as s:
+            for email, token in zip(part, tokens, strict=True):
+                user = await users.create(s, tenant_id, email)
+                conn = await connections.create(
+                    s,
+                    tenant_id,
+                    user.id,
+                    google_email=email,
+                    refresh_token="bench-no-refresh",
+                    access_token=token,
+                    access_token_expires_at=expires,
+                )
+                b = await bindings.create(s, tenant_id, conn.id, email, summary=email, **binding)
+                made.append((user.id, b.id, token))
+            await s.commit()
+    return made
 
 
 async def first_syncs(setup: Setup, binding_ids: list[uuid.UUID]) -> GoogleAccess:

@@ -6,9 +6,10 @@ paths; fields may be added, never removed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import bisect
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +19,14 @@ from .auth import world_of
 from .state import DEFAULT_SCOPES, Fault
 
 PREFIX = "/emulator/v1"
+
+
+class _HasSeq(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+
+_Logged = TypeVar("_Logged", bound=_HasSeq)
 
 
 class ControlError(Exception):
@@ -82,6 +91,49 @@ async def add_account(request: Request) -> Response:
         {"email": acc.email, "name": acc.name, "primary_calendar_id": acc.primary_calendar_id},
         status_code=201,
     )
+
+
+@_handler
+async def add_accounts(request: Request) -> Response:
+    """Many accounts in one request (benchmarks seed thousands), each exactly as `POST
+    /accounts` makes it, and with `token` an access token each as `POST
+    /accounts/{email}/tokens` issues it. All or nothing: the body is checked before any
+    account is made."""
+    data = await _json(request)
+    world = world_of(request)
+    specs = data.get("accounts")
+    if not isinstance(specs, list) or not specs:
+        raise ControlError("'accounts' must be a non-empty list")
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise ControlError("each of 'accounts' must be an object")
+        if "@" not in str(_need(spec, "email")):
+            raise ControlError("'email' must be an e-mail address")
+    token = data.get("token")
+    if token is not None and not isinstance(token, dict):
+        raise ControlError("'token' must be an object")
+    scopes = (token or {}).get("scopes") or sorted(DEFAULT_SCOPES)
+    if not isinstance(scopes, list):
+        raise ControlError("'scopes' must be a list")
+    ttl = int((token or {}).get("expires_in") or world.config.access_token_ttl)
+    items = []
+    for spec in specs:
+        acc = world.add_account(
+            str(spec["email"]).lower(), spec.get("name"), time_zone=spec.get("timeZone", "UTC")
+        )
+        item: dict[str, Any] = {
+            "email": acc.email,
+            "name": acc.name,
+            "primary_calendar_id": acc.primary_calendar_id,
+        }
+        if token is not None:
+            tok = world.issue_access_token(
+                acc.email, frozenset(scopes), client_id="emulator-control", ttl=ttl
+            )
+            item["access_token"] = tok.token
+            item["expires_in"] = int(tok.expires_at - world.clock.now())
+        items.append(item)
+    return JSONResponse({"items": items}, status_code=201)
 
 
 @_handler
@@ -291,25 +343,30 @@ def _after(request: Request) -> int:
         raise ControlError("'after' must be an integer") from exc
 
 
+def _since(log: Sequence[_Logged], after: int) -> Sequence[_Logged]:
+    """The entries of a log with `seq > after`. A log is appended in `seq` order, so a
+    binary search finds the first: a client reading what happened since its last look (a
+    benchmark, every tick) costs what it reads, not the whole log."""
+    return log[bisect.bisect_right(log, after, key=lambda entry: entry.seq) :]
+
+
 @_handler
 async def list_requests(request: Request) -> Response:
     after = _after(request)
-    items = [asdict(r) for r in world_of(request).requests if r.seq > after]
+    items = [asdict(r) for r in _since(world_of(request).requests, after)]
     return JSONResponse({"items": items, "last_seq": world_of(request).log_seq})
 
 
 @_handler
 async def list_emails(request: Request) -> Response:
     after = _after(request)
-    return JSONResponse({"items": [asdict(e) for e in world_of(request).emails if e.seq > after]})
+    return JSONResponse({"items": [asdict(e) for e in _since(world_of(request).emails, after)]})
 
 
 @_handler
 async def list_deliveries(request: Request) -> Response:
     after = _after(request)
-    return JSONResponse(
-        {"items": [asdict(d) for d in world_of(request).deliveries if d.seq > after]}
-    )
+    return JSONResponse({"items": [asdict(d) for d in _since(world_of(request).deliveries, after)]})
 
 
 @_handler
@@ -354,6 +411,7 @@ routes = [
     Route(f"{PREFIX}/reset", reset, methods=["POST"]),
     Route(f"{PREFIX}/accounts", add_account, methods=["POST"]),
     Route(f"{PREFIX}/accounts", list_accounts, methods=["GET"]),
+    Route(f"{PREFIX}/accounts/batch", add_accounts, methods=["POST"]),
     Route(f"{PREFIX}/accounts/{{email}}/calendars", add_calendar, methods=["POST"]),
     Route(f"{PREFIX}/accounts/{{email}}/tokens", issue_token, methods=["POST"]),
     Route(f"{PREFIX}/accounts/{{email}}/revoke-grants", revoke_grants, methods=["POST"]),
