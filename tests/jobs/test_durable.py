@@ -18,7 +18,7 @@ from calsync.store import bindings, schedule
 from calsync.store.base import utcnow
 from calsync.store.models import CalendarBinding
 from calsync.sync.context import Hooks
-from calsync.sync.engine import sync_binding
+from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.errors import Outcome
 from calsync.sync.owner import _start_ticks, holder_dead, process_identity
 from tests.jobs.conftest import Harness, at
@@ -54,6 +54,16 @@ async def lock_as(h: Harness, owner: str, *, for_: timedelta = timedelta(minutes
             .values(locked_by=owner, locked_until=utcnow() + for_)
         )
         await s.commit()
+
+
+async def until_locked(h: Harness) -> None:
+    """Wait (up to 10 s) until a sync holds the binding's lock."""
+    async with asyncio.timeout(10):
+        while True:
+            async with h.db.session() as s:
+                if await schedule.lock_holder(s, h.binding_id) is not None:
+                    return
+            await asyncio.sleep(0.01)
 
 
 async def test_owner_identity_tells_a_dead_process_from_a_live_one() -> None:
@@ -200,12 +210,7 @@ async def test_a_sync_that_lost_its_lock_stops_before_writing_more(h: Harness) -
     executor = Executor(h.db, h.google, lock_ttl=timedelta(seconds=3), heartbeat=0.05)
     try:
         run = asyncio.create_task(executor.run(h.binding_id, Reason.MANUAL, False))
-        async with asyncio.timeout(10):
-            while True:  # the sync has its lock
-                async with h.db.session() as s:
-                    if await schedule.lock_holder(s, h.binding_id) is not None:
-                        break
-                await asyncio.sleep(0.01)
+        await until_locked(h)
         await lock_as(h, "far.example:1:1:new-holder")  # as after the old lock ran out
         result = await run
     finally:
@@ -228,19 +233,16 @@ class Stall:
         return self.now
 
 
-async def stalled_in_its_pull(h: Harness, executor: Executor, stall: Stall, *, taken: bool):
+async def stalled_in_its_pull(
+    h: Harness, executor: Executor, stall: Stall, *, taken: bool
+) -> RunResult:
     """Run the executor's sync of a CRM entry; while its listing is under way, the process
     "stalls" past its lock timeout (and, if `taken`, another worker takes the binding)."""
     await h.activity("Written only by the holder", at(3, 10))
     h.emu.control("POST", "/latency", {"ms": 400})  # the listing is under way a while
     try:
         run = asyncio.create_task(executor.run(h.binding_id, Reason.MANUAL, False))
-        async with asyncio.timeout(10):
-            while True:  # the sync has its lock
-                async with h.db.session() as s:
-                    if await schedule.lock_holder(s, h.binding_id) is not None:
-                        break
-                await asyncio.sleep(0.01)
+        await until_locked(h)
         if taken:
             await lock_as(h, "far.example:1:1:new-holder")  # as after the old lock ran out
         stall.now += executor.lock_ttl.total_seconds() + 1

@@ -75,6 +75,17 @@ async def _feed_seqs(h: Harness) -> list[int]:
         return list(rows)
 
 
+async def linked_entries(h: Harness) -> list[tuple[EventLink, Activity]]:
+    """Every link of the binding with its activity."""
+    async with h.db.session() as s:
+        rows = await s.execute(
+            select(EventLink, Activity)
+            .join(Activity, Activity.id == EventLink.activity_id)
+            .where(EventLink.binding_id == h.binding_id)
+        )
+        return [(link, activity) for link, activity in rows]
+
+
 async def test_each_page_is_stored_as_it_arrives_with_the_next_one_prefetched(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,14 +180,7 @@ async def test_bulk_links_agree_with_the_stored_activities(h: Harness) -> None:
     )
     result = await h.sync()
     assert result.ok and result.counts["created"] == 5
-    async with h.db.session() as s:
-        rows = (
-            await s.execute(
-                select(EventLink, Activity)
-                .join(Activity, Activity.id == EventLink.activity_id)
-                .where(EventLink.binding_id == h.binding_id)
-            )
-        ).all()
+    rows = await linked_entries(h)
     assert len(rows) == 5
     for link, activity in rows:
         assert link.crm_hash == content_hash(mapping.activity_fields(activity))
@@ -454,14 +458,7 @@ async def test_imported_links_hash_as_the_full_mapping_for_varied_events(h: Harn
     result = await h.sync()
     assert result.ok, result
     listed = {e.id: e for e in await h.events(deleted=True)}
-    async with h.db.session() as s:
-        rows = (
-            await s.execute(
-                select(EventLink, Activity)
-                .join(Activity, Activity.id == EventLink.activity_id)
-                .where(EventLink.binding_id == h.binding_id)
-            )
-        ).all()
+    rows = await linked_entries(h)
     by_event = {link.google_event_id: (link, activity) for link, activity in rows}
     # six events and two exceptions of the series; the deleted event is not imported
     assert len(by_event) == 8 and gone.id not in by_event
