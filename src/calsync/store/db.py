@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from calsync.store.sqlite_driver import OneTripDBAPI
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -76,6 +78,9 @@ def make_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        # one trip to aiosqlite's thread a statement, none for a commit or rollback with
+        # no transaction open (store/sqlite_driver.py)
+        kwargs["module"] = OneTripDBAPI()
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)

@@ -1,0 +1,170 @@
+"""SQLAlchemy's aiosqlite adapter with one trip to SQLite's thread per statement.
+
+aiosqlite runs each sqlite3 call in the connection's own thread and hands the result back to
+the event loop. SQLAlchemy's adapter makes four such trips for a statement (open a cursor,
+execute, fetch the rows, close the cursor) and one for every commit and rollback, even when no
+transaction is open (the pool's rollback on return after a read). Each trip is a queue put, a
+thread wake-up, the GIL handed over twice and a wake-up of the loop: at 13 statements a sync
+they were a good part of a sync's CPU (docs/deploy.md "Capacity").
+
+Here a statement is one trip (cursor, execute, fetch, close run together in the thread, in
+the same order), and commit / rollback skip the trip when sqlite3 says no transaction is open
+(sqlite3 would do nothing then: `Connection.commit` and `rollback` are no-ops outside a
+transaction). Every statement still runs in aiosqlite's thread, so nothing blocks the event
+loop (a writer waiting on SQLite's busy timeout waits there, as before). Passed to
+`create_async_engine(module=...)`, SQLAlchemy's documented way to hand a dialect its DBAPI;
+the URL stays `sqlite+aiosqlite`. Server-side (streamed) cursors keep SQLAlchemy's own class.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from collections.abc import Sequence
+from threading import Thread
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
+
+_Outcome = tuple[Any, list[Any], int, int | None]  # description, rows, rowcount, lastrowid
+
+
+def _run(conn: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
+    """In aiosqlite's thread: what SQLAlchemy's adapter does in four trips."""
+    cursor = conn.cursor()
+    try:
+        if parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+def _run_many(conn: sqlite3.Connection, operation: str, seq: Sequence[Any]) -> _Outcome:
+    cursor = conn.cursor()
+    try:
+        cursor.executemany(operation, seq)
+        return cursor.description, [], cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
+    """A buffered cursor whose statement, rows and counts come back in one trip."""
+
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+
+    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
+        # no aiosqlite cursor of its own (SQLAlchemy's opens one here: a trip)
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        return self._lastrowid  # type: ignore[return-value]
+
+    @property
+    def arraysize(self) -> int:
+        return 1  # sqlite3's default; fetchmany() without a size takes one row
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        pass  # the rows are all here already
+
+    async def _async_soft_close(self) -> None:
+        pass  # nothing is open in the thread
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def _took(self, outcome: _Outcome) -> None:
+        self._description, rows, self._rowcount, self._lastrowid = outcome
+        self._rows = collections.deque(rows)
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> None:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        async with self._adapt_connection._execute_mutex:
+            outcome = await conn._execute(  # type: ignore[no-untyped-call]
+                _run, conn._conn, operation, parameters
+            )
+        self._took(outcome)
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        async with self._adapt_connection._execute_mutex:
+            outcome = await conn._execute(  # type: ignore[no-untyped-call]
+                _run_many, conn._conn, operation, seq_of_parameters
+            )
+        self._took(outcome)
+
+    def nextset(self) -> None:
+        return None  # sqlite3 has one result set
+
+    def setinputsizes(self, *inputsizes: Any) -> None:
+        return None  # as sqlite3's
+
+
+def _idle(conn: aiosqlite.Connection) -> bool:
+    """No transaction open on the connection (then commit and rollback would do nothing).
+    Read from the loop while no call of this connection runs: SQLAlchemy waits for each."""
+    try:
+        return not conn._conn.in_transaction
+    except (ValueError, sqlite3.Error):
+        return False  # closed: let the usual call report it
+
+
+class OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+
+    _cursor_cls = OneTripCursor  # type: ignore[assignment]  # (a subclass of it)
+
+    def rollback(self) -> None:
+        if not _idle(self._connection):  # type: ignore[arg-type]
+            super().rollback()
+
+    def commit(self) -> None:
+        if not _idle(self._connection):  # type: ignore[arg-type]
+            super().commit()
+
+
+class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The DBAPI for `create_async_engine(..., module=OneTripDBAPI())`."""
+
+    def __init__(self) -> None:
+        super().__init__(aiosqlite, sqlite3)
+
+    def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        creator_fn = kw.pop("async_creator_fn", None)
+        if creator_fn:
+            connection = creator_fn(*arg, **kw)
+        else:
+            connection = self.aiosqlite.connect(*arg, **kw)
+            # as SQLAlchemy's: a daemon thread (aiosqlite >= 0.22 holds one; before, it was one)
+            thread = connection if isinstance(connection, Thread) else connection._thread
+            thread.daemon = True
+        return OneTripConnection(self, await_(connection))

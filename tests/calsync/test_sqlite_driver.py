@@ -1,0 +1,111 @@
+"""store/sqlite_driver.py: SQLAlchemy's aiosqlite adapter, one trip to SQLite's thread a
+statement and none for a commit or rollback with nothing open; results, counts and errors as
+SQLAlchemy's own adapter gives them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from calsync.store.db import Database
+from calsync.store.sqlite_driver import OneTripDBAPI
+
+meta = MetaData()
+items = Table(
+    "items",
+    meta,
+    Column("id", Integer, primary_key=True),
+    Column("name", String, unique=True, nullable=False),
+)
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The calls handed to aiosqlite's thread, by name."""
+    seen: list[str] = []
+    real = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(getattr(fn, "__name__", repr(fn)))
+        return await real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    yield seen
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Any:
+    database = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    yield database
+    await database.dispose()
+
+
+def test_sqlite_engines_use_it(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    assert isinstance(db.engine.dialect.dbapi, OneTripDBAPI)
+    assert db.url.startswith("sqlite+aiosqlite://")
+
+
+async def test_one_trip_a_statement_and_none_to_close_a_read(
+    db: Database, trips: list[str]
+) -> None:
+    async with db.session() as s:
+        await s.execute(insert(items), [{"name": "a"}, {"name": "b"}])
+        await s.commit()
+    trips.clear()
+    async with db.session() as s:
+        rows = (await s.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
+        assert rows == ["a", "b"]
+        assert (await s.execute(select(items.c.id).where(items.c.name == "b"))).scalar() == 2
+    # two statements, and the pool's rollback on return (no transaction open) costs nothing
+    assert trips == ["_run", "_run"]
+
+
+async def test_a_write_commits_once(db: Database, trips: list[str]) -> None:
+    async with db.session() as s:
+        result = await s.execute(insert(items).values(name="a"))
+        assert result.inserted_primary_key == (1,)  # lastrowid
+        await s.commit()
+    assert trips == ["_run", "commit"]
+
+
+async def test_counts_returning_and_many(db: Database) -> None:
+    async with db.session() as s:
+        await s.execute(insert(items), [{"name": n} for n in "abc"])  # executemany
+        changed = await s.execute(
+            update(items).where(items.c.name != "a").values(name="z" + items.c.name)
+        )
+        assert changed.rowcount == 2
+        returned = await s.execute(
+            update(items).where(items.c.name == "a").values(name="A").returning(items.c.id)
+        )
+        assert returned.scalars().all() == [1]
+        assert returned.rowcount == 1
+        await s.commit()
+    async with db.session() as s:
+        partitions = await s.execute(text("SELECT name FROM items ORDER BY id"))
+        assert [list(p) for p in partitions.partitions(2)] == [[("A",), ("zb",)], [("zc",)]]
+        assert (await s.execute(text("SELECT name FROM items WHERE id = 99"))).first() is None
+
+
+async def test_a_rollback_undoes_and_errors_are_sqlalchemys(db: Database) -> None:
+    async with db.session() as s:
+        await s.execute(insert(items).values(name="kept"))
+        await s.commit()
+    async with db.session() as s:
+        await s.execute(insert(items).values(name="undone"))
+        await s.rollback()
+        with pytest.raises(IntegrityError):
+            await s.execute(insert(items).values(name="kept"))
+        await s.rollback()
+    async with db.session() as s:
+        names = (await s.execute(select(items.c.name))).scalars().all()
+    assert names == ["kept"]
