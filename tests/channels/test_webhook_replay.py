@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from calsync.jobs.port import Reason
 from tests.channels.conftest import Served
 
@@ -112,3 +114,47 @@ async def test_forged_channel_ids_are_never_stopped_at_google(
     after = await served.binding(binding_id)
     assert after.channel_id == binding.channel_id
     assert after.sync_owed_at is None and after.channel_message_seq is None
+
+
+async def test_a_notification_is_served_ahead_of_the_router_and_sessions(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """web/webhooks.py FastPath: Google's POST skips the session middleware and the route
+    matching (its CPU was a good part of a webhook-triggered sync's); every other request, and
+    any other method on the webhook's path, still goes through them."""
+    from fastapi.routing import APIRouter
+    from starlette.middleware.sessions import SessionMiddleware
+
+    _, _, binding_id = await served.connected("rex@example.com")
+    passed: list[str] = []
+
+    def spy(cls: Any, name: str) -> None:
+        real = cls.__call__
+
+        async def counted(self: Any, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                passed.append(f"{name} {scope['method']} {scope['path']}")
+            await real(self, scope, receive, send)
+
+        monkeypatch.setattr(cls, "__call__", counted)
+
+    spy(APIRouter, "router")
+    spy(SessionMiddleware, "sessions")
+    client = served.world.client
+    resp = await client.post("/webhooks/google", headers=await _headers(served, binding_id, 7))
+    assert resp.status_code == 200
+    assert served.jobs.requests == [(binding_id, Reason.WEBHOOK)]
+    unknown = await client.post(
+        "/webhooks/google", headers={"X-Goog-Channel-ID": "nope", "X-Goog-Resource-ID": "r"}
+    )
+    assert unknown.status_code == 200
+    assert (await client.post("/webhooks/google")).status_code == 400  # no channel id
+    assert passed == []
+    assert (await client.get("/webhooks/google")).status_code == 405
+    assert (await client.get("/healthz")).status_code == 200
+    assert passed == [
+        "sessions GET /webhooks/google",
+        "router GET /webhooks/google",
+        "sessions GET /healthz",
+        "router GET /healthz",
+    ]

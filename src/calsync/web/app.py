@@ -165,4 +165,7 @@ def create_app(
     if settings.metrics_port is None:  # else only on its own port (lifespan)
         app.include_router(metrics_endpoint.router)
     pages.install(app, settings)  # HTML pages, sessions, static files (web/pages)
+    # added last: the outermost of the app's own middleware, ahead of the sessions and the
+    # router (Google's notifications need neither; web/webhooks.py)
+    app.add_middleware(webhooks.FastPath)
     return app
