@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    BindParameter,
     CompoundSelect,
     Insert,
     Select,
@@ -183,54 +184,113 @@ async def end_binding(
     webhook debt (cleared only if still the one seen at the start), the confirmed deletions
     used up, the Google-side change rate with the run's changes added (`rate`: the rate and
     when; domain.rates) and the lock released."""
+    shape = _EndShape(
+        ok=ok,
+        retry=retry_in is not None,
+        push_seq=push_seq is not None,
+        scanned_key=scanned_key is not None,
+        owed=owed is not None,
+        deletions_applied=deletions_applied,
+        listed=listed is not None,
+        zone=bool(listed and listed[1]),
+        rate=rate is not None,
+    )
+    # bind parameters named apart from the columns (a parameter named as a column would be
+    # taken for a value to SET)
+    params: dict[str, object] = {"v_binding": binding_id, "v_owner": owner, "v_at": at}
+    if retry_in is not None:
+        params["v_next_sync_at"] = at + retry_in
+    if push_seq is not None:
+        params["v_push_seq"] = push_seq
+    if scanned_key is not None:
+        params["v_scanned_key"] = scanned_key
+    if owed is not None:
+        params["v_owed"] = owed
+    if listed is not None:
+        token, zone, private_events = listed
+        params.update(v_sync_token=token, v_private_events_applied=private_events)
+        if zone:
+            params["v_time_zone"] = zone
+    if rate is not None:
+        params["v_google_change_rate"], params["v_google_rate_at"] = rate
+    await session.execute(_end_statement(shape), params)
+
+
+@dataclass(frozen=True)
+class _EndShape:
+    """Which of end_binding's values a run writes: one statement each, built once."""
+
+    ok: bool
+    retry: bool
+    push_seq: bool
+    scanned_key: bool
+    owed: bool
+    deletions_applied: bool
+    listed: bool
+    zone: bool
+    rate: bool
+
+
+@functools.cache
+def _end_statement(shape: _EndShape) -> Update:
+    """The run's end as one UPDATE of this shape, its values bind parameters: built once, on
+    the table (every sync ends with it: the ORM's bulk-update path and the statement's
+    construction cost more than the UPDATE itself).
+
+    A fence: only while the lock is this owner's. A run that lost its lock (another worker
+    took the binding after its renewals failed past the timeout) stores nothing over the new
+    holder's cursors; what it did is read again by a later run, as after a crash."""
+    table = typing.cast(Table, CalendarBinding.__table__)
+    c = table.c
+
+    def param(name: str) -> BindParameter[typing.Any]:
+        return bindparam(f"v_{name}", type_=c[name].type)
+
+    at = bindparam("v_at", type_=c.last_sync_at.type)
     values: dict[str, object] = {
         "last_sync_at": at,
         "locked_by": None,  # released (the UPDATE is this owner's only)
         "locked_until": None,
     }
-    if ok:
+    if shape.ok:
         values.update(last_success_at=at, failure_count=0, next_sync_at=None)
     else:
-        values["failure_count"] = CalendarBinding.failure_count + 1
-        if retry_in is not None:
-            values["next_sync_at"] = at + retry_in
-    if push_seq is not None:
-        values["push_seq"] = push_seq
-    if scanned_key is not None:
-        values["scanned_key"] = scanned_key
-    if owed is not None:
+        values["failure_count"] = c.failure_count + 1
+        if shape.retry:
+            values["next_sync_at"] = param("next_sync_at")
+    if shape.push_seq:
+        values["push_seq"] = param("push_seq")
+    if shape.scanned_key:
+        values["scanned_key"] = param("scanned_key")
+    if shape.owed:
+        # cleared only if still the debt seen at the start (a notification since owes more)
         values["sync_owed_at"] = case(
-            (CalendarBinding.sync_owed_at == owed, None), else_=CalendarBinding.sync_owed_at
+            (c.sync_owed_at == bindparam("v_owed", type_=c.sync_owed_at.type), None),
+            else_=c.sync_owed_at,
         )
-    if deletions_applied:
+    if shape.deletions_applied:
         values.update(deletions_confirmed=False, guarded_deletions=None)
-    if listed is not None:
+    if shape.listed:
         # a first sync becomes incremental; a stage set while the run was going (disabled by
         # the calendarList check, paused) is left alone
-        token, zone, private_events = listed
         values.update(
-            sync_token=token,
-            private_events_applied=private_events,
+            sync_token=param("sync_token"),
+            private_events_applied=param("private_events_applied"),
             stage=case(
-                (
-                    CalendarBinding.stage == BindingStage.INITIAL,
-                    literal(BindingStage.INCREMENTAL, CalendarBinding.stage.type),
-                ),
-                else_=CalendarBinding.stage,
+                (c.stage == BindingStage.INITIAL, literal(BindingStage.INCREMENTAL, c.stage.type)),
+                else_=c.stage,
             ),
         )
-        if zone:
-            values["time_zone"] = zone
-    if rate is not None:
-        values.update(google_change_rate=rate[0], google_rate_at=rate[1])
-    # a fence: a run that lost its lock (another worker took the binding after its renewals
-    # failed past the timeout) stores nothing over the new holder's cursors; what it did is
-    # read again by a later run, as after a crash
-    # on the table, not the entity: the same UPDATE without the ORM's bulk-update path, which
-    # cost more than the statement itself (every sync ends with it)
-    table = typing.cast(Table, CalendarBinding.__table__)
-    await session.execute(
-        update(table).where(table.c.id == binding_id, table.c.locked_by == owner).values(**values)
+        if shape.zone:
+            values["time_zone"] = param("time_zone")
+    if shape.rate:
+        values.update(
+            google_change_rate=param("google_change_rate"), google_rate_at=param("google_rate_at")
+        )
+    return (
+        update(table)
+        .where(c.id == bindparam("v_binding"), c.locked_by == bindparam("v_owner"))
+        .values(**values)
     )
 
 
