@@ -384,6 +384,17 @@ class CalendarBinding(Base):
     #: migration 0019: Google-side changes a day, decayed over a week, as of `google_rate_at`
     google_change_rate: Mapped[float | None] = mapped_column(Float)
     google_rate_at: Mapped[datetime | None] = mapped_column()
+    #: migration 0020: the calendar's second events channel, its "twin" — the same meaning as
+    #: the `channel_*` columns above; each twin's notification is evidence about the other
+    twin_channel_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    twin_channel_resource_id: Mapped[str | None] = mapped_column(String(255))
+    twin_channel_token: Mapped[str | None] = mapped_column(EncryptedText())
+    twin_channel_expires_at: Mapped[datetime | None] = mapped_column()
+    twin_channel_message_seq: Mapped[int | None] = mapped_column(BigInteger)
+    twin_channel_retry_after: Mapped[datetime | None] = mapped_column()
+    twin_channel_suspect_since: Mapped[datetime | None] = mapped_column()
+    twin_channel_echo_since: Mapped[datetime | None] = mapped_column(index=True)
+    twin_channel_heard_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
