@@ -42,6 +42,10 @@ LIST_CHECK_LEASE = timedelta(minutes=5)
 #: a twin heard from this shortly before the other's notification announced the same change:
 #: it owes no echo (both twins' messages for one change arrive within milliseconds)
 TWIN_SLACK = timedelta(seconds=60)
+#: the echo a twin owes for the other's notification counts from this much before it: the two
+#: messages of one change are received concurrently (each takes its time before the other's
+#: write commits), and web processes' clocks may differ by seconds (as sync/channels/echo.py)
+TWIN_SKEW = timedelta(seconds=5)
 
 Column = InstrumentedAttribute[Any]
 
@@ -114,7 +118,8 @@ def _events_owed(
     (jobs/recovery.py); evidence this twin delivers — trusted again after a poll found it
     silent (migration 0017), the echo of calsync's own writes heard (migration 0019); and, when
     the other twin has not been heard from within `TWIN_SLACK`, an echo the other owes from now
-    (an older one still owed keeps its time) — all in the one write per notification."""
+    (`TWIN_SKEW` early; an older one still owed keeps its time) — all in the one write per
+    notification."""
     suspect, heard = this
     other_id, other_heard, other_echo = other
 
@@ -128,7 +133,7 @@ def _events_owed(
             "sync_owed_at": at,
             suspect.key: None,
             heard.key: at,
-            other_echo.key: case((lagging, at), else_=other_echo),
+            other_echo.key: case((lagging, at - TWIN_SKEW), else_=other_echo),
         }
 
     return owed
