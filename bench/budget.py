@@ -4,7 +4,8 @@ broken push channel hides a change.
 Sets up N calendars (default 200; the issue's figure is 10,000: `--calendars 10000`), each of
 its own Google account in the emulator (a subprocess, standing in for Google; the accounts and
 their tokens seeded 1,000 a request, calsync's users, connections and bindings 1,000 a
-transaction), then synced once and watched by a push channel (and the account's calendarList
+transaction), then synced once and watched by two push channels, the first and its twin
+(`--channels 1`: one) (and the account's calendarList
 channel: per calendar here, the worst case — one calendar per connection) as calsync does it,
 8 calendars at a time. Each binding imports and exports (one calendar
 both ways), and calsync's webhook receiver is served (uvicorn, in this process) so the emulator's
@@ -15,8 +16,8 @@ Traffic, a realistic mix (`--mix`, default `idle:0.7:0:0,light:0.2:2:1,busy:0.1:
 Google-side edits a day, CRM entries a day, each at random moments — Poisson): idle calendars
 change on neither side; light ones a couple of times a day; busy ones twenty times a day in
 Google and five times in the CRM (each CRM entry is pushed to Google at once, as the CRM-change
-debounce would). A share of the channels (`--broken`, default 5 %, across the classes) is
-silenced after `--silence-after` days (default 1: until then every channel works, so calsync
+debounce would). A share of the calendars (`--broken`, default 5 %, across the classes) has
+one channel (the first; `--silence-all`: every channel of the calendar) silenced after `--silence-after` days (default 1: until then every channel works, so calsync
 learns each calendar's traffic as it would over its life) (the emulator's `POST /emulator/v1/channels/{id}/silence`: still live at
 Google, delivering nothing). The days are simulated: every tick moves the emulator's clock and
 calsync's (`calsync.clock`) by `--tick` seconds, makes the tick's changes, runs calsync's poll
@@ -32,6 +33,7 @@ edit made in Google while its channel was silent how long until it was in the CR
 
   uv run python bench/budget.py [--calendars 200] [--days 7] [--tick 120] [--broken 0.05]
   uv run python bench/budget.py --no-echo --silence-changes 0   # before: the daily poll alone
+  uv run python bench/budget.py --silence-all   # both twins dead at once: only polls catch it
   uv run python bench/budget.py --calendars 10000 --days 2 --broken 0.01   # the figure
 
 Cost: the work is the syncs the traffic causes (≈ 4 a calendar a day with the default mix, ≈ 35

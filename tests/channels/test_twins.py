@@ -139,11 +139,15 @@ async def test_both_twins_deliver_one_google_change_as_one_sync_and_suspect_noth
     first, twin = await twins(served, binding_id)
     await serve_with(served, runner)
     before = await webhook_runs(served, binding_id)
+    made = last_seq(served)
     served.insert_event("both@example.com", "Made in Google")
     await served.wait_for(lambda: delivered(served, first) and delivered(served, twin))
     await served.wait_for(lambda: runner.stats.coalesced >= 1)
     await runner.drain()
     assert await webhook_runs(served, binding_id) == before + 1  # not two
+    # what the change cost calsync: one incremental list, as with one channel
+    spent = [r for r in calendar_calls(served, made, "both@example.com") if r["method"] == "GET"]
+    assert len(spent) == 1, spent
     assert [a["subject"] for a in await served.activities(user_id)] == ["Made in Google"]
     seq = last_seq(served)
     await tick(served, runner, GRACE.total_seconds() + 60)
@@ -423,3 +427,20 @@ async def test_a_twin_heard_lately_owes_no_echo_for_the_others_message(served: S
     assert owes(binding) == (True, False)
     assert binding.channel_echo_since >= utcnow() - timedelta(seconds=30)
     clock.reset()
+
+
+async def test_a_calendar_no_longer_imported_has_both_twins_stopped(served: Served) -> None:
+    user_id, _, binding_id = await served.connected("unbind2@example.com")
+    first, twin = await twins(served, binding_id)
+    resp = await served.call(
+        "PATCH",
+        f"/api/v1/users/{user_id}/google/settings",
+        json={"import_calendar_ids": [], "export_calendar_id": "unbind2@example.com"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["push_channels"] == []
+    binding = await served.binding(binding_id)
+    assert binding.channel_id is None and binding.twin_channel_id is None
+    by_id = {c["id"]: c for c in served.channels()}
+    assert by_id[first]["stopped"] is True and by_id[twin]["stopped"] is True
+    assert live_channels(served, "unbind2@example.com") == []
