@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from calsync.domain.direction import Direction
 from calsync.google.models import Event
-from calsync.store import channels as stored
+from calsync.store import echoes
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.statuses import BindingRole
@@ -64,7 +64,7 @@ async def written(
     results = await batch
     if since is not None and not any(_changed(r) for r in results):
         async with settings.db.session() as session:
-            await stored.withdraw_echo(session, settings.binding_id, since)
+            await echoes.withdraw_echo(session, settings.binding_id, since)
             await session.commit()
     return results
 
@@ -80,7 +80,7 @@ async def _expect(settings: RunSettings, ops: Sequence[Op]) -> datetime | None:
         return None
     since = utcnow() - SKEW
     async with settings.db.session() as session:
-        await stored.expect_echo(session, settings.binding_id, since)
+        await echoes.expect_echo(session, settings.binding_id, since)
         await session.commit()
     return since
 
@@ -98,12 +98,12 @@ async def check(
     suspect ones, once a binding); returns their bindings, which the caller syncs now (what the
     dead channel kept quiet arrives in that run)."""
     async with db.session() as session:
-        overdue = await stored.echoes_overdue(session, now - grace, limit=limit)
+        overdue = await echoes.echoes_overdue(session, now - grace, limit=limit)
         await session.commit()
     missed: list[uuid.UUID] = []
     for owed in overdue:
         async with db.session() as session:
-            taken = await stored.echo_missed(session, owed, now)
+            taken = await echoes.echo_missed(session, owed, now)
             await session.commit()
         if not taken:
             continue
