@@ -4,7 +4,8 @@ broken push channel hides a change.
 Sets up N calendars (default 200; the issue's figure is 10,000: `--calendars 10000`), each of
 its own Google account in the emulator (a subprocess, standing in for Google; the accounts and
 their tokens seeded 1,000 a request, calsync's users, connections and bindings 1,000 a
-transaction), then synced once and watched by a push channel (and the account's calendarList
+transaction), then synced once and watched by two push channels, the first and its twin
+(`--channels 1`: one) (and the account's calendarList
 channel: per calendar here, the worst case — one calendar per connection) as calsync does it,
 8 calendars at a time. Each binding imports and exports (one calendar
 both ways), and calsync's webhook receiver is served (uvicorn, in this process) so the emulator's
@@ -15,8 +16,8 @@ Traffic, a realistic mix (`--mix`, default `idle:0.7:0:0,light:0.2:2:1,busy:0.1:
 Google-side edits a day, CRM entries a day, each at random moments — Poisson): idle calendars
 change on neither side; light ones a couple of times a day; busy ones twenty times a day in
 Google and five times in the CRM (each CRM entry is pushed to Google at once, as the CRM-change
-debounce would). A share of the channels (`--broken`, default 5 %, across the classes) is
-silenced after `--silence-after` days (default 1: until then every channel works, so calsync
+debounce would). A share of the calendars (`--broken`, default 5 %, across the classes) has
+one channel (the first; `--silence-all`: every channel of the calendar) silenced after `--silence-after` days (default 1: until then every channel works, so calsync
 learns each calendar's traffic as it would over its life) (the emulator's `POST /emulator/v1/channels/{id}/silence`: still live at
 Google, delivering nothing). The days are simulated: every tick moves the emulator's clock and
 calsync's (`calsync.clock`) by `--tick` seconds, makes the tick's changes, runs calsync's poll
@@ -32,6 +33,7 @@ edit made in Google while its channel was silent how long until it was in the CR
 
   uv run python bench/budget.py [--calendars 200] [--days 7] [--tick 120] [--broken 0.05]
   uv run python bench/budget.py --no-echo --silence-changes 0   # before: the daily poll alone
+  uv run python bench/budget.py --silence-all   # both twins dead at once: only polls catch it
   uv run python bench/budget.py --calendars 10000 --days 2 --broken 0.01   # the issue's figure
 
 Cost: the work is the syncs the traffic causes (≈ 4 a calendar a day with the default mix, ≈ 35
@@ -80,10 +82,11 @@ from calsync.store import activities, bindings, crypto, tenants
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
 from calsync.store.models import Activity, CalendarBinding, SyncRun
-from calsync.sync.channels.kinds import CALENDAR_LIST
+from calsync.sync.channels.kinds import CALENDAR_LIST, EVENTS_TWIN
 from calsync.sync.channels.service import Channels, renew_due_channels
 from calsync.sync.engine import sync_binding
 from calsync.sync.tokens import GoogleAccess
+from calsync.web import webhooks
 from calsync.web.app import create_app
 
 CLIENT_ID = "bench.apps.googleusercontent.com"
@@ -108,7 +111,8 @@ class Cal:
     token: str
     klass: str = "idle"
     broken: bool = False
-    channel_id: str = ""
+    #: the channels silenced (one of the calendar's two, or both with --silence-all)
+    channel_ids: tuple[str, ...] = ()
     #: (simulated second, kind) of each change to make: "google" (an edit in Google) or "crm"
     plan: list[tuple[float, str]] = field(default_factory=list)
     first_change: tuple[float, str] | None = None  # the first after the silencing (broken)
@@ -163,6 +167,8 @@ async def first_syncs_and_watches(
         async with sem:
             await sync_binding(db, binding_id, access, trigger="initial")
             assert await service.watch(binding_id), "watch failed"
+            if EVENTS_TWIN.enabled(settings):  # its twin, staggered, as connecting makes it
+                assert await service.watch(binding_id, EVENTS_TWIN), "twin watch failed"
             async with db.session() as s:
                 binding = await bindings.get(s, binding_id)
                 assert binding is not None
@@ -244,14 +250,18 @@ async def simulate(
         google_client_secret=SecretStr(CLIENT_SECRET),
         google_requests_per_minute=0,
         healthy_poll_interval_seconds=int(args.healthy_hours * 3600),
+        push_channels_per_calendar=args.channels,
     )
+    # the receiver's wait for a twin's message (1 s): the emulator sends both at once, so a
+    # shorter wait coalesces them as well and the simulation waits less real time
+    webhooks.TWIN_COALESCE_SECONDS = args.coalesce
     db = Database(url)
     await upgrade(db)
     access = GoogleAccess(settings, http=make_http_client(settings))
     rewatch_service = Channels(db, access, settings)
 
     async def rewatch(binding_id: uuid.UUID) -> bool:
-        return await rewatch_service.watch(binding_id)
+        return await rewatch_service.rewatch(binding_id)
 
     budget = Budget(db)
     grace = timedelta(days=3650) if args.no_echo else timedelta(seconds=args.echo_grace)
@@ -331,13 +341,24 @@ async def simulate(
         if not silenced and elapsed >= silence_at:
             silenced = True
             async with db.session() as s:
-                channel_of = dict(
-                    (await s.execute(select(CalendarBinding.id, CalendarBinding.channel_id))).all()
-                )
+                channel_of = {
+                    binding_id: tuple(c for c in pair if c)
+                    for binding_id, *pair in (
+                        await s.execute(
+                            select(
+                                CalendarBinding.id,
+                                CalendarBinding.channel_id,
+                                CalendarBinding.twin_channel_id,
+                            )
+                        )
+                    ).all()
+                }
             for cal in cals:
-                cal.channel_id = str(channel_of[cal.binding_id])
-                if cal.broken:
-                    await http.post(f"/emulator/v1/channels/{cal.channel_id}/silence", json={})
+                if cal.broken:  # one channel (a broken Google channel), or every one
+                    ids = channel_of[cal.binding_id]
+                    cal.channel_ids = ids if args.silence_all else ids[:1]
+                    for channel_id in cal.channel_ids:
+                        await http.post(f"/emulator/v1/channels/{channel_id}/silence", json={})
         made_any = False
         announced: set[uuid.UUID] = set()  # calendars whose working channel will notify
         while at_change < len(agenda) and agenda[at_change][0] <= elapsed:
@@ -349,8 +370,8 @@ async def simulate(
             silent = silenced and cal.broken and cal.caught_at is None
             if silent and cal.first_change is None:
                 cal.first_change = (elapsed, kind)
-            if not silent:
-                announced.add(cal.binding_id)
+            if not silent or (not args.silence_all and args.channels > 1):
+                announced.add(cal.binding_id)  # (a twin still delivers)
             if kind == "google":
                 subject = f"google edit {n}"
                 await google_edit(http, cal, subject)
@@ -463,21 +484,21 @@ async def crm_entry(db: Database, tenant_id: uuid.UUID, cal: Cal, subject: str) 
 
 
 async def note_caught(db: Database, broken: list[Cal], elapsed: float) -> None:
-    """A broken calendar is caught when calsync has replaced its silent channel."""
-    waiting = {c.binding_id: c for c in broken if c.channel_id and c.caught_at is None}
+    """A broken calendar is caught when calsync has replaced its silent channel(s)."""
+    waiting = {c.binding_id: c for c in broken if c.channel_ids and c.caught_at is None}
     if not waiting:
         return
     async with db.session() as s:
         rows = (
             await s.execute(
-                select(CalendarBinding.id, CalendarBinding.channel_id).where(
-                    CalendarBinding.id.in_(list(waiting))
-                )
+                select(
+                    CalendarBinding.id, CalendarBinding.channel_id, CalendarBinding.twin_channel_id
+                ).where(CalendarBinding.id.in_(list(waiting)))
             )
         ).all()
-    for binding_id, channel_id in rows:
+    for binding_id, *now in rows:
         cal = waiting[binding_id]
-        if channel_id != cal.channel_id:
+        if not set(cal.channel_ids) & set(now):
             cal.caught_at = elapsed
 
 
@@ -520,7 +541,9 @@ def report(
     for cal, _ in google_edits.values():
         edits[cal.email] += 1
     print(
-        f"calendars {len(cals)} ({sum(c.broken for c in cals)} with a silenced channel), "
+        f"calendars {len(cals)} ({sum(c.broken for c in cals)} with "
+        + ("every channel silenced" if args.silence_all else "a silenced channel")
+        + f", {args.channels} channel(s) a calendar), "
         f"{days:.3g} simulated day(s)"
         + (f" (of {args.days:g}: stopped by --max-minutes)" if days < args.days else "")
         + f", tick {args.tick:g} s, healthy poll every "
@@ -607,6 +630,24 @@ def main() -> None:
     parser.add_argument("--no-echo", action="store_true", help="no echo check (before)")
     parser.add_argument(
         "--silence-after", type=float, default=1.0, help="days of working channels first"
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="CALSYNC_PUSH_CHANNELS_PER_CALENDAR (2: twins)",
+    )
+    parser.add_argument(
+        "--silence-all",
+        action="store_true",
+        help="silence every channel of a broken calendar, not one (then only polls catch it)",
+    )
+    parser.add_argument(
+        "--coalesce",
+        type=float,
+        default=0.2,
+        help="the receiver's wait for a twin's message, seconds (calsync: 1)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

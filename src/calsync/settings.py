@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # each channel asks for up to this fraction less, at random, so channels made together
     # expire (and are renewed) spread out rather than all in one renewal pass
     push_channel_ttl_jitter: float = Field(default=0.1, ge=0, lt=1)
+    # events channels per watched calendar: 2 (the default) adds a "twin" on the same calendar,
+    # so one channel that silently stops delivering hides no change (its twin announces it and
+    # makes it owe an echo); 1 stops the twins
+    push_channels_per_calendar: Literal[1, 2] = 2
     webhook_url: str | None = None
     # operations: structured logs (calsync.logging)
     log_level: str = "INFO"

@@ -143,6 +143,7 @@ def test_every_secret_column_is_encrypted() -> None:
         "google_connection.refresh_token",
         "google_connection.access_token",
         "calendar_binding.channel_token",
+        "calendar_binding.twin_channel_token",
         "google_connection.list_channel_token",
         "oauth_state.code_verifier",
         "webhook_endpoint.secret",

@@ -128,8 +128,16 @@ class Served(Api):
             await asyncio.sleep(0.05)
 
 
+def channels_per_calendar(request: pytest.FixtureRequest) -> int:
+    """`@pytest.mark.channels(2)`: the served app makes twins (test_twins.py); the other tests
+    here pin what one channel a calendar does (CALSYNC_PUSH_CHANNELS_PER_CALENDAR=1)."""
+    marker = request.node.get_closest_marker("channels")
+    return int(marker.args[0]) if marker is not None else 1
+
+
 @pytest.fixture
 async def served(
+    request: pytest.FixtureRequest,
     emulator: Emulator,
     db: Database,  # noqa: F811
     keyring: crypto.Keyring,  # noqa: F811
@@ -137,7 +145,11 @@ async def served(
     register_client(emulator)
     sock = free_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = settings_for(emulator, webhook_url=f"{url}/webhooks/google")
+    settings = settings_for(
+        emulator,
+        webhook_url=f"{url}/webhooks/google",
+        push_channels_per_calendar=channels_per_calendar(request),
+    )
     app: FastAPI = create_app(settings, database=db, keyring=keyring)
     jobs = FakeJobs(db, app.state.google)
     app.state.jobs = jobs

@@ -17,7 +17,7 @@ from calsync import clock
 from calsync.jobs.inprocess import InProcessRunner
 from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Reason
-from calsync.store import channels as stored
+from calsync.store import echoes
 from calsync.store.models import CalendarBinding
 from calsync.sync.channels.service import Channels
 from calsync.sync.context import Hooks
@@ -174,7 +174,7 @@ async def test_the_expectation_is_stored_before_the_write(
 async def test_a_new_channel_does_not_owe_the_old_ones_echo(served: Served) -> None:
     _, binding_id = await _connected(served, "fresh@example.com")
     async with served.world.db.session() as s:
-        await stored.expect_echo(s, binding_id, clock.utcnow())
+        await echoes.expect_echo(s, binding_id, clock.utcnow())
         await s.commit()
     db, access, settings = served.world.db, served.services.access, served.services.settings
     assert await Channels(db, access, settings).watch(binding_id)

@@ -30,6 +30,7 @@ async def test_connect_watches_the_import_calendar(served: Served) -> None:
             "expires_at": status["push_channels"][0]["expires_at"],
             "suspect_since": None,  # trusted: no poll found it silent
             "polled_every_seconds": None,
+            "twin": None,  # CALSYNC_PUSH_CHANNELS_PER_CALENDAR=1 here (test_twins.py: 2)
         }
     ]
     # the `sync` messages (events and calendarList) arrived, answered 200 without a sync

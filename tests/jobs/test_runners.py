@@ -12,6 +12,7 @@ import pytest
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store.base import utcnow
 from calsync.store.db import Database
+from calsync.web.webhooks import TWIN_COALESCE_SECONDS
 from tests.sync.conftest import Harness
 
 from .conftest import add_bindings, assert_never_concurrent, runs_of, start_running, wait_until
@@ -53,6 +54,30 @@ async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_r
     assert 1 <= len(runs) <= 2 + ended_during, [(r.trigger, r.outcome) for r in runs]
     assert all(r.trigger == "webhook" and r.outcome == "ok" for r in runs)
     assert_never_concurrent(runs)
+
+
+async def test_a_notifications_twin_a_moment_later_joins_its_sync(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    """Twin channels (web/webhooks.py): the second message of a change, 300 ms after the
+    first, joins the sync the first queued — it waits `TWIN_COALESCE_SECONDS` — instead of
+    making a second run (without the wait the first sync has started, or finished, by then)."""
+    h.emu.control("POST", "/latency", {"ms": 100})
+    runner = await make_runner()
+    await start_running(runner)
+    await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
+    await asyncio.sleep(TWIN_COALESCE_SECONDS / 3)
+    await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
+
+    async def settled() -> bool:
+        runs = await runs_of(db, [h.binding_id])
+        return bool(runs) and all(r.finished_at is not None for r in runs)
+
+    await wait_until(settled)
+    await asyncio.sleep(TWIN_COALESCE_SECONDS + 1.0)  # a second run, if any, has had its time
+    await wait_until(settled)
+    runs = await runs_of(db, [h.binding_id])
+    assert [(r.trigger, r.outcome) for r in runs] == [("webhook", "ok")]
 
 
 @pytest.mark.parametrize(

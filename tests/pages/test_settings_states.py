@@ -166,18 +166,27 @@ async def test_the_sync_now_result_shows_once(pages: Pages) -> None:
 
 
 async def test_a_calendar_under_suspicion_is_explained_with_nothing_to_do(pages: Pages) -> None:
-    """A channel that missed a change (or the echo of calsync's write) is shown per calendar:
+    """A calendar whose channels missed a change (or the echo of calsync's write) is shown:
     what happened, that calsync polls it meanwhile (the tenant's interval), and that the user
-    need not do anything — in every language; nothing is shown while it is trusted."""
+    need not do anything — in every language; nothing is shown while a channel of it is
+    trusted (one suspect twin, the other delivering: changes still arrive in real time)."""
     user_id, _, browser, _ = await connected(pages)
     text = await page_text(browser)
     assert "Google stopped telling calsync" not in text
-    async with pages.api.world.db.session() as s:
-        conn = await connections.for_user(s, user_id)
-        assert conn is not None
-        (binding,) = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
-        binding.channel_suspect_since = binding.created_at
-        await s.commit()
+
+    async def suspect(*columns: str) -> None:
+        async with pages.api.world.db.session() as s:
+            conn = await connections.for_user(s, user_id)
+            assert conn is not None
+            (binding,) = [b for b in await bindings.for_connection(s, conn.id) if b.enabled]
+            assert binding.channel_id and binding.twin_channel_id  # twins, the default
+            for column in columns:
+                setattr(binding, column, binding.created_at)
+            await s.commit()
+
+    await suspect("channel_suspect_since")
+    assert "Google stopped telling calsync" not in await page_text(browser)
+    await suspect("channel_suspect_since", "twin_channel_suspect_since")
     text = await page_text(browser)
     start = text.find("channel-suspect")
     assert start > 0, text[text.find("status-heading") :][:3000]

@@ -226,10 +226,21 @@ def channels(subject: Subject) -> Check:
     if not importing:
         return Check("channel", title, SKIP, Text(N_("No calendar imports from Google.")))
     minutes = max(1, subject.tenant.poll_interval_seconds // 60)
+    live = 0
     for b in importing:
-        expires = aware(b.channel_expires_at)
+        # the calendar's channel that lasts longest, of the first and its twin
+        ends = [
+            when
+            for channel_id, at in (
+                (b.channel_id, b.channel_expires_at),
+                (b.twin_channel_id, b.twin_channel_expires_at),
+            )
+            if channel_id and (when := aware(at)) is not None and when > subject.now
+        ]
+        live += len(ends)
+        expires = max(ends, default=None)
         name = b.summary or b.google_calendar_id
-        if not b.channel_id or expires is None or expires <= subject.now:
+        if expires is None:
             return Check(
                 "channel",
                 title,
@@ -276,7 +287,7 @@ def channels(subject: Subject) -> Check:
                 "Google pushes changes in real time (%(num)s channel).",
                 "Google pushes changes in real time (%(num)s channels).",
             ),
-            len(importing),
+            live,
         ),
     )
 

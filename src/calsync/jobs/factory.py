@@ -83,7 +83,7 @@ def _runner(settings: Settings, db: Database, google: GoogleAccess, budget: Budg
     lock_ttl = timedelta(seconds=settings.lock_timeout_seconds)
 
     async def rewatch(binding_id: uuid.UUID) -> bool:
-        return await Channels(db, google, settings).watch(binding_id)
+        return await Channels(db, google, settings).rewatch(binding_id)
 
     if settings.jobs == "procrastinate":
         url = settings.effective_database_url

@@ -82,9 +82,14 @@ def channel_healthy(channel_id: str | None, expires_at: datetime | None, now: da
 
 
 def healthy(candidate: PollCandidate, now: datetime) -> bool:
-    """The channel is live and no poll has caught it missing a change since it last notified."""
-    return not candidate.channel_suspect and channel_healthy(
+    """A channel (either twin) is live and has not been caught missing a change or an echo
+    since it last notified."""
+    first = not candidate.channel_suspect and channel_healthy(
         candidate.channel_id, candidate.channel_expires_at, now
+    )
+    return first or (
+        not candidate.twin_suspect
+        and channel_healthy(candidate.twin_channel_id, candidate.twin_channel_expires_at, now)
     )
 
 

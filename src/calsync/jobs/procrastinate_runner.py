@@ -8,7 +8,9 @@
   job is waiting), the pushes of CRM changes one below Google's notifications (a busy CRM's
   writes never hold back a change made in Google), polls below those (a poll pass never delays
   a webhook), delayed requests have their own at a lower one (a job waiting for its time
-  never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
+  never holds back a due one: procrastinate lets a lower-priority job of a lock wait) — except
+  a notification's 0.3 s wait for its twin's message (web/webhooks.py), which keeps the
+  webhook lane;
 - periodic tasks (once per cluster per tick): polling, release of stalled jobs and of binding
   locks a dead worker left, and anything registered (channel renewal);
 - failures: a run that raises is deferred again with exponential delay (our own retry, so a
@@ -162,8 +164,8 @@ class ProcrastinateQueue:
         await self._open()
         if reason is Reason.MANUAL:
             lane = "manual"
-        elif delay > 0:
-            lane = "later"
+        elif delay > 0 and reason is not Reason.WEBHOOK:
+            lane = "later"  # (a notification's short wait for its twin's keeps its lane)
         elif reason is Reason.POLL:
             lane = "poll"  # behind webhooks and CRM changes someone is waiting to see
         elif reason is Reason.CHANGE:

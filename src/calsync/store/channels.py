@@ -1,11 +1,18 @@
 """Push channels as rows: lookup by channel id, compare-and-set replacement, which rows want a
 channel (or a renewal), replays, retired channels, retry times and calendarList checks.
 
-Two kinds, one implementation: an `events` channel lives on its calendar_binding row, a
+Three holders, one implementation: an `events` channel and its twin (`events_twin`, migration
+0020: a second channel on the same calendar) live on their calendar_binding row, a
 `calendar_list` channel on its google_connection row, in columns of the same meaning. A
-`Holder` names one kind's table and columns; every query here takes the holder, so both kinds
+`Holder` names one kind's table and columns; every query here takes the holder, so all kinds
 are watched, replaced, retired and counted by the same statements. SQL only; the Google side
 is calsync.sync.channels.
+
+Twins vouch for each other at no request cost: a twin's verified notification, in the one
+UPDATE that records it, makes the other twin owe an echo when the other has not been heard from
+within `TWIN_SLACK` (both announce every change, so a healthy other answers within seconds); a
+twin that does not is suspect after the echo grace, like a channel that missed calsync's own
+write (sync/channels/echo.py).
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ RETIRED_KEPT = timedelta(days=31)
 #: a calendarList check that has not finished in this long died with its process: the next
 #: notification may start another
 LIST_CHECK_LEASE = timedelta(minutes=5)
+#: a twin heard from this shortly before the other's notification announced the same change:
+#: it owes no echo (both twins' messages for one change arrive within milliseconds)
+TWIN_SLACK = timedelta(seconds=60)
+#: the echo a twin owes for the other's notification counts from this much before it: the two
+#: messages of one change are received concurrently (each takes its time before the other's
+#: write commits), and web processes' clocks may differ by seconds (as sync/channels/echo.py)
+TWIN_SKEW = timedelta(seconds=5)
 
 Column = InstrumentedAttribute[Any]
 
@@ -59,6 +73,11 @@ class Holder:
     owed: Callable[[datetime], dict[str, Any]]
     #: what a new channel resets besides the channel columns (an echo the old one owed)
     fresh: Callable[[], dict[str, Any]] = dict
+    #: an events channel's evidence (None for calendarList channels): the last verified
+    #: notification, an echo owed since, a missed change or echo since
+    heard_at: Column | None = None
+    echo_since: Column | None = None
+    suspect_since: Column | None = None
 
 
 def _bindings_wanted() -> Select[Any]:
@@ -88,26 +107,87 @@ def _connections_wanted() -> Select[Any]:
     )
 
 
+def answered(heard_at: Column, echo_since: Column) -> Any:
+    """No echo owed, or the channel was heard from since it was owed."""
+    return or_(echo_since.is_(None), and_(heard_at.is_not(None), heard_at >= echo_since))
+
+
+def _events_owed(
+    this: tuple[Column, Column], other: tuple[Column, Column, Column]
+) -> Callable[[datetime], dict[str, Any]]:
+    """What a verified notification of one twin writes: a sync owed, durable before the 200
+    (jobs/recovery.py); evidence this twin delivers — trusted again after a poll found it
+    silent (migration 0017), the echo of calsync's own writes heard (migration 0019); and, when
+    the other twin has not been heard from within `TWIN_SLACK`, an echo the other owes from now
+    (`TWIN_SKEW` early; an older one still owed keeps its time) — all in the one write per
+    notification."""
+    suspect, heard = this
+    other_id, other_heard, other_echo = other
+
+    def owed(at: datetime) -> dict[str, Any]:
+        lagging = and_(
+            other_id.is_not(None),
+            or_(other_heard.is_(None), other_heard < at - TWIN_SLACK),
+            answered(other_heard, other_echo),
+        )
+        return {
+            "sync_owed_at": at,
+            suspect.key: None,
+            heard.key: at,
+            other_echo.key: case((lagging, at - TWIN_SKEW), else_=other_echo),
+        }
+
+    return owed
+
+
+b = CalendarBinding
 EVENTS = Holder(
     kind="events",
     model=CalendarBinding,
-    id=CalendarBinding.id,
-    connection_id=CalendarBinding.connection_id,
-    tenant_id=CalendarBinding.tenant_id,
-    channel_id=CalendarBinding.channel_id,
-    resource_id=CalendarBinding.channel_resource_id,
-    token=CalendarBinding.channel_token,
-    expires_at=CalendarBinding.channel_expires_at,
-    message_seq=CalendarBinding.channel_message_seq,
-    retry_after=CalendarBinding.channel_retry_after,
+    id=b.id,
+    connection_id=b.connection_id,
+    tenant_id=b.tenant_id,
+    channel_id=b.channel_id,
+    resource_id=b.channel_resource_id,
+    token=b.channel_token,
+    expires_at=b.channel_expires_at,
+    message_seq=b.channel_message_seq,
+    retry_after=b.channel_retry_after,
     wanted=_bindings_wanted,
-    # a sync, durable before the 200 (jobs/recovery.py); and evidence the channel delivers,
-    # so a channel a poll found silent is trusted again (migration 0017), and the echo of
-    # calsync's own writes is heard (migration 0019) — all in the one write per notification
-    owed=lambda at: {"sync_owed_at": at, "channel_suspect_since": None, "channel_heard_at": at},
+    owed=_events_owed(
+        (b.channel_suspect_since, b.channel_heard_at),
+        (b.twin_channel_id, b.twin_channel_heard_at, b.twin_channel_echo_since),
+    ),
     # a new channel never announces what was written before it existed
     fresh=lambda: {"channel_echo_since": None},
+    heard_at=b.channel_heard_at,
+    echo_since=b.channel_echo_since,
+    suspect_since=b.channel_suspect_since,
 )
+#: the calendar's second events channel (migration 0020): the same statements, other columns
+EVENTS_TWIN = Holder(
+    kind="events_twin",
+    model=CalendarBinding,
+    id=b.id,
+    connection_id=b.connection_id,
+    tenant_id=b.tenant_id,
+    channel_id=b.twin_channel_id,
+    resource_id=b.twin_channel_resource_id,
+    token=b.twin_channel_token,
+    expires_at=b.twin_channel_expires_at,
+    message_seq=b.twin_channel_message_seq,
+    retry_after=b.twin_channel_retry_after,
+    wanted=_bindings_wanted,
+    owed=_events_owed(
+        (b.twin_channel_suspect_since, b.twin_channel_heard_at),
+        (b.channel_id, b.channel_heard_at, b.channel_echo_since),
+    ),
+    fresh=lambda: {"twin_channel_echo_since": None},
+    heard_at=b.twin_channel_heard_at,
+    echo_since=b.twin_channel_echo_since,
+    suspect_since=b.twin_channel_suspect_since,
+)
+del b
 CALENDAR_LIST = Holder(
     kind="calendar_list",
     model=GoogleConnection,
@@ -123,7 +203,8 @@ CALENDAR_LIST = Holder(
     wanted=_connections_wanted,
     owed=lambda _at: {"list_check_owed": True},  # a check of the calendar list
 )
-HOLDERS = (EVENTS, CALENDAR_LIST)
+HOLDERS = (EVENTS, EVENTS_TWIN, CALENDAR_LIST)
+EVENT_HOLDERS = (EVENTS, EVENTS_TWIN)
 
 
 @dataclass(frozen=True)
@@ -141,8 +222,8 @@ class StoredChannel:
 
     @property
     def binding_id(self) -> uuid.UUID | None:
-        """The binding of an events channel (None for a calendarList one)."""
-        return self.owner_id if self.kind == EVENTS.kind else None
+        """The binding of an events channel or its twin (None for a calendarList one)."""
+        return self.owner_id if self.kind != CALENDAR_LIST.kind else None
 
 
 def _columns(holder: Holder) -> tuple[Column, ...]:
@@ -204,9 +285,11 @@ async def current(
     return _stored(holder, row)
 
 
-async def of_binding(session: AsyncSession, binding_id: uuid.UUID) -> StoredChannel | None:
-    """The binding's events channel (remembered before bindings are removed, to stop it)."""
-    return await current(session, EVENTS, binding_id)
+async def of_binding(session: AsyncSession, binding_id: uuid.UUID) -> list[StoredChannel]:
+    """The binding's events channels, both twins (remembered before bindings are removed, to
+    stop them)."""
+    found = [await current(session, holder, binding_id) for holder in EVENT_HOLDERS]
+    return [channel for channel in found if channel is not None]
 
 
 async def replace(
@@ -377,12 +460,14 @@ async def unwanted(
     *,
     connection_id: uuid.UUID | None = None,
     limit: int | None = None,
+    every: bool = False,
 ) -> Sequence[StoredChannel]:
     """Channels on owners that should not have one any more — of one connection, or of all
-    (one query, not one `wanted` per owner)."""
-    query = select(*_columns(holder)).where(
-        holder.channel_id.is_not(None), holder.id.not_in(holder.wanted())
-    )
+    (one query, not one `wanted` per owner); with `every`, all of the holder's channels (a
+    kind switched off: CALSYNC_PUSH_CHANNELS_PER_CALENDAR=1 stops the twins)."""
+    query = select(*_columns(holder)).where(holder.channel_id.is_not(None))
+    if not every:
+        query = query.where(holder.id.not_in(holder.wanted()))
     if connection_id is not None:
         query = query.where(holder.connection_id == connection_id)
     rows = await session.execute(query.limit(limit))
@@ -452,80 +537,3 @@ async def abandon_list_check(session: AsyncSession, connection_id: uuid.UUID) ->
         .values(list_check_started_at=None, list_check_owed=False)
         .execution_options(synchronize_session=False)
     )
-
-
-# -- the echo: a channel announces calsync's own writes too (sync/channels/echo.py) -----------
-
-
-async def expect_echo(session: AsyncSession, binding_id: uuid.UUID, since: datetime) -> None:
-    """calsync is about to write to the binding's calendar: its channel owes a notification
-    from `since` on. An expectation already owed (not yet heard) keeps its older time; one the
-    channel answered since starts afresh. Nothing for a binding without a channel."""
-    b = CalendarBinding
-    answered = or_(
-        b.channel_echo_since.is_(None),
-        and_(b.channel_heard_at.is_not(None), b.channel_heard_at >= b.channel_echo_since),
-    )
-    await session.execute(
-        update(b)
-        .where(b.id == binding_id, b.channel_id.is_not(None))
-        .values(channel_echo_since=case((answered, since), else_=b.channel_echo_since))
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def withdraw_echo(session: AsyncSession, binding_id: uuid.UUID, since: datetime) -> None:
-    """Google changed nothing after all: the expectation stored at `since` is no more (an older
-    one still owed stays)."""
-    await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id, CalendarBinding.channel_echo_since == since)
-        .values(channel_echo_since=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-@dataclass(frozen=True)
-class OwedEcho:
-    binding_id: uuid.UUID
-    channel_id: str
-    since: datetime
-
-
-async def echoes_overdue(
-    session: AsyncSession, before: datetime, *, limit: int = 500
-) -> Sequence[OwedEcho]:
-    """Bindings whose channel has not announced a write of calsync's made before `before`
-    (no verified notification since it): through the index on `channel_echo_since`."""
-    b = CalendarBinding
-    rows = await session.execute(
-        select(b.id, b.channel_id, b.channel_echo_since)
-        .where(
-            b.channel_echo_since.is_not(None),
-            b.channel_echo_since < before,
-            b.channel_id.is_not(None),
-            or_(b.channel_heard_at.is_(None), b.channel_heard_at < b.channel_echo_since),
-        )
-        .order_by(b.channel_echo_since)
-        .limit(limit)
-    )
-    return [OwedEcho(bid, cid or "", since) for bid, cid, since in rows.all() if since is not None]
-
-
-async def echo_missed(session: AsyncSession, owed: OwedEcho, at: datetime) -> bool:
-    """The channel missed its echo: suspect from `at` (tenant-interval polls until a
-    notification arrives), the expectation settled. A compare-and-set on what was read, so one
-    process of many acts on it; False when a notification or a new channel came meanwhile."""
-    b = CalendarBinding
-    result = await session.execute(
-        update(b)
-        .where(
-            b.id == owed.binding_id,
-            b.channel_id == owed.channel_id,
-            b.channel_echo_since == owed.since,
-            or_(b.channel_heard_at.is_(None), b.channel_heard_at < b.channel_echo_since),
-        )
-        .values(channel_echo_since=None, channel_suspect_since=at)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0) == 1)

@@ -82,6 +82,10 @@ async def clear_channel(session: AsyncSession, binding_id: uuid.UUID) -> None:
             channel_resource_id=None,
             channel_token=None,
             channel_expires_at=None,
+            twin_channel_id=None,
+            twin_channel_resource_id=None,
+            twin_channel_token=None,
+            twin_channel_expires_at=None,
         )
         .execution_options(synchronize_session=False)
     )

@@ -384,6 +384,17 @@ class CalendarBinding(Base):
     #: migration 0019: Google-side changes a day, decayed over a week, as of `google_rate_at`
     google_change_rate: Mapped[float | None] = mapped_column(Float)
     google_rate_at: Mapped[datetime | None] = mapped_column()
+    #: migration 0020: the calendar's second events channel, its "twin" — the same meaning as
+    #: the `channel_*` columns above; each twin's notification is evidence about the other
+    twin_channel_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    twin_channel_resource_id: Mapped[str | None] = mapped_column(String(255))
+    twin_channel_token: Mapped[str | None] = mapped_column(EncryptedText())
+    twin_channel_expires_at: Mapped[datetime | None] = mapped_column()
+    twin_channel_message_seq: Mapped[int | None] = mapped_column(BigInteger)
+    twin_channel_retry_after: Mapped[datetime | None] = mapped_column()
+    twin_channel_suspect_since: Mapped[datetime | None] = mapped_column()
+    twin_channel_echo_since: Mapped[datetime | None] = mapped_column(index=True)
+    twin_channel_heard_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -540,55 +551,10 @@ class RetiredChannel(Base):
     retired_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class WebSession(Base):
-    """A login to the pages: the cookie carries only this row's random id (signed); logout
-    deletes the row, a password change deletes all of the user's rows, and it expires."""
-
-    __tablename__ = "web_session"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("user.id", ondelete="CASCADE"), index=True
-    )
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-
-
-class PortalSession(Base):
-    """A one-time sign-in link a CRM asked for (POST /api/v1/users/{id}/portal-sessions): only
-    the token's SHA-256 is stored; opening the link sets used_at (once) and starts a page
-    session for the user, with a "Back to" link to return_url."""
-
-    __tablename__ = "portal_session"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("user.id", ondelete="CASCADE"), index=True
-    )
-    return_url: Mapped[str | None] = mapped_column(Text)
-    return_label: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = _created()
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-    used_at: Mapped[datetime | None] = mapped_column()
-
-
-class LoginFailure(Base):
-    """A failed (or in-flight) page login, by account (the e-mail) and by client address:
-    counted over a window to throttle password guessing across every web process."""
-
-    __tablename__ = "login_failure"
-    __table_args__ = (Index("ix_login_failure_kind_key_at", "kind", "key", "at"),)
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(16))  # account / address
-    key: Mapped[str] = mapped_column(String(EMAIL))
-    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-
-
-# outbound webhooks' tables live in their own module; imported here so `models` is the whole
-# data model (Base.metadata, Alembic, secrets rotation)
+# outbound webhooks' and page sessions' tables live in their own modules; imported here so
+# `models` is the whole data model (Base.metadata, Alembic, secrets rotation)
 from .budget import GoogleRequestMinute  # noqa: E402, F401
+from .session_models import LoginFailure as LoginFailure  # noqa: E402
+from .session_models import PortalSession as PortalSession  # noqa: E402
+from .session_models import WebSession as WebSession  # noqa: E402
 from .webhook_models import WebhookDelivery, WebhookEndpoint, WebhookMessage  # noqa: E402, F401

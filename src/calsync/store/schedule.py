@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.direction import Direction
@@ -36,6 +36,10 @@ class PollCandidate:
     #: Google-side changes a day, decayed over a week, as of `google_rate_at` (migration 0019)
     google_change_rate: float | None = None
     google_rate_at: datetime | None = None
+    #: the calendar's second channel (migration 0020): either twin working keeps it healthy
+    twin_channel_id: str | None = None
+    twin_channel_expires_at: datetime | None = None
+    twin_suspect: bool = False
 
 
 def _live() -> list[ColumnElement[bool]]:
@@ -61,11 +65,20 @@ async def poll_candidates(
     for each `(rate, interval)` of `busy`, `interval` for a binding with at least `rate`
     Google-side changes a day, as last stored). The caller decides exactly (intervals per
     tenant, the decayed rate, jitter)."""
-    unhealthy = or_(
-        CalendarBinding.channel_id.is_(None),
-        CalendarBinding.channel_expires_at.is_(None),
-        CalendarBinding.channel_expires_at <= now,
-        CalendarBinding.channel_suspect_since.is_not(None),
+    b = CalendarBinding
+    unhealthy = and_(
+        or_(
+            b.channel_id.is_(None),
+            b.channel_expires_at.is_(None),
+            b.channel_expires_at <= now,
+            b.channel_suspect_since.is_not(None),
+        ),
+        or_(
+            b.twin_channel_id.is_(None),
+            b.twin_channel_expires_at.is_(None),
+            b.twin_channel_expires_at <= now,
+            b.twin_channel_suspect_since.is_not(None),
+        ),
     )
     stale = or_(
         CalendarBinding.last_sync_at.is_(None),
@@ -91,6 +104,9 @@ async def poll_candidates(
             CalendarBinding.channel_suspect_since,
             CalendarBinding.google_change_rate,
             CalendarBinding.google_rate_at,
+            b.twin_channel_id,
+            b.twin_channel_expires_at,
+            b.twin_channel_suspect_since,
         )
         .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
         .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
@@ -116,6 +132,9 @@ async def poll_candidates(
             suspect is not None,
             rate,
             rate_at,
+            twin_id,
+            twin_expires_at,
+            twin_suspect is not None,
         )
         for (
             binding_id,
@@ -128,6 +147,9 @@ async def poll_candidates(
             suspect,
             rate,
             rate_at,
+            twin_id,
+            twin_expires_at,
+            twin_suspect,
         ) in rows.all()
     ]
 
@@ -330,22 +352,35 @@ async def mark_suspect(
     session: AsyncSession, binding_id: uuid.UUID, channel_id: str, at: datetime
 ) -> bool:
     """The channel missed a change: not trusted (tenant-interval polls) until a notification
-    arrives (store.channels' `owed` clears it). False when the binding has another channel by
+    arrives (store.channels' `owed` clears it). Its twin too, if it has one: a change no
+    notification announced was missed by both. False when the binding has another channel by
     now."""
+    b = CalendarBinding
     result = await session.execute(
-        update(CalendarBinding)
-        .where(CalendarBinding.id == binding_id, CalendarBinding.channel_id == channel_id)
-        .values(channel_suspect_since=at)
+        update(b)
+        .where(b.id == binding_id, b.channel_id == channel_id)
+        .values(
+            channel_suspect_since=at,
+            twin_channel_suspect_since=case(
+                (b.twin_channel_id.is_not(None), at), else_=b.twin_channel_suspect_since
+            ),
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
 async def suspect_channels(session: AsyncSession) -> int:
-    """Bindings whose channel missed a change and has not notified since (/metrics)."""
+    """Bindings with a channel (either twin) that missed a change or an echo and has not
+    notified since (/metrics)."""
     found = await session.scalar(
         select(func.count())
         .select_from(CalendarBinding)
-        .where(CalendarBinding.channel_suspect_since.is_not(None))
+        .where(
+            or_(
+                CalendarBinding.channel_suspect_since.is_not(None),
+                CalendarBinding.twin_channel_suspect_since.is_not(None),
+            )
+        )
     )
     return int(found or 0)

@@ -27,6 +27,7 @@ from calsync.store import bindings, connections, google_settings, tenants, users
 from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant, User
 from calsync.store.statuses import AuthMode, BindingRole, ConnectionStatus
+from calsync.sync.channels.kinds import EVENT_KINDS
 from calsync.sync.channels.service import Channels
 
 from .google_services import GoogleServices
@@ -149,7 +150,11 @@ async def release_old_account(
         if conn is None or old_email is None or old_email == new_email.strip().lower():
             await session.commit()
             return
-        watched = [b.id for b in await bindings.for_connection(session, conn.id) if b.channel_id]
+        watched = [
+            b.id
+            for b in await bindings.for_connection(session, conn.id)
+            if b.channel_id or b.twin_channel_id
+        ]
         token = (
             (conn.refresh_token or conn.access_token) if conn.auth_mode == AuthMode.OAUTH else None
         )
@@ -158,7 +163,8 @@ async def release_old_account(
         await session.commit()
     channels = Channels(db, services.access, services.settings)
     for binding_id in watched:
-        await channels.unwatch(binding_id)
+        for kind in EVENT_KINDS:  # both twins
+            await channels.unwatch(binding_id, kind)
     await channels.unwatch_list(connection_id)
     if token and not shared and services.oauth is not None:
         try:
@@ -282,22 +288,27 @@ async def disconnect(
 ) -> Disconnected:
     """Revoke at Google, stop push channels, forget the tokens; CRM activities and the links
     stay, so connecting the same Google account again duplicates nothing."""
-    channels = [
-        b
-        for b in await bindings.for_connection(session, conn.id)
-        if b.channel_id and b.channel_resource_id
+    listed = await bindings.for_connection(session, conn.id)
+    channels = [b for b in listed if b.channel_id or b.twin_channel_id]
+    # both twins of each binding: (channel id, resource id)
+    stops = [
+        (channel_id, resource_id)
+        for b in channels
+        for channel_id, resource_id in (
+            (b.channel_id, b.channel_resource_id),
+            (b.twin_channel_id, b.twin_channel_resource_id),
+        )
+        if channel_id and resource_id
     ]
     await session.commit()
     done = Disconnected()
-    if channels:
+    if stops:
         try:
             client = services.access.client(services.access.tokens(db, tenant, conn))
             try:
-                for binding in channels:
+                for channel_id, resource_id in stops:
                     try:
-                        await client.stop_channel(
-                            binding.channel_id or "", binding.channel_resource_id or ""
-                        )
+                        await client.stop_channel(channel_id, resource_id)
                         done.channels_stopped += 1
                     except errors.NotFound:
                         pass  # expired or stopped already

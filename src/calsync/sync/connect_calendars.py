@@ -216,7 +216,7 @@ async def update_settings(
     if conn is None:
         raise NotConnected(conn)
     existing = list(await bindings.for_connection(session, conn.id))
-    watched = [c for b in existing if (c := await stored_channels.of_binding(session, b.id))]
+    watched = [c for b in existing for c in await stored_channels.of_binding(session, b.id)]
     direction = change.direction or (existing[0].direction if existing else Direction.TWO_WAY)
     live: list[CalendarListEntry] = []
     if calendars_sent:

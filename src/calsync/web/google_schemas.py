@@ -80,6 +80,14 @@ class RunOut(BaseModel):
     error: Problem | None = None
 
 
+class PushTwinOut(BaseModel):
+    """The second push channel of an import calendar (its twin)."""
+
+    state: Literal["active", "expiring", "none"]
+    expires_at: datetime | None
+    suspect_since: datetime | None = None
+
+
 class PushChannelOut(BaseModel):
     """A Google push channel of an import calendar: active, expiring (renewal due) or none
     (polling only until it is registered again)."""
@@ -91,7 +99,12 @@ class PushChannelOut(BaseModel):
     #: own write): calsync polls the calendar every `polled_every_seconds` meanwhile and makes
     #: a new channel; it clears by itself when a notification arrives. None: trusted
     suspect_since: datetime | None = None
+    #: set while no channel of the calendar is trusted (this one and its twin suspect or
+    #: gone): then the calendar's changes arrive by polling only
     polled_every_seconds: int | None = None
+    #: the calendar's second channel (CALSYNC_PUSH_CHANNELS_PER_CALENDAR=2): while either
+    #: delivers, changes arrive in real time and a suspect one is replaced. None: no twin
+    twin: PushTwinOut | None = None
 
 
 class ListChannelOut(BaseModel):

@@ -26,6 +26,7 @@ from calsync.store.models import (
 )
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, RunOutcome
 from calsync.sync import tokens as sync_tokens
+from calsync.sync.channels.kinds import NONE
 from calsync.sync.channels.kinds import state_of as channel_state
 from calsync.sync.codes import remedy_for
 from calsync.sync.connect import fetch_calendars
@@ -41,6 +42,7 @@ from .google_schemas import (
     ListChannelOut,
     Problem,
     PushChannelOut,
+    PushTwinOut,
     RunCounts,
     RunOut,
     SyncState,
@@ -212,24 +214,40 @@ async def status(
         last_sync_at=max(syncs) if syncs else None,
         last_run=last_run,
         last_error=last_error,
-        push_channels=[
-            PushChannelOut(
-                calendar_id=b.google_calendar_id,
-                state=channel_state(  # type: ignore[arg-type]
-                    b.channel_expires_at if b.channel_id else None, services.settings
-                ),
-                expires_at=b.channel_expires_at if b.channel_id else None,
-                suspect_since=b.channel_suspect_since,
-                polled_every_seconds=(
-                    max(MIN_POLL_SECONDS, tenant.poll_interval_seconds or DEFAULT_POLL_SECONDS)
-                    if b.channel_suspect_since is not None
-                    else None
-                ),
-            )
-            for b in stored
-            if imports(b)
-        ],
+        push_channels=[_push_channel(b, tenant, services) for b in stored if imports(b)],
         list_channel=_list_channel(conn if state != "not_connected" else None, services),
+    )
+
+
+def _push_channel(b: CalendarBinding, tenant: Tenant, services: GoogleServices) -> PushChannelOut:
+    """An import calendar's channel and its twin: polled at the tenant's interval while no
+    channel of it is trusted (a suspect one, and no other delivering)."""
+    settings = services.settings
+    first = b.channel_expires_at if b.channel_id else None
+    second = b.twin_channel_expires_at if b.twin_channel_id else None
+    state, twin_state = channel_state(first, settings), channel_state(second, settings)
+    trusted = (state != NONE and b.channel_suspect_since is None) or (
+        twin_state != NONE and b.twin_channel_suspect_since is None
+    )
+    suspect = b.channel_suspect_since is not None or b.twin_channel_suspect_since is not None
+    twin = None
+    if b.twin_channel_id:
+        twin = PushTwinOut(
+            state=twin_state,  # type: ignore[arg-type]
+            expires_at=second,
+            suspect_since=b.twin_channel_suspect_since,
+        )
+    return PushChannelOut(
+        calendar_id=b.google_calendar_id,
+        state=state,  # type: ignore[arg-type]
+        expires_at=first,
+        suspect_since=b.channel_suspect_since,
+        polled_every_seconds=(
+            max(MIN_POLL_SECONDS, tenant.poll_interval_seconds or DEFAULT_POLL_SECONDS)
+            if suspect and not trusted
+            else None
+        ),
+        twin=twin,
     )
 
 

@@ -7,7 +7,13 @@ binding's row, so a crash leaves it to be checked); the notification that answer
 write of its own — the receiver's one UPDATE per notification stamps `channel_heard_at`
 (store.channels, EVENTS.owed). A channel that has not been heard from `grace` after a write
 (`check`, run by the poll tick of every runner) is suspect: it is re-created at once and the
-binding synced now, then polled at its tenant's interval until a notification arrives.
+binding synced now, then polled at its tenant's interval until a notification arrives — unless
+its twin still delivers.
+
+Twins (migration 0020): both owe the echo of calsync's writes; and each twin's notification
+makes the other owe one when the other has not been heard from within a minute — so a change
+made in Google, announced by the healthy twin within seconds, also finds out the silent one
+(store.channels, `_events_owed`), with no request either.
 
 Clocks: the write's time is taken `SKEW` early, so a web process whose clock is a few seconds
 behind the worker's still counts the notification as the echo (a notification a few seconds
@@ -24,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from calsync.domain.direction import Direction
 from calsync.google.models import Event
-from calsync.store import channels as stored
+from calsync.store import echoes
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.statuses import BindingRole
@@ -58,7 +64,7 @@ async def written(
     results = await batch
     if since is not None and not any(_changed(r) for r in results):
         async with settings.db.session() as session:
-            await stored.withdraw_echo(session, settings.binding_id, since)
+            await echoes.withdraw_echo(session, settings.binding_id, since)
             await session.commit()
     return results
 
@@ -74,7 +80,7 @@ async def _expect(settings: RunSettings, ops: Sequence[Op]) -> datetime | None:
         return None
     since = utcnow() - SKEW
     async with settings.db.session() as session:
-        await stored.expect_echo(session, settings.binding_id, since)
+        await echoes.expect_echo(session, settings.binding_id, since)
         await session.commit()
     return since
 
@@ -87,27 +93,30 @@ async def check(
     rewatch: Callable[[uuid.UUID], Awaitable[object]] | None = None,
     limit: int = 500,
 ) -> list[uuid.UUID]:
-    """Channels that missed the echo of a write made before `now - grace`: each marked
-    suspect (once, whichever process gets there first) and re-created; returns their bindings,
-    which the caller syncs now (what the dead channel kept quiet arrives in that run)."""
+    """Channels (either twin) that missed the echo of a change made before `now - grace`: each
+    marked suspect (once, whichever process gets there first) and re-created (the binding's
+    suspect ones, once a binding); returns their bindings, which the caller syncs now (what the
+    dead channel kept quiet arrives in that run)."""
     async with db.session() as session:
-        overdue = await stored.echoes_overdue(session, now - grace, limit=limit)
+        overdue = await echoes.echoes_overdue(session, now - grace, limit=limit)
         await session.commit()
     missed: list[uuid.UUID] = []
     for owed in overdue:
         async with db.session() as session:
-            taken = await stored.echo_missed(session, owed, now)
+            taken = await echoes.echo_missed(session, owed, now)
             await session.commit()
         if not taken:
             continue
         log.warning(
-            "the push channel did not announce calsync's own write; making a new channel",
+            "the push channel did not announce a change; making a new channel",
             extra={"binding": str(owed.binding_id), "channel": owed.channel_id},
         )
-        missed.append(owed.binding_id)
+        if owed.binding_id not in missed:
+            missed.append(owed.binding_id)
+    for binding_id in missed:
         if rewatch is not None:
             try:
-                await rewatch(owed.binding_id)
+                await rewatch(binding_id)
             except Exception:
                 log.exception("could not re-create a push channel that missed its echo")
     return missed

@@ -1,11 +1,12 @@
 """The two kinds of push channel, and what they share.
 
-Every binding that imports from Google gets an `events.watch` channel; every connected
-connection with a binding switched on gets one `calendarList.watch` channel. Both are addressed
+Every binding that imports from Google gets two `events.watch` channels on its calendar, the
+first and its twin (CALSYNC_PUSH_CHANNELS_PER_CALENDAR=1: the first only); every connected
+connection with a binding switched on gets one `calendarList.watch` channel. All are addressed
 to `CALSYNC_PUBLIC_URL/webhooks/google` with a random token stored encrypted. A channel's id
-starts with its owner's id — `<binding hex>-<random>` or `list-<connection hex>-<random>` — so
-the receiver tells the kinds apart by the id, looks each up by one indexed column, and a
-notification for a replaced channel still says whose it was.
+starts with its owner's id — `<binding hex>-<random>`, `twin-<binding hex>-<random>` or
+`list-<connection hex>-<random>` — so the receiver tells the kinds apart by the id, looks each
+up by one indexed column, and a notification for a replaced channel still says whose it was.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ from calsync.store.base import utcnow
 WEBHOOK_PATH = "/webhooks/google"
 RENEW_MARGIN = timedelta(days=1)  # renew when less than a day ...
 RENEW_FRACTION = 0.2  # ... or a fifth of the channel's life is left
+#: with twins a channel that lapses is covered by its twin (and a calendarList channel's lapse
+#: costs a check's delay, not a change): renew when a tenth of the life is left (16.8 h of 7
+#: days; a failed watch is tried again every 30 min), or an hour at least
+TWIN_RENEW_MARGIN = timedelta(hours=1)
+TWIN_RENEW_FRACTION = 0.1
 ACTIVE, EXPIRING, NONE = "active", "expiring", "none"
 LIST_PREFIX = "list-"
+TWIN_PREFIX = "twin-"
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,12 @@ class Kind:
     #: calendarList channel's connection may need reauthorisation after any token refresh
     #: anywhere, which nothing else follows.
     swept: bool
+    #: how many events channels a calendar must have for this kind to be made
+    needs: int = 1
+
+    def enabled(self, settings: Settings) -> bool:
+        """Whether this kind is made at all (the twin: CALSYNC_PUSH_CHANNELS_PER_CALENDAR=2)."""
+        return settings.push_channels_per_calendar >= self.needs
 
     def new_id(self, owner_id: uuid.UUID) -> str:
         """Unique per watch, and traceable to its owner (never mistaken for the other kind)."""
@@ -98,6 +111,17 @@ EVENTS = Kind(
     owner="binding",
     swept=False,
 )
+#: the calendar's second channel: swept, so CALSYNC_PUSH_CHANNELS_PER_CALENDAR=1 stops every
+#: twin on the next renewal tick
+EVENTS_TWIN = Kind(
+    holder=stored.EVENTS_TWIN,
+    prefix=TWIN_PREFIX,
+    watch_at_google=_watch_events,
+    name="twin push channel",
+    owner="binding",
+    swept=True,
+    needs=2,
+)
 CALENDAR_LIST = Kind(
     holder=stored.CALENDAR_LIST,
     prefix=LIST_PREFIX,
@@ -106,12 +130,16 @@ CALENDAR_LIST = Kind(
     owner="connection",
     swept=True,
 )
-KINDS = (EVENTS, CALENDAR_LIST)
+KINDS = (EVENTS, EVENTS_TWIN, CALENDAR_LIST)
+EVENT_KINDS = (EVENTS, EVENTS_TWIN)
 
 
 def kind_of(channel_id: str) -> Kind:
-    """The kind a notification's channel id says (`list-...`: a connection's calendar list)."""
-    return CALENDAR_LIST if channel_id.startswith(LIST_PREFIX) else EVENTS
+    """The kind a notification's channel id says (`list-...`: a connection's calendar list,
+    `twin-...`: a binding's second channel)."""
+    if channel_id.startswith(LIST_PREFIX):
+        return CALENDAR_LIST
+    return EVENTS_TWIN if channel_id.startswith(TWIN_PREFIX) else EVENTS
 
 
 def webhook_address(settings: Settings) -> str:
@@ -119,7 +147,12 @@ def webhook_address(settings: Settings) -> str:
 
 
 def renew_margin(settings: Settings) -> timedelta:
-    return max(RENEW_MARGIN, timedelta(seconds=settings.push_channel_ttl_seconds * RENEW_FRACTION))
+    """How long before its expiry a channel is renewed: shorter with twins (each covers the
+    other's lapse)."""
+    ttl = settings.push_channel_ttl_seconds
+    if settings.push_channels_per_calendar >= 2:
+        return max(TWIN_RENEW_MARGIN, timedelta(seconds=ttl * TWIN_RENEW_FRACTION))
+    return max(RENEW_MARGIN, timedelta(seconds=ttl * RENEW_FRACTION))
 
 
 def state_of(expires_at: datetime | None, settings: Settings, now: datetime | None = None) -> str:

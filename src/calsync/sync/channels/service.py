@@ -5,6 +5,10 @@ two channels; a replaced channel is remembered as retired until Google confirms 
 `renew_due_channels` is the periodic task the job runners schedule: it watches owners without a
 channel, renews those expiring within the margin, and leaves one whose watch failed to polling
 for `WATCH_RETRY` — a time stored on its row, so every process's tick honours it.
+
+A binding's two events channels (the first and its twin) are kept apart in time: a channel
+made while its twin would expire within the renewal margin of it asks for half the lifetime,
+so the two are never renewed (nor lapse) together.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from calsync.sync.tokens import GoogleAccess
 
 from .kinds import (
     CALENDAR_LIST,
+    EVENT_KINDS,
     EVENTS,
+    EVENTS_TWIN,
     KINDS,
     Kind,
     WatchRequest,
@@ -61,6 +67,9 @@ class Renewal:
     lists_watched: int = 0
     lists_failed: int = 0
     lists_stopped: int = 0
+    twins_watched: int = 0
+    twins_failed: int = 0
+    twins_stopped: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class _Target:
     connection_id: uuid.UUID
     calendar_id: str
     old: stored.StoredChannel | None
+    #: the other events channel of the binding (its twin), if any
+    twin: stored.StoredChannel | None = None
 
 
 class Channels:
@@ -82,14 +93,22 @@ class Channels:
         self.settings = settings
 
     async def _target(self, kind: Kind, owner_id: uuid.UUID) -> _Target | None:
+        if not kind.enabled(self.settings):
+            return None
         async with self.db.session() as s:
             if not await stored.wanted(s, kind.holder, owner_id):
                 return None
             old = await stored.current(s, kind.holder, owner_id)
-            if kind is EVENTS:
+            if kind in EVENT_KINDS:
                 binding = await bindings.get(s, owner_id)
                 assert binding is not None
-                target = _Target(binding.connection_id, binding.google_calendar_id, old)
+                other = EVENTS_TWIN if kind is EVENTS else EVENTS
+                twin = (
+                    await stored.current(s, other.holder, owner_id)
+                    if other.enabled(self.settings)
+                    else None
+                )
+                target = _Target(binding.connection_id, binding.google_calendar_id, old, twin)
             else:
                 target = _Target(owner_id, "", old)
             await s.commit()
@@ -117,7 +136,7 @@ class Channels:
             channel_id=kind.new_id(owner_id),
             address=webhook_address(self.settings),
             token=secrets.token_urlsafe(32),
-            ttl_seconds=ttl_of(self.settings),
+            ttl_seconds=self._staggered(ttl_of(self.settings), target.twin),
         )
         try:
             client = await self.client_of(target.connection_id)
@@ -158,6 +177,36 @@ class Channels:
         if old is not None and old.resource_id:
             await self.stop_at_google(old.connection_id, old.channel_id, old.resource_id)
         return True
+
+    def _staggered(self, ttl: int, twin: stored.StoredChannel | None) -> int:
+        """Half the lifetime when the twin would expire within the renewal margin of this
+        channel: the two then renew half a lifetime apart, and stay so."""
+        if twin is None or twin.expires_at is None:
+            return ttl
+        ends = utcnow() + timedelta(seconds=ttl)
+        if abs(ends - twin.expires_at) < renew_margin(self.settings):
+            return max(60, ttl // 2)
+        return ttl
+
+    async def rewatch(self, binding_id: uuid.UUID) -> bool:
+        """A new channel for each of the binding's events channels that is suspect (missed a
+        change or an echo) or missing — the other twin, still delivering, is kept; the first
+        channel when neither is (a poll's evidence marks both). Whether one was made."""
+        async with self.db.session() as s:
+            binding = await bindings.get(s, binding_id)
+            await s.commit()
+        if binding is None:
+            return False
+        suspect = {
+            EVENTS: binding.channel_suspect_since is not None or not binding.channel_id,
+            EVENTS_TWIN: binding.twin_channel_suspect_since is not None
+            or not binding.twin_channel_id,
+        }
+        kinds = [k for k in EVENT_KINDS if suspect[k] and k.enabled(self.settings)] or [EVENTS]
+        made = False
+        for kind in kinds:
+            made = await self.watch(binding_id, kind) or made
+        return made
 
     async def stop_at_google(
         self, connection_id: uuid.UUID, channel_id: str, resource_id: str
@@ -217,10 +266,17 @@ class Channels:
             if gone.resource_id:
                 await self.stop_at_google(gone.connection_id, gone.channel_id, gone.resource_id)
         for kind in KINDS:
+            on = kind.enabled(self.settings)
             async with self.db.session() as s:
-                unwanted = await stored.unwanted(s, kind.holder, connection_id=connection_id)
-                wanted = await stored.unwatched(
-                    s, kind.holder, connection_id, renew=renew_list and kind is CALENDAR_LIST
+                unwanted = await stored.unwanted(
+                    s, kind.holder, connection_id=connection_id, every=not on
+                )
+                wanted = (
+                    await stored.unwatched(
+                        s, kind.holder, connection_id, renew=renew_list and kind is CALENDAR_LIST
+                    )
+                    if on
+                    else []
                 )
                 await s.commit()
             for channel in unwanted:
@@ -235,11 +291,20 @@ class Channels:
         renew_before = now + renew_margin(self.settings)
         counts: dict[str, tuple[int, int, int]] = {}
         for kind in KINDS:
+            on = kind.enabled(self.settings)
             async with self.db.session() as s:
-                due = await stored.due(
-                    s, kind.holder, renew_before=renew_before, now=now, limit=limit
+                due = (
+                    await stored.due(
+                        s, kind.holder, renew_before=renew_before, now=now, limit=limit
+                    )
+                    if on
+                    else []
                 )
-                unwanted = await stored.unwanted(s, kind.holder, limit=limit) if kind.swept else []
+                unwanted = (
+                    await stored.unwanted(s, kind.holder, limit=limit, every=not on)
+                    if kind.swept
+                    else []
+                )
                 await s.commit()
             stopped = 0
             for channel in unwanted:
@@ -255,7 +320,7 @@ class Channels:
                     await s.commit()
             counts[kind.holder.kind] = (watched, failed, stopped)
         events, lists = counts[EVENTS.holder.kind], counts[CALENDAR_LIST.holder.kind]
-        return Renewal(*events, *lists)
+        return Renewal(*events, *lists, *counts[EVENTS_TWIN.holder.kind])
 
 
 async def renew_due_channels(
