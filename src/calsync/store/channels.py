@@ -112,6 +112,20 @@ def answered(heard_at: Column, echo_since: Column) -> Any:
     return or_(echo_since.is_(None), and_(heard_at.is_not(None), heard_at >= echo_since))
 
 
+def _before(at: Any, delta: timedelta, column: Column) -> Any:
+    """`at - delta`, computed here: for a datetime at once; for `note_message`'s statement built
+    once (`at` a bind parameter) another parameter, `at_minus_<seconds>`, which note_message
+    fills — `bindparam - interval` would be SQL arithmetic, and SQLite's on a stored datetime
+    string is a number."""
+    if isinstance(at, datetime):
+        return at - delta
+    return bindparam(_before_key(delta), type_=column.type)
+
+
+def _before_key(delta: timedelta) -> str:
+    return f"at_minus_{int(delta.total_seconds())}"
+
+
 def _events_owed(
     this: tuple[Column, Column], other: tuple[Column, Column, Column]
 ) -> Callable[[datetime], dict[str, Any]]:
@@ -127,14 +141,14 @@ def _events_owed(
     def owed(at: datetime) -> dict[str, Any]:
         lagging = and_(
             other_id.is_not(None),
-            or_(other_heard.is_(None), other_heard < at - TWIN_SLACK),
+            or_(other_heard.is_(None), other_heard < _before(at, TWIN_SLACK, other_heard)),
             answered(other_heard, other_echo),
         )
         return {
             "sync_owed_at": at,
             suspect.key: None,
             heard.key: at,
-            other_echo.key: case((lagging, at - TWIN_SKEW), else_=other_echo),
+            other_echo.key: case((lagging, _before(at, TWIN_SKEW, other_echo)), else_=other_echo),
         }
 
     return owed
@@ -347,7 +361,14 @@ async def note_message(
     for a number already seen on this channel: a replay."""
     result = await session.execute(
         _note_statement(holder.kind),
-        {"owner": owner_id, "channel": channel_id, "number": number, "seq": number, "at": at},
+        {
+            "owner": owner_id,
+            "channel": channel_id,
+            "number": number,
+            "seq": number,
+            "at": at,
+            **{_before_key(delta): at - delta for delta in (TWIN_SLACK, TWIN_SKEW)},
+        },
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 
