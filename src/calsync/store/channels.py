@@ -154,54 +154,46 @@ def _events_owed(
     return owed
 
 
-b = CalendarBinding
-EVENTS = Holder(
-    kind="events",
-    model=CalendarBinding,
-    id=b.id,
-    connection_id=b.connection_id,
-    tenant_id=b.tenant_id,
-    channel_id=b.channel_id,
-    resource_id=b.channel_resource_id,
-    token=b.channel_token,
-    expires_at=b.channel_expires_at,
-    message_seq=b.channel_message_seq,
-    retry_after=b.channel_retry_after,
-    wanted=_bindings_wanted,
-    owed=_events_owed(
-        (b.channel_suspect_since, b.channel_heard_at),
-        (b.twin_channel_id, b.twin_channel_heard_at, b.twin_channel_echo_since),
-    ),
-    # a new channel never announces what was written before it existed
-    fresh=lambda: {"channel_echo_since": None},
-    heard_at=b.channel_heard_at,
-    echo_since=b.channel_echo_since,
-    suspect_since=b.channel_suspect_since,
-)
+def _events_holder(kind: str, prefix: str, other: str) -> Holder:
+    """An events channel's holder: its columns on calendar_binding start with `prefix`
+    (`channel_…` for the first, `twin_channel_…` for the twin); `other` is the other twin's."""
+
+    def col(name: str) -> Column:
+        column: Column = getattr(CalendarBinding, f"{prefix}channel_{name}")
+        return column
+
+    def other_col(name: str) -> Column:
+        column: Column = getattr(CalendarBinding, f"{other}channel_{name}")
+        return column
+
+    return Holder(
+        kind=kind,
+        model=CalendarBinding,
+        id=CalendarBinding.id,
+        connection_id=CalendarBinding.connection_id,
+        tenant_id=CalendarBinding.tenant_id,
+        channel_id=col("id"),
+        resource_id=col("resource_id"),
+        token=col("token"),
+        expires_at=col("expires_at"),
+        message_seq=col("message_seq"),
+        retry_after=col("retry_after"),
+        wanted=_bindings_wanted,
+        owed=_events_owed(
+            (col("suspect_since"), col("heard_at")),
+            (other_col("id"), other_col("heard_at"), other_col("echo_since")),
+        ),
+        # a new channel never announces what was written before it existed
+        fresh=lambda: {col("echo_since").key: None},
+        heard_at=col("heard_at"),
+        echo_since=col("echo_since"),
+        suspect_since=col("suspect_since"),
+    )
+
+
+EVENTS = _events_holder("events", "", "twin_")
 #: the calendar's second events channel (migration 0020): the same statements, other columns
-EVENTS_TWIN = Holder(
-    kind="events_twin",
-    model=CalendarBinding,
-    id=b.id,
-    connection_id=b.connection_id,
-    tenant_id=b.tenant_id,
-    channel_id=b.twin_channel_id,
-    resource_id=b.twin_channel_resource_id,
-    token=b.twin_channel_token,
-    expires_at=b.twin_channel_expires_at,
-    message_seq=b.twin_channel_message_seq,
-    retry_after=b.twin_channel_retry_after,
-    wanted=_bindings_wanted,
-    owed=_events_owed(
-        (b.twin_channel_suspect_since, b.twin_channel_heard_at),
-        (b.channel_id, b.channel_heard_at, b.channel_echo_since),
-    ),
-    fresh=lambda: {"twin_channel_echo_since": None},
-    heard_at=b.twin_channel_heard_at,
-    echo_since=b.twin_channel_echo_since,
-    suspect_since=b.twin_channel_suspect_since,
-)
-del b
+EVENTS_TWIN = _events_holder("events_twin", "twin_", "")
 CALENDAR_LIST = Holder(
     kind="calendar_list",
     model=GoogleConnection,
@@ -269,7 +261,8 @@ async def by_channel_id(
     return _stored(holder, row) if row is not None else None
 
 
-def _holder(kind: str) -> Holder:
+def holder_of(kind: str) -> Holder:
+    """The holder of a kind (`Holder.kind`)."""
     return next(h for h in HOLDERS if h.kind == kind)
 
 
@@ -283,7 +276,7 @@ def _table_column(attribute: Column) -> Any:
 def _by_channel_statement(kind: str) -> Select[Any]:
     """Built once a kind, on the table (every notification runs it: building the SELECT and
     its cache key cost more than the lookup)."""
-    holder = _holder(kind)
+    holder = holder_of(kind)
     return select(*(_table_column(c) for c in _columns(holder))).where(
         _table_column(holder.channel_id) == bindparam("channel")
     )
@@ -377,7 +370,7 @@ async def note_message(
 def _note_statement(kind: str) -> Update:
     """Built once a kind, on the table: the same UPDATE without the ORM's bulk-update path and
     the statement's construction, which cost more than the UPDATE (one a notification)."""
-    holder = _holder(kind)
+    holder = holder_of(kind)
     seq = _table_column(holder.message_seq)
     table = seq.table
     values: dict[str, Any] = {seq.name: bindparam("seq")}

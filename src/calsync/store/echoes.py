@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .channels import EVENT_HOLDERS, HOLDERS, Column, Holder, answered
+from .channels import EVENT_HOLDERS, Column, Holder, answered, holder_of
 from .models import CalendarBinding
 
 
@@ -94,10 +94,6 @@ async def echoes_overdue(
             if since is not None
         ]
     return sorted(found, key=lambda owed: owed.since)[:limit]
-
-
-def holder_of(kind: str) -> Holder:
-    return next(holder for holder in HOLDERS if holder.kind == kind)
 
 
 async def echo_missed(session: AsyncSession, owed: OwedEcho, at: datetime) -> bool:
