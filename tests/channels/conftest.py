@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,9 +16,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from calsync import clock
+from calsync.jobs.inprocess import InProcessRunner
+from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Periodic, Reason
 from calsync.store import bindings, connections, crypto
 from calsync.store.db import Database
+from calsync.sync.channels.service import Channels
 from calsync.sync.engine import sync_binding
 from calsync.sync.google_services import GoogleServices
 from calsync.web.app import create_app
@@ -172,3 +177,37 @@ async def served(
     server.should_exit = True
     await task
     sock.close()
+
+
+GRACE = timedelta(minutes=2)  # the echo grace of `runner`'s poll policy
+
+
+@pytest.fixture
+async def runner(served: Served) -> AsyncIterator[InProcessRunner]:
+    """The real embedded runner, re-creating a suspect channel as production does
+    (`Channels.rewatch`: the suspect or missing twins), polled only by `tick`."""
+    database, access = served.world.db, served.services.access
+    settings = served.services.settings
+
+    async def rewatch(binding_id: uuid.UUID) -> bool:
+        return await Channels(database, access, settings).rewatch(binding_id)
+
+    made = InProcessRunner(
+        database,
+        access,
+        poll_policy=PollPolicy(claim_hold=timedelta(seconds=60), echo_grace=GRACE),
+        poll_every=None,
+        stuck_every=None,
+        rewatch=rewatch,
+    )
+    yield made
+    await made.stop()
+    clock.reset()
+
+
+async def tick(served: Served, runner: InProcessRunner, seconds: float) -> None:
+    """Both clocks `seconds` on, one poll tick, and what it started run to the end."""
+    served.emu.control("POST", "/clock", {"advance_seconds": seconds})
+    clock.advance(seconds)
+    await runner.poll_once()
+    await runner.drain()

@@ -5,8 +5,7 @@ it works, with the expectation stored before the write (a crash leaves it checke
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync import clock
 from calsync.jobs.inprocess import InProcessRunner
-from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Reason
 from calsync.store import echoes
 from calsync.store.models import CalendarBinding
@@ -24,7 +22,7 @@ from calsync.sync.context import Hooks
 from calsync.sync.engine import sync_binding
 from tests.jobs.conftest import runs_of
 
-from .conftest import Served
+from .conftest import GRACE, Served, tick
 from .test_evidence import _connected
 
 
@@ -40,37 +38,6 @@ async def echo_owed(session: AsyncSession, binding_id: uuid.UUID) -> datetime | 
     ).one()
     since, heard = row
     return since if since is not None and (heard is None or heard < since) else None
-
-
-GRACE = timedelta(minutes=2)
-
-
-@pytest.fixture
-async def runner(served: Served) -> AsyncIterator[InProcessRunner]:
-    db, access = served.world.db, served.services.access
-    settings = served.services.settings
-
-    async def rewatch(binding_id: uuid.UUID) -> bool:
-        return await Channels(db, access, settings).watch(binding_id)
-
-    made = InProcessRunner(
-        db,
-        access,
-        poll_policy=PollPolicy(claim_hold=timedelta(seconds=60), echo_grace=GRACE),
-        poll_every=None,
-        stuck_every=None,
-        rewatch=rewatch,
-    )
-    yield made
-    await made.stop()
-    clock.reset()
-
-
-async def tick(served: Served, runner: InProcessRunner, seconds: float) -> None:
-    served.emu.control("POST", "/clock", {"advance_seconds": seconds})
-    clock.advance(seconds)
-    await runner.poll_once()
-    await runner.drain()
 
 
 def calendar_calls(served: Served, seq: int, account: str) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,6 @@ from sqlalchemy import select
 
 from calsync import clock
 from calsync.jobs.inprocess import InProcessRunner
-from calsync.jobs.polling import PollPolicy
 from calsync.jobs.port import Reason
 from calsync.store.base import utcnow
 from calsync.store.models import CalendarBinding
@@ -29,36 +27,11 @@ from calsync.sync.engine import sync_binding
 from calsync.web.webhooks import TWIN_COALESCE_SECONDS
 from tests.jobs.conftest import runs_of
 
-from .conftest import Served
+from .conftest import GRACE, Served, tick
 from .test_echo import calendar_calls, last_seq
 from .test_evidence import _connected
 
 pytestmark = pytest.mark.channels(2)
-
-GRACE = timedelta(minutes=2)
-
-
-@pytest.fixture
-async def runner(served: Served) -> AsyncIterator[InProcessRunner]:
-    """The real embedded runner, serving the app's notifications too (its coalescing is what
-    makes one run of the twins' two messages)."""
-    db, access = served.world.db, served.services.access
-    settings = served.services.settings
-
-    async def rewatch(binding_id: uuid.UUID) -> bool:
-        return await Channels(db, access, settings).rewatch(binding_id)
-
-    made = InProcessRunner(
-        db,
-        access,
-        poll_policy=PollPolicy(claim_hold=timedelta(seconds=60), echo_grace=GRACE),
-        poll_every=None,
-        stuck_every=None,
-        rewatch=rewatch,
-    )
-    yield made
-    await made.stop()
-    clock.reset()
 
 
 async def serve_with(served: Served, runner: InProcessRunner) -> None:
@@ -66,13 +39,6 @@ async def serve_with(served: Served, runner: InProcessRunner) -> None:
     request as it comes, as in production)."""
     served.app.state.jobs = runner
     await runner.start()
-
-
-async def tick(served: Served, runner: InProcessRunner, seconds: float) -> None:
-    served.emu.control("POST", "/clock", {"advance_seconds": seconds})
-    clock.advance(seconds)
-    await runner.poll_once()
-    await runner.drain()
 
 
 async def twins(served: Served, binding_id: uuid.UUID) -> tuple[str, str]:
