@@ -61,3 +61,74 @@ async def test_unwanted_and_unwatched_follow_should_watch(db: Database) -> None:
             c.binding_id for c in await stored.unwanted(s, stored.EVENTS, connection_id=conn.id)
         } == {b for (_, watched), b in made.items() if watched}
         assert list(await stored.unwatched(s, stored.EVENTS, conn.id)) == []
+
+
+async def test_a_heard_echo_leaves_no_expectation_behind(db: Database) -> None:
+    """The notification that answers an owed echo settles it (the column back to NULL), so the
+    poll tick's scan of owed echoes (an index on it) holds only what is still owed, not every
+    calendar calsync ever wrote to. One owed after the notification's time stays owed, and the
+    other twin's is untouched."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from calsync.store import echoes
+    from calsync.store.models import CalendarBinding
+
+    async with db.session() as s:
+        tenant = await tenants.create(s, f"t-{uuid.uuid4()}")
+        user = await users.create(s, tenant.id, "echo-clear@example.com")
+        conn = await connections.create(s, tenant.id, user.id, google_email="echo-clear@x.com")
+        b = await bindings.create(s, tenant.id, conn.id, "echo-clear", role=BindingRole.IMPORT)
+        for holder, channel in ((stored.EVENTS, "first"), (stored.EVENTS_TWIN, "twin-second")):
+            await stored.replace(
+                s,
+                holder,
+                b.id,
+                expected=None,
+                channel_id=channel,
+                resource_id="r",
+                token="t",
+                expires_at=utcnow() + timedelta(days=7),
+            )
+        written = utcnow()
+        await echoes.expect_echo(s, b.id, written)
+        await s.commit()
+
+    async def owed() -> tuple[object, object]:
+        async with db.session() as s:
+            row = (
+                await s.execute(
+                    select(
+                        CalendarBinding.channel_echo_since, CalendarBinding.twin_channel_echo_since
+                    ).where(CalendarBinding.id == b.id)
+                )
+            ).one()
+            return row[0], row[1]
+
+    # a notification older than the write does not answer it
+    async with db.session() as s:
+        assert await stored.note_message(
+            s, stored.EVENTS, b.id, "first", 1, written - timedelta(seconds=1)
+        )
+        await s.commit()
+    assert (await owed())[0] is not None
+    # the echo: settled and gone; the twin has not announced it yet and still owes it
+    async with db.session() as s:
+        assert await stored.note_message(
+            s, stored.EVENTS, b.id, "first", 2, written + timedelta(seconds=1)
+        )
+        await s.commit()
+    first, twin = await owed()
+    assert first is None and twin is not None
+    async with db.session() as s:
+        assert [o.kind for o in await echoes.echoes_overdue(s, utcnow() + timedelta(hours=1))] == [
+            "events_twin"
+        ]
+        assert await stored.note_message(
+            s, stored.EVENTS_TWIN, b.id, "twin-second", 1, written + timedelta(seconds=2)
+        )
+        await s.commit()
+    assert await owed() == (None, None)
+    async with db.session() as s:
+        assert list(await echoes.echoes_overdue(s, utcnow() + timedelta(hours=1))) == []

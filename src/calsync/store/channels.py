@@ -127,15 +127,17 @@ def _before_key(delta: timedelta) -> str:
 
 
 def _events_owed(
-    this: tuple[Column, Column], other: tuple[Column, Column, Column]
+    this: tuple[Column, Column, Column], other: tuple[Column, Column, Column]
 ) -> Callable[[datetime], dict[str, Any]]:
     """What a verified notification of one twin writes: a sync owed, durable before the 200
     (jobs/recovery.py); evidence this twin delivers — trusted again after a poll found it
     silent (migration 0017), the echo of calsync's own writes heard (migration 0019); and, when
     the other twin has not been heard from within `TWIN_SLACK`, an echo the other owes from now
     (`TWIN_SKEW` early; an older one still owed keeps its time) — all in the one write per
-    notification."""
-    suspect, heard = this
+    notification. An echo this twin owed from before `at` is settled (NULL again), so the poll
+    tick's scan of owed echoes holds only what is still owed, not every calendar ever written
+    to; one owed from after `at` (a message older than the write) stays."""
+    suspect, heard, echo = this
     other_id, other_heard, other_echo = other
 
     def owed(at: datetime) -> dict[str, Any]:
@@ -148,6 +150,7 @@ def _events_owed(
             "sync_owed_at": at,
             suspect.key: None,
             heard.key: at,
+            echo.key: case((echo <= at, None), else_=echo),
             other_echo.key: case((lagging, _before(at, TWIN_SKEW, other_echo)), else_=other_echo),
         }
 
@@ -180,7 +183,7 @@ def _events_holder(kind: str, prefix: str, other: str) -> Holder:
         retry_after=col("retry_after"),
         wanted=_bindings_wanted,
         owed=_events_owed(
-            (col("suspect_since"), col("heard_at")),
+            (col("suspect_since"), col("heard_at"), col("echo_since")),
             (other_col("id"), other_col("heard_at"), other_col("echo_since")),
         ),
         # a new channel never announces what was written before it existed

@@ -377,7 +377,8 @@ class CalendarBinding(Base):
     #: trusted (polls at the tenant's interval) until a notification arrives again
     channel_suspect_since: Mapped[datetime | None] = mapped_column()
     #: migration 0019: calsync wrote to the calendar then and the channel has not announced it
-    #: yet (its echo); past a grace the channel is suspect (sync/channels/echo.py)
+    #: yet (its echo); past a grace the channel is suspect (sync/channels/echo.py); the
+    #: notification that answers it sets it back to NULL
     channel_echo_since: Mapped[datetime | None] = mapped_column(index=True)
     #: migration 0019: the last verified notification (written with its message number)
     channel_heard_at: Mapped[datetime | None] = mapped_column()

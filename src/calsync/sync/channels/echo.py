@@ -4,8 +4,8 @@ Google notifies a channel of every change to its calendar, calsync's own writes 
 when the push writes to a watched calendar, a healthy channel announces it within seconds. The
 push records the expectation before it writes (`expect`: one UPDATE per batch of writes, on the
 binding's row, so a crash leaves it to be checked); the notification that answers it costs no
-write of its own — the receiver's one UPDATE per notification stamps `channel_heard_at`
-(store.channels, EVENTS.owed). A channel that has not been heard from `grace` after a write
+write of its own — the receiver's one UPDATE per notification stamps `channel_heard_at` and
+clears an expectation from before it (store.channels, EVENTS.owed). A channel that has not been heard from `grace` after a write
 (`check`, run by the poll tick of every runner) is suspect: it is re-created at once and the
 binding synced now, then polled at its tenant's interval until a notification arrives — unless
 its twin still delivers.
