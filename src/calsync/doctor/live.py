@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from calsync import runtime
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.i18n import N_, Nn_
@@ -161,7 +162,7 @@ async def public_url(subject: Subject) -> Check:
     if not subject.live:
         return Check("webhook", title, SKIP, Text(N_("Not checked (offline).")))
     try:
-        client = subject.http or httpx.AsyncClient(timeout=5.0)
+        client = subject.http or runtime.http_client(timeout=5.0)
         try:
             resp = await client.get(url + "/healthz", timeout=5.0)
         finally:

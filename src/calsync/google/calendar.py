@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
+from calsync import runtime
 from calsync.settings import Settings, get_settings
 
 from . import calls, errors
@@ -49,7 +50,7 @@ def make_http_client(settings: Settings | None = None, **kwargs: Any) -> httpx.A
     timeout = httpx.Timeout(settings.google_timeout_seconds, connect=10.0)
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     kwargs.setdefault("headers", {"User-Agent": USER_AGENT})
-    return httpx.AsyncClient(timeout=timeout, limits=limits, **kwargs)
+    return runtime.http_client(timeout=timeout, limits=limits, **kwargs)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import authlib.deprecate
 import httpx
 
 from calsync import clock as wall
+from calsync import runtime
 from calsync.settings import Settings, get_settings
 
 from . import errors
@@ -139,6 +140,7 @@ class GoogleOAuth:
             code_challenge_method="S256",
             timeout=self.settings.google_timeout_seconds,
             transport=transport,
+            verify=runtime.tls_context(),
         )
 
     async def aclose(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from calsync import runtime
 from calsync.store import webhook_deliveries as deliveries
 from calsync.store import webhooks
 from calsync.store.base import utcnow
@@ -119,7 +120,7 @@ class Deliverer:
                 await s.commit()
             if not claimed:
                 return sent
-            async with httpx.AsyncClient(
+            async with runtime.http_client(  # the process's TLS context, not a new one a batch
                 timeout=TIMEOUT_SECONDS, follow_redirects=False, transport=self.transport
             ) as client:
                 await asyncio.gather(*(self._attempt(client, c) for c in claimed))
