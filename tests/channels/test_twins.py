@@ -20,7 +20,7 @@ from calsync.jobs.inprocess import InProcessRunner
 from calsync.jobs.port import Reason
 from calsync.store.base import utcnow
 from calsync.store.models import CalendarBinding
-from calsync.sync.channels.kinds import EVENTS_TWIN
+from calsync.sync.channels.kinds import EVENTS, EVENTS_TWIN
 from calsync.sync.channels.service import Channels
 from calsync.sync.context import Hooks
 from calsync.sync.engine import sync_binding
@@ -244,6 +244,37 @@ async def test_every_channel_silent_is_left_to_the_polls(
     assert binding.channel_suspect_since is not None
     assert binding.twin_channel_suspect_since is not None
     assert {binding.channel_id, binding.twin_channel_id}.isdisjoint({first, twin})
+    (shown,) = (await served.status(user_id))["push_channels"]
+    assert shown["polled_every_seconds"] is not None
+
+
+async def test_a_poll_catches_a_silent_twin_when_it_is_the_calendars_only_channel(
+    served: Served, runner: InProcessRunner
+) -> None:
+    """The first channel is gone (its watch failed, or it was stopped) and only the twin
+    watches: a poll that lists a change the twin never announced marks the twin suspect and
+    makes the calendar's channels anew — as it does when the first channel is the silent one."""
+    user_id, binding_id = await _connected(served, "lonetwin@example.com")
+    first, twin = await twins(served, binding_id)
+    channels = Channels(served.world.db, served.services.access, served.services.settings)
+    assert await channels.unwatch(binding_id, EVENTS) is True
+    served.emu.control("POST", f"/channels/{twin}/silence", {"silent": True})
+    await serve_with(served, runner)
+    served.insert_event("lonetwin@example.com", "Missed by the lone twin")
+    await tick(served, runner, GRACE.total_seconds() + 60)
+    assert await served.activities(user_id) == []  # nothing announced it
+    await runner.enqueue_sync(binding_id, Reason.POLL)
+    await runner.drain()
+    assert [a["subject"] for a in await served.activities(user_id)] == [
+        "Missed by the lone twin"
+    ]
+    binding = await served.binding(binding_id)
+    assert binding.twin_channel_suspect_since is not None  # polled at the tenant's interval
+    assert binding.channel_id and binding.twin_channel_id  # both made anew
+    assert {binding.channel_id, binding.twin_channel_id}.isdisjoint({first, twin})
+    by_id = {c["id"]: c for c in served.channels()}
+    assert by_id[twin]["stopped"] is True
+    assert len(live_channels(served, "lonetwin@example.com")) == 2
     (shown,) = (await served.status(user_id))["push_channels"]
     assert shown["polled_every_seconds"] is not None
 
