@@ -265,18 +265,24 @@ async def test_a_poll_catches_a_silent_twin_when_it_is_the_calendars_only_channe
     assert await served.activities(user_id) == []  # nothing announced it
     await runner.enqueue_sync(binding_id, Reason.POLL)
     await runner.drain()
-    assert [a["subject"] for a in await served.activities(user_id)] == [
-        "Missed by the lone twin"
-    ]
+    assert [a["subject"] for a in await served.activities(user_id)] == ["Missed by the lone twin"]
     binding = await served.binding(binding_id)
-    assert binding.twin_channel_suspect_since is not None  # polled at the tenant's interval
+    assert binding.twin_channel_suspect_since is not None
+    assert binding.channel_suspect_since is None  # no evidence against a channel not there
     assert binding.channel_id and binding.twin_channel_id  # both made anew
     assert {binding.channel_id, binding.twin_channel_id}.isdisjoint({first, twin})
     by_id = {c["id"]: c for c in served.channels()}
     assert by_id[twin]["stopped"] is True
     assert len(live_channels(served, "lonetwin@example.com")) == 2
     (shown,) = (await served.status(user_id))["push_channels"]
-    assert shown["polled_every_seconds"] is not None
+    assert shown["twin"]["suspect_since"] is not None and shown["suspect_since"] is None
+    # the next change is announced by the new channels: one copy, and the doubt lifted
+    served.insert_event("lonetwin@example.com", "Announced")
+    await served.wait_for(lambda: delivered(served, binding.twin_channel_id or ""))
+    await runner.drain()
+    subjects = sorted(a["subject"] for a in await served.activities(user_id))
+    assert subjects == ["Announced", "Missed by the lone twin"]
+    assert (await served.binding(binding_id)).twin_channel_suspect_since is None
 
 
 async def test_a_crm_write_is_echoed_by_both_twins_and_suspects_nothing(

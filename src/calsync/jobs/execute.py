@@ -64,21 +64,23 @@ class Executor:
         # the channel as the run found it at its start (read with the binding, under the lock)
         evidence = result.evidence if reason is Reason.POLL and self.rewatch is not None else None
         if evidence is not None and _caught_silent(evidence, result):
-            assert evidence.channel_id is not None
-            await self._silent(binding_id, evidence.channel_id)
+            await self._silent(binding_id, evidence)
         return result
 
-    async def _silent(self, binding_id: uuid.UUID, channel_id: str) -> None:
+    async def _silent(self, binding_id: uuid.UUID, evidence: schedule.ChannelEvidence) -> None:
         """Poll at the tenant's interval until a notification arrives, and re-create the
         channel at once (a new channel is the usual cure; its notification lifts the doubt)."""
         async with self.db.session() as s:
-            marked = await schedule.mark_suspect(s, binding_id, channel_id, self.clock())
+            marked = await schedule.mark_suspect(s, binding_id, evidence, self.clock())
             await s.commit()
         if not marked or self.rewatch is None:
             return
         log.warning(
             "a poll found changes the push channel did not announce; making a new channel",
-            extra={"binding": str(binding_id), "channel": channel_id},
+            extra={
+                "binding": str(binding_id),
+                "channel": evidence.channel_id or evidence.twin_channel_id,
+            },
         )
         with count_requests() as sent:
             try:
@@ -233,7 +235,7 @@ def _caught_silent(evidence: schedule.ChannelEvidence, result: RunResult) -> boo
     """A poll of a watched binding listed changes since its sync token, and no notification
     had announced any: the channel missed them."""
     return (
-        evidence.channel_id is not None
+        evidence.watched
         and evidence.incremental
         and not evidence.notified
         and result.ok

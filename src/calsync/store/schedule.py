@@ -344,26 +344,40 @@ class ChannelEvidence:
     changes and no notification is evidence the channel stopped delivering)."""
 
     channel_id: str | None
+    twin_channel_id: str | None  # the second channel (issue 16's twins), or the only one
     notified: bool  # a notification owed a sync (sync_owed_at) when the run started
     incremental: bool  # the run lists changes since a sync token (a full list finds all)
 
+    @property
+    def watched(self) -> bool:
+        """The calendar had a channel (either twin) that should have announced a change."""
+        return self.channel_id is not None or self.twin_channel_id is not None
+
 
 async def mark_suspect(
-    session: AsyncSession, binding_id: uuid.UUID, channel_id: str, at: datetime
+    session: AsyncSession, binding_id: uuid.UUID, evidence: ChannelEvidence, at: datetime
 ) -> bool:
-    """The channel missed a change: not trusted (tenant-interval polls) until a notification
-    arrives (store.channels' `owed` clears it). Its twin too, if it has one: a change no
-    notification announced was missed by both. False when the binding has another channel by
-    now."""
+    """The calendar's channels missed a change: each one the run found, and still the
+    binding's, is not trusted (tenant-interval polls) until a notification arrives
+    (store.channels' `owed` clears it) — both twins, since a change no notification announced
+    was missed by both, and the twin alone when it is the only channel (the first one's watch
+    failed). False when neither is the binding's any more (new channels by now)."""
     b = CalendarBinding
+    found = [
+        (column, suspect, channel_id)
+        for column, suspect, channel_id in (
+            (b.channel_id, b.channel_suspect_since, evidence.channel_id),
+            (b.twin_channel_id, b.twin_channel_suspect_since, evidence.twin_channel_id),
+        )
+        if channel_id is not None
+    ]
+    if not found:
+        return False
     result = await session.execute(
         update(b)
-        .where(b.id == binding_id, b.channel_id == channel_id)
+        .where(b.id == binding_id, or_(*(column == cid for column, _, cid in found)))
         .values(
-            channel_suspect_since=at,
-            twin_channel_suspect_since=case(
-                (b.twin_channel_id.is_not(None), at), else_=b.twin_channel_suspect_since
-            ),
+            {suspect: case((column == cid, at), else_=suspect) for column, suspect, cid in found}
         )
         .execution_options(synchronize_session=False)
     )

@@ -115,7 +115,10 @@ async def sync_binding(
             )
         result.google_requests = sent.n
         result.evidence = ChannelEvidence(
-            binding.channel_id or None, run.owed is not None, binding.sync_token is not None
+            binding.channel_id or None,
+            binding.twin_channel_id or None,
+            run.owed is not None,
+            binding.sync_token is not None,
         )
         return result
     finally:
