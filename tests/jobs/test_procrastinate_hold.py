@@ -1,0 +1,69 @@
+"""The procrastinate runner holds a notification's wait for its twin's message in the process
+that received it (jobs/procrastinate_runner.py): no job waits in the queue for its time — one
+is deferred, due at once, when the wait ends (LISTEN/NOTIFY wakes a worker then; a job
+deferred for later would be found only by the workers' once-a-second fetch poll) — the twin's
+message joins it, and a process that stops during the wait defers it then. PostgreSQL only:
+these tests exist when CALSYNC_TEST_POSTGRES_URL is set, as in CI."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from calsync.jobs.port import Reason
+from calsync.jobs.procrastinate_runner import SYNC_TASK, conninfo
+from calsync.web.webhooks import TWIN_COALESCE_SECONDS
+from tests.sync.conftest import Harness
+
+from .conftest import PG
+
+ONLY_PROCRASTINATE = pytest.mark.parametrize(
+    "combo", [("postgres", "procrastinate")], indirect=True
+)
+
+
+async def sync_jobs(db_url: str, binding_id: Any) -> list[dict[str, Any]]:
+    """The binding's sync jobs, as another process would see them."""
+    async with await psycopg.AsyncConnection.connect(conninfo(db_url)) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "SELECT status, scheduled_at, args FROM procrastinate_jobs "
+            "WHERE task_name = %s AND args->>'binding_id' = %s",
+            (SYNC_TASK, str(binding_id)),
+        )
+        return list(await cur.fetchall())
+
+
+if PG:
+
+    @ONLY_PROCRASTINATE
+    async def test_a_notifications_wait_for_its_twin_is_held_here_then_deferred_due(
+        h: Harness, db_url: str, make_runner: Any
+    ) -> None:
+        runner = await make_runner()
+        await runner.start()  # a web process: defers, runs nothing
+        await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
+        await asyncio.sleep(TWIN_COALESCE_SECONDS / 3)
+        await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
+        assert await sync_jobs(db_url, h.binding_id) == []  # still waiting, in this process
+        await asyncio.sleep(TWIN_COALESCE_SECONDS + 0.3)
+        (job,) = await sync_jobs(db_url, h.binding_id)  # the twin's message joined the first
+        assert job["status"] == "todo" and job["args"]["reason"] == Reason.WEBHOOK.value
+        assert job["scheduled_at"] is None  # due now: a worker is woken, none polls for it
+
+    @ONLY_PROCRASTINATE
+    async def test_a_process_that_stops_during_the_wait_defers_what_it_held(
+        h: Harness, db_url: str, make_runner: Any
+    ) -> None:
+        runner = await make_runner()
+        await runner.start()
+        await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
+        await runner.stop()
+        (job,) = await sync_jobs(db_url, h.binding_id)
+        assert job["status"] == "todo" and job["scheduled_at"] is None
+        await asyncio.sleep(TWIN_COALESCE_SECONDS + 0.3)
+        assert len(await sync_jobs(db_url, h.binding_id)) == 1  # and nothing more came of it
