@@ -8,9 +8,14 @@
   job is waiting), the pushes of CRM changes one below Google's notifications (a busy CRM's
   writes never hold back a change made in Google), polls below those (a poll pass never delays
   a webhook), delayed requests have their own at a lower one (a job waiting for its time
-  never holds back a due one: procrastinate lets a lower-priority job of a lock wait) — except
-  a notification's 0.3 s wait for its twin's message (web/webhooks.py), which keeps the
-  webhook lane;
+  never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
+- a notification's 0.3 s wait for its twin's message (web/webhooks.py) is held in the process
+  that received it, as the CRM changes' debounce is: one request per binding and wait, its
+  twin's joins it, and the job is then deferred due now, so LISTEN/NOTIFY wakes a worker at
+  once (a job deferred for later is found only by the workers' fetch poll, so the poll had to
+  run 4 times a second). Nothing is lost if the process dies meanwhile: the webhook answered
+  Google only after `sync_owed_at` was stored, and jobs/recovery.py syncs what is owed; a
+  process that stops defers what it holds at once;
 - periodic tasks (once per cluster per tick): polling, release of stalled jobs and of binding
   locks a dead worker left, and anything registered (channel renewal);
 - failures: a run that raises is deferred again with exponential delay (our own retry, so a
@@ -52,7 +57,11 @@ SYNC_TASK = "calsync.sync_binding"
 QUEUE = "calsync"
 PRIORITY = {"manual": 10, "now": 0, "change": -2, "poll": -5, "later": -10}
 MAX_RETRY_SECONDS = 300.0
-FETCH_POLL_SECONDS = 0.25  # how often an idle worker looks for a job that has come due
+# how often an idle worker looks for a job that has come due (retries, a busy binding's
+# follow-up); what is due now wakes a worker through LISTEN/NOTIFY
+FETCH_POLL_SECONDS = 1.0
+#: a webhook's wait up to this long is held in this process rather than queued for later
+HOLD_SECONDS = 2.0
 
 
 class NeedsPostgres(RuntimeError):
@@ -151,6 +160,8 @@ class ProcrastinateQueue:
         self._depth = 0
         self._depth_task: asyncio.Task[None] | None = None
         self._on_start: list[Periodic] = []
+        #: notifications waiting for their twin's message here: (binding, full) → its wait
+        self._held: dict[tuple[uuid.UUID, bool], asyncio.Task[None]] = {}
         self._sync = self.app.task(name=SYNC_TASK, queue=QUEUE, pass_context=False)(self._sync_job)
         if poll_every:
             self.register_periodic("poll", poll_every, self.poll_once)
@@ -162,6 +173,9 @@ class ProcrastinateQueue:
     async def enqueue_sync(
         self, binding_id: uuid.UUID, reason: Reason, *, full: bool = False, delay: float = 0.0
     ) -> None:
+        if reason is Reason.WEBHOOK and 0 < delay <= HOLD_SECONDS:
+            self._hold(binding_id, full, delay)
+            return
         await self._open()
         if reason is Reason.MANUAL:
             lane = "manual"
@@ -204,6 +218,7 @@ class ProcrastinateQueue:
             self._depth_task = asyncio.create_task(self._watch_depth())
 
     async def stop(self) -> None:
+        await self._release_held()
         if self._worker is not None:
             self._worker.cancel()  # procrastinate stops gracefully: waits `grace`, then aborts
             with contextlib.suppress(asyncio.CancelledError):
@@ -258,11 +273,9 @@ class ProcrastinateQueue:
             shutdown_graceful_timeout=self.grace,
             update_heartbeat_interval=self.heartbeat,
             stalled_worker_timeout=self.stalled_after,
-            # LISTEN/NOTIFY wakes a worker when a job is deferred, but a job deferred for later
-            # (a notification's TWIN_COALESCE_SECONDS wait for its twin's message) is found only
-            # by this poll: at 1.0 s, bench/latency.py's Google → CRM p50 was 1.0 s and p99
-            # 1.15 s with twins; a quarter second keeps it within a second for ~8 cheap fetches
-            # a second across two workers
+            # LISTEN/NOTIFY wakes a worker when a job is deferred due now; one deferred for
+            # later (a retry) is found by this poll. A notification's wait for its twin's is
+            # held in the receiving process (`_hold`), so its job is due when deferred
             fetch_job_polling_interval=FETCH_POLL_SECONDS,
             delete_jobs="successful",
         )
@@ -308,6 +321,33 @@ class ProcrastinateQueue:
             await self.enqueue_sync(binding_id, Reason.RETRY)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _hold(self, binding_id: uuid.UUID, full: bool, delay: float) -> None:
+        """Defer the binding's sync `delay` seconds from now, due at once then; a request for
+        it while it waits joins it (the twin's message)."""
+        key = (binding_id, full)
+        if key not in self._held:
+            self._held[key] = asyncio.create_task(self._after(key, delay))
+
+    async def _after(self, key: tuple[uuid.UUID, bool], delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._held.pop(key, None)  # a message from now on waits anew (joins the job if queued)
+        await self._defer_held(key)
+
+    async def _defer_held(self, key: tuple[uuid.UUID, bool]) -> None:
+        try:
+            await self.enqueue_sync(key[0], Reason.WEBHOOK, full=key[1])
+        except Exception:  # the notification stays owed (sync_owed_at): recovery syncs it
+            log.exception("could not queue the sync a notification asked for")
+
+    async def _release_held(self) -> None:
+        """Stopping: what waits for its twin is deferred now, not left to recovery."""
+        held, self._held = self._held, {}
+        for key, task in held.items():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self._defer_held(key)
 
     async def _jobs_of_dead_holders(self) -> list[Any]:
         """Running sync jobs whose binding's lock holder is a dead process of this machine

@@ -20,8 +20,8 @@ route matching had nothing to do for it but cost a good part of a webhook-trigge
 Twins (CALSYNC_PUSH_CHANNELS_PER_CALENDAR=2): a calendar's two channels both announce each
 change, within milliseconds of each other. The sync is queued `TWIN_COALESCE_SECONDS` later, so
 the second message merges into the sync the first queued (both runners coalesce a request for a
-binding already queued) instead of making a second run; each twin's message still stamps its
-own evidence (store.channels).
+binding already queued, and hold the wait in this process) instead of making a second run; each
+twin's message still stamps its own evidence (store.channels).
 
 A notification for an unknown channel is answered 200 (Google would retry anything else); it
 is stopped at Google only when this database knows it (a channel replaced or forgotten whose
