@@ -18,7 +18,9 @@ from .conftest import runs_of, start_running, wait_until
 
 
 async def _app(h: Harness, db: Database, runner: Any, secret: str) -> Any:
-    settings = h.settings.model_copy(update={"change_debounce_seconds": 0.4, "mode": "production"})
+    # the debounce must outlast the gap between two of a test's writes on a loaded CI machine
+    # (at 0.4 s one slow request let the push start mid-bulk-edit: two runs, a flaky failure)
+    settings = h.settings.model_copy(update={"change_debounce_seconds": 2.0, "mode": "production"})
     app = create_app(settings, database=db, keyring=crypto.Keyring([secret]))
     app.state.jobs = runner
     return app
