@@ -144,6 +144,53 @@ def test_hashes_are_the_sha256_of_sorted_compact_json(
     assert f.content_hash(values) == hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+sync_fields = st.builds(
+    f.SyncFields,
+    summary=st.text(max_size=8),
+    description=st.text(max_size=8),
+    location=st.sampled_from(["", "Room é", 'a"b\\']),
+    start=st.sampled_from(["2026-03-02", "2026-03-02T08:00:00Z"]),
+    end=st.sampled_from(["2026-03-03", "2026-03-02T09:00:00Z"]),
+    all_day=st.booleans(),
+    time_zone=st.sampled_from(["", "Europe/Oslo"]),
+    visibility=st.sampled_from(["default", "private"]),
+    transparency=st.sampled_from(["opaque", "transparent"]),
+    recurrence=st.lists(st.sampled_from(["RRULE:FREQ=DAILY", "EXDATE:20260310T080000Z"])).map(
+        tuple
+    ),
+    cancelled=st.booleans(),
+)
+
+
+@given(sync_fields)
+def test_to_json_is_every_field_recurrence_as_a_list_and_cancelled_only_when_set(
+    values: f.SyncFields,
+) -> None:
+    """to_json is spelled out field by field (a first import calls it per event): it must be
+    the dataclass's fields as they are, as every stored snapshot and hash has them."""
+    expected = dataclasses.asdict(values) | {"recurrence": list(values.recurrence)}
+    if not values.cancelled:
+        del expected["cancelled"]
+    assert values.to_json() == expected
+    assert list(values.to_json()) == list(expected)  # the same order too
+    assert f.SyncFields.from_json(values.to_json()) == values
+
+
+@given(st.dictionaries(st.text(max_size=4), st.text(max_size=4) | st.none() | st.booleans()))
+def test_canonical_json_and_its_hash_do_not_depend_on_key_order(data: dict[str, object]) -> None:
+    reversed_order = dict(reversed(list(data.items())))
+    assert f.canonical_json(data) == f.canonical_json(reversed_order)
+    assert f.canonical_json(data) == json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert f.hash_of(reversed_order) == f.hash_of(data) == f.digest(f.canonical_json(data))
+    assert json.loads(f.canonical_json(data)) == data
+
+
+@given(sync_fields)
+def test_content_hash_is_the_hash_of_the_fields_json(values: f.SyncFields) -> None:
+    assert f.content_hash(values) == f.hash_of(values.to_json())
+    assert f.content_hash(values) == f.digest(f.canonical_json(values.to_json()))
+
+
 def test_json_round_trip() -> None:
     v = entry(recurrence=["RRULE:FREQ=WEEKLY", "EXDATE;TZID=Europe/Oslo:20260309T090000"])
     assert f.SyncFields.from_json(v.to_json()) == v

@@ -58,12 +58,24 @@ class SyncFields:
         return replace(self, **dict(zip(UNITS[name], value, strict=True)))
 
     def to_json(self) -> dict[str, Any]:
-        data = {
-            name: getattr(self, name) for name in self.__dataclass_fields__
-        }  # flat: no deep copy
-        data["recurrence"] = list(self.recurrence)
-        if not self.cancelled:
-            del data["cancelled"]  # hashes of entries that cannot be cancelled stay as they were
+        """The fields as JSON data: what a link stores as its merge base, and what
+        `content_hash` digests. Spelled out rather than read from the dataclass's field list
+        (a first import asks it of every event); a test pins it to every field, `recurrence`
+        as a list and `cancelled` only when set."""
+        data: dict[str, Any] = {
+            "summary": self.summary,
+            "description": self.description,
+            "location": self.location,
+            "start": self.start,
+            "end": self.end,
+            "all_day": self.all_day,
+            "time_zone": self.time_zone,
+            "visibility": self.visibility,
+            "transparency": self.transparency,
+            "recurrence": list(self.recurrence),
+        }
+        if self.cancelled:  # hashes of entries that cannot be cancelled stay as they were
+            data["cancelled"] = True
         return data
 
     @classmethod
@@ -151,13 +163,28 @@ def make(
 
 #: json.dumps(..., sort_keys=True, separators=(",", ":")) builds this encoder on every call;
 #: made once it writes the same text a third faster (a hash per event of an import)
-_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def canonical_json(data: Any) -> str:
+    """JSON text that depends on the data alone: keys sorted, no spaces. What every field hash
+    digests, and what the bulk import stores as a link's snapshot (so it is written once)."""
+    return _CANONICAL.encode(data)
+
+
+def digest(canonical: str) -> str:
+    """The hash of a `canonical_json` text."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def hash_of(data: Any) -> str:
+    """A stable digest of JSON data, whatever the order of its keys."""
+    return digest(canonical_json(data))
 
 
 def content_hash(values: SyncFields) -> str:
     """A stable digest of the canonical fields (what a link stores per side)."""
-    payload = _HASH_JSON.encode(values.to_json())
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return hash_of(values.to_json())
 
 
 def changed_units(before: SyncFields, after: SyncFields) -> frozenset[str]:
