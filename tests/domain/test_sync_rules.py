@@ -360,6 +360,31 @@ def test_ids_read_back_as_base64_decodes_them(event_id: str) -> None:
     assert activity_id_from_event_id(event_id) == expected
 
 
+BASE32HEX = "0123456789abcdefghijklmnopqrstuv"
+
+
+@given(
+    st.text(alphabet=BASE32HEX, min_size=3, max_size=30)
+    | st.text(alphabet=BASE32HEX + "wzAV_-+ \n\t.é", min_size=3, max_size=30)
+    | st.text(alphabet=BASE32HEX, min_size=25, max_size=25).map(lambda s: s + "\n")
+)
+def test_id_checks_accept_exactly_base32hex_characters(event_id: str) -> None:
+    """The id checks are patterns: they must accept exactly what a set of the id's characters
+    within base32hex accepted — not int()'s extras (upper case, "_", signs, white space) nor a
+    final newline."""
+    ours = set(event_id) <= set(BASE32HEX)
+    assert is_valid_client_id(event_id) == (ours and 5 <= len(event_id) <= 1024)
+    expected = None
+    if ours and len(event_id) == 26:
+        expected = uuid.UUID(bytes=base64.b32hexdecode(event_id.upper() + "======"))
+    assert activity_id_from_event_id(event_id) == expected
+
+
+def test_client_ids_up_to_1024_characters() -> None:
+    assert is_valid_client_id("a" * 1024) and not is_valid_client_id("a" * 1025)
+    assert not is_valid_client_id("abcd")
+
+
 def test_foreign_ids_are_not_ours() -> None:
     assert activity_id_from_event_id("4q2hb0hbmmkdl1ofd9n4ngaqjq_20260302T080000Z") is None
     assert activity_id_from_event_id("xyz") is None
