@@ -5,6 +5,7 @@ mass-delete guard still pauses when the deletions are spread over many pages."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -221,8 +222,10 @@ async def test_guard_pauses_a_streamed_sync_whose_deletions_span_pages(h: Harnes
 
 
 async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
-    """bulk_import.insert_rows hands the driver pre-rendered rows instead of going through
-    SQLAlchemy's bind processors: every column must come out as a Core insert stores it."""
+    """bulk_import.insert_values hands the driver pre-rendered rows instead of going through
+    SQLAlchemy's bind processors: every column must come out as a Core insert stores it, a
+    JSON column's None as JSON's null, and a snapshot given as its JSON text (EncodedJSON)
+    as the text of the data."""
     now = datetime(2026, 3, 29, 0, 30, tzinfo=ZoneInfo("Europe/Oslo"))  # +01:00, then DST
     aid = uuid.uuid4()
     activity: dict[str, Any] = {c.name: None for c in cast(Table, Activity.__table__).columns} | {
@@ -269,10 +272,11 @@ async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
         "created_at": now,
         "updated_at": now,
     }
+    no_snapshot = link | {"id": uuid.uuid4(), "google_event_id": "def456", "snapshot": None}
     tables = [
         (cast(Table, Activity.__table__), [activity, repeating]),
         (cast(Table, Change.__table__), [change]),
-        (cast(Table, EventLink.__table__), [link]),
+        (cast(Table, EventLink.__table__), [link, no_snapshot]),
     ]
 
     async def stored() -> list[list[tuple[Any, ...]]]:
@@ -305,11 +309,19 @@ async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
             # the values every row has in common given once (rendered once), as the import does
             same = {"tenant_id", "created_at", "owner_id", "range_end_utc", "state"}
             shared = {k: v for k, v in rows[0].items() if k in same}
-            own = [{k: v for k, v in row.items() if k not in same} for row in rows]
-            await bulk_import.insert_rows(conn, table, own, shared)
+            names = [k for k in rows[0] if k not in same]
+            if table.name == "event_link":  # the import hands links' snapshots over encoded
+                encoded = [r | {"snapshot": json.dumps(r["snapshot"])} for r in rows]
+                rows = [
+                    r | {"snapshot": None} if r["snapshot"] is None else e
+                    for r, e in zip(rows, encoded, strict=True)
+                ]
+            into = bulk_import.row_table(table, names, encoded_json=("snapshot",))
+            own = [tuple(row[k] for k in names) for row in rows]
+            await bulk_import.insert_values(conn, into, own, shared)
         await s.commit()
     assert await stored() == by_core
-    assert [len(rows) for rows in by_core] == [2, 1, 1]
+    assert [len(rows) for rows in by_core] == [2, 1, 2]
 
 
 async def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(

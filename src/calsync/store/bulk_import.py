@@ -17,9 +17,24 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Table, Uuid, func, insert, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    TableClause,
+    Uuid,
+    column,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeDecorator
@@ -28,13 +43,13 @@ from calsync.domain.activity import ActivityValues
 
 from . import changes, webhooks
 from .activities import Source
-from .base import UTCDateTime, chunked, new_id, utcnow
+from .base import Base, UTCDateTime, chunked, new_id, utcnow
 from .models import Activity, Change, EventLink
 from .statuses import ActivitySource, ChangeKind, LinkState
 from .webhook_models import WebhookEndpoint
 
 # the tables themselves: an insert of the mapped class would take the ORM's bulk path, which
-# still builds per-row state; their rows go to the driver's executemany (insert_rows)
+# still builds per-row state; their rows go to the driver's executemany (insert_values)
 _ACTIVITY = cast(Table, Activity.__table__)
 _CHANGE = cast(Table, Change.__table__)
 _LINK = cast(Table, EventLink.__table__)
@@ -47,14 +62,83 @@ class ImportedEvent:
     values: ActivityValues
     google_event_id: str
     organizer_email: str | None
-    #: the link's merge base and hashes (reconcile.agree's values)
-    snapshot: dict[str, Any]
+    #: the link's merge base as its JSON text (fields.canonical_json: the text its Google
+    #: hash digests, so encoded once) and hashes (reconcile.agree's values)
+    snapshot_json: str
     google_hash: str
     crm_hash: str
     google_etag: str | None
     google_updated: datetime | None
     ical_uid: str | None
     read_only: str | None = None
+
+
+class EncodedJSON(JSON):
+    """A JSON column whose values arrive as their JSON text, encoded already (a link's
+    snapshot: the text its hash was taken of), so they are not encoded again; None is JSON's
+    null, as SQLAlchemy's JSON type stores None. For bulk rows (`row_table`), not for the
+    models: an ORM attribute holds the data, not its text."""
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        return _encoded_json
+
+
+def _encoded_json(value: str | None) -> str:
+    return "null" if value is None else value
+
+
+def row_table(
+    table: Table, names: Sequence[str], encoded_json: Collection[str] = ()
+) -> TableClause:
+    """The columns `names` of a model's table, in that order, with the model's types (those
+    in `encoded_json` as EncodedJSON): what one tuple of `insert_values` holds."""
+    columns = []
+    for name in names:
+        kind = EncodedJSON() if name in encoded_json else table.c[name].type
+        columns.append(column(name, kind))
+    return sql_table(table.name, *columns)
+
+
+_ACTIVITY_ROW = row_table(
+    _ACTIVITY,
+    (
+        "id",
+        "subject",
+        "description",
+        "location",
+        "all_day",
+        "time_zone",
+        "start_local",
+        "end_local",
+        "start_utc",
+        "end_utc",
+        "range_start_utc",
+        "range_end_utc",
+        "visibility",
+        "transparency",
+        "status",
+        "recurrence",
+        "original_start_local",
+        "organizer_email",
+    ),
+)
+_CHANGE_ROW = row_table(_CHANGE, ("seq", "activity_id"))
+_LINK_ROW = row_table(
+    _LINK,
+    (
+        "id",
+        "activity_id",
+        "google_event_id",
+        "ical_uid",
+        "read_only",
+        "google_etag",
+        "google_updated",
+        "snapshot",
+        "crm_hash",
+        "google_hash",
+    ),
+    encoded_json=("snapshot",),
+)
 
 
 async def insert_imported(
@@ -101,7 +185,7 @@ async def insert_imported(
         "origin": origin,
         "created_at": now,
     }
-    change_rows = [{"seq": seq, "activity_id": aid} for seq, aid in enumerate(ids, start=first)]
+    change_rows = list(zip(range(first, last + 1), ids, strict=True))
     link_shared = {
         "tenant_id": tenant_id,
         "binding_id": binding_id,
@@ -111,49 +195,47 @@ async def insert_imported(
         "updated_at": now,
     }
     link_rows = [
-        {
-            "id": new_id(),
-            "activity_id": aid,
-            "google_event_id": item.google_event_id,
-            "ical_uid": item.ical_uid,
-            "read_only": item.read_only,
-            "google_etag": item.google_etag,
-            "google_updated": item.google_updated,
-            "snapshot": item.snapshot,
-            "crm_hash": item.crm_hash,
-            "google_hash": item.google_hash,
-        }
+        (
+            new_id(),
+            aid,
+            item.google_event_id,
+            item.ical_uid,
+            item.read_only,
+            item.google_etag,
+            item.google_updated,
+            item.snapshot_json,
+            item.crm_hash,
+            item.google_hash,
+        )
         for aid, item in zip(ids, items, strict=True)
     ]
     connection = await session.connection()
-    await insert_rows(connection, _ACTIVITY, activity_rows, activity_shared)
-    await insert_rows(connection, _CHANGE, change_rows, change_shared)
-    await insert_rows(connection, _LINK, link_rows, link_shared)
+    await insert_values(connection, _ACTIVITY_ROW, activity_rows, activity_shared)
+    await insert_values(connection, _CHANGE_ROW, change_rows, change_shared)
+    await insert_values(connection, _LINK_ROW, link_rows, link_shared)
     if await _wants_created(session, tenant_id):
-        _emit_created(session, [activity_shared | row for row in activity_rows], origin)
+        names = [c.name for c in _ACTIVITY_ROW.columns]
+        rows = [activity_shared | dict(zip(names, row, strict=True)) for row in activity_rows]
+        _emit_created(session, rows, origin)
     return ids
 
 
-async def insert_rows(
+async def insert_values(
     connection: AsyncConnection,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
+    into: TableClause,
+    rows: Sequence[tuple[Any, ...]],
     shared: Mapping[str, Any] | None = None,
 ) -> None:
-    """One executemany of `rows` handed to the driver as `_DriverRows` renders them: a value
-    for every column, in the row or in `shared` (the columns all rows have the same value
-    in: rendered once).
+    """One executemany of `rows`, tuples in the order of `into`'s columns (`row_table`), and
+    of `shared`: the columns every row has the same value in (rendered once).
 
-    Hand-written because SQLAlchemy's own executemany runs every value of every row through
-    its bind processors (UTCDateTime's conversion, then SQLite's datetime formatting, the
-    UUIDs' hex, JSON) one function call at a time: at 10,000 events that was the largest
-    part of an import's CPU. `_DriverRows` renders what those processors render, on SQLite
-    and on PostgreSQL (asyncpg); a column type it does not know is refused, not guessed, and
-    tests/sync/test_stream.py compares its rows with a Core insert's on both databases.
-    Column defaults are not applied: every column must be given (a KeyError otherwise)."""
+    The values go to the driver as SQLAlchemy's bind processors would have rendered them
+    (`_Plan`), column by column, instead of through those processors one value at a time:
+    at 10,000 events that was the largest part of an import's CPU. Column defaults are not
+    applied: a table of the models must get every one of its columns (ValueError)."""
     if rows:
-        render = _DriverRows.of(connection.dialect, table)
-        await connection.exec_driver_sql(render.sql, render.rows(rows, shared or {}))
+        plan = _Plan.of(connection.dialect, into, tuple(shared or ()))
+        await connection.exec_driver_sql(plan.sql, plan.params(rows, shared or {}))
 
 
 def _sqlite_naive(value: datetime) -> str:
@@ -175,112 +257,130 @@ def _pg_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _json_text(value: Any) -> str:
+    # SQLAlchemy's JSON type (none_as_null=False, as the models use it) stores None as 'null'
+    return "null" if value is None else json.dumps(value)
+
+
 _uuid_hex = operator.attrgetter("hex")
+
+#: how a value becomes what the driver takes, and whether None goes through it too
+_Converter = tuple[Callable[[Any], Any], bool]
 
 
 @dataclass(frozen=True)
-class _DriverRows:
-    """A table's INSERT of every column in the dialect's (positional) parameter style, and
-    per column how a value becomes what SQLAlchemy's bind processor would have handed the
-    driver: SQLite takes UUIDs as hex and datetimes as text, asyncpg both as they are (aware
-    UTC for UTCDateTime); JSON is its text on both (SQLAlchemy's JSON type writes None as
-    the JSON text 'null', so it converts None too); str, int and bool pass as they are."""
+class _Plan:
+    """An INSERT of a row table's columns and then the shared ones, in the dialect's
+    (positional) parameter style, and per column how a value becomes what SQLAlchemy's bind
+    processor would have handed the driver: SQLite takes UUIDs as hex and datetimes as text,
+    asyncpg both as they are (aware UTC for UTCDateTime); JSON is its text on both, None
+    included ('null'); EncodedJSON is already text; str, int and bool pass as they are."""
 
     sql: str
-    names: tuple[str, ...]
-    #: (column index, converter, converts None too)
-    convert: tuple[tuple[int, Callable[[Any], Any], bool], ...]
+    width: int
+    #: (index in the row, converter) for the row's columns that need one
+    convert: tuple[tuple[int, _Converter], ...]
+    shared: tuple[tuple[str, _Converter | None], ...]
 
     @classmethod
-    def of(cls, dialect: Dialect, table: Table) -> _DriverRows:
-        key = (dialect.name, table.name)
-        found = _RENDERS.get(key)
+    def of(cls, dialect: Dialect, into: TableClause, shared: tuple[str, ...]) -> _Plan:
+        key = (dialect.name, into, shared)
+        found = _PLANS.get(key)
         if found is None:
-            found = _RENDERS[key] = cls._build(dialect, table)
+            found = _PLANS[key] = cls._build(dialect, into, shared)
         return found
 
     @classmethod
-    def _build(cls, dialect: Dialect, table: Table) -> _DriverRows:
+    def _build(cls, dialect: Dialect, into: TableClause, shared: tuple[str, ...]) -> _Plan:
         if dialect.name not in ("sqlite", "postgresql"):
             raise NotImplementedError(f"no driver rows for {dialect.name}")
-        sqlite = dialect.name == "sqlite"
-        names = tuple(c.name for c in table.columns)
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
-        if tuple(compiled.positiontup or ()) != names:
+        model = Base.metadata.tables.get(into.name)
+        own = [c.name for c in into.columns]
+        names = own + list(shared)
+        if model is not None and sorted(names) != sorted(c.name for c in model.columns):
+            raise ValueError(f"{into.name}: every column once, in the rows or shared")
+        types = {c.name: c.type for c in into.columns}
+        if model is not None:
+            types.update((name, model.c[name].type) for name in shared if name not in types)
+        full = sql_table(into.name, *(column(name, types[name]) for name in names))
+        compiled = insert(full).compile(dialect=dialect, column_keys=names)
+        if list(compiled.positiontup or ()) != names:
             raise NotImplementedError(f"{dialect.name}: not a positional INSERT of every column")
-        convert: list[tuple[int, Callable[[Any], Any], bool]] = []
-        for i, column in enumerate(table.columns):
-            kind = column.type
-            if isinstance(kind, UTCDateTime):
-                convert.append((i, _sqlite_utc if sqlite else _pg_utc, False))
-            elif isinstance(kind, TypeDecorator):
-                raise NotImplementedError(f"{table.name}.{column.name}: {kind!r}")
-            elif isinstance(kind, DateTime):
-                if sqlite:
-                    convert.append((i, _sqlite_naive, False))
-            elif isinstance(kind, Uuid):
-                if sqlite:
-                    convert.append((i, _uuid_hex, False))
-            elif isinstance(kind, JSON):
-                convert.append((i, json.dumps, True))
-            elif not isinstance(kind, (String, Integer, Boolean)):
-                raise NotImplementedError(f"{table.name}.{column.name}: {kind!r}")
-        return cls(compiled.string, names, tuple(convert))
+        how = {name: _converter(dialect, into.name, name, types[name]) for name in names}
+        convert = tuple(
+            (i, found) for i, name in enumerate(own) if (found := how[name]) is not None
+        )
+        return cls(compiled.string, len(own), convert, tuple((n, how[n]) for n in shared))
 
-    def rows(
-        self, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any]
+    def params(
+        self, rows: Sequence[tuple[Any, ...]], shared: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
-        convert: list[tuple[Callable[[Any], Any], bool] | None] = [None] * len(self.names)
-        for i, fn, nulls in self.convert:
-            convert[i] = (fn, nulls)
-        template: list[Any] = [None] * len(self.names)
-        own: list[tuple[int, str, tuple[Callable[[Any], Any], bool] | None]] = []
-        for i, name in enumerate(self.names):
-            if name in shared:
-                template[i] = self._render(convert[i], shared[name])
+        """The rows for the driver's executemany, converted column by column."""
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        if len(columns) != self.width:
+            raise ValueError(f"rows of {len(columns)} values for {self.width} columns")
+        for i, (fn, nulls) in self.convert:
+            if nulls:
+                columns[i] = list(map(fn, columns[i]))
             else:
-                own.append((i, name, convert[i]))
-        out = []
-        for values in rows:
-            row = template.copy()
-            for i, name, how in own:
-                row[i] = self._render(how, values[name]) if how else values[name]
-            out.append(tuple(row))  # exec_driver_sql takes a list of tuples as an executemany
-        return out
-
-    @staticmethod
-    def _render(how: tuple[Callable[[Any], Any], bool] | None, value: Any) -> Any:
-        if how is None or (value is None and not how[1]):
-            return value
-        return how[0](value)
+                columns[i] = [None if v is None else fn(v) for v in columns[i]]
+        n = len(rows)
+        for name, how in self.shared:
+            value = shared[name]
+            if how is not None and (value is not None or how[1]):
+                value = how[0](value)
+            columns.append(repeat(value, n))  # type: ignore[arg-type]
+        return list(
+            zip(*columns, strict=True)
+        )  # exec_driver_sql takes a list of tuples as an executemany
 
 
-_RENDERS: dict[tuple[str, str], _DriverRows] = {}
+def _converter(dialect: Dialect, table: str, name: str, kind: Any) -> _Converter | None:
+    sqlite = dialect.name == "sqlite"
+    if isinstance(kind, UTCDateTime):
+        return (_sqlite_utc if sqlite else _pg_utc), False
+    if isinstance(kind, TypeDecorator):
+        raise NotImplementedError(f"{table}.{name}: {kind!r}")
+    if isinstance(kind, EncodedJSON):
+        return _encoded_json, True
+    if isinstance(kind, DateTime):
+        return (_sqlite_naive, False) if sqlite else None
+    if isinstance(kind, Uuid):
+        return (_uuid_hex, False) if sqlite else None
+    if isinstance(kind, JSON):
+        return _json_text, True
+    if not isinstance(kind, (String, Integer, Boolean)):
+        raise NotImplementedError(f"{table}.{name}: {kind!r}")
+    return None
 
 
-def _activity_row(aid: uuid.UUID, item: ImportedEvent) -> dict[str, Any]:
-    """An activity's own columns (insert_imported gives those all its rows share)."""
+_PLANS: dict[tuple[str, TableClause, tuple[str, ...]], _Plan] = {}
+
+
+def _activity_row(aid: uuid.UUID, item: ImportedEvent) -> tuple[Any, ...]:
+    """An activity's own columns, in `_ACTIVITY_ROW`'s order (insert_imported gives those all
+    its rows share)."""
     v, t = item.values, item.values.timing
-    return {
-        "id": aid,
-        "subject": v.subject,
-        "description": v.description,
-        "location": v.location,
-        "all_day": t.all_day,
-        "time_zone": t.time_zone,
-        "start_local": t.start_local,
-        "end_local": t.end_local,
-        "start_utc": t.start_utc,
-        "end_utc": t.end_utc,
-        "range_start_utc": v.range_start_utc,
-        "range_end_utc": v.range_end_utc,
-        "visibility": v.visibility,
-        "transparency": v.transparency,
-        "status": v.status,
-        "recurrence": list(v.recurrence) if v.recurrence else None,
-        "original_start_local": v.original_start_local,
-        "organizer_email": item.organizer_email,
-    }
+    return (
+        aid,
+        v.subject,
+        v.description,
+        v.location,
+        t.all_day,
+        t.time_zone,
+        t.start_local,
+        t.end_local,
+        t.start_utc,
+        t.end_utc,
+        v.range_start_utc,
+        v.range_end_utc,
+        v.visibility,
+        v.transparency,
+        v.status,
+        list(v.recurrence) if v.recurrence else None,
+        v.original_start_local,
+        item.organizer_email,
+    )
 
 
 async def _wants_created(session: AsyncSession, tenant_id: uuid.UUID) -> bool:

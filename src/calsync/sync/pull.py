@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 from calsync.domain.activity import ActivityInvalid, validate
-from calsync.domain.fields import SyncFields, content_hash
+from calsync.domain.fields import SyncFields, canonical_json, content_hash, digest
 from calsync.domain.ids import activity_id_from_event_id, google_event_id
 from calsync.domain.matching import match, match_key
 from calsync.google import errors
@@ -509,13 +509,14 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
             await importing.park_event(ctx, event, str(exc))
             continue
         crm = mapping.imported_fields(g, values)
-        google_hash = content_hash(g)
+        snapshot = canonical_json(g.to_json())  # stored as it is hashed: encoded once
+        google_hash = digest(snapshot)
         checked.append(
             bulk_import.ImportedEvent(
                 values=values,
                 google_event_id=event.id,
                 organizer_email=event.organizer.email if event.organizer else None,
-                snapshot=g.to_json(),
+                snapshot_json=snapshot,
                 google_hash=google_hash,
                 crm_hash=google_hash if crm == g else content_hash(crm),
                 google_etag=event.etag,
