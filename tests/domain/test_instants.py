@@ -31,3 +31,9 @@ def test_instant_text_reads_back_as_strptime_did(value: datetime) -> None:
     expected = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert _utc_instant(text) == expected
     assert _utc_instant(text).tzinfo is not None
+
+
+@given(aware(1000))
+def test_instants_read_back_in_utc_itself(value: datetime) -> None:
+    """The bulk import's UTC columns take the fast path for datetime.UTC's own tzinfo."""
+    assert _utc_instant(instant(value)).tzinfo is UTC

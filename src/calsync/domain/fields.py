@@ -104,7 +104,8 @@ def instant(value: date | datetime) -> str:
             raise ValueError("timed values must be timezone-aware")
         utc = value.astimezone(UTC)
         if utc.year >= 1000:  # isoformat is several times faster than strftime, same text
-            return utc.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+            # (to the second it truncates, as replace(microsecond=0) did; "+00:00" cut off)
+            return utc.isoformat(timespec="seconds")[:19] + "Z"
         return utc.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value.isoformat()
 

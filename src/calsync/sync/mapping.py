@@ -252,7 +252,7 @@ def _utc_instant(text: str) -> datetime:
     """A `fields.instant` string ("…Z") back to an aware UTC datetime: fromisoformat reads
     the "Z" since Python 3.11 and is many times faster than strptime on a large import."""
     if text.endswith("Z") and len(text) == 20:
-        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+        return datetime.fromisoformat(text)  # tzinfo: datetime.UTC itself
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
