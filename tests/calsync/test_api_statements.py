@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event, update
+from sqlalchemy import event, func, select, update
 
+from calsync.store import webhooks
 from calsync.store.db import Database
 from calsync.store.models import User
+from calsync.store.webhook_models import WebhookDelivery
 
 from .conftest import World
 
@@ -139,3 +141,36 @@ async def test_the_openapi_document_is_unchanged(client: httpx.AsyncClient) -> N
     if os.environ.get("CALSYNC_UPDATE_OPENAPI_SNAPSHOT"):
         SNAPSHOT.write_bytes(served)
     assert served == SNAPSHOT.read_bytes()
+
+
+async def test_a_create_learns_the_tenants_endpoints_with_its_checks(
+    world: World, other_world: World
+) -> None:
+    """The endpoints are learnt with the feed's number (SQLite) or the create's checks
+    (PostgreSQL), not at commit: a tenant with an endpoint still gets its delivery, one
+    without gets none (another tenant's endpoint does not count)."""
+    async with world.db.session() as s:
+        await webhooks.create_endpoint(
+            s,
+            other_world.tenant_id,
+            url="https://crm.example.com/hook",
+            events=None,
+            description=None,
+        )
+        await s.commit()
+    owner, _ = await world.user("ann@acme.test")
+    assert (await world.call("POST", A, json=body(str(owner)))).status_code == 201
+    async with world.db.session() as s:
+        await webhooks.create_endpoint(
+            s, world.tenant_id, url="https://crm.example.com/hook", events=None, description=None
+        )
+        await s.commit()
+    resp = await world.call("POST", A, json=body(str(owner)))
+    assert resp.status_code == 201
+    async with world.db.session() as s:
+        count = await s.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.tenant_id == world.tenant_id)
+        )
+    assert count == 1

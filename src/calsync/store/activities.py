@@ -8,14 +8,13 @@ commits.
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, inspect, or_, select
+from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -23,21 +22,15 @@ from sqlalchemy.orm import joinedload
 from calsync.domain import recurrence as rec
 from calsync.domain.activity import ActivityDraft, ActivityValues, Attendee, validate
 
+from . import activity_statements as statements
 from . import changes, webhooks
+from .activity_statements import Viewer as Viewer  # re-exported: the readers name it here
 from .base import new_id, utcnow
 from .errors import AlreadyExists, Deleted, VersionMismatch
 from .models import Activity, ActivityAttendee
 from .statuses import ActivitySource, ChangeKind, ChangeOrigin
 
 CANCELLED = "cancelled"  # an exception with this status removes its occurrence
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Restricts reads to what one user may see: its own activities and those it attends."""
-
-    user_id: uuid.UUID
-    email: str
 
 
 @dataclass(frozen=True)
@@ -185,6 +178,33 @@ async def create_many(
     return created
 
 
+@dataclass(frozen=True)
+class References:
+    """What a new activity names, as the tenant has it (`references`)."""
+
+    type_known: bool
+    owner_known: bool
+
+
+async def references(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    type_key: str | None,
+    owner_id: uuid.UUID | None,
+) -> References:
+    """Whether the tenant has the activity type `type_key` and the live user `owner_id` (each
+    false when None), in one statement that also learns whether the tenant has enabled outbound-webhook
+    endpoints — on PostgreSQL, whose feed is numbered at commit, so that the commit need not
+    read them again (SQLite learns them under its write lock, with the feed's number)."""
+    params = {"tenant_id": tenant_id, "type_key": type_key, "owner_id": owner_id}
+    type_known, owner_known, enabled = (
+        await session.execute(statements.references(), params)
+    ).one()
+    if changes.numbered_at_commit(session):
+        webhooks.note_endpoints(session, tenant_id, bool(enabled))
+    return References(bool(type_known), bool(owner_known))
+
+
 async def get(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -194,40 +214,17 @@ async def get(
     """One activity (tombstones included) if it belongs to the tenant and the viewer sees it."""
     if viewer is None:  # the sync's read: the statement built once
         found = await session.scalars(
-            _get_statement(), {"activity_id": activity_id, "tenant_id": tenant_id}
+            statements.activity_with_attendees(),
+            {"activity_id": activity_id, "tenant_id": tenant_id},
         )
         return found.unique().first()
-    query = _visible(
+    query = statements.visible(
         select(Activity).where(Activity.id == activity_id, Activity.tenant_id == tenant_id),
         tenant_id,
         viewer,
     )
     query = query.options(joinedload(Activity.attendees))
     return (await session.scalars(query)).unique().first()
-
-
-@functools.cache
-def _get_statement() -> Select[Activity]:
-    """An activity with its attendees in one statement (a LEFT JOIN), not selectin's second
-    SELECT, built once: every sync of a changed event reads its activity."""
-    return (
-        select(Activity)
-        .where(
-            Activity.id == bindparam("activity_id"), Activity.tenant_id == bindparam("tenant_id")
-        )
-        .options(joinedload(Activity.attendees))
-    )
-
-
-def _visible(
-    query: Select[Activity], tenant_id: uuid.UUID, viewer: Viewer | None
-) -> Select[Activity]:
-    if viewer is None:
-        return query
-    attends = select(ActivityAttendee.activity_id).where(
-        ActivityAttendee.tenant_id == tenant_id, ActivityAttendee.email == viewer.email
-    )
-    return query.where(or_(Activity.owner_id == viewer.user_id, Activity.id.in_(attends)))
 
 
 async def list_(
@@ -244,32 +241,9 @@ async def list_(
     offset: int = 0,
 ) -> Sequence[Activity]:
     """Stored rows (singles, masters, exceptions) overlapping [start, end), oldest first."""
-    query = _filtered(tenant_id, viewer, owner_id, type_key, start, end, include_deleted)
+    query = statements.filtered(tenant_id, viewer, owner_id, type_key, start, end, include_deleted)
     query = query.order_by(Activity.range_start_utc, Activity.id).limit(limit).offset(offset)
-    return (await session.scalars(query)).all()
-
-
-def _filtered(
-    tenant_id: uuid.UUID,
-    viewer: Viewer | None,
-    owner_id: uuid.UUID | None,
-    type_key: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    include_deleted: bool,
-) -> Select[Activity]:
-    query = _visible(select(Activity).where(Activity.tenant_id == tenant_id), tenant_id, viewer)
-    if owner_id is not None:
-        query = query.where(Activity.owner_id == owner_id)
-    if type_key is not None:
-        query = query.where(Activity.type_key == type_key)
-    if end is not None:
-        query = query.where(Activity.range_start_utc < end)
-    if start is not None:
-        query = query.where(or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > start))
-    if not include_deleted:
-        query = query.where(Activity.deleted_at.is_(None))
-    return query
+    return (await session.scalars(query)).unique().all()
 
 
 async def list_expanded(
@@ -285,10 +259,16 @@ async def list_expanded(
 ) -> list[Instance]:
     """What happens in [start, end): singles, generated occurrences and exceptions, by start."""
     rows = (
-        await session.scalars(
-            _filtered(tenant_id, viewer, owner_id, type_key, start, end, include_deleted=False)
+        (
+            await session.scalars(
+                statements.filtered(
+                    tenant_id, viewer, owner_id, type_key, start, end, include_deleted=False
+                )
+            )
         )
-    ).all()
+        .unique()
+        .all()
+    )
     masters = [row for row in rows if row.recurrence and row.recurring_parent_id is None]
     overridden: dict[uuid.UUID, set[datetime]] = {m.id: set() for m in masters}
     if masters:
@@ -378,7 +358,7 @@ async def _lock_and_reload(
     # object as read is current iff the locked row's version is the one it holds: it is
     # reloaded (its attendees too) only when someone wrote the row since (or it is expired)
     held = inspect(activity).dict.get("version")
-    row = (await session.execute(_version_statement(), {"activity_id": activity.id})).first()
+    row = (await session.execute(statements.locked_version(), {"activity_id": activity.id})).first()
     current = None
     if row is not None:
         current, enabled = row
@@ -391,17 +371,6 @@ async def _lock_and_reload(
     if expected_version is not None and activity.version != expected_version:
         raise VersionMismatch(activity.version)
     return seq
-
-
-@functools.cache
-def _version_statement() -> Select[int, bool]:
-    """The locked row's version and whether its tenant has an enabled outbound-webhook
-    endpoint (built once: every edit runs it)."""
-    return (
-        select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
-        .where(Activity.id == bindparam("activity_id"))
-        .with_for_update(of=Activity)
-    )
 
 
 async def update(

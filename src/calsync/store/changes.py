@@ -33,7 +33,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 
 from .models import Activity, ActivityAttendee, Change, Tenant
 from .statuses import ChangeKind
-from .webhooks import activity_changed
+from .webhooks import activity_changed, endpoints_enabled, note_endpoints
 
 #: where a session's provisional numbers start (PostgreSQL): far below zero, at random, so two
 #: open transactions of one tenant never insert the same (tenant_id, seq) key
@@ -66,17 +66,25 @@ async def reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> in
         session.info[_PROVISIONAL_KEY] = start + count
         return int(start + count - 1)
     result = await session.execute(_reserve_statement(), {"tenant_id": tenant_id, "count": count})
-    return int(result.scalar_one())
+    last, enabled = result.one()
+    # learnt under the write lock this UPDATE took: the commit reads no endpoints when none
+    note_endpoints(session, tenant_id, bool(enabled))
+    return int(last)
 
 
 @functools.cache
-def _reserve_statement() -> ReturningUpdate[int]:
-    """Built once (SQLite: every write of an activity runs it)."""
+def _reserve_statement() -> ReturningUpdate[int, bool]:
+    """Built once (SQLite: every write of an activity runs it). UPDATE ... RETURNING (SQLite
+    3.35+): the new counter and whether the tenant has an enabled outbound-webhook endpoint,
+    in the one round trip that takes the write lock."""
+    tenant_id = bindparam("tenant_id", type_=Tenant.id.type)
+    # the EXISTS names the tenant by the parameter, not by correlation: SQLite's RETURNING
+    # renders columns unqualified, and a bare `id` inside the subquery is the endpoint's
     return (
         update(Tenant)
-        .where(Tenant.id == bindparam("tenant_id"))
+        .where(Tenant.id == tenant_id)
         .values(change_seq=Tenant.change_seq + bindparam("count"), updated_at=Tenant.updated_at)
-        .returning(Tenant.change_seq)
+        .returning(Tenant.change_seq, endpoints_enabled(tenant_id))
         .execution_options(synchronize_session=False)
     )
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from calsync.domain import activity as rules
 from calsync.domain import recurrence as rec
-from calsync.store import activities, tenants, users
+from calsync.store import activities
 from calsync.store.errors import AlreadyExists, Deleted, VersionMismatch
 from calsync.store.models import Activity, ActivityAttendee
 
@@ -111,27 +111,36 @@ def _validate(fields: dict[str, Any], parent: rec.Series | None) -> rules.Activi
         ) from exc
 
 
-async def _check_type(caller: Principal, session: Session, key: str) -> None:
-    if await tenants.activity_type(session, caller.tenant_id, key) is None:
-        raise ApiError(
-            422,
-            "unknown_type",
-            f"no activity type {key!r}",
-            "use a key from GET /api/v1/activity-types",
-            [FieldProblem(field="type", code="unknown_type", message=f"no activity type {key!r}")],
-        )
+def _unknown_type(key: str) -> ApiError:
+    return ApiError(
+        422,
+        "unknown_type",
+        f"no activity type {key!r}",
+        "use a key from GET /api/v1/activity-types",
+        [FieldProblem(field="type", code="unknown_type", message=f"no activity type {key!r}")],
+    )
 
 
-async def _check_owner(
-    caller: Principal, session: Session, owner_id: uuid.UUID | None
-) -> uuid.UUID:
+def _unknown_owner() -> ApiError:
+    return ApiError(
+        422,
+        "unknown_owner",
+        "owner_id is not a user of this company",
+        "use an id from GET /api/v1/users",
+        [FieldProblem(field="owner_id", code="unknown", message="no such user")],
+    )
+
+
+def _owner_named(caller: Principal, owner_id: uuid.UUID | None) -> uuid.UUID | None:
+    """What needs no database of the owner a create names: a user key acts for its own user
+    (None: nothing to look up), an admin key must name one (returned, to be looked up)."""
     if not caller.is_admin:
         assert caller.user is not None
         if owner_id is not None and owner_id != caller.user.id:
             raise ApiError(
                 403, "not_allowed", "a user key can only act for its own user", "omit owner_id"
             )
-        return caller.user.id
+        return None
     if owner_id is None:
         raise ApiError(
             422,
@@ -140,15 +149,32 @@ async def _check_owner(
             "set owner_id to one of GET /api/v1/users",
             [FieldProblem(field="owner_id", code="required", message="required")],
         )
-    if await users.get(session, caller.tenant_id, owner_id) is None:
-        raise ApiError(
-            422,
-            "unknown_owner",
-            "owner_id is not a user of this company",
-            "use an id from GET /api/v1/users",
-            [FieldProblem(field="owner_id", code="unknown", message="no such user")],
-        )
     return owner_id
+
+
+async def _check_references(
+    caller: Principal,
+    session: Session,
+    type_key: str | None,
+    owner_id: uuid.UUID | None,
+    *,
+    owner_first: bool = True,
+) -> None:
+    """The activity type `type_key` and the user `owner_id` (each when not None) are the
+    tenant's: one statement for both."""
+    found = await activities.references(session, caller.tenant_id, type_key, owner_id)
+    problems = [
+        (owner_id is not None and not found.owner_known, _unknown_owner),
+        (type_key is not None and not found.type_known, lambda: _unknown_type(type_key or "")),
+    ]
+    for failed, error in problems if owner_first else problems[::-1]:
+        if failed:
+            raise error()
+
+
+def _own_user(caller: Principal) -> uuid.UUID:
+    assert caller.user is not None
+    return caller.user.id
 
 
 def _may_edit(caller: Principal, row: Activity) -> None:
@@ -211,6 +237,7 @@ async def create_activity(
         _may_edit(caller, parent)
         await _writable(session, parent)
         owner_id, type_key = parent.owner_id, body.type if "type" in sent else parent.type_key
+        named = None  # the series' owner
         parent_series = activities.series(parent)
         fields = _stored_fields(parent)
         fields["recurrence"] = None
@@ -238,9 +265,10 @@ async def create_activity(
                 "original_start needs recurring_parent_id",
                 "set both or neither",
             )
-        owner_id = await _check_owner(caller, session, body.owner_id)
+        named = _owner_named(caller, body.owner_id)
+        owner_id = named if named is not None else _own_user(caller)
         type_key = body.type
-    await _check_type(caller, session, type_key)
+    await _check_references(caller, session, type_key, named)
     for name in DRAFT_FIELDS:
         if name in sent or parent_series is None:
             fields[name] = getattr(body, name)
@@ -322,20 +350,21 @@ async def patch_activity(
             fields["recurrence"] = None
             original = row.original_start_local
             fields["original_start"] = original.date() if parent.all_day and original else original
-    type_key = None
-    if "type" in sent and body.type is not None:
-        await _check_type(caller, session, body.type)
-        type_key = body.type
+    type_key = body.type if "type" in sent and body.type is not None else None
     owner_id = None
     if "owner_id" in sent and body.owner_id is not None and body.owner_id != row.owner_id:
         if not caller.is_admin:
+            if type_key is not None:  # an unknown type is said first
+                await _check_references(caller, session, type_key, None)
             raise ApiError(
                 403,
                 "not_allowed",
                 "only an admin can hand an activity to another user",
                 "use an admin key",
             )
-        owner_id = await _check_owner(caller, session, body.owner_id)
+        owner_id = body.owner_id
+    if type_key is not None or owner_id is not None:
+        await _check_references(caller, session, type_key, owner_id, owner_first=False)
     values = _validate(fields, parent_series)
     previous_owner = row.owner_id
     try:

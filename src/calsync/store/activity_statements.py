@@ -1,0 +1,107 @@
+"""The statements of store/activities.py: who may see what (`Viewer`, `visible`), the listing's
+filters, and the statements every read and write runs, built once (a reused statement keeps
+its cache key, so SQLAlchemy compiles it once: ~0.15-0.2 ms of CPU less per use on this
+machine). Apart so that store/activities.py stays about what the writes mean."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, bindparam, exists, or_, select
+from sqlalchemy.orm import joinedload
+
+from . import webhooks
+from .models import Activity, ActivityAttendee, ActivityType, User
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Restricts reads to what one user may see: its own activities and those it attends."""
+
+    user_id: uuid.UUID
+    email: str
+
+
+@functools.cache
+def activity_with_attendees() -> Select[Activity]:
+    """An activity with its attendees in one statement (a LEFT JOIN), not selectin's second
+    SELECT: every sync of a changed event reads its activity."""
+    return (
+        select(Activity)
+        .where(
+            Activity.id == bindparam("activity_id"), Activity.tenant_id == bindparam("tenant_id")
+        )
+        .options(joinedload(Activity.attendees))
+    )
+
+
+@functools.cache
+def locked_version() -> Select[int, bool]:
+    """The locked row's version and whether its tenant has an enabled outbound-webhook
+    endpoint: every edit runs it."""
+    return (
+        select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
+        .where(Activity.id == bindparam("activity_id"))
+        .with_for_update(of=Activity)
+    )
+
+
+@functools.cache
+def references() -> Select[bool, bool, bool]:
+    """Whether the tenant has the activity type `type_key`, the live user `owner_id` (false for
+    a NULL id), and an enabled outbound-webhook endpoint: what a create checks, at once."""
+    tenant_id = bindparam("tenant_id", type_=Activity.tenant_id.type)
+    known_type = exists().where(
+        ActivityType.tenant_id == tenant_id, ActivityType.key == bindparam("type_key")
+    )
+    known_owner = exists().where(
+        User.id == bindparam("owner_id", type_=User.id.type),
+        User.tenant_id == tenant_id,
+        User.deleted_at.is_(None),
+    )
+    return select(known_type, known_owner, webhooks.endpoints_enabled(tenant_id))
+
+
+def visible(
+    query: Select[Activity], tenant_id: uuid.UUID, viewer: Viewer | None
+) -> Select[Activity]:
+    if viewer is None:
+        return query
+    attends = select(ActivityAttendee.activity_id).where(
+        ActivityAttendee.tenant_id == tenant_id, ActivityAttendee.email == viewer.email
+    )
+    return query.where(or_(Activity.owner_id == viewer.user_id, Activity.id.in_(attends)))
+
+
+def filtered(
+    tenant_id: uuid.UUID,
+    viewer: Viewer | None,
+    owner_id: uuid.UUID | None,
+    type_key: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    include_deleted: bool,
+) -> Select[Activity]:
+    # the attendees in the same statement (a LEFT JOIN; SQLAlchemy pages the activities in a
+    # subquery first), not selectin's second round trip
+    query = visible(
+        select(Activity)
+        .where(Activity.tenant_id == tenant_id)
+        .options(joinedload(Activity.attendees)),
+        tenant_id,
+        viewer,
+    )
+    if owner_id is not None:
+        query = query.where(Activity.owner_id == owner_id)
+    if type_key is not None:
+        query = query.where(Activity.type_key == type_key)
+    if end is not None:
+        query = query.where(Activity.range_start_utc < end)
+    if start is not None:
+        query = query.where(or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > start))
+    if not include_deleted:
+        query = query.where(Activity.deleted_at.is_(None))
+    return query
