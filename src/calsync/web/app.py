@@ -22,9 +22,8 @@ from calsync.store.bootstrap import database_for, keyring_for
 from calsync.store.db import Database
 from calsync.sync.google_services import GoogleServices
 
-from . import errors, pages, webhooks
+from . import api, errors, pages, webhooks
 from . import oauth as oauth_callback
-from .api import router as api_router
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ def create_app(
             )
         return JSONResponse({"status": "ok"})
 
-    app.include_router(api_router)
+    api.install(app)  # straight on the app's router (web/api/__init__.py says why)
     app.include_router(oauth_callback.router)
     app.include_router(webhooks.router)
     if settings.metrics_port is None:  # else only on its own port (lifespan)
