@@ -352,18 +352,25 @@ async def exceptions_of(session: AsyncSession, master: Activity) -> Sequence[Act
 async def _lock_and_reload(
     session: AsyncSession, activity: Activity, expected_version: int | None
 ) -> int:
-    seq = await changes.next_seq(session, activity.tenant_id)
     # the row lock keeps two edits of one activity apart (PostgreSQL; SQLite's write lock,
-    # taken by next_seq, already does). Every write of an activity bumps its version, so the
-    # object as read is current iff the locked row's version is the one it holds: it is
-    # reloaded (its attendees too) only when someone wrote the row since (or it is expired)
+    # taken by the feed-number UPDATE, already does). Every write of an activity bumps its
+    # version, so the object as read is current iff the locked row's version is the one it
+    # holds: it is reloaded (its attendees too) only when someone wrote the row since (or it
+    # is expired). The tenant's outbound-webhook endpoints are read with it: none → the commit
+    # reads none
     held = inspect(activity).dict.get("version")
-    row = (await session.execute(statements.locked_version(), {"activity_id": activity.id})).first()
-    current = None
-    if row is not None:
-        current, enabled = row
-        # the outbound webhooks' endpoints, read with the row: none → the commit reads none
-        webhooks.note_endpoints(session, activity.tenant_id, enabled)
+    current: int | None
+    if changes.numbered_at_commit(session):
+        seq = await changes.next_seq(session, activity.tenant_id)  # provisional: no statement
+        row = (
+            await session.execute(statements.locked_version(), {"activity_id": activity.id})
+        ).first()
+        current, enabled = row if row is not None else (None, True)
+    else:  # one statement: the number, the write lock, then the version and endpoints under it
+        params = {"tenant_id": activity.tenant_id, "activity_id": activity.id}
+        seq, enabled, current = (await session.execute(statements.numbered_version(), params)).one()
+    if current is not None:
+        webhooks.note_endpoints(session, activity.tenant_id, bool(enabled))
     if held is None or current != held:
         await session.refresh(activity)
     if activity.deleted_at is not None:

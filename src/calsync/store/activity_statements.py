@@ -10,11 +10,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, exists, or_, select
+from sqlalchemy import Select, bindparam, exists, or_, select, update
 from sqlalchemy.orm import joinedload
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from . import webhooks
-from .models import Activity, ActivityAttendee, ActivityType, User
+from .models import Activity, ActivityAttendee, ActivityType, Tenant, User
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,28 @@ def locked_version() -> Select[int, bool]:
         select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
         .where(Activity.id == bindparam("activity_id"))
         .with_for_update(of=Activity)
+    )
+
+
+@functools.cache
+def numbered_version() -> ReturningUpdate[int, bool, int | None]:
+    """SQLite's edit of an activity, in one round trip: the feed's next number (this UPDATE
+    takes the database's write lock, store/changes.py), then under that lock whether the
+    tenant has an enabled outbound-webhook endpoint and the activity's version (None: no such
+    row). The subqueries name the tenant and the activity by parameter, not by correlation:
+    SQLite's RETURNING renders columns unqualified."""
+    tenant_id = bindparam("tenant_id", type_=Tenant.id.type)
+    version = (
+        select(Activity.version)
+        .where(Activity.id == bindparam("activity_id", type_=Activity.id.type))
+        .scalar_subquery()
+    )
+    return (
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(change_seq=Tenant.change_seq + 1, updated_at=Tenant.updated_at)
+        .returning(Tenant.change_seq, webhooks.endpoints_enabled(tenant_id), version)
+        .execution_options(synchronize_session=False)
     )
 
 
