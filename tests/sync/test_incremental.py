@@ -147,13 +147,13 @@ async def test_a_sync_of_one_change_costs_the_same_statements_in_a_large_calenda
     # write also stores the echo its channel owes (sync/channels/echo.py) before it leaves;
     # PostgreSQL numbers the feed at commit (no UPDATE of the tenant's counter in the pull;
     # SQLite's UPDATE is the locked version check).
-    # A Google change's pull: which listed events are linked (an id naming an activity is
-    # looked up only for the others), the link, the activity with its attendees (one
-    # statement), the activity's version under the lock with whether the tenant has
-    # outbound-webhook endpoints (the activity is read again only if someone wrote it since,
-    # the endpoints only if there are some; on SQLite the RETURNING of the feed-number UPDATE,
-    # which takes the write lock: one statement, as on PostgreSQL), the writes
-    assert small == {"no-op": 6, "google": 13, "crm": 13}, small
+    # A Google change's pull: the listed events' links, each with its activity and the
+    # activity's attendees (one statement; an id naming an activity is looked up only for the
+    # events without a link), the activity's version under the lock with whether the tenant
+    # has outbound-webhook endpoints (the activity is read again only if someone wrote it
+    # since, the endpoints only if there are some; on SQLite the RETURNING of the feed-number
+    # UPDATE, which takes the write lock: one statement, as on PostgreSQL), the writes
+    assert small == {"no-op": 6, "google": 11, "crm": 13}, small
     # and only the first syncs scanned (one per calendar), never the later ones
     assert scans.count("unexported") == 2, scans
 

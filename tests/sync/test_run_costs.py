@@ -1,0 +1,139 @@
+"""What a sync pays besides its SQL statements (tests/sync/test_incremental.py counts those):
+its transactions and the secrets it decrypts (issue 16: a sync's CPU is mostly its fixed
+cost). Transactions are counted with SQLAlchemy's `begin` event; decryptions with a spy on
+the keyring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, update
+
+from calsync.store import crypto
+from calsync.store.db import Database
+from calsync.store.models import CalendarBinding, GoogleConnection
+
+from .conftest import Harness, at
+
+
+@contextmanager
+def transactions(db: Database) -> Iterator[list[int]]:
+    """One item per transaction begun while the block runs."""
+    begun: list[int] = []
+
+    def begin(_conn: Any) -> None:
+        begun.append(1)
+
+    event.listen(db.engine.sync_engine, "begin", begin)
+    try:
+        yield begun
+    finally:
+        event.remove(db.engine.sync_engine, "begin", begin)
+
+
+@pytest.fixture
+def decrypted(monkeypatch: pytest.MonkeyPatch, keyring: crypto.Keyring) -> list[int]:
+    """One item per stored secret decrypted."""
+    seen: list[int] = []
+    real = crypto.Keyring.decrypt
+
+    def spy(self: crypto.Keyring, token: str) -> bytes:
+        seen.append(1)
+        return real(self, token)
+
+    monkeypatch.setattr(crypto.Keyring, "decrypt", spy)
+    return seen
+
+
+async def linked(h: Harness) -> str:
+    """A CRM entry and a Google event, synced (linked both ways); the event's id."""
+    await h.activity("Visit", at(1, 9))
+    lunch = await h.ginsert("Lunch", at(2, 12))
+    assert (await h.sync()).ok
+    assert (await h.sync()).ok  # the echo of the push's insert
+    assert lunch.id is not None
+    return lunch.id
+
+
+async def test_a_no_op_sync_takes_two_transactions(h: Harness) -> None:
+    """The start (lock, read, the run's row) and the end, which reads what the push would
+    write (nothing) before it stores the run's end."""
+    await linked(h)
+    with transactions(h.db) as begun:
+        result = await h.sync()
+    assert result.ok and result.counts["pulled"] == 0, result
+    assert len(begun) == 2, begun
+
+
+async def test_a_sync_of_one_google_change_takes_four_transactions(h: Harness) -> None:
+    """The start, the read of the listed event's link with its activity, the event's own
+    write, the end (with the push's reads)."""
+    lunch = await linked(h)
+    await h.gpatch(lunch, {"summary": "Lunch, moved"})
+    with transactions(h.db) as begun:
+        result = await h.sync()
+    assert result.ok and result.counts["updated"] == 1, result
+    assert len(begun) == 4, begun
+
+
+async def test_a_sync_decrypts_only_the_access_token_it_sends(
+    h: Harness, decrypted: list[int]
+) -> None:
+    """The start's read leaves the connection's and the binding's secrets encrypted: the
+    access token is decrypted when the first request to Google needs it, the refresh token
+    only for a refresh, the channel tokens never (the webhook receiver checks them)."""
+    lunch = await linked(h)
+    async with h.db.session() as s:  # a channel's tokens, as a watched calendar has
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == h.binding_id)
+            .values(channel_token="secret-1", twin_channel_token="secret-2")
+        )
+        await s.execute(
+            update(GoogleConnection)
+            .where(GoogleConnection.id == h.connection_id)
+            .values(list_channel_token="secret-3")
+        )
+        await s.commit()
+    decrypted.clear()
+    assert (await h.sync()).ok
+    assert len(decrypted) == 1, decrypted
+    await h.gpatch(lunch, {"summary": "Lunch, moved"})
+    decrypted.clear()
+    result = await h.sync()
+    assert result.ok and result.counts["updated"] == 1, result
+    assert len(decrypted) == 1, decrypted
+    # an expired access token: the refresh token is decrypted too, for the refresh
+    async with h.db.session() as s:
+        await s.execute(
+            update(GoogleConnection)
+            .where(GoogleConnection.id == h.connection_id)
+            .values(access_token_expires_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+        await s.commit()
+    decrypted.clear()
+    assert (await h.sync()).ok
+    assert len(decrypted) == 2, decrypted
+
+
+async def test_a_sync_that_sends_nothing_to_google_decrypts_nothing(
+    h: Harness, decrypted: list[int]
+) -> None:
+    """A CRM → Google calendar with nothing to write sends no request: no token is needed."""
+    async with h.db.session() as s:
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == h.binding_id)
+            .values(direction="crm_to_google")
+        )
+        await s.commit()
+    assert (await h.sync()).ok  # its first sync lists the account's calendars
+    decrypted.clear()
+    mark = h.mark()
+    assert (await h.sync()).ok
+    assert h.requests_since(mark) == []
+    assert decrypted == []
