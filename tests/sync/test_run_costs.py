@@ -5,6 +5,7 @@ the keyring."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,8 @@ from sqlalchemy import event, update
 
 from calsync.store import crypto
 from calsync.store.db import Database
-from calsync.store.models import CalendarBinding, GoogleConnection
+from calsync.store.models import CalendarBinding, GoogleConnection, Tenant
+from calsync.store.statuses import AuthMode
 
 from .conftest import Harness, at
 
@@ -107,7 +109,7 @@ async def test_a_sync_decrypts_only_the_access_token_it_sends(
     result = await h.sync()
     assert result.ok and result.counts["updated"] == 1, result
     assert len(decrypted) == 1, decrypted
-    # an expired access token: the refresh token is decrypted too, for the refresh
+    # an expired access token is not decrypted: the refresh token is, for the refresh
     async with h.db.session() as s:
         await s.execute(
             update(GoogleConnection)
@@ -117,7 +119,10 @@ async def test_a_sync_decrypts_only_the_access_token_it_sends(
         await s.commit()
     decrypted.clear()
     assert (await h.sync()).ok
-    assert len(decrypted) == 2, decrypted
+    assert len(decrypted) == 1, decrypted
+    decrypted.clear()  # the refreshed token, stored by the refresh, is the next run's
+    assert (await h.sync()).ok
+    assert len(decrypted) == 1, decrypted
 
 
 async def test_a_sync_that_sends_nothing_to_google_decrypts_nothing(
@@ -136,4 +141,37 @@ async def test_a_sync_that_sends_nothing_to_google_decrypts_nothing(
     mark = h.mark()
     assert (await h.sync()).ok
     assert h.requests_since(mark) == []
+    assert decrypted == []
+
+
+async def test_a_service_account_sync_decrypts_the_key_once_a_process(
+    h: Harness, decrypted: list[int]
+) -> None:
+    """A company connected through a service account: the first sync of the process decrypts
+    the tenant's key (the token source is kept per tenant), the next ones nothing."""
+    created = h.emu.control(
+        "POST", "/service-accounts", {"client_email": "sync@crm.iam.gserviceaccount.com"}
+    ).json()
+    h.emu.control(
+        "POST",
+        "/domains/example.com/delegations",
+        {"client_id": created["client_id"], "scopes": ["https://www.googleapis.com/auth/calendar"]},
+    )
+    async with h.db.session() as s:
+        tenant = await s.get(Tenant, h.tenant_id)
+        connection = await s.get(GoogleConnection, h.connection_id)
+        assert tenant is not None and connection is not None
+        tenant.auth_mode = connection.auth_mode = AuthMode.SERVICE_ACCOUNT
+        tenant.service_account_email = created["json_key"]["client_email"]
+        tenant.service_account_key = json.dumps(created["json_key"]).encode()
+        tenant.service_account_key_format = "json"
+        connection.refresh_token = connection.access_token = None
+        await s.commit()
+    await h.activity("Visit", at(1, 9))
+    decrypted.clear()
+    result = await h.sync()
+    assert result.ok and result.counts["pushed"] == 1, result
+    assert len(decrypted) == 1, decrypted
+    decrypted.clear()
+    assert (await h.sync()).ok
     assert decrypted == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,25 @@ def current() -> Keyring:
     if _current is None:
         raise SecretKeyError("no secret key installed; call calsync.store.crypto.install() first")
     return _current
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A stored secret as read, still encrypted: decrypted when its value is needed (a sync
+    reads its connection's tokens at its start, and sends one of them at most)."""
+
+    token: str
+
+    def text(self) -> str:
+        return current().decrypt(self.token).decode("utf-8")
+
+    def data(self) -> bytes:
+        return current().decrypt(self.token)
+
+
+def sealed(token: str | None) -> Sealed | None:
+    """A stored value read without its column's decryption (None and "" stay nothing)."""
+    return Sealed(token) if token else None
 
 
 class EncryptedBytes(TypeDecorator[bytes]):

@@ -4,7 +4,8 @@ transaction, not its work).
 
 - `start`: the lock (a compare-and-set UPDATE, as store.bindings.try_lock), then the binding,
   its connection, its tenant and every calendar's (id, role) of the connection in ONE SELECT,
-  then the run's row — one transaction, three statements.
+  then the run's row — one transaction, three statements. The secrets are read as stored,
+  decrypted only when a request to Google sends one (`Secrets`).
 - `end_binding`: with store.runs.finish, the run's end: the binding's last sync and failure
   count, the sync token the pull reached, the push cursor and scan key the push reached, the
   webhook debt it paid, the Google-side change rate, the lock released — one transaction, two
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    Text,
     Update,
     bindparam,
     case,
@@ -38,12 +40,15 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    type_coerce,
     union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from .base import utcnow
+from .crypto import Sealed, sealed
 from .models import (
     NOT_FROM_SYNC,
     OWED_WRITE,
@@ -88,32 +93,65 @@ def _lock_statement() -> Update:
     )
 
 
+@dataclass(frozen=True)
+class Secrets:
+    """The credentials a run may send to Google, as stored: still encrypted (store.crypto),
+    decrypted by sync.tokens when a request needs one."""
+
+    refresh_token: Sealed | None = None
+    access_token: Sealed | None = None
+    service_account_key: Sealed | None = None
+    service_account_key_password: Sealed | None = None
+
+
 @dataclass
 class Loaded:
     """A locked binding with what its run reads: connection, tenant, the connection's
-    calendars as (Google calendar id, role)."""
+    calendars as (Google calendar id, role), and the credentials still encrypted (the
+    objects' secret columns are not loaded: reading one raises)."""
 
     binding: CalendarBinding
     connection: GoogleConnection
     tenant: Tenant
     calendars: list[tuple[str, str]]
+    secrets: Secrets = Secrets()
 
 
 async def load(session: AsyncSession, binding_id: uuid.UUID) -> Loaded | None:
-    """One SELECT: the binding joined to its connection and tenant, and the connection's
-    calendars aggregated into one column."""
+    """One SELECT: the binding joined to its connection and tenant, the connection's
+    calendars aggregated into one column, and the credentials as stored (not decrypted)."""
     row = (await session.execute(_load_statement(), {"binding_id": binding_id})).first()
     if row is None:
         return None
-    binding, connection, tenant, packed = row
+    binding, connection, tenant, packed, *secrets = row
     pairs = [p.split(_FIELD, 1) for p in (packed or "").split(_ROW) if p]
-    return Loaded(binding, connection, tenant, [(c, r) for c, r in pairs])
+    return Loaded(
+        binding, connection, tenant, [(c, r) for c, r in pairs], Secrets(*map(sealed, secrets))
+    )
+
+
+#: the secret columns of the rows a run starts with: none is decrypted by the start's read
+#: (a Fernet decryption each, 5 for a watched calendar; a run sends one token at most)
+_SEALED = (
+    GoogleConnection.refresh_token,
+    GoogleConnection.access_token,
+    Tenant.service_account_key,
+    Tenant.service_account_key_password,
+)
+_UNREAD = (
+    *_SEALED,
+    GoogleConnection.list_channel_token,
+    CalendarBinding.channel_token,
+    CalendarBinding.twin_channel_token,
+)
 
 
 @functools.cache
-def _load_statement() -> Select[CalendarBinding, GoogleConnection, Tenant, str | None]:
+def _load_statement() -> Select[typing.Any]:
     """Built once: a statement object keeps its cache key, so each run skips building the
-    SELECT and its alias's column proxies and computing the key again."""
+    SELECT and its alias's column proxies and computing the key again. The secret columns
+    are deferred with raiseload (a forgotten use fails loudly instead of being None); those a
+    run may send come as their stored text (`type_coerce`: no decryption)."""
     other = CalendarBinding.__table__.alias("other")
     calendars = (
         select(
@@ -124,11 +162,13 @@ def _load_statement() -> Select[CalendarBinding, GoogleConnection, Tenant, str |
         .where(other.c.connection_id == CalendarBinding.connection_id)
         .scalar_subquery()
     )
+    stored = [type_coerce(column, Text).label(f"sealed_{column.key}") for column in _SEALED]
     return (
-        select(CalendarBinding, GoogleConnection, Tenant, calendars)
+        select(CalendarBinding, GoogleConnection, Tenant, calendars, *stored)
         .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
         .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
         .where(CalendarBinding.id == bindparam("binding_id"))
+        .options(*(defer(column, raiseload=True) for column in _UNREAD))
     )
 
 

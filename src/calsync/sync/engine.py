@@ -230,7 +230,7 @@ async def _locked(
     failure: Failure | None = None
     outcome = Outcome.OK
     try:
-        tokens = google.tokens(db, tenant, connection)
+        tokens = google.tokens(db, tenant, connection, loaded.secrets)
         client = google.client(tokens)
         if hooks is not None:
             client.before_write = hooks.before_google_write

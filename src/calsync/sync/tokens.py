@@ -1,7 +1,8 @@
 """Bearer tokens for a stored Google connection: OAuth refresh or a service account.
 
-A refreshed access token is written back to the connection (encrypted) in its own transaction,
-so the next run does not refresh again. A refresh that Google refuses for good (`invalid_grant`)
+A sync's tokens stay encrypted as its start read them until a request sends one
+(`StoredCredentials`). A refreshed access token is written back to the connection (encrypted)
+in its own transaction, so the next run does not refresh again. A refresh that Google refuses for good (`invalid_grant`)
 surfaces as `GrantRevoked`; the engine turns that into `needs_reauth` on the connection.
 Token requests count towards the run's Google requests like Calendar calls do.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 import httpx
@@ -19,15 +21,17 @@ from calsync.google import errors
 from calsync.google.auth import CachedTokenProvider, TokenProvider
 from calsync.google.calendar import CalendarClient, count_request_hook
 from calsync.google.models import OAuthToken
-from calsync.google.oauth import GoogleOAuth
+from calsync.google.oauth import GoogleOAuth, UserCredentials
 from calsync.google.ratelimit import RateLimiter
 from calsync.google.retry import RetryPolicy
 from calsync.google.service_account import ServiceAccountKey, ServiceAccountTokens
 from calsync.settings import Settings
 from calsync.store import connections
+from calsync.store.crypto import Sealed
 from calsync.store.db import Database
 from calsync.store.models import GoogleConnection, Tenant
 from calsync.store.statuses import AuthMode, Code
+from calsync.store.sync_rows import Secrets
 
 
 class NotConnected(errors.GoogleError):
@@ -59,17 +63,21 @@ def count_oauth_requests(oauth: GoogleOAuth) -> None:
         hooks.append(count_request_hook)
 
 
-def load_service_account_key(tenant: Tenant) -> ServiceAccountKey:
+def load_service_account_key(tenant: Tenant, secrets: Secrets | None = None) -> ServiceAccountKey:
     """The tenant's uploaded key (JSON, or P12 with its password: Google's default when none
-    was given); `ServiceAccountKeyError` when there is none or it is broken."""
-    raw = tenant.service_account_key
+    was given); `ServiceAccountKeyError` when there is none or it is broken. `secrets`: the
+    key as a sync's start read it, still encrypted (the tenant's own columns are not loaded)."""
+    if secrets is None:
+        raw, password = tenant.service_account_key, tenant.service_account_key_password
+    else:
+        raw = secrets.service_account_key.data() if secrets.service_account_key else None
+        sealed = secrets.service_account_key_password
+        password = sealed.text() if sealed else None
     if raw is None:
         raise errors.ServiceAccountKeyError("No service-account key has been uploaded.")
     if (tenant.service_account_key_format or "json") == "p12":
         return ServiceAccountKey.from_p12(
-            raw,
-            client_email=tenant.service_account_email or "",
-            password=tenant.service_account_key_password,
+            raw, client_email=tenant.service_account_email or "", password=password
         )
     return ServiceAccountKey.from_json(raw)
 
@@ -77,11 +85,51 @@ def load_service_account_key(tenant: Tenant) -> ServiceAccountKey:
 def stored_token(connection: GoogleConnection) -> OAuthToken | None:
     if not connection.access_token:
         return None
-    expires = connection.access_token_expires_at
+    return _token(connection.access_token, connection.access_token_expires_at)
+
+
+def _token(access_token: str, expires: datetime | None) -> OAuthToken:
     return OAuthToken(
-        access_token=connection.access_token,
+        access_token=access_token,
         expires_at=expires.timestamp() if expires is not None else None,
     )
+
+
+class StoredCredentials(UserCredentials):
+    """A connection's OAuth grant as a sync's start read it, still encrypted: the access
+    token is decrypted when the first request needs it (not at all once it has expired), the
+    refresh token when a refresh does. A sync that sends nothing decrypts nothing."""
+
+    def __init__(
+        self,
+        oauth: GoogleOAuth,
+        refresh_token: Sealed,
+        access_token: Sealed | None,
+        expires: datetime | None,
+        *,
+        account: str,
+        on_token: Callable[[OAuthToken], Awaitable[None]],
+    ) -> None:
+        super().__init__(oauth, "", account=account, on_token=on_token)
+        self._sealed_refresh: Sealed | None = refresh_token
+        self._sealed_access = access_token
+        self._expires = expires
+
+    async def access_token(self) -> str:
+        sealed, self._sealed_access = self._sealed_access, None
+        if sealed is not None and self._token is None:
+            expires_at = self._expires.timestamp() if self._expires is not None else None
+            if expires_at is None or expires_at - self.leeway > self._clock():
+                self._token = _token(sealed.text(), self._expires)
+        return await super().access_token()
+
+    async def _fetch(self) -> OAuthToken:
+        sealed, self._sealed_refresh = self._sealed_refresh, None
+        if sealed is not None:
+            self.refresh_token_value = sealed.text()
+        if not self.refresh_token_value:
+            raise NotConnected()
+        return await super()._fetch()
 
 
 @dataclass
@@ -95,28 +143,49 @@ class GoogleAccess:
     rate_limiter: RateLimiter | Literal["settings"] | None = "settings"
     _service_accounts: dict[uuid.UUID, ServiceAccountTokens] = field(default_factory=dict)
 
-    def tokens(self, db: Database, tenant: Tenant, connection: GoogleConnection) -> TokenProvider:
+    def tokens(
+        self,
+        db: Database,
+        tenant: Tenant,
+        connection: GoogleConnection,
+        secrets: Secrets | None = None,
+    ) -> TokenProvider:
+        """The connection's bearer tokens. `secrets`: its credentials as a sync's start read
+        them (store.sync_rows.load), decrypted only when a request sends one; without, the
+        connection's and tenant's own (decrypted columns)."""
         if connection.auth_mode == AuthMode.SERVICE_ACCOUNT:
-            return self._service_account(tenant).for_user(connection.google_email or "")
-        if not connection.refresh_token:
+            return self._service_account(tenant, secrets).for_user(connection.google_email or "")
+        refresh = connection.refresh_token if secrets is None else secrets.refresh_token
+        if not refresh:
             raise NotConnected()
         if self.oauth is None:
             self.oauth = GoogleOAuth(self.settings, retry=self.retry)
         count_oauth_requests(self.oauth)
+        account = connection.google_email or str(connection.id)
+        if secrets is not None:
+            assert secrets.refresh_token is not None
+            return StoredCredentials(
+                self.oauth,
+                secrets.refresh_token,
+                secrets.access_token,
+                connection.access_token_expires_at,
+                account=account,
+                on_token=_persist(db, connection.id),
+            )
         provider: CachedTokenProvider = self.oauth.credentials(
-            connection.refresh_token,
-            account=connection.google_email or str(connection.id),
+            connection.refresh_token or "",
+            account=account,
             token=stored_token(connection),
             on_token=_persist(db, connection.id),
         )
         return provider
 
-    def _service_account(self, tenant: Tenant) -> ServiceAccountTokens:
+    def _service_account(self, tenant: Tenant, secrets: Secrets | None) -> ServiceAccountTokens:
         cached = self._service_accounts.get(tenant.id)
         if cached is not None:
             return cached
         tokens = ServiceAccountTokens(
-            load_service_account_key(tenant),
+            load_service_account_key(tenant, secrets),
             settings=self.settings,
             http=self.http,
             retry=self.retry,
