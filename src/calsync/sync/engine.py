@@ -90,9 +90,10 @@ async def sync_binding(
     not its traffic).
 
     Transactions when nothing fails: the start (lock, one read of binding, connection and
-    tenant, the run's row), the pull's and push's own (none when nothing changed but the push's
-    read), and the end (the run's outcome; the binding's sync token, push cursor, end of run and
-    lock release in one UPDATE)."""
+    tenant, the run's row), the pull's and push's own (none when nothing changed), and the end
+    (the push's read of what it owes Google — a transaction of its own when it owes something,
+    ended before the first request; the run's outcome; the binding's sync token, push cursor,
+    end of run and lock release in one UPDATE). A no-op sync: two transactions."""
     owner = owner or worker_id()
     hooks = hooks or Hooks()
     run = _Run(owner)
@@ -223,6 +224,31 @@ async def _locked(
     sent: RequestCount,
     rate_clock: Callable[[], datetime] | None,
 ) -> RunResult:
+    assert run.id is not None
+    # the run's end: the push reads in it what it owes Google (sync.push), and the run's
+    # outcome is stored in it — in one transaction when the push owes nothing
+    async with db.session() as end:
+        outcome, failure, ctx = await _work(
+            db, loaded, run, google, full, allow_mass_delete, hooks, now, end
+        )
+        counts = dict(ctx.progress.counts) if ctx is not None else {}
+        await (hooks or Hooks()).fire("before_release")  # the end below releases the lock
+        await _record(end, loaded, run, outcome, failure, counts, ctx, sent.n, rate_clock)
+    return RunResult(outcome, run.id, counts, failure)
+
+
+async def _work(
+    db: Database,
+    loaded: sync_rows.Loaded,
+    run: _Run,
+    google: GoogleAccess,
+    full: bool,
+    allow_mass_delete: bool,
+    hooks: Hooks | None,
+    now: datetime | None,
+    end: AsyncSession,
+) -> tuple[Outcome, Failure | None, Ctx | None]:
+    """Gather, pull and push; the outcome, the failure if any, and the run's context."""
     binding, connection, tenant = loaded.binding, loaded.connection, loaded.tenant
     assert run.id is not None
     scan_key = scans.settings_key(tenant, binding, loaded.calendars, connection.google_email)
@@ -286,7 +312,7 @@ async def _locked(
             if ctx.settings.pulls:
                 await pull(ctx)
             if ctx.settings.pushes:
-                await push(ctx)
+                await push(ctx, end)
         finally:
             await client.aclose()
         if ctx.progress.counts["issues"]:
@@ -302,10 +328,7 @@ async def _locked(
         failure = run_failure(exc)
         outcome = failure.outcome
         log.warning("sync failed", extra={"binding": str(binding.id), "code": exc.code})
-    counts = dict(ctx.progress.counts) if ctx is not None else {}
-    await (hooks or Hooks()).fire("before_release")  # the end below releases the lock
-    await _record(db, loaded, run, outcome, failure, counts, ctx, sent.n, rate_clock)
-    return RunResult(outcome, run.id, counts, failure)
+    return outcome, failure, ctx
 
 
 def _skip_reason(
@@ -325,7 +348,7 @@ def _skip_reason(
 
 
 async def _record(
-    db: Database,
+    session: AsyncSession,
     loaded: sync_rows.Loaded,
     run: _Run,
     outcome: Outcome,
@@ -335,9 +358,10 @@ async def _record(
     google_requests: int,
     rate_clock: Callable[[], datetime] | None = None,
 ) -> None:
-    """The run's end in one transaction: its outcome, the binding's end of run (the push
-    cursor and scan key the push reached, the acknowledged webhook this run covered, the
-    Google-side changes it applied added to the change rate) and the lock's release."""
+    """The run's end in the caller's transaction (committed here): its outcome, the binding's
+    end of run (the push cursor and scan key the push reached, the acknowledged webhook this
+    run covered, the Google-side changes it applied added to the change rate) and the lock's
+    release."""
     assert run.id is not None
     binding = loaded.binding
     at = utcnow()
@@ -348,42 +372,41 @@ async def _record(
             push_seq = ctx.progress.push_seq
         if ctx.progress.scanned:
             scanned_key = ctx.settings.scan_key
-    async with db.session() as session:
-        stored = {k: int(counts.get(k, 0)) for k in COUNTS}
-        await runs.finish(
-            session,
-            run.id,
-            outcome=outcome.value,
-            counts=stored,
-            full_sync=bool(ctx and ctx.progress.full),
-            error_code=failure.code if failure else None,
-            error_message=failure.message if failure else None,
-            google_requests=google_requests,
+    stored = {k: int(counts.get(k, 0)) for k in COUNTS}
+    await runs.finish(
+        session,
+        run.id,
+        outcome=outcome.value,
+        counts=stored,
+        full_sync=bool(ctx and ctx.progress.full),
+        error_code=failure.code if failure else None,
+        error_message=failure.message if failure else None,
+        google_requests=google_requests,
+    )
+    if outcome is Outcome.NEEDS_REAUTH and failure is not None:
+        await connections.mark_needs_reauth(
+            session, loaded.connection.id, code=failure.code, message=failure.message
         )
-        if outcome is Outcome.NEEDS_REAUTH and failure is not None:
-            await connections.mark_needs_reauth(
-                session, loaded.connection.id, code=failure.code, message=failure.message
-            )
-        if outcome is Outcome.DISABLED and failure is not None:
-            await bindings.set_stage(
-                session, binding.id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
-            )
-        await sync_rows.end_binding(
-            session,
-            binding.id,
-            run.owner,
-            ok=ok,
-            at=at,
-            retry_in=None if ok else backoff_delay(binding.failure_count or 0),
-            push_seq=push_seq,
-            scanned_key=scanned_key,
-            # this run covered the acknowledged webhook
-            owed=run.owed if ok else None,
-            deletions_applied=ok and ctx is not None and ctx.settings.allow_mass_delete,
-            listed=_listed(ctx),
-            rate=_rate(binding, counts, rate_clock) if ok else None,
+    if outcome is Outcome.DISABLED and failure is not None:
+        await bindings.set_stage(
+            session, binding.id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
         )
-        await session.commit()
+    await sync_rows.end_binding(
+        session,
+        binding.id,
+        run.owner,
+        ok=ok,
+        at=at,
+        retry_in=None if ok else backoff_delay(binding.failure_count or 0),
+        push_seq=push_seq,
+        scanned_key=scanned_key,
+        # this run covered the acknowledged webhook
+        owed=run.owed if ok else None,
+        deletions_applied=ok and ctx is not None and ctx.settings.allow_mass_delete,
+        listed=_listed(ctx),
+        rate=_rate(binding, counts, rate_clock) if ok else None,
+    )
+    await session.commit()
     run.ended = True
 
 

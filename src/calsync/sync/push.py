@@ -36,25 +36,29 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third is left to later
 
 
-async def push(ctx: Ctx) -> None:
-    async with ctx.settings.db.session() as session:
-        # the feed's last seq, the links owing a write and the owner's changes after the
-        # cursor that the sync did not make, one statement
-        reads = await sync_rows.push_reads(
-            session,
-            ctx.settings.tenant_id,
-            ctx.settings.binding_id,
-            ctx.settings.user_id,
-            ctx.progress.push_seq,
-        )
-        last = reads.last
-        seqs: dict[uuid.UUID, int] = {}  # the first seq of each activity
-        for activity_id, seq in reads.feed:
-            seqs.setdefault(activity_id, seq)
-        todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
-        todo.update(reads.owed)
-        if ctx.progress.scan:
-            todo.update(await _scan(ctx, session))
+async def push(ctx: Ctx, session: AsyncSession) -> None:
+    """`session` is the run's end (sync.engine): the push reads what it owes in it, and when
+    that is nothing, the end goes on in the same transaction (a no-op sync takes two, the
+    start and the end); else the reads' transaction is ended before the first request."""
+    # the feed's last seq, the links owing a write and the owner's changes after the
+    # cursor that the sync did not make, one statement
+    reads = await sync_rows.push_reads(
+        session,
+        ctx.settings.tenant_id,
+        ctx.settings.binding_id,
+        ctx.settings.user_id,
+        ctx.progress.push_seq,
+    )
+    last = reads.last
+    seqs: dict[uuid.UUID, int] = {}  # the first seq of each activity
+    for activity_id, seq in reads.feed:
+        seqs.setdefault(activity_id, seq)
+    todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
+    todo.update(reads.owed)
+    if ctx.progress.scan:
+        todo.update(await _scan(ctx, session))
+    if todo:
+        await session.commit()  # no transaction stays open while Google is asked
     deferred: set[uuid.UUID] = set()
     rounds = 0
     while todo and rounds < MAX_ROUNDS:
