@@ -12,8 +12,6 @@ not a synced field: it is blank in `SyncFields` and the activity keeps its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -288,11 +286,3 @@ def instance_id(master_event_id: str, all_day: bool, original_local: datetime, z
         return f"{master_event_id}_{original_local.strftime('%Y%m%d')}"
     utc = original_local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
     return f"{master_event_id}_{utc.strftime('%Y%m%dT%H%M%SZ')}"
-
-
-def with_units(target: SyncFields, source: SyncFields, units: Iterable[str]) -> SyncFields:
-    """`target` with `units` taken from `source`."""
-    out = target
-    for name in units:
-        out = out.with_unit(name, source.unit(name))
-    return replace(out)
