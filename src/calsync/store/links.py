@@ -15,8 +15,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from . import changes
 from .base import chunked, utcnow
@@ -42,19 +43,44 @@ def _by_event_statement() -> Select[EventLink]:
     )
 
 
-async def by_events(
-    session: AsyncSession, binding_id: uuid.UUID, google_event_ids: Collection[str]
-) -> dict[str, EventLink]:
-    out: dict[str, EventLink] = {}
+async def with_activities(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    google_event_ids: Collection[str],
+) -> dict[str, tuple[EventLink, Activity | None]]:
+    """The links these events have in the binding, each with its activity (the tenant's; None
+    when the link names none) and the activity's attendees: what reconciling a listed event
+    reads, in one statement (a chunk of ids each), not three per event."""
+    out: dict[str, tuple[EventLink, Activity | None]] = {}
     for chunk in chunked(google_event_ids):
-        rows = await session.scalars(
-            select(EventLink).where(
-                EventLink.binding_id == binding_id,
-                EventLink.google_event_id.in_(chunk),
-            )
+        rows = await session.execute(
+            _with_activities_statement(),
+            {"binding_id": binding_id, "tenant_id": tenant_id, "google_event_ids": chunk},
         )
-        out.update({row.google_event_id: row for row in rows})
+        out.update({link.google_event_id: (link, activity) for link, activity in rows.unique()})
     return out
+
+
+@functools.cache
+def _with_activities_statement() -> Select[EventLink, Activity]:
+    """Built once (see `_by_event_statement`); the ids an expanding parameter. The activity
+    and its attendees come as store.activities.get reads them (a LEFT JOIN each)."""
+    return (
+        select(EventLink, Activity)
+        .outerjoin(
+            Activity,
+            and_(
+                Activity.id == EventLink.activity_id,
+                Activity.tenant_id == bindparam("tenant_id"),
+            ),
+        )
+        .where(
+            EventLink.binding_id == bindparam("binding_id"),
+            EventLink.google_event_id.in_(bindparam("google_event_ids", expanding=True)),
+        )
+        .options(joinedload(Activity.attendees))
+    )
 
 
 async def by_activity(
@@ -386,10 +412,6 @@ async def dirty(session: AsyncSession, binding_id: uuid.UUID) -> list[uuid.UUID]
         )
     )
     return [r for r in rows if r is not None]
-
-
-async def delete_for_binding(session: AsyncSession, binding_id: uuid.UUID) -> None:
-    await session.execute(delete(EventLink).where(EventLink.binding_id == binding_id))
 
 
 async def shared_activity(

@@ -27,6 +27,7 @@ from calsync.google.calendar import Pages
 from calsync.google.models import Event, RawEventsPage
 from calsync.store import activities, bindings, bulk_import, links, runs
 from calsync.store.base import utcnow
+from calsync.store.models import Activity, EventLink
 from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
 
 from . import filters, importing, mapping
@@ -142,7 +143,7 @@ async def pull(ctx: Ctx) -> None:
     new_occurrences: list[Event] = []
     for event in held.occurrences:
         assert event.id is not None
-        if event.id in known and await apply(ctx, event) is not Result.UNLINKED:
+        if event.id in known and await apply(ctx, event, known[event.id]) is not Result.UNLINKED:
             continue
         new_occurrences.append(event)
     await importing.import_occurrences(ctx, new_occurrences)
@@ -189,21 +190,33 @@ async def _page(ctx: Ctx, events: list[Event], held: Held) -> None:
                 unlinked.append(event)
             continue
         if event.cancelled:
-            held.cancelled.append(event)  # applied once the guard has counted them all
+            # applied once the guard has counted them all (their link and entry read then)
+            held.cancelled.append(event)
             continue
-        if await apply(ctx, event) is Result.UNLINKED:
+        if await apply(ctx, event, known[event.id]) is Result.UNLINKED:
             unlinked.append(event)
     await import_new(ctx, unlinked, held)
 
 
-async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
+#: a known event's link and the link's activity as `_known` read them (None: the event names
+#: an activity of the owner but has no link, which reconcile rebuilds)
+Read = tuple[EventLink, Activity | None] | None
+
+
+async def _known(ctx: Ctx, events: list[Event]) -> dict[str, Read]:
     """Event ids that have a link, or name (tag or deterministic id) an activity of the owner:
-    these go through reconcile one by one; the rest are new (found in bulk, not per event)."""
+    these go through reconcile one by one; the rest are new (found in bulk, not per event).
+    A linked event comes with its link and activity, read for its reconcile with the others'
+    (store.links.with_activities: one statement, not three per event)."""
     ids = [e.id for e in events if e.id]
     if not ids:
-        return set()
+        return {}
     async with ctx.settings.db.session() as session:
-        known = await bulk_import.linked_event_ids(session, ctx.settings.binding_id, ids)
+        known: dict[str, Read] = dict(
+            await links.with_activities(
+                session, ctx.settings.tenant_id, ctx.settings.binding_id, ids
+            )
+        )
         # the activities the others name, if any (an event already linked goes through
         # reconcile anyway: the usual case of an incremental sync reads no more)
         named: dict[str, uuid.UUID] = {}
@@ -219,7 +232,7 @@ async def _known(ctx: Ctx, events: list[Event]) -> set[str]:
             owned = await bulk_import.owned_activity_ids(
                 session, ctx.settings.tenant_id, ctx.settings.user_id, set(named.values())
             )
-            known.update(eid for eid, aid in named.items() if aid in owned)
+            known.update((eid, None) for eid, aid in named.items() if aid in owned)
     return known
 
 
@@ -260,17 +273,28 @@ async def guard(ctx: Ctx, cancelled: list[str], started: datetime) -> None:
     raise MassDelete(reason)
 
 
-async def apply(ctx: Ctx, event: Event) -> Result:
-    """One event in one transaction; an event the CRM cannot hold is parked as an issue."""
+async def apply(ctx: Ctx, event: Event, read: Read = None) -> Result:
+    """One event in one transaction; an event the CRM cannot hold is parked as an issue.
+    `read`: its link and activity as read with its page (`_known`), else read here. Read
+    before this transaction, they are as current as a read in it: the activity's version is
+    checked under its row lock before it is written (store.activities.update), and the link
+    is written by this binding's sync alone, which holds the binding's lock."""
     assert event.id is not None
-    if not event.cancelled and not filters.importable(event, await _policy(ctx, event)):
+    if not event.cancelled and not filters.importable(event, await _policy(ctx, event, read)):
         await importing.forget(ctx, event)  # e.g. private entries after a switch to `skip`
         ctx.progress.counts["ignored"] += 1
         return Result.SKIPPED
     try:
         async with ctx.settings.db.session() as session:
-            link = await links.by_event(session, ctx.settings.binding_id, event.id)
-            result = await reconcile(ctx, session, event, link)
+            activity = None
+            if read is None:
+                link = await links.by_event(session, ctx.settings.binding_id, event.id)
+            else:
+                link, activity = read
+                session.add(link)  # read in `_known`'s session: this one writes them
+                if activity is not None:
+                    session.add(activity)
+            result = await reconcile(ctx, session, event, link, activity)
             await session.commit()
             return result
     except (ActivityInvalid, mapping.Unmappable) as exc:
@@ -278,16 +302,17 @@ async def apply(ctx: Ctx, event: Event) -> Result:
         return Result.SKIPPED
 
 
-async def _policy(ctx: Ctx, event: Event) -> str:
+async def _policy(ctx: Ctx, event: Event, read: Read = None) -> str:
     """The private-events policy for a known event: none for the CRM's own entries."""
     if ctx.settings.private_events == PrivateEvents.IMPORT or not filters.is_private(event):
         return ctx.settings.private_events
     assert event.id is not None
-    async with ctx.settings.db.session() as session:
-        link = await links.by_event(session, ctx.settings.binding_id, event.id)
-        activity = None
-        if link is not None and link.activity_id is not None:
-            activity = await activities.get(session, ctx.settings.tenant_id, link.activity_id)
+    activity = read[1] if read is not None else None
+    if read is None:
+        async with ctx.settings.db.session() as session:
+            link = await links.by_event(session, ctx.settings.binding_id, event.id)
+            if link is not None and link.activity_id is not None:
+                activity = await activities.get(session, ctx.settings.tenant_id, link.activity_id)
     if activity is not None:
         return filters.policy_for(ctx, activity)
     return filters.policy_for_event(ctx, event)

@@ -295,9 +295,16 @@ def _writes(ctx: Ctx, link: EventLink) -> Writes:
     return Writes.BOTH if ctx.settings.pushes and not link.read_only else Writes.CRM
 
 
-async def classify(ctx: Ctx, session: AsyncSession, event: Event, link: EventLink | None) -> Case:
+async def classify(
+    ctx: Ctx,
+    session: AsyncSession,
+    event: Event,
+    link: EventLink | None,
+    activity: Activity | None = None,
+) -> Case:
     """Which case of the decision table this event is (domain.decide); reads Google's fields
-    and records the guests' answers on the way, as every case that reads them needs."""
+    and records the guests' answers on the way, as every case that reads them needs.
+    `activity`: the link's, read with it (store.links.with_activities), else read here."""
     assert event.id is not None
     settings = ctx.settings
     relinked = False
@@ -312,7 +319,8 @@ async def classify(ctx: Ctx, session: AsyncSession, event: Event, link: EventLin
         # parked: waits for a person; moving: the export calendar's sync is taking it out of
         # this calendar; detached: a project task neither side writes (sync.transitions)
         return Case(Kind.WAITING, link)
-    activity = await activities.get(session, settings.tenant_id, link.activity_id)
+    if activity is None or activity.id != link.activity_id:
+        activity = await activities.get(session, settings.tenant_id, link.activity_id)
     if activity is None:
         gone = event.cancelled
         return Case(Kind.GONE if gone else Kind.NEW_IN_GOOGLE, link)
@@ -396,10 +404,15 @@ def _owed_restore(ctx: Ctx, link: EventLink, activity: Activity, event: Event) -
 
 
 async def reconcile(
-    ctx: Ctx, session: AsyncSession, event: Event, link: EventLink | None
+    ctx: Ctx,
+    session: AsyncSession,
+    event: Event,
+    link: EventLink | None,
+    activity: Activity | None = None,
 ) -> Result:
-    """Bring one event and its activity together: classify, look the action up, carry it out."""
-    case = await classify(ctx, session, event, link)
+    """Bring one event and its activity together: classify, look the action up, carry it out
+    (`activity`: the link's as read with it; read here when not given)."""
+    case = await classify(ctx, session, event, link, activity)
     action = case.action
     link, activity, google = case.link, case.activity, case.fields
     if action is Action.IMPORT:
