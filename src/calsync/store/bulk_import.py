@@ -423,22 +423,6 @@ async def refresh_statistics(session: AsyncSession) -> bool:
 # reads by ids and counts -------------------------------------------------------------------
 
 
-async def linked_event_ids(
-    session: AsyncSession, binding_id: uuid.UUID, google_event_ids: Collection[str]
-) -> set[str]:
-    """Which of these events have a link in the binding (ids only, no rows loaded)."""
-    out: set[str] = set()
-    for chunk in chunked(google_event_ids):
-        rows = await session.scalars(
-            select(EventLink.google_event_id).where(
-                EventLink.binding_id == binding_id,
-                EventLink.google_event_id.in_(chunk),
-            )
-        )
-        out.update(rows)
-    return out
-
-
 async def owned_activity_ids(
     session: AsyncSession,
     tenant_id: uuid.UUID,
