@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from calsync.domain.ids import google_event_id
 from calsync.google.models import Event
 from calsync.store import activities, runs
 from calsync.store.models import Activity, EventLink
+from calsync.sync.context import Hooks
 
 from .conftest import ZONE, Harness, at
 
@@ -685,6 +687,49 @@ async def test_series_deleted_in_crm_beats_a_later_google_edit_of_one_occurrence
     async with h.db.session() as s:
         left = await s.scalars(select(EventLink).where(EventLink.binding_id == h.binding_id))
         assert list(left) == []
+    assert h.emails() == []
+
+
+async def test_series_deleted_in_crm_and_edited_in_google_comes_back_with_its_exceptions(
+    h: Harness,
+) -> None:
+    """An edit of a series in Google beats its deletion in the CRM: the series comes back,
+    and with it the exceptions its delete took along (a cancelled occurrence, one at a time
+    of its own) — not the bare rule, which would show in the CRM an occurrence Google keeps
+    cancelled. Found by tests/sync/test_stateful.py: the edit lands between the pull and the
+    push's delete (412), and the push had already forgotten the exceptions' links."""
+    start = at(1, 14)
+    sid = await series(h, "Retro", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    week = [start + timedelta(days=7 * i) for i in range(3)]
+    await exception(h, sid, week[1], start=week[1] + timedelta(hours=2))
+    await exception(h, sid, week[2], status="cancelled")
+    assert (await h.sync()).ok
+    expected = [(week[0], "Retro"), (week[1] + timedelta(hours=2), "Retro")]
+    assert await google_view(h) == await crm_view(h, start) == expected
+    await h.delete(sid)
+
+    async def edit_in_google(*_: Any) -> None:  # after the pull: the push's delete meets a 412
+        await h.gpatch(google_event_id(sid), {"location": "Room 2"})
+
+    result = await h.sync(hooks=Hooks(after_pull=edit_in_google))
+    assert result.ok and result.counts.get("issues", 0) == 0, result
+    for _ in range(2):
+        assert (await h.sync()).ok
+    assert await google_view(h) == expected
+    assert await crm_view(h, start) == expected
+    exceptions = await exceptions_of(h, sid)
+    assert sorted(e.status for e in exceptions) == ["cancelled", "confirmed"]
+    async with h.db.session() as s:
+        linked = {
+            link.activity_id: link.state
+            for link in await s.scalars(
+                select(EventLink).where(EventLink.binding_id == h.binding_id)
+            )
+        }
+    assert {e.id for e in exceptions} <= set(linked), "each exception on its instance again"
+    assert set(linked.values()) == {"linked"}
+    again = await h.sync()
+    assert again.ok and not again.counts.get("pushed") and not again.counts.get("created")
     assert h.emails() == []
 
 
