@@ -385,19 +385,43 @@ async def activities(
 
 async def restore_activity(
     session: AsyncSession, activity: Activity, origin: str = ChangeOrigin.SYNC
-) -> None:
-    """Undo a tombstone (an edit in Google beats a delete in the CRM); records a change."""
+) -> list[Activity]:
+    """Undo a tombstone (an edit in Google beats a delete in the CRM); records a change. A
+    series comes back as its delete took it: the exceptions tombstoned with it (in the same
+    statement, so at the same instant) come back too, or the CRM would show occurrences
+    Google keeps cancelled or moved. Returns those exceptions (the sync places each on its
+    instance again)."""
     seq = await changes.next_seq(session, activity.tenant_id)
     # the row lock first, then the reload: a refresh repeats the loader options the activity
     # was read with (its attendees joined), and PostgreSQL refuses FOR UPDATE on an outer join
     await session.execute(select(Activity.id).where(Activity.id == activity.id).with_for_update())
     await session.refresh(activity)
+    deleted_at, now = activity.deleted_at, utcnow()
     activity.deleted_at = None
     activity.version += 1
-    activity.updated_at = utcnow()
+    activity.updated_at = now
     await session.flush()
     changes.record(session, seq, activity, ChangeKind.UPDATED, origin)
+    along: list[Activity] = []
+    if activity.recurrence and activity.recurring_parent_id is None and deleted_at is not None:
+        along = list(
+            await session.scalars(
+                select(Activity).where(
+                    Activity.tenant_id == activity.tenant_id,
+                    Activity.recurring_parent_id == activity.id,
+                    Activity.deleted_at == deleted_at,
+                )
+            )
+        )
+        for exception in along:
+            exception.deleted_at = None
+            exception.version += 1
+            exception.updated_at = now
+            await session.flush()
+            seq = await changes.next_seq(session, activity.tenant_id)
+            changes.record(session, seq, exception, ChangeKind.UPDATED, origin)
     await session.flush()
+    return along
 
 
 async def dirty(session: AsyncSession, binding_id: uuid.UUID) -> list[uuid.UUID]:

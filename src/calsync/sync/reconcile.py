@@ -456,7 +456,8 @@ async def reconcile(
         case Action.RESTORE_CRM | Action.PULL:
             assert google is not None
             if action is Action.RESTORE_CRM:
-                await links.restore_activity(session, activity)
+                along = await links.restore_activity(session, activity)
+                await _owe_instances(ctx, session, link, activity, along)
                 ctx.progress.counts["restored"] += 1
             if mapping.activity_fields(activity) != google:
                 await write_crm(ctx, session, activity, google)
@@ -475,6 +476,40 @@ async def reconcile(
         case _:
             raise AssertionError(f"reconcile cannot {action} ({case.kind})")
     return Result.DONE
+
+
+async def _owe_instances(
+    ctx: Ctx,
+    session: AsyncSession,
+    master_link: EventLink,
+    master: Activity,
+    exceptions: list[Activity],
+) -> None:
+    """The exceptions a restored series brought back, each owed to its instance in Google: a
+    pending link (owed across runs, so a crash before the push loses nothing), which the push
+    places (plan._place). The link their delete's push left, if any, is taken over."""
+    settings = ctx.settings
+    for exception in exceptions:
+        assert exception.original_start_local is not None
+        event_id = mapping.instance_id(
+            master_link.google_event_id,
+            master.all_day,
+            exception.original_start_local,
+            master.time_zone,
+        )
+        owed = await links.by_event(session, settings.binding_id, event_id)
+        if owed is None:
+            owed = links.new(
+                settings.tenant_id,
+                settings.binding_id,
+                exception.id,
+                event_id,
+                state=LinkState.PENDING,
+            )
+            session.add(owed)
+        owed.activity_id = exception.id
+        owed.state = LinkState.PENDING
+        ctx.progress.to_push.add(exception.id)
 
 
 def _unchanged(link: EventLink, event: Event, google: SyncFields | None) -> Result:
