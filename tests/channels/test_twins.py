@@ -316,7 +316,10 @@ async def test_the_expectation_is_stored_on_both_twins_before_the_write(
     await served.activity(user_id, "Written")
     seen: list[tuple[Any, Any]] = []
 
-    async def after_write(*_: Any) -> None:
+    async def before_write(*_: Any) -> None:
+        # read from another session just before the request leaves: stored and committed. (Not
+        # after Google's answer: the first channel's echo may have arrived by then and been
+        # answered, which sets its expectation back to NULL — a race the test lost 1 run in 10.)
         async with served.world.db.session() as s:
             row = (
                 await s.execute(
@@ -327,6 +330,8 @@ async def test_the_expectation_is_stored_on_both_twins_before_the_write(
             ).one()
             seen.append(tuple(row))
             await s.commit()
+
+    async def after_write(*_: Any) -> None:
         raise RuntimeError("the process dies right after Google's answer")
 
     with pytest.raises(RuntimeError):
@@ -335,7 +340,7 @@ async def test_the_expectation_is_stored_on_both_twins_before_the_write(
             binding_id,
             served.services.access,
             trigger="change",
-            hooks=Hooks(after_google_write=after_write),
+            hooks=Hooks(before_google_write=before_write, after_google_write=after_write),
         )
     assert seen and None not in seen[0]
     await served.wait_for(lambda: delivered(served, first))
