@@ -66,5 +66,6 @@ bench: env
 	$(UV) run --frozen python bench/webhook_latency.py --changes 100 --kill-every 10
 	$(UV) run --frozen python bench/budget.py --days 2
 	$(UV) run --frozen python bench/api_load.py
+	$(UV) run --frozen python bench/api_cpu.py
 	$(UV) run --frozen python bench/incremental.py
 	$(UV) run --frozen python bench/throughput.py
