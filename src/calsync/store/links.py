@@ -383,6 +383,25 @@ async def activities(
     return out
 
 
+async def claim_instance(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    binding_id: uuid.UUID,
+    activity_id: uuid.UUID,
+    event_id: str,
+) -> EventLink:
+    """The link of a series' instance `event_id`, made the exception `activity_id`'s and
+    pending (owed until Google confirms the write): the link a deleted exception of the same
+    occurrence left, if any, else a new one."""
+    link = await by_event(session, binding_id, event_id)
+    if link is None:
+        link = new(tenant_id, binding_id, activity_id, event_id, state=LinkState.PENDING)
+        session.add(link)
+    link.activity_id = activity_id
+    link.state = LinkState.PENDING
+    return link
+
+
 async def restore_activity(
     session: AsyncSession, activity: Activity, origin: str = ChangeOrigin.SYNC
 ) -> list[Activity]:

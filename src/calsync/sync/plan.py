@@ -381,18 +381,9 @@ async def _place(
         master_link.google_event_id, master.all_day, activity.original_start_local, master.time_zone
     )
     if link is None:
-        # a link to this instance may outlive a deleted exception of the same occurrence
-        link = await links.by_event(session, settings.binding_id, event_id)
-        if link is None:
-            link = links.new(
-                settings.tenant_id,
-                settings.binding_id,
-                activity.id,
-                event_id,
-                state=LinkState.PENDING,
-            )
-            session.add(link)
-        link.activity_id = activity.id
+        link = await links.claim_instance(
+            session, settings.tenant_id, settings.binding_id, activity.id, event_id
+        )
     link.snapshot, link.crm_hash, link.google_hash = values.to_json(), values_hash, values_hash
     link.google_event_id = event_id
     link.state = LinkState.PENDING  # owed until Google confirms (a retarget too)

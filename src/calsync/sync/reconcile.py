@@ -486,30 +486,16 @@ async def _owe_instances(
     exceptions: list[Activity],
 ) -> None:
     """The exceptions a restored series brought back, each owed to its instance in Google: a
-    pending link (owed across runs, so a crash before the push loses nothing), which the push
-    places (plan._place). The link their delete's push left, if any, is taken over."""
+    pending link, which the push reads as owed (this run's push when the pull restored the
+    series, the next run's when the push's own 412 did; after a crash too) and places
+    (plan._place). The link their delete's push left, if any, is taken over."""
     settings = ctx.settings
     for exception in exceptions:
-        assert exception.original_start_local is not None
-        event_id = mapping.instance_id(
-            master_link.google_event_id,
-            master.all_day,
-            exception.original_start_local,
-            master.time_zone,
+        event_id = instance_of(exception, master, master_link)
+        assert event_id is not None  # an exception has its original start
+        await links.claim_instance(
+            session, settings.tenant_id, settings.binding_id, exception.id, event_id
         )
-        owed = await links.by_event(session, settings.binding_id, event_id)
-        if owed is None:
-            owed = links.new(
-                settings.tenant_id,
-                settings.binding_id,
-                exception.id,
-                event_id,
-                state=LinkState.PENDING,
-            )
-            session.add(owed)
-        owed.activity_id = exception.id
-        owed.state = LinkState.PENDING
-        ctx.progress.to_push.add(exception.id)
 
 
 def _unchanged(link: EventLink, event: Event, google: SyncFields | None) -> Result:
