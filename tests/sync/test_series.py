@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from calsync.domain.activity import ActivityDraft, validate
@@ -730,6 +731,46 @@ async def test_series_deleted_in_crm_and_edited_in_google_comes_back_with_its_ex
     assert set(linked.values()) == {"linked"}
     again = await h.sync()
     assert again.ok and not again.counts.get("pushed") and not again.counts.get("created")
+    assert h.emails() == []
+
+
+async def test_a_restored_series_places_its_exceptions_after_a_crash(h: Harness) -> None:
+    """The process dies right after Google answered the series' delete with a 412, and again
+    right after the next run's pull restored the series: the run after still puts every
+    exception on its instance — one copy each, nothing lost, no e-mail."""
+    start = at(1, 14)
+    sid = await series(h, "Retro", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    week = [start + timedelta(days=7 * i) for i in range(3)]
+    await exception(h, sid, week[1], start=week[1] + timedelta(hours=2))
+    await exception(h, sid, week[2], status="cancelled")
+    assert (await h.sync()).ok
+    expected = [(week[0], "Retro"), (week[1] + timedelta(hours=2), "Retro")]
+    await h.delete(sid)
+
+    async def edit_in_google(*_: Any) -> None:
+        await h.gpatch(google_event_id(sid), {"location": "Room 2"})
+
+    async def crash(*_: Any) -> None:
+        raise RuntimeError("the process dies")
+
+    with pytest.raises(RuntimeError):  # the delete met a 412; dead right after the answer
+        await h.sync(hooks=Hooks(after_pull=edit_in_google, after_google_write=crash))
+    with pytest.raises(RuntimeError):  # the next run's pull restores the series, then dies
+        await h.sync(hooks=Hooks(after_pull=crash))
+    assert await crm_view(h, start) == expected  # the CRM shows the series whole already
+    for _ in range(2):
+        result = await h.sync()
+        assert result.ok and result.counts.get("issues", 0) == 0, result
+    assert await google_view(h) == await crm_view(h, start) == expected
+    async with h.db.session() as s:
+        linked = {
+            link.activity_id: link.state
+            for link in await s.scalars(
+                select(EventLink).where(EventLink.binding_id == h.binding_id)
+            )
+        }
+    assert {e.id for e in await exceptions_of(h, sid)} <= set(linked)
+    assert set(linked.values()) == {"linked"}
     assert h.emails() == []
 
 
