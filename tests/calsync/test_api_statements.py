@@ -6,40 +6,23 @@ round trip to every request shows here; and the served OpenAPI document, pinned 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from calsync.store import webhooks
-from calsync.store.db import Database
 from calsync.store.models import User
 from calsync.store.webhook_models import WebhookDelivery
+from tests.sql_events import statements
 
 from .conftest import World
 
 A = "/api/v1/activities"
 WEEK = f"{A}?from=2025-06-02T00:00:00Z&to=2025-06-09T00:00:00Z"
 SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
-
-
-@contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    """Every SQL statement sent while the block runs."""
-    sent: list[str] = []
-
-    def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        sent.append(" ".join(statement.split()))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
 
 
 def body(owner: str | None, day: int = 2, **fields: Any) -> dict[str, Any]:

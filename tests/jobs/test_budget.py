@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain import rates
@@ -24,6 +23,7 @@ from calsync.store.db import Database
 from calsync.store.models import CalendarBinding
 from calsync.store.schedule import PollCandidate
 from calsync.sync.context import Hooks
+from tests.sql_events import statements
 from tests.sync.conftest import Harness, at
 
 from .conftest import add_bindings, runs_of, start_running, wait_until
@@ -236,16 +236,8 @@ async def test_the_rate_is_stored_by_the_runs_end_under_its_lock(h: Harness, db:
     when = datetime(2026, 12, 3, 12, tzinfo=UTC)
     assert event.id is not None
     await h.gpatch(event.id, {"summary": "Moved in Google"})
-    sent: list[str] = []
-
-    def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    with statements(db) as sent:
         result = await h.sync(rate_clock=lambda: when)
-    finally:
-        remove(db.engine.sync_engine, "before_cursor_execute", record)
     assert result.ok and result.counts["updated"] == 1
     async with db.session() as s:
         rate, rate_at, since = await change_rate(s, h.binding_id)

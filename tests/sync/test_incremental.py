@@ -6,8 +6,6 @@ counted with a SQLAlchemy event listener; scans with a spy on the store's scanni
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,27 +17,13 @@ from calsync.store import bindings, changes, links, sync_rows, tenants
 from calsync.store.db import Database
 from calsync.store.models import Activity, CalendarBinding, Change, EventLink, SyncRun, Tenant
 from calsync.sync.context import Ctx, Hooks
+from tests.sql_events import statements
 
 from .conftest import Harness, at
 
 
 class Crash(Exception):
     pass
-
-
-@contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    """Every SQL statement sent while the block runs."""
-    sent: list[str] = []
-
-    def record(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

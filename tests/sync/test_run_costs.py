@@ -6,35 +6,17 @@ the keyring."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from calsync.store import crypto
-from calsync.store.db import Database
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant
 from calsync.store.statuses import AuthMode
+from tests.sql_events import transactions
 
 from .conftest import Harness, at
-
-
-@contextmanager
-def transactions(db: Database) -> Iterator[list[int]]:
-    """One item per transaction begun while the block runs."""
-    begun: list[int] = []
-
-    def begin(_conn: Any) -> None:
-        begun.append(1)
-
-    event.listen(db.engine.sync_engine, "begin", begin)
-    try:
-        yield begun
-    finally:
-        event.remove(db.engine.sync_engine, "begin", begin)
 
 
 @pytest.fixture
