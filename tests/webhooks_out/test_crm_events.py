@@ -21,9 +21,11 @@ from calsync.store import activities, webhooks
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.models import Activity
+from calsync.store.statuses import DeliveryStatus
 from calsync.store.webhook_deliveries import RETRY_DELAYS
-from calsync.store.webhook_models import WebhookMessage
+from calsync.store.webhook_models import WebhookDelivery, WebhookMessage
 from tests.calsync.conftest import World
+from tests.sql_events import statements, transactions
 
 from .conftest import add_endpoint, deliver
 from .receiver import Receiver
@@ -293,9 +295,9 @@ async def test_the_embedded_runner_sends_at_once_after_a_commit_not_at_its_next_
 async def test_two_deliverers_at_once_send_each_delivery_once(
     world: World, db: Database, db_url: str, receiver: Receiver
 ) -> None:
-    """Several processes tick at the same time: the claim (FOR UPDATE SKIP LOCKED on
-    PostgreSQL, a compare-and-set on the row as read on SQLite) gives each delivery to
-    one of them."""
+    """Several processes tick at the same time: the claim (one UPDATE whose subquery picks the
+    due rows: FOR UPDATE SKIP LOCKED on PostgreSQL, under the write lock on SQLite) gives each
+    delivery to one of them."""
     await add_endpoint(world, receiver.url)
     for i in range(12):
         await _activity(world, f"Parallel {i}")
@@ -357,3 +359,28 @@ async def test_an_edit_reads_the_endpoints_with_the_activity_and_a_new_one_still
         await activities.update(s, row, edit("an endpoint there"))
         await s.commit()
     assert await messages() == 2
+
+
+async def test_a_batch_costs_a_few_statements_not_several_per_delivery(
+    world: World, db: Database, receiver: Receiver
+) -> None:
+    """Under a busy CRM the deliverer shares the process (and on SQLite the one writer) with
+    the API and the sync: claiming a batch is one statement plus its read, and the attempts'
+    outcomes are written together as they finish, not a transaction (three statements) each."""
+    endpoint = await add_endpoint(world, receiver.url)
+    for i in range(20):
+        await _activity(world, f"Batch {i}")
+    with statements(db) as sent, transactions(db) as begun:
+        assert await deliver(db) == 20
+    requests = receiver.wait_for(20)
+    assert len({r.headers["webhook-id"] for r in requests}) == 20
+    assert all(Webhook(endpoint["secret"]).verify(r.body, r.headers) for r in requests)
+    writes = [s for s in sent if s.startswith(("UPDATE", "INSERT", "DELETE"))]
+    assert len(writes) <= 20, writes  # the claim and the settled rows, not a claim per row
+    assert len(sent) <= 40, sent
+    assert len(begun) < 20, len(begun)
+    async with db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(WebhookDelivery)) == 20
+        statuses = (await s.scalars(select(WebhookDelivery.status))).all()
+    assert set(statuses) == {DeliveryStatus.SUCCEEDED}
+    assert await deliver(db) == 0

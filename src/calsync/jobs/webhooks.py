@@ -123,12 +123,68 @@ class Deliverer:
             async with runtime.http_client(  # the process's TLS context, not a new one a batch
                 timeout=TIMEOUT_SECONDS, follow_redirects=False, transport=self.transport
             ) as client:
-                await asyncio.gather(*(self._attempt(client, c) for c in claimed))
+                await self._send(client, claimed)
             sent += len(claimed)
             if len(claimed) < BATCH:
                 return sent
 
-    async def _attempt(self, client: httpx.AsyncClient, claim: deliveries.Claimed) -> None:
+    async def _send(self, client: httpx.AsyncClient, claimed: list[deliveries.Claimed]) -> None:
+        """Attempt every claimed delivery at once and write the outcomes as they come: those
+        that finished while the previous ones were being written go in one transaction (a busy
+        process — on SQLite the one writer shared with the API and the sync — pays a few
+        transactions a batch, not one per delivery; an idle one records each at once)."""
+        finished: asyncio.Queue[tuple[deliveries.Claimed, deliveries.Attempt] | None]
+        finished = asyncio.Queue()
+
+        async def attempt(claim: deliveries.Claimed) -> None:
+            outcome = None
+            try:
+                outcome = (claim, await self._attempt(client, claim))
+            except Exception:  # not recorded: sent again (same webhook-id) after the lease
+                log.exception(
+                    "webhook delivery attempt failed", extra={"message_id": claim.message_id}
+                )
+            finally:
+                finished.put_nowait(outcome)
+
+        tasks = [asyncio.create_task(attempt(claim)) for claim in claimed]
+        try:
+            waiting = len(tasks)
+            while waiting:
+                done = [await finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
+                waiting -= len(done)
+                await self._record([d for d in done if d is not None])
+        finally:
+            for task in tasks:
+                task.cancel()  # only when recording failed: the rest are sent after the lease
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _record(self, done: list[tuple[deliveries.Claimed, deliveries.Attempt]]) -> None:
+        if not done:
+            return
+        async with self.db.session() as s:
+            statuses = await deliveries.record_attempts(
+                s, [attempt for _, attempt in done], now=self.clock()
+            )
+            await s.commit()
+        for (claim, attempt), status in zip(done, statuses, strict=True):
+            log_args: dict[str, Any] = {
+                "message_id": claim.message_id,
+                "attempt": claim.attempt,
+                "status": status,
+                "http_status": attempt.http_status,
+                "latency_ms": attempt.latency_ms,
+            }
+            if attempt.error is not None:
+                log.warning("webhook delivery failed: %s", attempt.error, extra=log_args)
+            else:
+                log.info("webhook delivered", extra=log_args)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, claim: deliveries.Claimed
+    ) -> deliveries.Attempt:
         body = body_of(claim)
         started = time.monotonic()
         status: int | None = None
@@ -158,28 +214,7 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency = int((time.monotonic() - started) * 1000)
-        async with self.db.session() as s:
-            outcome = await deliveries.record_attempt(
-                s,
-                claim.delivery_id,
-                ok=error is None,
-                http_status=status,
-                latency_ms=latency,
-                error=error,
-                now=self.clock(),
-            )
-            await s.commit()
-        log_args: dict[str, Any] = {
-            "message_id": claim.message_id,
-            "attempt": claim.attempt,
-            "status": outcome,
-            "http_status": status,
-            "latency_ms": latency,
-        }
-        if error is not None:
-            log.warning("webhook delivery failed: %s", error, extra=log_args)
-        else:
-            log.info("webhook delivered", extra=log_args)
+        return deliveries.Attempt(claim.delivery_id, error is None, status, latency, error)
 
 
 def _status_error(status: int) -> str:

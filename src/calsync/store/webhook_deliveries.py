@@ -2,9 +2,9 @@
 endpoint and replays (all SQL). The state is all here, so a deliverer that starts after a crash
 finds exactly what is due.
 
-A claim pushes the delivery's `next_attempt_at` one lease ahead in the claiming transaction
-(on PostgreSQL under FOR UPDATE SKIP LOCKED), so two deliverers never send the same delivery at
-the same time; a deliverer that dies mid-send leaves it due again when the lease ends
+A claim pushes the delivery's `next_attempt_at` one lease ahead in one UPDATE that also picks
+the due rows (on PostgreSQL under FOR UPDATE SKIP LOCKED), so two deliverers never send the same
+delivery at the same time; a deliverer that dies mid-send leaves it due again when the lease ends
 (at-least-once, with the same `webhook-id`).
 """
 
@@ -45,10 +45,13 @@ class Claimed:
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
-    """Take up to `limit` due deliveries of enabled endpoints (commit to hold the claim)."""
-    query = (
-        select(WebhookDelivery, WebhookMessage, WebhookEndpoint)
-        .join(WebhookMessage, WebhookMessage.id == WebhookDelivery.message_id)
+    """Take up to `limit` due deliveries of enabled endpoints (commit to hold the claim).
+
+    One UPDATE takes them: its subquery picks the due rows inside the UPDATE itself (SQLite
+    runs it under the database's write lock; PostgreSQL locks them FOR UPDATE SKIP LOCKED, so
+    another deliverer's claim skips rather than waits), then one read of what was taken."""
+    due = (
+        select(WebhookDelivery.id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookDelivery.status.in_(DUE),
@@ -57,114 +60,128 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
         )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)  # nothing on SQLite
     )
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
-    rows = (await session.execute(query)).all()
-    if postgres and rows:
-        # the rows are locked for this transaction (SKIP LOCKED left others' alone): one UPDATE
-        # takes them all
-        await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_([delivery.id for delivery, _, _ in rows]))
-            .values(next_attempt_at=now + CLAIM_LEASE)
-            .execution_options(synchronize_session=False)
-        )
-    claimed = []
-    for delivery, message, endpoint in rows:
-        if not postgres and not await _take(session, delivery, now):
-            continue
-        claimed.append(
-            Claimed(
-                delivery_id=delivery.id,
-                message_id=message.id,
-                type=message.type,
-                payload=message.payload,
-                created_at=message.created_at,
-                url=endpoint.url,
-                secrets=signing_secrets(endpoint, now),
-                attempt=delivery.attempts + 1,
+    taken = (
+        (
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(due))
+                .values(next_attempt_at=now + CLAIM_LEASE)
+                .returning(WebhookDelivery.id)
+                .execution_options(synchronize_session=False)
             )
         )
-    await session.flush()
-    return claimed
-
-
-async def _take(session: AsyncSession, delivery: WebhookDelivery, now: datetime) -> bool:
-    """Compare-and-set on SQLite, which takes no lock for the claim's SELECT (its transaction
-    begins at the first write), so another process may have claimed this row since: only the
-    update that still finds the row as it was read takes it."""
-    taken = await session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery.id,
-            WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
-            WebhookDelivery.status.in_(DUE),
-        )
-        .values(next_attempt_at=now + CLAIM_LEASE)
-        .execution_options(synchronize_session=False)
+        .scalars()
+        .all()
     )
-    return getattr(taken, "rowcount", 0) == 1
+    if not taken:
+        return []
+    rows = await session.execute(
+        select(WebhookDelivery, WebhookMessage, WebhookEndpoint)
+        .join(WebhookMessage, WebhookMessage.id == WebhookDelivery.message_id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.id.in_(taken))
+        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+    )
+    return [
+        Claimed(
+            delivery_id=delivery.id,
+            message_id=message.id,
+            type=message.type,
+            payload=message.payload,
+            created_at=message.created_at,
+            url=endpoint.url,
+            secrets=signing_secrets(endpoint, now),
+            attempt=delivery.attempts + 1,
+        )
+        for delivery, message, endpoint in rows.all()
+    ]
 
 
-async def record_attempt(
-    session: AsyncSession,
-    delivery_id: uuid.UUID,
-    *,
-    ok: bool,
-    http_status: int | None,
-    latency_ms: int,
-    error: str | None,
-    now: datetime | None = None,
-) -> str | None:
-    """Settle one attempt: success, the next try, or exhaustion. An exhausted delivery whose
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt went, as the deliverer saw it."""
+
+    delivery_id: uuid.UUID
+    ok: bool
+    http_status: int | None
+    latency_ms: int
+    error: str | None
+
+
+async def record_attempts(
+    session: AsyncSession, attempts: Sequence[Attempt], now: datetime | None = None
+) -> list[str | None]:
+    """Settle attempts, in order, in one transaction (the deliverer writes those that finished
+    together at once): success, the next try, or exhaustion. An exhausted delivery whose
     endpoint has not answered 2xx since that message was written (a whole retry schedule of
-    failures, about a day) disables the endpoint; returns the delivery's new status."""
+    failures, about a day) disables the endpoint. Returns each delivery's new status (None: its
+    endpoint was deleted meanwhile)."""
     now = now or utcnow()
-    delivery = await session.get(WebhookDelivery, delivery_id)
-    if delivery is None:  # its endpoint was deleted meanwhile
-        return None
-    endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
+    if not attempts:
+        return []
+    found = await session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.id.in_({a.delivery_id for a in attempts}))
+    )
+    by_id = {delivery.id: delivery for delivery in found}
+    endpoints = {
+        endpoint.id: endpoint
+        for endpoint in await session.scalars(
+            select(WebhookEndpoint).where(
+                WebhookEndpoint.id.in_({d.endpoint_id for d in by_id.values()})
+            )
+        )
+    }
+    statuses: list[str | None] = []
+    for attempt in attempts:
+        delivery = by_id.get(attempt.delivery_id)
+        if delivery is None:
+            statuses.append(None)
+            continue
+        _settle(delivery, endpoints.get(delivery.endpoint_id), attempt, now)
+        statuses.append(delivery.status)
+    await session.flush()
+    return statuses
+
+
+def _settle(
+    delivery: WebhookDelivery, endpoint: WebhookEndpoint | None, attempt: Attempt, now: datetime
+) -> None:
     delivery.attempts += 1
     delivery.last_attempt_at = now
-    delivery.last_http_status = http_status
-    delivery.last_latency_ms = latency_ms
-    delivery.last_error = error[:500] if error else None
+    delivery.last_http_status = attempt.http_status
+    delivery.last_latency_ms = attempt.latency_ms
+    delivery.last_error = attempt.error[:500] if attempt.error else None
     delivery.updated_at = now
-    if ok:
+    if attempt.ok:
         delivery.status = DeliveryStatus.SUCCEEDED
         delivery.next_attempt_at = None
         if endpoint is not None:
             endpoint.consecutive_failures = 0
             endpoint.last_success_at = now
-    else:
-        if endpoint is not None:
-            endpoint.consecutive_failures += 1
-        if delivery.attempts < len(RETRY_DELAYS):
-            delivery.status = DeliveryStatus.FAILED
-            delivery.next_attempt_at = now + timedelta(seconds=RETRY_DELAYS[delivery.attempts])
-        else:
-            delivery.status = DeliveryStatus.EXHAUSTED
-            delivery.next_attempt_at = None
-            if (
-                endpoint is not None
-                and endpoint.enabled
-                and (
-                    endpoint.last_success_at is None
-                    or endpoint.last_success_at < delivery.created_at
-                )
-            ):
-                endpoint.enabled = False
-                endpoint.disabled_at = now
-                endpoint.disabled_reason = (
-                    f"every attempt failed for {len(RETRY_DELAYS)} tries over about a day "
-                    f"(last: {delivery.last_error or http_status}); fix the receiver, then "
-                    'enable the endpoint again (PATCH {"enabled": true}) and replay what it '
-                    "missed"
-                )
-    await session.flush()
-    return delivery.status
+        return
+    if endpoint is not None:
+        endpoint.consecutive_failures += 1
+    if delivery.attempts < len(RETRY_DELAYS):
+        delivery.status = DeliveryStatus.FAILED
+        delivery.next_attempt_at = now + timedelta(seconds=RETRY_DELAYS[delivery.attempts])
+        return
+    delivery.status = DeliveryStatus.EXHAUSTED
+    delivery.next_attempt_at = None
+    if (
+        endpoint is not None
+        and endpoint.enabled
+        and (endpoint.last_success_at is None or endpoint.last_success_at < delivery.created_at)
+    ):
+        endpoint.enabled = False
+        endpoint.disabled_at = now
+        endpoint.disabled_reason = (
+            f"every attempt failed for {len(RETRY_DELAYS)} tries over about a day "
+            f"(last: {delivery.last_error or attempt.http_status}); fix the receiver, then "
+            'enable the endpoint again (PATCH {"enabled": true}) and replay what it '
+            "missed"
+        )
 
 
 @dataclass(frozen=True)
