@@ -384,3 +384,33 @@ async def test_a_batch_costs_a_few_statements_not_several_per_delivery(
         statuses = (await s.scalars(select(WebhookDelivery.status))).all()
     assert set(statuses) == {DeliveryStatus.SUCCEEDED}
     assert await deliver(db) == 0
+
+
+async def test_sent_but_not_recorded_is_sent_again_after_the_lease(
+    world: World, db: Database, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver got the message, then writing the outcome failed (the process died, the
+    database went away): nothing says it succeeded, so after the claim's lease it is sent
+    again with the same webhook-id, and then recorded once."""
+    from calsync.store import webhook_deliveries
+
+    await add_endpoint(world, receiver.url)
+    await _activity(world, "Unrecorded")
+    real = webhook_deliveries.record_attempts
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(webhook_deliveries, "record_attempts", broken)
+    with pytest.raises(ConnectionError):
+        await deliver(db)
+    (first,) = receiver.wait_for(1)
+    monkeypatch.setattr(webhook_deliveries, "record_attempts", real)
+    assert await deliver(db) == 0  # still held by the claim
+    assert await deliver(db, utcnow() + webhook_deliveries.CLAIM_LEASE) == 1
+    _, second = receiver.wait_for(2)
+    assert second.headers["webhook-id"] == first.headers["webhook-id"]
+    async with db.session() as s:
+        delivery = await s.scalar(select(WebhookDelivery))
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.SUCCEEDED, 1)
