@@ -11,6 +11,8 @@ from starlette.types import ASGIApp
 from gcal_emulator.server import EmulatorServer
 from tests.emulator.response_check import ResponseChecker
 
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
 
 class Emulator:
     """A running emulator plus a synchronous client for its control API."""
@@ -36,6 +38,15 @@ class Emulator:
     def token(self, email: str, scopes: list[str] | None = None) -> str:
         body = {"scopes": scopes} if scopes else {}
         return str(self.control("POST", f"/accounts/{email}/tokens", body).json()["access_token"])
+
+    def delete_service_account_key(self, client_email: str, key_id: str) -> None:
+        """IAM's keys.delete, as the service account itself (a cloud-platform token)."""
+        token = self.token(client_email, [CLOUD_PLATFORM])
+        resp = self.http.delete(
+            f"/v1/projects/-/serviceAccounts/{client_email}/keys/{key_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert resp.status_code == 200, resp.text
 
 
 _checkers: list[ResponseChecker] = []

@@ -22,10 +22,31 @@ CLIENT_CLOSED = 499  # nginx's "client closed request": nobody is left to read t
 
 def _route_modules() -> list[Any]:
     # imported lazily so each module can import `state`/`errors` without cycles
-    from . import batch, calendars, events, middleware, oauth, persist, push, service_accounts
+    from . import (
+        batch,
+        calendars,
+        events,
+        iam,
+        middleware,
+        oauth,
+        persist,
+        push,
+        service_accounts,
+    )
 
     # persist first: the saved world is loaded before any other module starts, saved after all stop
-    return [persist, oauth, service_accounts, calendars, push, events, batch, control, middleware]
+    return [
+        persist,
+        oauth,
+        service_accounts,
+        iam,
+        calendars,
+        push,
+        events,
+        batch,
+        control,
+        middleware,
+    ]
 
 
 async def _google_error(request: Request, exc: Exception) -> Response:

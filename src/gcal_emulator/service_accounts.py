@@ -2,7 +2,8 @@
 
 `POST /emulator/v1/service-accounts` plays the Cloud Console "create key" button: it returns the
 JSON key file and the legacy P12 key exactly as Google hands them out, with `token_uri` pointing
-at this emulator. `POST /emulator/v1/domains/{domain}/delegations` plays the Workspace admin who
+at this emulator; called again for the same account it adds a key (the earlier ones stay valid
+until IAM's keys.delete, iam.py, removes them). `POST /emulator/v1/domains/{domain}/delegations` plays the Workspace admin who
 authorises a client id for some scopes (Security → API controls → Domain-wide delegation).
 """
 
@@ -87,13 +88,11 @@ async def create_service_account(request: Request) -> Response:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # a new key replaces the previous one (Google would keep both valid; one is enough here)
-    world.service_accounts[client_email] = ServiceAccount(
-        client_email=client_email,
-        client_id=client_id,
-        private_key_id=key_id,
-        public_key_pem=public_pem.decode(),
-    )
+    # another key of the same account: the earlier ones stay valid, as in Google, until
+    # IAM's keys.delete removes them (iam.py)
+    account = existing or ServiceAccount(client_email=client_email, client_id=client_id)
+    account.keys[key_id] = public_pem.decode()
+    world.service_accounts[client_email] = account
     name = str(data.get("name") or client_email.split("@")[0])
     world.add_account(client_email, name, is_service_account=True)
     base = _base(request)
@@ -137,7 +136,8 @@ async def list_service_accounts(request: Request) -> Response:
         {
             "client_email": sa.client_email,
             "client_id": sa.client_id,
-            "private_key_id": sa.private_key_id,
+            "private_key_id": sa.newest_key_id,
+            "private_key_ids": list(sa.keys),
         }
         for sa in world.service_accounts.values()
     ]

@@ -135,8 +135,21 @@ class RefreshToken:
 class ServiceAccount:
     client_email: str
     client_id: str  # numeric, what a Workspace admin authorises for domain-wide delegation
-    private_key_id: str
-    public_key_pem: str
+    #: a state file saved before `keys` held one key here; it moves into `keys` (then "")
+    private_key_id: str = ""
+    public_key_pem: str = ""
+    #: the live keys, private_key_id → public key PEM, oldest first: creating a key adds one,
+    #: IAM's keys.delete removes one (Google keeps every key valid until it is deleted)
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.private_key_id:
+            self.keys.setdefault(self.private_key_id, self.public_key_pem)
+        self.private_key_id = self.public_key_pem = ""
+
+    @property
+    def newest_key_id(self) -> str | None:
+        return next(reversed(self.keys), None)
 
 
 @dataclass

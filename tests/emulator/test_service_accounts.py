@@ -17,6 +17,8 @@ from google.auth.exceptions import RefreshError
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 
+from gcal_emulator import persist
+from gcal_emulator.state import ServiceAccount
 from tests.conftest import Emulator
 
 CALENDAR = "https://www.googleapis.com/auth/calendar"
@@ -188,3 +190,112 @@ def test_delegation_control_lists_and_validates(emulator: Emulator, sa: dict[str
     }
     bad = emulator.http.post(f"/emulator/v1{path}", json={"client_id": sa["client_id"]})
     assert bad.status_code == 400
+
+
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def _keys_path(key_id: str, project: str = "-", account: str = SA_EMAIL) -> str:
+    return f"/v1/projects/{project}/serviceAccounts/{account}/keys/{key_id}"
+
+
+def test_a_second_key_leaves_the_first_valid_until_iam_deletes_it(
+    emulator: Emulator, sa: dict[str, Any]
+) -> None:
+    """As in Google: an account has several live keys; keys.delete (google-auth's
+    AuthorizedSession, as the service account with cloud-platform) retires one, and the token
+    endpoint then refuses what it signs with Google's answer."""
+    second = emulator.control("POST", "/service-accounts", {"client_email": SA_EMAIL}).json()
+    assert second["client_id"] == sa["client_id"]
+    assert second["private_key_id"] != sa["private_key_id"]
+    listed = emulator.control("GET", "/service-accounts").json()["items"]
+    assert listed == [
+        {
+            "client_email": SA_EMAIL,
+            "client_id": sa["client_id"],
+            "private_key_id": second["private_key_id"],
+            "private_key_ids": [sa["private_key_id"], second["private_key_id"]],
+        }
+    ]
+    first_key, first_kid = sa["json_key"]["private_key"], sa["private_key_id"]
+    status, issued = _grant(emulator, _assertion(first_key, first_kid))
+    assert status == 200
+    for p12 in (sa, second):  # a P12 assertion names no key: any live key of the account
+        private_key, _, _ = pkcs12.load_key_and_certificates(
+            base64.b64decode(p12["p12_base64"]), b"notasecret"
+        )
+        assert isinstance(private_key, rsa.RSAPrivateKey)
+        signer = crypt.RSASigner(private_key)
+        creds = service_account.Credentials(
+            signer, SA_EMAIL, f"{emulator.url}/token", scopes=[CALENDAR]
+        )
+        assert calendar_ids(emulator, creds) == [SA_EMAIL]
+
+    admin = service_account.Credentials.from_service_account_info(
+        second["json_key"], scopes=[CLOUD_PLATFORM]
+    )
+    session = google.auth.transport.requests.AuthorizedSession(admin)
+    resp = session.delete(f"{emulator.url}{_keys_path(first_kid)}")
+    assert (resp.status_code, resp.json()) == (200, {})
+
+    status, body = _grant(emulator, _assertion(first_key, first_kid))
+    assert (status, body) == (
+        400,
+        {"error": "invalid_grant", "error_description": "Invalid JWT Signature."},
+    )
+    old = service_account.Credentials.from_service_account_info(sa["json_key"], scopes=[CALENDAR])
+    with pytest.raises(RefreshError, match="Invalid JWT Signature"):
+        old.refresh(google.auth.transport.requests.Request())
+    # the access token issued before lives on until it expires; the second key still signs
+    got = emulator.http.get(
+        "/calendar/v3/users/me/calendarList",
+        headers={"Authorization": f"Bearer {issued['access_token']}"},
+    )
+    assert got.status_code == 200
+    status, _ = _grant(
+        emulator, _assertion(second["json_key"]["private_key"], second["private_key_id"])
+    )
+    assert status == 200
+    listed = emulator.control("GET", "/service-accounts").json()["items"]
+    assert listed[0]["private_key_ids"] == [second["private_key_id"]]
+
+    # deleted already, or never there: 404 in the shape of Google's newer APIs
+    again = session.delete(f"{emulator.url}{_keys_path(first_kid)}")
+    assert again.status_code == 404 and again.json()["error"]["status"] == "NOT_FOUND"
+    by_id = session.delete(f"{emulator.url}{_keys_path(first_kid, 'crm-project', sa['client_id'])}")
+    assert by_id.status_code == 404 and "key" in by_id.json()["error"]["message"]
+    other_project = session.delete(f"{emulator.url}{_keys_path(second['private_key_id'], 'other')}")
+    assert other_project.status_code == 404
+
+
+def test_deleting_a_key_needs_a_cloud_platform_token(
+    emulator: Emulator, sa: dict[str, Any]
+) -> None:
+    path = _keys_path(sa["private_key_id"], "crm-project")
+    resp = emulator.http.delete(path)
+    assert resp.status_code == 401 and resp.json()["error"]["status"] == "UNAUTHENTICATED"
+    bogus = emulator.http.delete(path, headers={"Authorization": "Bearer ya29.nope"})
+    assert bogus.status_code == 401 and "invalid authentication" in bogus.json()["error"]["message"]
+    calendar_only = emulator.token(ADA, [CALENDAR])
+    resp = emulator.http.delete(path, headers={"Authorization": f"Bearer {calendar_only}"})
+    assert resp.status_code == 403 and resp.json()["error"]["status"] == "PERMISSION_DENIED"
+    admin = emulator.token(ADA, [CLOUD_PLATFORM])
+    resp = emulator.http.delete(path, headers={"Authorization": f"Bearer {admin}"})
+    assert resp.status_code == 200
+    status, body = _grant(emulator, _assertion(sa["json_key"]["private_key"], sa["private_key_id"]))
+    assert status == 400 and body["error_description"] == "Invalid JWT Signature."
+
+
+def test_a_state_file_from_before_several_keys_loads_its_key() -> None:
+    old = {
+        "__dataclass__": "gcal_emulator.state:ServiceAccount",
+        "fields": {
+            "client_email": SA_EMAIL,
+            "client_id": "1234",
+            "private_key_id": "abc",
+            "public_key_pem": "PEM",
+        },
+    }
+    loaded = persist.decode(old)
+    assert isinstance(loaded, ServiceAccount) and loaded.keys == {"abc": "PEM"}
+    assert persist.decode(persist.encode(loaded)).keys == {"abc": "PEM"}

@@ -171,9 +171,18 @@ def _refresh(request: Request, world: World, params: dict[str, str]) -> Response
 def _find_service_account(world: World, kid: str | None, iss: str) -> ServiceAccount | None:
     if kid:
         for sa in world.service_accounts.values():
-            if sa.private_key_id == kid:
+            if kid in sa.keys:
                 return sa
     return world.service_accounts.get(iss.lower())  # keyed by client_email
+
+
+def _public_keys(sa: ServiceAccount, kid: str | None) -> list[str]:
+    """The live keys the assertion may be signed with: the one its `kid` names, or every one
+    of the account (a P12 key's assertion names none). A deleted key's id names none: its
+    signature then verifies with no key ("Invalid JWT Signature.", as Google answers)."""
+    if kid:
+        return [sa.keys[kid]] if kid in sa.keys else []
+    return list(sa.keys.values())
 
 
 def _times_ok(world: World, iat: int, exp: int) -> bool:
@@ -201,15 +210,20 @@ def _jwt_bearer(request: Request, world: World, params: dict[str, str]) -> Respo
         raise errors.invalid_grant("Invalid grant: account not found")
     if header.get("alg") != "RS256":
         raise errors.invalid_grant("Invalid JWT Signature.")
-    try:
-        claims = jwt.decode(
-            assertion,
-            sa.public_key_pem,
-            algorithms=["RS256"],
-            options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
-        )
-    except jwt.PyJWTError as exc:
-        raise errors.invalid_grant("Invalid JWT Signature.") from exc
+    claims: dict[str, Any] | None = None
+    for public_key in _public_keys(sa, header.get("kid")):
+        try:
+            claims = jwt.decode(
+                assertion,
+                public_key,
+                algorithms=["RS256"],
+                options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
+            )
+            break
+        except jwt.PyJWTError:
+            continue
+    if claims is None:
+        raise errors.invalid_grant("Invalid JWT Signature.")
     iat, exp = claims.get("iat"), claims.get("exp")
     if not isinstance(iat, int) or not isinstance(exp, int) or not _times_ok(world, iat, exp):
         raise errors.invalid_grant(BAD_ASSERTION_TIME)

@@ -179,7 +179,8 @@ async def test_deleted_service_account_key(
 ) -> None:
     sa = make_service_account(emulator)
     old = ServiceAccountKey.from_json(sa["json_key"])
-    make_service_account(emulator)  # a new key replaces the old one
+    make_service_account(emulator)  # a new key: the old one stays valid until it is deleted
+    emulator.delete_service_account_key(SA_EMAIL, sa["private_key_id"])
     tokens = ServiceAccountTokens(old, settings=settings)
     with pytest.raises(errors.ServiceAccountKeyError, match="deleted"):
         await tokens.check("alice@example.com")
