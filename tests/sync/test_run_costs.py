@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from calsync.store import crypto
+from calsync.store import crypto, tenants
 from calsync.store.models import CalendarBinding, GoogleConnection, Tenant
 from calsync.store.statuses import AuthMode
 from tests.sql_events import transactions
@@ -130,7 +130,8 @@ async def test_a_service_account_sync_decrypts_the_key_once_a_process(
     h: Harness, decrypted: list[int]
 ) -> None:
     """A company connected through a service account: the first sync of the process decrypts
-    the tenant's key (the token source is kept per tenant), the next ones nothing."""
+    the tenant's key (the token source is kept per tenant and key version), the next ones
+    nothing."""
     created = h.emu.control(
         "POST", "/service-accounts", {"client_email": "sync@crm.iam.gserviceaccount.com"}
     ).json()
@@ -153,6 +154,25 @@ async def test_a_service_account_sync_decrypts_the_key_once_a_process(
     decrypted.clear()
     result = await h.sync()
     assert result.ok and result.counts["pushed"] == 1, result
+    assert len(decrypted) == 1, decrypted
+    decrypted.clear()
+    assert (await h.sync()).ok
+    assert decrypted == []
+    # the key stored again (a new version, by any process): decrypted once more, then not
+    async with h.db.session() as s:
+        tenant = await s.get(Tenant, h.tenant_id)
+        assert tenant is not None
+        await tenants.store_service_account_key(
+            s,
+            tenant,
+            json.dumps(created["json_key"]).encode(),
+            key_format="json",
+            password=None,
+            client_email=created["json_key"]["client_email"],
+        )
+        await s.commit()
+    decrypted.clear()
+    assert (await h.sync()).ok
     assert len(decrypted) == 1, decrypted
     decrypted.clear()
     assert (await h.sync()).ok

@@ -80,6 +80,9 @@ class Tenant(Base):
     service_account_key: Mapped[bytes | None] = mapped_column(EncryptedBytes())
     service_account_key_format: Mapped[str | None] = mapped_column(String(8))
     service_account_key_password: Mapped[str | None] = mapped_column(EncryptedText())
+    # new (random) whenever the key is stored: each process's token source built from the
+    # key is rebuilt when it sees another (sync.tokens.GoogleAccess; migration 0021)
+    service_account_key_version: Mapped[str | None] = mapped_column(String(32))
     exported_type_keys: Mapped[list[str]] = mapped_column(JSON)
     default_import_type_key: Mapped[str] = mapped_column(String(64), default="meeting")
     personal_import_type_key: Mapped[str] = mapped_column(String(64), default="personal")

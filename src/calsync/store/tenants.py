@@ -68,6 +68,33 @@ async def update(session: AsyncSession, tenant: Tenant, changes: dict[str, Any])
     return tenant
 
 
+async def store_service_account_key(
+    session: AsyncSession,
+    tenant: Tenant,
+    raw: bytes,
+    *,
+    key_format: str,
+    password: str | None,
+    client_email: str,
+) -> str:
+    """The company's service-account key (encrypted by its columns) with a new version, the
+    one place it is written: a process's token source built from another version is rebuilt
+    at its next use (sync.tokens.GoogleAccess). Flushes; the caller commits. The version."""
+    version = uuid.uuid4().hex
+    await update(
+        session,
+        tenant,
+        {
+            "service_account_key": raw,
+            "service_account_key_format": key_format,
+            "service_account_key_password": password,
+            "service_account_email": client_email,
+            "service_account_key_version": version,
+        },
+    )
+    return version
+
+
 async def activity_types(session: AsyncSession, tenant_id: uuid.UUID) -> Sequence[ActivityType]:
     result = await session.scalars(
         select(ActivityType)

@@ -95,8 +95,9 @@ async def store_key(
     client_email: str | None = None,
 ) -> StoredKey:
     """Check and store the service account's key (encrypted by the store), and make the
-    company's auth mode service_account; the engine's token source for the previous key is
-    dropped. A key that is not one raises `errors.GoogleError` (ServiceAccountKeyError)."""
+    company's auth mode service_account; every process's token source for the previous key
+    is replaced at its next use (the key's version changed). A key that is not one raises
+    `errors.GoogleError` (ServiceAccountKeyError)."""
     fmt = key_format or (
         "json" if filename.lower().endswith(".json") or raw.lstrip()[:1] == b"{" else "p12"
     )
@@ -109,19 +110,19 @@ async def store_key(
             raw, client_email=email, password=password, filename=filename or "the P12 key file"
         )
         client_id = p12_client_id(raw, password)
-    await tenants.update(
+    await tenants.store_service_account_key(
         session,
         tenant,
-        {
-            "service_account_key": raw,
-            "service_account_key_format": fmt,
-            "service_account_key_password": password if fmt == "p12" else None,
-            "service_account_email": key.client_email,
-            "auth_mode": AuthMode.SERVICE_ACCOUNT,
-        },
+        raw,
+        key_format=fmt,
+        password=password if fmt == "p12" else None,
+        client_email=key.client_email,
     )
+    await tenants.update(session, tenant, {"auth_mode": AuthMode.SERVICE_ACCOUNT})
     await session.commit()
-    services.key_replaced(tenant.id)
+    # this process lets go of the previous key's token source at once; every other one
+    # rebuilds its own at its next sync, on seeing the key's new version
+    services.access.forget_service_account(tenant.id)
     return StoredKey(key.client_email, client_id, fmt)
 
 

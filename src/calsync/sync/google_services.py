@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -127,13 +126,6 @@ class GoogleServices:
                 await client.aclose()
         finally:
             await tokens.aclose()
-
-    def key_replaced(self, tenant_id: uuid.UUID) -> None:
-        """Drop the engine's cached token source built from the tenant's previous key."""
-        # GoogleAccess caches one ServiceAccountTokens per tenant and offers no eviction yet
-        stale = self.access._service_accounts.pop(tenant_id, None)
-        if stale is not None:
-            self.spawn(stale.aclose())
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run in the background (until a job runner exists); kept referenced until done."""

@@ -19,7 +19,7 @@ import httpx
 
 from calsync.google import errors
 from calsync.google.auth import CachedTokenProvider, TokenProvider
-from calsync.google.calendar import CalendarClient, count_request_hook
+from calsync.google.calendar import CalendarClient, count_request_hook, make_http_client
 from calsync.google.models import OAuthToken
 from calsync.google.oauth import GoogleOAuth, UserCredentials
 from calsync.google.ratelimit import RateLimiter
@@ -132,16 +132,33 @@ class StoredCredentials(UserCredentials):
         return await super()._fetch()
 
 
+@dataclass(frozen=True)
+class _CompanyKey:
+    """A company's token source and the version of the stored key it was built from."""
+
+    version: str | None
+    tokens: ServiceAccountTokens
+
+
 @dataclass
 class GoogleAccess:
-    """What the engine needs to talk to Google: settings, and shared clients (one per process)."""
+    """What the engine needs to talk to Google: settings, and shared clients (one per process).
+
+    A company's service-account token source is kept per process and tagged with the stored
+    key's version (`tenant.service_account_key_version`, new whenever the key is stored):
+    a use that reads another version from the tenant's row builds a new one from the key
+    then stored, so a key replaced by any process takes effect at every process's next sync;
+    the key itself is decrypted only when a source is built."""
 
     settings: Settings
     oauth: GoogleOAuth | None = None
     http: httpx.AsyncClient | None = None
     retry: RetryPolicy | None = None
     rate_limiter: RateLimiter | Literal["settings"] | None = "settings"
-    _service_accounts: dict[uuid.UUID, ServiceAccountTokens] = field(default_factory=dict)
+    _service_accounts: dict[uuid.UUID, _CompanyKey] = field(default_factory=dict, init=False)
+    #: the service accounts' token requests' client (without `http`): one for every company
+    #: and key, so a replaced token source has nothing to close (a run may still use it)
+    _token_http: httpx.AsyncClient | None = field(default=None, init=False)
 
     def tokens(
         self,
@@ -154,7 +171,7 @@ class GoogleAccess:
         them (store.sync_rows.load), decrypted only when a request sends one; without, the
         connection's and tenant's own (decrypted columns)."""
         if connection.auth_mode == AuthMode.SERVICE_ACCOUNT:
-            return self._service_account(tenant, secrets).for_user(connection.google_email or "")
+            return self.service_account(tenant, secrets).for_user(connection.google_email or "")
         refresh = connection.refresh_token if secrets is None else secrets.refresh_token
         if not refresh:
             raise NotConnected()
@@ -180,18 +197,35 @@ class GoogleAccess:
         )
         return provider
 
-    def _service_account(self, tenant: Tenant, secrets: Secrets | None) -> ServiceAccountTokens:
-        cached = self._service_accounts.get(tenant.id)
-        if cached is not None:
-            return cached
+    def service_account(
+        self, tenant: Tenant, secrets: Secrets | None = None
+    ) -> ServiceAccountTokens:
+        """The company's token source for the key stored now: the one kept if it was built
+        from this version of the key, else a new one (kept instead). `secrets`: the key as a
+        sync's start read it, still encrypted; without, the tenant's own columns.
+        `ServiceAccountKeyError` when there is no key or it is broken (nothing is kept)."""
+        version = tenant.service_account_key_version
+        kept = self._service_accounts.get(tenant.id)
+        if kept is not None and kept.version == version:
+            return kept.tokens
         tokens = ServiceAccountTokens(
             load_service_account_key(tenant, secrets),
             settings=self.settings,
-            http=self.http,
+            http=self.http or self._token_client(),
             retry=self.retry,
         )
-        self._service_accounts[tenant.id] = tokens
+        self._service_accounts[tenant.id] = _CompanyKey(version, tokens)
         return tokens
+
+    def forget_service_account(self, tenant_id: uuid.UUID) -> None:
+        """Let go of the company's token source (its key was replaced or removed): the next
+        use builds one from the key stored then. A run that holds it finishes with it."""
+        self._service_accounts.pop(tenant_id, None)
+
+    def _token_client(self) -> httpx.AsyncClient:
+        if self._token_http is None:
+            self._token_http = make_http_client(self.settings)
+        return self._token_http
 
     def client(self, tokens: TokenProvider) -> CalendarClient:
         return CalendarClient(
@@ -205,5 +239,9 @@ class GoogleAccess:
     async def aclose(self) -> None:
         if self.oauth is not None:
             await self.oauth.aclose()
-        for tokens in self._service_accounts.values():
-            await tokens.aclose()
+        for kept in self._service_accounts.values():
+            await kept.tokens.aclose()  # closes nothing of its own: the client is ours
+        self._service_accounts.clear()
+        if self._token_http is not None:
+            await self._token_http.aclose()
+            self._token_http = None
