@@ -203,3 +203,28 @@ async def test_a_garbled_stored_key_fails_the_sync_with_the_remedy(
     assert result.error.code == "google.service_account_key"
     assert "is not a JSON file" in result.error.message
     assert "Add key" in (result.error.remedy or "")
+
+
+async def test_a_process_that_had_a_working_key_reports_a_garbled_new_one(
+    h: Harness, company: Company
+) -> None:
+    """The stored key replaced by one that is no key (stored around `store_key`'s checks):
+    a process that synced with the previous key does not go on with it unnoticed, it says
+    what the admin must fix; a good key uploaded then works at once."""
+    await company.connect(company.new_key())
+    assert (await company.sync(company.two)).outcome is Outcome.OK
+    async with h.db.session() as s:
+        tenant = await tenants.get(s, h.tenant_id)
+        assert tenant is not None
+        await tenants.store_service_account_key(
+            s, tenant, b"{garbled", key_format="json", password=None, client_email=SA
+        )
+        await s.commit()
+    result = await company.sync(company.two)
+    assert result.outcome is Outcome.FAILED and result.error is not None, result
+    assert result.error.code == "google.service_account_key"
+    assert "is not a JSON file" in result.error.message
+    await company.upload(company.new_key())
+    await h.activity("Visit", at(1, 9))
+    result = await company.sync(company.two)
+    assert result.outcome is Outcome.OK and result.counts["pushed"] == 1, result.error

@@ -206,8 +206,10 @@ class GoogleAccess:
         `ServiceAccountKeyError` when there is no key or it is broken (nothing is kept)."""
         version = tenant.service_account_key_version
         kept = self._service_accounts.get(tenant.id)
-        if kept is not None and kept.version == version:
-            return kept.tokens
+        if kept is not None:
+            if kept.version == version:
+                return kept.tokens
+            self.forget_service_account(tenant.id)
         tokens = ServiceAccountTokens(
             load_service_account_key(tenant, secrets),
             settings=self.settings,
