@@ -154,6 +154,59 @@ async def test_a_crash_mid_import_leaves_no_duplicates_and_the_next_run_finishes
     assert again.counts.get("updated", 0) == 0 and again.counts.get("pushed", 0) == 0
 
 
+async def test_the_next_chunk_is_mapped_while_a_chunk_is_written_one_write_at_a_time(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pull._import_fresh pipelines the chunks: chunk k+1 is validated and mapped while
+    chunk k's transaction runs, but the writes stay one at a time, in order (the change
+    feed's numbers are reserved in that order), and a page's writes have all committed
+    before the next page is read."""
+    await _google_events(h, 13)
+    trace: list[str] = []
+    writing = 0
+    real_checked, real_insert = pull._checked, bulk_import.insert_imported
+
+    async def checked(ctx: Ctx, chunk: list[Any]) -> Any:
+        trace.append("map " + ",".join(e.summary or "" for e, _ in chunk))
+        return await real_checked(ctx, chunk)
+
+    async def insert(*args: Any, **kwargs: Any) -> list[Any]:
+        nonlocal writing
+        writing += 1
+        assert writing == 1, "two chunks written at once"
+        items = args[3]
+        try:
+            return await real_insert(*args, **kwargs)
+        finally:
+            writing -= 1
+            trace.append("wrote " + ",".join(i.values.subject for i in items))
+
+    real_page = pull._page
+
+    async def page(ctx: Ctx, events: list[Event], held: pull.Held) -> None:
+        assert writing == 0
+        trace.append("page")
+        await real_page(ctx, events, held)
+        assert writing == 0  # nothing of the page is still being written when it returns
+
+    monkeypatch.setattr(pull, "_checked", checked)
+    monkeypatch.setattr(bulk_import, "insert_imported", insert)
+    monkeypatch.setattr(pull, "_page", page)
+    result = await h.sync()
+    assert result.ok and result.counts["created"] == 13
+    assert trace[:6] == [
+        "page",
+        "map Imported 0,Imported 1",
+        "map Imported 2,Imported 3",  # while the first chunk is written
+        "wrote Imported 0,Imported 1",
+        "map Imported 4",
+        "wrote Imported 2,Imported 3",
+    ]
+    wrote = [t.removeprefix("wrote ") for t in trace if t.startswith("wrote ")]
+    assert ",".join(wrote) == ",".join(f"Imported {i}" for i in range(13))
+    assert await _feed_seqs(h) == list(range(1, 14))
+
+
 async def test_bulk_links_agree_with_the_stored_activities(h: Harness) -> None:
     """The bulk import computes each link's CRM hash from the values it writes; it must be the
     hash of the activity as stored, or the next sync would see a CRM change that is none."""

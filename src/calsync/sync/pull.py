@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
 IMPORT_CHUNK = 500  # new events stored per transaction (a few ms of bulk inserts)
+#: while a chunk is mapped, the event loop gets a turn every so many events (`_checked`)
+YIELD_EVERY = 50
 #: events a pull bulk-imports before it has PostgreSQL's planner statistics refreshed
 #: (store.bulk_import.refresh_statistics); fewer are autovacuum's business
 ANALYZE_AFTER = 1000
@@ -409,7 +411,15 @@ async def _import_matchable(
 
 async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> None:
     """New events nothing in the CRM matches: the special ones one by one (importing.py),
-    the rest in bulk, a chunk per transaction."""
+    the rest in bulk, a chunk per transaction.
+
+    The chunks are pipelined: chunk k+1 is validated and mapped (this process's CPU) while
+    chunk k's transaction runs (SQLite's work in aiosqlite's thread, PostgreSQL's in the
+    server), which the event loop otherwise sat waiting for. The transactions are the same,
+    one at a time and in the same order (changes.reserve numbers them in that order); an
+    event parked as an issue is parked after the chunks before it committed, as before, and
+    nothing leaves here with a write still running. The reads between pages never overlap a
+    write: the last chunk's commit is awaited before this returns."""
     fresh = []
     for event, g in fields:
         if importing.special(ctx, event):
@@ -419,8 +429,27 @@ async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> Non
                 await importing.park_event(ctx, event, str(exc))
         else:
             fresh.append((event, g))
-    for i in range(0, len(fresh), IMPORT_CHUNK):
-        await _import(ctx, fresh[i : i + IMPORT_CHUNK])
+    writing: asyncio.Future[None] | None = None
+    try:
+        for i in range(0, len(fresh), IMPORT_CHUNK):
+            checked, invalid = await _checked(ctx, fresh[i : i + IMPORT_CHUNK])
+            if writing is not None:
+                await writing  # one transaction at a time, in order
+                writing = None
+            for event, why in invalid:
+                await importing.park_event(ctx, event, why)
+            if checked:
+                writing = asyncio.ensure_future(_store(ctx, checked))
+        if writing is not None:
+            await writing
+            writing = None
+    finally:
+        if writing is not None and not writing.done():
+            # something else failed: the write in flight ends (commits or rolls back) before
+            # the error leaves, never behind the caller's back; its own error, if any, is
+            # the lesser news
+            with contextlib.suppress(Exception):
+                await writing
 
 
 def _around(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> list[Event] | None:
@@ -517,21 +546,28 @@ async def _park_ambiguous(
     ctx.progress.counts["issues"] += 1
 
 
-async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
-    """New Google events become activities of the tenant's default import type.
+async def _checked(
+    ctx: Ctx, chunk: list[tuple[Event, SyncFields]]
+) -> tuple[list[bulk_import.ImportedEvent], list[tuple[Event, str]]]:
+    """A chunk of new Google events as the rows of new activities of the tenant's default
+    import type (`_store`), and those the CRM cannot hold, with why (parked as issues).
 
-    New events are stored a chunk per transaction: atomic like one event per transaction (a
-    crash stores none of the chunk and the unchanged sync token lists them again), without a
-    commit per event on an initial import of thousands. The rows go in as Core bulk inserts
-    (store.bulk_import): the link's merge base and hashes are reconcile.agree's, computed from
-    the validated values instead of from ORM objects."""
+    The link's merge base and hashes are reconcile.agree's, computed from the validated
+    values instead of from ORM objects.
+
+    Yields to the event loop every YIELD_EVERY events: the previous chunk's write (a task)
+    goes on with its next statement as soon as the last one came back, instead of waiting for
+    the whole chunk to be mapped."""
     checked: list[bulk_import.ImportedEvent] = []
-    for event, g in chunk:
+    invalid: list[tuple[Event, str]] = []
+    for n, (event, g) in enumerate(chunk, 1):
         assert event.id is not None
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         try:
             values = validate(mapping.draft(g, None, ctx.settings.time_zone))
         except ActivityInvalid as exc:
-            await importing.park_event(ctx, event, str(exc))
+            invalid.append((event, str(exc)))
             continue
         crm = mapping.imported_fields(g, values)
         snapshot = canonical_json(g.to_json())  # stored as it is hashed: encoded once
@@ -549,8 +585,14 @@ async def _import(ctx: Ctx, chunk: list[tuple[Event, SyncFields]]) -> None:
                 ical_uid=event.i_cal_uid,
             )
         )
-    if not checked:
-        return
+    return checked, invalid
+
+
+async def _store(ctx: Ctx, checked: list[bulk_import.ImportedEvent]) -> None:
+    """New events are stored a chunk per transaction: atomic like one event per transaction
+    (a crash stores none of the chunk and the unchanged sync token lists them again), without
+    a commit per event on an initial import of thousands. The rows go in as Core bulk inserts
+    (store.bulk_import)."""
     async with ctx.settings.db.session() as session:
         await bulk_import.insert_imported(
             session,
