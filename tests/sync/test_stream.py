@@ -303,6 +303,13 @@ async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
         "updated_at": now,
     }
     repeating = activity | {"id": uuid.uuid4(), "recurrence": ["RRULE:FREQ=DAILY"]}
+    # the range starts at the start's instant, given in another zone (SQLite's UTC texts
+    # are shared by instant within a statement's rows)
+    same_range = activity | {
+        "id": uuid.uuid4(),
+        "range_start_utc": datetime(2026, 3, 29, 9, 0, tzinfo=ZoneInfo("Europe/Oslo")),
+    }
+    assert same_range["range_start_utc"] == activity["start_utc"]
     change = {
         "tenant_id": h.tenant_id,
         "seq": 10**9,
@@ -327,7 +334,7 @@ async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
     }
     no_snapshot = link | {"id": uuid.uuid4(), "google_event_id": "def456", "snapshot": None}
     tables = [
-        (cast(Table, Activity.__table__), [activity, repeating]),
+        (cast(Table, Activity.__table__), [activity, repeating, same_range]),
         (cast(Table, Change.__table__), [change]),
         (cast(Table, EventLink.__table__), [link, no_snapshot]),
     ]
@@ -374,7 +381,7 @@ async def test_driver_rows_are_what_a_core_insert_stores(h: Harness) -> None:
             await bulk_import.insert_values(conn, into, own, shared)
         await s.commit()
     assert await stored() == by_core
-    assert [len(rows) for rows in by_core] == [2, 1, 2]
+    assert [len(rows) for rows in by_core] == [3, 1, 2]
 
 
 async def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(

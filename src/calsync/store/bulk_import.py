@@ -249,6 +249,16 @@ def _sqlite_utc(value: datetime) -> str:
     return _pg_utc(value).isoformat(" ", "microseconds")[:26]
 
 
+def _utc_text(value: datetime, texts: dict[datetime, str]) -> str:
+    # aware datetimes are equal (and hash alike) when they are the same instant, whatever
+    # their zones, and the same instant has the same UTC text; a naive one equals no aware
+    # one, so it still gets to _sqlite_utc's ValueError
+    text = texts.get(value)
+    if text is None:
+        text = texts[value] = _sqlite_utc(value)
+    return text
+
+
 def _pg_utc(value: datetime) -> datetime:
     if value.tzinfo is UTC:
         return value
@@ -319,8 +329,14 @@ class _Plan:
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
         if len(columns) != self.width:
             raise ValueError(f"rows of {len(columns)} values for {self.width} columns")
+        #: SQLite's UTC texts by instant, shared by the row's UTCDateTime columns: an
+        #: activity's range is its start and end (range_start_utc is start_utc) unless it
+        #: recurs, and isoformat was the import's costliest call (5 an activity and link)
+        utc_texts: dict[datetime, str] = {}
         for i, (fn, nulls) in self.convert:
-            if nulls:
+            if fn is _sqlite_utc:
+                columns[i] = [None if v is None else _utc_text(v, utc_texts) for v in columns[i]]
+            elif nulls:
                 columns[i] = list(map(fn, columns[i]))
             else:
                 columns[i] = [None if v is None else fn(v) for v in columns[i]]
