@@ -5,6 +5,7 @@ mass-delete guard still pauses when the deletions are spread over many pages."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -205,6 +206,47 @@ async def test_the_next_chunk_is_mapped_while_a_chunk_is_written_one_write_at_a_
     wrote = [t.removeprefix("wrote ") for t in trace if t.startswith("wrote ")]
     assert ",".join(wrote) == ",".join(f"Imported {i}" for i in range(13))
     assert await _feed_seqs(h) == list(range(1, 14))
+
+
+async def test_an_error_mapping_a_chunk_lets_the_write_in_flight_end_first(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipelined import fails while a chunk's transaction is in flight: that chunk
+    commits before the error leaves (nothing is left writing behind the run), the listing
+    starts over next time and finishes without duplicates."""
+    await _google_events(h, 7)
+    real = pull._checked
+    calls = 0
+    finished: list[bool] = []
+
+    async def fails_at_the_second_chunk(ctx: Ctx, chunk: list[Any]) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await asyncio.sleep(0)  # the first chunk's write under way
+            raise RuntimeError("mapping failed")
+        return await real(ctx, chunk)
+
+    real_store = pull._store
+
+    async def store(ctx: Ctx, checked: list[Any]) -> None:
+        finished.append(False)
+        await real_store(ctx, checked)
+        finished[-1] = True
+
+    monkeypatch.setattr(pull, "_checked", fails_at_the_second_chunk)
+    monkeypatch.setattr(pull, "_store", store)
+    with pytest.raises(RuntimeError, match="mapping failed"):
+        await h.sync()
+    assert finished == [True]
+    assert len(await h.live_activities()) == 2
+    monkeypatch.setattr(pull, "_checked", real)
+    result = await h.sync()
+    assert result.ok and result.counts["created"] == 5
+    assert sorted(a.subject for a in await h.live_activities()) == sorted(
+        f"Imported {i}" for i in range(7)
+    )
+    assert await _feed_seqs(h) == list(range(1, 8))
 
 
 async def test_bulk_links_agree_with_the_stored_activities(h: Harness) -> None:

@@ -450,6 +450,8 @@ async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> Non
             # the lesser news
             with contextlib.suppress(Exception):
                 await writing
+        elif writing is not None and not writing.cancelled():
+            writing.exception()  # seen: the error that leaves is the one raised here
 
 
 def _around(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> list[Event] | None:
