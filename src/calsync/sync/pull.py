@@ -411,15 +411,10 @@ async def _import_matchable(
 
 async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> None:
     """New events nothing in the CRM matches: the special ones one by one (importing.py),
-    the rest in bulk, a chunk per transaction.
-
-    The chunks are pipelined: chunk k+1 is validated and mapped (this process's CPU) while
-    chunk k's transaction runs (SQLite's work in aiosqlite's thread, PostgreSQL's in the
-    server), which the event loop otherwise sat waiting for. The transactions are the same,
-    one at a time and in the same order (changes.reserve numbers them in that order); an
-    event parked as an issue is parked after the chunks before it committed, as before, and
-    nothing leaves here with a write still running. The reads between pages never overlap a
-    write: the last chunk's commit is awaited before this returns."""
+    the rest in bulk, a chunk per transaction. Pipelined: chunk k+1 is mapped while chunk k's
+    transaction runs (in aiosqlite's thread or PostgreSQL's server), the same transactions one
+    at a time, in order (changes.reserve numbers them so); an invalid event is parked after
+    the chunks before it committed, and no write is left running when this returns."""
     fresh = []
     for event, g in fields:
         if importing.special(ctx, event):
@@ -445,9 +440,7 @@ async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> Non
             writing = None
     finally:
         if writing is not None and not writing.done():
-            # something else failed: the write in flight ends (commits or rolls back) before
-            # the error leaves, never behind the caller's back; its own error, if any, is
-            # the lesser news
+            # something else failed: the write in flight ends before the error leaves
             with contextlib.suppress(Exception):
                 await writing
         elif writing is not None and not writing.cancelled():
@@ -551,15 +544,10 @@ async def _park_ambiguous(
 async def _checked(
     ctx: Ctx, chunk: list[tuple[Event, SyncFields]]
 ) -> tuple[list[bulk_import.ImportedEvent], list[tuple[Event, str]]]:
-    """A chunk of new Google events as the rows of new activities of the tenant's default
-    import type (`_store`), and those the CRM cannot hold, with why (parked as issues).
-
-    The link's merge base and hashes are reconcile.agree's, computed from the validated
-    values instead of from ORM objects.
-
-    Yields to the event loop every YIELD_EVERY events: the previous chunk's write (a task)
-    goes on with its next statement as soon as the last one came back, instead of waiting for
-    the whole chunk to be mapped."""
+    """New Google events as rows of new activities of the default import type (`_store`;
+    the link's merge base and hashes are reconcile.agree's, from the validated values), and
+    those the CRM cannot hold, with why. Yields to the loop every YIELD_EVERY events, so the
+    previous chunk's write goes on with its next statement meanwhile."""
     checked: list[bulk_import.ImportedEvent] = []
     invalid: list[tuple[Event, str]] = []
     for n, (event, g) in enumerate(chunk, 1):
@@ -591,10 +579,9 @@ async def _checked(
 
 
 async def _store(ctx: Ctx, checked: list[bulk_import.ImportedEvent]) -> None:
-    """New events are stored a chunk per transaction: atomic like one event per transaction
-    (a crash stores none of the chunk and the unchanged sync token lists them again), without
-    a commit per event on an initial import of thousands. The rows go in as Core bulk inserts
-    (store.bulk_import)."""
+    """A chunk in one transaction (store.bulk_import's Core inserts): atomic like one event
+    per transaction (after a crash the unchanged sync token lists them again), without a
+    commit per event on an initial import of thousands."""
     async with ctx.settings.db.session() as session:
         await bulk_import.insert_imported(
             session,
