@@ -175,13 +175,12 @@ class CalendarClient:
 
     def build_request(self, call: ApiCall[Any], token: str) -> httpx.Request:
         headers = {"Authorization": f"Bearer {token}", **call.headers}
-        return self.http.build_request(
-            call.method,
-            self.api_root + call.path,
-            params=call.params or None,
-            json=call.body,
-            headers=headers,
-        )
+        url = self.api_root + call.path
+        if call.params:
+            # the query in the URL as httpx would encode `params=` (as the batch does): httpx
+            # would parse the whole URL again to merge them, about 0.1 ms of CPU a request
+            url += "?" + str(httpx.QueryParams(call.params))
+        return self.http.build_request(call.method, url, json=call.body, headers=headers)
 
     async def throttle(self, n: int = 1) -> None:
         if self.rate_limiter is not None:

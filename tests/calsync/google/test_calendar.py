@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from calsync.google import errors
+from calsync.google import calls, errors
+from calsync.google.auth import StaticToken
 from calsync.google.calendar import CalendarClient
 from calsync.google.models import Event, EventDateTime, ExtendedProperties
 from calsync.google.retry import RetryPolicy
@@ -251,3 +252,31 @@ async def test_unknown_fields_round_trip(client: CalendarClient, alice: str) -> 
     assert created.model_extra is not None and "kind" not in created.model_extra
     raw = created.model_dump(by_alias=True, exclude_unset=True)
     assert raw["kind"] == "calendar#event" and raw["iCalUID"]
+
+
+def test_a_requests_query_is_encoded_as_httpx_encodes_params() -> None:
+    """build_request writes the query into the URL itself (httpx would parse the URL again to
+    merge `params=`): the URL sent is the one `params=` gives, lists, '+', ':', '@', '#',
+    spaces and non-ASCII included."""
+    client = CalendarClient(StaticToken("token"), rate_limiter=None)
+    at = dt.datetime(2031, 3, 1, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    for call in (
+        calls.events_list(
+            "team#room@group.calendar.google.com",
+            time_min=at,
+            show_deleted=True,
+            q="møte + lunsj & co",
+            private_extended_property={"calsyncActivityId": "a b", "x": "1=2"},
+            event_types=["default", "focusTime"],
+            max_results=250,
+        ),
+        calls.events_list("alice@example.com", sync_token="CPDAlvWDx70CEPDAlvWDx70CGAU=/+"),
+        calls.events_get("alice@example.com", "abc123"),
+    ):
+        built = client.build_request(call, "token")
+        expected = client.http.build_request(
+            call.method, client.api_root + call.path, params=call.params or None
+        )
+        assert built.url == expected.url, (built.url, expected.url)
+        assert str(built.url) == str(expected.url)
+        assert built.headers["authorization"] == "Bearer token"
