@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, Update, and_, bindparam, case, delete, exists, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from calsync.domain.direction import Direction
@@ -255,7 +255,7 @@ def _stored(holder: Holder, row: Any) -> StoredChannel:
 
 
 async def by_channel_id(
-    session: AsyncSession, holder: Holder, channel_id: str
+    session: AsyncSession | AsyncConnection, holder: Holder, channel_id: str
 ) -> StoredChannel | None:
     """The channel a notification names: one indexed lookup (the webhook's fast path)."""
     row = (
@@ -345,7 +345,7 @@ async def replace(
 
 
 async def note_message(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     holder: Holder,
     owner_id: uuid.UUID,
     channel_id: str,
@@ -418,11 +418,20 @@ async def retire(
     await session.flush()
 
 
-async def retired(session: AsyncSession, channel_id: str) -> Retired | None:
-    row = await session.get(RetiredChannel, channel_id)
+async def retired(session: AsyncSession | AsyncConnection, channel_id: str) -> Retired | None:
+    row = (await session.execute(_retired_statement(), {"channel": channel_id})).first()
     if row is None:
         return None
-    return Retired(row.channel_id, row.resource_id, row.connection_id)
+    return Retired(*row)
+
+
+@functools.cache
+def _retired_statement() -> Select[Any]:
+    """On the table (the webhook reads it on a connection, without a session)."""
+    table = RetiredChannel.__table__
+    return select(table.c.channel_id, table.c.resource_id, table.c.connection_id).where(
+        table.c.channel_id == bindparam("channel")
+    )
 
 
 async def forget_retired(session: AsyncSession, channel_id: str) -> None:
