@@ -401,7 +401,8 @@ async def update(
         activity.owner_id = owner_id
     activity.version += 1
     activity.updated_at = utcnow()
-    await session.flush()
+    # one flush writes the activity and its change row (the change after it: the unit of work
+    # orders the change, which refers to the activity, after the activity's UPDATE)
     changes.record(session, seq, activity, ChangeKind.UPDATED, origin)
     await session.flush()
     if before is not None:
