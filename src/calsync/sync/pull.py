@@ -317,8 +317,11 @@ async def apply(
                 link = await links.by_event(session, ctx.settings.binding_id, event.id)
             else:
                 link, activity = read
-                session.add(link)  # read in `_known`'s session (if not this one): written here
-                if activity is not None:
+                # read in `_known`'s own session: written in this one (`add` of an object this
+                # session read would only walk its relationships' cascade again)
+                if link not in session:
+                    session.add(link)
+                if activity is not None and activity not in session:
                     session.add(activity)
             result = await reconcile(ctx, session, event, link, activity)
             await session.commit()
