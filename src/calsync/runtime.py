@@ -4,12 +4,16 @@ part of a process shares: one TLS context for its HTTP clients."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import ssl
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 #: CPython walks every tracked object of the process in a full collection only after this
 #: many collections of the middle generation (its default is 10)
@@ -43,3 +47,15 @@ def http_client(**kwargs: Any) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` on the process's TLS context (`kwargs` as httpx's)."""
     kwargs.setdefault("verify", tls_context())
     return httpx.AsyncClient(**kwargs)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a long-lived command's event loop (`calsync worker`) on uvloop where it is installed
+    — it comes with uvicorn[standard] on Linux and macOS, and `calsync serve` already runs on
+    it (uvicorn's loop="auto") — else on asyncio's own. A worker's syncs are mostly event loop
+    work (each SQLite statement and Google request wakes the loop), which uvloop does in C."""
+    try:
+        import uvloop
+    except ImportError:  # Windows, PyPy: asyncio's loop, as uvicorn falls back to
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -69,7 +69,7 @@ def worker(
         await serve_jobs(settings, stop)
 
     try:
-        asyncio.run(main())
+        runtime.run(main())
     except (NeedsPostgres, MetricsPortError) as exc:
         typer.secho(str(exc), err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from exc
