@@ -4,13 +4,17 @@ sync is owed" before it is answered."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from calsync.jobs.port import Reason
 from tests.channels.conftest import Served
+from tests.sql_events import statements
 
 
 def _stops(served: Served) -> int:
@@ -158,3 +162,28 @@ async def test_a_notification_is_served_ahead_of_the_router_and_sessions(
         "sessions GET /healthz",
         "router GET /healthz",
     ]
+
+
+async def test_a_notification_is_two_statements_without_an_orm_session(served: Served) -> None:
+    """The channel's lookup and the message number's write, on a connection (web.webhooks: a
+    session's set-up, commit and close cost about as much as one of its statements)."""
+    _, _, binding_id = await served.connected("sol@example.com")
+    await served.wait_for(lambda: len(served.deliveries()) == 2)  # the `sync` messages
+    headers = await _headers(served, binding_id, 7)
+    sessions: list[asyncio.Task[Any] | None] = []
+
+    def began(*_: Any) -> None:  # an ORM session began a transaction, in this task or another
+        sessions.append(asyncio.current_task())
+
+    event.listen(Session, "after_begin", began)
+    try:
+        with statements(served.world.db) as sent:
+            # ASGITransport runs the app in this task
+            resp = await served.world.client.post("/webhooks/google", headers=headers)
+    finally:
+        event.remove(Session, "after_begin", began)
+    assert resp.status_code == 200 and served.jobs.requests == [(binding_id, Reason.WEBHOOK)]
+    assert asyncio.current_task() not in sessions
+    channel = [s for s in sent if "channel" in s]
+    assert len(channel) == 2, channel  # the lookup, the write
+    assert channel[0].startswith("SELECT") and channel[1].startswith("UPDATE"), channel
