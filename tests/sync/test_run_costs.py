@@ -53,15 +53,15 @@ async def test_a_no_op_sync_takes_two_transactions(h: Harness) -> None:
     assert len(begun) == 2, begun
 
 
-async def test_a_sync_of_one_google_change_takes_three_transactions(h: Harness) -> None:
-    """The start, the event's own write (in the session that read the listed event's link
-    with its activity: a page of one event), the end (with the push's reads)."""
+async def test_a_sync_of_one_google_change_takes_four_transactions(h: Harness) -> None:
+    """The start, the read of the listed event's link with its activity, the event's own
+    write, the end (with the push's reads)."""
     lunch = await linked(h)
     await h.gpatch(lunch, {"summary": "Lunch, moved"})
     with transactions(h.db) as begun:
         result = await h.sync()
     assert result.ok and result.counts["updated"] == 1, result
-    assert len(begun) == 3, begun
+    assert len(begun) == 4, begun
 
 
 async def test_a_sync_decrypts_only_the_access_token_it_sends(

@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from calsync.domain.activity import ActivityInvalid, validate
 from calsync.domain.fields import SyncFields, canonical_json, content_hash, digest
 from calsync.domain.ids import activity_id_from_event_id, google_event_id
@@ -183,31 +181,22 @@ async def _page(ctx: Ctx, events: list[Event], held: Held) -> None:
         if event.id is not None and event.recurring_event_id is not None:
             if filters.importable(event, filters.policy_for_event(ctx, event)):
                 held.occurrences.append(event)
-    # a page of one event (what a notification of one change lists) is applied in the session
-    # that read its link: a session costs about as much CPU as a statement (its checkout,
-    # begin and close). Of more events each is applied in a session of its own, as before, so
-    # a write that fails never leaves the page's other reads half changed in its session.
-    shared = ctx.settings.db.sessions() if len(series) == 1 else None
+    known = await _known(ctx, series)
     unlinked: list[Event] = []
-    try:
-        known = await _known(ctx, series, shared)
-        for event in series:
-            assert event.id is not None
-            if event.id not in known:
-                # no link and nothing to relink: only matching or import can use it
-                policy = filters.policy_for_event(ctx, event)
-                if not event.cancelled and filters.importable(event, policy):
-                    unlinked.append(event)
-                continue
-            if event.cancelled:
-                # applied once the guard has counted them all (their link and entry read then)
-                held.cancelled.append(event)
-                continue
-            if await apply(ctx, event, known[event.id], shared) is Result.UNLINKED:
+    for event in series:
+        assert event.id is not None
+        if event.id not in known:
+            # no link and nothing to relink: only matching or import can use it
+            policy = filters.policy_for_event(ctx, event)
+            if not event.cancelled and filters.importable(event, policy):
                 unlinked.append(event)
-    finally:
-        if shared is not None:
-            await shared.close()  # (already closed when the event was applied in it)
+            continue
+        if event.cancelled:
+            # applied once the guard has counted them all (their link and entry read then)
+            held.cancelled.append(event)
+            continue
+        if await apply(ctx, event, known[event.id]) is Result.UNLINKED:
+            unlinked.append(event)
     await import_new(ctx, unlinked, held)
 
 
@@ -216,45 +205,36 @@ async def _page(ctx: Ctx, events: list[Event], held: Held) -> None:
 Read = tuple[EventLink, Activity | None] | None
 
 
-async def _known(
-    ctx: Ctx, events: list[Event], session: AsyncSession | None = None
-) -> dict[str, Read]:
+async def _known(ctx: Ctx, events: list[Event]) -> dict[str, Read]:
     """Event ids that have a link, or name (tag or deterministic id) an activity of the owner:
     these go through reconcile one by one; the rest are new (found in bulk, not per event).
     A linked event comes with its link and activity, read for its reconcile with the others'
-    (store.links.with_activities: one statement, not three per event). Read in `session` when
-    given (left open: the caller applies the event in it), else in a session of its own."""
+    (store.links.with_activities: one statement, not three per event)."""
     ids = [e.id for e in events if e.id]
     if not ids:
         return {}
-    if session is None:
-        async with ctx.settings.db.session() as own:
-            return await _read_known(ctx, events, ids, own)
-    return await _read_known(ctx, events, ids, session)
-
-
-async def _read_known(
-    ctx: Ctx, events: list[Event], ids: list[str], session: AsyncSession
-) -> dict[str, Read]:
-    known: dict[str, Read] = dict(
-        await links.with_activities(session, ctx.settings.tenant_id, ctx.settings.binding_id, ids)
-    )
-    # the activities the others name, if any (an event already linked goes through
-    # reconcile anyway: the usual case of an incremental sync reads no more)
-    named: dict[str, uuid.UUID] = {}
-    for event in events:
-        if event.id is None or event.id in known:
-            continue
-        aid = mapping.tagged_activity_id(
-            event, ctx.settings.tenant_id
-        ) or activity_id_from_event_id(event.id)
-        if aid is not None:
-            named[event.id] = aid
-    if named:
-        owned = await bulk_import.owned_activity_ids(
-            session, ctx.settings.tenant_id, ctx.settings.user_id, set(named.values())
+    async with ctx.settings.db.session() as session:
+        known: dict[str, Read] = dict(
+            await links.with_activities(
+                session, ctx.settings.tenant_id, ctx.settings.binding_id, ids
+            )
         )
-        known.update((eid, None) for eid, aid in named.items() if aid in owned)
+        # the activities the others name, if any (an event already linked goes through
+        # reconcile anyway: the usual case of an incremental sync reads no more)
+        named: dict[str, uuid.UUID] = {}
+        for event in events:
+            if event.id is None or event.id in known:
+                continue
+            aid = mapping.tagged_activity_id(
+                event, ctx.settings.tenant_id
+            ) or activity_id_from_event_id(event.id)
+            if aid is not None:
+                named[event.id] = aid
+        if named:
+            owned = await bulk_import.owned_activity_ids(
+                session, ctx.settings.tenant_id, ctx.settings.user_id, set(named.values())
+            )
+            known.update((eid, None) for eid, aid in named.items() if aid in owned)
     return known
 
 
@@ -295,33 +275,26 @@ async def guard(ctx: Ctx, cancelled: list[str], started: datetime) -> None:
     raise MassDelete(reason)
 
 
-async def apply(
-    ctx: Ctx, event: Event, read: Read = None, session: AsyncSession | None = None
-) -> Result:
+async def apply(ctx: Ctx, event: Event, read: Read = None) -> Result:
     """One event in one transaction; an event the CRM cannot hold is parked as an issue.
     `read`: its link and activity as read with its page (`_known`), else read here. Read
     before this transaction, they are as current as a read in it: the activity's version is
     checked under its row lock before it is written (store.activities.update), and the link
-    is written by this binding's sync alone, which holds the binding's lock. `session`: the
-    one `read` was read in, if still open (the event is applied and the session closed in it);
-    else the event has a session of its own."""
+    is written by this binding's sync alone, which holds the binding's lock."""
     assert event.id is not None
     if not event.cancelled and not filters.importable(event, await _policy(ctx, event, read)):
         await importing.forget(ctx, event)  # e.g. private entries after a switch to `skip`
         ctx.progress.counts["ignored"] += 1
         return Result.SKIPPED
     try:
-        async with session if session is not None else ctx.settings.db.session() as session:
+        async with ctx.settings.db.session() as session:
             activity = None
             if read is None:
                 link = await links.by_event(session, ctx.settings.binding_id, event.id)
             else:
                 link, activity = read
-                # read in `_known`'s own session: written in this one (`add` of an object this
-                # session read would only walk its relationships' cascade again)
-                if link not in session:
-                    session.add(link)
-                if activity is not None and activity not in session:
+                session.add(link)  # read in `_known`'s session: this one writes them
+                if activity is not None:
                     session.add(activity)
             result = await reconcile(ctx, session, event, link, activity)
             await session.commit()
