@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from calsync.domain.activity import ActivityDraft, Attendee, validate
 from calsync.google.calendar import CalendarClient
@@ -20,7 +21,7 @@ from calsync.google.retry import RetryPolicy
 from calsync.settings import Settings
 from calsync.store import activities, bindings, connections, links, tenants, users
 from calsync.store.db import Database
-from calsync.store.models import Activity, EventLink
+from calsync.store.models import Activity, CalendarBinding, EventLink
 from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.tokens import GoogleAccess
 from tests.calsync.conftest import db, db_url, keyring  # noqa: F401  (fixtures reused)
@@ -210,6 +211,16 @@ class Harness:
                 await activities.delete_exception(s, row)
             else:
                 await activities.delete(s, row)
+            await s.commit()
+
+    async def set_direction(self, direction: str) -> None:
+        """The calendar's direction written as the settings page stores it (no transition)."""
+        async with self.db.session() as s:
+            await s.execute(
+                update(CalendarBinding)
+                .where(CalendarBinding.id == self.binding_id)
+                .values(direction=direction)
+            )
             await s.commit()
 
     async def live_activities(self) -> list[Activity]:

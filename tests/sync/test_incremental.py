@@ -343,13 +343,7 @@ async def test_a_crm_to_google_binding_gathers_and_scans_only_on_its_first_sync(
 ) -> None:
     """A CRM → Google calendar never has a sync token: its first sync is the one before its
     first completed scan, not every sync (transitions.gather lists the account's calendars)."""
-    async with h.db.session() as s:
-        await s.execute(
-            update(CalendarBinding)
-            .where(CalendarBinding.id == h.binding_id)
-            .values(direction="crm_to_google")
-        )
-        await s.commit()
+    await h.set_direction("crm_to_google")
     mark = h.mark()
     first = await h.sync()
     assert first.ok, first

@@ -111,13 +111,7 @@ async def test_a_sync_that_sends_nothing_to_google_decrypts_nothing(
     h: Harness, decrypted: list[int]
 ) -> None:
     """A CRM → Google calendar with nothing to write sends no request: no token is needed."""
-    async with h.db.session() as s:
-        await s.execute(
-            update(CalendarBinding)
-            .where(CalendarBinding.id == h.binding_id)
-            .values(direction="crm_to_google")
-        )
-        await s.commit()
+    await h.set_direction("crm_to_google")
     assert (await h.sync()).ok  # its first sync lists the account's calendars
     decrypted.clear()
     mark = h.mark()
