@@ -691,6 +691,20 @@ async def test_series_deleted_in_crm_beats_a_later_google_edit_of_one_occurrence
     assert h.emails() == []
 
 
+async def _synced_series_with_exceptions(
+    h: Harness,
+) -> tuple[uuid.UUID, datetime, list[tuple[datetime, str]]]:
+    """A weekly series of three synced with two exceptions (the second occurrence two hours
+    later, the third cancelled): its id, first start and the (start, subject) both sides show."""
+    start = at(1, 14)
+    sid = await series(h, "Retro", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
+    week = [start + timedelta(days=7 * i) for i in range(3)]
+    await exception(h, sid, week[1], start=week[1] + timedelta(hours=2))
+    await exception(h, sid, week[2], status="cancelled")
+    assert (await h.sync()).ok
+    return sid, start, [(week[0], "Retro"), (week[1] + timedelta(hours=2), "Retro")]
+
+
 async def test_series_deleted_in_crm_and_edited_in_google_comes_back_with_its_exceptions(
     h: Harness,
 ) -> None:
@@ -699,13 +713,7 @@ async def test_series_deleted_in_crm_and_edited_in_google_comes_back_with_its_ex
     of its own) — not the bare rule, which would show in the CRM an occurrence Google keeps
     cancelled. Found by tests/sync/test_stateful.py: the edit lands between the pull and the
     push's delete (412), and the push had already forgotten the exceptions' links."""
-    start = at(1, 14)
-    sid = await series(h, "Retro", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
-    week = [start + timedelta(days=7 * i) for i in range(3)]
-    await exception(h, sid, week[1], start=week[1] + timedelta(hours=2))
-    await exception(h, sid, week[2], status="cancelled")
-    assert (await h.sync()).ok
-    expected = [(week[0], "Retro"), (week[1] + timedelta(hours=2), "Retro")]
+    sid, start, expected = await _synced_series_with_exceptions(h)
     assert await google_view(h) == await crm_view(h, start) == expected
     await h.delete(sid)
 
@@ -738,13 +746,7 @@ async def test_a_restored_series_places_its_exceptions_after_a_crash(h: Harness)
     """The process dies right after Google answered the series' delete with a 412, and again
     right after the next run's pull restored the series: the run after still puts every
     exception on its instance — one copy each, nothing lost, no e-mail."""
-    start = at(1, 14)
-    sid = await series(h, "Retro", start, start + timedelta(hours=1), "RRULE:FREQ=WEEKLY;COUNT=3")
-    week = [start + timedelta(days=7 * i) for i in range(3)]
-    await exception(h, sid, week[1], start=week[1] + timedelta(hours=2))
-    await exception(h, sid, week[2], status="cancelled")
-    assert (await h.sync()).ok
-    expected = [(week[0], "Retro"), (week[1] + timedelta(hours=2), "Retro")]
+    sid, start, expected = await _synced_series_with_exceptions(h)
     await h.delete(sid)
 
     async def edit_in_google(*_: Any) -> None:
