@@ -52,6 +52,12 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
+@pytest.fixture
+def second_receiver() -> Iterator[Receiver]:
+    with running_receiver() as r:
+        yield r
+
+
 async def add_endpoint(
     world: World,  # noqa: F811
     url: str,

@@ -33,6 +33,9 @@ class Receiver:
     default: int = 204
     location: str | None = None  # answer 3xx with this Location
     body: bytes = b""
+    delay: float = 0.0  # seconds each request takes to answer
+    in_flight: int = 0
+    most_in_flight: int = 0  # the most requests it held at once
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_status(self) -> int:
@@ -73,9 +76,16 @@ def running_receiver() -> Iterator[Receiver]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
             with receiver.lock:
-                receiver.requests.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                )
+                receiver.in_flight += 1
+                receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+            try:
+                time.sleep(receiver.delay)
+            finally:
+                with receiver.lock:
+                    receiver.in_flight -= 1
+                    receiver.requests.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
             status = receiver.next_status()
             self.send_response(status)
             if receiver.location is not None:

@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from calsync.domain.activity import ActivityDraft, validate
 from calsync.jobs.factory import make_job_queue
+from calsync.jobs.webhooks import BATCH, PER_ENDPOINT, TIMEOUT_SECONDS
 from calsync.settings import Settings
 from calsync.store import activities, webhooks
 from calsync.store.base import utcnow
@@ -414,3 +415,36 @@ async def test_sent_but_not_recorded_is_sent_again_after_the_lease(
         delivery = await s.scalar(select(WebhookDelivery))
     assert delivery is not None
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SUCCEEDED, 1)
+
+
+async def test_one_receiver_gets_a_few_requests_at_a_time_not_the_whole_batch(
+    world: World, db: Database, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    """A burst of CRM writes (an import, a bulk edit) queues dozens of deliveries to one
+    endpoint: the deliverer sends them a few at a time (PER_ENDPOINT), not all 50 of a batch
+    at once to a receiver that may be one small CRM server, and another endpoint's deliveries
+    do not wait behind them. Every delivery still arrives once."""
+    await add_endpoint(world, receiver.url)
+    await add_endpoint(world, second_receiver.url)
+    receiver.delay = second_receiver.delay = 0.05
+    for i in range(30):
+        await _activity(world, f"Burst {i}")
+    assert await deliver(db) == 60
+    for got in (receiver.wait_for(30), second_receiver.wait_for(30)):
+        assert len({r.headers["webhook-id"] for r in got}) == 30 == len(got)
+    assert receiver.most_in_flight <= PER_ENDPOINT, receiver.most_in_flight
+    assert second_receiver.most_in_flight <= PER_ENDPOINT, second_receiver.most_in_flight
+    assert receiver.most_in_flight > 1  # still in parallel, only bounded
+    async with db.session() as s:
+        statuses = set((await s.scalars(select(WebhookDelivery.status))).all())
+    assert statuses == {DeliveryStatus.SUCCEEDED}
+
+
+def test_a_claimed_batch_to_one_endpoint_is_sent_within_the_claim_lease() -> None:
+    """Deliveries to one endpoint wait for a free slot: even a batch all for one receiver that
+    answers only at the timeout ends before the claim's lease, so no other process claims
+    (and sends again) a delivery still waiting here."""
+    from calsync.store.webhook_deliveries import CLAIM_LEASE
+
+    waves = -(-BATCH // PER_ENDPOINT)
+    assert waves * TIMEOUT_SECONDS < CLAIM_LEASE.total_seconds() - 5

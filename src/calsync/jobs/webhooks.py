@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10.0
 BATCH = 50
+#: attempts in flight to one endpoint (its URL) at a time, per process: a burst of CRM writes
+#: queues dozens of deliveries to one receiver, often one small CRM server. With BATCH and
+#: TIMEOUT_SECONDS, the last of a batch all for one silent receiver starts within the claim's
+#: lease (webhook_deliveries.CLAIM_LEASE), so no other process takes it meanwhile (a test
+#: pins it).
+PER_ENDPOINT = 10
 
 
 def body_of(claim: deliveries.Claimed) -> str:
@@ -129,17 +135,21 @@ class Deliverer:
                 return sent
 
     async def _send(self, client: httpx.AsyncClient, claimed: list[deliveries.Claimed]) -> None:
-        """Attempt every claimed delivery at once and write the outcomes as they come: those
-        that finished while the previous ones were being written go in one transaction (a busy
-        process — on SQLite the one writer shared with the API and the sync — pays a few
-        transactions a batch, not one per delivery; an idle one records each at once)."""
+        """Attempt the claimed deliveries at once (PER_ENDPOINT at a time to one endpoint) and
+        write the outcomes as they come: those that finished while the previous ones were being
+        written go in one transaction (a busy process — on SQLite the one writer shared with
+        the API and the sync — pays a few transactions a batch, not one per delivery; an idle
+        one records each at once)."""
         finished: asyncio.Queue[tuple[deliveries.Claimed, deliveries.Attempt] | None]
         finished = asyncio.Queue()
+        # PER_ENDPOINT attempts at a time to one receiver; other endpoints do not wait for it
+        slots = {c.url: asyncio.Semaphore(PER_ENDPOINT) for c in claimed}
 
         async def attempt(claim: deliveries.Claimed) -> None:
             outcome = None
             try:
-                outcome = (claim, await self._attempt(client, claim))
+                async with slots[claim.url]:
+                    outcome = (claim, await self._attempt(client, claim))
             except Exception:  # not recorded: sent again (same webhook-id) after the lease
                 log.exception(
                     "webhook delivery attempt failed", extra={"message_id": claim.message_id}
