@@ -1,9 +1,12 @@
 """Batch requests: many Calendar calls in one multipart/mixed HTTP request (/batch/calendar/v3).
 
-The request is written by hand (it is a handful of CRLF-separated lines, see `encode`) and the
-response is split with the stdlib `email` parser, which understands multipart/mixed; each part
-carries one embedded HTTP response (`parse_http_response`). Parts are matched back to calls by
-Content-ID (`<response-ID>` answers `<ID>`), so their order on the wire does not matter.
+The request is written by hand (it is a handful of CRLF-separated lines, see `encode`), and so
+is the response split (`decode`: Google's CRLF-delimited parts, ≈ 10 µs instead of the stdlib
+`email` parser's ≈ 0.8 ms for a batch of one); anything else in the response (LF-only lines,
+folded headers, a transfer encoding) goes to the `email` parser, which understands every
+multipart/mixed. Each part carries one embedded HTTP response (`parse_http_response`). Parts
+are matched back to calls by Content-ID (`<response-ID>` answers `<ID>`), so their order on
+the wire does not matter.
 
 Per-part failures become exceptions in the result list. Parts failing with something retryable
 are sent again in a smaller batch after a backoff (same `RetryPolicy` budget); parts answering
@@ -15,6 +18,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from email.message import Message
@@ -84,6 +88,68 @@ def parse_http_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
 
 def decode(content_type: str, content: bytes) -> dict[str, tuple[int, dict[str, str], bytes]]:
     """Content-ID (without `<response-`/`>`) → embedded response, for every part."""
+    parts = _split(content_type, content)
+    if parts is None:
+        return _decode_mime(content_type, content)
+    out: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    for index, (cid, raw) in enumerate(parts):
+        out[_content_id(cid) or f"#{index}"] = parse_http_response(raw)
+    return out
+
+
+_BOUNDARY = re.compile(r';\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_PLAIN_ENCODINGS = frozenset({"", "binary", "7bit", "8bit"})
+
+
+def _split(content_type: str, content: bytes) -> list[tuple[str, bytes]] | None:
+    """The parts of a multipart/mixed body as (Content-ID, payload), or None when it is not
+    the plain shape Google sends (CRLF lines, unfolded headers, no transfer encoding)."""
+    if not content_type.lower().startswith("multipart/"):
+        return None
+    found = _BOUNDARY.search(content_type)
+    if found is None:
+        return None
+    delimiter = b"\r\n--" + (found.group(1) or found.group(2)).encode("latin-1")
+    pieces = (b"\r\n" + content).split(delimiter)
+    if len(pieces) < 2:
+        return None
+    out: list[tuple[str, bytes]] = []
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):
+            return out  # the close delimiter; what follows is the epilogue
+        padding, crlf, part = piece.partition(b"\r\n")
+        if not crlf or padding.strip(b" \t"):
+            return None  # a line that starts like the delimiter but is not one
+        if part.startswith(b"\r\n"):
+            head, body = b"", part[2:]
+        else:
+            head, sep, body = part.partition(b"\r\n\r\n")
+            if not sep:
+                return None
+        cid = ""
+        for line in head.decode("latin-1").split("\r\n") if head else ():
+            name, colon, value = line.partition(":")
+            if not colon or name[:1] in (" ", "\t") or "\n" in line or "\r" in line:
+                return None  # folded or malformed: the email parser decides
+            name = name.strip().lower()
+            if name == "content-id":
+                cid = cid or value.strip()  # the first, as the email parser's `get`
+            elif name == "content-transfer-encoding":
+                if value.strip().lower() not in _PLAIN_ENCODINGS:
+                    return None
+        out.append((cid, body))
+    return None  # no close delimiter: truncated, let the email parser judge
+
+
+def _content_id(value: str) -> str:
+    cid = value.strip().strip("<>")
+    if cid.startswith("response-"):
+        cid = cid[len("response-") :]
+    return cid
+
+
+def _decode_mime(content_type: str, content: bytes) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    """`decode` through the stdlib `email` parser: any multipart/mixed body."""
     envelope = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
     msg = email.message_from_bytes(envelope + content, policy=email.policy.HTTP)
     if not msg.is_multipart():
@@ -93,9 +159,7 @@ def decode(content_type: str, content: bytes) -> dict[str, tuple[int, dict[str, 
     assert isinstance(payload, list)
     for index, part in enumerate(payload):
         assert isinstance(part, Message)
-        cid = str(part.get("Content-ID", "")).strip().strip("<>")
-        if cid.startswith("response-"):
-            cid = cid[len("response-") :]
+        cid = _content_id(str(part.get("Content-ID", "")))
         raw = part.get_payload(decode=True)
         if not isinstance(raw, bytes):
             raw = str(part.get_payload()).encode("utf-8")

@@ -6,6 +6,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calsync.google import batch, calls, errors
 from calsync.google.calendar import CalendarClient
@@ -194,3 +196,68 @@ async def test_before_write_runs_before_every_request_that_changes_google(
         await client.batch([calls.events_delete(alice, created.id)])
     assert log_since(emulator, mark) == []
     assert (await client.get_event(alice, created.id)).summary == "x"
+
+
+_part_bodies = st.binary(max_size=60).map(lambda b: b.replace(b"--resp", b"-x-resp"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.sampled_from(["<response-x+0>", "<response-x+1>", "", "<other>"]),
+            st.integers(100, 599),
+            st.sampled_from([b"", b'{"id": "e1"}', b"\r\na --resp inside a line\r\n"]),
+            _part_bodies,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    preamble=st.sampled_from([b"", b"preamble\r\n"]),
+    epilogue=st.sampled_from([b"", b"\r\n", b"epilogue\r\n"]),
+    boundary_param=st.sampled_from(
+        ["boundary=resp", 'boundary="resp"', "charset=x; boundary=resp"]
+    ),
+)
+def test_decode_reads_what_the_email_parser_reads(
+    parts: list[tuple[str, int, bytes, bytes]],
+    preamble: bytes,
+    epilogue: bytes,
+    boundary_param: str,
+) -> None:
+    """The hand-written split gives what the stdlib `email` parser gives, for Google's shape
+    with any payload (a "--resp" inside a line is not a delimiter)."""
+    body = [preamble]
+    for cid, status, json_body, extra in parts:
+        body.append(b"--resp\r\nContent-Type: application/http\r\n")
+        if cid:
+            body.append(f"Content-ID: {cid}\r\n".encode())
+        body.append(f'\r\nHTTP/1.1 {status} X\r\nETag: "1"\r\n\r\n'.encode() + json_body + extra)
+        body.append(b"\r\n")
+    body.append(b"--resp--\r\n" + epilogue)
+    content = b"".join(body)
+    content_type = f"multipart/mixed; {boundary_param}"
+    assert batch._split(content_type, content) is not None
+    assert batch.decode(content_type, content) == batch._decode_mime(content_type, content)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"--resp\nContent-Type: application/http\n\nHTTP/1.1 200 OK\n\n{}\n--resp--\n",  # LF only
+        b"--resp\r\nContent-ID:\r\n <response-x+0>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{}\r\n--resp--",
+        b"--resp\r\nContent-Transfer-Encoding: base64\r\n\r\nSFRUUC8xLjEgMjAwIE9LDQoNCnt9\r\n--resp--",
+        b"--resp\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--resp",  # no close delimiter
+        b"--resp\r\n\r\nHTTP/1.1 200 OK\r\n\r\n\r\n--resp is no delimiter\r\n--resp--\r\n",
+    ],
+)
+def test_decode_leaves_other_shapes_to_the_email_parser(content: bytes) -> None:
+    content_type = "multipart/mixed; boundary=resp"
+    assert batch._split(content_type, content) is None
+    try:
+        expected = batch._decode_mime(content_type, content)
+    except errors.BackendError:
+        with pytest.raises(errors.BackendError):
+            batch.decode(content_type, content)
+    else:
+        assert batch.decode(content_type, content) == expected
