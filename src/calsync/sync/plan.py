@@ -55,13 +55,14 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
     settings = ctx.settings
     ops: list[Op] = []
     async with settings.db.session() as session:
-        found = await links.activities(session, settings.tenant_id, ids)
-        linked = await links.by_activities(session, settings.binding_id, ids)
+        found, linked = await links.activities_and_links(
+            session, settings.tenant_id, settings.binding_id, ids
+        )
         elsewhere = await links.links_elsewhere(
             session,
             settings.connection_id,
             settings.binding_id,
-            [i for i in ids if i not in linked],
+            [i for i in found if i not in linked],
         )
         for activity_id in sorted(ids):
             activity = found.get(activity_id)
