@@ -360,6 +360,58 @@ async def test_one_refused_event_is_parked_and_the_rest_sync(h: Harness) -> None
         assert await runs.open_issues(s, h.binding_id) == []
 
 
+async def test_a_patch_refused_once_is_parked_and_its_issue_closes_when_it_goes_through(
+    h: Harness,
+) -> None:
+    """The answer to a patch is stored on the link without reading it again (sync.push
+    `_store_written`): the entry's open issue still closes, and the link takes Google's
+    etag and the new snapshot."""
+    aid = await h.activity("Visit", at(2, 9))
+    assert (await h.sync()).ok
+    h.emu.control(
+        "POST",
+        "/faults",
+        {"method": "PATCH", "path_regex": "/events/", "status": 400, "count": 1},
+    )
+    await h.edit(aid, subject="Visit, moved")
+    result = await h.sync()
+    assert result.outcome is Outcome.PARTIAL, result
+    async with h.db.session() as s:
+        assert [i.activity_id for i in await runs.open_issues(s, h.binding_id)] == [aid]
+    await h.edit(aid, subject="Visit, moved again")
+    result = await h.sync()
+    assert result.outcome is Outcome.OK and result.counts["pushed"] == 1, result
+    async with h.db.session() as s:
+        assert await runs.open_issues(s, h.binding_id) == []
+    [event] = await h.events()
+    link = await h.link(aid)
+    assert link is not None and link.state == "linked"
+    assert event.summary == "Visit, moved again" and link.google_etag == event.etag
+    assert link.snapshot is not None and link.snapshot["summary"] == "Visit, moved again"
+    # the next sync reads its own write back as no change
+    result = await h.sync()
+    assert result.ok and not result.counts.get("pushed") and not result.counts.get("updated")
+
+
+async def test_a_link_gone_before_googles_answer_is_not_written_again(h: Harness) -> None:
+    """The answer is stored only on the link the write was planned from, if that is still
+    the activity's in the calendar: a link removed meanwhile stays removed."""
+    aid = await h.activity("Visit", at(2, 9))
+    assert (await h.sync()).ok
+    await h.edit(aid, subject="Visit, moved")
+
+    async def unlink(ctx: Ctx, ops: Any, results: Any) -> None:
+        async with h.db.session() as s:
+            link = await s.scalar(select(EventLink).where(EventLink.activity_id == aid))
+            assert link is not None
+            await s.delete(link)
+            await s.commit()
+
+    result = await h.sync(hooks=Hooks(after_google_write=unlink))
+    assert result.ok, result
+    assert await h.link(aid) is None
+
+
 async def test_forbidden_for_non_organizer_and_bad_request_park_one_event(h: Harness) -> None:
     a = await h.activity("Theirs", at(2, 9))
     b = await h.activity("Ours", at(2, 11))

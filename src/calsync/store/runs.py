@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import Table, Update, bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from . import webhook_events
 from .base import utcnow
@@ -153,7 +153,7 @@ async def report_issue(
 
 
 async def resolve_issues(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     binding_id: uuid.UUID,
     *,
     activity_id: uuid.UUID | None = None,

@@ -39,3 +39,6 @@ class Op:
     #: Google id); None: this run's calendar
     from_binding: uuid.UUID | None = None
     from_calendar: str | None = None
+    #: the link in this run's calendar the write was planned from (an insert's or a patch's):
+    #: its answer is stored on that row without reading it again (sync.push.settle)
+    link_id: uuid.UUID | None = None

@@ -22,6 +22,7 @@ from calsync.domain.recurrence import is_occurrence
 from calsync.google import builders, calls
 from calsync.store import activities, links, runs
 from calsync.store.activities import made_in_crm
+from calsync.store.base import new_id
 from calsync.store.models import Activity, CalendarBinding, EventLink
 from calsync.store.statuses import Code, LinkState
 
@@ -254,6 +255,7 @@ def _insert(ctx: Ctx, session: AsyncSession, activity: Activity, link: EventLink
         link = links.new(
             settings.tenant_id, settings.binding_id, activity.id, event_id, state=LinkState.PENDING
         )
+        link.id = new_id()  # now, not at the flush: the op names it (sync.push.settle)
         session.add(link)
     link.state = LinkState.PENDING
     link.snapshot = values.to_json()
@@ -266,7 +268,7 @@ def _insert(ctx: Ctx, session: AsyncSession, activity: Activity, link: EventLink
         guests=mapping.guests(activity),
     )
     call = calls.events_insert(settings.calendar_id, event, send_updates="none")
-    return Op(OpKind.INSERT, activity.id, event_id, call, values)
+    return Op(OpKind.INSERT, activity.id, event_id, call, values, link_id=link.id)
 
 
 def _patch(
@@ -282,7 +284,7 @@ def _patch(
         if_match=link.google_etag,
         send_updates="none",
     )
-    return Op(OpKind.PATCH, link.activity_id, link.google_event_id, call, values)
+    return Op(OpKind.PATCH, link.activity_id, link.google_event_id, call, values, link_id=link.id)
 
 
 async def _withdraw(

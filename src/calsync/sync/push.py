@@ -124,6 +124,40 @@ async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:
     return found
 
 
+async def _store_written(ctx: Ctx, op: Op, result: Event) -> bool:
+    """A write Google took, stored on the link it was planned from without loading that link
+    (one UPDATE, and closing the entry's open issues only when it has some): False when the
+    op names no link, is a new series (whose exceptions wait for it, read below), or its link
+    is no longer the activity's here — `settle` then reads and decides as before."""
+    if op.link_id is None or op.from_binding is not None:
+        return False
+    if op.kind is OpKind.INSERT and (op.values is None or op.values.recurrence):
+        return False
+    if op.kind not in (OpKind.INSERT, OpKind.PATCH):
+        return False
+    g = mapping.event_fields(result, ctx.settings.time_zone)
+    values = {
+        "state": LinkState.LINKED,
+        "google_event_id": result.id or op.event_id,
+        "snapshot": g.to_json(),
+        "google_hash": content_hash(g),
+        "crm_hash": content_hash(op.values) if op.values is not None else None,
+        "google_etag": result.etag,
+        "google_updated": result.updated,
+        "ical_uid": result.i_cal_uid,
+    }
+    binding_id = ctx.settings.binding_id
+    async with ctx.settings.db.connection() as conn:
+        issues = await links.store_written(conn, op.link_id, binding_id, op.activity_id, values)
+        if issues is None:
+            await conn.rollback()
+            return False
+        if issues:
+            await runs.resolve_issues(conn, binding_id, activity_id=op.activity_id)
+        await conn.commit()
+    return True
+
+
 async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
     """Store one write's answer in its own transaction; returns what the push loop does next."""
     if isinstance(result, errors.GoogleError) and result.needs_reauth:
@@ -133,6 +167,9 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
         return await transitions.settle_move(
             ctx, op.activity_id, op.event_id, op.from_binding, op.from_calendar, result
         )
+    if isinstance(result, Event) and await _store_written(ctx, op, result):
+        ctx.progress.counts["pushed"] += 1
+        return Settled.DONE
     async with ctx.settings.db.session() as session:
         link = await links.by_activity(
             session, op.from_binding or ctx.settings.binding_id, op.activity_id
