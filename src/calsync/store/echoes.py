@@ -5,14 +5,16 @@ overdue, and a missed one marked suspect. Both twins' columns are named by their
 
 from __future__ import annotations
 
+import functools
+import typing
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, Update, and_, bindparam, case, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .channels import EVENT_HOLDERS, Column, Holder, answered, holder_of
 from .models import CalendarBinding
@@ -24,24 +26,31 @@ def _evidence(holder: Holder) -> tuple[Column, Column, Column]:
     return holder.heard_at, holder.echo_since, holder.suspect_since
 
 
-async def expect_echo(session: AsyncSession, binding_id: uuid.UUID, since: datetime) -> None:
+async def expect_echo(
+    session: AsyncSession | AsyncConnection, binding_id: uuid.UUID, since: datetime
+) -> None:
     """calsync is about to write to the binding's calendar: each of its channels (both twins)
     owes a notification from `since` on. An expectation already owed (not yet heard) keeps its
     older time; one the channel answered since starts afresh. Nothing for a twin without a
-    channel. One UPDATE."""
+    channel. One UPDATE (built once, on the table: every push of a change runs it)."""
+    await session.execute(_expect_statement(), {"binding_id": binding_id, "since": since})
+
+
+@functools.cache
+def _expect_statement() -> Update:
+    table = typing.cast(Table, CalendarBinding.__table__)
     values: dict[str, Any] = {}
     for holder in EVENT_HOLDERS:
         heard, echo, _ = _evidence(holder)
         owes = and_(holder.channel_id.is_not(None), answered(heard, echo))
-        values[echo.key] = case((owes, since), else_=echo)
-    await session.execute(
-        update(CalendarBinding)
+        values[echo.key] = case((owes, bindparam("since", type_=echo.type)), else_=echo)
+    return (
+        update(table)
         .where(
-            CalendarBinding.id == binding_id,
+            table.c.id == bindparam("binding_id"),
             or_(*(holder.channel_id.is_not(None) for holder in EVENT_HOLDERS)),
         )
         .values(values)
-        .execution_options(synchronize_session=False)
     )
 
 
