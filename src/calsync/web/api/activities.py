@@ -7,16 +7,18 @@ The writes (create, patch, delete) are in activity_writes.py; they render their 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, cast
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
 
 from calsync.domain import activity as rules
 from calsync.domain import recurrence as rec
-from calsync.store import activities, links
+from calsync.store import activities, activity_reads, links
 from calsync.store.activities import Instance
+from calsync.store.activity_reads import ActivityRow
 from calsync.store.models import Activity
 from calsync.sync import filters
 
@@ -62,9 +64,12 @@ def _read_only_out(reasons: set[str] | None) -> ReadOnlyOut | None:
     return None
 
 
-async def read_only_states(session: Session, rows: list[Activity]) -> dict[uuid.UUID, ReadOnlyOut]:
+async def read_only_states(
+    session: Session, rows: Sequence[Activity | ActivityRow]
+) -> dict[uuid.UUID, ReadOnlyOut]:
     """The read-only state of each row that has one (one query for a whole page)."""
-    reasons = await links.read_only_reasons(session, rows)
+    # read_only_reasons reads id, recurring_parent_id and owner_id, which a row has as well
+    reasons = await links.read_only_reasons(session, cast("list[Activity]", rows))
     out: dict[uuid.UUID, ReadOnlyOut] = {}
     for activity_id, found in reasons.items():
         state = _read_only_out(found)
@@ -83,7 +88,7 @@ def _when(local: datetime, all_day: bool, zone: str) -> str:
 
 
 def activity_out(
-    row: Activity,
+    row: Activity | ActivityRow,
     occurrence: rec.Occurrence | None = None,
     read_only: ReadOnlyOut | None = None,
     problem: str | None = None,
@@ -223,7 +228,7 @@ async def list_activities(
                 for i in page
             ]
         )
-    rows = await activities.list_(
+    rows = await activity_reads.listing(
         session,
         caller.tenant_id,
         viewer=caller.viewer,
@@ -235,7 +240,7 @@ async def list_activities(
         limit=limit,
         offset=offset,
     )
-    states = await read_only_states(session, list(rows))
+    states = await read_only_states(session, rows)
     return ActivityList(activities=[activity_out(r, read_only=states.get(r.id)) for r in rows])
 
 

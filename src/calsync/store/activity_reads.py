@@ -1,0 +1,165 @@
+"""The API's listing of stored activities (GET /api/v1/activities without expand) as plain
+rows, not ORM objects: the activity columns an answer shows and their attendees, in one
+statement built once per shape of the filters.
+
+Why: the listing was the API's most frequent read, and loading its page as ORM objects (an
+identity map, instance state and an attendee collection per row) and building its statement
+anew each call took about a third of the call's CPU (docs/deploy.md "Capacity"). Nothing here
+is written back, so nothing needs the unit of work. Apart from store/activities.py, whose
+readers and writers the sync shares."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .activity_statements import Viewer
+from .models import Activity, ActivityAttendee
+
+
+@dataclass(frozen=True, slots=True)
+class AttendeeRow:
+    email: str
+    display_name: str | None
+    response_status: str
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRow:
+    """What the API shows of a stored activity (the attribute names of `models.Activity`)."""
+
+    id: uuid.UUID
+    type_key: str
+    owner_id: uuid.UUID
+    subject: str
+    description: str | None
+    location: str | None
+    all_day: bool
+    time_zone: str
+    start_local: datetime
+    end_local: datetime
+    visibility: str
+    transparency: str
+    status: str
+    recurrence: list[str] | None
+    recurring_parent_id: uuid.UUID | None
+    original_start_local: datetime | None
+    organizer_email: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    attendees: list[AttendeeRow]
+
+
+#: the activity columns of an ActivityRow, in its field order (attendees come from the join)
+COLUMNS = tuple(
+    getattr(Activity, name) for name in ActivityRow.__dataclass_fields__ if name != "attendees"
+)
+ATTENDEE_COLUMNS = (
+    ActivityAttendee.email,
+    ActivityAttendee.display_name,
+    ActivityAttendee.response_status,
+    ActivityAttendee.optional,
+)
+
+
+@functools.cache
+def _listing(
+    viewer: bool, owner: bool, type_key: bool, start: bool, end: bool, include_deleted: bool
+) -> Select[Any]:
+    """The page of activities (by range start, then id) with their attendees (by position)
+    joined to it, as the ORM's joined eager load of a LIMITed query renders it; every value is
+    a parameter, so each shape is built and compiled once."""
+    tenant_id = bindparam("tenant_id", type_=Activity.tenant_id.type)
+    page = select(Activity).where(Activity.tenant_id == tenant_id)
+    if viewer:
+        attends = select(ActivityAttendee.activity_id).where(
+            ActivityAttendee.tenant_id == tenant_id,
+            ActivityAttendee.email == bindparam("viewer_email", type_=ActivityAttendee.email.type),
+        )
+        page = page.where(
+            or_(
+                Activity.owner_id == bindparam("viewer_id", type_=Activity.owner_id.type),
+                Activity.id.in_(attends),
+            )
+        )
+    if owner:
+        page = page.where(Activity.owner_id == bindparam("owner_id", type_=Activity.owner_id.type))
+    if type_key:
+        page = page.where(Activity.type_key == bindparam("type_key", type_=Activity.type_key.type))
+    if end:
+        page = page.where(
+            Activity.range_start_utc < bindparam("end", type_=Activity.range_start_utc.type)
+        )
+    if start:
+        after = bindparam("start", type_=Activity.range_end_utc.type)
+        page = page.where(or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > after))
+    if not include_deleted:
+        page = page.where(Activity.deleted_at.is_(None))
+    paged = (
+        page.order_by(Activity.range_start_utc, Activity.id)
+        .limit(bindparam("limit", type_=Activity.version.type))
+        .offset(bindparam("offset", type_=Activity.version.type))
+        .subquery()
+    )
+    columns = [paged.c[column.key] for column in COLUMNS]
+    return (
+        select(*columns, *ATTENDEE_COLUMNS)
+        .select_from(paged.outerjoin(ActivityAttendee, ActivityAttendee.activity_id == paged.c.id))
+        .order_by(paged.c.range_start_utc, paged.c.id, ActivityAttendee.position)
+    )
+
+
+async def listing(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    viewer: Viewer | None = None,
+    owner_id: uuid.UUID | None = None,
+    type_key: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    include_deleted: bool = False,
+    limit: int = 500,
+    offset: int = 0,
+) -> Sequence[ActivityRow]:
+    """Stored rows (singles, masters, exceptions) overlapping [start, end), oldest first, as
+    `store.activities.list_` finds them."""
+    statement = _listing(
+        viewer is not None,
+        owner_id is not None,
+        type_key is not None,
+        start is not None,
+        end is not None,
+        include_deleted,
+    )
+    params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit, "offset": offset}
+    if viewer is not None:
+        params["viewer_id"], params["viewer_email"] = viewer.user_id, viewer.email
+    if owner_id is not None:
+        params["owner_id"] = owner_id
+    if type_key is not None:
+        params["type_key"] = type_key
+    if start is not None:
+        params["start"] = start
+    if end is not None:
+        params["end"] = end
+    out: list[ActivityRow] = []
+    current: ActivityRow | None = None
+    width = len(COLUMNS)
+    for row in await (await session.connection()).execute(statement, params):
+        if current is None or current.id != row[0]:
+            current = ActivityRow(*row[:width], [])  # type: ignore[call-arg]
+            out.append(current)
+        if row[width] is not None:  # an attendee (the LEFT JOIN's NULLs: none)
+            current.attendees.append(AttendeeRow(*row[width:]))
+    return out
