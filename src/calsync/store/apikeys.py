@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,6 +56,67 @@ async def create(
     session.add(row)
     await session.flush()
     return row, plain
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUser:
+    """The user a key acts for, as far as deciding what the call may do needs it."""
+
+    id: uuid.UUID
+    email: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    """Whom a presented key acts for, as plain values (`identify`)."""
+
+    key_id: uuid.UUID
+    tenant_id: uuid.UUID
+    user: KeyUser | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user is None or self.user.role == UserRole.ADMIN
+
+
+async def identify(session: AsyncSession, plain: str) -> KeyIdentity | None:
+    """`authenticate` without ORM objects: the ids, the user's e-mail and role, in one Core
+    statement on the session's connection — what most API calls need of their caller, at less
+    CPU than loading the tenant and the user into the session. The same keys pass."""
+    if not plain.startswith(PREFIX) or len(plain) > 200:
+        return None
+    connection = await session.connection()
+    row = (await connection.execute(_identity_statement(), {"key_hash": digest(plain)})).first()
+    if row is None:
+        return None
+    key_id, tenant_id, user_id, found_user, email, role, deleted_at = row
+    if user_id is None:
+        return KeyIdentity(key_id, tenant_id, None)
+    if found_user is None or deleted_at is not None:
+        return None
+    return KeyIdentity(key_id, tenant_id, KeyUser(found_user, email, role))
+
+
+@functools.cache
+def _identity_statement() -> Select[
+    uuid.UUID, uuid.UUID, uuid.UUID | None, uuid.UUID, str, str, datetime | None
+]:
+    """Built once: most API requests run it (the tenant's row joined, as `authenticate` does)."""
+    return (
+        select(
+            ApiKey.id,
+            Tenant.id,
+            ApiKey.user_id,
+            User.id,
+            User.email,
+            User.role,
+            User.deleted_at,
+        )
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .outerjoin(User, User.id == ApiKey.user_id)
+        .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+    )
 
 
 async def authenticate(session: AsyncSession, plain: str) -> KeyOwner | None:

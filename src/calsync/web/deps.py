@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.store import apikeys, users
 from calsync.store.activities import Viewer
+from calsync.store.apikeys import KeyUser
 from calsync.store.db import Database
 from calsync.store.models import Tenant, User
 
@@ -39,13 +40,9 @@ Session = Annotated[AsyncSession, Depends(session)]
 class Principal:
     """The caller: a tenant admin (tenant key, or key of an admin user) or one user."""
 
-    tenant: Tenant
-    user: User | None
+    tenant_id: uuid.UUID
+    user: KeyUser | None
     is_admin: bool
-
-    @property
-    def tenant_id(self) -> uuid.UUID:
-        return self.tenant.id
 
     @property
     def viewer(self) -> Viewer | None:
@@ -55,30 +52,66 @@ class Principal:
         return Viewer(self.user.id, self.user.email)
 
 
-async def principal(
-    s: Session, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
+@dataclass(frozen=True)
+class TenantPrincipal(Principal):
+    """The caller with its tenant and its user as rows of the request's session, for the
+    handlers that read or change them (the Google connection's, the service account's, the
+    activity types')."""
+
+    tenant: Tenant
+    user_row: User | None
+
+
+def _unauthorized(code: str, message: str, remedy: str) -> ApiError:
+    return ApiError(401, code, message, remedy, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _presented(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(
-            401,
+        raise _unauthorized(
             "unauthorized",
             "an API key is required",
             "send `Authorization: Bearer <key>`; create a key with `calsync apikey create`",
-            headers={"WWW-Authenticate": "Bearer"},
         )
-    owner = await apikeys.authenticate(s, credentials.credentials)
+    return credentials.credentials
+
+
+def _unknown_key() -> ApiError:
+    return _unauthorized(
+        "invalid_api_key",
+        "the API key is unknown or revoked",
+        "check the key, or create a new one with `calsync apikey create`",
+    )
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def principal(s: Session, credentials: Credentials) -> Principal:
+    """Who is calling, from plain values (most calls need no more; see `TenantCaller`)."""
+    found = await apikeys.identify(s, _presented(credentials))
+    if found is None:
+        raise _unknown_key()
+    return Principal(found.tenant_id, found.user, found.is_admin)
+
+
+async def tenant_principal(s: Session, credentials: Credentials) -> TenantPrincipal:
+    """Who is calling, with the tenant and the user loaded into the request's session (the
+    same one statement)."""
+    owner = await apikeys.authenticate(s, _presented(credentials))
     if owner is None:
-        raise ApiError(
-            401,
-            "invalid_api_key",
-            "the API key is unknown or revoked",
-            "check the key, or create a new one with `calsync apikey create`",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return Principal(owner.tenant, owner.user, owner.is_admin)
+        raise _unknown_key()
+    return with_rows(owner.tenant, owner.user, owner.is_admin)
+
+
+def with_rows(tenant: Tenant, user: User | None, is_admin: bool) -> TenantPrincipal:
+    """A caller made of a session's tenant and user rows."""
+    ref = None if user is None else apikeys.KeyUser(user.id, user.email, user.role)
+    return TenantPrincipal(tenant.id, ref, is_admin, tenant, user)
 
 
 Caller = Annotated[Principal, Depends(principal)]
+TenantCaller = Annotated[TenantPrincipal, Depends(tenant_principal)]
 
 
 async def admin(caller: Caller) -> Principal:
@@ -90,6 +123,14 @@ async def admin(caller: Caller) -> Principal:
 
 
 Admin = Annotated[Principal, Depends(admin)]
+
+
+async def tenant_admin(caller: TenantCaller) -> TenantPrincipal:
+    await admin(caller)
+    return caller
+
+
+TenantAdmin = Annotated[TenantPrincipal, Depends(tenant_admin)]
 
 
 async def visible_user(caller: Principal, s: AsyncSession, user_id: uuid.UUID) -> User:

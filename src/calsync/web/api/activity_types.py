@@ -8,7 +8,7 @@ from calsync.store import tenants
 from calsync.store.errors import AlreadyExists
 from calsync.store.models import ActivityType, Tenant
 
-from ..deps import Admin, Caller, Session
+from ..deps import Session, TenantAdmin, TenantCaller
 from ..errors import ApiError
 from ..schemas import ActivityTypeIn, ActivityTypeList, ActivityTypeOut
 
@@ -25,14 +25,16 @@ def type_out(item: ActivityType, tenant: Tenant) -> ActivityTypeOut:
 
 
 @router.get("/activity-types", response_model=ActivityTypeList)
-async def list_types(caller: Caller, session: Session) -> ActivityTypeList:
+async def list_types(caller: TenantCaller, session: Session) -> ActivityTypeList:
     """Every activity type, built-in first."""
     items = await tenants.activity_types(session, caller.tenant_id)
     return ActivityTypeList(activity_types=[type_out(i, caller.tenant) for i in items])
 
 
 @router.post("/activity-types", response_model=ActivityTypeOut, status_code=201)
-async def create_type(body: ActivityTypeIn, caller: Admin, session: Session) -> ActivityTypeOut:
+async def create_type(
+    body: ActivityTypeIn, caller: TenantAdmin, session: Session
+) -> ActivityTypeOut:
     """Add a custom type (not exported to Google until listed in the tenant settings)."""
     try:
         item = await tenants.add_activity_type(session, caller.tenant_id, body.key, body.name)

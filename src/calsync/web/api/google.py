@@ -29,7 +29,7 @@ from calsync.sync.connect_service_account import ServiceAccountRefused, ServiceA
 from calsync.sync.google_services import GoogleServices
 
 from .. import google_status, sync_requests
-from ..deps import Caller, Session, database, visible_user
+from ..deps import Principal, Session, TenantCaller, TenantPrincipal, database, visible_user
 from ..errors import ApiError, FieldProblem
 from ..google_schemas import (
     ConnectionOut,
@@ -64,7 +64,9 @@ Services = Annotated[GoogleServices, Depends(google_services)]
 Db = Annotated[Database, Depends(database)]
 
 
-async def target(caller: Caller, session: AsyncSession, user_id: uuid.UUID) -> tuple[Tenant, User]:
+async def target(
+    caller: TenantPrincipal, session: AsyncSession, user_id: uuid.UUID
+) -> tuple[Tenant, User]:
     """The tenant and the user acted on; ends the read so Google calls hold no transaction."""
     user = await visible_user(caller, session, user_id)
     tenant = caller.tenant
@@ -72,7 +74,7 @@ async def target(caller: Caller, session: AsyncSession, user_id: uuid.UUID) -> t
     return tenant, user
 
 
-def _is_self(caller: Caller, user: User) -> bool:
+def _is_self(caller: Principal, user: User) -> bool:
     return caller.user is not None and caller.user.id == user.id
 
 
@@ -118,7 +120,7 @@ def not_connected(conn: GoogleConnection | None, tenant: Tenant, user: User) -> 
 
 @router.post("/users/{user_id}/google/connect", response_model=ConnectOut)
 async def connect(
-    user_id: uuid.UUID, caller: Caller, session: Session, services: Services
+    user_id: uuid.UUID, caller: TenantCaller, session: Session, services: Services
 ) -> ConnectOut:
     """A Google consent link for the user (single-use, bound to this user, valid 10 minutes).
 
@@ -129,7 +131,7 @@ async def connect(
 
 async def start_connect(
     user_id: uuid.UUID,
-    caller: Caller,
+    caller: TenantCaller,
     session: AsyncSession,
     services: GoogleServices,
     *,
@@ -163,7 +165,7 @@ async def start_connect(
 
 @router.get("/users/{user_id}/google", response_model=ConnectionOut)
 async def get_connection(
-    user_id: uuid.UUID, caller: Caller, session: Session, services: Services, db: Db
+    user_id: uuid.UUID, caller: TenantCaller, session: Session, services: Services, db: Db
 ) -> ConnectionOut:
     """Status, the live calendar list (stored choices if Google fails), last run and error."""
     tenant, user = await target(caller, session, user_id)
@@ -232,7 +234,7 @@ def _not_writable(exc: connect_calendars.ExportNotWritable) -> ApiError:
 async def patch_settings(
     user_id: uuid.UUID,
     body: SettingsPatch,
-    caller: Caller,
+    caller: TenantCaller,
     session: Session,
     services: Services,
     db: Db,
@@ -280,7 +282,7 @@ async def patch_settings(
 async def preview_settings(
     user_id: uuid.UUID,
     body: SettingsPatch,
-    caller: Caller,
+    caller: TenantCaller,
     session: Session,
     services: Services,
     db: Db,
@@ -310,7 +312,7 @@ async def preview_settings(
 
 @router.delete("/users/{user_id}/google", response_model=DisconnectOut)
 async def disconnect(
-    user_id: uuid.UUID, caller: Caller, session: Session, services: Services, db: Db
+    user_id: uuid.UUID, caller: TenantCaller, session: Session, services: Services, db: Db
 ) -> DisconnectOut:
     """Revoke at Google, stop push channels, forget the tokens; CRM activities and the links
     stay, so connecting the same Google account again duplicates nothing."""

@@ -22,7 +22,7 @@ from calsync.sync.codes import remedy_for
 from calsync.sync.engine import COUNTS, RunResult
 
 from .. import google_status, sync_requests
-from ..deps import Caller, Session
+from ..deps import Session, TenantCaller
 from ..errors import ApiError
 from ..google_schemas import (
     BindingList,
@@ -89,7 +89,7 @@ def _result_out(result: RunResult, binding: CalendarBinding, stored: Any) -> Run
 )
 async def sync_now(
     user_id: uuid.UUID,
-    caller: Caller,
+    caller: TenantCaller,
     session: Session,
     services: Services,
     db: Db,
@@ -155,7 +155,7 @@ async def sync_now(
 @router.get("/users/{user_id}/google/runs", response_model=RunList)
 async def list_runs(
     user_id: uuid.UUID,
-    caller: Caller,
+    caller: TenantCaller,
     session: Session,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunList:
@@ -171,7 +171,7 @@ async def list_runs(
 
 
 @router.get("/users/{user_id}/google/issues", response_model=IssueList)
-async def list_issues(user_id: uuid.UUID, caller: Caller, session: Session) -> IssueList:
+async def list_issues(user_id: uuid.UUID, caller: TenantCaller, session: Session) -> IssueList:
     """Entries that could not be synced, with what to do about each."""
     _, user = await target(caller, session, user_id)
     conn = await connections.for_user(session, user.id)
@@ -206,7 +206,7 @@ async def list_issues(user_id: uuid.UUID, caller: Caller, session: Session) -> I
 
 
 @router.get("/users/{user_id}/google/calendars", response_model=BindingList)
-async def list_calendars(user_id: uuid.UUID, caller: Caller, session: Session) -> BindingList:
+async def list_calendars(user_id: uuid.UUID, caller: TenantCaller, session: Session) -> BindingList:
     """The calendars calsync keeps for the user (unticked ones too), each with its state; a
     paused one says when and why, and how many deletions the mass-delete guard held back."""
     _, user = await target(caller, session, user_id)
@@ -226,7 +226,7 @@ async def resume_calendar(
     user_id: uuid.UUID,
     binding_id: uuid.UUID,
     body: ResumeIn,
-    caller: Caller,
+    caller: TenantCaller,
     session: Session,
     services: Services,
     db: Db,
@@ -281,7 +281,7 @@ async def resume_calendar(
 @router.get("/users/{user_id}/google/conflicts", response_model=ConflictList)
 async def list_conflicts(
     user_id: uuid.UUID,
-    caller: Caller,
+    caller: TenantCaller,
     session: Session,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

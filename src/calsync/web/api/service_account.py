@@ -17,7 +17,7 @@ from calsync.google.service_account import SCOPE_CALENDAR
 from calsync.store.statuses import AuthMode
 from calsync.sync import connect_service_account as service_account
 
-from ..deps import Admin, Session
+from ..deps import Session, TenantAdmin
 from ..errors import ApiError
 from ..google_schemas import ServiceAccountOut, ServiceAccountTestIn, ServiceAccountTestOut
 from .google import Services
@@ -33,7 +33,7 @@ def _key_error(exc: errors.GoogleError) -> ApiError:
 
 @router.put("/tenant/google/service-account", response_model=ServiceAccountOut)
 async def upload_key(
-    caller: Admin,
+    caller: TenantAdmin,
     session: Session,
     services: Services,
     file: Annotated[UploadFile, File(description="The .json or .p12 key from Google Cloud")],
@@ -81,7 +81,7 @@ async def upload_key(
     },
 )
 async def test_key(
-    caller: Admin,
+    caller: TenantAdmin,
     session: Session,
     services: Services,
     body: Annotated[ServiceAccountTestIn | None, Body()] = None,

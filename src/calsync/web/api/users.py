@@ -11,7 +11,7 @@ from calsync.store.errors import AlreadyExists
 from calsync.store.models import User
 from calsync.store.statuses import UserRole
 
-from ..deps import Admin, Caller, Session, visible_user
+from ..deps import Admin, Caller, Session, TenantCaller, visible_user
 from ..errors import ApiError
 from ..schemas import UserIn, UserList, UserOut, UserPatch
 
@@ -34,10 +34,10 @@ def _taken(exc: AlreadyExists) -> ApiError:
 
 
 @router.get("/users", response_model=UserList)
-async def list_users(caller: Caller, session: Session) -> UserList:
+async def list_users(caller: TenantCaller, session: Session) -> UserList:
     """All live users (admin), or just the caller (user key)."""
-    if not caller.is_admin and caller.user is not None:
-        return UserList(users=[user_out(caller.user)])
+    if not caller.is_admin and caller.user_row is not None:
+        return UserList(users=[user_out(caller.user_row)])
     return UserList(users=[user_out(u) for u in await users.list_(session, caller.tenant_id)])
 
 

@@ -30,7 +30,7 @@ from calsync.store.statuses import RunOutcome, UserRole
 from calsync.sync.errors import Outcome
 from calsync.sync.google_services import GoogleServices
 
-from ..deps import Principal
+from ..deps import TenantPrincipal, with_rows
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SESSION_COOKIE = "calsync_session"
@@ -115,7 +115,7 @@ class Viewer:
         return self.user.role == UserRole.ADMIN
 
     @asynccontextmanager
-    async def acting(self, db: Database) -> AsyncIterator[tuple[AsyncSession, Principal]]:
+    async def acting(self, db: Database) -> AsyncIterator[tuple[AsyncSession, TenantPrincipal]]:
         """A session and this user as an API caller whose tenant and user live in that session
         (the shared handlers change `caller.tenant` in place, as the API's own session does)."""
         async with db.sessions() as session:
@@ -123,7 +123,7 @@ class Viewer:
             user = await users.get(session, self.tenant.id, self.user.id)
             if tenant is None or user is None:
                 raise LoginRequired("/")
-            yield session, Principal(tenant, user, self.is_admin)
+            yield session, with_rows(tenant, user, self.is_admin)
 
 
 def db_of(request: Request) -> Database:
