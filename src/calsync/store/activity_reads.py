@@ -21,7 +21,8 @@ from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .activity_statements import Viewer
-from .models import Activity, ActivityAttendee
+from .base import chunked
+from .models import Activity, ActivityAttendee, CalendarBinding, EventLink, GoogleConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,4 +163,46 @@ async def listing(
             out.append(current)
         if row[width] is not None:  # an attendee (the LEFT JOIN's NULLs: none)
             current.attendees.append(AttendeeRow(*row[width:]))
+    return out
+
+
+@functools.cache
+def _read_only_links() -> Select[uuid.UUID | None, str | None, uuid.UUID]:
+    """The read-only reasons of the links of some activities, with the user whose connection
+    each link's calendar belongs to: built once (every listing, read and edit runs it)."""
+    return (
+        select(EventLink.activity_id, EventLink.read_only, GoogleConnection.user_id)
+        .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
+        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
+        .where(
+            EventLink.activity_id.in_(bindparam("ids", expanding=True)),
+            EventLink.read_only.is_not(None),
+        )
+    )
+
+
+async def read_only_reasons(
+    session: AsyncSession, items: Sequence[Activity | ActivityRow]
+) -> dict[uuid.UUID, set[str]]:
+    """Why the sync would undo a CRM write of each activity: the read-only reasons of its links,
+    and of its series' links for an exception, in a calendar of its owner's connection (an
+    attendee's read-only copy of a meeting its organiser syncs does not count); on the
+    session's connection, one statement for up to 2,500 ids."""
+    wanted: dict[uuid.UUID, list[Activity | ActivityRow]] = {}
+    for item in items:
+        wanted.setdefault(item.id, []).append(item)
+        if item.recurring_parent_id is not None:
+            wanted.setdefault(item.recurring_parent_id, []).append(item)
+    out: dict[uuid.UUID, set[str]] = {}
+    if not wanted:
+        return out
+    connection = await session.connection()
+    for chunk in chunked(wanted):
+        rows = await connection.execute(_read_only_links(), {"ids": chunk})
+        for activity_id, reason, user_id in rows:
+            if activity_id is None or reason is None:
+                continue
+            for item in wanted.get(activity_id, ()):
+                if item.owner_id == user_id:
+                    out.setdefault(item.id, set()).add(reason)
     return out

@@ -27,7 +27,6 @@ from .models import (
     Activity,
     CalendarBinding,
     EventLink,
-    GoogleConnection,
     SyncIssue,
 )
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
@@ -610,31 +609,3 @@ async def exceptions(session: AsyncSession, master_id: uuid.UUID) -> list[uuid.U
         )
     )
     return list(rows)
-
-
-async def read_only_reasons(
-    session: AsyncSession, items: Collection[Activity]
-) -> dict[uuid.UUID, set[str]]:
-    """Why the sync would undo a CRM write of each activity: the read-only reasons of its links,
-    and of its series' links for an exception, in a calendar of its owner's connection (an
-    attendee's read-only copy of a meeting its organiser syncs does not count)."""
-    wanted: dict[uuid.UUID, list[Activity]] = {}
-    for item in items:
-        wanted.setdefault(item.id, []).append(item)
-        if item.recurring_parent_id is not None:
-            wanted.setdefault(item.recurring_parent_id, []).append(item)
-    out: dict[uuid.UUID, set[str]] = {}
-    for chunk in chunked(wanted):
-        rows = await session.execute(
-            select(EventLink.activity_id, EventLink.read_only, GoogleConnection.user_id)
-            .join(CalendarBinding, CalendarBinding.id == EventLink.binding_id)
-            .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
-            .where(EventLink.activity_id.in_(chunk), EventLink.read_only.is_not(None))
-        )
-        for activity_id, reason, user_id in rows:
-            if activity_id is None or reason is None:
-                continue
-            for item in wanted.get(activity_id, ()):
-                if item.owner_id == user_id:
-                    out.setdefault(item.id, set()).add(reason)
-    return out

@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, cast
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
 
 from calsync.domain import activity as rules
 from calsync.domain import recurrence as rec
-from calsync.store import activities, activity_reads, links
+from calsync.store import activities, activity_reads
 from calsync.store.activities import Instance
 from calsync.store.activity_reads import ActivityRow
 from calsync.store.models import Activity
@@ -68,8 +68,7 @@ async def read_only_states(
     session: Session, rows: Sequence[Activity | ActivityRow]
 ) -> dict[uuid.UUID, ReadOnlyOut]:
     """The read-only state of each row that has one (one query for a whole page)."""
-    # read_only_reasons reads id, recurring_parent_id and owner_id, which a row has as well
-    reasons = await links.read_only_reasons(session, cast("list[Activity]", rows))
+    reasons = await activity_reads.read_only_reasons(session, rows)
     out: dict[uuid.UUID, ReadOnlyOut] = {}
     for activity_id, found in reasons.items():
         state = _read_only_out(found)
