@@ -34,5 +34,6 @@ async def test_start_up_freezes_the_heap_and_shutdown_thaws_it(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             assert (await c.get("/healthz")).status_code == 200
-        assert gc.get_freeze_count() == frozen  # requests' objects stay collectable
+        # requests' objects stay collectable (frozen ones freed meanwhile leave the count)
+        assert gc.get_freeze_count() <= frozen
     assert gc.get_freeze_count() == 0
