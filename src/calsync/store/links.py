@@ -22,13 +22,7 @@ from sqlalchemy.orm import joinedload
 
 from . import changes
 from .base import chunked, utcnow
-from .models import (
-    OWED_WRITE,
-    Activity,
-    CalendarBinding,
-    EventLink,
-    SyncIssue,
-)
+from .models import OWED_WRITE, Activity, CalendarBinding, EventLink, SyncIssue
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
 
