@@ -10,19 +10,18 @@ when neither side is written any more (see sync.transitions).
 from __future__ import annotations
 
 import functools
-import typing
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, Update, and_, bindparam, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Select, and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from . import changes
 from .base import chunked, utcnow
-from .models import OWED_WRITE, Activity, CalendarBinding, EventLink, SyncIssue
+from .models import OWED_WRITE, Activity, CalendarBinding, EventLink
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
 
@@ -382,110 +381,6 @@ async def activities(
         )
         out.update({row.id: row for row in rows})
     return out
-
-
-async def activities_and_links(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    binding_id: uuid.UUID,
-    activity_ids: Collection[uuid.UUID],
-) -> tuple[dict[uuid.UUID, Activity], dict[uuid.UUID, EventLink]]:
-    """The tenant's activities of these ids, with their attendees, and each one's link in the
-    binding: what the push's plan reads, in one statement (a chunk of ids each), not three
-    (`activities`, its attendees' selectin, `by_activities`)."""
-    found: dict[uuid.UUID, Activity] = {}
-    linked: dict[uuid.UUID, EventLink] = {}
-    for chunk in chunked(activity_ids):
-        rows = await session.execute(
-            _activities_and_links_statement(),
-            {"tenant_id": tenant_id, "binding_id": binding_id, "activity_ids": chunk},
-        )
-        for activity, link in rows.unique():
-            found[activity.id] = activity
-            if link is not None:
-                linked[activity.id] = link
-    return found, linked
-
-
-@functools.cache
-def _activities_and_links_statement() -> Select[Activity, EventLink]:
-    """Built once (see `_by_event_statement`); the ids an expanding parameter."""
-    return (
-        select(Activity, EventLink)
-        .outerjoin(
-            EventLink,
-            and_(
-                EventLink.activity_id == Activity.id,
-                EventLink.binding_id == bindparam("binding_id"),
-            ),
-        )
-        .where(
-            Activity.tenant_id == bindparam("tenant_id"),
-            Activity.id.in_(bindparam("activity_ids", expanding=True)),
-        )
-        .options(joinedload(Activity.attendees))
-    )
-
-
-async def store_written(
-    conn: AsyncConnection,
-    link_id: uuid.UUID,
-    binding_id: uuid.UUID,
-    activity_id: uuid.UUID,
-    values: dict[str, Any],
-) -> bool | None:
-    """Google's answer to a write stored on the link the push planned it from — `values` are
-    columns of event_link — if that link is still the activity's in the binding; returns
-    None when it is not (nothing written), else whether the activity has open sync issues
-    there (read in the same statement, so a write that has none costs one statement)."""
-    row = (
-        await conn.execute(
-            _store_written_statement(),
-            {
-                "link_id": link_id,
-                "link_binding_id": binding_id,
-                "link_activity_id": activity_id,
-                **{f"v_{k}": v for k, v in values.items()},
-            },
-        )
-    ).first()
-    return None if row is None else bool(row[0])
-
-
-#: the columns `store_written` writes (event_link's, besides updated_at)
-WRITTEN_COLUMNS = (
-    "state",
-    "google_event_id",
-    "snapshot",
-    "google_hash",
-    "crm_hash",
-    "google_etag",
-    "google_updated",
-    "ical_uid",
-)
-
-
-@functools.cache
-def _store_written_statement() -> Update:
-    """Built once, on the table (not the ORM's bulk-update path). The EXISTS names binding
-    and activity by parameter, not by correlation: SQLite's RETURNING takes no correlated
-    subquery (store.changes)."""
-    table = typing.cast(Table, EventLink.__table__)
-    open_issue = exists().where(
-        SyncIssue.binding_id == bindparam("link_binding_id"),
-        SyncIssue.activity_id == bindparam("link_activity_id"),
-        SyncIssue.resolved_at.is_(None),
-    )
-    return (
-        update(table)
-        .where(
-            table.c.id == bindparam("link_id"),
-            table.c.binding_id == bindparam("link_binding_id"),
-            table.c.activity_id == bindparam("link_activity_id"),
-        )
-        .values({name: bindparam(f"v_{name}") for name in WRITTEN_COLUMNS})
-        .returning(open_issue)
-    )
 
 
 async def claim_instance(

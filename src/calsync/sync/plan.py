@@ -20,7 +20,7 @@ from calsync.domain.fields import SyncFields, changed_units, content_hash
 from calsync.domain.ids import google_event_id
 from calsync.domain.recurrence import is_occurrence
 from calsync.google import builders, calls
-from calsync.store import activities, links, runs
+from calsync.store import activities, links, runs, sync_rows
 from calsync.store.activities import made_in_crm
 from calsync.store.base import new_id
 from calsync.store.models import Activity, CalendarBinding, EventLink
@@ -56,7 +56,7 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
     settings = ctx.settings
     ops: list[Op] = []
     async with settings.db.session() as session:
-        found, linked = await links.activities_and_links(
+        found, linked = await sync_rows.activities_and_links(
             session, settings.tenant_id, settings.binding_id, ids
         )
         elsewhere = await links.links_elsewhere(

@@ -148,7 +148,7 @@ async def _store_written(ctx: Ctx, op: Op, result: Event) -> bool:
     }
     binding_id = ctx.settings.binding_id
     async with ctx.settings.db.connection() as conn:
-        issues = await links.store_written(conn, op.link_id, binding_id, op.activity_id, values)
+        issues = await sync_rows.store_written(conn, op.link_id, binding_id, op.activity_id, values)
         if issues is None:
             await conn.rollback()
             return False
