@@ -360,6 +360,10 @@ async def _lock_and_reload(
     # reads none
     held = inspect(activity).dict.get("version")
     current: int | None
+    # Core statements (built on the tables) skip the ORM's autoflush: what the session holds
+    # unwritten is flushed first, in the same order as before
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
     if changes.numbered_at_commit(session):
         seq = await changes.next_seq(session, activity.tenant_id)  # provisional: no statement
         row = (

@@ -6,16 +6,22 @@ machine). Apart so that store/activities.py stays about what the writes mean."""
 from __future__ import annotations
 
 import functools
+import typing
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, exists, or_, select, update
+from sqlalchemy import Select, Table, bindparam, exists, or_, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from . import webhooks
+from .base import Base
 from .models import Activity, ActivityAttendee, ActivityType, Tenant, User
+
+
+def _table(model: type[Base]) -> Table:
+    return typing.cast(Table, model.__table__)
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,13 @@ def activity_with_attendees() -> Select[Activity]:
 @functools.cache
 def locked_version() -> Select[int, bool]:
     """The locked row's version and whether its tenant has an enabled outbound-webhook
-    endpoint: every edit runs it."""
+    endpoint: every edit runs it (PostgreSQL). Built once, on the table: a Core statement,
+    not the ORM's compile and result path for two columns."""
+    table = _table(Activity)
     return (
-        select(Activity.version, webhooks.endpoints_enabled(Activity.tenant_id))
-        .where(Activity.id == bindparam("activity_id"))
-        .with_for_update(of=Activity)
+        select(table.c.version, webhooks.endpoints_enabled(table.c.tenant_id))
+        .where(table.c.id == bindparam("activity_id", type_=table.c.id.type))
+        .with_for_update(of=table)
     )
 
 
@@ -56,19 +64,21 @@ def numbered_version() -> ReturningUpdate[int, bool, int | None]:
     takes the database's write lock, store/changes.py), then under that lock whether the
     tenant has an enabled outbound-webhook endpoint and the activity's version (None: no such
     row). The subqueries name the tenant and the activity by parameter, not by correlation:
-    SQLite's RETURNING renders columns unqualified."""
-    tenant_id = bindparam("tenant_id", type_=Tenant.id.type)
+    SQLite's RETURNING renders columns unqualified. On the tables: a Core UPDATE, not the
+    ORM's bulk-update path (the same SQL; the caller flushes first, as the ORM's autoflush
+    did)."""
+    tenant, activity = _table(Tenant), _table(Activity)
+    tenant_id = bindparam("tenant_id", type_=tenant.c.id.type)
     version = (
-        select(Activity.version)
-        .where(Activity.id == bindparam("activity_id", type_=Activity.id.type))
+        select(activity.c.version)
+        .where(activity.c.id == bindparam("activity_id", type_=activity.c.id.type))
         .scalar_subquery()
     )
     return (
-        update(Tenant)
-        .where(Tenant.id == tenant_id)
-        .values(change_seq=Tenant.change_seq + 1, updated_at=Tenant.updated_at)
-        .returning(Tenant.change_seq, webhooks.endpoints_enabled(tenant_id), version)
-        .execution_options(synchronize_session=False)
+        update(tenant)
+        .where(tenant.c.id == tenant_id)
+        .values(change_seq=tenant.c.change_seq + 1, updated_at=tenant.c.updated_at)
+        .returning(tenant.c.change_seq, webhooks.endpoints_enabled(tenant_id), version)
     )
 
 

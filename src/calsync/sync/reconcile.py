@@ -365,7 +365,9 @@ async def classify(
     else:
         google = filters.google_fields(ctx, event, policy)
     case.fields = google
-    link.read_only = filters.read_only(ctx, event, policy)
+    read_only = filters.read_only(ctx, event, policy)
+    if link.read_only != read_only:  # set only when it changes: a link left clean needs no
+        link.read_only = read_only  # flush before the activity's write (store.activities)
     case.writes = _writes(ctx, link)
     if not relinked:
         await responses(ctx, session, activity, event)
