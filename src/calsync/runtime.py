@@ -32,6 +32,22 @@ def tune_gc() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
+def settle_heap() -> None:
+    """Once a long-lived process has started (`calsync serve`, `calsync worker`): collect
+    start-up's garbage, then move every object left (modules, routes, schemas, compiled
+    statements: a few hundred thousand) out of the collector's view for the process's life.
+    A full collection then scans only what was made since; it had to walk them all, which on
+    the project's 2-core machine stopped the event loop for 0.1-0.2 s every few thousand API
+    calls — every request or sync in flight waited (issue 16's API p99; docs/deploy.md
+    "Capacity"). Python's `gc.freeze`, made for this; `thaw_heap` at shutdown."""
+    gc.collect()
+    gc.freeze()
+
+
+def thaw_heap() -> None:
+    gc.unfreeze()
+
+
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """The one verifying TLS context of the process's HTTP clients (Google, OAuth, outbound

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import re
 import socket
@@ -58,6 +59,7 @@ async def test_worker_serves_its_google_requests_and_queue_depth(
     await h.ginsert("Scraped", at(1, 9))
     stop = asyncio.Event()
     urls: list[str] = []
+    gc.unfreeze()
     worker = asyncio.create_task(
         serve_jobs(worker_settings(h, db_url, kind), stop, on_metrics=urls.append)
     )
@@ -88,9 +90,12 @@ async def test_worker_serves_its_google_requests_and_queue_depth(
             r.google_requests for r in runs
         )
         assert value(text, 'calsync_syncs_total{outcome="ok"}') >= 1
+        # started: its start-up objects are out of the collector's view (runtime.settle_heap)
+        assert gc.get_freeze_count() > 10_000
     finally:
         stop.set()
         await asyncio.wait_for(worker, 30)
+    assert gc.get_freeze_count() == 0  # and back in it once stopped
 
 
 def test_worker_help_mentions_the_metrics_endpoint() -> None:

@@ -1,4 +1,4 @@
-"""A started app moves start-up's objects out of the collector's view (web/app.settle_heap), so
+"""A started app moves start-up's objects out of the collector's view (runtime.settle_heap, in web/app's lifespan), so
 a full collection under load walks only what was made since, not every module, route and
 schema of the process (a 0.1-0.2 s stop of the event loop on a 2-core machine: issue 16)."""
 

@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from calsync import runtime
 from calsync.google.calendar import make_http_client
 from calsync.settings import Settings
 from calsync.store.db import Database, private_dir
@@ -157,6 +158,7 @@ async def serve_jobs(
             log.info("worker metrics at %s/metrics", endpoint.url)
             if on_metrics is not None:
                 on_metrics(endpoint.url)
+        runtime.settle_heap()  # as `calsync serve`: full collections skip start-up's objects
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -164,6 +166,7 @@ async def serve_jobs(
                 log.error("the job runner stopped unexpectedly")
                 break
     finally:
+        runtime.thaw_heap()
         if endpoint is not None:
             await endpoint.stop()
         await queue.stop()

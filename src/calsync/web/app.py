@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from calsync import __version__
+from calsync import __version__, runtime
 from calsync.google.calendar import make_http_client
 from calsync.jobs import metrics as metrics_endpoint
 from calsync.jobs.debounce import ChangeDebouncer
@@ -59,17 +58,6 @@ async def _metrics_port(
     return endpoint
 
 
-def settle_heap() -> None:
-    """Once started: collect start-up's garbage, then move every object left (modules, routes,
-    schemas, compiled statements: a few hundred thousand) out of the collector's view for the
-    process's life. A full collection then scans only what was made since; it had to walk them
-    all, which on the project's 2-core machine stopped the event loop for 0.1-0.2 s every few
-    thousand API calls — every request in flight waited (issue 16's API p99; docs/deploy.md
-    "Capacity"). Python's `gc.freeze`, made for this."""
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -103,9 +91,9 @@ def create_app(
         if sandbox is not None:
             await sandbox.prepare(app)
         endpoint = app.state.metrics_endpoint = await _metrics_port(settings, metrics, db, jobs)
-        settle_heap()
+        runtime.settle_heap()
         yield
-        gc.unfreeze()
+        runtime.thaw_heap()
         if endpoint is not None:
             await endpoint.stop()
         await changes.stop()
