@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import functools
 import secrets
+import typing
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -65,6 +66,10 @@ async def reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> in
             start = -_PROVISIONAL_SPAN - secrets.randbelow(_PROVISIONAL_SPAN)
         session.info[_PROVISIONAL_KEY] = start + count
         return int(start + count - 1)
+    # a Core statement skips the ORM's autoflush: what the session holds unwritten goes first,
+    # in the same order as before
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
     result = await session.execute(_reserve_statement(), {"tenant_id": tenant_id, "count": count})
     last, enabled = result.one()
     # learnt under the write lock this UPDATE took: the commit reads no endpoints when none
@@ -77,15 +82,19 @@ def _reserve_statement() -> ReturningUpdate[int, bool]:
     """Built once (SQLite: every write of an activity runs it). UPDATE ... RETURNING (SQLite
     3.35+): the new counter and whether the tenant has an enabled outbound-webhook endpoint,
     in the one round trip that takes the write lock."""
-    tenant_id = bindparam("tenant_id", type_=Tenant.id.type)
+    tenant = typing.cast(Table, Tenant.__table__)  # on the table: a Core UPDATE, not the
+    # ORM's bulk-update path (the same SQL; `reserve` flushes first, as the autoflush did)
+    tenant_id = bindparam("tenant_id", type_=tenant.c.id.type)
     # the EXISTS names the tenant by the parameter, not by correlation: SQLite's RETURNING
     # renders columns unqualified, and a bare `id` inside the subquery is the endpoint's
     return (
-        update(Tenant)
-        .where(Tenant.id == tenant_id)
-        .values(change_seq=Tenant.change_seq + bindparam("count"), updated_at=Tenant.updated_at)
-        .returning(Tenant.change_seq, endpoints_enabled(tenant_id))
-        .execution_options(synchronize_session=False)
+        update(tenant)
+        .where(tenant.c.id == tenant_id)
+        .values(
+            change_seq=tenant.c.change_seq + bindparam("count", type_=tenant.c.change_seq.type),
+            updated_at=tenant.c.updated_at,
+        )
+        .returning(tenant.c.change_seq, endpoints_enabled(tenant_id))
     )
 
 
