@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import activity_statements as statements
 from .activity_statements import Viewer
 from .base import chunked
 from .models import Activity, ActivityAttendee, CalendarBinding, EventLink, GoogleConnection
@@ -80,32 +81,23 @@ def _listing(
     """The page of activities (by range start, then id) with their attendees (by position)
     joined to it, as the ORM's joined eager load of a LIMITed query renders it; every value is
     a parameter, so each shape is built and compiled once."""
-    tenant_id = bindparam("tenant_id", type_=Activity.tenant_id.type)
-    page = select(Activity).where(Activity.tenant_id == tenant_id)
-    if viewer:
-        attends = select(ActivityAttendee.activity_id).where(
-            ActivityAttendee.tenant_id == tenant_id,
-            ActivityAttendee.email == bindparam("viewer_email", type_=ActivityAttendee.email.type),
-        )
-        page = page.where(
-            or_(
-                Activity.owner_id == bindparam("viewer_id", type_=Activity.owner_id.type),
-                Activity.id.in_(attends),
-            )
-        )
-    if owner:
-        page = page.where(Activity.owner_id == bindparam("owner_id", type_=Activity.owner_id.type))
-    if type_key:
-        page = page.where(Activity.type_key == bindparam("type_key", type_=Activity.type_key.type))
-    if end:
-        page = page.where(
-            Activity.range_start_utc < bindparam("end", type_=Activity.range_start_utc.type)
-        )
-    if start:
-        after = bindparam("start", type_=Activity.range_end_utc.type)
-        page = page.where(or_(Activity.range_end_utc.is_(None), Activity.range_end_utc > after))
-    if not include_deleted:
-        page = page.where(Activity.deleted_at.is_(None))
+
+    def param(name: str, column: Any) -> Any:
+        return bindparam(name, type_=column.type)
+
+    tenant_id = param("tenant_id", Activity.tenant_id)
+    page = statements.listing_filters(
+        select(Activity),
+        tenant_id,
+        (param("viewer_id", Activity.owner_id), param("viewer_email", ActivityAttendee.email))
+        if viewer
+        else None,
+        param("owner_id", Activity.owner_id) if owner else None,
+        param("type_key", Activity.type_key) if type_key else None,
+        param("start", Activity.range_end_utc) if start else None,
+        param("end", Activity.range_start_utc) if end else None,
+        include_deleted,
+    )
     paged = (
         page.order_by(Activity.range_start_utc, Activity.id)
         .limit(bindparam("limit", type_=Activity.version.type))

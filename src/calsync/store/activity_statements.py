@@ -10,6 +10,7 @@ import typing
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, exists, or_, select, update
 from sqlalchemy.orm import joinedload
@@ -103,10 +104,14 @@ def visible(
 ) -> Select[Activity]:
     if viewer is None:
         return query
+    return _visible_to(query, tenant_id, viewer.user_id, viewer.email)
+
+
+def _visible_to(query: Select[Any], tenant_id: Any, user_id: Any, email: Any) -> Select[Any]:
     attends = select(ActivityAttendee.activity_id).where(
-        ActivityAttendee.tenant_id == tenant_id, ActivityAttendee.email == viewer.email
+        ActivityAttendee.tenant_id == tenant_id, ActivityAttendee.email == email
     )
-    return query.where(or_(Activity.owner_id == viewer.user_id, Activity.id.in_(attends)))
+    return query.where(or_(Activity.owner_id == user_id, Activity.id.in_(attends)))
 
 
 def filtered(
@@ -120,13 +125,35 @@ def filtered(
 ) -> Select[Activity]:
     # the attendees in the same statement (a LEFT JOIN; SQLAlchemy pages the activities in a
     # subquery first), not selectin's second round trip
-    query = visible(
-        select(Activity)
-        .where(Activity.tenant_id == tenant_id)
-        .options(joinedload(Activity.attendees)),
+    return listing_filters(
+        select(Activity).options(joinedload(Activity.attendees)),
         tenant_id,
-        viewer,
+        None if viewer is None else (viewer.user_id, viewer.email),
+        owner_id,
+        type_key,
+        start,
+        end,
+        include_deleted,
     )
+
+
+def listing_filters(
+    query: Select[Any],
+    tenant_id: Any,
+    viewer: tuple[Any, Any] | None,
+    owner_id: Any,
+    type_key: Any,
+    start: Any,
+    end: Any,
+    include_deleted: bool,
+) -> Select[Any]:
+    """The listing's filters on a select of activities, in one place for both listings: given
+    values (`filtered`, the ORM's), or bind parameters standing for them in a statement built
+    once per shape (store/activity_reads, the API's plain rows). None: no such filter;
+    `viewer` is (user id, e-mail)."""
+    query = query.where(Activity.tenant_id == tenant_id)
+    if viewer is not None:
+        query = _visible_to(query, tenant_id, *viewer)
     if owner_id is not None:
         query = query.where(Activity.owner_id == owner_id)
     if type_key is not None:
