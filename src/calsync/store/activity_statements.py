@@ -6,23 +6,18 @@ machine). Apart so that store/activities.py stays about what the writes mean."""
 from __future__ import annotations
 
 import functools
-import typing
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, exists, or_, select, update
+from sqlalchemy import Select, bindparam, exists, or_, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from . import webhooks
-from .base import Base
+from .base import table_of
 from .models import Activity, ActivityAttendee, ActivityType, Tenant, User
-
-
-def _table(model: type[Base]) -> Table:
-    return typing.cast(Table, model.__table__)
 
 
 @dataclass(frozen=True)
@@ -51,7 +46,7 @@ def locked_version() -> Select[int, bool]:
     """The locked row's version and whether its tenant has an enabled outbound-webhook
     endpoint: every edit runs it (PostgreSQL). Built once, on the table: a Core statement,
     not the ORM's compile and result path for two columns."""
-    table = _table(Activity)
+    table = table_of(Activity)
     return (
         select(table.c.version, webhooks.endpoints_enabled(table.c.tenant_id))
         .where(table.c.id == bindparam("activity_id", type_=table.c.id.type))
@@ -68,7 +63,7 @@ def numbered_version() -> ReturningUpdate[int, bool, int | None]:
     SQLite's RETURNING renders columns unqualified. On the tables: a Core UPDATE, not the
     ORM's bulk-update path (the same SQL; the caller flushes first, as the ORM's autoflush
     did)."""
-    tenant, activity = _table(Tenant), _table(Activity)
+    tenant, activity = table_of(Tenant), table_of(Activity)
     tenant_id = bindparam("tenant_id", type_=tenant.c.id.type)
     version = (
         select(activity.c.version)

@@ -6,9 +6,9 @@ import itertools
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, Uuid
+from sqlalchemy import JSON, DateTime, MetaData, Table, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -81,3 +81,8 @@ def chunked(items: Iterable[T], size: int = ID_CHUNK) -> Iterator[list[T]]:
     it = iter(items)
     while chunk := list(itertools.islice(it, size)):
         yield chunk
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements built once on it (not the ORM's paths)."""
+    return cast(Table, model.__table__)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -43,16 +43,16 @@ from calsync.domain.activity import ActivityValues
 
 from . import changes, webhooks
 from .activities import Source
-from .base import Base, UTCDateTime, chunked, new_id, utcnow
+from .base import Base, UTCDateTime, chunked, new_id, table_of, utcnow
 from .models import Activity, Change, EventLink
 from .statuses import ActivitySource, ChangeKind, LinkState
 from .webhook_models import WebhookEndpoint
 
 # the tables themselves: an insert of the mapped class would take the ORM's bulk path, which
 # still builds per-row state; their rows go to the driver's executemany (insert_values)
-_ACTIVITY = cast(Table, Activity.__table__)
-_CHANGE = cast(Table, Change.__table__)
-_LINK = cast(Table, EventLink.__table__)
+_ACTIVITY = table_of(Activity)
+_CHANGE = table_of(Change)
+_LINK = table_of(EventLink)
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import functools
 import secrets
-import typing
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningUpdate
 
+from .base import table_of
 from .models import Activity, ActivityAttendee, Change, Tenant
 from .statuses import ChangeKind
 from .webhooks import activity_changed, endpoints_enabled, note_endpoints
@@ -82,7 +82,7 @@ def _reserve_statement() -> ReturningUpdate[int, bool]:
     """Built once (SQLite: every write of an activity runs it). UPDATE ... RETURNING (SQLite
     3.35+): the new counter and whether the tenant has an enabled outbound-webhook endpoint,
     in the one round trip that takes the write lock."""
-    tenant = typing.cast(Table, Tenant.__table__)  # on the table: a Core UPDATE, not the
+    tenant = table_of(Tenant)  # on the table: a Core UPDATE, not the
     # ORM's bulk-update path (the same SQL; `reserve` flushes first, as the autoflush did)
     tenant_id = bindparam("tenant_id", type_=tenant.c.id.type)
     # the EXISTS names the tenant by the parameter, not by correlation: SQLite's RETURNING

@@ -6,16 +6,16 @@ overdue, and a missed one marked suspect. Both twins' columns are named by their
 from __future__ import annotations
 
 import functools
-import typing
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Update, and_, bindparam, case, or_, select, update
+from sqlalchemy import Update, and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from .base import table_of
 from .channels import EVENT_HOLDERS, Column, Holder, answered, holder_of
 from .models import CalendarBinding
 
@@ -38,7 +38,7 @@ async def expect_echo(
 
 @functools.cache
 def _expect_statement() -> Update:
-    table = typing.cast(Table, CalendarBinding.__table__)
+    table = table_of(CalendarBinding)
     values: dict[str, Any] = {}
     for holder in EVENT_HOLDERS:
         heard, echo, _ = _evidence(holder)

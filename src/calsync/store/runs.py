@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-import typing
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from . import webhook_events
-from .base import utcnow
+from .base import table_of, utcnow
 from .models import Conflict, SyncIssue, SyncRun
 from .statuses import RunOutcome
 
@@ -76,7 +75,7 @@ async def finish(
 def _finish_statement() -> Update:
     """Built once, on the table (every sync ends with it: the ORM's bulk-update path and the
     statement's construction cost more than the UPDATE itself)."""
-    table = typing.cast(Table, SyncRun.__table__)
+    table = table_of(SyncRun)
     columns = ("outcome", "finished_at", "full_sync", "error_code", "error_message")
     return (
         update(table)

@@ -33,7 +33,6 @@ from sqlalchemy import (
     Insert,
     Select,
     String,
-    Table,
     Text,
     Update,
     and_,
@@ -54,7 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer, joinedload
 
-from .base import chunked, utcnow
+from .base import chunked, table_of, utcnow
 from .crypto import Sealed, sealed
 from .models import (
     NOT_FROM_SYNC,
@@ -91,7 +90,7 @@ async def lock_free(
 @functools.cache
 def _lock_statement() -> Update:
     """Built once (see `_load_statement`)."""
-    table = typing.cast(Table, CalendarBinding.__table__)
+    table = table_of(CalendarBinding)
     return (
         update(table)
         .where(
@@ -209,7 +208,7 @@ async def start_run(
 @functools.cache
 def _run_statement() -> Insert:
     """Built once (see `_load_statement`); the table's, not the ORM's (no bulk-insert path)."""
-    return insert(typing.cast(Table, SyncRun.__table__))
+    return insert(table_of(SyncRun))
 
 
 async def end_binding(
@@ -289,7 +288,7 @@ def _end_statement(shape: _EndShape) -> Update:
     A fence: only while the lock is this owner's. A run that lost its lock (another worker
     took the binding after its renewals failed past the timeout) stores nothing over the new
     holder's cursors; what it did is read again by a later run, as after a crash."""
-    table = typing.cast(Table, CalendarBinding.__table__)
+    table = table_of(CalendarBinding)
     c = table.c
 
     def param(name: str) -> BindParameter[typing.Any]:
@@ -502,7 +501,7 @@ def _store_written_statement() -> Update:
     """Built once, on the table (not the ORM's bulk-update path). The EXISTS names binding
     and activity by parameter, not by correlation: SQLite's RETURNING takes no correlated
     subquery (store.changes)."""
-    table = typing.cast(Table, EventLink.__table__)
+    table = table_of(EventLink)
     open_issue = exists().where(
         SyncIssue.binding_id == bindparam("link_binding_id"),
         SyncIssue.activity_id == bindparam("link_activity_id"),
