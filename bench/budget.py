@@ -439,6 +439,8 @@ async def simulate(
     await serving
     sock.close()
     await access.aclose()
+    if access.http is not None:  # ours, not closed by the access
+        await access.http.aclose()
     await db.dispose()
 
 

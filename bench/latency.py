@@ -393,6 +393,8 @@ async def run(runner: str, n: int, changes: int, pg_url: str | None, concurrency
         await wait_up(f"{base}/healthz", web, log)
         await watch_all(setup, access, binding_ids)
         await access.aclose()
+        if access.http is not None:  # ours (first_syncs), not closed by the access
+            await access.http.aclose()
         await settle(setup, runner)
         print(
             f"  {runner}: {n} bindings synced, watched and settled in {time.perf_counter() - t:.1f} s"
