@@ -271,19 +271,30 @@ def _timing(draft: ActivityDraft, parent: rec.Series | None, bad: _Bad) -> Timin
             )
             return None
         start_local, end_local = datetime.combine(start, time()), datetime.combine(end, time())
+        start_utc = start_local.replace(tzinfo=zone).astimezone(UTC)
+        end_utc = end_local.replace(tzinfo=zone).astimezone(UTC)
     else:
         if not isinstance(start, datetime) or not isinstance(end, datetime):
             bad(
                 "start", "datetime_expected", "timed entries take date-times; set all_day for dates"
             )
             return None
-        start_local, end_local = _local(start, zone), _local(end, zone)
-    start_utc = start_local.replace(tzinfo=zone).astimezone(UTC)
-    end_utc = end_local.replace(tzinfo=zone).astimezone(UTC)
-    if not all_day and end_utc <= start_utc:
-        bad("end", "end_before_start", "end must be after start")
-        return None
+        (start_local, start_utc), (end_local, end_utc) = _placed(start, zone), _placed(end, zone)
+        if end_utc <= start_utc:
+            bad("end", "end_before_start", "end must be after start")
+            return None
     return Timing(all_day, zone.key, start_local, end_local, start_utc, end_utc)
+
+
+def _placed(value: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """A timed value's wall clock in `zone` (`_local`) and the UTC instant of that wall clock.
+    For an aware UTC value at a whole second (a sync import's times: mapping.draft) the
+    instant is the value itself, without the conversion back from the wall clock: the wall
+    clock keeps its fold, so it converts back to the same instant (a test pins both alike)."""
+    if value.tzinfo is UTC and not value.microsecond:
+        return value.astimezone(zone).replace(tzinfo=None), value
+    local = _local(value, zone)
+    return local, local.replace(tzinfo=zone).astimezone(UTC)
 
 
 def _local(value: datetime, zone: ZoneInfo) -> datetime:
