@@ -112,6 +112,8 @@ def instant(value: date | datetime) -> str:
 
 def recurrence_lines(lines: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     """RRULE/EXDATE/RDATE lines in a stable order, upper-cased property names, no blanks."""
+    if not lines:
+        return ()  # most entries do not recur
     out: list[str] = []
     for raw in lines or ():
         line = raw.strip()

@@ -347,6 +347,9 @@ async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) ->
     found = held.crm if held.crm is not None else await _candidates(ctx, _around(ctx, fields))
     if ctx.progress.full:
         held.crm = found
+    if not found:  # nothing to match (a first import's usual case): no keys to compute
+        await _import_fresh(ctx, fields)
+        return
     keys = {match_key(values) for _, values in found}
     matchable = [(e, g) for e, g in fields if match_key(g) in keys]
     held.matchable += matchable
@@ -569,7 +572,7 @@ async def _checked(
                 organizer_email=event.organizer.email if event.organizer else None,
                 snapshot_json=snapshot,
                 google_hash=google_hash,
-                crm_hash=google_hash if crm == g else content_hash(crm),
+                crm_hash=google_hash if crm is g or crm == g else content_hash(crm),
                 google_etag=event.etag,
                 google_updated=event.updated,
                 ical_uid=event.i_cal_uid,
