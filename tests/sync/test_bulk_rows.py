@@ -15,6 +15,7 @@ from calsync.domain.activity import validate
 from calsync.domain.fields import SyncFields, canonical_json, content_hash, digest, make
 from calsync.store import activities, bulk_import, links
 from calsync.store.activities import Source
+from calsync.store.base import new_ids
 from calsync.store.models import Activity, Change, EventLink
 from calsync.store.statuses import ChangeOrigin, LinkState
 from calsync.sync import mapping
@@ -212,3 +213,15 @@ async def test_a_row_of_the_wrong_width_or_a_missing_column_is_refused(h: Harnes
             pass
         else:
             raise AssertionError("a row of three values for two columns was not refused")
+
+
+def test_new_ids_are_what_uuid4_makes() -> None:
+    """The bulk import's ids (store.base.new_ids: one os.urandom for all) are uuid4's kind:
+    random version-4 UUIDs of RFC 4122's variant, all different."""
+    ids = new_ids(1000)
+    assert len(ids) == len(set(ids)) == 1000
+    for made in ids:
+        assert made.version == uuid.uuid4().version == 4
+        assert made.variant == uuid.RFC_4122
+    assert new_ids(0) == []
+    assert len({made.int >> 96 for made in ids}) > 900  # random, not a counter

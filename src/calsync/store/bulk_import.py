@@ -43,7 +43,7 @@ from calsync.domain.activity import ActivityValues
 
 from . import changes, webhooks
 from .activities import Source
-from .base import Base, UTCDateTime, chunked, new_id, table_of, utcnow
+from .base import Base, UTCDateTime, chunked, new_ids, table_of, utcnow
 from .models import Activity, Change, EventLink
 from .statuses import ActivitySource, ChangeKind, LinkState
 from .webhook_models import WebhookEndpoint
@@ -163,7 +163,8 @@ async def insert_imported(
     last = await changes.reserve(session, tenant_id, len(items))
     first = last - len(items) + 1
     now = utcnow()
-    ids = [new_id() for _ in items]
+    made = new_ids(2 * len(items))  # one os.urandom for the activities' and links' ids
+    ids, link_ids = made[: len(items)], made[len(items) :]
     # the columns activities._apply sets, for new entries from Google without guests
     activity_shared = {
         "tenant_id": tenant_id,
@@ -198,7 +199,7 @@ async def insert_imported(
     }
     link_rows = [
         (
-            new_id(),
+            link_id,
             aid,
             item.google_event_id,
             item.ical_uid,
@@ -209,7 +210,7 @@ async def insert_imported(
             item.crm_hash,
             item.google_hash,
         )
-        for aid, item in zip(ids, items, strict=True)
+        for link_id, aid, item in zip(link_ids, ids, items, strict=True)
     ]
     connection = await session.connection()
     await insert_values(connection, _ACTIVITY_ROW, activity_rows, activity_shared)
