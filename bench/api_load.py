@@ -319,6 +319,8 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
         await base_bench.wait_up(f"{base}/healthz", web, log)
         await base_bench.watch_all(setup, access, binding_ids)
         await access.aclose()
+        if access.http is not None:  # first_syncs' own, not closed by the access
+            await access.http.aclose()
         await base_bench.settle(setup, runner)
         print(
             f"  {fig.label}: {args.bindings} bindings synced, watched and settled in "

@@ -171,6 +171,8 @@ async def run(
         await base_bench.wait_up(f"{base}/healthz", procs[-1], log)
         await base_bench.watch_all(setup, access, binding_ids)
         await access.aclose()
+        if access.http is not None:  # first_syncs' own, not closed by the access
+            await access.http.aclose()
         await base_bench.settle(setup, "embedded")
         kills = 0
 
