@@ -14,12 +14,24 @@ transaction). Every statement still runs in aiosqlite's thread, so nothing block
 loop (a writer waiting on SQLite's busy timeout waits there, as before). Passed to
 `create_async_engine(module=...)`, SQLAlchemy's documented way to hand a dialect its DBAPI;
 the URL stays `sqlite+aiosqlite`. Server-side (streamed) cursors keep SQLAlchemy's own class.
+
+Writers queue in the process, not in SQLite (`WriteGate`): a connection's first statement
+that may write waits for the engine's one write turn on the event loop, and the turn passes
+on at its commit or rollback. SQLite takes its write lock at that same statement, and a
+writer that finds it taken retries in SQLite's busy handler, which sleeps between tries
+(up to 100 ms each) holding its connection and thread: under the CRM API's load (issue 16,
+bench/api_load.py) those sleeps were the creates' and patches' p99 of 1.7 s while the reads'
+was 0.23 s. Queued on the loop, the next writer starts as soon as the previous commits, in
+arrival order. The turn is per engine and event loop: another process on the same file
+(a `calsync` command beside `calsync serve`) still meets SQLite's busy timeout, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
+import weakref
 from collections.abc import Sequence
 from threading import Thread
 from typing import Any
@@ -58,6 +70,42 @@ def _run_many(conn: sqlite3.Connection, operation: str, seq: Sequence[Any]) -> _
         return cursor.description, [], cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+
+
+#: what a statement that only reads starts with (SQLAlchemy's SQL: no comments before)
+_READS = ("SELECT", "PRAGMA", "EXPLAIN")
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _may_write(operation: str) -> bool:
+    head = operation.lstrip()[:7].upper()
+    if head.startswith("WITH"):  # a CTE before a SELECT or before a write
+        upper = operation.upper()
+        return any(word in upper for word in _WRITES)
+    return not head.startswith(_READS)
+
+
+class WriteGate:
+    """One write transaction at a time per engine, waiting in line on the event loop (see
+    the module's docstring). A lock per event loop: an engine with NullPool may be used from
+    several (tests that start a loop per call)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._locks = weakref.WeakKeyDictionary()
+
+    async def enter(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await lock.acquire()
+        except TimeoutError:  # what SQLite's busy timeout says in the same case
+            raise sqlite3.OperationalError("database is locked") from None
+        return lock
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -108,18 +156,28 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
-            outcome = await conn._execute(  # type: ignore[no-untyped-call]
-                _run, conn._conn, operation, parameters
-            )
+        adapt: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        async with adapt._execute_mutex:
+            await adapt.turn(operation)
+            try:
+                outcome = await conn._execute(  # type: ignore[no-untyped-call]
+                    _run, conn._conn, operation, parameters
+                )
+            finally:
+                adapt.turn_over_if_idle()
         self._took(outcome)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
-            outcome = await conn._execute(  # type: ignore[no-untyped-call]
-                _run_many, conn._conn, operation, seq_of_parameters
-            )
+        adapt: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        async with adapt._execute_mutex:
+            await adapt.turn(operation)
+            try:
+                outcome = await conn._execute(  # type: ignore[no-untyped-call]
+                    _run_many, conn._conn, operation, seq_of_parameters
+                )
+            finally:
+                adapt.turn_over_if_idle()
         self._took(outcome)
 
     def nextset(self) -> None:
@@ -139,17 +197,58 @@ def _idle(conn: aiosqlite.Connection) -> bool:
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_gate", "_turn")
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # (a subclass of it)
 
+    def __init__(self, dbapi: Any, connection: Any, gate: WriteGate) -> None:
+        super().__init__(dbapi, connection)
+        self._gate = gate
+        self._turn: asyncio.Lock | None = None  # the gate's lock while this one writes
+
+    async def turn(self, operation: str) -> None:
+        """Before a statement: wait for the write turn if it may write and none is held."""
+        if self._turn is None and _may_write(operation):
+            self._turn = await self._gate.enter()
+
+    def turn_over_if_idle(self) -> None:
+        """Pass the write turn on once no transaction is open (after a commit or rollback,
+        or a statement that wrote nothing and opened none)."""
+        if self._turn is not None and _idle(self._connection):  # type: ignore[arg-type]
+            self._turn_over()
+
     def rollback(self) -> None:
-        if not _idle(self._connection):  # type: ignore[arg-type]
-            super().rollback()
+        try:
+            if not _idle(self._connection):  # type: ignore[arg-type]
+                super().rollback()
+        finally:
+            self.turn_over_if_idle()
 
     def commit(self) -> None:
-        if not _idle(self._connection):  # type: ignore[arg-type]
-            super().commit()
+        try:
+            if not _idle(self._connection):  # type: ignore[arg-type]
+                super().commit()
+        finally:
+            self.turn_over_if_idle()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._turn_over()
+
+    def terminate(self) -> None:  # an invalidated connection's end
+        try:
+            super().terminate()
+        finally:
+            self._turn_over()
+
+    def _turn_over(self) -> None:
+        """Pass the write turn on: no transaction open, or the connection closed (SQLite
+        dropped its transaction with it)."""
+        if self._turn is not None:
+            self._turn.release()
+            self._turn = None
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -157,8 +256,11 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
 
     def __init__(self) -> None:
         super().__init__(aiosqlite, sqlite3)
+        self.gate: WriteGate | None = None  # the engine's, made with its first connection
 
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        if self.gate is None:  # as long as SQLite's busy timeout (sqlite3's default 5 s)
+            self.gate = WriteGate(float(kw.get("timeout", 5.0)))
         creator_fn = kw.pop("async_creator_fn", None)
         if creator_fn:
             connection = creator_fn(*arg, **kw)
@@ -167,4 +269,4 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
             # as SQLAlchemy's: a daemon thread (aiosqlite >= 0.22 holds one; before, it was one)
             thread = connection if isinstance(connection, Thread) else connection._thread
             thread.daemon = True
-        return OneTripConnection(self, await_(connection))
+        return OneTripConnection(self, await_(connection), self.gate)
