@@ -29,8 +29,10 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    Column,
     CompoundSelect,
     Insert,
+    Row,
     Select,
     String,
     Text,
@@ -51,9 +53,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import defer, joinedload
+from sqlalchemy.orm import InstrumentedAttribute, joinedload, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict
 
-from .base import chunked, table_of, utcnow
+from .base import Base, chunked, table_of, utcnow
 from .crypto import Sealed, sealed
 from .models import (
     NOT_FROM_SYNC,
@@ -75,7 +78,7 @@ _FIELD, _ROW = "\x1f", "\x1e"
 
 
 async def lock_free(
-    session: AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta
+    session: AsyncConnection | AsyncSession, binding_id: uuid.UUID, owner: str, ttl: timedelta
 ) -> bool:
     """Take the binding when nobody holds it (released cleanly by the last run, so no run of a
     dead worker is left open); False when someone holds it, even an expired holder (the
@@ -125,17 +128,39 @@ class Loaded:
     secrets: Secrets = Secrets()
 
 
-async def load(session: AsyncSession, binding_id: uuid.UUID) -> Loaded | None:
+async def load(conn: AsyncConnection | AsyncSession, binding_id: uuid.UUID) -> Loaded | None:
     """One SELECT: the binding joined to its connection and tenant, the connection's
-    calendars aggregated into one column, and the credentials as stored (not decrypted)."""
-    row = (await session.execute(_load_statement(), {"binding_id": binding_id})).first()
+    calendars aggregated into one column, and the credentials as stored (not decrypted).
+
+    Read as plain rows on the tables (no ORM query: its loading, identity map and session
+    cost 2–3× the statement); binding, connection and tenant are then made the detached
+    objects the run reads, as a closed session leaves them: the columns read are loaded,
+    every other attribute (the secret columns, the relationships) expired, so reading one
+    raises instead of answering None."""
+    row = (await conn.execute(_load_statement(), {"binding_id": binding_id})).first()
     if row is None:
         return None
-    binding, connection, tenant, packed, *secrets = row
+    binding, connection, tenant = (_detached(model, row, at) for model, at in _LOADED)
+    packed, *secrets = row[_LOADED_WIDTH:]
     pairs = [p.split(_FIELD, 1) for p in (packed or "").split(_ROW) if p]
     return Loaded(
-        binding, connection, tenant, [(c, r) for c, r in pairs], Secrets(*map(sealed, secrets))
+        typing.cast(CalendarBinding, binding),
+        typing.cast(GoogleConnection, connection),
+        typing.cast(Tenant, tenant),
+        [(c, r) for c, r in pairs],
+        Secrets(*map(sealed, secrets)),
     )
+
+
+def _detached(model: type[Base], row: Row[typing.Any], at: list[tuple[str, int]]) -> Base:
+    """`model`'s object of the row's columns at `at` (attribute, position), detached: as the
+    ORM's loading makes it (no __init__), then as a closed session leaves it."""
+    obj = typing.cast(Base, model.__mapper__.class_manager.new_instance())
+    values = instance_dict(obj)
+    for key, i in at:
+        values[key] = row[i]
+    make_transient_to_detached(obj)
+    return obj
 
 
 #: the secret columns of the rows a run starts with: none is decrypted by the start's read
@@ -152,36 +177,76 @@ _UNREAD = (
     CalendarBinding.channel_token,
     CalendarBinding.twin_channel_token,
 )
+_LOADED_MODELS: tuple[type[Base], ...] = (CalendarBinding, GoogleConnection, Tenant)
+
+
+def _loaded_columns() -> list[tuple[type[Base], list[tuple[str, Column[typing.Any]]]]]:
+    """Each loaded model's column attributes read by the start (attribute key, column), in
+    the statement's order: every column but the unread ones."""
+    unread = {_column(attribute) for attribute in _UNREAD}
+    return [
+        (
+            model,
+            [
+                (prop.key, column)
+                for prop in model.__mapper__.column_attrs
+                if isinstance(column := prop.columns[0], Column) and column not in unread
+            ],
+        )
+        for model in _LOADED_MODELS
+    ]
+
+
+def _column(attribute: InstrumentedAttribute[typing.Any]) -> Column[typing.Any]:
+    """The table's column of a model's attribute (for statements on the tables)."""
+    return table_of(typing.cast(type[Base], attribute.class_)).c[attribute.key]
+
+
+def _positions() -> tuple[list[tuple[type[Base], list[tuple[str, int]]]], int]:
+    at, n = [], 0
+    for model, columns in _loaded_columns():
+        at.append((model, [(key, n + i) for i, (key, _) in enumerate(columns)]))
+        n += len(columns)
+    return at, n
+
+
+_LOADED, _LOADED_WIDTH = _positions()
 
 
 @functools.cache
 def _load_statement() -> Select[typing.Any]:
     """Built once: a statement object keeps its cache key, so each run skips building the
-    SELECT and its alias's column proxies and computing the key again. The secret columns
-    are deferred with raiseload (a forgotten use fails loudly instead of being None); those a
-    run may send come as their stored text (`type_coerce`: no decryption)."""
-    other = CalendarBinding.__table__.alias("other")
+    SELECT and its alias's column proxies and computing the key again. On the tables: the
+    read columns, the calendars, then the secrets a run may send as their stored text
+    (`type_coerce`: no decryption)."""
+    binding = table_of(CalendarBinding)
+    other = binding.alias("other")
     calendars = (
         select(
             func.aggregate_strings(
                 other.c.google_calendar_id + _FIELD + cast(other.c.role, String), _ROW
             )
         )
-        .where(other.c.connection_id == CalendarBinding.connection_id)
+        .where(other.c.connection_id == binding.c.connection_id)
         .scalar_subquery()
     )
-    stored = [type_coerce(column, Text).label(f"sealed_{column.key}") for column in _SEALED]
+    stored = [
+        type_coerce(_column(attribute), Text).label(f"sealed_{attribute.key}")
+        for attribute in _SEALED
+    ]
+    connection, tenant = table_of(GoogleConnection), table_of(Tenant)
+    read = [column for _, columns in _loaded_columns() for _, column in columns]
     return (
-        select(CalendarBinding, GoogleConnection, Tenant, calendars, *stored)
-        .join(GoogleConnection, GoogleConnection.id == CalendarBinding.connection_id)
-        .join(Tenant, Tenant.id == CalendarBinding.tenant_id)
-        .where(CalendarBinding.id == bindparam("binding_id"))
-        .options(*(defer(column, raiseload=True) for column in _UNREAD))
+        select(*read, calendars, *stored)
+        .select_from(binding)
+        .join(connection, connection.c.id == binding.c.connection_id)
+        .join(tenant, tenant.c.id == binding.c.tenant_id)
+        .where(binding.c.id == bindparam("binding_id"))
     )
 
 
 async def start_run(
-    session: AsyncSession,
+    session: AsyncConnection | AsyncSession,
     tenant_id: uuid.UUID,
     binding_id: uuid.UUID,
     *,
@@ -212,7 +277,7 @@ def _run_statement() -> Insert:
 
 
 async def end_binding(
-    session: AsyncSession,
+    session: AsyncConnection | AsyncSession,
     binding_id: uuid.UUID,
     owner: str,
     *,
@@ -370,7 +435,7 @@ class PushReads:
 
 
 async def push_reads(
-    session: AsyncSession,
+    session: AsyncConnection | AsyncSession,
     tenant_id: uuid.UUID,
     binding_id: uuid.UUID,
     owner_id: uuid.UUID,
