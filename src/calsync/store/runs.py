@@ -41,7 +41,7 @@ async def start(
 
 
 async def finish(
-    session: AsyncSession,
+    session: AsyncConnection | AsyncSession,
     run_id: uuid.UUID,
     *,
     outcome: str,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from calsync.domain.direction import Direction
 from calsync.domain.merge import Policy
@@ -24,7 +24,7 @@ from calsync.google import errors
 from calsync.google.calendar import RequestCount, count_requests
 from calsync.store import bindings, connections, runs, schedule, sync_rows
 from calsync.store.base import utcnow
-from calsync.store.db import Database
+from calsync.store.db import Database, Transaction, joined
 from calsync.store.models import CalendarBinding
 from calsync.store.schedule import ChannelEvidence
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
@@ -98,9 +98,9 @@ async def sync_binding(
     hooks = hooks or Hooks()
     run = _Run(owner)
     try:
-        async with db.session() as session:
-            loaded = await _start(session, binding_id, owner, lock_ttl, run, trigger, full)
-            await session.commit()
+        async with db.connection() as conn:
+            loaded = await _start(conn, binding_id, owner, lock_ttl, run, trigger, full)
+            await conn.commit()
         if loaded is None:
             return RunResult(Outcome.SKIPPED, error=_busy())
         run.locked = True
@@ -147,7 +147,7 @@ class _Run:
 
 
 async def _start(
-    session: AsyncSession,
+    conn: AsyncConnection,
     binding_id: uuid.UUID,
     owner: str,
     ttl: timedelta,
@@ -155,15 +155,17 @@ async def _start(
     trigger: str,
     full: bool,
 ) -> sync_rows.Loaded | None:
-    """Lock, read, and start the run in the caller's transaction (None: not locked)."""
-    if not await sync_rows.lock_free(session, binding_id, owner, ttl):
-        if not await _lock(session, binding_id, owner, ttl):
-            return None
-        # the lock was taken from an expired or dead holder: its run of this binding is
-        # still "running" — close it now, not after this run
-        await schedule.abandon_runs(session, binding_id, utcnow(), before=utcnow())
+    """Lock, read, and start the run in the caller's transaction (None: not locked): table
+    statements on a connection, an ORM session only to take the lock over."""
+    if not await sync_rows.lock_free(conn, binding_id, owner, ttl):
+        async with joined(conn) as session:
+            if not await _lock(session, binding_id, owner, ttl):
+                return None
+            # the lock was taken from an expired or dead holder: its run of this binding is
+            # still "running" — close it now, not after this run
+            await schedule.abandon_runs(session, binding_id, utcnow(), before=utcnow())
     run.locked = True
-    loaded = await sync_rows.load(session, binding_id)
+    loaded = await sync_rows.load(conn, binding_id)
     if loaded is None:
         raise LookupError(f"no binding {binding_id}")
     binding, connection = loaded.binding, loaded.connection
@@ -173,7 +175,7 @@ async def _start(
     )
     if run.skip is None:
         run.id = await sync_rows.start_run(
-            session,
+            conn,
             binding.tenant_id,
             binding.id,
             trigger=trigger,
@@ -227,13 +229,13 @@ async def _locked(
     assert run.id is not None
     # the run's end: the push reads in it what it owes Google (sync.push), and the run's
     # outcome is stored in it — in one transaction when the push owes nothing
-    async with db.session() as end:
+    async with db.transaction() as end:
         outcome, failure, ctx = await _work(
             db, loaded, run, google, full, allow_mass_delete, hooks, now, end
         )
         counts = dict(ctx.progress.counts) if ctx is not None else {}
         await (hooks or Hooks()).fire("before_release")  # the end below releases the lock
-        await _record(end, loaded, run, outcome, failure, counts, ctx, sent.n, rate_clock)
+        await _record(db, end, loaded, run, outcome, failure, counts, ctx, sent.n, rate_clock)
     return RunResult(outcome, run.id, counts, failure)
 
 
@@ -246,7 +248,7 @@ async def _work(
     allow_mass_delete: bool,
     hooks: Hooks | None,
     now: datetime | None,
-    end: AsyncSession,
+    end: Transaction,
 ) -> tuple[Outcome, Failure | None, Ctx | None]:
     """Gather, pull and push; the outcome, the failure if any, and the run's context."""
     binding, connection, tenant = loaded.binding, loaded.connection, loaded.tenant
@@ -348,7 +350,8 @@ def _skip_reason(
 
 
 async def _record(
-    session: AsyncSession,
+    db: Database,
+    end: Transaction,
     loaded: sync_rows.Loaded,
     run: _Run,
     outcome: Outcome,
@@ -361,7 +364,9 @@ async def _record(
     """The run's end in the caller's transaction (committed here): its outcome, the binding's
     end of run (the push cursor and scan key the push reached, the acknowledged webhook this
     run covered, the Google-side changes it applied added to the change rate) and the lock's
-    release."""
+    release. A run Google stopped for good (`_stop`) ends in an ORM session of its own, as
+    before: the connection's or calendar's new state goes through the ORM, whose commit writes
+    its webhook event to the outbox (store.webhooks), which a joined session never does."""
     assert run.id is not None
     binding = loaded.binding
     at = utcnow()
@@ -373,41 +378,62 @@ async def _record(
         if ctx.progress.scanned:
             scanned_key = ctx.settings.scan_key
     stored = {k: int(counts.get(k, 0)) for k in COUNTS}
-    await runs.finish(
-        session,
-        run.id,
-        outcome=outcome.value,
-        counts=stored,
-        full_sync=bool(ctx and ctx.progress.full),
-        error_code=failure.code if failure else None,
-        error_message=failure.message if failure else None,
-        google_requests=google_requests,
-    )
-    if outcome is Outcome.NEEDS_REAUTH and failure is not None:
+    run_id = run.id
+
+    async def store(target: AsyncConnection | AsyncSession, stop: AsyncSession | None) -> None:
+        await runs.finish(
+            target,
+            run_id,
+            outcome=outcome.value,
+            counts=stored,
+            full_sync=bool(ctx and ctx.progress.full),
+            error_code=failure.code if failure else None,
+            error_message=failure.message if failure else None,
+            google_requests=google_requests,
+        )
+        if stop is not None and failure is not None:
+            await _stop(stop, loaded, outcome, failure)
+        await sync_rows.end_binding(
+            target,
+            binding.id,
+            run.owner,
+            ok=ok,
+            at=at,
+            retry_in=None if ok else backoff_delay(binding.failure_count or 0),
+            push_seq=push_seq,
+            scanned_key=scanned_key,
+            # this run covered the acknowledged webhook
+            owed=run.owed if ok else None,
+            deletions_applied=ok and ctx is not None and ctx.settings.allow_mass_delete,
+            listed=_listed(ctx),
+            rate=_rate(binding, counts, rate_clock) if ok else None,
+        )
+
+    if outcome in (Outcome.NEEDS_REAUTH, Outcome.DISABLED) and failure is not None:
+        # the end holds nothing here (the push's reads end before its first request to Google)
+        await end.commit()
+        async with db.session() as session:
+            await store(session, session)
+            await session.commit()
+    else:
+        await store(await end.connection(), None)
+        await end.commit()
+    run.ended = True
+
+
+async def _stop(
+    session: AsyncSession, loaded: sync_rows.Loaded, outcome: Outcome, failure: Failure
+) -> None:
+    """A run that Google stopped for good: the connection waits for the user, or the calendar
+    is disabled."""
+    if outcome is Outcome.NEEDS_REAUTH:
         await connections.mark_needs_reauth(
             session, loaded.connection.id, code=failure.code, message=failure.message
         )
-    if outcome is Outcome.DISABLED and failure is not None:
+    else:
         await bindings.set_stage(
-            session, binding.id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
+            session, loaded.binding.id, BindingStage.DISABLED, f"{failure.message} {failure.remedy}"
         )
-    await sync_rows.end_binding(
-        session,
-        binding.id,
-        run.owner,
-        ok=ok,
-        at=at,
-        retry_in=None if ok else backoff_delay(binding.failure_count or 0),
-        push_seq=push_seq,
-        scanned_key=scanned_key,
-        # this run covered the acknowledged webhook
-        owed=run.owed if ok else None,
-        deletions_applied=ok and ctx is not None and ctx.settings.allow_mass_delete,
-        listed=_listed(ctx),
-        rate=_rate(binding, counts, rate_clock) if ok else None,
-    )
-    await session.commit()
-    run.ended = True
 
 
 def google_changes(counts: dict[str, int]) -> int:

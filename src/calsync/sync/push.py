@@ -21,6 +21,7 @@ from calsync.domain.fields import content_hash
 from calsync.google import errors
 from calsync.google.models import Event
 from calsync.store import links, runs, sync_rows
+from calsync.store.db import Transaction
 from calsync.store.statuses import LinkState
 
 from . import filters, mapping, transitions
@@ -36,14 +37,14 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third is left to later
 
 
-async def push(ctx: Ctx, session: AsyncSession) -> None:
-    """`session` is the run's end (sync.engine): the push reads what it owes in it, and when
+async def push(ctx: Ctx, end: Transaction) -> None:
+    """`end` is the run's end (sync.engine): the push reads what it owes in it, and when
     that is nothing, the end goes on in the same transaction (a no-op sync takes two, the
     start and the end); else the reads' transaction is ended before the first request."""
     # the feed's last seq, the links owing a write and the owner's changes after the
     # cursor that the sync did not make, one statement
     reads = await sync_rows.push_reads(
-        session,
+        await end.connection(),
         ctx.settings.tenant_id,
         ctx.settings.binding_id,
         ctx.settings.user_id,
@@ -56,9 +57,10 @@ async def push(ctx: Ctx, session: AsyncSession) -> None:
     todo: set[uuid.UUID] = set(seqs) | ctx.progress.to_push
     todo.update(reads.owed)
     if ctx.progress.scan:
-        todo.update(await _scan(ctx, session))
+        async with end.session() as session:
+            todo.update(await _scan(ctx, session))
     if todo:
-        await session.commit()  # no transaction stays open while Google is asked
+        await end.commit()  # no transaction stays open while Google is asked
     deferred: set[uuid.UUID] = set()
     rounds = 0
     while todo and rounds < MAX_ROUNDS:
