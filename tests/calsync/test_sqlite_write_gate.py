@@ -5,6 +5,7 @@ CRM API's write p99 1.7 s under load, issue 16). SQLite only: PostgreSQL has row
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from calsync.store import db as store_db
 from calsync.store import sqlite_driver
-from calsync.store.db import Database
+from calsync.store.db import Database, writes_first
 
 meta = MetaData()
 counter = Table("counter", meta, Column("id", Integer, primary_key=True), Column("n", Integer))
@@ -143,3 +144,71 @@ async def test_a_writer_waiting_past_the_timeout_fails_as_sqlite_would(db: Datab
 )
 def test_which_statements_wait_for_the_turn(sql: str, writes: bool) -> None:
     assert sqlite_driver._may_write(sql) is writes
+
+
+async def test_the_syncs_writers_are_handed_the_turn_first(db: Database) -> None:
+    """Those waiting in `writes_first` (the sync, Google's notifications) go before the CRM
+    API's, however many of those came first; each line in arrival order."""
+    order: list[str] = []
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with db.session() as s:
+            await s.execute(insert(rows).values(v="holder"))
+            holding.set()
+            await done.wait()
+            await s.commit()
+
+    async def writer(name: str, first: bool) -> None:
+        with writes_first() if first else contextlib.nullcontext():
+            async with db.session() as s:
+                await s.execute(insert(rows).values(v=name))
+                order.append(name)
+                await s.commit()
+
+    held = asyncio.create_task(holder())
+    await holding.wait()
+    names = [("api-1", False), ("api-2", False), ("sync-1", True), ("api-3", False)]
+    names.append(("sync-2", True))
+    tasks = []
+    turn = next(iter(db.engine.dialect.dbapi.gate._turns.values()))  # type: ignore[union-attr]
+    for i, (name, first) in enumerate(names, start=1):
+        tasks.append(asyncio.create_task(writer(name, first)))
+        while sum(len(line) for line in turn.waiting) < i:  # noqa: ASYNC110 (queued in order)
+            await asyncio.sleep(0.001)
+    done.set()
+    await asyncio.gather(held, *tasks)
+    assert order == ["sync-1", "sync-2", "api-1", "api-2", "api-3"]
+
+
+async def test_a_writer_that_gives_up_is_skipped_and_the_turn_goes_on(db: Database) -> None:
+    db.engine.dialect.dbapi.gate.timeout = 0.2  # type: ignore[union-attr]
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with db.session() as s:
+            await s.execute(insert(rows).values(v="holder"))
+            holding.set()
+            await done.wait()
+            await s.commit()
+
+    held = asyncio.create_task(holder())
+    await holding.wait()
+    cancelled = asyncio.create_task(writer_of(db, "cancelled"))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    with pytest.raises(OperationalError, match="database is locked"):
+        await writer_of(db, "timed out")
+    done.set()
+    await held
+    with contextlib.suppress(asyncio.CancelledError):
+        await cancelled
+    await asyncio.wait_for(writer_of(db, "after"), 5)
+    async with db.session() as s:
+        assert sorted((await s.scalars(select(rows.c.v))).all()) == ["after", "holder"]
+
+
+async def writer_of(db: Database, name: str) -> None:
+    async with db.session() as s:
+        await s.execute(insert(rows).values(v=name))
+        await s.commit()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
-from calsync.store.sqlite_driver import OneTripDBAPI
+from calsync.store.sqlite_driver import AHEAD, OneTripDBAPI
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -64,6 +64,20 @@ def private_sqlite_file(url: str) -> Path | None:
     os.close(fd)
     os.chmod(path, 0o600)  # the umask cannot widen it
     return path
+
+
+@contextmanager
+def writes_first() -> Iterator[None]:
+    """The writes in this block (and in the tasks it starts) are handed SQLite's write turn
+    before those waiting without it (store/sqlite_driver.py): a sync for Google's news, a
+    "Sync now", a Google notification's write (sync.engine.WRITES_FIRST, web/webhooks.py), so
+    the CRM API's writes never starve them (issue 16). Nothing changes on PostgreSQL, whose
+    writers lock rows, not the database."""
+    token = AHEAD.set(True)
+    try:
+        yield
+    finally:
+        AHEAD.reset(token)
 
 
 def make_engine(url: str, *, pooled: bool = True) -> AsyncEngine:

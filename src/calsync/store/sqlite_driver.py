@@ -22,7 +22,9 @@ writer that finds it taken retries in SQLite's busy handler, which sleeps betwee
 (up to 100 ms each) holding its connection and thread: under the CRM API's load (issue 16,
 bench/api_load.py) those sleeps were the creates' and patches' p99 of 1.7 s while the reads'
 was 0.23 s. Queued on the loop, the next writer starts as soon as the previous commits, in
-arrival order. The turn is per engine and event loop: another process on the same file
+arrival order — those marked `AHEAD` (`store.db.writes_first`: a sync for Google's news,
+a "Sync now", a Google notification's write) before the rest, so a busy CRM's writes delay
+them by one transaction at most. The turn is per engine and event loop: another process on the same file
 (a `calsync` command beside `calsync serve`) still meets SQLite's busy timeout, as before.
 """
 
@@ -33,6 +35,7 @@ import collections
 import sqlite3
 import weakref
 from collections.abc import Sequence
+from contextvars import ContextVar
 from threading import Thread
 from typing import Any
 
@@ -85,27 +88,62 @@ def _may_write(operation: str) -> bool:
     return not head.startswith(_READS)
 
 
+#: set by store.db.writes_first: its writers are handed the turn before those that came
+#: without it — the CRM API's many writes never starve Google's news (issue 16)
+AHEAD: ContextVar[bool] = ContextVar("calsync_sqlite_writes_first", default=False)
+
+
+class Turn:
+    """The write turn of one engine on one event loop: held by one connection, handed to
+    the longest waiting writer, the sync's (`AHEAD`) before the others'."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(),  # AHEAD
+            collections.deque(),
+        )
+
+    def pass_on(self) -> None:
+        for line in self.waiting:
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():  # a waiter that gave up is skipped
+                    waiter.set_result(None)  # handed over: still held
+                    return
+        self.held = False
+
+
 class WriteGate:
-    """One write transaction at a time per engine, waiting in line on the event loop (see
-    the module's docstring). A lock per event loop: an engine with NullPool may be used from
-    several (tests that start a loop per call)."""
+    """One write transaction at a time per engine, writers waiting in line on the event loop
+    (see the module's docstring). A turn per event loop: an engine with NullPool may be used
+    from several (tests that start a loop per call)."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
-        self._locks = weakref.WeakKeyDictionary()
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turn]
+        self._turns = weakref.WeakKeyDictionary()
 
-    async def enter(self) -> asyncio.Lock:
+    async def enter(self) -> Turn:
         loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            lock = self._locks[loop] = asyncio.Lock()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = Turn()
+        if not turn.held:
+            turn.held = True
+            return turn
+        waiter: asyncio.Future[None] = loop.create_future()
+        turn.waiting[0 if AHEAD.get() else 1].append(waiter)
         try:
             async with asyncio.timeout(self.timeout):
-                await lock.acquire()
-        except TimeoutError:  # what SQLite's busy timeout says in the same case
-            raise sqlite3.OperationalError("database is locked") from None
-        return lock
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                turn.pass_on()  # handed the turn as it gave up: the next one's
+            if isinstance(exc, TimeoutError):  # what SQLite's busy timeout says then
+                raise sqlite3.OperationalError("database is locked") from None
+            raise
+        return turn
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -204,7 +242,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     def __init__(self, dbapi: Any, connection: Any, gate: WriteGate) -> None:
         super().__init__(dbapi, connection)
         self._gate = gate
-        self._turn: asyncio.Lock | None = None  # the gate's lock while this one writes
+        self._turn: Turn | None = None  # the gate's turn while this one writes
 
     async def turn(self, operation: str) -> None:
         """Before a statement: wait for the write turn if it may write and none is held."""
@@ -247,7 +285,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         """Pass the write turn on: no transaction open, or the connection closed (SQLite
         dropped its transaction with it)."""
         if self._turn is not None:
-            self._turn.release()
+            self._turn.pass_on()
             self._turn = None
 
 

@@ -49,6 +49,7 @@ from calsync.jobs.metrics import Metrics
 from calsync.jobs.port import JobQueue, Reason
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
+from calsync.store.db import writes_first
 from calsync.sync.channels.calendar_list import run_owed_checks
 from calsync.sync.channels.kinds import (
     CALENDAR_LIST,
@@ -255,7 +256,8 @@ async def google_push(request: Request) -> Response:
             return PlainTextResponse(
                 "X-Goog-Message-Number must be a positive whole number.", status_code=400
             )
-        fresh = await _first_time(session, found, number)
+        with writes_first():  # on SQLite, ahead of the CRM API's writes (as the sync's)
+            fresh = await _first_time(session, found, number)
         await session.commit()
     if not fresh:
         log.info("push notification replayed", extra={"channel": channel_id, "number": number})
