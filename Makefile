@@ -60,7 +60,6 @@ typecheck: env
 bench: env
 	$(UV) run --frozen python bench/emulator.py
 	$(UV) run --frozen python bench/google_client.py
-	$(UV) run --frozen python bench/http_transport.py
 	$(UV) run --frozen python bench/import.py --rounds 2
 	$(UV) run --frozen python bench/latency.py
 	$(UV) run --frozen python bench/webhook_latency.py

@@ -8,13 +8,10 @@ import asyncio
 import functools
 import gc
 import ssl
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 T = TypeVar("T")
 
@@ -63,89 +60,9 @@ def tls_context() -> ssl.SSLContext:
 
 
 def http_client(**kwargs: Any) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` on the process's TLS context (`kwargs` as httpx's) that sends
-    through aiohttp (`Transport`) unless given a transport of its own (tests' MockTransport,
-    ASGITransport)."""
+    """An `httpx.AsyncClient` on the process's TLS context (`kwargs` as httpx's)."""
     kwargs.setdefault("verify", tls_context())
-    if "transport" not in kwargs:
-        limits = kwargs.get("limits", httpx.Limits(max_connections=100))
-        kwargs["transport"] = Transport(verify=kwargs["verify"], limits=limits)
     return httpx.AsyncClient(**kwargs)
-
-
-class Transport(AiohttpTransport):
-    """httpx's requests sent by aiohttp: the same API for calsync (httpx's requests,
-    responses, timeouts and errors) at about half the CPU a request. httpx's own transport
-    (httpcore, h11 and anyio, all Python) cost 0.75-1.05 ms of CPU per Google request on this
-    machine, 0.4-0.6 ms through aiohttp's C parser: a webhook-triggered sync sends one or two,
-    a CRM write's webhook delivery one (bench/http_transport.py; docs/deploy.md, "Capacity",
-    issue 16).
-
-    httpx-aiohttp (by an httpx maintainer) does the plumbing; its error mapping is replaced:
-    it reports every broken connection as a `ConnectTimeout` ("Server disconnected" included),
-    and the error a user reads (a sync's failure, a webhook delivery's) must say what
-    happened. `errors` gives each aiohttp error the class httpx's own transport raises for
-    the same failure; tests/calsync/test_http_transport.py runs both against the same
-    misbehaving servers."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        with errors():
-            response = await super().handle_async_request(request)
-        response.stream = _Body(cast(httpx.AsyncByteStream, response.stream))
-        return response
-
-
-class _Body(httpx.AsyncByteStream):
-    """A response's body, read with `errors`' mapping."""
-
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
-        self._inner = inner
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with errors():
-            async for chunk in self._inner:
-                yield chunk
-
-    async def aclose(self) -> None:
-        with errors():
-            await self._inner.aclose()
-
-
-#: aiohttp's error → httpx's for the same failure, the more specific first
-_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
-    (TimeoutError, httpx.ReadTimeout),  # ServerTimeoutError and a bare asyncio timeout
-    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
-    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS certificate
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # a body cut short
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # not HTTP
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.ClientOSError, httpx.NetworkError),  # reset while sending or reading
-    (aiohttp.ClientError, httpx.NetworkError),
-)
-
-
-@contextmanager
-def errors() -> Iterator[None]:
-    """Raise aiohttp's errors (or httpx-aiohttp's mapping of them) as httpx's."""
-    try:
-        yield
-    except httpx.TransportError as exc:
-        cause = exc.__cause__
-        if not isinstance(cause, aiohttp.ClientError | TimeoutError):
-            raise
-        if exc.__class__ is _httpx_class(cause):
-            raise
-        raise _httpx_class(cause)(str(exc) or type(cause).__name__) from cause
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise _httpx_class(exc)(str(exc) or type(exc).__name__) from exc
-
-
-def _httpx_class(exc: BaseException) -> type[httpx.TransportError]:
-    return next((to for kind, to in _ERRORS if isinstance(exc, kind)), httpx.NetworkError)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
