@@ -17,15 +17,16 @@ the URL stays `sqlite+aiosqlite`. Server-side (streamed) cursors keep SQLAlchemy
 
 Writers queue in the process, not in SQLite (`WriteGate`): a connection's first statement
 that may write waits for the engine's one write turn on the event loop, and the turn passes
-on at its commit or rollback. SQLite takes its write lock at that same statement, and a
-writer that finds it taken retries in SQLite's busy handler, which sleeps between tries
-(up to 100 ms each) holding its connection and thread: under the CRM API's load (issue 16,
-bench/api_load.py) those sleeps were the creates' and patches' p99 of 1.7 s while the reads'
-was 0.23 s. Queued on the loop, the next writer starts as soon as the previous commits, in
-arrival order — those marked `AHEAD` (`store.db.writes_first`: a sync for Google's news,
-a "Sync now", a Google notification's write) before the rest, so a busy CRM's writes delay
-them by one transaction at most. The turn is per engine and event loop: another process on the same file
-(a `calsync` command beside `calsync serve`) still meets SQLite's busy timeout, as before.
+on at its commit, rollback or close. SQLite takes its write lock at that same statement, and
+a writer that finds it taken retries in SQLite's busy handler, which sleeps between tries
+(up to 100 ms each) holding its connection and thread: 30 writers in one process had a p99
+of 244-350 ms and a max of 1.6-1.9 s that way, 69-131 ms and 86-174 ms in line (issue 16,
+docs/deploy.md "Capacity"). Queued on the loop, the next writer starts as soon as the
+previous commits, in arrival order; those marked `AHEAD` (`store.db.writes_first`: a sync
+for Google's news, a "Sync now", a Google notification's write) go first, so a busy CRM's
+writes delay them by one transaction at most. The turn is per engine and event loop:
+another process on the same file (a `calsync` command beside `calsync serve`) still meets
+SQLite's busy timeout, as before.
 """
 
 from __future__ import annotations
