@@ -194,26 +194,20 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows = collections.deque(rows)
 
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
-        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        adapt: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
-        async with adapt._execute_mutex:
-            await adapt.turn(operation)
-            try:
-                outcome = await conn._execute(  # type: ignore[no-untyped-call]
-                    _run, conn._conn, operation, parameters
-                )
-            finally:
-                adapt.turn_over_if_idle()
-        self._took(outcome)
+        await self._trip(_run, operation, parameters)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:
+        await self._trip(_run_many, operation, seq_of_parameters)
+
+    async def _trip(self, run: Any, operation: Any, parameters: Any) -> None:
+        """`run` in aiosqlite's thread, after the write turn when the statement may write."""
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapt: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
         async with adapt._execute_mutex:
             await adapt.turn(operation)
             try:
                 outcome = await conn._execute(  # type: ignore[no-untyped-call]
-                    _run_many, conn._conn, operation, seq_of_parameters
+                    run, conn._conn, operation, parameters
                 )
             finally:
                 adapt.turn_over_if_idle()
