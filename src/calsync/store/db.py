@@ -67,13 +67,13 @@ def private_sqlite_file(url: str) -> Path | None:
 
 
 @contextmanager
-def writes_first() -> Iterator[None]:
+def writes_first(ahead: bool = True) -> Iterator[None]:
     """The writes in this block (and in the tasks it starts) are handed SQLite's write turn
     before those waiting without it (store/sqlite_driver.py): a sync for Google's news, a
     "Sync now", a Google notification's write (sync.engine.WRITES_FIRST, web/webhooks.py), so
     the CRM API's writes never starve them (issue 16). Nothing changes on PostgreSQL, whose
-    writers lock rows, not the database."""
-    token = AHEAD.set(True)
+    writers lock rows, not the database. `ahead` False: the block waits in line as usual."""
+    token = AHEAD.set(ahead)
     try:
         yield
     finally:

@@ -9,7 +9,6 @@ a crash loses nothing and the next run finishes it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -97,20 +96,45 @@ async def sync_binding(
     end of run and lock release in one UPDATE). A no-op sync: two transactions. On SQLite
     a run for news from Google or a user's "Sync now" is handed the write turn before the CRM
     API's writes (`store.db.writes_first`, `WRITES_FIRST`)."""
-    with writes_first() if trigger in WRITES_FIRST else contextlib.nullcontext():
-        return await _sync_binding(
-            db,
-            binding_id,
-            google,
-            trigger=trigger,
-            full=full,
-            allow_mass_delete=allow_mass_delete,
-            owner=owner,
-            lock_ttl=lock_ttl,
-            hooks=hooks,
-            now=now,
-            rate_clock=rate_clock,
-        )
+    with writes_first(trigger in WRITES_FIRST):
+        owner = owner or worker_id()
+        hooks = hooks or Hooks()
+        run = _Run(owner)
+        try:
+            async with db.connection() as conn:
+                loaded = await _start(conn, binding_id, owner, lock_ttl, run, trigger, full)
+                await conn.commit()
+            if loaded is None:
+                return RunResult(Outcome.SKIPPED, error=_busy())
+            run.locked = True
+            if run.id is None:  # paused, disabled, not connected: nothing was started
+                assert run.skip is not None
+                return RunResult(Outcome.SKIPPED, error=run.skip)
+            binding = loaded.binding
+            await hooks.fire("after_lock")
+            # every HTTP request to Google this run sends, stored with the run (/metrics)
+            with count_requests() as sent:
+                result = await _locked(
+                    db, loaded, run, google, full, allow_mass_delete, hooks, now, sent, rate_clock
+                )
+            result.google_requests = sent.n
+            result.evidence = ChannelEvidence(
+                binding.channel_id or None,
+                binding.twin_channel_id or None,
+                run.owed is not None,
+                binding.sync_token is not None,
+            )
+            return result
+        finally:
+            if run.locked and not run.ended:
+                # skipped, or an unexpected error before the run's end was stored: free the
+                # binding, and close the run so it never stays "running" beside a newer one
+                await hooks.fire("before_release")
+                async with db.session() as session:
+                    if run.id is not None:
+                        await sync_rows.close_running(session, run.id)
+                    await bindings.release(session, binding_id, owner)
+                    await session.commit()
 
 
 #: the runs whose writes go first on SQLite: Google's news (its notification) and a user's
@@ -118,60 +142,6 @@ async def sync_binding(
 #: them they ran once per write instead of once per burst, and the API starved (bench/api_load:
 #: 52 req/s of 100, p99 2.8 s)
 WRITES_FIRST = frozenset({"webhook", "manual"})
-
-
-async def _sync_binding(
-    db: Database,
-    binding_id: uuid.UUID,
-    google: GoogleAccess,
-    *,
-    trigger: str,
-    full: bool,
-    allow_mass_delete: bool,
-    owner: str | None,
-    lock_ttl: timedelta,
-    hooks: Hooks | None,
-    now: datetime | None,
-    rate_clock: Callable[[], datetime] | None,
-) -> RunResult:
-    owner = owner or worker_id()
-    hooks = hooks or Hooks()
-    run = _Run(owner)
-    try:
-        async with db.connection() as conn:
-            loaded = await _start(conn, binding_id, owner, lock_ttl, run, trigger, full)
-            await conn.commit()
-        if loaded is None:
-            return RunResult(Outcome.SKIPPED, error=_busy())
-        run.locked = True
-        if run.id is None:  # paused, disabled, not connected: nothing was started
-            assert run.skip is not None
-            return RunResult(Outcome.SKIPPED, error=run.skip)
-        binding = loaded.binding
-        await hooks.fire("after_lock")
-        # every HTTP request to Google this run sends, stored with the run (/metrics)
-        with count_requests() as sent:
-            result = await _locked(
-                db, loaded, run, google, full, allow_mass_delete, hooks, now, sent, rate_clock
-            )
-        result.google_requests = sent.n
-        result.evidence = ChannelEvidence(
-            binding.channel_id or None,
-            binding.twin_channel_id or None,
-            run.owed is not None,
-            binding.sync_token is not None,
-        )
-        return result
-    finally:
-        if run.locked and not run.ended:
-            # skipped, or an unexpected error before the run's end was stored: free the
-            # binding, and close the run so it never stays "running" beside a newer one
-            await hooks.fire("before_release")
-            async with db.session() as session:
-                if run.id is not None:
-                    await sync_rows.close_running(session, run.id)
-                await bindings.release(session, binding_id, owner)
-                await session.commit()
 
 
 @dataclass
