@@ -1,6 +1,6 @@
 """store/sqlite_driver.WriteGate: on SQLite a process's writers wait for their turn on the
-event loop, not in SQLite's busy handler (which sleeps up to 100 ms between tries and made the
-CRM API's write p99 1.7 s under load, issue 16). SQLite only: PostgreSQL has row locks."""
+event loop, not in SQLite's busy handler (which sleeps up to 100 ms between tries: a tail of
+seconds for 30 writers in one process, issue 16). SQLite only: PostgreSQL has row locks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
 
 from calsync.store import db as store_db
 from calsync.store import sqlite_driver
@@ -67,22 +68,38 @@ async def test_without_the_gate_the_same_writers_meet_sqlites_lock(
         await write_many(db, writers=12, each=5)
 
 
-async def test_readers_do_not_wait_for_a_writer(db: Database) -> None:
+@contextlib.asynccontextmanager
+async def holding_the_turn(db: Database, statement: Executable) -> AsyncIterator[None]:
+    """Inside the block another task's transaction has run `statement` and holds the write
+    turn; it commits when the block ends."""
     holding, done = asyncio.Event(), asyncio.Event()
 
-    async def writer() -> None:
+    async def holder() -> None:
         async with db.session() as s:
-            await s.execute(update(counter).values(n=5))
+            await s.execute(statement)
             holding.set()
             await done.wait()
             await s.commit()
 
-    task = asyncio.create_task(writer())
+    task = asyncio.create_task(holder())
     await holding.wait()
-    async with db.session() as s:  # WAL: reads the last committed value meanwhile
-        assert await asyncio.wait_for(s.scalar(select(counter.c.n)), 5) == 0
-    done.set()
-    await task
+    try:
+        yield
+    finally:
+        done.set()
+        await task
+
+
+async def writer_of(db: Database, name: str) -> None:
+    async with db.session() as s:
+        await s.execute(insert(rows).values(v=name))
+        await s.commit()
+
+
+async def test_readers_do_not_wait_for_a_writer(db: Database) -> None:
+    async with holding_the_turn(db, update(counter).values(n=5)):
+        async with db.session() as s:  # WAL: reads the last committed value meanwhile
+            assert await asyncio.wait_for(s.scalar(select(counter.c.n)), 5) == 0
     async with db.session() as s:
         assert await s.scalar(select(counter.c.n)) == 5
 
@@ -106,22 +123,9 @@ async def test_a_rollback_and_a_closed_connection_pass_the_turn_on(db: Database)
 async def test_a_writer_waiting_past_the_timeout_fails_as_sqlite_would(db: Database) -> None:
     """And loses nothing: the holder's transaction commits, the late one wrote nothing."""
     db.engine.dialect.dbapi.gate.timeout = 0.2  # type: ignore[union-attr]
-    holding, done = asyncio.Event(), asyncio.Event()
-
-    async def holder() -> None:
-        async with db.session() as s:
-            await s.execute(insert(rows).values(v="first"))
-            holding.set()
-            await done.wait()
-            await s.commit()
-
-    task = asyncio.create_task(holder())
-    await holding.wait()
-    with pytest.raises(OperationalError, match="database is locked"):
-        async with db.session() as s:
-            await s.execute(insert(rows).values(v="late"))
-    done.set()
-    await task
+    async with holding_the_turn(db, insert(rows).values(v="first")):
+        with pytest.raises(OperationalError, match="database is locked"):
+            await writer_of(db, "late")
     async with db.session() as s:
         assert (await s.scalars(select(rows.c.v))).all() == ["first"]
 
@@ -150,65 +154,37 @@ async def test_the_syncs_writers_are_handed_the_turn_first(db: Database) -> None
     """Those waiting in `writes_first` (the sync, Google's notifications) go before the CRM
     API's, however many of those came first; each line in arrival order."""
     order: list[str] = []
-    holding, done = asyncio.Event(), asyncio.Event()
-
-    async def holder() -> None:
-        async with db.session() as s:
-            await s.execute(insert(rows).values(v="holder"))
-            holding.set()
-            await done.wait()
-            await s.commit()
 
     async def writer(name: str, first: bool) -> None:
-        with writes_first() if first else contextlib.nullcontext():
+        with writes_first(first):
             async with db.session() as s:
                 await s.execute(insert(rows).values(v=name))
                 order.append(name)
                 await s.commit()
 
-    held = asyncio.create_task(holder())
-    await holding.wait()
     names = [("api-1", False), ("api-2", False), ("sync-1", True), ("api-3", False)]
     names.append(("sync-2", True))
     tasks = []
-    turn = next(iter(db.engine.dialect.dbapi.gate._turns.values()))  # type: ignore[union-attr]
-    for i, (name, first) in enumerate(names, start=1):
-        tasks.append(asyncio.create_task(writer(name, first)))
-        while sum(len(line) for line in turn.waiting) < i:  # noqa: ASYNC110 (queued in order)
-            await asyncio.sleep(0.001)
-    done.set()
-    await asyncio.gather(held, *tasks)
+    async with holding_the_turn(db, insert(rows).values(v="holder")):
+        turn = next(iter(db.engine.dialect.dbapi.gate._turns.values()))  # type: ignore[union-attr]
+        for i, (name, first) in enumerate(names, start=1):
+            tasks.append(asyncio.create_task(writer(name, first)))
+            while sum(len(line) for line in turn.waiting) < i:  # noqa: ASYNC110 (in order)
+                await asyncio.sleep(0.001)
+    await asyncio.gather(*tasks)
     assert order == ["sync-1", "sync-2", "api-1", "api-2", "api-3"]
 
 
 async def test_a_writer_that_gives_up_is_skipped_and_the_turn_goes_on(db: Database) -> None:
     db.engine.dialect.dbapi.gate.timeout = 0.2  # type: ignore[union-attr]
-    holding, done = asyncio.Event(), asyncio.Event()
-
-    async def holder() -> None:
-        async with db.session() as s:
-            await s.execute(insert(rows).values(v="holder"))
-            holding.set()
-            await done.wait()
-            await s.commit()
-
-    held = asyncio.create_task(holder())
-    await holding.wait()
-    cancelled = asyncio.create_task(writer_of(db, "cancelled"))
-    await asyncio.sleep(0.01)
-    cancelled.cancel()
-    with pytest.raises(OperationalError, match="database is locked"):
-        await writer_of(db, "timed out")
-    done.set()
-    await held
+    async with holding_the_turn(db, insert(rows).values(v="holder")):
+        cancelled = asyncio.create_task(writer_of(db, "cancelled"))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        with pytest.raises(OperationalError, match="database is locked"):
+            await writer_of(db, "timed out")
     with contextlib.suppress(asyncio.CancelledError):
         await cancelled
     await asyncio.wait_for(writer_of(db, "after"), 5)
     async with db.session() as s:
         assert sorted((await s.scalars(select(rows.c.v))).all()) == ["after", "holder"]
-
-
-async def writer_of(db: Database, name: str) -> None:
-    async with db.session() as s:
-        await s.execute(insert(rows).values(v=name))
-        await s.commit()
