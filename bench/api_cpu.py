@@ -7,7 +7,9 @@ month (POST), patch one of the week's activities with If-Match (PATCH), and the 
 (mix), each --calls times. Printed per operation: CPU milliseconds per call (the process's CPU
 time, aiosqlite's thread included) as the median, the 25th percentile and the minimum of the
 rounds — on a shared machine the low figures are the ones that compare; the load average is
-printed before and after.
+printed before and after. On PostgreSQL also the server's share: the CPU of the backends
+serving calsync's connections (bench/incremental.py's ServerCpu), as the mean per call over all
+rounds (the kernel counts it in 10 ms ticks).
 
 A/B against another checkout: run it with that checkout's src first on PYTHONPATH, e.g.
 `PYTHONPATH=../base/src uv run python bench/api_cpu.py`.
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from incremental import ServerCpu
 
 from calsync.settings import Settings
 from calsync.store import apikeys, crypto, tenants, users
@@ -51,7 +54,9 @@ def body(owner: uuid.UUID, i: int, month: str) -> dict[str, Any]:
     }
 
 
-async def measure(calls: int, rounds: int, url: str | None) -> dict[str, list[float]]:
+async def measure(
+    calls: int, rounds: int, url: str | None
+) -> tuple[dict[str, list[float]], dict[str, float]]:
     tmp = Path(tempfile.mkdtemp())
     url = url or f"sqlite+aiosqlite:///{tmp / 'calsync.db'}"
     ring = crypto.Keyring([crypto.generate_key()])
@@ -108,14 +113,21 @@ async def measure(calls: int, rounds: int, url: str | None) -> dict[str, list[fl
             for _ in range(20):
                 await op()
         out: dict[str, list[float]] = {name: [] for name in ops}
+        server_ms = dict.fromkeys(ops, 0.0)
+        server = ServerCpu(url) if db.dialect == "postgresql" else None
         for _ in range(rounds):
             for name, op in ops.items():
+                backends = server.seconds() if server else 0.0
                 started = time.process_time()
                 for _ in range(calls):
                     await op()
                 out[name].append((time.process_time() - started) / calls * 1000)
+                if server:
+                    server_ms[name] += (server.seconds() - backends) * 1000 / (calls * rounds)
+        if server:
+            server.conn.close()
     await db.dispose()
-    return out
+    return out, (server_ms if server else {})
 
 
 def main() -> None:
@@ -125,13 +137,15 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    results = asyncio.run(measure(args.calls, args.rounds, args.database_url))
+    results, server = asyncio.run(measure(args.calls, args.rounds, args.database_url))
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'CPU ms per call':16s} {'median':>8s} {'p25':>8s} {'min':>8s}")
+    extra = f" {'server mean':>12s}" if server else ""
+    print(f"{'CPU ms per call':16s} {'median':>8s} {'p25':>8s} {'min':>8s}{extra}")
     for name, values in results.items():
         values.sort()
         p25 = values[len(values) // 4]
-        print(f"{name:16s} {statistics.median(values):8.2f} {p25:8.2f} {values[0]:8.2f}")
+        line = f"{name:16s} {statistics.median(values):8.2f} {p25:8.2f} {values[0]:8.2f}"
+        print(line + (f" {server[name]:12.2f}" if server else ""))
 
 
 if __name__ == "__main__":

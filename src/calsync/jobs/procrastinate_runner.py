@@ -39,7 +39,7 @@ from procrastinate import exceptions as pexc
 from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
-from calsync.store import schedule
+from calsync.store import liveness, schedule
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.sync.errors import Outcome
@@ -79,6 +79,12 @@ def conninfo(database_url: str) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def connector(database_url: str) -> PsycopgConnector:
+    """procrastinate's connector, its pool checking only connections that sat idle (a check
+    on every checkout is a round trip before each of its queries: store/liveness.py)."""
+    return PsycopgConnector(conninfo=conninfo(database_url), pool_factory=liveness.psycopg_pool)
+
+
 def cron_for(seconds: float) -> str:
     """A cron line (procrastinate's croniter takes a sixth field for seconds) for roughly
     every `seconds`: sub-minute steps divide a minute, longer ones a whole minute/hour/day."""
@@ -100,7 +106,7 @@ def cron_for(seconds: float) -> str:
 async def apply_schema(database_url: str) -> bool:
     """Create procrastinate's tables unless they exist (its own schema SQL, through its own
     SchemaManager). True if it was applied now."""
-    app = App(connector=PsycopgConnector(conninfo=conninfo(database_url)))
+    app = App(connector=connector(database_url))
     async with app.open_async():
         row = await app.connector.execute_query_one_async(
             "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
@@ -154,7 +160,7 @@ class ProcrastinateQueue:
             budget=budget,
             rewatch=rewatch,
         )
-        self.app = App(connector=PsycopgConnector(conninfo=conninfo(database_url)))
+        self.app = App(connector=connector(database_url))
         self._opened = False
         self._worker: asyncio.Task[None] | None = None
         self._depth = 0

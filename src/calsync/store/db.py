@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from calsync.store.liveness import ping_when_idle
 from calsync.store.sqlite_driver import AHEAD, OneTripDBAPI
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -96,11 +97,11 @@ def make_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
         # one trip to aiosqlite's thread a statement, none for a commit or rollback with
         # no transaction open (store/sqlite_driver.py)
         kwargs["module"] = OneTripDBAPI()
-    else:
-        kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    elif pooled:
+        ping_when_idle(engine)  # not pool_pre_ping: three round trips a checkout (liveness.py)
     return engine
 
 
