@@ -5,7 +5,7 @@ it works, with the expectation stored before the write (a crash leaves it checke
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from calsync.store.models import CalendarBinding
 from calsync.sync.channels.service import Channels
 from calsync.sync.context import Hooks
 from calsync.sync.engine import sync_binding
+from calsync.web.webhooks import ECHO_RECENT
 from tests.jobs.conftest import runs_of
 
 from .conftest import GRACE, Served, tick
@@ -69,7 +70,7 @@ async def test_a_healthy_channel_echoes_our_write_and_nothing_more_is_spent(
     channel = (await served.binding(binding_id)).channel_id
     await push_crm_entry(served, runner, user_id, binding_id, "Made in the CRM")
     # the receiver heard the echo: the one write per notification stamped it
-    await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)
+    await served.wait_for(lambda: (binding_id, Reason.ECHO) in served.jobs.requests)
     async with served.world.db.session() as s:
         assert await echo_owed(s, binding_id) is None
         await s.commit()
@@ -157,7 +158,7 @@ async def test_a_write_google_did_not_apply_owes_no_echo(
     announced: the expectation is withdrawn and the channel keeps its trust."""
     user_id, binding_id = await _connected(served, "gone@example.com")
     await push_crm_entry(served, runner, user_id, binding_id, "Soon gone")
-    await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)
+    await served.wait_for(lambda: (binding_id, Reason.ECHO) in served.jobs.requests)
     channel = (await served.binding(binding_id)).channel_id
     served.emu.control("POST", f"/channels/{channel}/silence", {})  # nothing heard from here on
     (event,) = [e for e in served.events("gone@example.com") if e["summary"] == "Soon gone"]
@@ -189,3 +190,43 @@ async def test_a_write_google_did_not_apply_owes_no_echo(
     await tick(served, runner, GRACE.total_seconds() + 60)
     binding = await served.binding(binding_id)
     assert binding.channel_suspect_since is None and binding.channel_id == channel
+
+
+async def test_the_echo_of_our_write_is_queued_as_such_and_its_run_changes_nothing(
+    served: Served, runner: InProcessRunner
+) -> None:
+    """The notification that answers calsync's own write is queued as Reason.ECHO (behind
+    Google's other news, jobs/inprocess.py and procrastinate_runner.py); its run reads the
+    event calsync wrote and writes nothing on either side: one copy each, no guest e-mail.
+    A change made in Google afterwards is news again (Reason.WEBHOOK)."""
+    user_id, binding_id = await _connected(served, "own@example.com")
+    await push_crm_entry(served, runner, user_id, binding_id, "Made in the CRM")
+    await served.wait_for(lambda: (binding_id, Reason.ECHO) in served.jobs.requests)
+    assert (binding_id, Reason.WEBHOOK) not in served.jobs.requests
+    mark = last_seq(served)
+    await runner.enqueue_sync(binding_id, Reason.ECHO)
+    await runner.drain()
+    (run,) = [r for r in await runs_of(served.world.db, [binding_id]) if r.trigger == "echo"]
+    assert run.outcome == "ok"
+    calls = calendar_calls(served, mark, "own@example.com")
+    assert calls and all(c["method"] == "GET" for c in calls)  # read, nothing written
+    assert [e["summary"] for e in served.events("own@example.com")].count("Made in the CRM") == 1
+    subjects = [a["subject"] for a in await served.activities(user_id)]
+    assert subjects.count("Made in the CRM") == 1
+
+    served.jobs.requests.clear()
+    served.insert_event("own@example.com", "Made in Google")
+    await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)
+    assert (binding_id, Reason.ECHO) not in served.jobs.requests
+
+
+async def test_a_notification_long_after_an_unanswered_write_is_news(served: Served) -> None:
+    """An echo owed for longer than ECHO_RECENT marks a channel under suspicion: what it
+    announces now is treated as a change made in Google (Reason.WEBHOOK), not as the echo."""
+    _, binding_id = await _connected(served, "late@example.com")
+    async with served.world.db.session() as s:
+        await echoes.expect_echo(s, binding_id, clock.utcnow() - ECHO_RECENT - timedelta(seconds=1))
+        await s.commit()
+    served.insert_event("late@example.com", "Made in Google")
+    await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)
+    assert (binding_id, Reason.ECHO) not in served.jobs.requests

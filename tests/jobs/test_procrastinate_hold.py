@@ -15,7 +15,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from calsync.jobs.port import Reason
-from calsync.jobs.procrastinate_runner import SYNC_TASK, conninfo
+from calsync.jobs.procrastinate_runner import PRIORITY, SYNC_TASK, conninfo
 from calsync.web.webhooks import TWIN_COALESCE_SECONDS
 from tests.sync.conftest import Harness
 
@@ -67,3 +67,36 @@ if PG:
         assert job["status"] == "todo" and job["scheduled_at"] is None
         await asyncio.sleep(TWIN_COALESCE_SECONDS + 0.3)
         assert len(await sync_jobs(db_url, h.binding_id)) == 1  # and nothing more came of it
+
+    @ONLY_PROCRASTINATE
+    async def test_an_echo_joins_a_waiting_push_and_queues_behind_google_news(
+        h: Harness, db_url: str, make_runner: Any
+    ) -> None:
+        """Google's notification of calsync's own write (Reason.ECHO) takes the pushes' lane:
+        it joins a push of the binding already waiting (whose run reads Google first), and
+        alone it waits at the pushes' priority, behind a change made in Google."""
+        runner = await make_runner()
+        await runner.start()  # a web process: defers, runs nothing
+        await runner.enqueue_sync(h.binding_id, Reason.CHANGE)
+        await runner.enqueue_sync(h.binding_id, Reason.ECHO)
+        (job,) = await sync_jobs(db_url, h.binding_id)
+        assert job["args"]["reason"] == Reason.CHANGE.value
+
+        async with await psycopg.AsyncConnection.connect(conninfo(db_url)) as conn:
+            await conn.execute(
+                "DELETE FROM procrastinate_jobs WHERE args->>'binding_id' = %s",
+                (str(h.binding_id),),
+            )
+            await conn.commit()
+        await runner.enqueue_sync(h.binding_id, Reason.ECHO)
+        await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK)  # its own lane: a second job
+        async with await psycopg.AsyncConnection.connect(conninfo(db_url)) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT args->>'reason' AS reason, priority FROM procrastinate_jobs "
+                "WHERE args->>'binding_id' = %s ORDER BY priority DESC",
+                (str(h.binding_id),),
+            )
+            rows = [(r["reason"], r["priority"]) for r in await cur.fetchall()]
+        assert rows == [("webhook", PRIORITY["now"]), ("echo", PRIORITY["change"])]
+        await runner.stop()

@@ -94,3 +94,28 @@ async def test_a_single_slot_still_runs_polls() -> None:
     await jobs.drain()
     assert [b for b, _ in slow.started] == polls
     await jobs.stop()
+
+
+async def test_an_echo_waits_behind_google_news_and_joins_a_waiting_push() -> None:
+    """Google's notification of calsync's own write (Reason.ECHO) ranks with the pushes: a
+    change made in Google starts first, and an echo for a binding whose push is waiting joins
+    that push (its run reads Google's changes first) instead of making a run of its own."""
+    slow = SlowExecutor()
+    jobs = runner(1, slow)
+    await jobs.start()
+    busy, echo, news, pushed = (uuid.uuid4() for _ in range(4))
+    await jobs.enqueue_sync(busy, Reason.WEBHOOK)
+    await settle()  # the one slot is taken
+    await jobs.enqueue_sync(echo, Reason.ECHO)
+    await jobs.enqueue_sync(pushed, Reason.CHANGE)
+    await jobs.enqueue_sync(news, Reason.WEBHOOK)
+    await jobs.enqueue_sync(pushed, Reason.ECHO)
+    slow.release.set()
+    await jobs.drain()
+    assert slow.started == [
+        (busy, Reason.WEBHOOK),
+        (news, Reason.WEBHOOK),
+        (echo, Reason.ECHO),
+        (pushed, Reason.CHANGE),
+    ]
+    await jobs.stop()

@@ -51,7 +51,7 @@ MAX_RETRY_SECONDS = 300.0
 # pushes (each followed by Google's notification of its own echo) never make a change made in
 # Google wait behind them (issue 16). A push is at most a few seconds behind: its debounce
 # already waits a second.
-RANK = {Reason.MANUAL: 0, Reason.CHANGE: 2, Reason.POLL: 3}
+RANK = {Reason.MANUAL: 0, Reason.CHANGE: 2, Reason.ECHO: 2, Reason.POLL: 3}
 
 
 def reserved_slots(concurrency: int) -> int:

@@ -20,6 +20,7 @@ Periodic = Callable[[], Awaitable[object]]
 
 class Reason(StrEnum):
     WEBHOOK = "webhook"  # Google push notification
+    ECHO = "echo"  # a notification while the channel owes the echo of calsync's own write
     CHANGE = "change"  # a CRM activity changed (debounced)
     POLL = "poll"  # safety-net polling
     MANUAL = "manual"  # "Sync now": jumps the queue

@@ -189,8 +189,10 @@ class ProcrastinateQueue:
             lane = "later"  # (a notification's short wait for its twin's keeps its lane)
         elif reason is Reason.POLL:
             lane = "poll"  # behind webhooks and CRM changes someone is waiting to see
-        elif reason is Reason.CHANGE:
-            lane = "change"  # behind Google's notifications (issue 16)
+        elif reason in (Reason.CHANGE, Reason.ECHO):
+            # behind Google's notifications (issue 16); the echo of a push joins a push waiting
+            # for the binding (its run reads Google's changes first)
+            lane = "change"
         else:
             lane = "now"
         key = f"{binding_id}:{lane}" + (":full" if full else "")

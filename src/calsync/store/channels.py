@@ -24,7 +24,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, case, delete, exists, or_, select, update
+from sqlalchemy import (
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -228,6 +240,9 @@ class StoredChannel:
     resource_id: str | None
     token: str | None
     expires_at: datetime | None
+    #: since when an events channel owes the echo of calsync's own write (None: it owes none);
+    #: read only by the notification's lookup (`by_channel_id`)
+    echo_since: datetime | None = None
 
     @property
     def binding_id(self) -> uuid.UUID | None:
@@ -247,10 +262,18 @@ def _columns(holder: Holder) -> tuple[Column, ...]:
     )
 
 
-def _stored(holder: Holder, row: Any) -> StoredChannel:
+def _stored(holder: Holder, row: Any, echo_since: datetime | None = None) -> StoredChannel:
     owner, connection, tenant, channel_id, resource_id, token, expires_at = row
     return StoredChannel(
-        holder.kind, owner, connection, tenant, channel_id or "", resource_id, token, expires_at
+        holder.kind,
+        owner,
+        connection,
+        tenant,
+        channel_id or "",
+        resource_id,
+        token,
+        expires_at,
+        echo_since,
     )
 
 
@@ -261,7 +284,9 @@ async def by_channel_id(
     row = (
         await session.execute(_by_channel_statement(holder.kind), {"channel": channel_id})
     ).first()
-    return _stored(holder, row) if row is not None else None
+    if row is None:
+        return None
+    return _stored(holder, row[:-1], echo_since=row[-1])
 
 
 def holder_of(kind: str) -> Holder:
@@ -280,7 +305,8 @@ def _by_channel_statement(kind: str) -> Select[Any]:
     """Built once a kind, on the table (every notification runs it: building the SELECT and
     its cache key cost more than the lookup)."""
     holder = holder_of(kind)
-    return select(*(_table_column(c) for c in _columns(holder))).where(
+    echo = null() if holder.echo_since is None else _table_column(holder.echo_since)
+    return select(*(_table_column(c) for c in _columns(holder)), echo).where(
         _table_column(holder.channel_id) == bindparam("channel")
     )
 

@@ -1,8 +1,9 @@
 """POST /webhooks/google: Google's push notifications for calendar bindings and connections'
 calendar lists.
 
-The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`), or for a
-calendarList channel (id `list-...`) a check of the connection's calendars run in the background
+The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`; `Reason.ECHO`
+when the channel owes the echo of calsync's own recent write, so the echo queues behind Google's
+other news and joins a push already waiting for the binding), or for a calendarList channel (id `list-...`) a check of the connection's calendars run in the background
 (coalesced per connection across every process: sync/channels/calendar_list.py). The channel is
 found by one indexed lookup in the table its id's kind names. Channel id, resource id and token
 are compared in constant time. A wrong token or resource id is refused (403) and logged without
@@ -38,6 +39,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -70,6 +72,9 @@ STALE_GRACE_SECONDS = 5.0  # before stopping an unknown channel of one of our bi
 #: milliseconds), and the Google → CRM latency stays well within a second (latency.py's p99 was
 #: about 0.2 s with one channel); a longer wait would cost every change that time
 TWIN_COALESCE_SECONDS = 0.3
+#: a channel that owes the echo of a write at most this long (sync/channels/echo.py's grace)
+#: is taken to announce that write (`Reason.ECHO`)
+ECHO_RECENT = timedelta(minutes=2)
 STOPPED_MEMORY = 10_000  # channel ids already stopped (or being stopped) by this process
 _stopping: OrderedDict[str, None] = OrderedDict()
 
@@ -273,11 +278,25 @@ async def google_push(request: Request) -> Response:
     if metrics:
         metrics.webhook_received(channel.owner_id)
     assert jobs is not None
+    if _answers_own_write(channel):
+        # most likely the echo of calsync's own write: nobody waits for it, so it queues
+        # behind Google's other news, and joins a push of the binding already waiting (whose
+        # run reads Google's changes first); both twins' echoes join one job that way too
+        await jobs.enqueue_sync(channel.owner_id, Reason.ECHO)
+        return Response(status_code=200)
     twins = request.app.state.settings.push_channels_per_calendar >= 2
     await jobs.enqueue_sync(
         channel.owner_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS if twins else 0.0
     )
     return Response(status_code=200)
+
+
+def _answers_own_write(channel: stored.StoredChannel) -> bool:
+    """The channel owed the echo of a write calsync made recently (sync/channels/echo.py): the
+    notification most likely announces that write. One owed longer than ECHO_RECENT is a
+    channel under suspicion, whose notification is news."""
+    since = channel.echo_since
+    return since is not None and since >= utcnow() - ECHO_RECENT
 
 
 class FastPath:
