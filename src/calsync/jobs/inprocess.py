@@ -48,9 +48,10 @@ MAX_RETRY_SECONDS = 300.0
 # Who runs first when syncs queue up: a person who pressed Sync now, then Google's changes
 # (webhooks, retries, first syncs), then the pushes of CRM edits, and the safety-net polls last,
 # so a first poll pass that queues every binding never delays a webhook, and a busy CRM's
-# pushes (each followed by Google's notification of its own echo) never make a change made in
-# Google wait behind them (issue 16). A push is at most a few seconds behind: its debounce
-# already waits a second.
+# pushes never make a change made in Google wait behind them (issue 16). Google's notification
+# of a push's own write (Reason.ECHO, web/webhooks.py) ranks with the pushes, and joins a push
+# of its binding already waiting. A push is at most a few seconds behind: its debounce already
+# waits a second.
 RANK = {Reason.MANUAL: 0, Reason.CHANGE: 2, Reason.ECHO: 2, Reason.POLL: 3}
 
 

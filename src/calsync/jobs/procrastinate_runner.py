@@ -6,7 +6,8 @@
   error) and a request arriving while the job runs waits as exactly one follow-up;
 - lanes: MANUAL has its own lane at a higher priority (it jumps the queue even when an ordinary
   job is waiting), the pushes of CRM changes one below Google's notifications (a busy CRM's
-  writes never hold back a change made in Google), polls below those (a poll pass never delays
+  writes never hold back a change made in Google) — with them the echoes of calsync's own
+  writes (Reason.ECHO), which join a push already waiting —, polls below those (a poll pass never delays
   a webhook), delayed requests have their own at a lower one (a job waiting for its time
   never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
 - a notification's 0.3 s wait for its twin's message (web/webhooks.py) is held in the process
