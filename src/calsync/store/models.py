@@ -453,7 +453,8 @@ class SyncRun(Base):
     binding_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("calendar_binding.id", ondelete="CASCADE")
     )
-    trigger: Mapped[str] = mapped_column(String(16))  # jobs.port.Reason: webhook/echo/poll/manual/change/initial/retry
+    # jobs.port.Reason: webhook/echo/poll/manual/change/initial/retry
+    trigger: Mapped[str] = mapped_column(String(16))
     full_sync: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
