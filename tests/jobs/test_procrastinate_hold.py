@@ -41,18 +41,19 @@ async def sync_jobs(db_url: str, binding_id: Any) -> list[dict[str, Any]]:
 if PG:
 
     @ONLY_PROCRASTINATE
+    @pytest.mark.parametrize("reason", [Reason.WEBHOOK, Reason.ECHO])
     async def test_a_notifications_wait_for_its_twin_is_held_here_then_deferred_due(
-        h: Harness, db_url: str, make_runner: Any
+        h: Harness, db_url: str, make_runner: Any, reason: Reason
     ) -> None:
         runner = await make_runner()
         await runner.start()  # a web process: defers, runs nothing
-        await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
+        await runner.enqueue_sync(h.binding_id, reason, delay=TWIN_COALESCE_SECONDS)
         await asyncio.sleep(TWIN_COALESCE_SECONDS / 3)
-        await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
+        await runner.enqueue_sync(h.binding_id, reason, delay=TWIN_COALESCE_SECONDS)
         assert await sync_jobs(db_url, h.binding_id) == []  # still waiting, in this process
         await asyncio.sleep(TWIN_COALESCE_SECONDS + 0.3)
         (job,) = await sync_jobs(db_url, h.binding_id)  # the twin's message joined the first
-        assert job["status"] == "todo" and job["args"]["reason"] == Reason.WEBHOOK.value
+        assert job["status"] == "todo" and job["args"]["reason"] == reason.value
         assert job["scheduled_at"] is None  # due now: a worker is woken, none polls for it
 
     @ONLY_PROCRASTINATE

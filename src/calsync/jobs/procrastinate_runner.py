@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 SYNC_TASK = "calsync.sync_binding"
 QUEUE = "calsync"
+#: a notification's wait for its twin's message is held in this process (the module's docstring)
+HELD = frozenset({Reason.WEBHOOK, Reason.ECHO})
+_Held = tuple[uuid.UUID, bool, Reason]  # binding, full, reason
 PRIORITY = {"manual": 10, "now": 0, "change": -2, "poll": -5, "later": -10}
 MAX_RETRY_SECONDS = 300.0
 # how often an idle worker looks for a job that has come due (retries, a busy binding's
@@ -168,7 +171,7 @@ class ProcrastinateQueue:
         self._depth_task: asyncio.Task[None] | None = None
         self._on_start: list[Periodic] = []
         #: notifications waiting for their twin's message here: (binding, full) → its wait
-        self._held: dict[tuple[uuid.UUID, bool], asyncio.Task[None]] = {}
+        self._held: dict[_Held, asyncio.Task[None]] = {}
         self._sync = self.app.task(name=SYNC_TASK, queue=QUEUE, pass_context=False)(self._sync_job)
         if poll_every:
             self.register_periodic("poll", poll_every, self.poll_once)
@@ -180,13 +183,13 @@ class ProcrastinateQueue:
     async def enqueue_sync(
         self, binding_id: uuid.UUID, reason: Reason, *, full: bool = False, delay: float = 0.0
     ) -> None:
-        if reason is Reason.WEBHOOK and 0 < delay <= HOLD_SECONDS:
-            self._hold(binding_id, full, delay)
+        if reason in HELD and 0 < delay <= HOLD_SECONDS:
+            self._hold((binding_id, full, reason), delay)
             return
         await self._open()
         if reason is Reason.MANUAL:
             lane = "manual"
-        elif delay > 0 and reason is not Reason.WEBHOOK:
+        elif delay > 0 and reason not in HELD:
             lane = "later"  # (a notification's short wait for its twin's keeps its lane)
         elif reason is Reason.POLL:
             lane = "poll"  # behind webhooks and CRM changes someone is waiting to see
@@ -331,21 +334,21 @@ class ProcrastinateQueue:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _hold(self, binding_id: uuid.UUID, full: bool, delay: float) -> None:
+    def _hold(self, key: _Held, delay: float) -> None:
         """Defer the binding's sync `delay` seconds from now, due at once then; a request for
         it while it waits joins it (the twin's message)."""
-        key = (binding_id, full)
         if key not in self._held:
             self._held[key] = asyncio.create_task(self._after(key, delay))
 
-    async def _after(self, key: tuple[uuid.UUID, bool], delay: float) -> None:
+    async def _after(self, key: _Held, delay: float) -> None:
         await asyncio.sleep(delay)
         self._held.pop(key, None)  # a message from now on waits anew (joins the job if queued)
         await self._defer_held(key)
 
-    async def _defer_held(self, key: tuple[uuid.UUID, bool]) -> None:
+    async def _defer_held(self, key: _Held) -> None:
+        binding_id, full, reason = key
         try:
-            await self.enqueue_sync(key[0], Reason.WEBHOOK, full=key[1])
+            await self.enqueue_sync(binding_id, reason, full=full)
         except Exception:  # the notification stays owed (sync_owed_at): recovery syncs it
             log.exception("could not queue the sync a notification asked for")
 

@@ -278,16 +278,12 @@ async def google_push(request: Request) -> Response:
     if metrics:
         metrics.webhook_received(channel.owner_id)
     assert jobs is not None
-    if _answers_own_write(channel):
-        # most likely the echo of calsync's own write: nobody waits for it, so it queues
-        # behind Google's other news, and joins a push of the binding already waiting (whose
-        # run reads Google's changes first); both twins' echoes join one job that way too
-        await jobs.enqueue_sync(channel.owner_id, Reason.ECHO)
-        return Response(status_code=200)
+    # most likely the echo of calsync's own write: nobody waits for it, so it queues behind
+    # Google's other news, and joins a push of the binding already waiting (whose run reads
+    # Google's changes first)
+    reason = Reason.ECHO if _answers_own_write(channel) else Reason.WEBHOOK
     twins = request.app.state.settings.push_channels_per_calendar >= 2
-    await jobs.enqueue_sync(
-        channel.owner_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS if twins else 0.0
-    )
+    await jobs.enqueue_sync(channel.owner_id, reason, delay=TWIN_COALESCE_SECONDS if twins else 0.0)
     return Response(status_code=200)
 
 
