@@ -68,9 +68,11 @@ async def test_a_sync_decrypts_only_the_access_token_it_sends(
     h: Harness, decrypted: list[int]
 ) -> None:
     """The start's read leaves the connection's and the binding's secrets encrypted: the
-    access token is decrypted when the first request to Google needs it, the refresh token
-    only for a refresh, the channel tokens never (the webhook receiver checks them)."""
+    access token is decrypted when the first request to Google needs it (once a process: the
+    next syncs send the one kept), the refresh token only for a refresh, the channel tokens
+    never (the webhook receiver checks them)."""
     lunch = await linked(h)
+    h.google._access_tokens.clear()  # as in a process's first sync of the connection
     async with h.db.session() as s:  # a channel's tokens, as a watched calendar has
         await s.execute(
             update(CalendarBinding)
@@ -90,7 +92,7 @@ async def test_a_sync_decrypts_only_the_access_token_it_sends(
     decrypted.clear()
     result = await h.sync()
     assert result.ok and result.counts["updated"] == 1, result
-    assert len(decrypted) == 1, decrypted
+    assert decrypted == []  # the token kept by the sync before
     # an expired access token is not decrypted: the refresh token is, for the refresh
     async with h.db.session() as s:
         await s.execute(
@@ -103,6 +105,36 @@ async def test_a_sync_decrypts_only_the_access_token_it_sends(
     assert (await h.sync()).ok
     assert len(decrypted) == 1, decrypted
     decrypted.clear()  # the refreshed token, stored by the refresh, is the next run's
+    assert (await h.sync()).ok
+    assert len(decrypted) == 1, decrypted
+
+
+async def test_the_next_sync_of_the_same_stored_access_token_decrypts_nothing(
+    h: Harness, decrypted: list[int]
+) -> None:
+    """The process keeps the access token it decrypted for a connection, tagged with the
+    stored (encrypted) text it came from: the next sync that reads the same text sends it
+    without decrypting again; a token stored since (a refresh, another process's) is
+    decrypted once."""
+    await linked(h)
+    assert (await h.sync()).ok
+    decrypted.clear()
+    assert (await h.sync()).ok
+    assert decrypted == []
+    # the same token stored again (encrypted anew), as another process would: decrypted
+    # once, then kept
+    async with h.db.session() as s:
+        connection = await s.get(GoogleConnection, h.connection_id)
+        assert connection is not None
+        await s.execute(
+            update(GoogleConnection)
+            .where(GoogleConnection.id == h.connection_id)
+            .values(access_token=connection.access_token)
+        )
+        await s.commit()
+    decrypted.clear()
+    assert (await h.sync()).ok
+    assert len(decrypted) == 1, decrypted
     assert (await h.sync()).ok
     assert len(decrypted) == 1, decrypted
 
