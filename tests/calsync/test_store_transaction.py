@@ -108,3 +108,42 @@ async def test_a_joined_session_refuses_work_only_a_commit_would_do(db: Database
         with pytest.raises(RuntimeError, match="left work for a commit"):
             async with end.session() as s:
                 webhooks.emit(s, tenant_id, "connection.needs_reauth", {})
+
+
+async def test_a_session_or_connection_closes_in_a_task_only_with_a_transaction_open(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`db.session()` and `db.connection()` close as `async with` would: what is not
+    committed is rolled back (in SQLAlchemy's shielded task, which a cancellation cannot cut
+    short), the connection goes back to the pool; a committed one closes without that task."""
+    from sqlalchemy.ext.asyncio import engine, session
+
+    tasks: list[object] = []
+    real = engine._run_to_completion
+
+    async def spy(coro: Any) -> Any:
+        tasks.append(coro)
+        return await real(coro)
+
+    monkeypatch.setattr(engine, "_run_to_completion", spy)
+    monkeypatch.setattr(session, "_run_to_completion", spy)
+    tenant_id = await new_tenant(db)
+    pool = Pool(db)
+    tasks.clear()
+    async with db.connection() as conn:
+        await conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(name="lost"))
+    async with db.session() as s:
+        await s.execute(update(Tenant).where(Tenant.id == tenant_id).values(name="lost too"))
+    assert len(tasks) == 2
+    assert (await name_of(db, tenant_id) or "").startswith("t-")  # both rolled back
+    assert pool.out == pool.back
+    tasks.clear()
+    async with db.connection() as conn:
+        await conn.execute(update(Tenant).where(Tenant.id == tenant_id).values(name="kept"))
+        await conn.commit()
+    async with db.session() as s:
+        await s.execute(update(Tenant).where(Tenant.id == tenant_id).values(name="kept too"))
+        await s.commit()
+    assert tasks == []
+    assert await name_of(db, tenant_id) == "kept too"
+    assert pool.out == pool.back
