@@ -64,6 +64,20 @@ async def test_a_sync_of_one_google_change_takes_four_transactions(h: Harness) -
     assert len(begun) == 4, begun
 
 
+async def test_a_sync_of_one_crm_change_takes_five_transactions(h: Harness) -> None:
+    """The start, the push's reads (ended before its first request), the plan with the echo
+    the calendar's channel owes the planned write (both stored before the request leaves),
+    Google's answer stored on the link, the end."""
+    crm = await h.activity("Visit", at(1, 9))
+    assert (await h.sync()).ok
+    assert (await h.sync()).ok  # the echo of the push's insert
+    await h.edit(crm, subject="Visit, moved")
+    with transactions(h.db) as begun:
+        result = await h.sync()
+    assert result.ok and result.counts["pushed"] == 1, result
+    assert len(begun) == 5, begun
+
+
 async def test_a_sync_decrypts_only_the_access_token_it_sends(
     h: Harness, decrypted: list[int]
 ) -> None:

@@ -10,6 +10,7 @@ crash after Google created it ends in a 409 and adoption, not a duplicate.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +36,10 @@ from .reconcile import CANCELLED, create_exception, instance_of, write_crm
 Elsewhere = dict[uuid.UUID, tuple[EventLink, CalendarBinding]]
 
 
+#: what the push stores with the plan, in its transaction (the echo its writes owe)
+BeforeCommit = Callable[[AsyncSession, list[Op]], Awaitable[object]]
+
+
 @dataclass
 class Case:
     """One activity classified for the decision table."""
@@ -50,9 +55,11 @@ class Case:
         return action_for(self.kind, self.crm, self.google)
 
 
-async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
+async def plan(
+    ctx: Ctx, ids: set[uuid.UUID], before_commit: BeforeCommit | None = None
+) -> list[Op]:
     """Classify each activity, look its action up, carry it out; pending links are committed
-    here, before any insert."""
+    here, before any insert, with what `before_commit` writes for the ops planned."""
     settings = ctx.settings
     ops: list[Op] = []
     async with settings.db.session() as session:
@@ -76,6 +83,8 @@ async def plan(ctx: Ctx, ids: set[uuid.UUID]) -> list[Op]:
             op = await carry_out(ctx, session, case, elsewhere)
             if op is not None:
                 ops.append(op)
+        if before_commit is not None:
+            await before_commit(session, ops)
         await session.commit()
     return ops
 

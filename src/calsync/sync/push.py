@@ -65,14 +65,16 @@ async def push(ctx: Ctx, end: Transaction) -> None:
     rounds = 0
     while todo and rounds < MAX_ROUNDS:
         rounds += 1
-        ops = await plan(ctx, todo)
+        # the calendar's channel owes these writes' echo (sync/channels/echo.py), stored with
+        # the plan before the request leaves
+        owed = echo.Owed(ctx.settings)
+        ops = await plan(ctx, todo, owed.store)
         # what plan wrote no request for is settled: written already, or deliberately not
         # written (type not exported, import-only calendar, read-only) — never "pending"
         todo = set()
         if ops:
-            # the calendar's channel owes these writes' echo (sync/channels/echo.py)
             batch = ctx.settings.client.batch([op.call for op in ops])
-            results = await echo.written(ctx.settings, ops, batch)
+            results = await echo.written(ctx.settings, owed.since, batch)
             await ctx.settings.hooks.fire("after_google_write", ctx, ops, results)
             for op, result in zip(ops, results, strict=True):
                 outcome = await settle(ctx, op, result)

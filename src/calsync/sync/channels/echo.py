@@ -2,7 +2,7 @@
 
 Google notifies a channel of every change to its calendar, calsync's own writes included. So
 when the push writes to a watched calendar, a healthy channel announces it within seconds. The
-push records the expectation before it writes (`expect`: one UPDATE per batch of writes, on the
+push records the expectation before it writes (`Owed`: one UPDATE per batch of writes, on the
 binding's row, so a crash leaves it to be checked); the notification that answers it costs no
 write of its own — the receiver's one UPDATE per notification stamps `channel_heard_at` and
 clears an expectation from before it (store.channels, EVENTS.owed). A channel that has not been heard from `grace` after a write
@@ -27,6 +27,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync.domain.direction import Direction
 from calsync.google.models import Event
@@ -54,13 +56,13 @@ def watched(settings: RunSettings) -> bool:
 
 
 async def written(
-    settings: RunSettings, ops: Sequence[Op], batch: Awaitable[list[Any]]
+    settings: RunSettings, since: datetime | None, batch: Awaitable[list[Any]]
 ) -> list[Any]:
-    """The push's batch of writes (`batch`, awaited here) with its echo expected: stored before
-    the request leaves — so neither a crash right after it nor an echo faster than the push's
-    own bookkeeping is missed — and withdrawn when Google changed nothing (every write refused,
+    """The push's batch of writes (`batch`, awaited here), their echo expected since `since`
+    (`Owed`, stored with the plan before the request leaves — so neither a crash right
+    after it nor an echo faster than the push's own bookkeeping is missed; None: nothing
+    expected), the expectation withdrawn when Google changed nothing (every write refused,
     or a delete of an event gone already), which no channel would announce."""
-    since = await _expect(settings, ops)
     results = await batch
     if since is not None and not any(_changed(r) for r in results):
         async with settings.db.session() as session:
@@ -74,15 +76,21 @@ def _changed(result: Any) -> bool:
     return result is None or isinstance(result, Event)
 
 
-async def _expect(settings: RunSettings, ops: Sequence[Op]) -> datetime | None:
-    """Before the push's writes to the binding's own calendar: its channel owes their echo."""
-    if not watched(settings) or all(op.from_binding is not None for op in ops):
-        return None
-    since = utcnow() - SKEW
-    async with settings.db.connection() as conn:  # one UPDATE: no ORM session's set-up
-        await echoes.expect_echo(conn, settings.binding_id, since)
-        await conn.commit()
-    return since
+class Owed:
+    """The echo a round of the push's writes owes: stored with the plan (`store`, the plan's
+    `before_commit`: one UPDATE in its transaction, committed before the request leaves),
+    the time it is owed from in `since` (None: no write to the binding's own calendar)."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.since: datetime | None = None
+
+    async def store(self, session: AsyncSession, ops: Sequence[Op]) -> None:
+        settings = self.settings
+        if not ops or not watched(settings) or all(op.from_binding is not None for op in ops):
+            return
+        self.since = utcnow() - SKEW
+        await echoes.expect_echo(session, settings.binding_id, self.since)
 
 
 async def check(
