@@ -2,7 +2,7 @@
 of 1k, 10k and 50k linked events, CPU per sync (median over repeats) and SQL statements.
 
     uv run python bench/incremental.py [--sizes 1000,10000,50000] [--repeats 15]
-                                       [--postgres-url postgresql://...]
+                                       [--postgres-url postgresql://...] [--loop uvloop]
 
 The parent starts one emulator. Each size runs in its own subprocess (so the CPU measured,
 `time.process_time`, is calsync's alone: the engine, SQLAlchemy and the aiosqlite thread):
@@ -345,7 +345,7 @@ def parent(args: argparse.Namespace) -> None:
         for size in sizes:
             db_url = fresh_postgres(args.postgres_url) if args.postgres_url else ""
             cmd = [sys.executable, __file__, "--child", "--url", server.url]
-            cmd += ["--size", str(size), "--repeats", str(args.repeats)]
+            cmd += ["--size", str(size), "--repeats", str(args.repeats), "--loop", args.loop]
             if db_url:
                 cmd += ["--db-url", db_url]
             started = time.perf_counter()
@@ -359,7 +359,10 @@ def parent(args: argparse.Namespace) -> None:
             print(f"  {size:>7} linked events done in {time.perf_counter() - started:.0f} s")
     store = "PostgreSQL" if args.postgres_url else "SQLite"
     print()
-    print(f"CPU per sync (median of {args.repeats}), calsync on {store}; load {os.getloadavg()}")
+    print(
+        f"CPU per sync (median of {args.repeats}), calsync on {store}, {args.loop}'s event loop;"
+        f" load {os.getloadavg()}"
+    )
     if args.postgres_url:
         print("(PostgreSQL: calsync's CPU, median, plus its server backends', mean)")
     header = f"{'linked events':<16}"
@@ -385,13 +388,26 @@ def main() -> None:
     p.add_argument("--sizes", default="1000,10000,50000")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", ""))
+    p.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the sync's event loop: asyncio's own, or uvloop, which `calsync worker` and "
+        "`calsync serve` run on where it is installed (calsync.runtime.run, uvicorn)",
+    )
     p.add_argument("--child", action="store_true")
     p.add_argument("--url")
     p.add_argument("--size", type=int)
     p.add_argument("--db-url")
     args = p.parse_args()
     if args.child:
-        out = asyncio.run(run_calsync(args.url, args.size, args.repeats, args.db_url or None))
+        main = run_calsync(args.url, args.size, args.repeats, args.db_url or None)
+        if args.loop == "uvloop":
+            import uvloop
+
+            out = uvloop.run(main)
+        else:
+            out = asyncio.run(main)
         print(json.dumps(out))
     else:
         parent(args)
