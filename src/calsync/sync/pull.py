@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
-from calsync.domain.activity import ActivityInvalid, validate
-from calsync.domain.fields import SyncFields, canonical_json, content_hash, digest
+from calsync.domain.activity import ActivityInvalid
+from calsync.domain.fields import SyncFields, content_hash
 from calsync.domain.ids import activity_id_from_event_id, google_event_id
 from calsync.domain.matching import match, match_key
 from calsync.google import errors
@@ -28,9 +28,9 @@ from calsync.google.models import Event, RawEventsPage
 from calsync.store import activities, bindings, bulk_import, links, runs
 from calsync.store.base import utcnow
 from calsync.store.models import Activity, EventLink
-from calsync.store.statuses import ChangeOrigin, Code, LinkState, PrivateEvents
+from calsync.store.statuses import Code, LinkState, PrivateEvents
 
-from . import filters, importing, mapping
+from . import filters, fresh, importing, mapping
 from .codes import TEXTS
 from .context import Ctx, Listed
 from .reconcile import Result, first_link, reconcile
@@ -39,9 +39,6 @@ log = logging.getLogger(__name__)
 
 MAX_RESULTS = 2500  # Google's largest page
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
-IMPORT_CHUNK = 500  # new events stored per transaction (a few ms of bulk inserts)
-#: while a chunk is mapped, the event loop gets a turn every so many events (`_checked`)
-YIELD_EVERY = 50
 #: events a pull bulk-imports before it has PostgreSQL's planner statistics refreshed
 #: (store.bulk_import.refresh_statistics); fewer are autovacuum's business
 ANALYZE_AFTER = 1000
@@ -115,6 +112,9 @@ class Held:
     #: a full listing's read of all the owner's unlinked entries (None: not read yet), kept
     #: until the listing ends: their ids and fields
     crm: list[tuple[uuid.UUID, SyncFields]] | None = None
+    #: the bulk import's chunk transactions: a page's last one may still be written while
+    #: the next page is parsed, read and mapped (sync.fresh)
+    writes: fresh.Writes = field(default_factory=fresh.Writes)
 
 
 async def pull(ctx: Ctx) -> None:
@@ -164,19 +164,27 @@ async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:
     pages = _listing(ctx)
     held = Held()
     zone: str | None = None
-    async for raw in prefetched(pages):
-        zone = zone or raw.time_zone
-        ctx.learn_time_zone(zone)  # before anything is written
-        events = raw.parse().items
-        del raw
-        await _page(ctx, events, held)
-        ctx.progress.counts["pulled"] += len(events)
-        del events
+    try:
+        async for raw in prefetched(pages):
+            zone = zone or raw.time_zone
+            ctx.learn_time_zone(zone)  # before anything is written
+            await asyncio.sleep(0)  # a chunk write just started sends its first statement
+            events = raw.parse().items
+            del raw
+            await _page(ctx, events, held)
+            ctx.progress.counts["pulled"] += len(events)
+            del events
+        await held.writes.wait()  # every import of the listing committed
+    except BaseException:
+        await held.writes.settle()  # nothing left writing behind the error
+        raise
     return held, pages.next_sync_token, zone
 
 
 async def _page(ctx: Ctx, events: list[Event], held: Held) -> None:
     series = [e for e in events if e.id is not None and e.recurring_event_id is None]
+    # the previous page's last chunk may still be written: an event listed again waits for it
+    await held.writes.wait_for([e.id for e in events if e.id is not None])
     for event in events:
         if event.id is not None and event.recurring_event_id is not None:
             if filters.importable(event, filters.policy_for_event(ctx, event)):
@@ -331,8 +339,10 @@ async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) ->
     if not events:
         return
     fields: list[tuple[Event, SyncFields]] = []
-    for event in events:
+    for n, event in enumerate(events, 1):
         assert event.id is not None
+        if n % fresh.YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # the previous page's last chunk goes on being written
         try:
             fields.append((event, filters.google_fields(ctx, event)))
         except mapping.Unmappable as exc:
@@ -348,7 +358,7 @@ async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) ->
     if ctx.progress.full:
         held.crm = found
     if not found:  # nothing to match (a first import's usual case): no keys to compute
-        await _import_fresh(ctx, fields)
+        await fresh.import_fresh(ctx, fields, held.writes)
         return
     keys = {match_key(values) for _, values in found}
     matchable = [(e, g) for e, g in fields if match_key(g) in keys]
@@ -356,7 +366,9 @@ async def import_new(ctx: Ctx, events: list[Event], held: Held | None = None) ->
     # the entries they may match are kept for the end of the listing (not read again)
     wanted = {match_key(g) for _, g in matchable}
     held.candidates.update((aid, c) for aid, c in found if match_key(c) in wanted)
-    await _import_fresh(ctx, [(e, g) for e, g in fields if match_key(g) not in keys])
+    await fresh.import_fresh(
+        ctx, [(e, g) for e, g in fields if match_key(g) not in keys], held.writes
+    )
 
 
 async def _candidates(ctx: Ctx, around: list[Event] | None) -> list[tuple[uuid.UUID, SyncFields]]:
@@ -409,45 +421,7 @@ async def _import_matchable(
     for amb in found.ambiguous:
         taken.update(amb.google)
         await _park_ambiguous(ctx, amb.google, amb.crm, values[amb.google[0]])
-    await _import_fresh(ctx, [(e, g) for e, g in fields if e.id not in taken])
-
-
-async def _import_fresh(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> None:
-    """New events nothing in the CRM matches: the special ones one by one (importing.py),
-    the rest in bulk, a chunk per transaction. Pipelined: chunk k+1 is mapped while chunk k's
-    transaction runs (in aiosqlite's thread or PostgreSQL's server), the same transactions one
-    at a time, in order (changes.reserve numbers them so); an invalid event is parked after
-    the chunks before it committed, and no write is left running when this returns."""
-    fresh = []
-    for event, g in fields:
-        if importing.special(ctx, event):
-            try:
-                await importing.import_one(ctx, event, g)
-            except ActivityInvalid as exc:
-                await importing.park_event(ctx, event, str(exc))
-        else:
-            fresh.append((event, g))
-    writing: asyncio.Future[None] | None = None
-    try:
-        for i in range(0, len(fresh), IMPORT_CHUNK):
-            checked, invalid = await _checked(ctx, fresh[i : i + IMPORT_CHUNK])
-            if writing is not None:
-                await writing  # one transaction at a time, in order
-                writing = None
-            for event, why in invalid:
-                await importing.park_event(ctx, event, why)
-            if checked:
-                writing = asyncio.ensure_future(_store(ctx, checked))
-        if writing is not None:
-            await writing
-            writing = None
-    finally:
-        if writing is not None and not writing.done():
-            # something else failed: the write in flight ends before the error leaves
-            with contextlib.suppress(Exception):
-                await writing
-        elif writing is not None and not writing.cancelled():
-            writing.exception()  # seen: the error that leaves is the one raised here
+    await fresh.import_fresh(ctx, [(e, g) for e, g in fields if e.id not in taken])
 
 
 def _around(ctx: Ctx, fields: list[tuple[Event, SyncFields]]) -> list[Event] | None:
@@ -542,59 +516,3 @@ async def _park_ambiguous(
         )
         await session.commit()
     ctx.progress.counts["issues"] += 1
-
-
-async def _checked(
-    ctx: Ctx, chunk: list[tuple[Event, SyncFields]]
-) -> tuple[list[bulk_import.ImportedEvent], list[tuple[Event, str]]]:
-    """New Google events as rows of new activities of the default import type (`_store`;
-    the link's merge base and hashes are reconcile.agree's, from the validated values), and
-    those the CRM cannot hold, with why. Yields to the loop every YIELD_EVERY events, so the
-    previous chunk's write goes on with its next statement meanwhile."""
-    checked: list[bulk_import.ImportedEvent] = []
-    invalid: list[tuple[Event, str]] = []
-    for n, (event, g) in enumerate(chunk, 1):
-        assert event.id is not None
-        if n % YIELD_EVERY == 0:
-            await asyncio.sleep(0)
-        try:
-            values = validate(mapping.draft(g, None, ctx.settings.time_zone))
-        except ActivityInvalid as exc:
-            invalid.append((event, str(exc)))
-            continue
-        crm = mapping.imported_fields(g, values)
-        snapshot = canonical_json(g.to_json())  # stored as it is hashed: encoded once
-        google_hash = digest(snapshot)
-        checked.append(
-            bulk_import.ImportedEvent(
-                values=values,
-                google_event_id=event.id,
-                organizer_email=event.organizer.email if event.organizer else None,
-                snapshot_json=snapshot,
-                google_hash=google_hash,
-                crm_hash=google_hash if crm is g or crm == g else content_hash(crm),
-                google_etag=event.etag,
-                google_updated=event.updated,
-                ical_uid=event.i_cal_uid,
-            )
-        )
-    return checked, invalid
-
-
-async def _store(ctx: Ctx, checked: list[bulk_import.ImportedEvent]) -> None:
-    """A chunk in one transaction (store.bulk_import's Core inserts): atomic like one event
-    per transaction (after a crash the unchanged sync token lists them again), without a
-    commit per event on an initial import of thousands."""
-    async with ctx.settings.db.session() as session:
-        await bulk_import.insert_imported(
-            session,
-            ctx.settings.tenant_id,
-            ctx.settings.binding_id,
-            checked,
-            type_key=ctx.settings.tenant.default_import_type_key,
-            owner_id=ctx.settings.user_id,
-            source=ctx.settings.source,
-            origin=ChangeOrigin.SYNC,
-        )
-        await session.commit()
-    ctx.progress.counts["created"] += len(checked)
