@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from calsync.google import calls
 from calsync.google.errors import Duplicate
+from calsync.sync import pull
 
 from .conftest import ZONE, Harness, at
 
@@ -55,8 +56,8 @@ async def test_pushing_n_activities_costs_n_writes_in_batches_of_50(h: Harness) 
     assert len(h.requests_since(mark)) == 1
 
 
-async def test_initial_import_costs_one_list_request_per_2500_events(h: Harness) -> None:
-    n = 2501
+async def test_initial_import_costs_one_list_request_per_1000_events(h: Harness) -> None:
+    n = 2001
     start = at(1, 0)
     inserts = [
         calls.events_insert(
@@ -84,8 +85,8 @@ async def test_initial_import_costs_one_list_request_per_2500_events(h: Harness)
     result = await h.sync()
     assert result.ok and result.counts["created"] == n
     # the calendar list (transitions.gather looks for events calsync wrote before in other
-    # calendars of the account; there are none) and one list request per 2,500 events
+    # calendars of the account; there are none) and one list request per 1,000 events
     log = [i for i in h.requests_since(mark) if not str(i["path"]).endswith("/calendarList")]
     assert _kinds(h.requests_since(mark)).get("GET calendarList") == 1
-    assert len(log) == math.ceil(n / 2500) == 2, _kinds(log)
-    assert all("maxResults=2500" in str(item["query"]) for item in log)
+    assert len(log) == math.ceil(n / pull.MAX_RESULTS) == 3, _kinds(log)
+    assert all(f"maxResults={pull.MAX_RESULTS}" in str(item["query"]) for item in log)
