@@ -69,6 +69,7 @@ async def run_calsync(url: str, token: str, database: str) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from calsync import runtime
+    from calsync.domain.activity import zone_names
     from calsync.google.retry import RetryPolicy
     from calsync.settings import Settings
     from calsync.store import bindings, connections, crypto, tenants, users
@@ -77,6 +78,7 @@ async def run_calsync(url: str, token: str, database: str) -> dict[str, Any]:
     from calsync.sync.tokens import GoogleAccess
 
     runtime.tune_gc()  # as `calsync serve`, `worker` and `sync` start
+    runtime.warm_up(zone_names)  # as they do
     crypto.install(crypto.Keyring([crypto.generate_key()]))
     db = Database(database)  # migrated by the "migrate" child: alembic is not the import's
     async with db.session() as s:

@@ -8,7 +8,8 @@ import asyncio
 import functools
 import gc
 import ssl
-from collections.abc import Coroutine
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import httpx
@@ -48,15 +49,44 @@ def thaw_heap() -> None:
     gc.unfreeze()
 
 
-@functools.cache
+_TLS_LOCK = threading.Lock()
+
+
 def tls_context() -> ssl.SSLContext:
     """The one verifying TLS context of the process's HTTP clients (Google, OAuth, outbound
     webhooks). httpx builds a new one for every client it makes and loads the whole CA bundle
     into it — about 40 ms of CPU a client, paid by every batch of outbound webhooks and by a
     process's first sync. A context is only read once made, so sharing it is safe; it is
     httpx's own (`create_ssl_context`: certifi's bundle, SSL_CERT_FILE / SSL_CERT_DIR
-    honoured), made once."""
+    honoured), made once (a caller meeting `warm_up`'s thread making it waits for that one)."""
+    with _TLS_LOCK:
+        return _tls_context()
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
+
+
+_warming: list[threading.Thread] = []
+
+
+def warm_up(*more: Callable[[], object]) -> None:
+    """Make what a process builds at its first use (the TLS context, and `more`: callables
+    whose results are cached) in a daemon thread, once a process: its first sync then finds
+    them made. The CA bundle is loaded with the GIL released (OpenSSL reads and parses it),
+    so that part runs beside whatever the process does meanwhile."""
+    if _warming:
+        return
+
+    def build() -> None:
+        tls_context()
+        for make in more:
+            make()
+
+    thread = threading.Thread(target=build, name="calsync-warm-up", daemon=True)
+    _warming.append(thread)
+    thread.start()
 
 
 def http_client(**kwargs: Any) -> httpx.AsyncClient:

@@ -38,3 +38,23 @@ def test_clients_reuse_the_process_tls_context(monkeypatch: pytest.MonkeyPatch) 
     httpx.AsyncClient()
     assert len(loads) >= 1
     assert all(made)
+
+
+def test_warm_up_makes_the_context_and_more_once_in_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The commands start `warm_up` as they start: the TLS context (and the zone list) are
+    made in a thread of their own, once a process; a client made meanwhile gets that same
+    context instead of loading the CA bundle a second time."""
+    runtime._tls_context.cache_clear()
+    monkeypatch.setattr(runtime, "_warming", [])
+    made: list[str] = []
+    runtime.warm_up(lambda: made.append("zones"))
+    runtime.warm_up(lambda: made.append("again"))  # once a process
+    shared = runtime.tls_context()  # waits for the thread's, if it is still loading
+    (thread,) = runtime._warming
+    thread.join(10)
+    assert not thread.is_alive()
+    assert made == ["zones"]
+    assert runtime.tls_context() is shared
+    assert runtime._tls_context.cache_info().misses == 1

@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calsync import __version__, runtime
+from calsync.domain.activity import zone_names
 from calsync.jobs.worker import migrate_jobs
 from calsync.settings import Settings, get_settings
 from calsync.store import apikeys, crypto, tenants, users, web_sessions
@@ -119,6 +120,7 @@ def serve(
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
     runtime.tune_gc()
+    runtime.warm_up(zone_names)  # the first sync finds the TLS context and zones made
     _install_keyring(settings)
     if migrate:
         _with_db(migrations.upgrade)

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from calsync import runtime
+from calsync.domain.activity import zone_names
 from calsync.google.auth import TokenProvider
 from calsync.google.calendar import CalendarClient
 from calsync.google.calls import ApiCall
@@ -145,6 +146,7 @@ def sync(
     settings = get_settings()
     console = Console()
     runtime.tune_gc()
+    runtime.warm_up(zone_names)  # the first sync finds the TLS context and zones made
     try:
         install(keyring_for(settings))
     except SecretKeyError as exc:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from calsync import runtime
+from calsync.domain.activity import zone_names
 from calsync.jobs.procrastinate_runner import NeedsPostgres
 from calsync.jobs.worker import MetricsPortError, serve_jobs
 from calsync.obs import setup as setup_logging
@@ -55,6 +56,7 @@ def worker(
     # JSON lines with secrets redacted, as `calsync serve` writes them
     setup_logging(settings.log_level, settings.log_format)
     runtime.tune_gc()
+    runtime.warm_up(zone_names)  # the first sync finds the TLS context and zones made
     try:
         crypto.install(keyring_for(settings))
     except crypto.SecretKeyError as exc:
