@@ -19,12 +19,14 @@ from sqlalchemy import event as sa_event
 from calsync.domain.fields import content_hash
 from calsync.google import calls
 from calsync.google.models import Event
-from calsync.store import activities, bindings, bulk_import, tenants
+from calsync.store import activities, bindings, bulk_import, tenants, webhooks
 from calsync.store.models import Activity, CalendarBinding, Change, EventLink
 from calsync.store.statuses import ChangeKind, ChangeOrigin, LinkState
+from calsync.store.webhook_models import WebhookMessage
 from calsync.sync import fresh, mapping, pull
 from calsync.sync.context import Ctx
 from calsync.sync.errors import Outcome
+from tests.sql_events import statements
 
 from .conftest import ZONE, Harness, at
 
@@ -317,6 +319,33 @@ async def test_an_event_listed_again_waits_for_its_chunk_in_flight(
         )
     assert len(event_ids) == len(set(event_ids)) == 7
     assert await _feed_seqs(h) == list(range(1, 8))
+
+
+async def test_a_chunk_reads_the_endpoints_only_when_the_reservation_did_not(
+    h: Harness,
+) -> None:
+    """SQLite's changes.reserve learns under the chunk's write lock whether the tenant has an
+    enabled outbound-webhook endpoint: without one the bulk import reads the endpoints no
+    more (one statement a chunk fewer); with one, each chunk's activity.created messages are
+    queued as before. PostgreSQL numbers changes at commit and reads them per chunk."""
+    await _google_events(h, 5)  # chunks of 2: 3 transactions
+    with statements(h.db) as sent:
+        result = await h.sync()
+    assert result.ok and result.counts["created"] == 5
+    reads = [s for s in sent if s.startswith("SELECT webhook_endpoint.events")]
+    assert len(reads) == (3 if h.db.dialect == "postgresql" else 0)
+
+    async with h.db.session() as s:
+        await webhooks.create_endpoint(
+            s, h.tenant_id, url="https://crm.example.com/hook", events=None, description=None
+        )
+        await s.commit()
+    await _google_events(h, 3, prefix="Later")
+    result = await h.sync()
+    assert result.ok and result.counts["created"] == 3
+    async with h.db.session() as s:
+        kinds = list(await s.scalars(select(WebhookMessage.type)))
+    assert kinds.count(webhooks.ACTIVITY_CREATED) == 3
 
 
 async def test_bulk_links_agree_with_the_stored_activities(h: Harness) -> None:

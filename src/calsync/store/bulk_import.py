@@ -404,7 +404,10 @@ def _activity_row(aid: uuid.UUID, item: ImportedEvent) -> tuple[Any, ...]:
 
 async def _wants_created(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
     """Whether an enabled outbound-webhook endpoint of the tenant takes activity.created (one
-    indexed read per chunk, as the outbox itself pays)."""
+    indexed read per chunk, as the outbox itself pays; none when the chunk's reservation read
+    under the write lock that the tenant has no enabled endpoint: SQLite's changes.reserve)."""
+    if webhooks.noted_without_endpoints(session, tenant_id):
+        return False
     rows = await session.scalars(
         select(WebhookEndpoint.events).where(
             WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.enabled.is_(True)

@@ -121,6 +121,12 @@ def note_endpoints(session: AsyncSession, tenant_id: uuid.UUID, enabled: bool) -
         session.sync_session.info.setdefault(_NO_ENDPOINTS, set()).add(tenant_id)
 
 
+def noted_without_endpoints(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """Whether this transaction read, under its write lock, that the tenant has no enabled
+    endpoint (`note_endpoints`; SQLite's `changes.reserve` does): then nothing is to be sent."""
+    return tenant_id in session.sync_session.info.get(_NO_ENDPOINTS, ())
+
+
 def _endpoints_changed(session: Session, tenant_id: uuid.UUID) -> None:
     """An endpoint made or switched on in this transaction: what `note_endpoints` noted for
     the tenant no longer holds."""
