@@ -226,7 +226,7 @@ def gc_threshold() -> Iterator[tuple[int, int, int]]:
     gc.set_threshold(*before)
 
 
-def test_the_commands_that_sync_make_full_collections_rarer(
+def test_the_commands_that_sync_make_collections_rarer(
     env: Path, monkeypatch: pytest.MonkeyPatch, gc_threshold: tuple[int, int, int]
 ) -> None:
     """`serve`, `worker` and `sync` set the process's GC policy (calsync.runtime): a large
@@ -255,4 +255,8 @@ def test_the_commands_that_sync_make_full_collections_rarer(
         gc.set_threshold(700, 10, 10)
         result = runner.invoke(app, command)
         assert result.exit_code == 0, (command, result.output)
-        assert gc.get_threshold() == (700, 10, runtime.FULL_COLLECTION_EVERY), command
+        assert gc.get_threshold() == (
+            runtime.YOUNG_COLLECTION_AFTER,
+            10,
+            runtime.FULL_COLLECTION_EVERY,
+        ), command
