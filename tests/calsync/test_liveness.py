@@ -7,6 +7,8 @@ CALSYNC_TEST_POSTGRES_URL is set, as in CI."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +25,7 @@ from calsync.store.db import Database
 
 from .conftest import PG_ENV, _admin_conninfo
 
-pytestmark = pytest.mark.skipif(not os.environ.get(PG_ENV), reason="PostgreSQL only")
+PG_ONLY = pytest.mark.skipif(not os.environ.get(PG_ENV), reason="PostgreSQL only")
 
 
 def terminate(pid: int) -> None:
@@ -57,6 +59,7 @@ async def backend_pid(db: Database) -> int:
         return int(await s.scalar(text("SELECT pg_backend_pid()")) or 0)
 
 
+@PG_ONLY
 async def test_a_connection_reused_at_once_is_not_pinged(
     pg: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,6 +70,7 @@ async def test_a_connection_reused_at_once_is_not_pinged(
     assert pings.count == 0
 
 
+@PG_ONLY
 async def test_a_connection_killed_while_idle_is_replaced_unseen(
     pg: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,6 +84,7 @@ async def test_a_connection_killed_while_idle_is_replaced_unseen(
     assert await backend_pid(pg) == second
 
 
+@PG_ONLY
 async def test_without_the_check_the_dead_connection_fails_once_then_the_pool_recovers(
     pg: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,6 +100,7 @@ async def test_without_the_check_the_dead_connection_fails_once_then_the_pool_re
     assert await backend_pid(pg) not in (first, 0)
 
 
+@PG_ONLY
 async def test_procrastinate_pool_replaces_a_connection_killed_while_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -127,3 +133,14 @@ async def test_procrastinate_pool_replaces_a_connection_killed_while_idle(
         assert killed not in after
         assert pool.get_stats().get("connections_lost") == 1  # found by the check
         assert checks > opened
+
+
+def test_the_store_does_not_load_psycopg() -> None:
+    """psycopg (≈ 10 MB of a process's memory) is procrastinate's: the store and the sync
+    (what `calsync sync` and an import load) do not load it for the pools' check."""
+    code = (
+        "import sys, calsync.store.db, calsync.sync.engine; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:  # psycopg is loaded by procrastinate's runner only: ~10 MB in every process
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
 
 IDLE_SECONDS = 1.0
 _IDLE_SINCE = "calsync_idle_since"
@@ -70,6 +72,8 @@ async def _returned_now(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 async def _check_when_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
     since = _returned.pop(conn, None)
     if since is not None and time.monotonic() - since < IDLE_SECONDS:
         return
@@ -79,6 +83,8 @@ async def _check_when_idle(conn: psycopg.AsyncConnection[Any]) -> None:
 def psycopg_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
     """procrastinate's `pool_factory`: its pool, checking a connection only when it was idle
     (procrastinate passes psycopg_pool's check-every-time `check`, replaced here)."""
+    from psycopg_pool import AsyncConnectionPool
+
     kwargs["check"] = _check_when_idle
     kwargs["reset"] = _returned_now
     return AsyncConnectionPool(**kwargs)
