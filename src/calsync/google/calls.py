@@ -42,7 +42,7 @@ class ApiCall(Generic[T]):
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     #: parses the raw response body in one step (pydantic's JSON parser, no dict in between):
-    #: set for the listings, whose pages of 2,500 events are the hot path of a first import
+    #: set for the listings, whose pages (sync/pull.py) are the hot path of a first import
     parse_json: Callable[[bytes], T] | None = None
 
 

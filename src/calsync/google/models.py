@@ -172,7 +172,7 @@ class EventsPageHead(BaseModel):
 @dataclass(frozen=True)
 class RawEventsPage:
     """A page of events.list kept as its body until the caller gets to it (`parse`): a listing
-    read one page ahead then holds the next page as ~2 MB of bytes, not as 2,500 models."""
+    read one page ahead then holds the next page as its bytes (~1 MB), not as 1,000 models."""
 
     body: bytes
     next_page_token: str | None

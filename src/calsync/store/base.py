@@ -79,8 +79,8 @@ def new_ids(n: int) -> list[uuid.UUID]:
 
 T = TypeVar("T")
 
-#: ids per IN (...) list: a page of Google's listing (2,500) in one query, far below SQLite's
-#: 32,766 bound parameters (since 3.32) and asyncpg's 32,767
+#: ids per IN (...) list: a page of Google's listing (at most 2,500) in one query, far below
+#: SQLite's 32,766 bound parameters (since 3.32) and asyncpg's 32,767
 ID_CHUNK = 2500
 
 
