@@ -7,9 +7,9 @@
 - lanes: MANUAL has its own lane at a higher priority (it jumps the queue even when an ordinary
   job is waiting), the pushes of CRM changes one below Google's notifications (a busy CRM's
   writes never hold back a change made in Google) — with them the echoes of calsync's own
-  writes (Reason.ECHO), which join a push already waiting —, polls below those (a poll pass never delays
-  a webhook), delayed requests have their own at a lower one (a job waiting for its time
-  never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
+  writes (Reason.ECHO), which join a push already waiting —, polls below those (a poll pass
+  never delays a webhook), delayed requests have their own at a lower one (a job waiting for
+  its time never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
 - a notification's 0.3 s wait for its twin's message (web/webhooks.py) is held in the process
   that received it, as the CRM changes' debounce is: one request per binding and wait, its
   twin's joins it, and the job is then deferred due now, so LISTEN/NOTIFY wakes a worker at
@@ -170,7 +170,7 @@ class ProcrastinateQueue:
         self._depth = 0
         self._depth_task: asyncio.Task[None] | None = None
         self._on_start: list[Periodic] = []
-        #: notifications waiting for their twin's message here: (binding, full) → its wait
+        #: notifications waiting for their twin's message here: (binding, full, reason) → its wait
         self._held: dict[_Held, asyncio.Task[None]] = {}
         self._sync = self.app.task(name=SYNC_TASK, queue=QUEUE, pass_context=False)(self._sync_job)
         if poll_every:

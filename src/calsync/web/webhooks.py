@@ -3,9 +3,10 @@ calendar lists.
 
 The answer comes at once; the work is a queued, coalesced sync (`Reason.WEBHOOK`; `Reason.ECHO`
 when the channel owes the echo of calsync's own recent write, so the echo queues behind Google's
-other news and joins a push already waiting for the binding), or for a calendarList channel (id `list-...`) a check of the connection's calendars run in the background
-(coalesced per connection across every process: sync/channels/calendar_list.py). The channel is
-found by one indexed lookup in the table its id's kind names. Channel id, resource id and token
+other news and joins a push already waiting for the binding), or for a calendarList channel
+(id `list-...`) a check of the connection's calendars run in the background (coalesced per
+connection across every process: sync/channels/calendar_list.py). The channel is found by one
+indexed lookup in the table its id's kind names. Channel id, resource id and token
 are compared in constant time. A wrong token or resource id is refused (403) and logged without
 the token.
 
