@@ -135,12 +135,15 @@ async def test_procrastinate_pool_replaces_a_connection_killed_while_idle(
         assert checks > opened
 
 
-def test_the_store_does_not_load_psycopg() -> None:
-    """psycopg (≈ 10 MB of a process's memory) is procrastinate's: the store and the sync
-    (what `calsync sync` and an import load) do not load it for the pools' check."""
+def test_the_embedded_runner_does_not_load_procrastinate_or_psycopg() -> None:
+    """procrastinate and psycopg (≈ 12 MB of a process's memory) are the PostgreSQL runner's:
+    the store, the sync, the web app and the CLI load them only when that runner is used (not
+    for the pools' check, not for the worker's or the CLI's imports)."""
     code = (
-        "import sys, calsync.store.db, calsync.sync.engine; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))"
+        "import sys, calsync.store.db, calsync.sync.engine, calsync.web.app, calsync.cli, "
+        "calsync.cli.worker, calsync.jobs.worker, calsync.jobs.factory; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'procrastinate', 'psycopg', 'psycopg_pool'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ import typer
 
 from calsync import runtime
 from calsync.domain.activity import zone_names
-from calsync.jobs.procrastinate_runner import NeedsPostgres
+from calsync.jobs.postgres_url import NeedsPostgres
 from calsync.jobs.worker import MetricsPortError, serve_jobs
 from calsync.obs import setup as setup_logging
 from calsync.settings import get_settings

@@ -15,7 +15,7 @@ from .budget import Budget, Limits
 from .inprocess import InProcessRunner
 from .polling import PollPolicy
 from .port import JobQueue, Reason
-from .procrastinate_runner import ProcrastinateQueue, conninfo
+from .postgres_url import conninfo
 from .recovery import Recovery
 from .webhooks import Deliverer
 
@@ -53,7 +53,10 @@ def make_job_queue(settings: Settings, db: Database, google: GoogleAccess) -> Jo
     recovery = Recovery(db, queue, settle=RECOVERY_SETTLE)
     # in-process: its first tick runs at start; procrastinate: each worker runs it at start
     queue.register_periodic("recover", settings.recovery_tick_seconds, recovery.run)
-    if isinstance(queue, ProcrastinateQueue):
+    if settings.jobs == "procrastinate":
+        from .procrastinate_runner import ProcrastinateQueue
+
+        assert isinstance(queue, ProcrastinateQueue)
         queue.on_worker_start(recovery.run)
     # outbound webhooks: the outbox is in the database, so whichever process ticks (several
     # may) sends what is due, and a fresh process after a crash sends what the dead one owed
@@ -88,6 +91,8 @@ def _runner(settings: Settings, db: Database, google: GoogleAccess, budget: Budg
     if settings.jobs == "procrastinate":
         url = settings.effective_database_url
         conninfo(url)  # fails early and clearly on SQLite
+        from .procrastinate_runner import ProcrastinateQueue  # loaded only when chosen
+
         return ProcrastinateQueue(
             url,
             db,

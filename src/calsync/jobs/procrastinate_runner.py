@@ -38,7 +38,6 @@ from typing import Any
 from procrastinate import App, PsycopgConnector
 from procrastinate import exceptions as pexc
 from procrastinate.jobs import Status
-from sqlalchemy.engine import make_url
 
 from calsync.store import liveness, schedule
 from calsync.store.base import utcnow
@@ -51,6 +50,7 @@ from . import polling
 from .budget import Budget
 from .execute import Executor, busy
 from .port import Periodic, Reason
+from .postgres_url import conninfo
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +66,6 @@ MAX_RETRY_SECONDS = 300.0
 FETCH_POLL_SECONDS = 1.0
 #: a webhook's wait up to this long is held in this process rather than queued for later
 HOLD_SECONDS = 2.0
-
-
-class NeedsPostgres(RuntimeError):
-    """procrastinate keeps its jobs in PostgreSQL; the message says what to set."""
-
-
-def conninfo(database_url: str) -> str:
-    """A libpq URL for psycopg from calsync's SQLAlchemy URL."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        raise NeedsPostgres(
-            "CALSYNC_JOBS=procrastinate needs PostgreSQL: set CALSYNC_DATABASE_URL to a "
-            "postgresql:// URL, or use CALSYNC_JOBS=inprocess (the default) with SQLite."
-        )
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def connector(database_url: str) -> PsycopgConnector:

@@ -29,7 +29,6 @@ from calsync.sync.tokens import GoogleAccess
 from . import metrics as metrics_endpoint
 from .factory import make_job_queue
 from .port import JobQueue
-from .procrastinate_runner import ProcrastinateQueue, apply_schema
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +120,8 @@ async def migrate_jobs(db: Database) -> bool:
     """Apply procrastinate's schema when the database is PostgreSQL (idempotent)."""
     if db.dialect != "postgresql":
         return False
+    from .procrastinate_runner import apply_schema  # loaded only on PostgreSQL
+
     return await apply_schema(db.url)
 
 
@@ -149,7 +150,10 @@ async def serve_jobs(
                 host=settings.worker_metrics_host,
                 port=settings.worker_metrics_port,
             )
-        if isinstance(queue, ProcrastinateQueue):
+        if settings.jobs == "procrastinate":
+            from .procrastinate_runner import ProcrastinateQueue
+
+            assert isinstance(queue, ProcrastinateQueue)
             await queue.start_worker()
         else:
             await queue.start()
