@@ -20,7 +20,6 @@ from calsync.store.models import CalendarBinding
 from calsync.sync.channels.service import Channels
 from calsync.sync.context import Hooks
 from calsync.sync.engine import sync_binding
-from calsync.web.webhooks import ECHO_RECENT
 from tests.jobs.conftest import runs_of
 
 from .conftest import GRACE, Served, tick
@@ -221,11 +220,12 @@ async def test_the_echo_of_our_write_is_queued_as_such_and_its_run_changes_nothi
 
 
 async def test_a_notification_long_after_an_unanswered_write_is_news(served: Served) -> None:
-    """An echo owed for longer than ECHO_RECENT marks a channel under suspicion: what it
+    """An echo owed for longer than the echo's grace marks a channel under suspicion: what it
     announces now is treated as a change made in Google (Reason.WEBHOOK), not as the echo."""
     _, binding_id = await _connected(served, "late@example.com")
+    grace = timedelta(seconds=served.services.settings.channel_echo_grace_seconds)
     async with served.world.db.session() as s:
-        await echoes.expect_echo(s, binding_id, clock.utcnow() - ECHO_RECENT - timedelta(seconds=1))
+        await echoes.expect_echo(s, binding_id, clock.utcnow() - grace - timedelta(seconds=1))
         await s.commit()
     served.insert_event("late@example.com", "Made in Google")
     await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)

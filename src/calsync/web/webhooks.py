@@ -73,9 +73,6 @@ STALE_GRACE_SECONDS = 5.0  # before stopping an unknown channel of one of our bi
 #: milliseconds), and the Google → CRM latency stays well within a second (latency.py's p99 was
 #: about 0.2 s with one channel); a longer wait would cost every change that time
 TWIN_COALESCE_SECONDS = 0.3
-#: a channel that owes the echo of a write at most this long (sync/channels/echo.py's grace)
-#: is taken to announce that write (`Reason.ECHO`)
-ECHO_RECENT = timedelta(minutes=2)
 STOPPED_MEMORY = 10_000  # channel ids already stopped (or being stopped) by this process
 _stopping: OrderedDict[str, None] = OrderedDict()
 
@@ -282,18 +279,21 @@ async def google_push(request: Request) -> Response:
     # most likely the echo of calsync's own write: nobody waits for it, so it queues behind
     # Google's other news, and joins a push of the binding already waiting (whose run reads
     # Google's changes first)
-    reason = Reason.ECHO if _answers_own_write(channel) else Reason.WEBHOOK
-    twins = request.app.state.settings.push_channels_per_calendar >= 2
+    settings = request.app.state.settings
+    grace = timedelta(seconds=settings.channel_echo_grace_seconds)
+    reason = Reason.ECHO if _answers_own_write(channel, grace) else Reason.WEBHOOK
+    twins = settings.push_channels_per_calendar >= 2
     await jobs.enqueue_sync(channel.owner_id, reason, delay=TWIN_COALESCE_SECONDS if twins else 0.0)
     return Response(status_code=200)
 
 
-def _answers_own_write(channel: stored.StoredChannel) -> bool:
-    """The channel owed the echo of a write calsync made recently (sync/channels/echo.py): the
-    notification most likely announces that write. One owed longer than ECHO_RECENT is a
-    channel under suspicion, whose notification is news."""
+def _answers_own_write(channel: stored.StoredChannel, grace: timedelta) -> bool:
+    """The channel owes the echo of a write calsync made within the echo's grace
+    (CALSYNC_CHANNEL_ECHO_GRACE_SECONDS, sync/channels/echo.py): the notification most likely
+    announces that write. One owed for longer is a channel under suspicion, whose
+    notification is news."""
     since = channel.echo_since
-    return since is not None and since >= utcnow() - ECHO_RECENT
+    return since is not None and since >= utcnow() - grace
 
 
 class FastPath:
