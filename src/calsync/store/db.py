@@ -205,13 +205,13 @@ class Transaction:
             try:
                 await conn.commit()
             finally:
-                await conn.close()
+                await close(conn)
 
     async def close(self) -> None:
         """Roll back what was not committed and return the connection."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            await conn.close()
+            await close(conn)
 
 
 @asynccontextmanager
