@@ -77,8 +77,7 @@ async def run_calsync(url: str, token: str, database: str) -> dict[str, Any]:
     from calsync.sync.engine import sync_binding
     from calsync.sync.tokens import GoogleAccess
 
-    runtime.tune_gc()  # as `calsync serve`, `worker` and `sync` start
-    runtime.warm_up(zone_names)  # as they do
+    runtime.start_process(zone_names)  # as `calsync serve`, `worker` and `sync` start
     crypto.install(crypto.Keyring([crypto.generate_key()]))
     db = Database(database)  # migrated by the "migrate" child: alembic is not the import's
     async with db.session() as s:

@@ -77,6 +77,13 @@ def _tls_context() -> ssl.SSLContext:
 _warming: list[threading.Thread] = []
 
 
+def start_process(*more: Callable[[], object]) -> None:
+    """What `calsync serve`, `worker` and `sync` do as they start: the collector's thresholds
+    (`tune_gc`) and the first sync's one-time work made in a thread (`warm_up`, with `more`)."""
+    tune_gc()
+    warm_up(*more)
+
+
 def warm_up(*more: Callable[[], object]) -> None:
     """Make what a process builds at its first use (the TLS context, and `more`: callables
     whose results are cached) in a daemon thread, once a process: its first sync then finds

@@ -119,8 +119,7 @@ def serve(
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
-    runtime.tune_gc()
-    runtime.warm_up(zone_names)  # the first sync finds the TLS context and zones made
+    runtime.start_process(zone_names)  # the first sync finds the TLS context and zones made
     _install_keyring(settings)
     if migrate:
         _with_db(migrations.upgrade)

@@ -145,8 +145,7 @@ def sync(
     """Sync one user's Google calendars now, with progress and a summary table."""
     settings = get_settings()
     console = Console()
-    runtime.tune_gc()
-    runtime.warm_up(zone_names)  # the first sync finds the TLS context and zones made
+    runtime.start_process(zone_names)  # the first sync finds the TLS context and zones made
     try:
         install(keyring_for(settings))
     except SecretKeyError as exc:

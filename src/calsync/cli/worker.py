@@ -55,8 +55,7 @@ def worker(
         settings = settings.model_copy(update=overrides)
     # JSON lines with secrets redacted, as `calsync serve` writes them
     setup_logging(settings.log_level, settings.log_format)
-    runtime.tune_gc()
-    runtime.warm_up(zone_names)  # the first sync finds the TLS context and zones made
+    runtime.start_process(zone_names)  # the first sync finds the TLS context and zones made
     try:
         crypto.install(keyring_for(settings))
     except crypto.SecretKeyError as exc:
