@@ -115,7 +115,7 @@ def recurrence_lines(lines: tuple[str, ...] | list[str] | None) -> tuple[str, ..
     if not lines:
         return ()  # most entries do not recur
     out: list[str] = []
-    for raw in lines or ():
+    for raw in lines:
         line = raw.strip()
         if not line:
             continue

@@ -202,9 +202,13 @@ def _column(attribute: InstrumentedAttribute[typing.Any]) -> Column[typing.Any]:
     return table_of(typing.cast(type[Base], attribute.class_)).c[attribute.key]
 
 
+#: the start's columns, in the statement's order; and each model's (attribute, position) in it
+_READ = _loaded_columns()
+
+
 def _positions() -> tuple[list[tuple[type[Base], list[tuple[str, int]]]], int]:
     at, n = [], 0
-    for model, columns in _loaded_columns():
+    for model, columns in _READ:
         at.append((model, [(key, n + i) for i, (key, _) in enumerate(columns)]))
         n += len(columns)
     return at, n
@@ -235,7 +239,7 @@ def _load_statement() -> Select[typing.Any]:
         for attribute in _SEALED
     ]
     connection, tenant = table_of(GoogleConnection), table_of(Tenant)
-    read = [column for _, columns in _loaded_columns() for _, column in columns]
+    read = [column for _, columns in _READ for _, column in columns]
     return (
         select(*read, calendars, *stored)
         .select_from(binding)
