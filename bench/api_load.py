@@ -64,6 +64,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).parent))
 import latency as base_bench
 import webhook_latency as hook_bench
+from incremental import ServerCpu
 
 from calsync.store import crypto, webhooks
 from calsync.store.models import SyncRun, User
@@ -88,6 +89,8 @@ class Figures:
     load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
     profile: Path | None = None  # cProfile's output for `calsync serve` (--profile)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process during the load
+    sessions: int | None = None  # PostgreSQL connections opened during the load
+    open_at_end: int = 0  # and open as it ended
 
     @property
     def requests(self) -> int:
@@ -343,6 +346,12 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             named = {"emulator": procs[0], "serve": procs[1]}
             named.update({f"worker {n}": p for n, p in enumerate(procs[2:], 1)})
             cpu_start = {name: cpu_seconds(p.pid) for name, p in named.items()}
+            # the machine's other CPU users: this script (its clients, the feed poller and the
+            # webhook receiver) and, on PostgreSQL, the server's backends
+            pg_cpu = ServerCpu(database_url) if db == "postgres" else None
+            cpu_start["this bench"] = time.process_time()
+            cpu_start["PostgreSQL"] = pg_cpu.seconds() if pg_cpu else 0.0
+            sessions_start = pg_cpu.sessions() if pg_cpu else 0
             t0 = time.perf_counter()
             deadline = t0 + args.seconds
             producer = asyncio.create_task(
@@ -354,6 +363,12 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             fig.seconds = time.perf_counter() - t0
             fig.load_avg = (load_start, os.getloadavg()[0])
             fig.cpu = {n: cpu_seconds(p.pid) - cpu_start[n] for n, p in named.items()}
+            fig.cpu["this bench"] = time.process_time() - cpu_start["this bench"]
+            if pg_cpu is not None:
+                fig.cpu["PostgreSQL"] = pg_cpu.seconds() - cpu_start["PostgreSQL"]
+                fig.sessions = pg_cpu.sessions() - sessions_start
+                fig.open_at_end = pg_cpu.open_now()
+                pg_cpu.conn.close()
             await producer
             # the Google changes still on their way: wait for them (a bounded time)
             until = time.perf_counter() + STRAGGLERS_SECONDS
@@ -455,6 +470,11 @@ def report(figs: list[Figures], args: argparse.Namespace) -> None:
             print(
                 f"{f.label}: CPU s during the load: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in f.cpu.items())
+            )
+        if f.sessions is not None:
+            print(
+                f"{f.label}: PostgreSQL connections opened during the load: {f.sessions},"
+                f" open as it ended: {f.open_at_end}"
             )
         if f.profile is not None and f.profile.exists():
             print(f"{f.label}: calsync serve, top functions by own time ({f.profile}):")

@@ -306,6 +306,22 @@ class ServerCpu:
             total += int(fields[11]) + int(fields[12])
         return total / self.tick
 
+    def open_now(self) -> int:
+        """Connections to this database now, the bench's own left out."""
+        return len(
+            self.conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        )
+
+    def sessions(self) -> int:
+        """Sessions (connections) opened to this database so far (PostgreSQL ≥ 14)."""
+        row = self.conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
 
 def fresh_postgres(admin_url: str) -> str:
     """A database of its own for one size (dropped by nobody: the bench's are named)."""

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite file in data_dir"
     )
+    # PostgreSQL: connections each process keeps open, and how many more it opens for a burst
+    # (closed again when they come back): each process opens at most their sum, plus
+    # procrastinate's own 4 (and a worker's listener) with CALSYNC_JOBS=procrastinate, and
+    # `calsync serve` with every `calsync worker` must fit in the server's max_connections
+    # (default 100; docs/deploy.md). SQLite keeps SQLAlchemy's 5 + 10 (store/db.py)
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     # comma-separated Fernet keys, newest first; older ones still decrypt (rotation)
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"

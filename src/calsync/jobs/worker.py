@@ -23,7 +23,8 @@ from fastapi.responses import JSONResponse
 from calsync import runtime
 from calsync.google.calendar import make_http_client
 from calsync.settings import Settings
-from calsync.store.db import Database, private_dir
+from calsync.store.bootstrap import database_for
+from calsync.store.db import Database
 from calsync.sync.tokens import GoogleAccess
 
 from . import metrics as metrics_endpoint
@@ -130,9 +131,7 @@ async def serve_jobs(
 ) -> None:
     """Run the configured runner as a worker until `stop` is set; with
     CALSYNC_WORKER_METRICS_PORT also serve /metrics (`on_metrics` gets its base URL)."""
-    if not settings.database_url:
-        private_dir(settings.data_dir)
-    db = Database(settings.effective_database_url)
+    db = database_for(settings)  # the pool's sizes and a private data dir, as serve's
     metrics = metrics_endpoint.Metrics()
     # one pooled client for every Calendar call of this process, counted for /metrics (as in
     # web/app.py)

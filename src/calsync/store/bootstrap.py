@@ -23,4 +23,9 @@ def database_for(settings: Settings, *, pooled: bool = True) -> Database:
     """The configured database; the default SQLite file's data dir is made private first."""
     if not settings.database_url:
         private_dir(settings.data_dir)
-    return Database(settings.effective_database_url, pooled=pooled)
+    return Database(
+        settings.effective_database_url,
+        pooled=pooled,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )

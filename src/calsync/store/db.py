@@ -81,16 +81,31 @@ def writes_first(ahead: bool = True) -> Iterator[None]:
         AHEAD.reset(token)
 
 
-def make_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
+POOL_SIZE = 20  # CALSYNC_DB_POOL_SIZE
+MAX_OVERFLOW = 10  # CALSYNC_DB_MAX_OVERFLOW
+
+
+def make_engine(
+    url: str, *, pooled: bool = True, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW
+) -> AsyncEngine:
     """An AsyncEngine with calsync's connection settings.
 
     `pooled=False` opens a connection per use: needed when requests run on changing event
     loops (test clients that start a loop per call).
+
+    PostgreSQL's pool keeps `pool_size` connections and opens up to `max_overflow` more, closed
+    as they come back. SQLAlchemy's own 5 made a `calsync serve` answering more than 5
+    requests at once open and close connections all the time (a backend forked, TLS, asyncpg's
+    set-up for each: bench/api_load.py counted 294 in 30 s). SQLite keeps SQLAlchemy's sizes:
+    a connection there is cheap to open, and each one kept is a thread and a page cache.
     """
     url = async_url(url)
     kwargs: dict[str, Any] = {}
     if not pooled:
         kwargs["poolclass"] = NullPool
+    elif url.startswith("postgresql"):
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = max_overflow
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
@@ -118,9 +133,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     """One engine plus its session factory; the only handle the rest of calsync holds."""
 
-    def __init__(self, url: str, *, pooled: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pooled: bool = True,
+        pool_size: int = POOL_SIZE,
+        max_overflow: int = MAX_OVERFLOW,
+    ) -> None:
         self.url = async_url(url)
-        self.engine = make_engine(self.url, pooled=pooled)
+        self.engine = make_engine(
+            self.url, pooled=pooled, pool_size=pool_size, max_overflow=max_overflow
+        )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
