@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     change_debounce_seconds: float = 1.0
     # the CRM API (/api/v1): at most this many requests worked on at once per process (0 = no
     # limit); the rest wait their turn, and one that waited api_queue_seconds gets 503 with
-    # Retry-After. Keeps the event loop and the connection pool (5 + 10) free enough for the
+    # Retry-After. Keeps the event loop and the connection pool (db_pool_size) free enough for the
     # webhooks and the sync (issue 16)
     api_max_concurrent: int = Field(default=10, ge=0)
     api_queue_seconds: float = Field(default=30.0, gt=0)
