@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     push_channels_per_calendar: Literal[1, 2] = 2
     webhook_url: str | None = None
     # operations: structured logs (calsync.logging)
+    # `calsync serve` keeps a client's idle HTTP connection open this long (uvicorn's own 5 s
+    # closed connections that clients and load balancers were about to reuse: keep it above a
+    # load balancer's idle timeout, 60 s on most)
+    keep_alive_seconds: int = Field(default=75, ge=1)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     # page logins: after this many failures in the window, an account (its e-mail) or a client

@@ -260,3 +260,33 @@ def test_the_commands_that_sync_make_collections_rarer(
             10,
             runtime.FULL_COLLECTION_EVERY,
         ), command
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [(None, 75), ("600", 600)],
+)
+def test_serve_keeps_idle_connections_open_longer_than_a_load_balancer(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, expected: int
+) -> None:
+    """uvicorn's own 5 s closed a client's idle keep-alive connection while the client sent
+    its next request on it (httpx ReadError in bench/api_load.py; behind a load balancer that
+    keeps idle connections 60 s, a 502). CALSYNC_KEEP_ALIVE_SECONDS, default 75."""
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setenv("CALSYNC_GOOGLE_EMULATOR_URL", "http://127.0.0.1:9")  # no sandbox started
+    if env is None:
+        monkeypatch.delenv("CALSYNC_KEEP_ALIVE_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("CALSYNC_KEEP_ALIVE_SECONDS", env)
+    get_settings.cache_clear()
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+    result = runner.invoke(app, ["serve", "--no-migrate"])
+    assert result.exit_code == 0, result.output
+    assert seen["timeout_keep_alive"] == expected
+
+
+def test_a_keep_alive_below_a_second_is_refused() -> None:
+    with pytest.raises(ValueError, match="keep_alive_seconds"):
+        Settings(keep_alive_seconds=0)

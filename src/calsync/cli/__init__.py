@@ -110,7 +110,9 @@ def serve(
     CALSYNC_METRICS_TOKEN (bearer) or serve it on CALSYNC_METRICS_PORT only (docs/deploy.md,
     "Security"). Google's request budget, shared by every process: CALSYNC_GOOGLE_BUDGET_PER_MINUTE
     (10000), CALSYNC_GOOGLE_BUDGET_PER_DAY (1000000); safety polls stop at
-    CALSYNC_GOOGLE_BUDGET_POLL_SHARE (0.8) of either (docs/deploy.md, "Jobs").
+    CALSYNC_GOOGLE_BUDGET_POLL_SHARE (0.8) of either (docs/deploy.md, "Jobs"). An idle client
+    connection stays open CALSYNC_KEEP_ALIVE_SECONDS (75): more than a load balancer's idle
+    timeout.
     """
     import uvicorn
 
@@ -131,7 +133,13 @@ def serve(
         settings = sandbox.settings
     app = create_app(settings)
     app.state.sandbox = sandbox
-    uvicorn.run(app, host=host, port=port, log_config=None)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_keep_alive=settings.keep_alive_seconds,
+    )
 
 
 @app.command()
