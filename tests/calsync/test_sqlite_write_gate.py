@@ -63,7 +63,7 @@ async def test_without_the_gate_the_same_writers_meet_sqlites_lock(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The control: what the test above would see if the writers queued in SQLite."""
-    monkeypatch.setattr(sqlite_driver, "_may_write", lambda _operation: False)
+    monkeypatch.setattr(sqlite_driver, "may_write", lambda _operation: False)
     with pytest.raises(OperationalError, match="database is locked"):
         await write_many(db, writers=12, each=5)
 
@@ -147,7 +147,7 @@ async def test_a_writer_waiting_past_the_timeout_fails_as_sqlite_would(db: Datab
     ],
 )
 def test_which_statements_wait_for_the_turn(sql: str, writes: bool) -> None:
-    assert sqlite_driver._may_write(sql) is writes
+    assert sqlite_driver.may_write(sql) is writes
 
 
 async def test_the_syncs_writers_are_handed_the_turn_first(db: Database) -> None:

@@ -81,7 +81,8 @@ _READS = ("SELECT", "PRAGMA", "EXPLAIN")
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
-def _may_write(operation: str) -> bool:
+def may_write(operation: str) -> bool:
+    """Whether a statement may write (a CTE naming a write word counts: safe side)."""
     head = operation.lstrip()[:7].upper()
     if head.startswith("WITH"):  # a CTE before a SELECT or before a write
         upper = operation.upper()
@@ -241,7 +242,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     async def turn(self, operation: str) -> None:
         """Before a statement: wait for the write turn if it may write and none is held."""
-        if self._turn is None and _may_write(operation):
+        if self._turn is None and may_write(operation):
             self._turn = await self._gate.enter()
 
     def turn_over_if_idle(self) -> None:
