@@ -82,8 +82,7 @@ class ChangeDebouncer:
             log.exception("could not queue the push of CRM changes")
 
     async def _push(self, tenant_id: uuid.UUID, owner_id: uuid.UUID) -> None:
-        async with self.db.session() as s:
+        async with self.db.reads() as s:  # one statement, no transaction around it on PostgreSQL
             targets = await schedule.export_bindings(s, tenant_id, owner_id)
-            await s.commit()
         for binding_id in targets:
             await self.jobs.enqueue_sync(binding_id, Reason.CHANGE)
