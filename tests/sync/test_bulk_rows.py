@@ -9,7 +9,9 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import Table, func, select, text
+from sqlalchemy import event as sa_event
 
 from calsync.domain.activity import validate
 from calsync.domain.fields import SyncFields, canonical_json, content_hash, digest, make
@@ -225,3 +227,83 @@ def test_new_ids_are_what_uuid4_makes() -> None:
         assert made.variant == uuid.RFC_4122
     assert new_ids(0) == []
     assert len({made.int >> 96 for made in ids}) > 900  # random, not a counter
+
+
+async def test_sqlite_writes_a_chunk_as_statements_of_many_rows(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a chunk's rows go as INSERTs of up to SQLITE_ROWS rows each, not as an
+    executemany (which takes the GIL back after every row: the writes then waited for the
+    event loop's switch interval row by row): the rows beyond one statement go in the next,
+    a shorter statement leaves its missing rows out, and each row is stored once, as a
+    statement of one row a time stores it. PostgreSQL keeps asyncpg's executemany."""
+    sent: list[tuple[str, bool]] = []
+
+    def record(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO"):
+            sent.append((statement.split()[2], many))
+
+    fields = _fields()
+
+    async def store(prefix: str) -> list[uuid.UUID]:
+        items = []
+        for n in range(7):
+            g = fields[n % len(fields)]
+            values = validate(mapping.draft(g, None, ZONE))
+            snapshot = canonical_json(g.to_json())
+            items.append(
+                bulk_import.ImportedEvent(
+                    values=values,
+                    google_event_id=f"{prefix}{n}",
+                    organizer_email=None,
+                    snapshot_json=snapshot,
+                    google_hash=digest(snapshot),
+                    crm_hash=content_hash(mapping.imported_fields(g, values)),
+                    google_etag=f'"{n}"',
+                    google_updated=UPDATED,
+                    ical_uid=None,
+                )
+            )
+        async with h.db.session() as s:
+            ids = await bulk_import.insert_imported(
+                s,
+                h.tenant_id,
+                h.binding_id,
+                items,
+                type_key="meeting",
+                owner_id=h.user_id,
+                source=SOURCE,
+                origin=ChangeOrigin.SYNC,
+            )
+            await s.commit()
+        return ids
+
+    one_statement = await store("whole")  # 7 rows in one statement of up to 500
+    monkeypatch.setattr(bulk_import, "SQLITE_ROWS", 3)
+    monkeypatch.setattr(bulk_import, "_PLANS", {})  # plans are built with the row count
+    sa_event.listen(h.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        in_threes = await store("threes")
+    finally:
+        sa_event.remove(h.db.engine.sync_engine, "before_cursor_execute", record)
+    tables = ["activity", "change", "event_link"]
+    if h.db.dialect == "sqlite":
+        assert sent == [(t, False) for t in tables for _ in range(3)]  # 3 + 3 + 1 rows
+    else:
+        assert sent == [(t, True) for t in tables]
+    for table, key in [
+        (cast(Table, Activity.__table__), "id"),
+        (cast(Table, Change.__table__), "activity_id"),
+        (cast(Table, EventLink.__table__), "activity_id"),
+    ]:
+        for whole_id, three_id in zip(one_statement, in_threes, strict=True):
+            (whole,) = await _raw(h, table, table.c[key] == whole_id)
+            (three,) = await _raw(h, table, table.c[key] == three_id)
+            assert _comparable(three) == _comparable(whole), table.name
+    async with h.db.session() as s:
+        seqs = list(
+            await s.scalars(
+                select(Change.seq).where(Change.tenant_id == h.tenant_id).order_by(Change.seq)
+            )
+        )
+    assert seqs == list(range(seqs[0], seqs[0] + 14))

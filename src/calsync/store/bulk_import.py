@@ -11,8 +11,10 @@ change per activity, and the outbound-webhook outbox gets its message in the sam
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
+import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -236,9 +238,16 @@ async def insert_values(
     (`_Plan`), column by column, instead of through those processors one value at a time:
     at 10,000 events that was the largest part of an import's CPU. Column defaults are not
     applied: a table of the models must get every one of its columns (ValueError)."""
-    if rows:
-        plan = _Plan.of(connection.dialect, into, tuple(shared or ()))
+    if not rows:
+        return
+    plan = _Plan.of(connection.dialect, into, tuple(shared or ()))
+    if plan.batch is None:  # PostgreSQL: asyncpg pipelines an executemany's rows itself
         await connection.exec_driver_sql(plan.sql, plan.params(rows, shared or {}))
+        return
+    for i in range(0, len(rows), plan.batch):  # SQLite: a statement of many rows
+        await connection.exec_driver_sql(
+            plan.sql, plan.sqlite_params(rows[i : i + plan.batch], shared or {})
+        )
 
 
 def _sqlite_naive(value: datetime) -> str:
@@ -291,6 +300,9 @@ class _Plan:
 
     sql: str
     width: int
+    #: SQLite: `sql` inserts the first n of `batch` rows bound (SQLITE_ROWS); None: `sql`
+    #: is one row's, for an executemany (PostgreSQL)
+    batch: int | None
     #: (index in the row, converter) for the row's columns that need one
     convert: tuple[tuple[int, _Converter], ...]
     shared: tuple[tuple[str, _Converter | None], ...]
@@ -323,12 +335,48 @@ class _Plan:
         convert = tuple(
             (i, found) for i, name in enumerate(own) if (found := how[name]) is not None
         )
-        return cls(compiled.string, len(own), convert, tuple((n, how[n]) for n in shared))
+        sql, batch = compiled.string, None
+        if dialect.name == "sqlite":
+            limit = _sqlite_parameter_limit() - len(shared) - 1
+            batch = max(1, min(SQLITE_ROWS, limit // len(own)))
+            sql = _sqlite_rows_sql(sql, len(own), len(shared), batch)
+        shared_how = tuple((n, how[n]) for n in shared)
+        return cls(sql, len(own), batch, convert, shared_how)
 
     def params(
         self, rows: Sequence[tuple[Any, ...]], shared: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
         """The rows for the driver's executemany, converted column by column."""
+        columns = self._columns(rows)
+        n = len(rows)
+        columns += [repeat(value, n) for value in self._shared(shared)]  # type: ignore[misc]
+        return list(
+            zip(*columns, strict=True)
+        )  # exec_driver_sql takes a list of tuples as an executemany
+
+    def sqlite_params(
+        self, rows: Sequence[tuple[Any, ...]], shared: Mapping[str, Any]
+    ) -> tuple[Any, ...]:
+        """The parameters of `sql` on SQLite for up to `batch` rows: the shared values,
+        the rows' values row after row (NULLs for the rows there are not), their count."""
+        assert self.batch is not None and len(rows) <= self.batch
+        columns = self._columns(rows)
+        flat: list[Any] = [None] * (self.width * self.batch)
+        for i, values in enumerate(columns):  # row after row: column i every width values
+            flat[i : self.width * len(rows) : self.width] = values
+        return (*self._shared(shared), *flat, len(rows))
+
+    def _shared(self, shared: Mapping[str, Any]) -> list[Any]:
+        out = []
+        for name, how in self.shared:
+            value = shared[name]
+            if how is not None and (value is not None or how[1]):
+                value = how[0](value)
+            out.append(value)
+        return out
+
+    def _columns(self, rows: Sequence[tuple[Any, ...]]) -> list[Sequence[Any]]:
+        """The rows' values column by column, converted."""
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
         if len(columns) != self.width:
             raise ValueError(f"rows of {len(columns)} values for {self.width} columns")
@@ -343,15 +391,7 @@ class _Plan:
                 columns[i] = list(map(fn, columns[i]))
             else:
                 columns[i] = [None if v is None else fn(v) for v in columns[i]]
-        n = len(rows)
-        for name, how in self.shared:
-            value = shared[name]
-            if how is not None and (value is not None or how[1]):
-                value = how[0](value)
-            columns.append(repeat(value, n))  # type: ignore[arg-type]
-        return list(
-            zip(*columns, strict=True)
-        )  # exec_driver_sql takes a list of tuples as an executemany
+        return columns
 
 
 def _converter(dialect: Dialect, table: str, name: str, kind: Any) -> _Converter | None:
@@ -374,6 +414,41 @@ def _converter(dialect: Dialect, table: str, name: str, kind: Any) -> _Converter
 
 
 _PLANS: dict[tuple[str, TableClause, tuple[str, ...]], _Plan] = {}
+
+#: rows one INSERT takes on SQLite: a chunk of the import (sync.fresh.IMPORT_CHUNK). An
+#: executemany would take the GIL back after every row SQLite stepped, and while the event
+#: loop maps the next chunk each row then waited for the loop's switch interval, so the
+#: writes crawled until the loop went idle; one statement runs all its rows in SQLite with
+#: the GIL released, in parallel with the mapping. Its text, and so the program sqlite3
+#: prepares and caches per connection (~1 kB a row), is the same whatever the chunk's
+#: length: the rows a chunk does not have are NULLs that LIMIT leaves out.
+SQLITE_ROWS = 500
+
+
+def _sqlite_rows_sql(single: str, width: int, shared: int, batch: int) -> str:
+    """`single`, INSERT INTO t (own..., shared...) VALUES (?, ...), as an INSERT of the
+    first n of `batch` rows of the own columns with the shared values given once:
+    ... SELECT *, ?... FROM (VALUES (?, ...), ...) LIMIT n. The values reach the table as
+    a VALUES row's would (the columns' affinity applies alike)."""
+    head, sep, tail = single.rpartition(" VALUES ")
+    if not sep or tail != "(" + ", ".join(["?"] * (width + shared)) + ")":
+        raise NotImplementedError(f"not a one-row INSERT ... VALUES: {single[:60]}")
+    group = "(" + ", ".join(["?"] * width) + ")"
+    columns = ", ".join(["*", *(["?"] * shared)])
+    rows = ", ".join([group] * batch)
+    # only SQLAlchemy's compiled INSERT and placeholders: no value is spliced into the text
+    return f"{head} SELECT {columns} FROM (VALUES {rows}) LIMIT ?"  # noqa: S608
+
+
+@functools.cache
+def _sqlite_parameter_limit() -> int:
+    """How many parameters one statement may bind: the limit of the SQLite library the
+    sqlite3 module (aiosqlite's) is linked with (32,766 since SQLite 3.32, 999 before)."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        return probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        probe.close()
 
 
 def _activity_row(aid: uuid.UUID, item: ImportedEvent) -> tuple[Any, ...]:
