@@ -236,7 +236,8 @@ async def test_sqlite_writes_a_chunk_as_statements_of_many_rows(
     executemany (which takes the GIL back after every row: the writes then waited for the
     event loop's switch interval row by row): the rows beyond one statement go in the next,
     a shorter statement leaves its missing rows out, and each row is stored once, as a
-    statement of one row a time stores it. PostgreSQL keeps asyncpg's executemany."""
+    statement of one row a time stores it. Fewer rows than SQLITE_MANY_FROM, and every chunk
+    on PostgreSQL, go as an executemany of one row's INSERT."""
     sent: list[tuple[str, bool]] = []
 
     def record(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
@@ -278,15 +279,20 @@ async def test_sqlite_writes_a_chunk_as_statements_of_many_rows(
             await s.commit()
         return ids
 
-    one_statement = await store("whole")  # 7 rows in one statement of up to 500
-    monkeypatch.setattr(bulk_import, "SQLITE_ROWS", 3)
-    monkeypatch.setattr(bulk_import, "_PLANS", {})  # plans are built with the row count
+    tables = ["activity", "change", "event_link"]
     sa_event.listen(h.db.engine.sync_engine, "before_cursor_execute", record)
     try:
+        # 7 rows, fewer than SQLITE_MANY_FROM: one row's INSERT as an executemany, as on
+        # PostgreSQL (a small calendar's import keeps no statement of many rows prepared)
+        one_at_a_time = await store("whole")
+        assert sent == [(t, True) for t in tables]
+        sent.clear()
+        monkeypatch.setattr(bulk_import, "SQLITE_ROWS", 3)
+        monkeypatch.setattr(bulk_import, "SQLITE_MANY_FROM", 2)
+        monkeypatch.setattr(bulk_import, "_PLANS", {})  # plans are built with the row count
         in_threes = await store("threes")
     finally:
         sa_event.remove(h.db.engine.sync_engine, "before_cursor_execute", record)
-    tables = ["activity", "change", "event_link"]
     if h.db.dialect == "sqlite":
         assert sent == [(t, False) for t in tables for _ in range(3)]  # 3 + 3 + 1 rows
     else:
@@ -296,7 +302,7 @@ async def test_sqlite_writes_a_chunk_as_statements_of_many_rows(
         (cast(Table, Change.__table__), "activity_id"),
         (cast(Table, EventLink.__table__), "activity_id"),
     ]:
-        for whole_id, three_id in zip(one_statement, in_threes, strict=True):
+        for whole_id, three_id in zip(one_at_a_time, in_threes, strict=True):
             (whole,) = await _raw(h, table, table.c[key] == whole_id)
             (three,) = await _raw(h, table, table.c[key] == three_id)
             assert _comparable(three) == _comparable(whole), table.name

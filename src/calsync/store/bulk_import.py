@@ -234,7 +234,8 @@ async def insert_values(
 ) -> None:
     """Insert `rows`, tuples in the order of `into`'s columns (`row_table`), and `shared`:
     the columns every row has the same value in (rendered once). PostgreSQL: one
-    executemany; SQLite: an INSERT of up to SQLITE_ROWS rows per statement.
+    executemany; SQLite: an INSERT of up to SQLITE_ROWS rows per statement (fewer than
+    SQLITE_MANY_FROM rows: an executemany, as on PostgreSQL).
 
     The values go to the driver as SQLAlchemy's bind processors would have rendered them
     (`_Plan`), column by column, instead of through those processors one value at a time:
@@ -243,8 +244,11 @@ async def insert_values(
     if not rows:
         return
     plan = _Plan.of(connection.dialect, into, tuple(shared or ()))
-    if plan.batch is None:  # PostgreSQL: asyncpg pipelines an executemany's rows itself
-        await connection.exec_driver_sql(plan.sql, plan.params(rows, shared or {}))
+    if plan.batch is None or len(rows) < SQLITE_MANY_FROM:
+        # PostgreSQL: asyncpg pipelines an executemany's rows itself; SQLite: a few rows (a
+        # small calendar's import) gain nothing from the statement of many, which each
+        # connection would then prepare and keep
+        await connection.exec_driver_sql(plan.single, plan.params(rows, shared or {}))
         return
     for i in range(0, len(rows), plan.batch):  # SQLite: a statement of many rows
         await connection.exec_driver_sql(
@@ -305,6 +309,8 @@ class _Plan:
     #: SQLite: `sql` inserts the first n of `batch` rows bound (SQLITE_ROWS); None: `sql`
     #: is one row's, for an executemany (PostgreSQL)
     batch: int | None
+    #: one row's INSERT, for an executemany (PostgreSQL; SQLite below SQLITE_MANY_FROM rows)
+    single: str
     #: (index in the row, converter) for the row's columns that need one
     convert: tuple[tuple[int, _Converter], ...]
     shared: tuple[tuple[str, _Converter | None], ...]
@@ -337,13 +343,14 @@ class _Plan:
         convert = tuple(
             (i, found) for i, name in enumerate(own) if (found := how[name]) is not None
         )
-        sql, batch = compiled.string, None
+        single = sql = compiled.string
+        batch = None
         if dialect.name == "sqlite":
             limit = _sqlite_parameter_limit() - len(shared) - 1
             batch = max(1, min(SQLITE_ROWS, limit // len(own)))
             sql = _sqlite_rows_sql(sql, len(own), len(shared), batch)
         shared_how = tuple((n, how[n]) for n in shared)
-        return cls(sql, len(own), batch, convert, shared_how)
+        return cls(sql, len(own), batch, single, convert, shared_how)
 
     def params(
         self, rows: Sequence[tuple[Any, ...]], shared: Mapping[str, Any]
@@ -426,6 +433,8 @@ _PLANS: dict[tuple[str, TableClause, tuple[str, ...]], _Plan] = {}
 #: three tables), is the same whatever the chunk's length: the rows a chunk does not have
 #: are NULLs that LIMIT leaves out.
 SQLITE_ROWS = 500
+#: fewer rows than this go as an executemany of one row's INSERT on SQLite too
+SQLITE_MANY_FROM = 50
 
 
 def _sqlite_rows_sql(single: str, width: int, shared: int, batch: int) -> str:
