@@ -11,10 +11,10 @@ from typing import Any
 import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from calsync.store.db import Database
-from calsync.store.sqlite_driver import OneTripDBAPI
+from calsync.store.sqlite_driver import OneTripDBAPI, reads_on_loop
 
 meta = MetaData()
 items = Table(
@@ -109,3 +109,55 @@ async def test_a_rollback_undoes_and_errors_are_sqlalchemys(db: Database) -> Non
     async with db.session() as s:
         names = (await s.execute(select(items.c.name))).scalars().all()
     assert names == ["kept"]
+
+
+async def test_reads_on_loop_make_no_trip_and_writes_still_do(
+    db: Database, trips: list[str]
+) -> None:
+    """`reads_on_loop`: its reads run on the loop's thread (no trip), with the same rows and
+    errors; its writes and commits, and reads outside it or marked not small, still trip."""
+    async with db.session() as s:
+        await s.execute(insert(items), [{"name": "a"}, {"name": "b"}])
+        await s.commit()
+    trips.clear()
+    async with db.session() as s:
+        with reads_on_loop():
+            rows = (await s.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
+            assert rows == ["a", "b"]
+            assert trips == []
+            # a write in the block: in the thread, after the write turn, as always
+            await s.execute(update(items).where(items.c.name == "a").values(name="A"))
+            assert trips == ["_run"]
+            # a read in the open write transaction sees it
+            assert (await s.execute(select(items.c.name).where(items.c.id == 1))).scalar() == "A"
+            with pytest.raises(OperationalError):
+                await s.execute(text("SELECT nope FROM items"))
+            await s.rollback()
+        with reads_on_loop(False):
+            await s.execute(select(items.c.id))
+        await s.execute(select(items.c.id))
+    assert trips == ["_run", "rollback", "_run", "_run"]
+    async with db.session() as s:
+        assert (await s.execute(select(items.c.name).order_by(items.c.id))).scalars().all() == [
+            "a",
+            "b",
+        ]
+
+
+async def test_reads_on_loop_on_a_connection_of_someone_elses_creator(tmp_path: Path) -> None:
+    """A connection made by `async_creator_fn` may refuse other threads: it keeps every call
+    in its own thread."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    path = tmp_path / "y.db"
+    engine = create_async_engine(
+        "sqlite+aiosqlite://",
+        module=OneTripDBAPI(),
+        async_creator=lambda: aiosqlite.connect(path),
+    )
+    try:
+        async with engine.connect() as conn:
+            with reads_on_loop():
+                assert (await conn.execute(text("SELECT 7"))).scalar() == 7
+    finally:
+        await engine.dispose()

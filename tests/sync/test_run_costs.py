@@ -217,3 +217,49 @@ async def test_a_service_account_sync_decrypts_the_key_once_a_process(
     decrypted.clear()
     assert (await h.sync()).ok
     assert decrypted == []
+
+
+async def test_a_syncs_small_reads_make_no_trip_to_sqlites_thread(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the sync's small reads (its start's read, what the push owes, the listed
+    event's link and activity, the plan's activity and link) run on the loop's thread
+    (store/sqlite_driver.reads_on_loop): only its writes and commits go to aiosqlite's."""
+    if h.db.dialect != "sqlite":
+        pytest.skip("SQLite's driver")
+    import aiosqlite
+
+    crm = await h.activity("Visit", at(1, 9))
+    lunch = await linked(h)
+    trips: list[str] = []
+    real = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
+        name = getattr(fn, "__name__", repr(fn))
+        trips.append(f"{name} {str(args[1]).split()[0]}" if name == "_run" else name)
+        return await real(self, fn, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    assert (await h.sync()).ok  # nothing changed
+    # the start's lock UPDATE and run INSERT and its commit; the end's two UPDATEs and commit
+    start = ["_run UPDATE", "_run INSERT", "commit"]
+    end = ["_run UPDATE", "_run UPDATE", "commit"]
+    assert trips == start + end, trips
+    trips.clear()
+    await h.gpatch(lunch, {"summary": "Lunch, moved"})
+    assert (await h.sync()).counts["updated"] == 1
+    # the event's four writes and their commit
+    assert trips == [
+        *start,
+        "_run UPDATE",
+        "_run UPDATE",
+        "_run INSERT",
+        "_run UPDATE",
+        "commit",
+        *end,
+    ], trips
+    await h.edit(crm, subject="Visit, moved")
+    trips.clear()
+    assert (await h.sync()).counts["pushed"] == 1
+    # the plan's echo UPDATE and commit, the link's UPDATE and commit
+    assert trips == [*start, "_run UPDATE", "commit", "_run UPDATE", "commit", *end], trips

@@ -22,6 +22,7 @@ from sqlalchemy.orm import joinedload
 from . import changes
 from .base import chunked, utcnow
 from .models import OWED_WRITE, Activity, CalendarBinding, EventLink
+from .sqlite_driver import ON_LOOP_IDS, reads_on_loop
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
 
 
@@ -54,10 +55,11 @@ async def with_activities(
     reads, in one statement (a chunk of ids each), not three per event."""
     out: dict[str, tuple[EventLink, Activity | None]] = {}
     for chunk in chunked(google_event_ids):
-        rows = await session.execute(
-            _with_activities_statement(),
-            {"binding_id": binding_id, "tenant_id": tenant_id, "google_event_ids": chunk},
-        )
+        with reads_on_loop(len(chunk) <= ON_LOOP_IDS):  # store/sqlite_driver.py
+            rows = await session.execute(
+                _with_activities_statement(),
+                {"binding_id": binding_id, "tenant_id": tenant_id, "google_event_ids": chunk},
+            )
         out.update({link.google_event_id: (link, activity) for link, activity in rows.unique()})
     return out
 

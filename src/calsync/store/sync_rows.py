@@ -70,6 +70,7 @@ from .models import (
     SyncRun,
     Tenant,
 )
+from .sqlite_driver import ON_LOOP_IDS, reads_on_loop
 from .statuses import BindingStage, Code, RunOutcome
 
 #: between a calendar id and its role, and between two calendars, in the aggregated column;
@@ -137,7 +138,8 @@ async def load(conn: AsyncConnection | AsyncSession, binding_id: uuid.UUID) -> L
     objects the run reads, as a closed session leaves them: the columns read are loaded,
     every other attribute (the secret columns, the relationships) expired, so reading one
     raises instead of answering None."""
-    row = (await conn.execute(_load_statement(), {"binding_id": binding_id})).first()
+    with reads_on_loop():  # one row by its key (store/sqlite_driver.py)
+        row = (await conn.execute(_load_statement(), {"binding_id": binding_id})).first()
     if row is None:
         return None
     binding, connection, tenant = (_detached(model, row, at) for model, at in _LOADED)
@@ -448,10 +450,17 @@ async def push_reads(
     """One statement (one snapshot, so the changes and the last seq agree): the tenant's last
     seq (store.changes.last_seq), the links owing a write (store.links.dirty) and the owner's
     changes after `after` that the sync did not make, each part through its partial index."""
-    rows = await session.execute(
-        _push_reads_statement(),
-        {"tenant_id": tenant_id, "binding_id": binding_id, "owner_id": owner_id, "after": after},
-    )
+    # through partial indexes: the few rows an incremental sync owes (store/sqlite_driver.py)
+    with reads_on_loop():
+        rows = await session.execute(
+            _push_reads_statement(),
+            {
+                "tenant_id": tenant_id,
+                "binding_id": binding_id,
+                "owner_id": owner_id,
+                "after": after,
+            },
+        )
     last, owed, feed = 0, [], []
     for activity_id, seq in rows:
         if activity_id is None:
@@ -496,10 +505,11 @@ async def activities_and_links(
     found: dict[uuid.UUID, Activity] = {}
     linked: dict[uuid.UUID, EventLink] = {}
     for chunk in chunked(activity_ids):
-        rows = await session.execute(
-            _activities_and_links_statement(),
-            {"tenant_id": tenant_id, "binding_id": binding_id, "activity_ids": chunk},
-        )
+        with reads_on_loop(len(chunk) <= ON_LOOP_IDS):  # store/sqlite_driver.py
+            rows = await session.execute(
+                _activities_and_links_statement(),
+                {"tenant_id": tenant_id, "binding_id": binding_id, "activity_ids": chunk},
+            )
         for activity, link in rows.unique():
             found[activity.id] = activity
             if link is not None:
