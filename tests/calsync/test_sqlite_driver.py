@@ -14,7 +14,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from calsync.store.db import Database
-from calsync.store.sqlite_driver import OneTripDBAPI, reads_on_loop
+from calsync.store.sqlite_driver import OneTripDBAPI, reads_on_loop, writes_on_loop
 
 meta = MetaData()
 items = Table(
@@ -161,3 +161,35 @@ async def test_reads_on_loop_on_a_connection_of_someone_elses_creator(tmp_path: 
                 assert (await conn.execute(text("SELECT 7"))).scalar() == 7
     finally:
         await engine.dispose()
+
+
+async def test_writes_on_loop_after_the_transactions_first(db: Database, trips: list[str]) -> None:
+    """`writes_on_loop`: a transaction's first write (it takes SQLite's write lock, and may
+    wait on the busy timeout) and its commit trip; the writes after it, which never wait,
+    run on the loop's thread; the next transaction starts over."""
+    async with db.session() as s:
+        with writes_on_loop():
+            with pytest.raises(IntegrityError):  # a first write that failed took no lock
+                await s.execute(insert(items), [{"name": "a"}, {"name": "a"}])
+            await s.rollback()
+            await s.execute(insert(items).values(name="a"))
+            await s.execute(insert(items).values(name="b"))
+            await s.execute(update(items).where(items.c.name == "b").values(name="B"))
+            await s.commit()
+            assert trips == ["_run_many", "rollback", "_run", "commit"], trips
+            trips.clear()
+            await s.execute(insert(items).values(name="c"))
+            await s.execute(insert(items).values(name="d"))
+            with pytest.raises(IntegrityError):  # an error on the loop's thread, as in it
+                await s.execute(insert(items).values(name="c"))
+            await s.execute(insert(items).values(name="e"))
+            await s.commit()
+            assert trips == ["_run", "commit"], trips
+        trips.clear()
+        await s.execute(insert(items).values(name="f"))
+        await s.execute(insert(items).values(name="g"))
+        await s.commit()
+        assert trips == ["_run", "_run", "commit"], trips
+    async with db.session() as s:
+        names = (await s.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
+    assert names == ["a", "B", "c", "d", "e", "f", "g"]

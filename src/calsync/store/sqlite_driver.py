@@ -34,7 +34,12 @@ and activities of a change). A trip to the thread costs ≈ 0.13 ms of CPU on to
 statement (the queue put, two thread wake-ups, the GIL handed over and back, the loop's
 wake-up), more than such a read itself; in WAL mode a read takes no lock a writer holds, so
 it never waits on the busy timeout, and it blocks the loop no longer than its own few rows.
-Writes, commits and every other read still go to the thread. The connections are opened
+In a `writes_on_loop` block, so do the writes of a transaction after its first: that one
+takes SQLite's write lock (it may wait on the busy timeout for another process, so it runs in
+the thread), and once the lock is held a WAL writer takes no other lock until its commit, so
+the writes after it never wait either (the sync's run INSERT after its lock UPDATE, the run's
+end after its first UPDATE, a pulled event's writes after the first). Commits, which may run
+a checkpoint, and every other statement still go to the thread. The connections are opened
 with `check_same_thread=False` for this; calls on one connection never overlap (SQLAlchemy
 awaits each, and a statement's trip holds the connection's mutex).
 """
@@ -104,6 +109,21 @@ def may_write(operation: str) -> bool:
 #: set by store.db.writes_first: its writers are handed the turn before those that came
 #: without it — the CRM API's many writes never starve Google's news (issue 16)
 AHEAD: ContextVar[bool] = ContextVar("calsync_sqlite_writes_first", default=False)
+
+#: set by `writes_on_loop`: the writes after a transaction's first run on the loop's thread
+WRITES_ON_LOOP: ContextVar[bool] = ContextVar("calsync_sqlite_writes_on_loop", default=False)
+
+
+@contextmanager
+def writes_on_loop() -> Iterator[None]:
+    """The writes in this block that follow their transaction's first run on the event
+    loop's thread (see the module's docstring): only for a few small writes."""
+    token = WRITES_ON_LOOP.set(True)
+    try:
+        yield
+    finally:
+        WRITES_ON_LOOP.reset(token)
+
 
 #: set by `reads_on_loop`: reads in its block run on the event loop's thread
 ON_LOOP_IDS = 20  # a read of up to this many ids (and their few rows each) is small
@@ -234,7 +254,8 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         async with adapt._execute_mutex:
             await adapt.turn(operation)
             try:
-                if run is _run and adapt.on_loop and ON_LOOP.get() and not _may_write(operation):
+                writes = _may_write(operation)
+                if run is _run and adapt.on_loop and adapt.may_run_here(writes):
                     if not conn._running:  # as aiosqlite's own check before a trip
                         raise ValueError("Connection closed")
                     outcome = _run(conn._conn, operation, parameters)  # on the loop's thread
@@ -242,9 +263,15 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
                     outcome = await conn._execute(  # type: ignore[no-untyped-call]
                         run, conn._conn, operation, parameters
                     )
+                    if writes and self._turn_held(adapt):
+                        adapt.locked = True  # SQLite's write lock is held till the end
             finally:
                 adapt.turn_over_if_idle()
         self._took(outcome)
+
+    @staticmethod
+    def _turn_held(adapt: OneTripConnection) -> bool:
+        return adapt._turn is not None and not _idle(adapt._connection)  # type: ignore[arg-type]
 
     def nextset(self) -> None:
         return None  # sqlite3 has one result set
@@ -263,7 +290,7 @@ def _idle(conn: aiosqlite.Connection) -> bool:
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_gate", "_turn", "on_loop")
+    __slots__ = ("_gate", "_turn", "locked", "on_loop")
 
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # (a subclass of it)
 
@@ -273,6 +300,15 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self._turn: Turn | None = None  # the gate's turn while this one writes
         #: opened with check_same_thread=False: `reads_on_loop` may read on the loop's thread
         self.on_loop = on_loop
+        #: a write of the open transaction went through: SQLite's write lock is held
+        self.locked = False
+
+    def may_run_here(self, writes: bool) -> bool:
+        """A statement may run on the loop's thread: a read in `reads_on_loop`, a write in
+        `writes_on_loop` once its transaction holds SQLite's write lock."""
+        if writes:
+            return self.locked and WRITES_ON_LOOP.get() and self._turn is not None
+        return ON_LOOP.get()
 
     async def turn(self, operation: str) -> None:
         """Before a statement: wait for the write turn if it may write and none is held."""
@@ -314,6 +350,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     def _turn_over(self) -> None:
         """Pass the write turn on: no transaction open, or the connection closed (SQLite
         dropped its transaction with it)."""
+        self.locked = False
         if self._turn is not None:
             self._turn.pass_on()
             self._turn = None

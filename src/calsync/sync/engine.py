@@ -27,6 +27,7 @@ from calsync.store.base import utcnow
 from calsync.store.db import Database, Transaction, joined, writes_first
 from calsync.store.models import CalendarBinding
 from calsync.store.schedule import ChannelEvidence
+from calsync.store.sqlite_driver import writes_on_loop
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
 
 from . import scans, transitions
@@ -102,7 +103,9 @@ async def sync_binding(
         run = _Run(owner)
         try:
             async with db.connection() as conn:
-                loaded = await _start(conn, binding_id, owner, lock_ttl, run, trigger, full)
+                # a few small writes after the lock's: on SQLite on the loop's thread
+                with writes_on_loop():
+                    loaded = await _start(conn, binding_id, owner, lock_ttl, run, trigger, full)
                 await conn.commit()
             if loaded is None:
                 return RunResult(Outcome.SKIPPED, error=_busy())
@@ -426,7 +429,8 @@ async def _record(
             await store(session, session)
             await session.commit()
     else:
-        await store(await end.connection(), None)
+        with writes_on_loop():  # two small UPDATEs (on SQLite the second on the loop's thread)
+            await store(await end.connection(), None)
         await end.commit()
     run.ended = True
 

@@ -28,6 +28,7 @@ from calsync.google.models import Event, RawEventsPage
 from calsync.store import activities, bindings, bulk_import, links, runs
 from calsync.store.base import utcnow
 from calsync.store.models import Activity, EventLink
+from calsync.store.sqlite_driver import writes_on_loop
 from calsync.store.statuses import Code, LinkState, PrivateEvents
 
 from . import filters, fresh, importing, mapping
@@ -308,8 +309,10 @@ async def apply(ctx: Ctx, event: Event, read: Read = None) -> Result:
                 session.add(link)  # read in `_known`'s session: this one writes them
                 if activity is not None:
                     session.add(activity)
-            result = await reconcile(ctx, session, event, link, activity)
-            await session.commit()
+            # one event's few writes: on SQLite those after the first on the loop's thread
+            with writes_on_loop():
+                result = await reconcile(ctx, session, event, link, activity)
+                await session.commit()
             return result
     except (ActivityInvalid, mapping.Unmappable) as exc:
         await importing.park_event(ctx, event, str(exc))
