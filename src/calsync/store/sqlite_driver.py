@@ -254,7 +254,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         async with adapt._execute_mutex:
             await adapt.turn(operation)
             try:
-                writes = _may_write(operation)
+                writes = may_write(operation)
                 if run is _run and adapt.on_loop and adapt.may_run_here(writes):
                     if not conn._running:  # as aiosqlite's own check before a trip
                         raise ValueError("Connection closed")
