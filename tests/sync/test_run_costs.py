@@ -219,6 +219,7 @@ async def test_a_service_account_sync_decrypts_the_key_once_a_process(
     assert decrypted == []
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQLite's driver alone
 async def test_a_syncs_small_reads_and_later_writes_make_no_trip_to_sqlites_thread(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -227,8 +228,7 @@ async def test_a_syncs_small_reads_and_later_writes_make_no_trip_to_sqlites_thre
     end and a pulled event after each transaction's first run on the loop's thread
     (store/sqlite_driver: reads_on_loop, writes_on_loop): only each transaction's first
     write, the plan's and the commits go to aiosqlite's."""
-    if h.db.dialect != "sqlite":
-        pytest.skip("SQLite's driver")
+    assert h.db.dialect == "sqlite"
     import aiosqlite
 
     crm = await h.activity("Visit", at(1, 9))
