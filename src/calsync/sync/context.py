@@ -31,9 +31,6 @@ class Hooks:
     # the runner's lock keeper: from the moment the binding's lock is taken until just before
     # it is released (jobs/execute.py), so it never mistakes its own release for a loss
     after_lock: Hook | None = None
-    # in the run's end, which may hold the push's last answers uncommitted (sync.push
-    # `_store_written`; on SQLite with the write turn): a hook here must not write through a
-    # session of its own
     before_release: Hook | None = None
     # () before every request that changes Google (CalendarClient.before_write): the runner's
     # check that its lock was not taken while the process stalled; it raises to stop the run

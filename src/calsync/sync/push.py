@@ -10,7 +10,6 @@ re-reads that one event, merges, and patches again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from typing import Any
@@ -41,8 +40,7 @@ MAX_ROUNDS = 3  # a 412 or 409 leads to one more round for that entry; a third i
 async def push(ctx: Ctx, end: Transaction) -> None:
     """`end` is the run's end (sync.engine): the push reads what it owes in it, and when
     that is nothing, the end goes on in the same transaction (a no-op sync takes two, the
-    start and the end); else the reads' transaction is ended before the first request, and
-    the last round's answers are stored in the end (`_store_written`)."""
+    start and the end); else the reads' transaction is ended before the first request."""
     # the feed's last seq, the links owing a write and the owner's changes after the
     # cursor that the sync did not make, one statement
     reads = await sync_rows.push_reads(
@@ -61,40 +59,33 @@ async def push(ctx: Ctx, end: Transaction) -> None:
     if ctx.progress.scan:
         async with end.session() as session:
             todo.update(await _scan(ctx, session))
+    if todo:
+        await end.commit()  # no transaction stays open while Google is asked
     deferred: set[uuid.UUID] = set()
     rounds = 0
-    try:
-        while todo and rounds < MAX_ROUNDS:
-            rounds += 1
-            # no transaction stays open while Google is asked: the reads above, or what the
-            # last round stored in the end (`_store_written`), are committed first
-            await end.commit()
-            # the calendar's channel owes these writes' echo (sync/channels/echo.py), stored
-            # with the plan before the request leaves
-            owed = echo.Owed(ctx.settings)
-            ops = await plan(ctx, todo, owed.store)
-            # what plan wrote no request for is settled: written already, or deliberately not
-            # written (type not exported, import-only calendar, read-only) — never "pending"
-            todo = set()
-            if ops:
-                batch = ctx.settings.client.batch([op.call for op in ops])
-                results = await echo.written(ctx.settings, owed.since, batch)
-                await ctx.settings.hooks.fire("after_google_write", ctx, ops, results)
-                for op, result in zip(ops, results, strict=True):
-                    outcome = await settle(ctx, op, result, end)
-                    if outcome is Settled.AGAIN:
-                        todo.add(op.activity_id)
-                    elif outcome is Settled.DEFERRED:
-                        deferred.add(op.activity_id)
-            todo |= ctx.progress.later  # a new series' exceptions, now that the series exists
-            ctx.progress.later.clear()
-            if not ops:
-                break
-    except BaseException:
-        # a write Google took stays stored, as when each was committed on its own
-        with contextlib.suppress(Exception):
-            await end.commit()
-        raise
+    while todo and rounds < MAX_ROUNDS:
+        rounds += 1
+        # the calendar's channel owes these writes' echo (sync/channels/echo.py), stored with
+        # the plan before the request leaves
+        owed = echo.Owed(ctx.settings)
+        ops = await plan(ctx, todo, owed.store)
+        # what plan wrote no request for is settled: written already, or deliberately not
+        # written (type not exported, import-only calendar, read-only) — never "pending"
+        todo = set()
+        if ops:
+            batch = ctx.settings.client.batch([op.call for op in ops])
+            results = await echo.written(ctx.settings, owed.since, batch)
+            await ctx.settings.hooks.fire("after_google_write", ctx, ops, results)
+            for op, result in zip(ops, results, strict=True):
+                outcome = await settle(ctx, op, result)
+                if outcome is Settled.AGAIN:
+                    todo.add(op.activity_id)
+                elif outcome is Settled.DEFERRED:
+                    deferred.add(op.activity_id)
+        todo |= ctx.progress.later  # a new series' exceptions, now that the series exists
+        ctx.progress.later.clear()
+        if not ops:
+            break
     deferred |= todo  # still owed after the last round: keep them for the next run
     cursor = last
     for aid in deferred:
@@ -137,18 +128,11 @@ async def _scan(ctx: Ctx, session: AsyncSession) -> set[uuid.UUID]:
     return found
 
 
-async def _store_written(ctx: Ctx, op: Op, result: Event, end: Transaction) -> bool:
+async def _store_written(ctx: Ctx, op: Op, result: Event) -> bool:
     """A write Google took, stored on the link it was planned from without loading that link
     (one UPDATE, and closing the entry's open issues only when it has some): False when the
     op names no link, is a new series (whose exceptions wait for it, read below), or its link
-    is no longer the activity's here — `settle` then reads and decides as before.
-
-    Stored in the run's end (`end`), committed with the run's outcome, cursor and release
-    (one transaction fewer a sync of a CRM change), or before anything else the push writes
-    (the next round's plan, another answer settled in a session of its own), or when the
-    push stops on an error. A crash before that commit leaves the link as planned, as a
-    crash right after the request always could: the next run's write meets a 412 or 409 and
-    re-reads the event (`settle`)."""
+    is no longer the activity's here — `settle` then reads and decides as before."""
     if op.link_id is None or op.from_binding is not None:
         return False
     if op.kind is OpKind.INSERT and (op.values is None or op.values.recurrence):
@@ -167,31 +151,29 @@ async def _store_written(ctx: Ctx, op: Op, result: Event, end: Transaction) -> b
         "ical_uid": result.i_cal_uid,
     }
     binding_id = ctx.settings.binding_id
-    conn = await end.connection()
-    issues = await sync_rows.store_written(conn, op.link_id, binding_id, op.activity_id, values)
-    if issues is None:
-        return False  # nothing written (no row matched)
-    if issues:
-        await runs.resolve_issues(conn, binding_id, activity_id=op.activity_id)
+    async with ctx.settings.db.connection() as conn:
+        issues = await sync_rows.store_written(conn, op.link_id, binding_id, op.activity_id, values)
+        if issues is None:
+            await conn.rollback()
+            return False
+        if issues:
+            await runs.resolve_issues(conn, binding_id, activity_id=op.activity_id)
+        await conn.commit()
     return True
 
 
-async def settle(ctx: Ctx, op: Op, result: Any, end: Transaction) -> Settled:
-    """Store one write's answer: on its link in the run's end (`_store_written`), else in a
-    transaction of its own, after what the end holds is committed (on SQLite the end holds
-    the write turn that transaction needs). Returns what the push loop does next."""
+async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
+    """Store one write's answer in its own transaction; returns what the push loop does next."""
     if isinstance(result, errors.GoogleError) and result.needs_reauth:
         raise result
-    if op.kind is not OpKind.MOVE and isinstance(result, Event):
-        if await _store_written(ctx, op, result, end):
-            ctx.progress.counts["pushed"] += 1
-            return Settled.DONE
-    await end.commit()
     if op.kind is OpKind.MOVE:
         assert op.from_binding is not None and op.from_calendar is not None
         return await transitions.settle_move(
             ctx, op.activity_id, op.event_id, op.from_binding, op.from_calendar, result
         )
+    if isinstance(result, Event) and await _store_written(ctx, op, result):
+        ctx.progress.counts["pushed"] += 1
+        return Settled.DONE
     async with ctx.settings.db.session() as session:
         link = await links.by_activity(
             session, op.from_binding or ctx.settings.binding_id, op.activity_id
