@@ -27,7 +27,8 @@ def database(request: Request) -> Database:
     return db
 
 
-#: the API's methods that change nothing (no handler of theirs writes: tests/web/test_reads.py)
+#: the API's methods that change nothing: their handlers read through Database.reads(), which
+#: refuses a write (WriteInReads; tests/calsync/test_api_reads.py)
 READS = frozenset({"GET", "HEAD"})
 
 
