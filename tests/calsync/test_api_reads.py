@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from calsync.store import tenants
-from calsync.store.db import WriteInReads
+from calsync.store.db import Database, WriteInReads
 from calsync.store.models import Tenant
 
 from .conftest import World
@@ -87,3 +87,23 @@ async def test_gets_answer_through_reads_and_writes_still_commit_together(world:
     assert patched.status_code == 200, patched.text
     if world.db.dialect == "postgresql":
         assert sent == ["BEGIN"]  # a write is one transaction, as before
+
+
+async def test_a_connection_back_from_reads_runs_transactions_again(world: World) -> None:
+    """The reads' AUTOCOMMIT is the connection's only while reads() holds it: back in the
+    pool, the same connection (a pool of one here) rolls a session's write back again."""
+    db = Database(world.db.url, pool_size=1, max_overflow=0)
+    try:
+        for _ in range(2):
+            async with db.reads() as s:
+                assert (await s.execute(text("SELECT 1"))).scalar() == 1
+            name = f"rolled back {uuid.uuid4()}"
+            async with db.session() as s:
+                await tenants.create(s, name)
+                await s.flush()
+                await s.rollback()
+            async with db.reads() as s:
+                found = await s.scalar(select(func.count()).where(Tenant.name == name))
+            assert found == 0
+    finally:
+        await db.dispose()
