@@ -95,9 +95,10 @@ def make_engine(
 
     PostgreSQL's pool keeps `pool_size` connections and opens up to `max_overflow` more, closed
     as they come back. SQLAlchemy's own 5 made a `calsync serve` answering more than 5
-    requests at once open and close connections all the time (a backend forked, TLS, asyncpg's
-    set-up for each: bench/api_load.py counted 294–390 in 30 s). SQLite keeps SQLAlchemy's sizes:
-    a connection there is cheap to open, and each one kept is a thread and a page cache.
+    requests at once open and close connections all the time (a backend forked, an SSL
+    request and asyncpg's set-up for each: bench/api_load.py counted 294–390 in 30 s). SQLite
+    keeps SQLAlchemy's sizes: a connection there is cheap to open, and each one kept is a
+    thread and a page cache.
     """
     url = async_url(url)
     kwargs: dict[str, Any] = {}
