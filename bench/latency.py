@@ -51,6 +51,7 @@ from calsync.store import apikeys, bindings, connections, crypto, tenants, users
 from calsync.store.db import Database
 from calsync.store.migrate import upgrade
 from calsync.store.models import CalendarBinding, SyncRun
+from calsync.sync.channels.kinds import EVENTS, EVENTS_TWIN
 from calsync.sync.channels.service import Channels
 from calsync.sync.engine import sync_binding
 from calsync.sync.tokens import GoogleAccess
@@ -197,14 +198,18 @@ async def first_syncs(setup: Setup, binding_ids: list[uuid.UUID]) -> GoogleAcces
 
 
 async def watch_all(setup: Setup, access: GoogleAccess, binding_ids: list[uuid.UUID]) -> None:
-    """A push channel per binding, pointed at the running calsync (which gets their `sync`
-    messages). calsync's own renewal tick may have watched some first: one channel either way."""
+    """Push channels per binding, pointed at the running calsync (which gets their `sync`
+    messages): the first and, as connecting makes them (CALSYNC_PUSH_CHANNELS_PER_CALENDAR=2,
+    the default), its twin. calsync's own renewal tick may have watched some first: the same
+    channels either way."""
     service = Channels(setup.db, access, setup.settings)
     sem = asyncio.Semaphore(16)
+    kinds = [EVENTS, EVENTS_TWIN] if EVENTS_TWIN.enabled(setup.settings) else [EVENTS]
 
     async def one(binding_id: uuid.UUID) -> None:
         async with sem:
-            await service.watch(binding_id)
+            for kind in kinds:
+                await service.watch(binding_id, kind)
 
     await asyncio.gather(*(one(b) for b in binding_ids))
     async with setup.db.session() as s:

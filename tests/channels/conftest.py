@@ -40,6 +40,7 @@ class FakeJobs:
     services: GoogleServices
     run: bool = False
     requests: list[tuple[uuid.UUID, Reason]] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)  # each request's `delay`
     alive: bool = True
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     locks: dict[uuid.UUID, asyncio.Lock] = field(default_factory=dict)
@@ -49,6 +50,7 @@ class FakeJobs:
         self, binding_id: uuid.UUID, reason: Reason, *, full: bool = False, delay: float = 0.0
     ) -> None:
         self.requests.append((binding_id, reason))
+        self.delays.append(delay)
         if self.run:
             task = asyncio.get_running_loop().create_task(self._sync(binding_id, reason))
             self.tasks.add(task)

@@ -9,10 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from calsync.jobs.port import Reason
+from calsync.store.models import CalendarBinding
+from calsync.web.webhooks import TWIN_COALESCE_SECONDS
 from tests.channels.conftest import Served
 from tests.sql_events import statements
 
@@ -187,3 +189,31 @@ async def test_a_notification_is_two_statements_without_an_orm_session(served: S
     channel = [s for s in sent if "channel" in s]
     assert len(channel) == 2, channel  # the lookup, the write
     assert channel[0].startswith("SELECT") and channel[1].startswith("UPDATE"), channel
+
+
+@pytest.mark.channels(2)
+async def test_a_notification_waits_for_the_twins_message_only_when_there_is_a_twin(
+    served: Served,
+) -> None:
+    """The sync waits for the other twin's message of the change (TWIN_COALESCE_SECONDS, ended
+    by that message) only when the calendar has the other twin: with one channel (its twin
+    stopped, or not made yet) no message would end the wait, so the sync is queued at once."""
+    _, _, binding_id = await served.connected("wait@example.com")
+    await served.wait_for(lambda: len(served.deliveries()) >= 3)  # the `sync` messages
+    served.jobs.delays.clear()
+    client = served.world.client
+    resp = await client.post("/webhooks/google", headers=await _headers(served, binding_id, 5))
+    assert resp.status_code == 200
+    assert served.jobs.requests == [(binding_id, Reason.WEBHOOK)]
+    assert served.jobs.delays == [TWIN_COALESCE_SECONDS]
+    async with served.world.db.session() as s:
+        await s.execute(
+            update(CalendarBinding)
+            .where(CalendarBinding.id == binding_id)
+            .values(twin_channel_id=None, twin_channel_resource_id=None)
+        )
+        await s.commit()
+    resp = await client.post("/webhooks/google", headers=await _headers(served, binding_id, 6))
+    assert resp.status_code == 200
+    assert served.jobs.requests[-1] == (binding_id, Reason.WEBHOOK)
+    assert served.jobs.delays[-1] == 0.0

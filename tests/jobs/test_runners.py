@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from calsync.jobs.port import JobQueue, Reason
+from calsync.jobs.port import HOLD_SECONDS, JobQueue, Reason
 from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.web.webhooks import TWIN_COALESCE_SECONDS
@@ -78,6 +78,34 @@ async def test_a_notifications_twin_a_moment_later_joins_its_sync(
     await wait_until(settled)
     runs = await runs_of(db, [h.binding_id])
     assert [(r.trigger, r.outcome) for r in runs] == [("webhook", "ok")]
+
+
+async def test_the_twins_message_ends_the_wait_at_once(
+    h: Harness, db: Database, make_runner: Any
+) -> None:
+    """The wait is for the twin's message: once it is in (the second message for the binding
+    while the first waits), the sync starts then, not when the wait would have run out. Both
+    messages came before it starts, so its read of Google covers both changes announced. A
+    wait as long as a runner holds (HOLD_SECONDS) shows the difference."""
+    runner = await make_runner()
+    await start_running(runner)
+    first = utcnow()
+    await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=HOLD_SECONDS)
+    await asyncio.sleep(0.05)
+    assert await runs_of(db, [h.binding_id]) == []  # alone, a message waits for its twin
+    second = utcnow()
+    await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=HOLD_SECONDS)
+
+    async def settled() -> bool:
+        runs = await runs_of(db, [h.binding_id])
+        return bool(runs) and all(r.finished_at is not None for r in runs)
+
+    await wait_until(settled)
+    await asyncio.sleep(HOLD_SECONDS)  # and nothing more comes of the two
+    runs = await runs_of(db, [h.binding_id])
+    assert [(r.trigger, r.outcome) for r in runs] == [("webhook", "ok")]
+    # started after the second message, long before the first's wait would have run out
+    assert second <= runs[0].started_at < first + timedelta(seconds=HOLD_SECONDS / 2)
 
 
 @pytest.mark.parametrize(

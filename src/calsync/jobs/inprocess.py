@@ -39,7 +39,7 @@ from calsync.sync.tokens import GoogleAccess
 from . import polling
 from .budget import Budget
 from .execute import Executor, busy
-from .port import Periodic, Reason
+from .port import Periodic, Reason, holds
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class _Pending:
     version: int = 0
     rank: int = 1
     failures: int = 0
+    held: bool = False  # a notification waiting for its twin's message (port.HELD)
 
 
 @dataclass
@@ -163,11 +164,16 @@ class InProcessRunner:
     ) -> None:
         if self._stopping:
             return
-        due = time.monotonic() + max(0.0, delay)
+        now = time.monotonic()
+        due = now + max(0.0, delay)
         rank = RANK.get(reason, 1)
+        held = holds(reason, delay)
         pending = self._pending.get(binding_id)
         if pending is not None:
             self.stats.coalesced += 1
+            if held and pending.held and pending.due > now:
+                due = now  # the twin's message is in: the wait is over (port.HELD)
+                pending.held = False
             changed = rank < pending.rank or due < pending.due
             pending.full = pending.full or full
             pending.failures = max(pending.failures, failures)
@@ -177,7 +183,7 @@ class InProcessRunner:
             if not changed:
                 return
         else:
-            pending = _Pending(reason, full, due, rank=rank, failures=failures)
+            pending = _Pending(reason, full, due, rank=rank, failures=failures, held=held)
             self._pending[binding_id] = pending
         pending.version = next(self._versions)
         self._schedule(binding_id, pending)

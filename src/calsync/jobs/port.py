@@ -28,6 +28,19 @@ class Reason(StrEnum):
     RETRY = "retry"  # backoff after a failed run
 
 
+#: a notification's wait for its twin's message (web/webhooks.py, TWIN_COALESCE_SECONDS): a
+#: request of these reasons asked `delay` seconds ahead, up to HOLD_SECONDS. A second such
+#: request for the binding while the first waits ends the wait: the twin's message is in, and
+#: the sync, starting after both, reads what either announced (both runners)
+HELD = frozenset({Reason.WEBHOOK, Reason.ECHO})
+HOLD_SECONDS = 2.0
+
+
+def holds(reason: Reason, delay: float) -> bool:
+    """Whether a request is a notification waiting for its twin's message."""
+    return reason in HELD and 0 < delay <= HOLD_SECONDS
+
+
 @dataclass(frozen=True)
 class SyncRequest:
     binding_id: uuid.UUID

@@ -10,11 +10,11 @@
   writes (Reason.ECHO), which join a push already waiting —, polls below those (a poll pass
   never delays a webhook), delayed requests have their own at a lower one (a job waiting for
   its time never holds back a due one: procrastinate lets a lower-priority job of a lock wait);
-- a notification's 0.3 s wait for its twin's message (web/webhooks.py) is held in the process
-  that received it, as the CRM changes' debounce is: one request per binding and wait, its
-  twin's joins it, and the job is then deferred due now, so LISTEN/NOTIFY wakes a worker at
-  once (a job deferred for later is found only by the workers' fetch poll, so the poll had to
-  run 4 times a second). Nothing is lost if the process dies meanwhile: the webhook answered
+- a notification's wait of up to 0.3 s for its twin's message (web/webhooks.py) is held in the
+  process that received it, as the CRM changes' debounce is: one request per binding and wait,
+  its twin's joins it and ends the wait, and the job is then deferred due now, so LISTEN/NOTIFY
+  wakes a worker at once (a job deferred for later is found only by the workers' fetch poll,
+  so the poll had to run 4 times a second). Nothing is lost if the process dies meanwhile: the webhook answered
   Google only after `sync_owed_at` was stored, and jobs/recovery.py syncs what is owed; a
   process that stops defers what it holds at once;
 - periodic tasks (once per cluster per tick): polling, release of stalled jobs and of binding
@@ -49,23 +49,21 @@ from calsync.sync.tokens import GoogleAccess
 from . import polling
 from .budget import Budget
 from .execute import Executor, busy
-from .port import Periodic, Reason
+from .port import HELD, Periodic, Reason, holds
 from .postgres_url import conninfo
 
 log = logging.getLogger(__name__)
 
 SYNC_TASK = "calsync.sync_binding"
 QUEUE = "calsync"
-#: a notification's wait for its twin's message is held in this process (the module's docstring)
-HELD = frozenset({Reason.WEBHOOK, Reason.ECHO})
-_Held = tuple[uuid.UUID, bool, Reason]  # binding, full, reason
+#: a notification's wait for its twin's message (port.HELD) is held in this process (the
+#: module's docstring)
+_Held = tuple[uuid.UUID, bool]  # binding, full
 PRIORITY = {"manual": 10, "now": 0, "change": -2, "poll": -5, "later": -10}
 MAX_RETRY_SECONDS = 300.0
 # how often an idle worker looks for a job that has come due (retries, a busy binding's
 # follow-up); what is due now wakes a worker through LISTEN/NOTIFY
 FETCH_POLL_SECONDS = 1.0
-#: a webhook's wait up to this long is held in this process rather than queued for later
-HOLD_SECONDS = 2.0
 
 
 def connector(database_url: str) -> PsycopgConnector:
@@ -155,8 +153,9 @@ class ProcrastinateQueue:
         self._depth = 0
         self._depth_task: asyncio.Task[None] | None = None
         self._on_start: list[Periodic] = []
-        #: notifications waiting for their twin's message here: (binding, full, reason) → its wait
-        self._held: dict[_Held, asyncio.Task[None]] = {}
+        #: notifications waiting for their twin's message here: (binding, full) → the wait and
+        #: the reason the job will have
+        self._held: dict[_Held, tuple[asyncio.Task[None], Reason]] = {}
         self._sync = self.app.task(name=SYNC_TASK, queue=QUEUE, pass_context=False)(self._sync_job)
         if poll_every:
             self.register_periodic("poll", poll_every, self.poll_once)
@@ -168,8 +167,8 @@ class ProcrastinateQueue:
     async def enqueue_sync(
         self, binding_id: uuid.UUID, reason: Reason, *, full: bool = False, delay: float = 0.0
     ) -> None:
-        if reason in HELD and 0 < delay <= HOLD_SECONDS:
-            self._hold((binding_id, full, reason), delay)
+        if holds(reason, delay):
+            self._hold((binding_id, full), reason, delay)
             return
         await self._open()
         if reason is Reason.MANUAL:
@@ -319,19 +318,28 @@ class ProcrastinateQueue:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _hold(self, key: _Held, delay: float) -> None:
-        """Defer the binding's sync `delay` seconds from now, due at once then; a request for
-        it while it waits joins it (the twin's message)."""
-        if key not in self._held:
-            self._held[key] = asyncio.create_task(self._after(key, delay))
+    def _hold(self, key: _Held, reason: Reason, delay: float) -> None:
+        """Defer the binding's sync `delay` seconds from now, due at once then. A second
+        message for it while it waits (the twin's, whatever reason it was given: a twin's
+        message can make the other twin owe an echo) joins it and ends the wait: the job is
+        deferred now, a WEBHOOK if either was one (its lane is ahead of the echoes')."""
+        waiting = self._held.get(key)
+        if waiting is not None:
+            task, first = waiting
+            task.cancel()  # its `_after` ends in its sleep: the key is the new task's
+            reason = Reason.WEBHOOK if Reason.WEBHOOK in (first, reason) else reason
+            delay = 0.0
+        self._held[key] = (asyncio.create_task(self._after(key, delay)), reason)
 
     async def _after(self, key: _Held, delay: float) -> None:
         await asyncio.sleep(delay)
-        self._held.pop(key, None)  # a message from now on waits anew (joins the job if queued)
-        await self._defer_held(key)
+        # a message from now on waits anew (and joins the job while it is queued)
+        held = self._held.pop(key, None)
+        if held is not None:  # (None: stopping took it, and defers it)
+            await self._defer_held(key, held[1])
 
-    async def _defer_held(self, key: _Held) -> None:
-        binding_id, full, reason = key
+    async def _defer_held(self, key: _Held, reason: Reason) -> None:
+        binding_id, full = key
         try:
             await self.enqueue_sync(binding_id, reason, full=full)
         except Exception:  # the notification stays owed (sync_owed_at): recovery syncs it
@@ -340,11 +348,11 @@ class ProcrastinateQueue:
     async def _release_held(self) -> None:
         """Stopping: what waits for its twin is deferred now, not left to recovery."""
         held, self._held = self._held, {}
-        for key, task in held.items():
+        for key, (task, reason) in held.items():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await self._defer_held(key)
+            await self._defer_held(key, reason)
 
     async def _jobs_of_dead_holders(self) -> list[Any]:
         """Running sync jobs whose binding's lock holder is a dead process of this machine

@@ -243,6 +243,8 @@ class StoredChannel:
     #: since when an events channel owes the echo of calsync's own write (None: it owes none);
     #: read only by the notification's lookup (`by_channel_id`)
     echo_since: datetime | None = None
+    #: an events channel whose calendar has the other twin too (read by `by_channel_id`)
+    twinned: bool = False
 
     @property
     def binding_id(self) -> uuid.UUID | None:
@@ -262,7 +264,9 @@ def _columns(holder: Holder) -> tuple[Column, ...]:
     )
 
 
-def _stored(holder: Holder, row: Any, echo_since: datetime | None = None) -> StoredChannel:
+def _stored(
+    holder: Holder, row: Any, echo_since: datetime | None = None, twinned: bool = False
+) -> StoredChannel:
     owner, connection, tenant, channel_id, resource_id, token, expires_at = row
     return StoredChannel(
         holder.kind,
@@ -274,6 +278,7 @@ def _stored(holder: Holder, row: Any, echo_since: datetime | None = None) -> Sto
         token,
         expires_at,
         echo_since,
+        twinned,
     )
 
 
@@ -286,7 +291,7 @@ async def by_channel_id(
     ).first()
     if row is None:
         return None
-    return _stored(holder, row[:-1], echo_since=row[-1])
+    return _stored(holder, row[:-2], echo_since=row[-2], twinned=bool(row[-1]))
 
 
 def holder_of(kind: str) -> Holder:
@@ -306,7 +311,9 @@ def _by_channel_statement(kind: str) -> Select[Any]:
     its cache key cost more than the lookup)."""
     holder = holder_of(kind)
     echo = null() if holder.echo_since is None else _table_column(holder.echo_since)
-    return select(*(_table_column(c) for c in _columns(holder)), echo).where(
+    other = [h for h in EVENT_HOLDERS if h.kind != kind] if holder in EVENT_HOLDERS else []
+    twin = _table_column(other[0].channel_id).is_not(None) if other else null()
+    return select(*(_table_column(c) for c in _columns(holder)), echo, twin).where(
         _table_column(holder.channel_id) == bindparam("channel")
     )
 

@@ -20,10 +20,11 @@ cookie, no body and no parameters, so the session middleware, the exception midd
 route matching had nothing to do for it but cost a good part of a webhook-triggered sync's CPU.
 
 Twins (CALSYNC_PUSH_CHANNELS_PER_CALENDAR=2): a calendar's two channels both announce each
-change, within milliseconds of each other. The sync is queued `TWIN_COALESCE_SECONDS` later, so
-the second message merges into the sync the first queued (both runners coalesce a request for a
-binding already queued, and hold the wait in this process) instead of making a second run; each
-twin's message still stamps its own evidence (store.channels).
+change, within milliseconds of each other. The sync waits for the second message, at most
+`TWIN_COALESCE_SECONDS`: it merges into the sync the first queued, and ends the wait (both
+runners hold the wait in this process, jobs/port.py HELD), instead of making a second run; each
+twin's message still stamps its own evidence (store.channels). A silent twin costs a change
+the whole wait.
 
 A notification for an unknown channel is answered 200 (Google would retry anything else); it
 is stopped at Google only when this database knows it (a channel replaced or forgotten whose
@@ -68,10 +69,10 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 STALE_GRACE_SECONDS = 5.0  # before stopping an unknown channel of one of our bindings
-#: with twins, a notification's sync waits this long for the other twin's message of the change
-#: 0.3 s: Google sends both twins' messages of a change together (the emulator within
-#: milliseconds), and the Google → CRM latency stays well within a second (latency.py's p99 was
-#: about 0.2 s with one channel); a longer wait would cost every change that time
+#: with twins, a notification's sync waits at most this long for the other twin's message of
+#: the change (its arrival ends the wait): 0.3 s, as Google sends both twins' messages of a
+#: change together (the emulator within milliseconds); only a change whose twin stays silent
+#: pays all of it
 TWIN_COALESCE_SECONDS = 0.3
 STOPPED_MEMORY = 10_000  # channel ids already stopped (or being stopped) by this process
 _stopping: OrderedDict[str, None] = OrderedDict()
@@ -282,7 +283,8 @@ async def google_push(request: Request) -> Response:
     settings = request.app.state.settings
     grace = timedelta(seconds=settings.channel_echo_grace_seconds)
     reason = Reason.ECHO if _answers_own_write(channel, grace) else Reason.WEBHOOK
-    twins = settings.push_channels_per_calendar >= 2
+    # the other twin's message of the change is worth waiting for only if the calendar has one
+    twins = settings.push_channels_per_calendar >= 2 and channel.twinned
     await jobs.enqueue_sync(channel.owner_id, reason, delay=TWIN_COALESCE_SECONDS if twins else 0.0)
     return Response(status_code=200)
 
