@@ -14,9 +14,9 @@
   process that received it, as the CRM changes' debounce is: one request per binding and wait,
   its twin's joins it and ends the wait, and the job is then deferred due now, so LISTEN/NOTIFY
   wakes a worker at once (a job deferred for later is found only by the workers' fetch poll,
-  so the poll had to run 4 times a second). Nothing is lost if the process dies meanwhile: the webhook answered
-  Google only after `sync_owed_at` was stored, and jobs/recovery.py syncs what is owed; a
-  process that stops defers what it holds at once;
+  so the poll had to run 4 times a second). Nothing is lost if the process dies meanwhile:
+  the webhook answered Google only after `sync_owed_at` was stored, and jobs/recovery.py
+  syncs what is owed; a process that stops defers what it holds at once;
 - periodic tasks (once per cluster per tick): polling, release of stalled jobs and of binding
   locks a dead worker left, and anything registered (channel renewal);
 - failures: a run that raises is deferred again with exponential delay (our own retry, so a
