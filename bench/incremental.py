@@ -291,13 +291,17 @@ class ServerCpu:
         self.conn = psycopg.connect(plain, autocommit=True)
         self.tick = os.sysconf("SC_CLK_TCK")
 
-    def seconds(self) -> float:
+    def _pids(self) -> list[int]:
+        """The backends connected to this database now, the bench's own left out."""
         rows = self.conn.execute(
             "SELECT pid FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
+        return [pid for (pid,) in rows]
+
+    def seconds(self) -> float:
         total = 0
-        for (pid,) in rows:
+        for pid in self._pids():
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
@@ -308,12 +312,7 @@ class ServerCpu:
 
     def open_now(self) -> int:
         """Connections to this database now, the bench's own left out."""
-        return len(
-            self.conn.execute(
-                "SELECT pid FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchall()
-        )
+        return len(self._pids())
 
     def sessions(self) -> int:
         """Sessions (connections) opened to this database so far (PostgreSQL ≥ 14)."""
