@@ -137,6 +137,11 @@ async def test_a_writer_waiting_past_the_timeout_fails_as_sqlite_would(db: Datab
         ("  select * from t", False),
         ("PRAGMA busy_timeout", False),
         ("WITH x AS (SELECT 1) SELECT * FROM x", False),
+        # a read whose CTE names a column or a function like a write word: still a read (a
+        # GET's `Database.reads()` refuses what may write)
+        ("WITH x AS (SELECT updated_at, replace(a, 'b', 'c') FROM t) SELECT * FROM x", False),
+        ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", True),
+        ("WITH x AS (SELECT 1) DELETE FROM t WHERE a IN (SELECT * FROM x)", True),
         ("INSERT INTO t VALUES (1)", True),
         ("UPDATE t SET a = 1 RETURNING a", True),
         ("DELETE FROM t", True),

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import sqlite3
 import weakref
 from collections.abc import Iterator, Sequence
@@ -94,15 +95,21 @@ def _run_many(conn: sqlite3.Connection, operation: str, seq: Sequence[Any]) -> _
 
 #: what a statement that only reads starts with (SQLAlchemy's SQL: no comments before)
 _READS = ("SELECT", "PRAGMA", "EXPLAIN")
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+#: a write after a CTE: the clause's words, not a column or function that names one
+#: (`updated_at`, `replace(...)`)
+_CTE_WRITE = re.compile(
+    r"\b(INSERT\s+(OR\s+\w+\s+)?INTO|REPLACE\s+INTO|DELETE\s+FROM"
+    r"|UPDATE\s+(OR\s+\w+\s+)?\S+\s+SET)\b",
+    re.IGNORECASE,
+)
 
 
 def may_write(operation: str) -> bool:
-    """Whether a statement may write (a CTE naming a write word counts: safe side)."""
+    """Whether a statement may write: anything that does not start as a read, or a CTE
+    before an INSERT, UPDATE, DELETE or REPLACE."""
     head = operation.lstrip()[:7].upper()
     if head.startswith("WITH"):  # a CTE before a SELECT or before a write
-        upper = operation.upper()
-        return any(word in upper for word in _WRITES)
+        return _CTE_WRITE.search(operation) is not None
     return not head.startswith(_READS)
 
 
