@@ -29,8 +29,11 @@ targets (reported against, not asserted): Google → CRM p99 < 1 s on PostgreSQL
 SQLite during the load; API p99 < 250 ms at 100 req/s (--rate paces the clients to a total
 request rate; the default, 0, lets each client go as fast as its answers come).
 
-Also printed: each process's CPU seconds during the load (Linux), and with --profile where
-`calsync serve`'s CPU went (cProfile, top functions by own time).
+Also printed: each process's CPU seconds during the load (Linux), and calsync's CPU per API
+request (serve, workers and PostgreSQL's backends over the requests answered: on a machine the
+load saturates, it decides the requests/s); the sync runs during the load and their Google
+requests, by trigger; with --profile where `calsync serve`'s CPU went (cProfile, top
+functions by own time).
 
   uv run python bench/api_load.py [--clients 50] [--seconds 60] [--google-rate 2]
       [--bindings 50] [--rate 0] [--db sqlite|postgres|both] [--postgres-url URL] [--profile]
@@ -86,6 +89,7 @@ class Figures:
     feed: dict[str, float] = field(default_factory=dict)  # Google subject → seen in the feed
     hooks: dict[str, float] = field(default_factory=dict)  # Google subject → webhook arrived
     runs: dict[str, int] = field(default_factory=dict)  # sync runs during the load, by trigger
+    google_requests: dict[str, int] = field(default_factory=dict)  # and their Google requests
     load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
     profile: Path | None = None  # cProfile's output for `calsync serve` (--profile)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process during the load
@@ -382,11 +386,13 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             await feed
         async with setup.db.session() as s:
             rows = await s.execute(
-                select(SyncRun.trigger, func.count())
+                select(SyncRun.trigger, func.count(), func.sum(SyncRun.google_requests))
                 .where(SyncRun.started_at >= since)
                 .group_by(SyncRun.trigger)
             )
-            fig.runs = {str(trigger): int(count) for trigger, count in rows.all()}
+            for trigger, count, requests in rows.all():
+                fig.runs[str(trigger)] = int(count)
+                fig.google_requests[str(trigger)] = int(requests or 0)
         await setup.db.dispose()
         if arrivals.bad:
             print(f"  {arrivals.bad} webhooks did not verify")
@@ -483,6 +489,17 @@ def report(figs: list[Figures], args: argparse.Namespace) -> None:
         runs = ", ".join(f"{k} {v}" for k, v in sorted(f.runs.items()))
         errors = ", ".join(f"{k} × {v}" for k, v in f.errors.most_common(6)) or "none"
         print(f"{f.label}: sync runs by trigger: {runs}; errors: {errors}")
+        requests = ", ".join(f"{k} {v}" for k, v in sorted(f.google_requests.items()))
+        print(f"{f.label}: their Google requests: {requests}")
+        # what one API request costs the whole deployment: on a machine the load saturates,
+        # the figure that decides the requests/s it serves (the sync runs the API's writes
+        # cause included)
+        ours = sum(v for k, v in f.cpu.items() if k not in ("emulator", "this bench"))
+        if ours and f.requests:
+            print(
+                f"{f.label}: calsync's CPU per API request, its syncs and database included:"
+                f" {ours * 1000 / f.requests:.1f} ms"
+            )
 
 
 def main() -> None:
