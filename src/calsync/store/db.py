@@ -167,7 +167,7 @@ class Database:
         #: sessions for reads only (`reads`): on PostgreSQL without a transaction; a write
         #: through one is refused (`WriteInReads`), on SQLite too
         options = {"isolation_level": "AUTOCOMMIT"} if self.dialect == "postgresql" else {}
-        readers = self.engine.execution_options(calsync_reads=True, **options)
+        readers = self.engine.execution_options(**options)  # its own events: the guard
         event.listen(readers.sync_engine, "before_cursor_execute", _refuse_writes)
         self.readers = async_sessionmaker(readers, expire_on_commit=False)
 

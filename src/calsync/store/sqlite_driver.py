@@ -132,8 +132,9 @@ def writes_on_loop() -> Iterator[None]:
         WRITES_ON_LOOP.reset(token)
 
 
+#: a read of up to this many ids (and their few rows each) is small (`reads_on_loop`)
+ON_LOOP_IDS = 20
 #: set by `reads_on_loop`: reads in its block run on the event loop's thread
-ON_LOOP_IDS = 20  # a read of up to this many ids (and their few rows each) is small
 ON_LOOP: ContextVar[bool] = ContextVar("calsync_sqlite_reads_on_loop", default=False)
 
 
