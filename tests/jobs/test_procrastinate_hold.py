@@ -56,42 +56,33 @@ if PG:
         assert job["scheduled_at"] is None  # due now: a worker is woken, none polls for it
 
     @ONLY_PROCRASTINATE
-    @pytest.mark.parametrize("reason", [Reason.WEBHOOK, Reason.ECHO])
+    @pytest.mark.parametrize(
+        ("first", "second", "job"),
+        [
+            (Reason.WEBHOOK, Reason.WEBHOOK, Reason.WEBHOOK),
+            (Reason.ECHO, Reason.ECHO, Reason.ECHO),
+            # one twin's message can make the other owe an echo (store.channels), so a
+            # change's two messages may come as WEBHOOK and ECHO: their one job is a
+            # WEBHOOK's, in the lane ahead of the echoes'
+            (Reason.WEBHOOK, Reason.ECHO, Reason.WEBHOOK),
+            (Reason.ECHO, Reason.WEBHOOK, Reason.WEBHOOK),
+        ],
+    )
     async def test_the_twins_message_ends_the_wait_and_joins_the_first(
-        h: Harness, db_url: str, make_runner: Any, reason: Reason
+        h: Harness, db_url: str, make_runner: Any, first: Reason, second: Reason, job: Reason
     ) -> None:
         runner = await make_runner()
         await runner.start()
-        await runner.enqueue_sync(h.binding_id, reason, delay=HOLD_SECONDS)
-        await asyncio.sleep(0.1)
-        assert await sync_jobs(db_url, h.binding_id) == []
-        await runner.enqueue_sync(h.binding_id, reason, delay=HOLD_SECONDS)  # the twin's
-        await asyncio.sleep(0.2)
-        (job,) = await sync_jobs(db_url, h.binding_id)  # deferred now, one for both
-        assert job["status"] == "todo" and job["args"]["reason"] == reason.value
-        assert job["scheduled_at"] is None
-        await asyncio.sleep(HOLD_SECONDS + 0.3)
-        assert len(await sync_jobs(db_url, h.binding_id)) == 1  # nothing more came of it
-
-    @ONLY_PROCRASTINATE
-    @pytest.mark.parametrize("first", [Reason.WEBHOOK, Reason.ECHO])
-    async def test_twins_messages_of_either_reason_make_one_job_in_googles_lane(
-        h: Harness, db_url: str, make_runner: Any, first: Reason
-    ) -> None:
-        """One twin's message can make the other owe an echo (store.channels), so a change's
-        two messages may come as WEBHOOK and ECHO: the second still ends the first's wait,
-        and the one job they make is a WEBHOOK's, in the lane ahead of the echoes'."""
-        runner = await make_runner()
-        await runner.start()
-        other = Reason.ECHO if first is Reason.WEBHOOK else Reason.WEBHOOK
         await runner.enqueue_sync(h.binding_id, first, delay=HOLD_SECONDS)
         await asyncio.sleep(0.1)
-        await runner.enqueue_sync(h.binding_id, other, delay=HOLD_SECONDS)
+        assert await sync_jobs(db_url, h.binding_id) == []
+        await runner.enqueue_sync(h.binding_id, second, delay=HOLD_SECONDS)  # the twin's
         await asyncio.sleep(0.2)
-        (job,) = await sync_jobs(db_url, h.binding_id)
-        assert job["args"]["reason"] == Reason.WEBHOOK.value and job["scheduled_at"] is None
+        (queued,) = await sync_jobs(db_url, h.binding_id)  # deferred now, one for both
+        assert queued["status"] == "todo" and queued["args"]["reason"] == job.value
+        assert queued["scheduled_at"] is None
         await asyncio.sleep(HOLD_SECONDS + 0.3)
-        assert len(await sync_jobs(db_url, h.binding_id)) == 1
+        assert len(await sync_jobs(db_url, h.binding_id)) == 1  # nothing more came of it
 
     @ONLY_PROCRASTINATE
     async def test_a_process_that_stops_during_the_wait_defers_what_it_held(
