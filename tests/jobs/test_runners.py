@@ -18,6 +18,12 @@ from tests.sync.conftest import Harness
 from .conftest import add_bindings, assert_never_concurrent, runs_of, start_running, wait_until
 
 
+async def settled(db: Database, h: Harness) -> bool:
+    """The binding has run, and no run of it is still going."""
+    runs = await runs_of(db, [h.binding_id])
+    return bool(runs) and all(r.finished_at is not None for r in runs)
+
+
 async def test_is_a_job_queue(make_runner: Any) -> None:
     runner = await make_runner()
     assert isinstance(runner, JobQueue)
@@ -39,13 +45,9 @@ async def test_burst_of_notifications_coalesces(h: Harness, db: Database, make_r
             await asyncio.sleep(0.005)  # let the first one start: the rest arrive meanwhile
     burst_over = utcnow()
 
-    async def settled() -> bool:
-        runs = await runs_of(db, [h.binding_id])
-        return bool(runs) and all(r.finished_at is not None for r in runs)
-
-    await wait_until(settled)
+    await wait_until(lambda: settled(db, h))
     await asyncio.sleep(1.5)  # a follow-up, if any, has had time to start and finish
-    await wait_until(settled)
+    await wait_until(lambda: settled(db, h))
     runs = await runs_of(db, [h.binding_id])
     # each sync that ended while the burst was still arriving (a loaded machine enqueues slower
     # than a sync runs; CI saw 3 syncs at load 10) lets the next waiting one start: beyond those,
@@ -69,13 +71,9 @@ async def test_a_notifications_twin_a_moment_later_joins_its_sync(
     await asyncio.sleep(TWIN_COALESCE_SECONDS / 3)
     await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=TWIN_COALESCE_SECONDS)
 
-    async def settled() -> bool:
-        runs = await runs_of(db, [h.binding_id])
-        return bool(runs) and all(r.finished_at is not None for r in runs)
-
-    await wait_until(settled)
+    await wait_until(lambda: settled(db, h))
     await asyncio.sleep(TWIN_COALESCE_SECONDS + 1.0)  # a second run, if any, has had its time
-    await wait_until(settled)
+    await wait_until(lambda: settled(db, h))
     runs = await runs_of(db, [h.binding_id])
     assert [(r.trigger, r.outcome) for r in runs] == [("webhook", "ok")]
 
@@ -96,11 +94,7 @@ async def test_the_twins_message_ends_the_wait_at_once(
     second = utcnow()
     await runner.enqueue_sync(h.binding_id, Reason.WEBHOOK, delay=HOLD_SECONDS)
 
-    async def settled() -> bool:
-        runs = await runs_of(db, [h.binding_id])
-        return bool(runs) and all(r.finished_at is not None for r in runs)
-
-    await wait_until(settled)
+    await wait_until(lambda: settled(db, h))
     await asyncio.sleep(HOLD_SECONDS)  # and nothing more comes of the two
     runs = await runs_of(db, [h.binding_id])
     assert [(r.trigger, r.outcome) for r in runs] == [("webhook", "ok")]
