@@ -36,6 +36,7 @@ from calsync.store import schedule
 from calsync.store.db import Database
 from calsync.store.schedule import PollCandidate
 from calsync.sync.channels import echo
+from calsync.sync.channels.kinds import trusted
 from calsync.sync.errors import backoff_delay
 
 from .budget import Budget
@@ -77,19 +78,13 @@ def spread(binding_id: uuid.UUID) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def channel_healthy(channel_id: str | None, expires_at: datetime | None, now: datetime) -> bool:
-    return bool(channel_id) and expires_at is not None and expires_at > now
-
-
 def healthy(candidate: PollCandidate, now: datetime) -> bool:
     """A channel (either twin) is live and has not been caught missing a change or an echo
     since it last notified."""
-    first = not candidate.channel_suspect and channel_healthy(
-        candidate.channel_id, candidate.channel_expires_at, now
-    )
-    return first or (
-        not candidate.twin_suspect
-        and channel_healthy(candidate.twin_channel_id, candidate.twin_channel_expires_at, now)
+    return trusted(
+        now,
+        (candidate.channel_id, candidate.channel_expires_at, candidate.channel_suspect),
+        (candidate.twin_channel_id, candidate.twin_channel_expires_at, candidate.twin_suspect),
     )
 
 

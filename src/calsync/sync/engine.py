@@ -31,6 +31,7 @@ from calsync.store.sqlite_driver import writes_on_loop
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, PrivateEvents
 
 from . import scans, transitions
+from .channels.kinds import binding_trusted
 from .codes import TEXTS
 from .context import Ctx, Hooks, RunProgress, RunSettings
 from .errors import Failure, Outcome, backoff_delay, run_failure
@@ -100,7 +101,7 @@ async def sync_binding(
     with writes_first(trigger in WRITES_FIRST):
         owner = owner or worker_id()
         hooks = hooks or Hooks()
-        run = _Run(owner)
+        run = _Run(owner, trigger)
         try:
             async with db.connection() as conn:
                 # a few small writes after the lock's: on SQLite on the loop's thread
@@ -145,6 +146,8 @@ async def sync_binding(
 #: them they ran once per write instead of once per burst, and the API starved (bench/api_load:
 #: 52 req/s of 100, p99 2.8 s)
 WRITES_FIRST = frozenset({"webhook", "manual"})
+#: the trigger of a CRM change's push (jobs.port.Reason.CHANGE)
+CRM_CHANGE = "change"
 
 
 @dataclass
@@ -152,6 +155,7 @@ class _Run:
     """One call's state between its transactions."""
 
     owner: str
+    trigger: str
     locked: bool = False
     ended: bool = False
     id: uuid.UUID | None = None
@@ -195,6 +199,26 @@ async def _start(
             full_sync=full or _first_sync(binding),
         )
     return loaded
+
+
+def _reads_google(run: _Run, binding: CalendarBinding, progress: RunProgress) -> bool:
+    """Whether the run lists Google's changes before it pushes. Every run does but a CRM
+    change's (`CRM_CHANGE`) when nothing says Google has news for it: no notification owed
+    (`sync_owed_at`, stored before the webhook's 200), a channel of the calendar live and
+    trusted (`channels.kinds.trusted`, the poll interval's rule), a sync token, no scan or
+    full listing owed. Such a listing finds nothing but the last push's echo, which its own
+    notification's run reads anyway: skipping it saves a request and a round trip before
+    the CRM's change reaches Google. The push needs no fresh read (sync/plan.py): every
+    patch and delete carries If-Match, and a 412 re-reads that one event and merges; a
+    change Google made meanwhile is announced, and read by the run the notification owes."""
+    return not (
+        run.trigger == CRM_CHANGE
+        and run.owed is None
+        and binding.sync_token is not None
+        and not progress.full
+        and not progress.scan
+        and binding_trusted(binding, utcnow())
+    )
 
 
 def _first_sync(binding: CalendarBinding) -> bool:
@@ -325,7 +349,10 @@ async def _work(
             # an account used before: its old export calendar's events come here first
             await transitions.gather(ctx)
             if ctx.settings.pulls:
-                await pull(ctx)
+                if _reads_google(run, binding, ctx.progress):
+                    await pull(ctx)
+                else:  # the point between the pull and the push is still there
+                    await ctx.settings.hooks.fire("after_pull", ctx)
             if ctx.settings.pushes:
                 await push(ctx, end)
         finally:

@@ -22,6 +22,7 @@ from calsync.google.models import Channel
 from calsync.settings import Settings
 from calsync.store import channels as stored
 from calsync.store.base import utcnow
+from calsync.store.models import CalendarBinding
 
 WEBHOOK_PATH = "/webhooks/google"
 RENEW_MARGIN = timedelta(days=1)  # renew when less than a day ...
@@ -34,6 +35,37 @@ TWIN_RENEW_FRACTION = 0.1
 ACTIVE, EXPIRING, NONE = "active", "expiring", "none"
 LIST_PREFIX = "list-"
 TWIN_PREFIX = "twin-"
+
+
+def live(channel_id: str | None, expires_at: datetime | None, now: datetime) -> bool:
+    """A channel Google still delivers to: watched, and not expired."""
+    return bool(channel_id) and expires_at is not None and expires_at > now
+
+
+#: an events channel as its evidence needs it: (channel id, expiry, caught missing a change)
+ChannelState = tuple[str | None, datetime | None, bool]
+
+
+def trusted(now: datetime, *channels: ChannelState) -> bool:
+    """One of the calendar's channels (the first, its twin) is live and has not been caught
+    missing a change or an echo since it last notified (sync/channels/echo.py): what it has
+    not announced, Google has not changed — up to its delivery's delay."""
+    return any(
+        not suspect and live(channel_id, expires, now) for channel_id, expires, suspect in channels
+    )
+
+
+def binding_trusted(binding: CalendarBinding, now: datetime) -> bool:
+    """`trusted` for a binding's stored channels."""
+    return trusted(
+        now,
+        (binding.channel_id, binding.channel_expires_at, binding.channel_suspect_since is not None),
+        (
+            binding.twin_channel_id,
+            binding.twin_channel_expires_at,
+            binding.twin_channel_suspect_since is not None,
+        ),
+    )
 
 
 @dataclass(frozen=True)

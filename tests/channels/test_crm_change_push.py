@@ -1,0 +1,245 @@
+"""A CRM change's run does not list Google first while the calendar's channel is trusted and
+has announced nothing (sync/engine.py `_reads_google`): the change reaches Google in one
+request, and what Google changed meanwhile is still merged, never overwritten — by If-Match
+and the 412's re-read, or by the run its notification owes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from calsync import clock
+from calsync.jobs.port import Reason
+from calsync.store.models import CalendarBinding
+from calsync.sync.engine import RunResult, sync_binding
+
+from .conftest import Served
+from .test_evidence import _connected
+
+EMAIL = "pusher@example.com"
+
+
+def requests_after(served: Served, seq: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = served.emu.control("GET", f"/requests?after={seq}").json()[
+        "items"
+    ]
+    return [r for r in items if r["account"] == EMAIL]
+
+
+def last_seq(served: Served) -> int:
+    return int(served.emu.control("GET", "/requests?after=0").json()["last_seq"])
+
+
+def kinds(log: list[dict[str, Any]]) -> list[str]:
+    """Each request in the order Google saw it: 'list', 'batch' (its parts come before it,
+    as 'insert', 'patch', 'delete'), or 'get' (one event)."""
+    out = []
+    for r in log:
+        path, method = str(r["path"]), r["method"]
+        if path.startswith("/batch/"):
+            out.append("batch")
+        elif path.endswith("/events"):
+            out.append("list" if method == "GET" else "insert")
+        else:
+            out.append({"GET": "get", "PATCH": "patch", "DELETE": "delete"}[method])
+    return out
+
+
+def writes(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The writes to events (a batch's parts; the batch itself carries no query)."""
+    return [
+        r
+        for r in log
+        if r["method"] in ("POST", "PATCH", "PUT", "DELETE") and not r["path"].startswith("/batch/")
+    ]
+
+
+async def sync(served: Served, binding_id: uuid.UUID, trigger: str) -> RunResult:
+    result = await sync_binding(
+        served.world.db, binding_id, served.services.access, trigger=trigger
+    )
+    assert result.ok, result
+    return result
+
+
+def silence(served: Served, channel_id: str) -> None:
+    """Google keeps the channel's notifications to itself: a change it has not announced."""
+    served.emu.control("POST", f"/channels/{channel_id}/silence", {"silent": True})
+
+
+def one(events: list[dict[str, Any]], summary: str) -> dict[str, Any]:
+    (found,) = [e for e in events if e.get("summary") == summary]
+    return found
+
+
+async def pushed_and_echoed(served: Served, user_id: uuid.UUID, binding_id: uuid.UUID) -> str:
+    """A CRM entry pushed and its echo read: synced on both sides, nothing owed."""
+    activity_id = await served.activity(user_id, "Quarterly review")
+    await sync(served, binding_id, "change")
+    await served.wait_for(lambda: (binding_id, Reason.ECHO) in served.jobs.requests)
+    await sync(served, binding_id, "echo")
+    assert (await served.binding(binding_id)).sync_owed_at is None
+    return activity_id
+
+
+async def test_a_crm_change_reaches_google_in_one_request_when_google_announced_nothing(
+    served: Served,
+) -> None:
+    user_id, binding_id = await _connected(served, EMAIL)
+    await served.activity(user_id, "Made in the CRM")
+    seq = last_seq(served)
+    result = await sync(served, binding_id, "change")
+    log = requests_after(served, seq)
+    # the insert alone, in its batch: no listing before it
+    assert kinds(log) == ["insert", "batch"], kinds(log)
+    assert all("sendUpdates=none" in str(r["query"]) for r in writes(log))
+    assert result.counts["pushed"] == 1
+    # the echo's run reads the event back and writes nothing: one copy on each side, and the
+    # whole CRM change cost two requests (the batch and the echo's listing), not three
+    await served.wait_for(lambda: (binding_id, Reason.ECHO) in served.jobs.requests)
+    echo = await sync(served, binding_id, "echo")
+    log = requests_after(served, seq)
+    assert kinds(log) == ["insert", "batch", "list"], kinds(log)
+    assert not any(echo.counts.get(k) for k in ("created", "updated", "deleted", "pushed"))
+    assert [e["summary"] for e in served.events(EMAIL)] == ["Made in the CRM"]
+    assert [a["subject"] for a in await served.activities(user_id)] == ["Made in the CRM"]
+    assert (await served.binding(binding_id)).sync_owed_at is None
+
+
+async def test_a_notification_owed_makes_the_crm_change_read_google_first(
+    served: Served,
+) -> None:
+    """Google announced a change the CRM's run has not read: it lists first, and the change
+    is in the CRM after that run, whatever the notification's own job does later."""
+    user_id, binding_id = await _connected(served, EMAIL)
+    served.insert_event(EMAIL, "Made in Google")
+    await served.wait_for(lambda: (binding_id, Reason.WEBHOOK) in served.jobs.requests)
+    owed = (await served.binding(binding_id)).sync_owed_at
+    assert owed is not None
+    await served.activity(user_id, "Made in the CRM")
+    seq = last_seq(served)
+    await sync(served, binding_id, "change")
+    assert kinds(requests_after(served, seq)) == ["list", "insert", "batch"]
+    subjects = sorted(a["subject"] for a in await served.activities(user_id))
+    assert subjects == ["Made in Google", "Made in the CRM"]
+    # the run covered the notification: nothing owed from before it (its own write's echo
+    # may be owed by now)
+    after = (await served.binding(binding_id)).sync_owed_at
+    assert after is None or after > owed
+
+
+@pytest.mark.parametrize(
+    ("channel", "reads_first"),
+    [
+        ("trusted", False),
+        ("suspect", True),
+        ("expired", True),
+        ("none", True),
+        pytest.param("suspect", False, marks=pytest.mark.channels(2), id="twin-trusted"),
+        pytest.param("both suspect", True, marks=pytest.mark.channels(2), id="twins-suspect"),
+    ],
+)
+async def test_without_a_trusted_channel_a_crm_change_reads_google_first(
+    served: Served, channel: str, reads_first: bool
+) -> None:
+    """A channel caught missing a change, expired, or never made announces nothing: the
+    CRM's run then lists what Google changed, as every run did before (with twins, when
+    neither is trusted). A trusted one that kept a change quiet loses nothing either: the
+    next run that lists reads it."""
+    user_id, binding_id = await _connected(served, EMAIL)
+    binding = await served.binding(binding_id)
+    for channel_id in (binding.channel_id, binding.twin_channel_id):
+        if channel_id:
+            silence(served, channel_id)
+    served.insert_event(EMAIL, "Not announced")
+    now = clock.utcnow()
+    changed: dict[str, Any] = {
+        "trusted": {},
+        "suspect": {"channel_suspect_since": now},
+        "both suspect": {"channel_suspect_since": now, "twin_channel_suspect_since": now},
+        "expired": {"channel_expires_at": now - timedelta(minutes=1)},
+        "none": {"channel_id": None, "channel_expires_at": None},
+    }[channel]
+    if changed:
+        async with served.world.db.session() as s:
+            await s.execute(
+                update(CalendarBinding).where(CalendarBinding.id == binding_id).values(**changed)
+            )
+            await s.commit()
+    await served.activity(user_id, "Made in the CRM")
+    seq = last_seq(served)
+    await sync(served, binding_id, "change")
+    assert ("list" in kinds(requests_after(served, seq))) is reads_first
+    subjects = {a["subject"] for a in await served.activities(user_id)}
+    assert ("Not announced" in subjects) is reads_first
+    await sync(served, binding_id, "poll")
+    subjects = {a["subject"] for a in await served.activities(user_id)}
+    assert subjects == {"Not announced", "Made in the CRM"}
+    assert sorted(e["summary"] for e in served.events(EMAIL)) == sorted(subjects)
+
+
+async def test_a_google_edit_not_yet_announced_is_merged_by_the_crm_change(
+    served: Served,
+) -> None:
+    """The person moves the meeting's place in Google; before Google announces it, a
+    salesperson renames it in the CRM. The rename's patch carries the etag calsync last saw:
+    Google answers 412, the run reads that one event, merges, and writes the rename — both
+    edits on both sides, one copy, no e-mail to a guest."""
+    user_id, binding_id = await _connected(served, EMAIL)
+    activity_id = await pushed_and_echoed(served, user_id, binding_id)
+    silence(served, (await served.binding(binding_id)).channel_id)
+    event = one(served.events(EMAIL), "Quarterly review")
+    with served.google(EMAIL) as g:
+        resp = g.patch(f"/calendars/{EMAIL}/events/{event['id']}", json={"location": "Oslo"})
+    assert resp.status_code == 200, resp.text
+    resp = await served.call(
+        "PATCH",
+        f"/api/v1/activities/{activity_id}",
+        json={"subject": "Quarterly review (moved up)"},
+        headers={"If-Match": await etag(served, activity_id)},
+    )
+    assert resp.status_code == 200, resp.text
+    seq = last_seq(served)
+    result = await sync(served, binding_id, "change")
+    assert result.counts["refetched"] == 1
+    log = requests_after(served, seq)
+    assert "list" not in kinds(log)
+    assert all("sendUpdates=none" in str(r["query"]) for r in writes(log))
+    (after,) = served.events(EMAIL)
+    assert (after["summary"], after["location"]) == ("Quarterly review (moved up)", "Oslo")
+    (row,) = await served.activities(user_id)
+    assert (row["subject"], row["location"]) == ("Quarterly review (moved up)", "Oslo")
+    mails = served.emu.control("GET", "/emails").json()["items"]
+    assert mails == []
+
+
+async def test_a_crm_delete_of_an_event_edited_unannounced_in_google_keeps_the_edit(
+    served: Served,
+) -> None:
+    """An edit beats a deletion (docs/sync.md, "The decision table"), also when the delete
+    goes out before Google announced the edit: the delete's If-Match fails, the run reads the
+    event, and the entry comes back in the CRM with the edit."""
+    user_id, binding_id = await _connected(served, EMAIL)
+    activity_id = await pushed_and_echoed(served, user_id, binding_id)
+    silence(served, (await served.binding(binding_id)).channel_id)
+    event = one(served.events(EMAIL), "Quarterly review")
+    with served.google(EMAIL) as g:
+        resp = g.patch(f"/calendars/{EMAIL}/events/{event['id']}", json={"location": "Oslo"})
+    assert resp.status_code == 200, resp.text
+    resp = await served.call("DELETE", f"/api/v1/activities/{activity_id}")
+    assert resp.status_code in (200, 204), resp.text
+    await sync(served, binding_id, "change")
+    (after,) = served.events(EMAIL)
+    assert after["status"] == "confirmed" and after["location"] == "Oslo"
+    (row,) = await served.activities(user_id)
+    assert (row["subject"], row["location"]) == ("Quarterly review", "Oslo")
+
+
+async def etag(served: Served, activity_id: str) -> str:
+    resp = await served.call("GET", f"/api/v1/activities/{activity_id}")
+    assert resp.status_code == 200, resp.text
+    return str(resp.headers["ETag"])
