@@ -14,8 +14,10 @@ from sqlalchemy import update
 
 from calsync import clock
 from calsync.jobs.port import Reason
+from calsync.store import bindings
 from calsync.store.models import CalendarBinding
 from calsync.sync.engine import RunResult, sync_binding
+from calsync.sync.errors import Outcome
 
 from .conftest import Served
 from .test_evidence import _connected
@@ -243,3 +245,37 @@ async def etag(served: Served, activity_id: str) -> str:
     resp = await served.call("GET", f"/api/v1/activities/{activity_id}")
     assert resp.status_code == 200, resp.text
     return str(resp.headers["ETag"])
+
+
+async def test_deletions_confirmed_after_the_guard_are_applied_by_a_crm_changes_run(
+    served: Served,
+) -> None:
+    """The mass-delete guard paused the calendar and the user confirmed the deletions it held
+    back: the confirmation holds until a run has listed Google and applied them. A CRM
+    change's run that comes first lists too: one that skipped the listing would clear the
+    confirmation without applying it, and the next listing would pause the calendar again."""
+    user_id, binding_id = await _connected(served, EMAIL)
+    for i in range(24):
+        await served.activity(user_id, f"Customer visit {i}", days=1 + i % 5)
+    await sync(served, binding_id, "change")
+    await served.wait_for(lambda: (binding_id, Reason.ECHO) in served.jobs.requests)
+    await sync(served, binding_id, "echo")
+    silence(served, (await served.binding(binding_id)).channel_id)
+    with served.google(EMAIL) as g:
+        for event in served.events(EMAIL):
+            assert g.delete(f"/calendars/{EMAIL}/events/{event['id']}").status_code == 204
+    paused = await sync_binding(served.world.db, binding_id, served.services.access, trigger="poll")
+    assert paused.outcome is Outcome.PAUSED
+    assert (await served.binding(binding_id)).sync_owed_at is None  # Google announced nothing
+    async with served.world.db.session() as s:
+        await bindings.resume(s, binding_id, confirm_deletions=True)
+        await s.commit()
+    await served.activity(user_id, "Made after the resume")
+    result = await sync(served, binding_id, "change")
+    assert result.counts["deleted"] == 24
+    assert [a["subject"] for a in await served.activities(user_id)] == ["Made after the resume"]
+    assert [e["summary"] for e in served.events(EMAIL)] == ["Made after the resume"]
+    after = await sync(served, binding_id, "poll")
+    assert after.outcome is Outcome.OK
+    binding = await served.binding(binding_id)
+    assert binding.stage != "paused" and not binding.deletions_confirmed

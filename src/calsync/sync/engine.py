@@ -205,7 +205,8 @@ def _reads_google(run: _Run, binding: CalendarBinding, progress: RunProgress) ->
     """Whether the run lists Google's changes before it pushes. Every run does but a CRM
     change's (`CRM_CHANGE`) when nothing says Google has news for it: no notification owed
     (`sync_owed_at`, stored before the webhook's 200), a channel of the calendar live and
-    trusted (`channels.kinds.trusted`, the poll interval's rule), a sync token, no scan or
+    trusted (`channels.kinds.trusted`, the poll interval's rule), a sync token, no deletions
+    the user confirmed after the mass-delete guard (the listing applies them), no scan or
     full listing owed. Such a listing finds nothing but the last push's echo, which its own
     notification's run reads anyway: skipping it saves a request and a round trip before
     the CRM's change reaches Google. The push needs no fresh read (sync/plan.py): every
@@ -215,6 +216,7 @@ def _reads_google(run: _Run, binding: CalendarBinding, progress: RunProgress) ->
         run.trigger == CRM_CHANGE
         and run.owed is None
         and binding.sync_token is not None
+        and not binding.deletions_confirmed
         and not progress.full
         and not progress.scan
         and binding_trusted(binding, utcnow())
