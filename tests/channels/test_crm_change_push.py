@@ -10,12 +10,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from calsync import clock
 from calsync.jobs.port import Reason
-from calsync.store import bindings
-from calsync.store.models import CalendarBinding
+from calsync.store import bindings, connections
+from calsync.store.models import CalendarBinding, SyncIssue
+from calsync.store.statuses import BindingStage
+from calsync.sync.channels.calendar_list import GONE_MESSAGE
+from calsync.sync.channels.service import Channels
 from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.errors import Outcome
 
@@ -279,3 +282,63 @@ async def test_deletions_confirmed_after_the_guard_are_applied_by_a_crm_changes_
     assert after.outcome is Outcome.OK
     binding = await served.binding(binding_id)
     assert binding.stage != "paused" and not binding.deletions_confirmed
+
+
+async def test_a_crm_change_to_a_deleted_calendar_disables_it_instead_of_parking_entries(
+    served: Served,
+) -> None:
+    """Google answers a write with 404 when the calendar is gone. A run that listed first
+    learnt that from the listing and disabled the calendar with its message; one that did
+    not list lists now, and ends the same way — never an issue parked on each entry."""
+    served.emu.account(EMAIL)
+    team = served.emu.control("POST", f"/accounts/{EMAIL}/calendars", {"summary": "Team"})
+    team_id = team.json()["id"]
+    user_id, _, _ = await served.connected(EMAIL)
+    resp = await served.call(
+        "PATCH",
+        f"/api/v1/users/{user_id}/google/settings",
+        json={"import_calendar_ids": [team_id], "export_calendar_id": team_id},
+    )
+    assert resp.status_code == 200, resp.text
+    async with served.world.db.session() as s:
+        connection = await connections.for_user(s, user_id)
+        assert connection is not None
+        (binding,) = [
+            b
+            for b in await bindings.for_connection(s, connection.id)
+            if b.google_calendar_id == team_id
+        ]
+    binding_id = binding.id
+    await sync(served, binding_id, "initial")
+    activity_id = await pushed_and_echoed(served, user_id, binding_id)
+    # Google's calendarList channel would tell first; without one only a request does
+    service = Channels(served.world.db, served.services.access, served.services.settings)
+    assert await service.unwatch_list(binding.connection_id)
+    silence(served, (await served.binding(binding_id)).channel_id)
+    served.emu.control("DELETE", f"/calendars/{team_id}")
+    resp = await served.call(
+        "PATCH",
+        f"/api/v1/activities/{activity_id}",
+        json={"subject": "Quarterly review (moved up)"},
+        headers={"If-Match": await etag(served, activity_id)},
+    )
+    assert resp.status_code == 200, resp.text
+    await served.activity(user_id, "Made after the deletion")
+    result = await sync_binding(
+        served.world.db, binding_id, served.services.access, trigger="change"
+    )
+    assert result.outcome is Outcome.DISABLED, result
+    assert result.error is not None and result.error.code == "calsync.calendar_gone"
+    after = await served.binding(binding_id)
+    assert after.stage == BindingStage.DISABLED and after.paused_reason == GONE_MESSAGE
+    async with served.world.db.session() as s:
+        open_issues = (
+            await s.execute(
+                select(SyncIssue).where(
+                    SyncIssue.binding_id == binding_id, SyncIssue.resolved_at.is_(None)
+                )
+            )
+        ).all()
+    assert open_issues == []
+    subjects = sorted(a["subject"] for a in await served.activities(user_id))
+    assert subjects == ["Made after the deletion", "Quarterly review (moved up)"]

@@ -137,6 +137,12 @@ class RunProgress:
     #: activities the push can only write after another write lands (a new master's
     #: exceptions): planned again in the next round
     later: set[uuid.UUID] = field(default_factory=set)
+    #: the run has not listed Google (a CRM change's, sync.engine `_reads_google`): a write
+    #: Google answers 404 waits for a listing instead of being parked (`relist`)
+    unread: bool = False
+    #: a write found no event or no calendar at Google while `unread`: the engine lists now
+    #: (a calendar gone disables the binding) and pushes again
+    relist: bool = False
 
 
 @dataclass
