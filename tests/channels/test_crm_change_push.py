@@ -91,6 +91,32 @@ async def pushed_and_echoed(served: Served, user_id: uuid.UUID, binding_id: uuid
     return activity_id
 
 
+async def edited_unannounced(served: Served) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A synced entry whose place the person changed in Google, with nothing announced yet
+    (the channel, still trusted, silenced): (user, binding, activity)."""
+    user_id, binding_id = await _connected(served, EMAIL)
+    activity_id = await pushed_and_echoed(served, user_id, binding_id)
+    silence(served, (await served.binding(binding_id)).channel_id)
+    event = one(served.events(EMAIL), "Quarterly review")
+    with served.google(EMAIL) as g:
+        resp = g.patch(f"/calendars/{EMAIL}/events/{event['id']}", json={"location": "Oslo"})
+    assert resp.status_code == 200, resp.text
+    return user_id, binding_id, activity_id
+
+
+async def rename(served: Served, activity_id: str, subject: str) -> None:
+    """The salesperson's edit through the CRM API."""
+    resp = await served.call("GET", f"/api/v1/activities/{activity_id}")
+    assert resp.status_code == 200, resp.text
+    resp = await served.call(
+        "PATCH",
+        f"/api/v1/activities/{activity_id}",
+        json={"subject": subject},
+        headers={"If-Match": resp.headers["ETag"]},
+    )
+    assert resp.status_code == 200, resp.text
+
+
 async def test_a_crm_change_reaches_google_in_one_request_when_google_announced_nothing(
     served: Served,
 ) -> None:
@@ -194,20 +220,8 @@ async def test_a_google_edit_not_yet_announced_is_merged_by_the_crm_change(
     salesperson renames it in the CRM. The rename's patch carries the etag calsync last saw:
     Google answers 412, the run reads that one event, merges, and writes the rename — both
     edits on both sides, one copy, no e-mail to a guest."""
-    user_id, binding_id = await _connected(served, EMAIL)
-    activity_id = await pushed_and_echoed(served, user_id, binding_id)
-    silence(served, (await served.binding(binding_id)).channel_id)
-    event = one(served.events(EMAIL), "Quarterly review")
-    with served.google(EMAIL) as g:
-        resp = g.patch(f"/calendars/{EMAIL}/events/{event['id']}", json={"location": "Oslo"})
-    assert resp.status_code == 200, resp.text
-    resp = await served.call(
-        "PATCH",
-        f"/api/v1/activities/{activity_id}",
-        json={"subject": "Quarterly review (moved up)"},
-        headers={"If-Match": await etag(served, activity_id)},
-    )
-    assert resp.status_code == 200, resp.text
+    user_id, binding_id, activity_id = await edited_unannounced(served)
+    await rename(served, activity_id, "Quarterly review (moved up)")
     seq = last_seq(served)
     result = await sync(served, binding_id, "change")
     assert result.counts["refetched"] == 1
@@ -228,26 +242,16 @@ async def test_a_crm_delete_of_an_event_edited_unannounced_in_google_keeps_the_e
     """An edit beats a deletion (docs/sync.md, "The decision table"), also when the delete
     goes out before Google announced the edit: the delete's If-Match fails, the run reads the
     event, and the entry comes back in the CRM with the edit."""
-    user_id, binding_id = await _connected(served, EMAIL)
-    activity_id = await pushed_and_echoed(served, user_id, binding_id)
-    silence(served, (await served.binding(binding_id)).channel_id)
-    event = one(served.events(EMAIL), "Quarterly review")
-    with served.google(EMAIL) as g:
-        resp = g.patch(f"/calendars/{EMAIL}/events/{event['id']}", json={"location": "Oslo"})
-    assert resp.status_code == 200, resp.text
+    user_id, binding_id, activity_id = await edited_unannounced(served)
     resp = await served.call("DELETE", f"/api/v1/activities/{activity_id}")
     assert resp.status_code in (200, 204), resp.text
-    await sync(served, binding_id, "change")
+    seq = last_seq(served)
+    result = await sync(served, binding_id, "change")
+    assert result.counts["refetched"] == 1 and "list" not in kinds(requests_after(served, seq))
     (after,) = served.events(EMAIL)
     assert after["status"] == "confirmed" and after["location"] == "Oslo"
     (row,) = await served.activities(user_id)
     assert (row["subject"], row["location"]) == ("Quarterly review", "Oslo")
-
-
-async def etag(served: Served, activity_id: str) -> str:
-    resp = await served.call("GET", f"/api/v1/activities/{activity_id}")
-    assert resp.status_code == 200, resp.text
-    return str(resp.headers["ETag"])
 
 
 async def test_deletions_confirmed_after_the_guard_are_applied_by_a_crm_changes_run(
@@ -316,13 +320,7 @@ async def test_a_crm_change_to_a_deleted_calendar_disables_it_instead_of_parking
     assert await service.unwatch_list(binding.connection_id)
     silence(served, (await served.binding(binding_id)).channel_id)
     served.emu.control("DELETE", f"/calendars/{team_id}")
-    resp = await served.call(
-        "PATCH",
-        f"/api/v1/activities/{activity_id}",
-        json={"subject": "Quarterly review (moved up)"},
-        headers={"If-Match": await etag(served, activity_id)},
-    )
-    assert resp.status_code == 200, resp.text
+    await rename(served, activity_id, "Quarterly review (moved up)")
     await served.activity(user_id, "Made after the deletion")
     result = await sync_binding(
         served.world.db, binding_id, served.services.access, trigger="change"
