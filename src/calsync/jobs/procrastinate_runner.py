@@ -179,7 +179,7 @@ class ProcrastinateQueue:
             lane = "poll"  # behind webhooks and CRM changes someone is waiting to see
         elif reason in (Reason.CHANGE, Reason.ECHO):
             # behind Google's notifications (issue 16); the echo of a push joins a push waiting
-            # for the binding (its run reads Google's changes first)
+            # for the binding (the notification is owed, so that run reads Google first)
             lane = "change"
         else:
             lane = "now"

@@ -278,8 +278,8 @@ async def google_push(request: Request) -> Response:
         metrics.webhook_received(channel.owner_id)
     assert jobs is not None
     # most likely the echo of calsync's own write: nobody waits for it, so it queues behind
-    # Google's other news, and joins a push of the binding already waiting (whose run reads
-    # Google's changes first)
+    # Google's other news, and joins a push of the binding already waiting (the sync it owes,
+    # stored above, makes that run read Google first: sync.engine `_reads_google`)
     settings = request.app.state.settings
     grace = timedelta(seconds=settings.channel_echo_grace_seconds)
     reason = Reason.ECHO if _answers_own_write(channel, grace) else Reason.WEBHOOK
