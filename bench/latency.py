@@ -1,4 +1,5 @@
-"""Push latency: a change made in Google (the emulator) → visible through calsync's CRM API.
+"""Push latency: a change made in Google (the emulator) → visible through calsync's CRM API;
+with `--direction crm`, a CRM entry made through the API → written to Google.
 
 Sets up N connected bindings (default 1,000: accounts in the emulator, tokens issued by its
 control API and stored as the connections' tokens, a first sync, a push channel each), then makes
@@ -12,12 +13,21 @@ gcal_emulator`, standing in for Google), calsync (`calsync serve`) and, for proc
 and calsync in this process as threads made them share one interpreter lock and measured that
 contention, not calsync.) The measurement starts once no sync is running or queued.
 
+`--direction crm` creates M CRM entries instead (POST /api/v1/activities, a random owner each)
+and times until the emulator's request log (read through its control API) shows the insert in
+the owner's calendar: the CRM-change debounce (CALSYNC_CHANGE_DEBOUNCE_SECONDS, 1 s of quiet)
+plus the push's run. `--google-latency-ms N` makes the emulator answer every Google request N ms
+late once the set-up is done (`POST /emulator/v1/latency`; Google takes 100-300 ms a request, the
+emulator about 1 ms), so a run's round trips to Google count as they would in production; the
+control API, which measures, is not slowed.
+
 Runners: `embedded` (the in-process runner inside the web process, SQLite) and `procrastinate`
 (PostgreSQL: the web process only enqueues, 2 `calsync worker` processes sync), the latter when
 --postgres-url (or CALSYNC_TEST_POSTGRES_URL) is given. Prints p50/p90/p99/max and the sync runs
 made during the measurement by trigger (polls there would mean the safety net got in the way).
 
   uv run python bench/latency.py [--bindings 1000] [--changes 200] [--runner embedded|procrastinate|both]
+      [--direction google|crm] [--google-latency-ms 0]
 """
 
 from __future__ import annotations
@@ -269,6 +279,47 @@ async def measure(base: str, setup: Setup, emu_url: str, changes: int) -> list[f
     return out
 
 
+async def measure_crm(base: str, setup: Setup, emu_url: str, changes: int) -> list[float]:
+    """Each CRM entry from just before its POST until the emulator logged its insert (one
+    change at a time, so each push is alone: the debounce's 1 s of quiet, then the run)."""
+    rng = random.Random(7)
+    out: list[float] = []
+    headers = {"Authorization": f"Bearer {setup.admin_key}"}
+    requests = f"{emu_url}/emulator/v1/requests"
+    async with httpx.AsyncClient(timeout=30) as http:
+        for i in range(changes):
+            user_id, email, _ = rng.choice(setup.owners)
+            seq = (await http.get(requests, params={"after": 2**62})).json()["last_seq"]
+            start = (datetime.now(UTC) + timedelta(days=1 + i % 20)).replace(microsecond=0)
+            t0 = time.perf_counter()
+            resp = await http.post(
+                f"{base}/api/v1/activities",
+                headers=headers,
+                json={
+                    "owner_id": str(user_id),
+                    "subject": f"crm change {i}",
+                    "start": start.isoformat(),
+                    "end": (start + timedelta(hours=1)).isoformat(),
+                    "time_zone": "UTC",
+                },
+            )
+            resp.raise_for_status()
+            while True:
+                log = (await http.get(requests, params={"after": seq})).json()["items"]
+                if any(
+                    r["account"] == email
+                    and r["method"] == "POST"
+                    and r["path"].endswith("/events")
+                    for r in log
+                ):
+                    break
+                if time.perf_counter() - t0 > 30:
+                    raise RuntimeError(f"crm change {i} never reached Google")
+                await asyncio.sleep(POLL_API_SECONDS)
+            out.append(time.perf_counter() - t0)
+    return out
+
+
 async def insert_in_google(
     http: httpx.AsyncClient, emu_url: str, email: str, token: str, subject: str, *, day: int
 ) -> float:
@@ -358,7 +409,15 @@ class Result:
     runs: dict[str, int]  # sync runs during the measurement, by trigger
 
 
-async def run(runner: str, n: int, changes: int, pg_url: str | None, concurrency: int) -> Result:
+async def run(
+    runner: str,
+    n: int,
+    changes: int,
+    pg_url: str | None,
+    concurrency: int,
+    direction: str = "google",
+    google_latency_ms: int = 0,
+) -> Result:
     key = crypto.generate_key()
     crypto.install(crypto.Keyring([key]))
     tmp = Path(tempfile.mkdtemp(prefix="calsync-bench-"))
@@ -404,8 +463,15 @@ async def run(runner: str, n: int, changes: int, pg_url: str | None, concurrency
         print(
             f"  {runner}: {n} bindings synced, watched and settled in {time.perf_counter() - t:.1f} s"
         )
+        if google_latency_ms:
+            async with httpx.AsyncClient(timeout=10) as http:
+                resp = await http.post(
+                    f"{emu_url}/emulator/v1/latency", json={"ms": google_latency_ms}
+                )
+                resp.raise_for_status()
         since = datetime.now(UTC)
-        latencies = await measure(base, setup, emu_url, changes)
+        measured = measure_crm if direction == "crm" else measure
+        latencies = await measured(base, setup, emu_url, changes)
         async with setup.db.session() as s:
             rows = await s.execute(
                 select(SyncRun.trigger, func.count())
@@ -426,6 +492,18 @@ def main() -> None:
     parser.add_argument("--runner", choices=["embedded", "procrastinate", "both"], default="both")
     parser.add_argument("--concurrency", type=int, default=4, help="CALSYNC_JOBS_CONCURRENCY")
     parser.add_argument("--postgres-url", default=os.environ.get("CALSYNC_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--direction",
+        choices=["google", "crm"],
+        default="google",
+        help="google: a change made in Google → the CRM API; crm: a CRM entry → Google",
+    )
+    parser.add_argument(
+        "--google-latency-ms",
+        type=int,
+        default=0,
+        help="the emulator answers each Google request this much later (after the set-up)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     runners = ["embedded", "procrastinate"] if args.runner == "both" else [args.runner]
@@ -435,13 +513,26 @@ def main() -> None:
     rows = []
     for runner in runners:
         result = asyncio.run(
-            run(runner, args.bindings, args.changes, args.postgres_url, args.concurrency)
+            run(
+                runner,
+                args.bindings,
+                args.changes,
+                args.postgres_url,
+                args.concurrency,
+                args.direction,
+                args.google_latency_ms,
+            )
         )
         rows.append((runner, result))
     print()
+    what = (
+        "CRM entry → written to Google"
+        if args.direction == "crm"
+        else "change in Google → visible via the CRM API"
+    )
     print(
-        f"change in Google → visible via the CRM API ({args.bindings} bindings, {args.changes}"
-        f" changes, concurrency {args.concurrency})"
+        f"{what} ({args.bindings} bindings, {args.changes} changes, concurrency"
+        f" {args.concurrency}, Google answers {args.google_latency_ms} ms late)"
     )
     print(f"{'runner':<26}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'max ms':>8}  runs by trigger")
     for runner, result in rows:
