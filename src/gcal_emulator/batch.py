@@ -2,7 +2,8 @@
 
 Each part is dispatched through the whole app again, so auth, scopes, quotas, the request log and
 fault injection apply to every part as if it had been sent on its own (Google counts a batch of
-n as n requests, too). Parts run one after another in the order given.
+n as n requests, too). Parts run one after another in the order given. The global latency is
+the batch request's, once: a round trip to Google, not one per part.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ async def call_app(app: ASGIApp, outer: Request, part: Part) -> PartResponse:
         "raw_path": path.encode("latin-1", "replace"),
         "query_string": target.query.encode("latin-1", "replace"),
         "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        "state": {},
+        # a part of a batch: the global latency was the batch request's (middleware.py)
+        "state": {"batch_part": True},
         "extensions": {},
     }
     done = asyncio.Event()

@@ -172,7 +172,8 @@ class GoogleMiddleware:
                 duration_ms=(time.perf_counter() - t0) * 1000,
             )
 
-        if world.latency_ms > 0:
+        if world.latency_ms > 0 and not state.get("batch_part"):
+            # one round trip: a batch waits it once, not once per part (batch.py)
             await asyncio.sleep(world.latency_ms / 1000)
         fault = pick_fault(world, method, path)
         if fault is not None:

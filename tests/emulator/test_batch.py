@@ -170,6 +170,30 @@ def test_faults_hit_single_parts(emulator: Emulator) -> None:
     assert json.loads(out[0][2])["error"]["errors"][0]["reason"] == "backendError"
 
 
+def test_the_global_latency_is_the_batch_requests_once(emulator: Emulator) -> None:
+    """It stands for a round trip to Google, and a batch is one: the batch request waits it,
+    its parts do not wait it again (ten parts are not ten round trips). The request log's
+    duration of each entry tells, not a clock in the test."""
+    emulator.account(ADA)
+    token = emulator.token(ADA)
+    last = emulator.control("GET", "/requests?after=999999999").json()["last_seq"]
+    emulator.control("POST", "/latency", {"ms": 300})
+    stop = (
+        "Content-Type: application/http\r\n\r\n"
+        "POST /calendar/v3/channels/stop HTTP/1.1\r\n"
+        'Content-Type: application/json\r\n\r\n{"id": "x"}'
+    )
+    out = _split_response(_raw_batch(emulator, [stop] * 10, token))
+    emulator.control("POST", "/latency", {"ms": 0})
+    assert [status for _, status, _ in out] == [404] * 10
+    log = emulator.control("GET", f"/requests?after={last}").json()["items"]
+    (envelope,) = [r for r in log if r["path"].startswith("/batch/")]
+    parts = [r for r in log if r["path"].endswith("/channels/stop")]
+    assert len(parts) == 10
+    assert envelope["duration_ms"] >= 300
+    assert all(r["duration_ms"] < 300 for r in parts), [r["duration_ms"] for r in parts]
+
+
 def test_more_than_1000_parts_is_refused(emulator: Emulator) -> None:
     emulator.account(ADA)
     part = "Content-Type: application/http\r\n\r\nPOST /calendar/v3/channels/stop HTTP/1.1\r\n\r\n"
