@@ -62,6 +62,7 @@ bench: env
 	$(UV) run --frozen python bench/google_client.py
 	$(UV) run --frozen python bench/import.py --rounds 2
 	$(UV) run --frozen python bench/latency.py
+	$(UV) run --frozen python bench/latency.py --direction crm --bindings 100 --changes 30 --google-latency-ms 150
 	$(UV) run --frozen python bench/webhook_latency.py
 	$(UV) run --frozen python bench/webhook_latency.py --changes 100 --kill-every 10
 	$(UV) run --frozen python bench/budget.py --days 2
