@@ -23,6 +23,7 @@ from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.errors import Outcome
 
 from .conftest import Served
+from .test_echo import last_seq
 from .test_evidence import _connected
 
 EMAIL = "pusher@example.com"
@@ -33,10 +34,6 @@ def requests_after(served: Served, seq: int) -> list[dict[str, Any]]:
         "items"
     ]
     return [r for r in items if r["account"] == EMAIL]
-
-
-def last_seq(served: Served) -> int:
-    return int(served.emu.control("GET", "/requests?after=0").json()["last_seq"])
 
 
 def kinds(log: list[dict[str, Any]]) -> list[str]:
