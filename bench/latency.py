@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,17 +266,25 @@ async def measure(base: str, setup: Setup, emu_url: str, changes: int) -> list[f
             user_id, email, token = rng.choice(setup.owners)
             subject = f"change {i} {uuid.uuid4().hex[:6]}"
             t0 = await insert_in_google(http, emu_url, email, token, subject, day=1 + i % 20)
-            while True:
+
+            async def listed(user_id: uuid.UUID = user_id, subject: str = subject) -> bool:
                 got = await http.get(
                     f"{base}/api/v1/activities", params={"owner": str(user_id)}, headers=headers
                 )
-                if any(a["subject"] == subject for a in got.json()["activities"]):
-                    break
-                if time.perf_counter() - t0 > 30:
-                    raise RuntimeError(f"{subject} never arrived")
-                await asyncio.sleep(POLL_API_SECONDS)
-            out.append(time.perf_counter() - t0)
+                return any(a["subject"] == subject for a in got.json()["activities"])
+
+            out.append(await arrived(listed, t0, f"{subject} never arrived"))
     return out
+
+
+async def arrived(seen: Callable[[], Awaitable[bool]], t0: float, never: str) -> float:
+    """Seconds from `t0` (time.perf_counter()) until `seen()` says so, asked every
+    POLL_API_SECONDS; raises with `never` after 30 s."""
+    while not await seen():
+        if time.perf_counter() - t0 > 30:
+            raise RuntimeError(never)
+        await asyncio.sleep(POLL_API_SECONDS)
+    return time.perf_counter() - t0
 
 
 async def measure_crm(base: str, setup: Setup, emu_url: str, changes: int) -> list[float]:
@@ -304,19 +312,17 @@ async def measure_crm(base: str, setup: Setup, emu_url: str, changes: int) -> li
                 },
             )
             resp.raise_for_status()
-            while True:
+
+            async def inserted(email: str = email, seq: int = seq) -> bool:
                 log = (await http.get(requests, params={"after": seq})).json()["items"]
-                if any(
+                return any(
                     r["account"] == email
                     and r["method"] == "POST"
                     and r["path"].endswith("/events")
                     for r in log
-                ):
-                    break
-                if time.perf_counter() - t0 > 30:
-                    raise RuntimeError(f"crm change {i} never reached Google")
-                await asyncio.sleep(POLL_API_SECONDS)
-            out.append(time.perf_counter() - t0)
+                )
+
+            out.append(await arrived(inserted, t0, f"crm change {i} never reached Google"))
     return out
 
 
