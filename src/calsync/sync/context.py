@@ -137,11 +137,9 @@ class RunProgress:
     #: activities the push can only write after another write lands (a new master's
     #: exceptions): planned again in the next round
     later: set[uuid.UUID] = field(default_factory=set)
-    #: the run has not listed Google (a CRM change's, sync.engine `_reads_google`): a write
-    #: Google answers 404 waits for a listing instead of being parked (`relist`)
-    unread: bool = False
-    #: a write found no event or no calendar at Google while `unread`: the engine lists now
-    #: (a calendar gone disables the binding) and pushes again
+    #: a write found no event or no calendar at Google while the run had not listed Google
+    #: (`Ctx.unread`): the engine lists now (a calendar gone disables the binding) and pushes
+    #: again
     relist: bool = False
 
 
@@ -151,6 +149,13 @@ class Ctx:
 
     settings: RunSettings
     progress: RunProgress
+
+    @property
+    def unread(self) -> bool:
+        """The run pulls but has not listed Google (a CRM change's, sync.engine
+        `_reads_google`): a write Google answers 404 waits for a listing instead of being
+        parked (`RunProgress.relist`)."""
+        return self.settings.pulls and self.progress.listed is None
 
     def learn_time_zone(self, zone: str | None) -> None:
         """The calendar's zone as Google's listing states it, for a binding stored without one

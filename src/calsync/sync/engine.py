@@ -354,14 +354,13 @@ async def _work(
                 if _reads_google(run, binding, ctx.progress):
                     await pull(ctx)
                 else:  # the point between the pull and the push is still there
-                    ctx.progress.unread = True
                     await ctx.settings.hooks.fire("after_pull", ctx)
             if ctx.settings.pushes:
                 await push(ctx, end)
                 if ctx.progress.relist:
                     # a write found nothing at Google: list now (a calendar gone ends the run
                     # disabled, as a listing first would have), then write what is still owed
-                    ctx.progress.unread = ctx.progress.relist = False
+                    ctx.progress.relist = False
                     ctx.progress.counts["deferred"] = 0
                     await pull(ctx)
                     await push(ctx, end)

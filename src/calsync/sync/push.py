@@ -235,7 +235,7 @@ async def settle(ctx: Ctx, op: Op, result: Any) -> Settled:
             await reconcile(ctx, session, event, link)
             await session.commit()
             return Settled.AGAIN
-        if isinstance(result, errors.NotFound) and ctx.progress.unread:
+        if isinstance(result, errors.NotFound) and ctx.unread:
             # the calendar may be gone, or the event moved: the listing tells (sync.engine)
             ctx.progress.relist = True
             return Settled.DEFERRED
