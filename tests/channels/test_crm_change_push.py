@@ -19,6 +19,7 @@ from calsync.store.models import CalendarBinding, SyncIssue
 from calsync.store.statuses import BindingStage
 from calsync.sync.channels.calendar_list import GONE_MESSAGE
 from calsync.sync.channels.service import Channels
+from calsync.sync.context import Hooks
 from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.errors import Outcome
 
@@ -337,3 +338,51 @@ async def test_a_crm_change_to_a_deleted_calendar_disables_it_instead_of_parking
     assert open_issues == []
     subjects = sorted(a["subject"] for a in await served.activities(user_id))
     assert subjects == ["Made after the deletion", "Quarterly review (moved up)"]
+
+
+async def test_a_crash_right_after_googles_answer_leaves_one_copy_each(served: Served) -> None:
+    """The run that did not list Google dies right after Google took its writes, before it
+    stored anything. The next CRM change's run (again without a listing) writes them again:
+    the insert answers 409 and is adopted, the rename's patch finds the version moved (412)
+    and reads it back — one event per entry in Google, one entry per event in the CRM, the
+    rename on both sides, no e-mail to a guest."""
+    user_id, binding_id = await _connected(served, EMAIL)
+    activity_id = await pushed_and_echoed(served, user_id, binding_id)
+    await rename(served, activity_id, "Quarterly review (moved up)")
+    await served.activity(user_id, "Made before the crash")
+    # the writes' echo not delivered yet when the process comes back: nothing owed, so the
+    # next run does not list either (with the echo in, it lists and reads them back)
+    silence(served, (await served.binding(binding_id)).channel_id)
+
+    async def die(*_: Any) -> None:
+        raise RuntimeError("the process dies right after Google's answer")
+
+    seq = last_seq(served)
+    with pytest.raises(RuntimeError):
+        await sync_binding(
+            served.world.db,
+            binding_id,
+            served.services.access,
+            trigger="change",
+            hooks=Hooks(after_google_write=die),
+        )
+    assert "list" not in kinds(requests_after(served, seq))
+    assert sorted(e["summary"] for e in served.events(EMAIL)) == [
+        "Made before the crash",
+        "Quarterly review (moved up)",
+    ]
+    restart = last_seq(served)
+    result = await sync(served, binding_id, "change")
+    assert result.counts["adopted"] == 1 and result.counts["refetched"] == 1
+    assert "list" not in kinds(requests_after(served, restart))
+    assert sorted(e["summary"] for e in served.events(EMAIL)) == [
+        "Made before the crash",
+        "Quarterly review (moved up)",
+    ]
+    subjects = sorted(a["subject"] for a in await served.activities(user_id))
+    assert subjects == ["Made before the crash", "Quarterly review (moved up)"]
+    # settled: the next run has nothing to write
+    again = await sync(served, binding_id, "change")
+    assert not again.counts.get("pushed") and not again.counts.get("refetched")
+    assert all("sendUpdates=none" in str(r["query"]) for r in writes(requests_after(served, seq)))
+    assert served.emu.control("GET", "/emails").json()["items"] == []
