@@ -361,7 +361,7 @@ async def _work(
                     # a write found nothing at Google: list now (a calendar gone ends the run
                     # disabled, as a listing first would have), then write what is still owed
                     ctx.progress.relist = False
-                    ctx.progress.counts["deferred"] = 0
+                    ctx.progress.counts["deferred"] = 0  # the second push counts what stays
                     await pull(ctx)
                     await push(ctx, end)
         finally:
