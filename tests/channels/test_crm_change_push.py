@@ -19,12 +19,11 @@ from calsync.store.models import CalendarBinding, SyncIssue
 from calsync.store.statuses import BindingStage
 from calsync.sync.channels.calendar_list import GONE_MESSAGE
 from calsync.sync.channels.service import Channels
-from calsync.sync.context import Hooks
 from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.errors import Outcome
 
 from .conftest import Served
-from .test_echo import last_seq
+from .test_echo import dies_after_google_write, last_seq
 from .test_evidence import _connected
 
 EMAIL = "pusher@example.com"
@@ -354,18 +353,8 @@ async def test_a_crash_right_after_googles_answer_leaves_one_copy_each(served: S
     # next run does not list either (with the echo in, it lists and reads them back)
     silence(served, (await served.binding(binding_id)).channel_id)
 
-    async def die(*_: Any) -> None:
-        raise RuntimeError("the process dies right after Google's answer")
-
     seq = last_seq(served)
-    with pytest.raises(RuntimeError):
-        await sync_binding(
-            served.world.db,
-            binding_id,
-            served.services.access,
-            trigger="change",
-            hooks=Hooks(after_google_write=die),
-        )
+    await dies_after_google_write(served, binding_id)
     assert "list" not in kinds(requests_after(served, seq))
     assert sorted(e["summary"] for e in served.events(EMAIL)) == [
         "Made before the crash",

@@ -5,6 +5,7 @@ it works, with the expectation stored before the write (a crash leaves it checke
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,31 @@ def calendar_calls(served: Served, seq: int, account: str) -> list[dict[str, Any
 
 def last_seq(served: Served) -> int:
     return int(served.emu.control("GET", "/requests?after=0").json()["last_seq"])
+
+
+async def dies_after_google_write(
+    served: Served,
+    binding_id: uuid.UUID,
+    *,
+    before_write: Callable[..., Awaitable[None]] | None = None,
+    at_death: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """A CRM change's sync whose process dies right after Google answered its writes, before
+    it stored anything (`at_death`: what the test reads at that moment)."""
+
+    async def die(*_: Any) -> None:
+        if at_death is not None:
+            await at_death()
+        raise RuntimeError("the process dies right after Google's answer")
+
+    with pytest.raises(RuntimeError):
+        await sync_binding(
+            served.world.db,
+            binding_id,
+            served.services.access,
+            trigger="change",
+            hooks=Hooks(before_google_write=before_write, after_google_write=die),
+        )
 
 
 async def push_crm_entry(
@@ -119,20 +145,12 @@ async def test_the_expectation_is_stored_before_the_write(
     await served.activity(user_id, "Written")
     seen: list[Any] = []
 
-    async def after_write(*_: Any) -> None:
+    async def owed_then() -> None:
         async with served.world.db.session() as s:
             seen.append(await echo_owed(s, binding_id))
             await s.commit()
-        raise RuntimeError("the process dies right after Google's answer")
 
-    with pytest.raises(RuntimeError):
-        await sync_binding(
-            served.world.db,
-            binding_id,
-            served.services.access,
-            trigger="change",
-            hooks=Hooks(after_google_write=after_write),
-        )
+    await dies_after_google_write(served, binding_id, at_death=owed_then)
     assert seen and seen[0] is not None
     await tick(served, runner, GRACE.total_seconds() + 1)  # after the restart: still checked
     assert (await served.binding(binding_id)).channel_suspect_since is not None

@@ -22,13 +22,11 @@ from calsync.store.base import utcnow
 from calsync.store.models import CalendarBinding
 from calsync.sync.channels.kinds import EVENTS, EVENTS_TWIN
 from calsync.sync.channels.service import Channels
-from calsync.sync.context import Hooks
-from calsync.sync.engine import sync_binding
 from calsync.web.webhooks import TWIN_COALESCE_SECONDS
 from tests.jobs.conftest import runs_of
 
 from .conftest import GRACE, Served, tick
-from .test_echo import calendar_calls, last_seq
+from .test_echo import calendar_calls, dies_after_google_write, last_seq
 from .test_evidence import _connected
 
 pytestmark = pytest.mark.channels(2)
@@ -331,17 +329,7 @@ async def test_the_expectation_is_stored_on_both_twins_before_the_write(
             seen.append(tuple(row))
             await s.commit()
 
-    async def after_write(*_: Any) -> None:
-        raise RuntimeError("the process dies right after Google's answer")
-
-    with pytest.raises(RuntimeError):
-        await sync_binding(
-            served.world.db,
-            binding_id,
-            served.services.access,
-            trigger="change",
-            hooks=Hooks(before_google_write=before_write, after_google_write=after_write),
-        )
+    await dies_after_google_write(served, binding_id, before_write=before_write)
     assert seen and None not in seen[0]
     await served.wait_for(lambda: delivered(served, first))
     await tick(served, runner, GRACE.total_seconds() + 1)  # after the restart: still checked
