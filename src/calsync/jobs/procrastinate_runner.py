@@ -33,7 +33,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procrastinate import App, PsycopgConnector
 from procrastinate import exceptions as pexc
@@ -52,6 +52,9 @@ from .execute import Executor, busy
 from .port import HELD, Periodic, Reason, holds
 from .postgres_url import conninfo
 
+if TYPE_CHECKING:
+    import psycopg
+
 log = logging.getLogger(__name__)
 
 SYNC_TASK = "calsync.sync_binding"
@@ -68,8 +71,23 @@ FETCH_POLL_SECONDS = 1.0
 
 def connector(database_url: str) -> PsycopgConnector:
     """procrastinate's connector, its pool checking only connections that sat idle (a check
-    on every checkout is a round trip before each of its queries: store/liveness.py)."""
-    return PsycopgConnector(conninfo=conninfo(database_url), pool_factory=liveness.psycopg_pool)
+    on every checkout is a round trip before each of its queries: store/liveness.py), its
+    connections in autocommit (`_autocommit`)."""
+    return PsycopgConnector(
+        conninfo=conninfo(database_url),
+        pool_factory=liveness.psycopg_pool,
+        configure=_autocommit,
+    )
+
+
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every query procrastinate sends through its pool is one statement (a call of one of its
+    functions: defer, fetch, finish, retry; its schema is one script, which PostgreSQL runs
+    as one implicit transaction). psycopg's default wraps each in a BEGIN and a COMMIT of
+    their own, two more round trips around every one; in autocommit the statement is its own
+    transaction, with the same effect. (procrastinate opens its LISTEN connection in
+    autocommit itself.)"""
+    await conn.set_autocommit(True)
 
 
 def cron_for(seconds: float) -> str:
