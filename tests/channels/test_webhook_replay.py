@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
@@ -166,13 +167,25 @@ async def test_a_notification_is_served_ahead_of_the_router_and_sessions(
     ]
 
 
-async def test_a_notification_is_two_statements_without_an_orm_session(served: Served) -> None:
+async def test_a_notification_is_two_statements_without_an_orm_session(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The channel's lookup and the message number's write, on a connection (web.webhooks: a
-    session's set-up, commit and close cost about as much as one of its statements)."""
+    session's set-up, commit and close cost about as much as one of its statements). On
+    PostgreSQL each is its own transaction: no BEGIN and COMMIT round trips around them
+    (asyncpg starts a transaction only for a connection not in autocommit)."""
     _, _, binding_id = await served.connected("sol@example.com")
     await served.wait_for(lambda: len(served.deliveries()) == 2)  # the `sync` messages
     headers = await _headers(served, binding_id, 7)
     sessions: list[asyncio.Task[Any] | None] = []
+    begun: list[asyncio.Task[Any] | None] = []
+    start = asyncpg.transaction.Transaction.start
+
+    async def counted(self: Any) -> None:  # a transaction sent to PostgreSQL, from any task
+        begun.append(asyncio.current_task())
+        await start(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
 
     def began(*_: Any) -> None:  # an ORM session began a transaction, in this task or another
         sessions.append(asyncio.current_task())
@@ -186,9 +199,12 @@ async def test_a_notification_is_two_statements_without_an_orm_session(served: S
         event.remove(Session, "after_begin", began)
     assert resp.status_code == 200 and served.jobs.requests == [(binding_id, Reason.WEBHOOK)]
     assert asyncio.current_task() not in sessions
+    assert asyncio.current_task() not in begun
     channel = [s for s in sent if "channel" in s]
     assert len(channel) == 2, channel  # the lookup, the write
     assert channel[0].startswith("SELECT") and channel[1].startswith("UPDATE"), channel
+    # the write is committed: another connection sees it
+    assert (await served.binding(binding_id)).channel_message_seq == 7
 
 
 @pytest.mark.channels(2)

@@ -170,6 +170,7 @@ class Database:
         readers = self.engine.execution_options(**options)  # its own events: the guard
         event.listen(readers.sync_engine, "before_cursor_execute", _refuse_writes)
         self.readers = async_sessionmaker(readers, expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(**options) if options else self.engine
 
     @property
     def dialect(self) -> str:
@@ -204,6 +205,21 @@ class Database:
         (the Google webhook's lookup and write): a session's set-up, commit and close cost
         about as much CPU as one of its statements."""
         conn = await self.engine.connect()
+        try:
+            yield conn
+        finally:
+            await close(conn)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """`connection()` for statements each complete on its own (the Google webhook's lookup,
+        then its conditional UPDATE of the channel's row). On PostgreSQL each statement is
+        its own transaction, so neither BEGIN nor COMMIT is sent: two of the four round trips
+        of a notification's receipt. Under READ COMMITTED each statement of a transaction sees
+        what was committed when it started anyway. SQLite: `connection()`'s (its BEGIN costs no
+        round trip, and its writes take turns at their first statement: `writes_first`), so
+        the caller still commits, which is a no-op on PostgreSQL."""
+        conn = await self._autocommit.connect()
         try:
             yield conn
         finally:

@@ -240,10 +240,11 @@ async def google_push(request: Request) -> Response:
         if metrics:
             metrics.webhooks.labels(result="malformed").inc()
         return Response(status_code=400)
-    # the lookup and the message number's write in one transaction, on a connection without
-    # an ORM session (both are table statements: a session's fixed cost is a good part of a
-    # webhook-triggered sync's)
-    async with request.app.state.db.connection() as session:
+    # the lookup and the message number's write, on a connection without an ORM session (both
+    # are table statements: a session's fixed cost is a good part of a webhook-triggered
+    # sync's), each statement on its own: the UPDATE's WHERE checks again what the lookup read
+    # (the channel, a newer message number), so they need no transaction around them
+    async with request.app.state.db.autocommit() as session:
         found = await _lookup(session, channel_id)
         refused = _refused(request, found, channel_id, resource_id, state_name, metrics)
         if refused is not None:
