@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 async def run(url: str, args: argparse.Namespace) -> None:
-    from incremental import fresh_postgres, linked_calendar
+    from incremental import TRIGGERS, fresh_postgres, linked_calendar
     from sqlalchemy import event
 
     from calsync.sync.engine import sync_binding
@@ -53,13 +53,13 @@ async def run(url: str, args: argparse.Namespace) -> None:
         elif args.kind == "crm":
             await cal.edit_in_crm(r)
         if r == 0:  # warm-up, not profiled
-            await sync_binding(db, cal.binding_id, google, trigger="webhook")
+            await sync_binding(db, cal.binding_id, google, trigger=TRIGGERS[args.kind])
             statements = 0
             continue
         last.clear()
         began = time.process_time()
         profile.enable()
-        result = await sync_binding(db, cal.binding_id, google, trigger="webhook")
+        result = await sync_binding(db, cal.binding_id, google, trigger=TRIGGERS[args.kind])
         profile.disable()
         cpu += time.process_time() - began
         assert result.ok, result
