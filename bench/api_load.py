@@ -61,7 +61,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -90,6 +90,7 @@ class Figures:
     hooks: dict[str, float] = field(default_factory=dict)  # Google subject → webhook arrived
     runs: dict[str, int] = field(default_factory=dict)  # sync runs during the load, by trigger
     google_requests: dict[str, int] = field(default_factory=dict)  # and their Google requests
+    idle: dict[str, int] = field(default_factory=dict)  # runs that sent Google nothing, by trigger
     load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
     profile: Path | None = None  # cProfile's output for `calsync serve` (--profile)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process during the load
@@ -386,13 +387,19 @@ async def run(db: str, args: argparse.Namespace) -> Figures:
             await feed
         async with setup.db.session() as s:
             rows = await s.execute(
-                select(SyncRun.trigger, func.count(), func.sum(SyncRun.google_requests))
+                select(
+                    SyncRun.trigger,
+                    func.count(),
+                    func.sum(SyncRun.google_requests),
+                    func.sum(case((SyncRun.google_requests == 0, 1), else_=0)),
+                )
                 .where(SyncRun.started_at >= since)
                 .group_by(SyncRun.trigger)
             )
-            for trigger, count, requests in rows.all():
+            for trigger, count, requests, idle in rows.all():
                 fig.runs[str(trigger)] = int(count)
                 fig.google_requests[str(trigger)] = int(requests or 0)
+                fig.idle[str(trigger)] = int(idle or 0)
         await setup.db.dispose()
         if arrivals.bad:
             print(f"  {arrivals.bad} webhooks did not verify")
@@ -491,6 +498,10 @@ def report(figs: list[Figures], args: argparse.Namespace) -> None:
         print(f"{f.label}: sync runs by trigger: {runs}; errors: {errors}")
         requests = ", ".join(f"{k} {v}" for k, v in sorted(f.google_requests.items()))
         print(f"{f.label}: their Google requests: {requests}")
+        # a CRM change's push that found its change pushed already (by an echo's run): a run
+        # that costs its start and end and asks Google nothing
+        idle = ", ".join(f"{k} {v}" for k, v in sorted(f.idle.items()))
+        print(f"{f.label}: runs that sent Google nothing: {idle}")
         # what one API request costs the whole deployment: on a machine the load saturates,
         # the figure that decides the requests/s it serves (the sync runs the API's writes
         # cause included)
