@@ -502,6 +502,11 @@ def report(figs: list[Figures], args: argparse.Namespace) -> None:
         # that costs its start and end and asks Google nothing
         idle = ", ".join(f"{k} {v}" for k, v in sorted(f.idle.items()))
         print(f"{f.label}: runs that sent Google nothing: {idle}")
+        # the slower the API answers, the more often an owner's write finds the debounce's
+        # second of quiet and goes out alone (a push and its echo's run): this ratio, not
+        # the code, is most of the spread between runs (docs/deploy.md, fourth session)
+        if f.requests:
+            print(f"{f.label}: sync runs per API request: {sum(f.runs.values()) / f.requests:.2f}")
         # what one API request costs the whole deployment: on a machine the load saturates,
         # the figure that decides the requests/s it serves (the sync runs the API's writes
         # cause included)
