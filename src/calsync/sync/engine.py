@@ -106,7 +106,7 @@ async def sync_binding(
             async with db.connection() as conn:
                 # a few small writes after the lock's: on SQLite on the loop's thread
                 with writes_on_loop():
-                    loaded = await _start(conn, binding_id, owner, lock_ttl, run, trigger, full)
+                    loaded = await _start(conn, binding_id, owner, lock_ttl, run, full)
                 await conn.commit()
             if loaded is None:
                 return RunResult(Outcome.SKIPPED, error=_busy())
@@ -169,7 +169,6 @@ async def _start(
     owner: str,
     ttl: timedelta,
     run: _Run,
-    trigger: str,
     full: bool,
 ) -> sync_rows.Loaded | None:
     """Lock, read, and start the run in the caller's transaction (None: not locked): table
@@ -195,7 +194,7 @@ async def _start(
             conn,
             binding.tenant_id,
             binding.id,
-            trigger=trigger,
+            trigger=run.trigger,
             full_sync=full or _first_sync(binding),
         )
     return loaded
