@@ -15,6 +15,7 @@ from calsync.google import errors
 from calsync.google.models import CalendarListEntry
 from calsync.jobs.polling import DEFAULT_POLL_SECONDS, MIN_POLL_SECONDS
 from calsync.store import bindings, connections, google_settings
+from calsync.store.base import utcnow
 from calsync.store.db import Database
 from calsync.store.models import (
     CalendarBinding,
@@ -26,7 +27,7 @@ from calsync.store.models import (
 )
 from calsync.store.statuses import BindingRole, BindingStage, Code, ConnectionStatus, RunOutcome
 from calsync.sync import tokens as sync_tokens
-from calsync.sync.channels.kinds import NONE
+from calsync.sync.channels.kinds import binding_trusted
 from calsync.sync.channels.kinds import state_of as channel_state
 from calsync.sync.codes import remedy_for
 from calsync.sync.connect import fetch_calendars
@@ -226,9 +227,7 @@ def _push_channel(b: CalendarBinding, tenant: Tenant, services: GoogleServices) 
     first = b.channel_expires_at if b.channel_id else None
     second = b.twin_channel_expires_at if b.twin_channel_id else None
     state, twin_state = channel_state(first, settings), channel_state(second, settings)
-    trusted = (state != NONE and b.channel_suspect_since is None) or (
-        twin_state != NONE and b.twin_channel_suspect_since is None
-    )
+    trusted = binding_trusted(b, utcnow())  # the poll interval's rule (jobs.polling.healthy)
     suspect = b.channel_suspect_since is not None or b.twin_channel_suspect_since is not None
     twin = None
     if b.twin_channel_id:
