@@ -265,6 +265,8 @@ def one_size(args: argparse.Namespace, events: int) -> dict[str, dict[str, float
             f"/emulator/v1/accounts/{ACCOUNT}/tokens", json={"expires_in": 36000}
         ).json()["access_token"]
         asyncio.run(seed(server.url, token, events))
+        if args.google_latency_ms:  # after the seeding: every Google request from here on
+            http.post("/emulator/v1/latency", json={"ms": args.google_latency_ms})
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in runners}
         for round_ in range(args.rounds):
             for name in runners:
@@ -318,8 +320,9 @@ def parent(args: argparse.Namespace) -> None:
         load = med.pop("load")
         print()
         print(
-            f"First import of {n} events, {args.rounds} alternating rounds (medians; 1-minute "
-            f"load average {load['min']:.1f}-{load['max']:.1f} after each run)"
+            f"First import of {n} events, {args.rounds} alternating rounds, Google answering "
+            f"{args.google_latency_ms} ms late (medians; 1-minute load average "
+            f"{load['min']:.1f}-{load['max']:.1f} after each run)"
         )
         names = list(med)
         header = "".join(f"{name:>12}" for name in names)
@@ -358,6 +361,13 @@ def main() -> None:
         default=os.environ.get("CALSYNC_TEST_POSTGRES_URL") or None,
         help="also import into a fresh database on this PostgreSQL server "
         "(default: CALSYNC_TEST_POSTGRES_URL if set)",
+    )
+    p.add_argument(
+        "--google-latency-ms",
+        type=int,
+        default=0,
+        help="the emulator answers every Google request this late (Google takes 100-300 ms; "
+        "default 0: the clients' own cost alone)",
     )
     p.add_argument("--database", help=argparse.SUPPRESS)
     args = p.parse_args()
