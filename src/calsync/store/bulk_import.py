@@ -512,23 +512,6 @@ def _emit_created(session: AsyncSession, rows: Sequence[dict[str, Any]], origin:
         webhooks.activity_changed(session, activity, ChangeKind.CREATED, origin)
 
 
-async def refresh_statistics(session: AsyncSession) -> bool:
-    """After a large bulk import, PostgreSQL: ANALYZE the tables it filled, in the caller's
-    transaction. Until autovacuum gets to them (a minute or more later) the planner knows
-    nothing of the rows just loaded, and picked nested loops over them that made the push's
-    first window query (`links.unexported`) take seconds per thousand events. A role that
-    does not own the tables gets a warning from PostgreSQL, not an error. SQLite plans
-    without statistics (its ANALYZE would pin plans to this moment's table sizes): nothing.
-    Returns whether it ran."""
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        return False
-    quote = connection.dialect.identifier_preparer.format_table
-    names = ", ".join(quote(t) for t in sorted((_ACTIVITY, _CHANGE, _LINK), key=lambda t: t.name))
-    await connection.exec_driver_sql(f"ANALYZE {names}")
-    return True
-
-
 # reads by ids and counts -------------------------------------------------------------------
 
 

@@ -44,6 +44,12 @@ class Writes:
         self._running = asyncio.ensure_future(_store(ctx, checked))
         self._ids = frozenset(item.google_event_id for item in checked)
 
+    @property
+    def pending(self) -> int:
+        """Events in the chunk still being written (counted as created once it commits)."""
+        running = self._running
+        return len(self._ids) if running is not None and not running.done() else 0
+
     async def wait(self) -> None:
         """Until the chunk being written has committed (its error, if it failed, raised)."""
         running, self._running, self._ids = self._running, None, frozenset()

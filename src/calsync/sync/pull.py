@@ -25,7 +25,7 @@ from calsync.domain.matching import match, match_key
 from calsync.google import errors
 from calsync.google.calendar import Pages
 from calsync.google.models import Event, RawEventsPage
-from calsync.store import activities, bindings, bulk_import, links, runs
+from calsync.store import activities, bindings, bulk_import, links, planner, runs
 from calsync.store.base import utcnow
 from calsync.store.models import Activity, EventLink
 from calsync.store.sqlite_driver import writes_on_loop
@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 MAX_RESULTS = 1000
 GUARD_MIN = 20  # the mass-delete guard ignores fewer removals than this
 #: events a pull bulk-imports before it has PostgreSQL's planner statistics refreshed
-#: (store.bulk_import.refresh_statistics); fewer are autovacuum's business
+#: (store.planner.refresh); fewer are autovacuum's business. During the
+#: listing only when that would at least double a table (`_statistics`); at its end, always
 ANALYZE_AFTER = 1000
 
 
@@ -120,6 +121,8 @@ class Held:
     #: the bulk import's chunk transactions: a page's last one may still be written while
     #: the next page is parsed, read and mapped (sync.fresh)
     writes: fresh.Writes = field(default_factory=fresh.Writes)
+    #: the pull's count of imported events when the planner's statistics were last refreshed
+    analysed_at: int = 0
 
 
 async def pull(ctx: Ctx) -> None:
@@ -155,9 +158,9 @@ async def pull(ctx: Ctx) -> None:
         new_occurrences.append(event)
     await importing.import_occurrences(ctx, new_occurrences)
     await ctx.settings.hooks.fire("after_pull", ctx)
-    if ctx.progress.counts.get("created", 0) - created >= ANALYZE_AFTER:
+    if ctx.progress.counts.get("created", 0) - max(created, held.analysed_at) >= ANALYZE_AFTER:
         async with ctx.settings.db.session() as session:
-            await bulk_import.refresh_statistics(session)  # before the push's window queries
+            await planner.refresh(session)  # before the push's window queries
             await session.commit()
     # the token is stored by the engine with the run's end (one transaction fewer a sync)
     ctx.progress.listed = Listed(token, zone)
@@ -167,7 +170,7 @@ async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:
     """Apply each page as it arrives: changes of known events, new events imported (a chunk
     per transaction); what must wait for the end of the listing is `Held`."""
     pages = _listing(ctx)
-    held = Held()
+    held = Held(analysed_at=ctx.progress.counts.get("created", 0))
     zone: str | None = None
     try:
         async for raw in prefetched(pages):
@@ -179,11 +182,33 @@ async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:
             await _page(ctx, events, held)
             ctx.progress.counts["pulled"] += len(events)
             del events
+            await _statistics(ctx, held)
         await held.writes.wait()  # every import of the listing committed
     except BaseException:
         await held.writes.settle()  # nothing left writing behind the error
         raise
     return held, pages.next_sync_token, zone
+
+
+async def _statistics(ctx: Ctx, held: Held) -> None:
+    """PostgreSQL: the planner's statistics refreshed while a large import streams, when the
+    rows imported since they were taken would at least double a table (the first import into
+    a new database; a table that had 500 rows taking 40,000). Each page's link lookups
+    (`_known`) are planned from them: with a near-empty table in them, the plan compared
+    every link of the binding with the page's 1,000 ids, and a first import of 50,000 events
+    spent over a minute in those lookups. The writes in flight are committed first, so the
+    statistics count every imported row: a few times per import, at each doubling at most."""
+    imported = ctx.progress.counts.get("created", 0) + held.writes.pending - held.analysed_at
+    if imported < ANALYZE_AFTER or ctx.settings.db.dialect != "postgresql":
+        return
+    async with ctx.settings.db.session() as session:
+        if not await planner.behind(session, imported):
+            return
+    await held.writes.wait()
+    async with ctx.settings.db.session() as session:
+        await planner.refresh(session)
+        await session.commit()
+    held.analysed_at = ctx.progress.counts.get("created", 0)
 
 
 async def _page(ctx: Ctx, events: list[Event], held: Held) -> None:
