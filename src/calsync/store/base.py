@@ -9,9 +9,12 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, Table, Uuid
+from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, Table, Uuid
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
 from calsync import clock
@@ -95,3 +98,37 @@ def chunked(items: Iterable[T], size: int = ID_CHUNK) -> Iterator[list[T]]:
 def table_of(model: type[Base]) -> Table:
     """A model's table, for Core statements built once on it (not the ORM's paths)."""
     return cast(Table, model.__table__)
+
+
+class unindexed(ColumnElement[Any]):  # used like a SQL function: unindexed(Activity.tenant_id)
+    """`column`, which SQLite is told not to use an index for (its unary +, SQLite's own way
+    to disqualify a term from index use); the column itself on other databases.
+
+    For reads of given ids: SQLite has no statistics (store/planner.py) and takes an equality
+    on an index's first column for a selective one, so `tenant_id = ? AND id IN (?, ?, ?)`
+    walked the tenant's (tenant_id, owner_id, start) index, every entry tested against the
+    list, rather than look the three up by id. Wrapped, the tenant still filters the rows
+    found by id. PostgreSQL plans from statistics and is left to them."""
+
+    inherit_cache = True
+
+    def __init__(self, column: QueryableAttribute[Any] | ColumnElement[Any]) -> None:
+        self.column: ColumnElement[Any] = (
+            column.__clause_element__() if isinstance(column, QueryableAttribute) else column
+        )
+        self.type = self.column.type
+
+    def get_children(self, **kw: Any) -> Iterable[ColumnElement[Any]]:
+        return (self.column,)
+
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+
+@compiles(unindexed)
+def _as_column(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _not_for_an_index(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.column, **kw)

@@ -46,7 +46,7 @@ from calsync.domain.activity import ActivityValues
 
 from . import changes, webhooks
 from .activities import Source
-from .base import Base, UTCDateTime, chunked, new_ids, table_of, utcnow
+from .base import Base, UTCDateTime, chunked, new_ids, table_of, unindexed, utcnow
 from .models import Activity, Change, EventLink
 from .statuses import ActivitySource, ChangeKind, LinkState
 from .webhook_models import WebhookEndpoint
@@ -526,8 +526,8 @@ async def owned_activity_ids(
     for chunk in chunked(activity_ids):
         rows = await session.scalars(
             select(Activity.id).where(
-                Activity.tenant_id == tenant_id,
-                Activity.owner_id == owner_id,
+                unindexed(Activity.tenant_id) == tenant_id,  # found by id (base.unindexed)
+                unindexed(Activity.owner_id) == owner_id,
                 Activity.id.in_(chunk),
             )
         )

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from . import changes
-from .base import chunked, utcnow
+from .base import chunked, unindexed, utcnow
 from .models import OWED_WRITE, Activity, CalendarBinding, EventLink
 from .sqlite_driver import ON_LOOP_IDS, reads_on_loop
 from .statuses import ActivitySource, BindingRole, ChangeKind, ChangeOrigin, LinkState
@@ -102,7 +102,8 @@ async def by_activities(
     for chunk in chunked(activity_ids):
         rows = await session.scalars(
             select(EventLink).where(
-                EventLink.binding_id == binding_id, EventLink.activity_id.in_(chunk)
+                unindexed(EventLink.binding_id) == binding_id,  # found by activity (base.unindexed)
+                EventLink.activity_id.in_(chunk),
             )
         )
         out.update({row.activity_id: row for row in rows if row.activity_id is not None})
@@ -296,13 +297,18 @@ async def count_live(
     return int(value or 0)
 
 
-def _linked_here(binding_id: uuid.UUID) -> Any:
+def _linked_here(binding_id: uuid.UUID, activity: Any = None) -> Any:
     """The activities that have a link in the binding (an activity parked before it ever
-    reached Google does not: it may still be matched)."""
+    reached Google does not: it may still be matched). With `activity` (a column of the
+    outer query), that activity's link there: looked up by the activity, not by walking
+    the binding's links (base.unindexed)."""
+    counts = or_(EventLink.state != LinkState.PARKED, EventLink.google_etag.is_not(None))
+    if activity is not None:
+        return select(EventLink.id).where(
+            EventLink.activity_id == activity, unindexed(EventLink.binding_id) == binding_id, counts
+        )
     return select(EventLink.activity_id).where(
-        EventLink.binding_id == binding_id,
-        EventLink.activity_id.is_not(None),
-        or_(EventLink.state != LinkState.PARKED, EventLink.google_etag.is_not(None)),
+        EventLink.binding_id == binding_id, EventLink.activity_id.is_not(None), counts
     )
 
 
@@ -319,11 +325,11 @@ async def still_unlinked(
     for chunk in chunked(activity_ids):
         rows = await session.scalars(
             select(Activity.id).where(
-                Activity.tenant_id == tenant_id,
-                Activity.owner_id == owner_id,
+                unindexed(Activity.tenant_id) == tenant_id,  # found by id (base.unindexed)
+                unindexed(Activity.owner_id) == owner_id,
                 Activity.deleted_at.is_(None),
                 Activity.id.in_(chunk),
-                Activity.id.not_in(_linked_here(binding_id)),
+                ~_linked_here(binding_id, Activity.id).exists(),
             )
         )
         out.update(rows)
@@ -379,7 +385,10 @@ async def activities(
     out: dict[uuid.UUID, Activity] = {}
     for chunk in chunked(activity_ids):
         rows = await session.scalars(
-            select(Activity).where(Activity.tenant_id == tenant_id, Activity.id.in_(chunk))
+            select(Activity).where(
+                unindexed(Activity.tenant_id) == tenant_id,  # found by id (base.unindexed)
+                Activity.id.in_(chunk),
+            )
         )
         out.update({row.id: row for row in rows})
     return out

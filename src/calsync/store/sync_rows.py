@@ -56,7 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict
 
-from .base import Base, chunked, table_of, utcnow
+from .base import Base, chunked, table_of, unindexed, utcnow
 from .crypto import Sealed, sealed
 from .models import (
     NOT_FROM_SYNC,
@@ -530,7 +530,7 @@ def _activities_and_links_statement() -> Select[Activity, EventLink]:
             ),
         )
         .where(
-            Activity.tenant_id == bindparam("tenant_id"),
+            unindexed(Activity.tenant_id) == bindparam("tenant_id"),  # found by id (base.unindexed)
             Activity.id.in_(bindparam("activity_ids", expanding=True)),
         )
         .options(joinedload(Activity.attendees))
