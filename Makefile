@@ -61,6 +61,7 @@ bench: env
 	$(UV) run --frozen python bench/emulator.py
 	$(UV) run --frozen python bench/google_client.py
 	$(UV) run --frozen python bench/import.py --rounds 2
+	$(UV) run --frozen python bench/import.py --rounds 2 --google-latency-ms 150
 	$(UV) run --frozen python bench/latency.py
 	$(UV) run --frozen python bench/latency.py --direction crm --bindings 100 --changes 30 --google-latency-ms 150
 	$(UV) run --frozen python bench/webhook_latency.py
