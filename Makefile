@@ -70,4 +70,5 @@ bench: env
 	$(UV) run --frozen python bench/api_load.py
 	$(UV) run --frozen python bench/api_cpu.py
 	$(UV) run --frozen python bench/incremental.py
+	$(UV) run --frozen python bench/incremental.py --sizes 1000,50000 --changes 12
 	$(UV) run --frozen python bench/throughput.py

@@ -1,7 +1,7 @@
 """What one sync costs as the calendar grows: a no-op sync and a sync of one change in calendars
 of 1k, 10k and 50k linked events, CPU per sync (median over repeats) and SQL statements.
 
-    uv run python bench/incremental.py [--sizes 1000,10000,50000] [--repeats 15]
+    uv run python bench/incremental.py [--sizes 1000,10000,50000] [--repeats 15] [--changes 1]
                                        [--postgres-url postgresql://...] [--loop uvloop]
 
 The parent starts one emulator. Each size runs in its own subprocess (so the CPU measured,
@@ -15,6 +15,9 @@ own listing cost stays out of the figure. Then, each repeated:
 - google: one event edited in Google, then a sync (what a webhook costs);
 - crm: one activity edited in the CRM, then its push (what a CRM change costs: the calendar's
   channel is live, so the run writes without listing Google first, as in production).
+
+`--changes N` (up to 12) edits N events, or N activities, before each sync instead of one: the
+reads of several given entries, which must stay lookups by id as the calendar grows.
 
 Prints CPU ms and SQL statements per sync side by side, and the 50k/1k ratio.
 """
@@ -38,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID = "bench.apps.googleusercontent.com"
-REAL_EVENTS = 4
+REAL_EVENTS = 12  # 4 before --changes (2026-12-05): up to 12 changes a sync
 
 
 async def fill(db: Any, tenant_id: uuid.UUID, binding_id: uuid.UUID, n: int) -> None:
@@ -254,7 +257,9 @@ async def linked_calendar(url: str, db_url: str | None, prefix: str) -> Linked:
     return Linked(db, tenant.id, binding.id, email, events, crm_ids, person, google, shared)
 
 
-async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> dict[str, Any]:
+async def run_calsync(
+    url: str, size: int, repeats: int, db_url: str | None, changes: int = 1
+) -> dict[str, Any]:
     from sqlalchemy import event
 
     from calsync.sync.engine import sync_binding
@@ -289,9 +294,11 @@ async def run_calsync(url: str, size: int, repeats: int, db_url: str | None) -> 
     rows: dict[str, list[tuple[float, int, float]]] = {"noop": [], "google": [], "crm": []}
     for r in range(repeats):
         rows["noop"].append(await timed("noop"))
-        await cal.edit_in_google(r)
+        for k in range(changes):
+            await cal.edit_in_google(r * changes + k)
         rows["google"].append(await timed("google"))
-        await cal.edit_in_crm(r)
+        for k in range(changes):
+            await cal.edit_in_crm(r * changes + k)
         rows["crm"].append(await timed("crm"))
     for kind, values in rows.items():
         out[kind] = {
@@ -388,6 +395,7 @@ def parent(args: argparse.Namespace) -> None:
             db_url = fresh_postgres(args.postgres_url) if args.postgres_url else ""
             cmd = [sys.executable, __file__, "--child", "--url", server.url]
             cmd += ["--size", str(size), "--repeats", str(args.repeats), "--loop", args.loop]
+            cmd += ["--changes", str(args.changes)]
             if db_url:
                 cmd += ["--db-url", db_url]
             started = time.perf_counter()
@@ -408,7 +416,8 @@ def parent(args: argparse.Namespace) -> None:
     if args.postgres_url:
         print("(PostgreSQL: calsync's CPU, median, plus its server backends', mean)")
     header = f"{'linked events':<16}"
-    for kind in ("no-op", "1 change in Google", "1 change in the CRM"):
+    n = args.changes
+    for kind in ("no-op", f"{n} change{'s' * (n > 1)} in Google", f"{n} in the CRM"):
         header += f"{kind:>22}"
     print(header)
     for out in results:
@@ -429,6 +438,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1000,10000,50000")
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument(
+        "--changes",
+        type=int,
+        choices=range(1, REAL_EVENTS + 1),
+        default=1,
+        help="events (activities) edited before each sync of a change",
+    )
     p.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", ""))
     p.add_argument(
         "--loop",
@@ -443,7 +459,7 @@ def main() -> None:
     p.add_argument("--db-url")
     args = p.parse_args()
     if args.child:
-        main = run_calsync(args.url, args.size, args.repeats, args.db_url or None)
+        main = run_calsync(args.url, args.size, args.repeats, args.db_url or None, args.changes)
         if args.loop == "uvloop":
             import uvloop
 
