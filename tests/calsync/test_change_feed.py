@@ -16,6 +16,7 @@ from calsync.store import activities, changes
 from calsync.store.db import Database
 from calsync.store.errors import Deleted, VersionMismatch
 from calsync.store.models import Activity
+from tests.sql_events import statements
 
 from .conftest import World
 
@@ -301,3 +302,39 @@ async def test_twenty_concurrent_writers_and_a_reader(world: World, backend: str
 @pytest.mark.parametrize("limit", ["0", "1001", "x"])
 async def test_bad_limits(world: World, limit: str) -> None:
     assert (await world.call("GET", C, params={"limit": limit})).status_code == 422
+
+
+async def test_a_write_of_many_changes_moves_the_counter_once(
+    world: World, db: Database, backend: str
+) -> None:
+    """A chunk of a first import records 500 changes in one transaction. The feed's counter
+    moves once for them, not once per change: on PostgreSQL inside the commit (the numbering
+    trigger numbers the transaction's provisional changes together, in the order recorded),
+    on SQLite when the range is reserved. The numbers stay consecutive, in that order."""
+    owner, _ = await world.user("ann@acme.test")
+    first = await _create(db, world, owner, "before")
+    # this backend's tenant updates not yet reported: this transaction's, and maybe earlier
+    # ones' on the same connection (PostgreSQL reports them to its statistics every second)
+    updates = text(
+        "SELECT coalesce(sum(n_tup_upd), 0) FROM pg_stat_xact_user_tables WHERE relname = 'tenant'"
+    )
+    async with db.session() as s:
+        before = await s.scalar(updates) if backend == "postgres" else 0
+        with statements(db) as sent:
+            batch = await activities.create_many(
+                s,
+                world.tenant_id,
+                [activities.NewActivity("meeting", owner, _values(f"b{n}")) for n in range(40)],
+            )
+            if backend == "postgres":
+                # the commit's numbering now, inside the transaction, where its counts show
+                await s.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+                moved = await s.scalar(updates) - before
+            else:
+                moved = sum(1 for st in sent if st.startswith("UPDATE tenant"))
+        await s.commit()
+    assert moved == 1
+    got = [(c["seq"], c["activity_id"]) for c in (await feed(world))["changes"]]
+    assert got == [(1, str(first)), *[(2 + n, str(a.id)) for n, a in enumerate(batch)]]
+    async with db.session() as s:
+        assert await changes.last_seq(s, world.tenant_id) == 41
