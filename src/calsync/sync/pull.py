@@ -130,7 +130,7 @@ async def pull(ctx: Ctx) -> None:
     started = utcnow()
     created = ctx.progress.counts.get("created", 0)
     try:
-        held, token, zone = await stream(ctx)
+        held, token, zone = await stream(ctx, created)
     except errors.SyncTokenExpired:
         # Google wants a full sync: list the window again and relink; links are kept
         async with ctx.settings.db.session() as session:
@@ -138,7 +138,7 @@ async def pull(ctx: Ctx) -> None:
             await session.commit()
         ctx.progress.full = ctx.progress.scan = True  # the push scans the window too
         ctx.progress.counts["full_resyncs"] += 1
-        held, token, zone = await stream(ctx)
+        held, token, zone = await stream(ctx, created)  # what the first one imported counts
     deletions = [e.id for e in (*held.cancelled, *held.occurrences) if e.cancelled and e.id]
     await guard(ctx, deletions, started)
     unlinked: list[Event] = []
@@ -158,7 +158,7 @@ async def pull(ctx: Ctx) -> None:
         new_occurrences.append(event)
     await importing.import_occurrences(ctx, new_occurrences)
     await ctx.settings.hooks.fire("after_pull", ctx)
-    if ctx.progress.counts.get("created", 0) - max(created, held.analysed_at) >= ANALYZE_AFTER:
+    if ctx.progress.counts.get("created", 0) - held.analysed_at >= ANALYZE_AFTER:
         async with ctx.settings.db.session() as session:
             await planner.refresh(session)  # before the push's window queries
             await session.commit()
@@ -166,11 +166,12 @@ async def pull(ctx: Ctx) -> None:
     ctx.progress.listed = Listed(token, zone)
 
 
-async def stream(ctx: Ctx) -> tuple[Held, str | None, str | None]:
+async def stream(ctx: Ctx, analysed_at: int) -> tuple[Held, str | None, str | None]:
     """Apply each page as it arrives: changes of known events, new events imported (a chunk
-    per transaction); what must wait for the end of the listing is `Held`."""
+    per transaction); what must wait for the end of the listing is `Held`. `analysed_at`: the
+    count of created events the planner's statistics last saw (the pull's start)."""
     pages = _listing(ctx)
-    held = Held(analysed_at=ctx.progress.counts.get("created", 0))
+    held = Held(analysed_at=analysed_at)
     zone: str | None = None
     try:
         async for raw in prefetched(pages):
