@@ -24,7 +24,7 @@ from calsync.store.db import Database
 from calsync.store.models import Activity, CalendarBinding, EventLink
 from calsync.sync.engine import RunResult, sync_binding
 from calsync.sync.tokens import GoogleAccess
-from tests.calsync.conftest import db, db_url, keyring  # noqa: F401  (fixtures reused)
+from tests.calsync.conftest import backend, db, db_url, keyring  # noqa: F401  (fixtures reused)
 from tests.calsync.google.conftest import (
     CLIENT_ID,
     CLIENT_SECRET,

@@ -568,7 +568,7 @@ async def test_a_first_import_into_a_new_database_has_statistics_while_it_stream
     emulator: Emulator,
     sync_settings: Settings,
     oauth_flow: GoogleOAuth,
-    db_url: str,
+    backend: str,
     keyring: crypto.Keyring,
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
@@ -580,7 +580,6 @@ async def test_a_first_import_into_a_new_database_has_statistics_while_it_stream
     in flight are committed, so they count every imported row), and not again at the end
     for the same rows; SQLite plans without them."""
     monkeypatch.setattr(pull, "ANALYZE_AFTER", 10)
-    backend = "postgres" if db_url.startswith("postgresql") else "sqlite"  # the session's
     url = fresh_url(backend, tmp_path_factory, f"stats_{uuid.uuid4().hex[:8]}")
     crypto.install(keyring)
     db = Database(url, pooled=False)
